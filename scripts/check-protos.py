@@ -9,9 +9,10 @@ Usage: scripts/check-protos.py [ETCD_SRC]   (default /usr/share/gocode/src/go.et
 """
 import os
 import re
-import subprocess
 import sys
 import tempfile
+
+from protolib import children, descriptor_tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ETCD = sys.argv[1] if len(sys.argv) > 1 else "/usr/share/gocode/src/go.etcd.io/etcd"
@@ -58,45 +59,28 @@ def drop_http_options(text):
 
 
 def describe(include_dir, files):
-    out = subprocess.run(
-        ["protoc", "-I", include_dir, "--descriptor_set_out=/dev/stdout", "--include_imports", *files],
-        check=True, capture_output=True).stdout
-    text = subprocess.run(
-        ["protoc", "--decode=google.protobuf.FileDescriptorSet", "google/protobuf/descriptor.proto"],
-        input=out, check=True, capture_output=True).stdout.decode()
-    return flatten(text)
-
-
-def flatten(text):
-    """Turns protoc's text format into a set of 'path: fact' lines."""
     facts = set()
-    stack = []
-    current = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.endswith("{"):
-            stack.append((line[:-1].strip(), current))
-            current = {}
-        elif line == "}":
-            kind, parent = stack.pop()
-            names = [c.get("name") for _, c in stack] + [parent.get("name")]
-            owner = ".".join(n.strip('"') for n in names if n)
-            if kind == "field":
-                facts.add(f"{owner} field {current.get('name')} = {current.get('number')} "
-                          f"{current.get('label')} {current.get('type')} {current.get('type_name', '')}")
-            elif kind == "value":
-                facts.add(f"{owner} enum {current.get('name')} = {current.get('number')}")
-            elif kind == "method":
-                facts.add(f"{owner} rpc {current.get('name')}({current.get('client_streaming', 'false')} "
-                          f"{current.get('input_type')}) -> ({current.get('server_streaming', 'false')} "
-                          f"{current.get('output_type')})")
-            elif kind == "message_type":
-                facts.add(f"{owner} message {current.get('name')}")
-            current = parent
-        elif ":" in line:
-            key, value = line.split(":", 1)
-            current[key.strip()] = value.strip()
+    for file in children(descriptor_tree(include_dir, files), "file"):
+        collect(file, file["fields"]["name"], facts)
     return facts
+
+
+def collect(node, owner, facts):
+    """Adds one 'owner kind name = value' line per message, field, enum value and RPC."""
+    for child in node["children"]:
+        f = child["fields"]
+        if child["kind"] == "field":
+            facts.add(f"{owner} field {f['name']} = {f['number']} {f['label']} {f['type']} {f.get('type_name', '')}")
+        elif child["kind"] == "value":
+            facts.add(f"{owner} enum {f['name']} = {f['number']}")
+        elif child["kind"] == "method":
+            facts.add(f"{owner} rpc {f['name']}({f.get('client_streaming', 'false')} {f['input_type']}) -> "
+                      f"({f.get('server_streaming', 'false')} {f['output_type']})")
+        elif child["kind"] in ("message_type", "nested_type"):
+            facts.add(f"{owner} message {f['name']}")
+            collect(child, f"{owner}.{f['name']}", facts)
+        elif child["kind"] in ("enum_type", "service"):
+            collect(child, f"{owner}.{f['name']}", facts)
 
 
 def main():

@@ -25,4 +25,5 @@ protos=$(cd Protos && find . -name '*.proto' | sed 's|^\./||' | sort)
 (cd Protos && protoc --plugin="protoc-gen-swift=$plugin_src/.build/release/protoc-gen-swift" \
   --swift_out="../$out" --swift_opt=Visibility=Public --swift_opt=FileNaming=PathToUnderscores \
   $protos)
+python3 scripts/generate-rpc-catalog.py $protos
 echo "generated $(ls "$out" | wc -l) files into $out"

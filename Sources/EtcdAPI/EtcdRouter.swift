@@ -1,0 +1,46 @@
+import EtcdProto
+import GRPCWire
+import SwiftProtobuf
+
+/// Builds the routing table for everything a swift-etcd member serves over gRPC.
+public enum EtcdRouter {
+    /// The full table: every RPC of etcd's v3 API has an entry. RPCs whose service has not
+    /// landed yet answer UNIMPLEMENTED with a message naming the RPC, so clients fail fast and
+    /// clearly instead of hanging.
+    public static func make() -> ServerRouter {
+        var router = ServerRouter()
+        registerHealth(&router)
+        for (path, kind) in RPCCatalog.all where !router.handles(path) {
+            router.answerUnimplemented(path, kind: kind)
+        }
+        return router
+    }
+
+    /// `grpc.health.v1.Health`: the member reports SERVING for the whole server ("").
+    private static func registerHealth(_ router: inout ServerRouter) {
+        router.unary(Grpc_Health_V1_HealthRPCs.check.path) {
+            (request: Grpc_Health_V1_HealthCheckRequest, responder: UnaryResponder<Grpc_Health_V1_HealthCheckResponse>) in
+            guard request.service.isEmpty else {
+                return responder.fail(GRPCStatus(.notFound, "unknown service"))
+            }
+            responder.succeed(.with { $0.status = .serving })
+        }
+    }
+}
+
+extension ServerRouter {
+    /// Answers every call to `path` with UNIMPLEMENTED, without decoding its messages.
+    mutating func answerUnimplemented(_ path: String, kind: RPCKind) {
+        let status = GRPCStatus(.unimplemented, "swift-etcd: \(path.dropFirst()) is not implemented yet")
+        switch kind {
+        case .unary:
+            unary(path) { (_: Google_Protobuf_Empty, responder: UnaryResponder<Google_Protobuf_Empty>) in
+                responder.fail(status)
+            }
+        case .clientStreaming, .serverStreaming, .bidirectionalStreaming:
+            streaming(path) { (call: ServerCall<Google_Protobuf_Empty, Google_Protobuf_Empty>) in
+                call.finish(status)
+            }
+        }
+    }
+}

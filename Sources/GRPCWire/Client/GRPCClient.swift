@@ -1,0 +1,107 @@
+import NIOCore
+import NIOHPACK
+import NIOPosix
+import NIOSSL
+import SwiftProtobuf
+import Synchronization
+
+/// A client for a set of equivalent endpoints (the members of one cluster): calls go to the
+/// endpoints in turn, one connection each, reconnecting when a connection closes or receives GOAWAY.
+public final class GRPCClient: Sendable {
+    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// Parses `host:port`, `http://host:port` or `https://host:port`.
+        public init?(_ text: String) {
+            var rest = Substring(text)
+            for scheme in ["http://", "https://", "unix://"] where rest.hasPrefix(scheme) {
+                rest = rest.dropFirst(scheme.count)
+            }
+            if rest.hasSuffix("/") { rest = rest.dropLast() }
+            guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]) else {
+                return nil
+            }
+            var host = rest[..<colon]
+            if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+            self.init(host: String(host), port: port)
+        }
+
+        public var description: String { "\(host):\(port)" }
+    }
+
+    private struct State {
+        var connections: [GRPCClientConnection?]
+        var next = 0
+    }
+
+    public let endpoints: [Endpoint]
+    private let tls: TLSConfiguration?
+    private let group: any EventLoopGroup
+    private let state: Mutex<State>
+
+    public init(
+        endpoints: [Endpoint], tls: TLSConfiguration? = nil,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        precondition(!endpoints.isEmpty, "a client needs at least one endpoint")
+        self.endpoints = endpoints
+        self.tls = tls
+        self.group = group
+        self.state = Mutex(State(connections: Array(repeating: nil, count: endpoints.count)))
+    }
+
+    /// A usable connection to the next endpoint in turn, connecting (or reconnecting) as needed;
+    /// endpoints that refuse are skipped until one answers.
+    public func connection() async throws -> GRPCClientConnection {
+        var lastError: (any Error)?
+        for _ in endpoints.indices {
+            let (index, existing) = state.withLock { state in
+                let index = state.next
+                state.next = (state.next + 1) % endpoints.count
+                return (index, state.connections[index])
+            }
+            if let existing, existing.isUsable { return existing }
+            do {
+                let fresh = try await GRPCClientConnection.connect(
+                    .init(host: endpoints[index].host, port: endpoints[index].port, tls: tls), group: group)
+                let stale = state.withLock { state in
+                    defer { state.connections[index] = fresh }
+                    return state.connections[index]
+                }
+                await stale?.close()
+                return fresh
+            } catch {
+                lastError = error
+            }
+        }
+        throw GRPCStatus(.unavailable, "no endpoint reachable: \(lastError.map { "\($0)" } ?? "unknown error")")
+    }
+
+    public func unary<Request: Message, Response: Message>(
+        _ path: String, _ request: Request, metadata: HPACKHeaders = [:], timeout: TimeAmount? = nil,
+        responseType: Response.Type = Response.self
+    ) async throws -> Response {
+        try await connection().unary(path, request, metadata: metadata, timeout: timeout, responseType: responseType)
+    }
+
+    public func makeStreamingCall<Request: Message, Response: Message>(
+        _ path: String, metadata: HPACKHeaders = [:], timeout: TimeAmount? = nil,
+        requestType: Request.Type = Request.self, responseType: Response.Type = Response.self
+    ) async throws -> ClientStreamingCall<Request, Response> {
+        try await connection().makeStreamingCall(path, metadata: metadata, timeout: timeout)
+    }
+
+    public func close() async {
+        let open = state.withLock { state in
+            defer { state.connections = Array(repeating: nil, count: endpoints.count) }
+            return state.connections.compactMap { $0 }
+        }
+        for connection in open { await connection.close() }
+    }
+}

@@ -1,0 +1,155 @@
+import NIOCore
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// A gRPC server listening on one address.
+///
+/// Start it with ``start(router:configuration:group:)``; stop it with ``shutdown(gracePeriod:)``,
+/// which lets calls in flight finish.
+public final class GRPCServer: Sendable {
+    /// Limits on message sizes, checked before a message is buffered or sent.
+    public struct MessageLimits: Sendable, Hashable {
+        /// gRPC-Go's default is 4 MiB; etcd uses `--max-request-bytes` plus 512 KiB.
+        public var maximumReceiveMessageSize = 4 * 1024 * 1024
+        public var maximumSendMessageSize = Int(Int32.max)
+
+        public init() {}
+    }
+
+    public struct Configuration: Sendable {
+        public var host: String
+        /// 0 picks a free port; read the chosen one from ``GRPCServer/localAddress``.
+        public var port: Int
+        /// When set, connections use TLS with ALPN `h2`; set `certificateVerification` and
+        /// `trustRoots` on it to require client certificates.
+        public var tls: TLSConfiguration?
+        public var limits = MessageLimits()
+        public var keepalive = KeepalivePolicy()
+        /// SETTINGS_MAX_CONCURRENT_STREAMS; etcd's `--max-concurrent-streams` default is 2^32-1.
+        public var maximumConcurrentStreams = Int(UInt32.max)
+        /// Flow-control window per stream and per connection. Large windows let big messages
+        /// (etcd allows 1.5 MiB requests) through in one round trip.
+        public var streamWindowSize = 4 * 1024 * 1024
+        public var connectionWindowSize = 16 * 1024 * 1024
+
+        public init(host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil) {
+            self.host = host
+            self.port = port
+            self.tls = tls
+        }
+    }
+
+    private let listener: any Channel
+    private let connections: ConnectionRegistry
+
+    /// The address the server listens on.
+    public var localAddress: SocketAddress? { listener.localAddress }
+
+    private init(listener: any Channel, connections: ConnectionRegistry) {
+        self.listener = listener
+        self.connections = connections
+    }
+
+    /// Binds and starts serving `router` with `configuration` on `group`.
+    public static func start(
+        router: ServerRouter,
+        configuration: Configuration,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> GRPCServer {
+        let sslContext = try configuration.tls.map { tls -> NIOSSLContext in
+            var tls = tls
+            tls.applicationProtocols = ["h2"]
+            return try NIOSSLContext(configuration: tls)
+        }
+        let connections = ConnectionRegistry()
+        let listener = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    connections.add(channel)
+                    try configureConnection(channel, router: router, configuration: configuration, sslContext: sslContext)
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        return GRPCServer(listener: listener, connections: connections)
+    }
+
+    private static func configureConnection(
+        _ channel: any Channel, router: ServerRouter, configuration: Configuration, sslContext: NIOSSLContext?
+    ) throws {
+        let pipeline = channel.pipeline.syncOperations
+        if let sslContext {
+            try pipeline.addHandler(NIOSSLServerHandler(context: sslContext))
+        }
+        let manager = ServerConnectionManager(eventLoop: channel.eventLoop, policy: configuration.keepalive)
+        let loopBoundManager = NIOLoopBound(manager, eventLoop: channel.eventLoop)
+        var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
+        connectionConfiguration.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams),
+            HTTP2Setting(parameter: .initialWindowSize, value: configuration.streamWindowSize),
+        ]
+        connectionConfiguration.targetWindowSize = configuration.connectionWindowSize
+        // gRPC-Go clients send a BDP-estimation PING about once per round trip; swift-nio-http2's
+        // default (200 control frames per 30 s) would answer real etcd clients with GOAWAY.
+        // Ping floods are bounded by ServerConnectionManager's strike policy instead.
+        connectionConfiguration.controlFrameRateLimit.maximumCount = 1_000_000
+        connectionConfiguration.controlFrameRateLimit.windowLength = .seconds(1)
+        var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
+        streamConfiguration.targetWindowSize = configuration.streamWindowSize
+        _ = try pipeline.configureHTTP2Pipeline(
+            mode: .server, connectionConfiguration: connectionConfiguration, streamConfiguration: streamConfiguration,
+            streamDelegate: ServerConnectionManager.StreamCounter(manager: loopBoundManager)
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                let handler = ServerStreamHandler(
+                    router: router, limits: configuration.limits, connection: loopBoundManager.value)
+                try stream.pipeline.syncOperations.addHandler(handler)
+            }
+        }
+        try pipeline.addHandler(manager)
+    }
+
+    /// Stops accepting connections, asks every client to open no new calls (two-phase GOAWAY),
+    /// waits up to `gracePeriod` for the calls in flight, then closes what is left.
+    public func shutdown(gracePeriod: TimeAmount = .seconds(10)) async {
+        try? await listener.close()
+        let open = connections.all()
+        for channel in open {
+            channel.pipeline.fireUserInboundEventTriggered(GracefulShutdownEvent())
+        }
+        let deadline = NIODeadline.now() + gracePeriod
+        for channel in open {
+            let remaining = deadline - .now()
+            if remaining > .zero {
+                let closed = channel.closeFuture
+                let timer = channel.eventLoop.scheduleTask(in: remaining) { channel.close(promise: nil) }
+                try? await closed.get()
+                timer.cancel()
+            } else {
+                try? await channel.close()
+            }
+        }
+    }
+}
+
+/// The server's open connections, so shutdown can reach each of them.
+private final class ConnectionRegistry: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        channels.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = channels.withLock { $0.removeValue(forKey: id) }
+        }
+    }
+
+    func all() -> [any Channel] {
+        channels.withLock { Array($0.values) }
+    }
+}

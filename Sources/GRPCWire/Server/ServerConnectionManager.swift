@@ -1,0 +1,196 @@
+import NIOCore
+import NIOHTTP2
+
+/// How a server treats client pings and idle connections; the defaults are etcd's
+/// (`--grpc-keepalive-min-time 5s`, `--grpc-keepalive-interval 2h`, `--grpc-keepalive-timeout 20s`).
+public struct KeepalivePolicy: Sendable, Hashable {
+    /// Pings closer together than this, with no response data sent in between, earn a strike.
+    public var minimumPingInterval: TimeAmount = .seconds(5)
+    /// Whether clients may ping while no call is open (if not, such pings within two hours strike).
+    public var permitWithoutCalls = false
+    /// Strikes tolerated before the connection is closed with GOAWAY `ENHANCE_YOUR_CALM`.
+    public var maximumPingStrikes = 2
+    /// How often the server pings an idle connection to check it is alive.
+    public var pingInterval: TimeAmount = .hours(2)
+    /// How long the server waits for a ping acknowledgement before closing the connection.
+    public var pingTimeout: TimeAmount = .seconds(20)
+
+    public init() {}
+}
+
+/// Sent down a connection's pipeline to start a graceful shutdown of that connection.
+struct GracefulShutdownEvent: Sendable {}
+
+/// Watches one server connection at the HTTP/2 level: counts open calls, polices client pings
+/// the way gRPC-Go does (so its BDP-estimation pings are welcome but ping floods are not),
+/// pings idle clients, and drains the connection on graceful shutdown with the two-phase GOAWAY.
+final class ServerConnectionManager: ChannelDuplexHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+    typealias OutboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    private enum Phase {
+        case serving
+        /// The first GOAWAY (last stream id = max) and a ping went out; waiting for the ack.
+        case draining
+        /// The final GOAWAY went out; closing when the last call ends.
+        case closing
+    }
+
+    private static let shutdownPing = HTTP2PingData(withInteger: 0x5357_4554_4344_0001)
+    private static let keepalivePing = HTTP2PingData(withInteger: 0x5357_4554_4344_0002)
+
+    let eventLoop: any EventLoop
+    private let policy: KeepalivePolicy
+    private var context: ChannelHandlerContext?
+    private var openStreams = 0
+    private var lastStreamID = HTTP2StreamID.rootStream
+    private var respondedSinceLastPing = false
+    private var lastPingReceived: NIODeadline?
+    private var pingStrikes = 0
+    private var phase = Phase.serving
+    private var keepaliveTask: Scheduled<Void>?
+    private var keepaliveTimeout: Scheduled<Void>?
+    private var drainTimeout: Scheduled<Void>?
+
+    init(eventLoop: any EventLoop, policy: KeepalivePolicy) {
+        self.eventLoop = eventLoop
+        self.policy = policy
+    }
+
+    /// Called by the streams whenever they send headers or data: a ping after a response is a
+    /// normal BDP probe, not abuse.
+    func noteResponseSent() {
+        respondedSinceLastPing = true
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        scheduleKeepalivePing()
+    }
+
+    private func scheduleKeepalivePing() {
+        keepaliveTask = context?.eventLoop.assumeIsolated().scheduleTask(in: policy.pingInterval) { [self] in
+            sendKeepalivePing()
+            scheduleKeepalivePing()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        keepaliveTask?.cancel()
+        keepaliveTimeout?.cancel()
+        drainTimeout?.cancel()
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if case .ping(let payload, let ack) = frame.payload {
+            if ack {
+                pingAcknowledged(payload)
+            } else {
+                policeClientPing()
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is GracefulShutdownEvent { beginDraining() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    fileprivate func streamOpened(_ id: HTTP2StreamID) {
+        openStreams += 1
+        if id > lastStreamID { lastStreamID = id }
+    }
+
+    fileprivate func streamClosed() {
+        openStreams -= 1
+        if phase == .closing, openStreams == 0, let context { closeAfterFlush(context) }
+    }
+
+    private func policeClientPing() {
+        let now = NIODeadline.now()
+        defer { lastPingReceived = now }
+        if respondedSinceLastPing {
+            respondedSinceLastPing = false
+            pingStrikes = 0
+            return
+        }
+        guard let last = lastPingReceived else { return }
+        let minimum = openStreams == 0 && !policy.permitWithoutCalls ? TimeAmount.hours(2) : policy.minimumPingInterval
+        guard now - last < minimum else { return }
+        pingStrikes += 1
+        if pingStrikes > policy.maximumPingStrikes {
+            goAway(lastStreamID, .enhanceYourCalm, debug: "too_many_pings")
+            context?.close(promise: nil)
+        }
+    }
+
+    private func sendKeepalivePing() {
+        guard let context, keepaliveTimeout == nil else { return }
+        context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .ping(Self.keepalivePing, ack: false))), promise: nil)
+        keepaliveTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: policy.pingTimeout) { [self] in
+            self.context?.close(promise: nil)
+        }
+    }
+
+    private func pingAcknowledged(_ payload: HTTP2PingData) {
+        if payload == Self.keepalivePing {
+            keepaliveTimeout?.cancel()
+            keepaliveTimeout = nil
+        } else if payload == Self.shutdownPing {
+            sendFinalGoAway()
+        }
+    }
+
+    /// Phase one: tell the client to open no new calls while those in flight may still arrive.
+    private func beginDraining() {
+        guard phase == .serving, let context else { return }
+        phase = .draining
+        goAway(.maxID, .noError, debug: nil)
+        context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .ping(Self.shutdownPing, ack: false))), promise: nil)
+        drainTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [self] in sendFinalGoAway() }
+    }
+
+    /// Phase two, one round trip later: name the last call that will be served.
+    private func sendFinalGoAway() {
+        guard phase == .draining, let context else { return }
+        phase = .closing
+        drainTimeout?.cancel()
+        goAway(lastStreamID, .noError, debug: nil)
+        if openStreams == 0 { closeAfterFlush(context) }
+    }
+
+    /// Closes once the last call's final frames reached the socket: the stream-closed event
+    /// fires while they are still being written.
+    private func closeAfterFlush(_ context: ChannelHandlerContext) {
+        context.flush()
+        context.eventLoop.assumeIsolated().execute { [self] in
+            self.context?.close(promise: nil)
+        }
+    }
+
+    /// Reports stream openings and closings from the HTTP/2 handler (which runs on the
+    /// connection's event loop) to the manager.
+    struct StreamCounter: NIOHTTP2StreamDelegate {
+        let manager: NIOLoopBound<ServerConnectionManager>
+
+        func streamCreated(_ id: HTTP2StreamID, channel: any Channel) {
+            manager.value.streamOpened(id)
+        }
+
+        func streamClosed(_ id: HTTP2StreamID, channel: any Channel) {
+            manager.value.streamClosed()
+        }
+    }
+
+    private func goAway(_ lastStreamID: HTTP2StreamID, _ code: HTTP2ErrorCode, debug: String?) {
+        guard let context else { return }
+        let opaque = debug.map { context.channel.allocator.buffer(string: $0) }
+        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: code, opaqueData: opaque))
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+    }
+}

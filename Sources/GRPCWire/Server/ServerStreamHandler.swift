@@ -1,0 +1,300 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// Serves one gRPC call on one HTTP/2 stream: validates the request headers, routes the path,
+/// deframes request messages, enforces the deadline and writes responses, trailers and errors.
+final class ServerStreamHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    /// What a typed call wrapper holds: the stream and the call's context.
+    struct Handle {
+        let handler: ServerStreamHandler
+        let context: ServerContext
+    }
+
+    private enum State {
+        case awaitingHeaders
+        case open
+        case finished
+    }
+
+    private let router: ServerRouter
+    private let limits: GRPCServer.MessageLimits
+    private let connection: ServerConnectionManager
+    private var state = State.awaitingHeaders
+    private var channelContext: ChannelHandlerContext?
+    private var deframer: MessageDeframer
+    private var implementation: ServerRouter.Implementation?
+    private var observer: (any StreamObserver)?
+    private var callContext: ServerContext?
+    private var unaryDispatched = false
+    private var responseHeadersSent = false
+    private var requestEnded = false
+    private var deadlineTimer: Scheduled<Void>?
+
+    private static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
+
+    init(router: ServerRouter, limits: GRPCServer.MessageLimits, connection: ServerConnectionManager) {
+        self.router = router
+        self.limits = limits
+        self.connection = connection
+        self.deframer = MessageDeframer(maximumMessageSize: limits.maximumReceiveMessageSize)
+    }
+
+    var isWritable: Bool { channelContext?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        channelContext = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        channelContext = nil
+        observer = nil
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .headers(let headers):
+            switch state {
+            case .awaitingHeaders:
+                openCall(headers.headers, endStream: headers.endStream, context: context)
+            case .open:
+                if headers.endStream {
+                    endOfRequests()
+                } else {
+                    finish(GRPCStatus(.internal, "grpc: unexpected HEADERS frame in the middle of a request"))
+                }
+            case .finished:
+                break
+            }
+        case .data(let frame):
+            guard state == .open else { return }
+            // Known before the messages are handled, so a handler that answers at once knows
+            // the client has finished sending.
+            if frame.endStream { requestEnded = true }
+            if case .byteBuffer(let buffer) = frame.data, buffer.readableBytes > 0 {
+                deframer.append(buffer)
+                deliverMessages()
+            }
+            if frame.endStream, state == .open { endOfRequests() }
+        case .rstStream(let code):
+            cancel(GRPCStatus(.cancelled, "the client reset the stream (\(code))"))
+        default:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancel(GRPCStatus(.cancelled, "the client closed the stream"))
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        observer?.writabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func openCall(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
+        requestEnded = endStream
+        guard headers.first(name: ":method") == "POST" else {
+            return rejectHTTP(status: "405", GRPCStatus(.internal, "grpc: request method must be POST"))
+        }
+        guard let contentType = headers.first(name: "content-type"), contentType.hasPrefix("application/grpc") else {
+            return rejectHTTP(
+                status: "415",
+                GRPCStatus(.internal, "grpc: invalid gRPC request content-type \"\(headers.first(name: "content-type") ?? "")\""))
+        }
+        let path = headers.first(name: ":path") ?? ""
+        guard let implementation = router.methods[path] else {
+            return finishEarly(router.unknownMethodStatus(path))
+        }
+        if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
+            return finishEarly(GRPCStatus(.unimplemented, "grpc: Decompressor is not installed for grpc-encoding \"\(encoding)\""))
+        }
+        var deadline: NIODeadline?
+        if let timeout = headers.first(name: "grpc-timeout") {
+            guard let amount = GRPCTimeout.parse(timeout[...]) else {
+                return finishEarly(GRPCStatus(.internal, "transport: malformed grpc-timeout: \(timeout)"))
+            }
+            deadline = .now() + amount
+        }
+        let callContext = ServerContext(
+            path: path, requestHeaders: headers, deadline: deadline,
+            remoteAddress: context.channel.parent?.remoteAddress, eventLoop: context.eventLoop,
+            cancellation: CallCancellation())
+        self.callContext = callContext
+        self.implementation = implementation
+        state = .open
+        if let deadline {
+            deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+                deadlineExceeded()
+            }
+        }
+        if case .streaming(let start) = implementation {
+            observer = start(Handle(handler: self, context: callContext))
+        }
+        if endStream, state == .open { endOfRequests() }
+    }
+
+    private func deliverMessages() {
+        while state == .open {
+            let message: ByteBuffer?
+            do throws(MessageDeframer.Failure) {
+                message = try deframer.next()
+            } catch {
+                return finish(error.status)
+            }
+            guard let message else { return }
+            switch implementation {
+            case .unary(let handle):
+                guard !unaryDispatched else {
+                    return finish(GRPCStatus(.internal, "grpc: more than one request message for a unary method"))
+                }
+                unaryDispatched = true
+                handle(message, Handle(handler: self, context: callContext!))
+            case .streaming:
+                observer?.receive(message)
+            case nil:
+                return
+            }
+        }
+    }
+
+    private func endOfRequests() {
+        requestEnded = true
+        if deframer.hasPartialMessage {
+            return finish(GRPCStatus(.internal, "grpc: request stream ended in the middle of a message"))
+        }
+        if case .unary = implementation, !unaryDispatched {
+            return finish(GRPCStatus(.internal, "grpc: no request message for a unary method"))
+        }
+        observer?.requestsEnded()
+    }
+
+    // MARK: Outbound
+
+    /// Writes one framed response message; see ``ServerCall/send(_:flush:)``.
+    func sendMessage(_ frame: ByteBuffer, flush: Bool) -> EventLoopFuture<Void> {
+        guard state == .open, let context = channelContext else {
+            return connection.eventLoop.makeFailedFuture(GRPCStatus(.failedPrecondition, "the call has already finished"))
+        }
+        guard checkSendSize(frame) else {
+            return context.eventLoop.makeFailedFuture(GRPCStatus(.resourceExhausted, "response too large"))
+        }
+        writeResponseHeadersIfNeeded(context)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(frame)))), promise: promise)
+        if flush { context.flush() }
+        return promise.futureResult
+    }
+
+    /// Writes headers, the one response message and OK trailers with a single flush.
+    func sendUnaryResponse(_ frame: ByteBuffer) {
+        guard state == .open, let context = channelContext, checkSendSize(frame) else { return }
+        writeResponseHeadersIfNeeded(context)
+        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(frame)))), promise: nil)
+        finish(.ok)
+    }
+
+    /// Ends the call with trailers (or a trailers-only response when nothing was sent yet).
+    func finish(_ status: GRPCStatus, trailers: HPACKHeaders = [:]) {
+        guard state == .open, let context = channelContext else { return }
+        writeTrailers(status, extra: trailers, context: context)
+    }
+
+    private func checkSendSize(_ frame: ByteBuffer) -> Bool {
+        let size = frame.readableBytes - 5
+        guard size <= limits.maximumSendMessageSize else {
+            finish(GRPCStatus(.resourceExhausted, "grpc: trying to send message larger than max (\(size) vs. \(limits.maximumSendMessageSize))"))
+            return false
+        }
+        return true
+    }
+
+    private func writeResponseHeadersIfNeeded(_ context: ChannelHandlerContext) {
+        guard !responseHeadersSent else { return }
+        responseHeadersSent = true
+        context.write(wrapOutboundOut(.headers(.init(headers: Self.responseHeaders))), promise: nil)
+        connection.noteResponseSent()
+    }
+
+    private func writeTrailers(_ status: GRPCStatus, extra: HPACKHeaders, context: ChannelHandlerContext) {
+        var trailers: HPACKHeaders
+        if responseHeadersSent {
+            trailers = HPACKHeaders()
+        } else {
+            trailers = Self.responseHeaders
+            responseHeadersSent = true
+        }
+        trailers.add(name: "grpc-status", value: String(status.code.rawValue))
+        if !status.message.isEmpty {
+            trailers.add(name: "grpc-message", value: GRPCStatus.percentEncoded(status.message))
+        }
+        trailers.add(contentsOf: extra)
+        state = .finished
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        connection.noteResponseSent()
+        observer = nil
+        writeFinalHeaders(trailers, context: context)
+    }
+
+    /// Writes the closing HEADERS frame. A client that is still sending is then told to stop
+    /// with RST_STREAM(NO_ERROR), as the gRPC spec allows, but only once the trailers are out:
+    /// a reset would overtake them in the flow-control buffer.
+    private func writeFinalHeaders(_ headers: HPACKHeaders, context: ChannelHandlerContext) {
+        let frame = wrapOutboundOut(.headers(.init(headers: headers, endStream: true)))
+        guard !requestEnded else {
+            return context.writeAndFlush(frame, promise: nil)
+        }
+        requestEnded = true
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(frame, promise: written)
+        written.futureResult.assumeIsolated().whenSuccess { [self] in
+            channelContext?.writeAndFlush(wrapOutboundOut(.rstStream(.noError)), promise: nil)
+        }
+    }
+
+    /// Answers before any handler ran (routing, encoding or timeout errors).
+    private func finishEarly(_ status: GRPCStatus) {
+        guard let context = channelContext else { return }
+        state = .open
+        writeTrailers(status, extra: [:], context: context)
+    }
+
+    /// Answers a request that is not gRPC at the HTTP level.
+    private func rejectHTTP(status httpStatus: String, _ status: GRPCStatus) {
+        guard let context = channelContext else { return }
+        let headers: HPACKHeaders = [
+            ":status": httpStatus, "content-type": "application/grpc",
+            "grpc-status": String(status.code.rawValue), "grpc-message": GRPCStatus.percentEncoded(status.message),
+        ]
+        state = .finished
+        responseHeadersSent = true
+        writeFinalHeaders(headers, context: context)
+    }
+
+    private func deadlineExceeded() {
+        guard state == .open, let context = channelContext else { return }
+        let status = GRPCStatus(.deadlineExceeded, "context deadline exceeded")
+        let observer = self.observer
+        writeTrailers(status, extra: [:], context: context)
+        callContext?.cancellation.cancel(status)
+        observer?.cancelled(status)
+    }
+
+    private func cancel(_ reason: GRPCStatus) {
+        guard state == .open else { return }
+        state = .finished
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        let observer = self.observer
+        self.observer = nil
+        callContext?.cancellation.cancel(reason)
+        observer?.cancelled(reason)
+    }
+}

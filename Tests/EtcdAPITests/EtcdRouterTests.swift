@@ -1,0 +1,69 @@
+import EtcdAPI
+import EtcdProto
+import GRPCWire
+import NIOCore
+import SwiftProtobuf
+import Testing
+
+@Suite("The etcd routing table")
+struct EtcdRouterTests {
+    @Test func catalogCoversEtcdsWholeAPI() {
+        let services = Set(RPCCatalog.all.map { $0.path.split(separator: "/")[0] })
+        #expect(services == [
+            "etcdserverpb.KV", "etcdserverpb.Watch", "etcdserverpb.Lease", "etcdserverpb.Cluster",
+            "etcdserverpb.Maintenance", "etcdserverpb.Auth", "v3lockpb.Lock", "v3electionpb.Election",
+            "grpc.health.v1.Health",
+        ])
+        #expect(RPCCatalog.all.count == 50)
+        #expect(Etcdserverpb_WatchRPCs.watch.kind == .bidirectionalStreaming)
+        #expect(Etcdserverpb_MaintenanceRPCs.snapshot.kind == .serverStreaming)
+        #expect(Etcdserverpb_LeaseRPCs.leaseKeepAlive.path == "/etcdserverpb.Lease/LeaseKeepAlive")
+    }
+
+    @Test func everyRPCAnswersWithoutHanging() async throws {
+        let server = try await GRPCServer.start(router: EtcdRouter.make(), configuration: .init())
+        let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.localAddress!.port!))
+        for (path, kind) in RPCCatalog.all where !path.hasPrefix("/grpc.health") {
+            let expected = GRPCStatus(.unimplemented, "swift-etcd: \(path.dropFirst()) is not implemented yet")
+            if kind == .unary {
+                let result = await Result(catching: {
+                    try await connection.unary(path, Google_Protobuf_Empty(), timeout: .seconds(5), responseType: Google_Protobuf_Empty.self)
+                })
+                #expect(result.failure == expected, "\(path)")
+            } else {
+                let call = connection.makeStreamingCall(
+                    path, timeout: .seconds(5), requestType: Google_Protobuf_Empty.self, responseType: Google_Protobuf_Empty.self)
+                call.send(Google_Protobuf_Empty())
+                #expect(try await call.result.get().status == expected, "\(path)")
+            }
+        }
+        await connection.close()
+        await server.shutdown()
+    }
+
+    @Test func healthCheckReportsServing() async throws {
+        let server = try await GRPCServer.start(router: EtcdRouter.make(), configuration: .init())
+        let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.localAddress!.port!))
+        let response = try await connection.unary(
+            Grpc_Health_V1_HealthRPCs.check.path, Grpc_Health_V1_HealthCheckRequest(),
+            responseType: Grpc_Health_V1_HealthCheckResponse.self)
+        #expect(response.status == .serving)
+        await connection.close()
+        await server.shutdown()
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
+    }
+
+    var failure: GRPCStatus? {
+        if case .failure(let error) = self { return error as? GRPCStatus }
+        return nil
+    }
+}
