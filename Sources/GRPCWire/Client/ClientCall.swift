@@ -34,8 +34,10 @@ public final class ClientStreamingCall<Request: Message, Response: Message>: Sen
         eventLoop.execute {
             stream.value = connection.openStream(path: path, metadata: metadata, timeout: timeout, sink: sink)
         }
-        continuation.onTermination = { [weak self] reason in
-            if case .cancelled = reason { self?.cancel() }
+        // A consumer that stops iterating (its task was cancelled) cancels the call.
+        continuation.onTermination = { reason in
+            guard case .cancelled = reason else { return }
+            eventLoop.execute { stream.value?.abort(GRPCStatus(.cancelled, "context canceled")) }
         }
     }
 
@@ -50,7 +52,12 @@ public final class ClientStreamingCall<Request: Message, Response: Message>: Sen
         }
         let promise = eventLoop.makePromise(of: Void.self)
         let stream = self.stream
-        eventLoop.execute { stream.value?.send(frame, promise: promise) }
+        eventLoop.execute {
+            guard let handler = stream.value else {
+                return promise.fail(GRPCStatus(.unavailable, "the call could not be started"))
+            }
+            handler.send(frame, promise: promise)
+        }
         return promise.futureResult
     }
 

@@ -41,13 +41,23 @@ final class ClientStreamHandler: ChannelInboundHandler {
     var isFinished: Bool { sink == nil }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        guard sink != nil else {
+            // Cancelled (or timed out) before the stream existed: never start the call.
+            return context.close(promise: nil)
+        }
         self.context = context
         if let deadline {
             deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
                 abort(GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
             }
         }
-        context.write(wrapOutboundOut(.headers(.init(headers: requestHeaders))), promise: nil)
+        // Opening a stream fails on the connection (not the stream) when, say, GOAWAY arrived
+        // just before: learn it from the write.
+        let headersWritten = context.eventLoop.makePromise(of: Void.self)
+        headersWritten.futureResult.assumeIsolated().whenFailure { [self] error in
+            abort(GRPCStatus(.unavailable, "cannot start the call: \(error)"))
+        }
+        context.write(wrapOutboundOut(.headers(.init(headers: requestHeaders))), promise: headersWritten)
         let queued = pending
         pending = []
         for item in queued {

@@ -37,6 +37,9 @@ public final class GRPCClient: Sendable {
 
     private struct State {
         var connections: [GRPCClientConnection?]
+        /// Replaced connections whose calls may still be finishing (the server sent GOAWAY);
+        /// the server closes them when they are done, ``close()`` closes what is left.
+        var draining: [GRPCClientConnection] = []
         var next = 0
     }
 
@@ -70,11 +73,11 @@ public final class GRPCClient: Sendable {
             do {
                 let fresh = try await GRPCClientConnection.connect(
                     .init(host: endpoints[index].host, port: endpoints[index].port, tls: tls), group: group)
-                let stale = state.withLock { state in
-                    defer { state.connections[index] = fresh }
-                    return state.connections[index]
+                state.withLock { state in
+                    state.draining.removeAll { !$0.isActive }
+                    if let stale = state.connections[index], stale.isActive { state.draining.append(stale) }
+                    state.connections[index] = fresh
                 }
-                await stale?.close()
                 return fresh
             } catch {
                 lastError = error
@@ -99,8 +102,11 @@ public final class GRPCClient: Sendable {
 
     public func close() async {
         let open = state.withLock { state in
-            defer { state.connections = Array(repeating: nil, count: endpoints.count) }
-            return state.connections.compactMap { $0 }
+            defer {
+                state.connections = Array(repeating: nil, count: endpoints.count)
+                state.draining = []
+            }
+            return state.connections.compactMap { $0 } + state.draining
         }
         for connection in open { await connection.close() }
     }

@@ -38,7 +38,7 @@ public final class GRPCClientConnection: Sendable {
     }
 
     let eventLoop: any EventLoop
-    private let channel: any Channel
+    let channel: any Channel
     private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
     private let scheme: String
     private let authority: String
@@ -103,6 +103,9 @@ public final class GRPCClientConnection: Sendable {
     public var isUsable: Bool {
         channel.isActive && !goAway.received.load(ordering: .relaxed)
     }
+
+    /// Whether the TCP connection is still open (calls may be running even after GOAWAY).
+    var isActive: Bool { channel.isActive }
 
     public func close() async {
         try? await channel.close()

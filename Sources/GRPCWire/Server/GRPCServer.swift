@@ -70,7 +70,10 @@ public final class GRPCServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    connections.add(channel)
+                    guard connections.add(channel) else {
+                        // Accepted while the server was shutting down.
+                        return channel.close(promise: nil)
+                    }
                     try configureConnection(channel, router: router, configuration: configuration, sslContext: sslContext)
                 }
             }
@@ -116,40 +119,53 @@ public final class GRPCServer: Sendable {
 
     /// Stops accepting connections, asks every client to open no new calls (two-phase GOAWAY),
     /// waits up to `gracePeriod` for the calls in flight, then closes what is left.
+    ///
+    /// Connections still open when the grace period ends are closed; with TLS their close may
+    /// take up to NIOSSL's shutdown timeout longer.
     public func shutdown(gracePeriod: TimeAmount = .seconds(10)) async {
+        let open = connections.closeForNewConnections()
         try? await listener.close()
-        let open = connections.all()
-        for channel in open {
-            channel.pipeline.fireUserInboundEventTriggered(GracefulShutdownEvent())
-        }
         let deadline = NIODeadline.now() + gracePeriod
-        for channel in open {
-            let remaining = deadline - .now()
-            if remaining > .zero {
-                let closed = channel.closeFuture
-                let timer = channel.eventLoop.scheduleTask(in: remaining) { channel.close(promise: nil) }
-                try? await closed.get()
-                timer.cancel()
-            } else {
-                try? await channel.close()
-            }
+        let timers = open.map { channel in
+            channel.pipeline.fireUserInboundEventTriggered(GracefulShutdownEvent())
+            return channel.eventLoop.scheduleTask(deadline: deadline) { channel.close(promise: nil) }
         }
+        for channel in open {
+            try? await channel.closeFuture.get()
+        }
+        for timer in timers { timer.cancel() }
     }
 }
 
 /// The server's open connections, so shutdown can reach each of them.
 private final class ConnectionRegistry: Sendable {
-    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    private struct State {
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        var shuttingDown = false
+    }
+    private let state = Mutex(State())
 
-    func add(_ channel: any Channel) {
+    /// Registers a new connection; false once shutdown has begun (the caller closes it).
+    func add(_ channel: any Channel) -> Bool {
         let id = ObjectIdentifier(channel)
-        channels.withLock { $0[id] = channel }
-        channel.closeFuture.whenComplete { [self] _ in
-            _ = channels.withLock { $0.removeValue(forKey: id) }
+        let added = state.withLock { state in
+            guard !state.shuttingDown else { return false }
+            state.channels[id] = channel
+            return true
         }
+        if added {
+            channel.closeFuture.whenComplete { [self] _ in
+                _ = state.withLock { $0.channels.removeValue(forKey: id) }
+            }
+        }
+        return added
     }
 
-    func all() -> [any Channel] {
-        channels.withLock { Array($0.values) }
+    /// Refuses further connections and returns those open now.
+    func closeForNewConnections() -> [any Channel] {
+        state.withLock { state in
+            state.shuttingDown = true
+            return Array(state.channels.values)
+        }
     }
 }

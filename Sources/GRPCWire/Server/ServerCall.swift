@@ -56,7 +56,7 @@ extension ServerCall: StreamObserver {
             let request = try Request(grpcPayload: payload)
             onMessage?(request)
         } catch {
-            finish(GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)"))
+            stream.handler.abandon(GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)"))
         }
     }
 
@@ -65,6 +65,13 @@ extension ServerCall: StreamObserver {
     func cancelled(_ reason: GRPCStatus) { onCancel?(reason) }
 
     func writabilityChanged(_ isWritable: Bool) { onWritabilityChanged?(isWritable) }
+
+    func ended() {
+        onMessage = nil
+        onEnd = nil
+        onCancel = nil
+        onWritabilityChanged = nil
+    }
 }
 
 /// Sends on a streaming call from any thread: messages are encoded on the calling thread and

@@ -108,7 +108,7 @@ final class ServerConnectionManager: ChannelDuplexHandler {
 
     fileprivate func streamClosed() {
         openStreams -= 1
-        if phase == .closing, openStreams == 0, let context { closeAfterFlush(context) }
+        if phase == .closing, openStreams == 0 { goAway(lastStreamID, .noError, debug: nil, thenClose: true) }
     }
 
     private func policeClientPing() {
@@ -124,8 +124,7 @@ final class ServerConnectionManager: ChannelDuplexHandler {
         guard now - last < minimum else { return }
         pingStrikes += 1
         if pingStrikes > policy.maximumPingStrikes {
-            goAway(lastStreamID, .enhanceYourCalm, debug: "too_many_pings")
-            context?.close(promise: nil)
+            goAway(lastStreamID, .enhanceYourCalm, debug: "too_many_pings", thenClose: true)
         }
     }
 
@@ -157,20 +156,10 @@ final class ServerConnectionManager: ChannelDuplexHandler {
 
     /// Phase two, one round trip later: name the last call that will be served.
     private func sendFinalGoAway() {
-        guard phase == .draining, let context else { return }
+        guard phase == .draining else { return }
         phase = .closing
         drainTimeout?.cancel()
-        goAway(lastStreamID, .noError, debug: nil)
-        if openStreams == 0 { closeAfterFlush(context) }
-    }
-
-    /// Closes once the last call's final frames reached the socket: the stream-closed event
-    /// fires while they are still being written.
-    private func closeAfterFlush(_ context: ChannelHandlerContext) {
-        context.flush()
-        context.eventLoop.assumeIsolated().execute { [self] in
-            self.context?.close(promise: nil)
-        }
+        goAway(lastStreamID, .noError, debug: nil, thenClose: openStreams == 0)
     }
 
     /// Reports stream openings and closings from the HTTP/2 handler (which runs on the
@@ -187,10 +176,18 @@ final class ServerConnectionManager: ChannelDuplexHandler {
         }
     }
 
-    private func goAway(_ lastStreamID: HTTP2StreamID, _ code: HTTP2ErrorCode, debug: String?) {
+    /// Sends GOAWAY. With `thenClose`, closes the connection once the frame was written: the
+    /// socket writes in order, so everything written before it (the last call's trailers)
+    /// is out too. (Sending GOAWAY again with the same last stream id is allowed.)
+    private func goAway(_ lastStreamID: HTTP2StreamID, _ code: HTTP2ErrorCode, debug: String?, thenClose: Bool = false) {
         guard let context else { return }
         let opaque = debug.map { context.channel.allocator.buffer(string: $0) }
         let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: code, opaqueData: opaque))
-        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        guard thenClose else { return context.writeAndFlush(wrapOutboundOut(frame), promise: nil) }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(frame), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { [self] _ in
+            self.context?.close(promise: nil)
+        }
     }
 }

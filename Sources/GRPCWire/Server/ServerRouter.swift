@@ -35,7 +35,7 @@ public struct ServerRouter: Sendable {
             do {
                 request = try Request(grpcPayload: payload)
             } catch {
-                stream.handler.finish(GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)"))
+                stream.handler.abandon(GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)"))
                 return
             }
             handler(request, UnaryResponder(stream: stream))
@@ -132,4 +132,6 @@ protocol StreamObserver: AnyObject {
     func requestsEnded()
     func cancelled(_ reason: GRPCStatus)
     func writabilityChanged(_ isWritable: Bool)
+    /// The call is over; drop every callback (they usually capture the call itself).
+    func ended()
 }

@@ -51,7 +51,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         channelContext = nil
-        observer = nil
+        releaseObserver()
     }
 
     // MARK: Inbound
@@ -66,7 +66,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
                 if headers.endStream {
                     endOfRequests()
                 } else {
-                    finish(GRPCStatus(.internal, "grpc: unexpected HEADERS frame in the middle of a request"))
+                    abandon(GRPCStatus(.internal, "grpc: unexpected HEADERS frame in the middle of a request"))
                 }
             case .finished:
                 break
@@ -146,13 +146,13 @@ final class ServerStreamHandler: ChannelInboundHandler {
             do throws(MessageDeframer.Failure) {
                 message = try deframer.next()
             } catch {
-                return finish(error.status)
+                return abandon(error.status)
             }
             guard let message else { return }
             switch implementation {
             case .unary(let handle):
                 guard !unaryDispatched else {
-                    return finish(GRPCStatus(.internal, "grpc: more than one request message for a unary method"))
+                    return abandon(GRPCStatus(.internal, "grpc: more than one request message for a unary method"))
                 }
                 unaryDispatched = true
                 handle(message, Handle(handler: self, context: callContext!))
@@ -167,10 +167,10 @@ final class ServerStreamHandler: ChannelInboundHandler {
     private func endOfRequests() {
         requestEnded = true
         if deframer.hasPartialMessage {
-            return finish(GRPCStatus(.internal, "grpc: request stream ended in the middle of a message"))
+            return abandon(GRPCStatus(.internal, "grpc: request stream ended in the middle of a message"))
         }
         if case .unary = implementation, !unaryDispatched {
-            return finish(GRPCStatus(.internal, "grpc: no request message for a unary method"))
+            return abandon(GRPCStatus(.internal, "grpc: no request message for a unary method"))
         }
         observer?.requestsEnded()
     }
@@ -188,6 +188,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
         writeResponseHeadersIfNeeded(context)
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(frame)))), promise: promise)
+        connection.noteResponseSent()
         if flush { context.flush() }
         return promise.futureResult
     }
@@ -197,19 +198,39 @@ final class ServerStreamHandler: ChannelInboundHandler {
         guard state == .open, let context = channelContext, checkSendSize(frame) else { return }
         writeResponseHeadersIfNeeded(context)
         context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(frame)))), promise: nil)
+        connection.noteResponseSent()
         finish(.ok)
     }
 
-    /// Ends the call with trailers (or a trailers-only response when nothing was sent yet).
+    /// Ends the call with trailers (or a trailers-only response when nothing was sent yet), as
+    /// its handler decided.
     func finish(_ status: GRPCStatus, trailers: HPACKHeaders = [:]) {
         guard state == .open, let context = channelContext else { return }
         writeTrailers(status, extra: trailers, context: context)
+        releaseObserver()
+    }
+
+    /// Ends the call because the framework found a problem (bad input, size limits, deadline):
+    /// the client gets `status`, and the handler hears it through `onCancel` and the context's
+    /// cancellation, so nothing keeps waiting on a call that is over.
+    func abandon(_ status: GRPCStatus) {
+        guard state == .open, let context = channelContext else { return }
+        writeTrailers(status, extra: [:], context: context)
+        callContext?.cancellation.cancel(status)
+        observer?.cancelled(status)
+        releaseObserver()
+    }
+
+    private func releaseObserver() {
+        let observer = self.observer
+        self.observer = nil
+        observer?.ended()
     }
 
     private func checkSendSize(_ frame: ByteBuffer) -> Bool {
         let size = frame.readableBytes - 5
         guard size <= limits.maximumSendMessageSize else {
-            finish(GRPCStatus(.resourceExhausted, "grpc: trying to send message larger than max (\(size) vs. \(limits.maximumSendMessageSize))"))
+            abandon(GRPCStatus(.resourceExhausted, "grpc: trying to send message larger than max (\(size) vs. \(limits.maximumSendMessageSize))"))
             return false
         }
         return true
@@ -239,7 +260,6 @@ final class ServerStreamHandler: ChannelInboundHandler {
         deadlineTimer?.cancel()
         deadlineTimer = nil
         connection.noteResponseSent()
-        observer = nil
         writeFinalHeaders(trailers, context: context)
     }
 
@@ -279,12 +299,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
     }
 
     private func deadlineExceeded() {
-        guard state == .open, let context = channelContext else { return }
-        let status = GRPCStatus(.deadlineExceeded, "context deadline exceeded")
-        let observer = self.observer
-        writeTrailers(status, extra: [:], context: context)
-        callContext?.cancellation.cancel(status)
-        observer?.cancelled(status)
+        abandon(GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
     }
 
     private func cancel(_ reason: GRPCStatus) {
@@ -292,9 +307,8 @@ final class ServerStreamHandler: ChannelInboundHandler {
         state = .finished
         deadlineTimer?.cancel()
         deadlineTimer = nil
-        let observer = self.observer
-        self.observer = nil
         callContext?.cancellation.cancel(reason)
         observer?.cancelled(reason)
+        releaseObserver()
     }
 }

@@ -1,0 +1,98 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import Testing
+
+@testable import GRPCWire
+
+/// Sends raw bytes as a call's request body and returns the status the server answered with.
+private func rawCall(
+    _ connection: GRPCClientConnection, path: String = TestService.echo, metadata: HPACKHeaders = [:],
+    timeout: TimeAmount? = .seconds(5), body: [UInt8]
+) async throws -> GRPCStatus {
+    let promise = connection.eventLoop.makePromise(of: GRPCStatus.self)
+    connection.eventLoop.execute {
+        let sink = ClientStreamHandler.Sink(response: { _ in }, status: { status, _ in promise.succeed(status) })
+        let stream = connection.openStream(path: path, metadata: metadata, timeout: timeout, sink: sink)
+        if !body.isEmpty { stream?.send(ByteBuffer(bytes: body), promise: nil) }
+        stream?.finishSending()
+    }
+    return try await promise.futureResult.get()
+}
+
+@Suite("Malformed requests get a status and the connection keeps serving")
+struct MalformedInputTests {
+    @Test(arguments: [
+        ([UInt8]([1, 0, 0, 0, 1, 0x41]), GRPCStatus(.internal, "grpc: compressed flag set with identity or empty encoding")),
+        ([0, 0, 0, 0, 10, 1, 2], GRPCStatus(.internal, "grpc: request stream ended in the middle of a message")),
+        ([0, 0, 0], GRPCStatus(.internal, "grpc: request stream ended in the middle of a message")),
+        ([], GRPCStatus(.internal, "grpc: no request message for a unary method")),
+    ])
+    func badFramingIsRejected(_ body: [UInt8], _ expected: GRPCStatus) async throws {
+        try await withTestServer { harness in
+            let status = try await rawCall(harness.connection, body: body)
+            #expect(status == expected)
+            let echoed = try await harness.connection.unary(TestService.echo, Bytes("after"), responseType: Bytes.self)
+            #expect(echoed.text == "after")
+        }
+    }
+
+    @Test func undecodableProtobufIsInternal() async throws {
+        try await withTestServer { harness in
+            // Field 15 with the invalid wire type 7.
+            let status = try await rawCall(harness.connection, body: [0, 0, 0, 0, 2, 0x7F, 0x00])
+            #expect(status.code == .internal)
+            #expect(status.message.hasPrefix("grpc: error unmarshalling request: "))
+            let echoed = try await harness.connection.unary(TestService.echo, Bytes("after"), responseType: Bytes.self)
+            #expect(echoed.text == "after")
+        }
+    }
+
+    @Test func unsupportedCompressionIsUnimplemented() async throws {
+        try await withTestServer { harness in
+            let status = try await rawCall(harness.connection, metadata: ["grpc-encoding": "gzip"], body: [0, 0, 0, 0, 0])
+            #expect(status == GRPCStatus(.unimplemented, "grpc: Decompressor is not installed for grpc-encoding \"gzip\""))
+        }
+    }
+
+    @Test func malformedTimeoutIsRejected() async throws {
+        try await withTestServer { harness in
+            let status = try await rawCall(
+                harness.connection, metadata: ["grpc-timeout": "soon"], timeout: nil, body: [0, 0, 0, 0, 0])
+            #expect(status == GRPCStatus(.internal, "transport: malformed grpc-timeout: soon"))
+        }
+    }
+}
+
+@Suite("Ping policy")
+struct PingPolicyTests {
+    private func ping(_ connection: GRPCClientConnection, _ value: UInt64) async throws {
+        let frame = HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: value), ack: false))
+        try await connection.channel.writeAndFlush(frame)
+    }
+
+    @Test func aPingAfterEveryResponseIsWelcome() async throws {
+        try await withTestServer { harness in
+            // gRPC-Go's BDP estimator pings right after it receives data: 1,000 calls, 1,000 pings.
+            for index in 0..<1_000 {
+                _ = try await harness.connection.unary(TestService.echo, Bytes("\(index)"), responseType: Bytes.self)
+                try await ping(harness.connection, UInt64(index))
+            }
+            #expect(harness.connection.isUsable)
+            let echoed = try await harness.connection.unary(TestService.echo, Bytes("still"), responseType: Bytes.self)
+            #expect(echoed.text == "still")
+        }
+    }
+
+    @Test func aPingFloodIsCutOffWithGoAway() async throws {
+        try await withTestServer { harness in
+            for index in 0..<10 { try? await ping(harness.connection, UInt64(index)) }
+            let deadline = ContinuousClock.now + .seconds(5)
+            while harness.connection.channel.isActive, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(!harness.connection.channel.isActive)
+            #expect(!harness.connection.isUsable)
+        }
+    }
+}

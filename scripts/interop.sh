@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Interop checks against real gRPC implementations (run by .ci/run after `swift test`):
+#   1. the Python grpcio client against our echo service (every call kind, errors, a 1 MiB
+#      message, INTEROP_CALLS sequential calls on one connection with no GOAWAY/reconnect);
+#   2. the real etcdctl (Debian etcd-client) against swift-etcd: clean, prompt UNIMPLEMENTED;
+#   3. our Swift client against the real etcd (Debian etcd-server): INTEROP_CALLS calls of
+#      Maintenance.Status on one connection without being dropped.
+# Needs: etcd, etcdctl, and a Python with grpcio ($PYTHON, default .venv/bin/python).
+# Uses the binaries of `swift build` (debug unless SWIFT_BUILD_FLAGS says otherwise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+calls=${INTEROP_CALLS:-100000}
+python=${PYTHON:-.venv/bin/python}
+# shellcheck disable=SC2086
+bin=$(swift build ${SWIFT_BUILD_FLAGS:-} --show-bin-path)
+work=$(mktemp -d)
+pids=()
+passed=0
+failed=0
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_for_port PORT SECONDS: true once something accepts connections on 127.0.0.1:PORT.
+wait_for_port() {
+  local deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 0.5)" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
+
+report() { # report NAME STATUS [DETAIL]
+  if [ "$2" = 0 ]; then
+    passed=$((passed + 1)); echo "PASS $1"
+  else
+    failed=$((failed + 1)); echo "FAIL $1${3:+: $3}"
+  fi
+}
+
+echo "== 1. Python grpcio client -> swift grpc-bench echo service"
+port=$(free_port)
+"$bin/grpc-bench" serve --port "$port" >"$work/echo.log" 2>&1 &
+pids+=($!)
+if wait_for_port "$port" 30; then
+  set +e
+  timeout 900 "$python" scripts/interop_grpcio.py "127.0.0.1:$port" "$calls" | tee "$work/grpcio.out"
+  status=${PIPESTATUS[0]}
+  set -e
+  report "grpcio client against our server" "$status" "$(grep FAIL "$work/grpcio.out" | head -3)"
+else
+  report "grpc-bench serve started" 1 "$(cat "$work/echo.log")"
+fi
+
+echo "== 2. real etcdctl -> swift-etcd"
+port=$(free_port)
+"$bin/swift-etcd" --name interop --data-dir "$work/swift-etcd.data" \
+  --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+  >"$work/swift-etcd.log" 2>&1 &
+pids+=($!)
+if wait_for_port "$port" 30; then
+  # Each command must fail within its timeout with the RPC named in the message.
+  while IFS='|' read -r command rpc; do
+    set +e
+    # shellcheck disable=SC2086
+    output=$(ETCDCTL_API=3 timeout 20 etcdctl --endpoints "127.0.0.1:$port" --command-timeout=5s $command 2>&1)
+    code=$?
+    set -e
+    expected="code = Unimplemented desc = swift-etcd: $rpc is not implemented yet"
+    if [ "$code" -ne 0 ] && [ "$code" -ne 124 ] && grep -qF "$expected" <<<"$output"; then
+      report "etcdctl $command -> UNIMPLEMENTED ($rpc)" 0
+    else
+      report "etcdctl $command -> UNIMPLEMENTED ($rpc)" 1 "exit $code: $output"
+    fi
+  done <<'COMMANDS'
+put foo bar|etcdserverpb.KV/Put
+get foo|etcdserverpb.KV/Range
+del foo|etcdserverpb.KV/DeleteRange
+compaction 1|etcdserverpb.KV/Compact
+member list|etcdserverpb.Cluster/MemberList
+endpoint status|etcdserverpb.Maintenance/Status
+lease grant 10|etcdserverpb.Lease/LeaseGrant
+lease list|etcdserverpb.Lease/LeaseLeases
+alarm list|etcdserverpb.Maintenance/Alarm
+defrag|etcdserverpb.Maintenance/Defragment
+user list|etcdserverpb.Auth/UserList
+COMMANDS
+  kill -0 "${pids[-1]}" 2>/dev/null
+  report "swift-etcd still running after every command" $?
+else
+  report "swift-etcd started" 1 "$(cat "$work/swift-etcd.log")"
+fi
+
+echo "== 3. Swift client -> real etcd $(etcd --version | head -1)"
+client_port=$(free_port)
+peer_port=$(free_port)
+etcd --name interop --data-dir "$work/etcd.data" \
+  --listen-client-urls "http://127.0.0.1:$client_port" --advertise-client-urls "http://127.0.0.1:$client_port" \
+  --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+  --initial-cluster "interop=http://127.0.0.1:$peer_port" >"$work/etcd.log" 2>&1 &
+pids+=($!)
+if wait_for_port "$client_port" 30; then
+  set +e
+  result=$(timeout 900 "$bin/grpc-bench" load --target "127.0.0.1:$client_port" \
+    --method /etcdserverpb.Maintenance/Status --total "$calls" --concurrency 1 --warmup 0 2>&1)
+  code=$?
+  set -e
+  echo "$result"
+  report "$calls Maintenance.Status calls to etcd on one connection, none dropped" "$code" "$result"
+else
+  report "etcd started" 1 "$(cat "$work/etcd.log")"
+fi
+
+echo "interop: $passed passed, $failed failed"
+[ "$failed" = 0 ]
