@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
+import NIOPosix
 import Testing
 
 @testable import GRPCWire
@@ -93,6 +94,38 @@ struct PingPolicyTests {
             }
             #expect(!harness.connection.channel.isActive)
             #expect(!harness.connection.isUsable)
+        }
+    }
+}
+
+@Suite("Non-gRPC traffic")
+struct NonGRPCTrafficTests {
+    /// Writes `bytes` on a raw TCP connection and waits (bounded) for the server to close it.
+    private func sendRaw(_ bytes: [UInt8], to port: Int) async throws -> Bool {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while channel.isActive, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let closedByServer = !channel.isActive
+        try? await channel.close()
+        return closedByServer
+    }
+
+    @Test func garbageAndHTTP1AreRefusedAndTheServerKeepsServing() async throws {
+        try await withTestServer { harness in
+            var generator = SystemRandomNumberGenerator()
+            let garbage = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            #expect(try await sendRaw(garbage, to: harness.port))
+            let http1 = Array("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
+            #expect(try await sendRaw(http1, to: harness.port))
+            // A valid preface, then a SETTINGS frame whose length is not a multiple of 6.
+            let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 5, 4, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5]
+            #expect(try await sendRaw(preface, to: harness.port))
+            let echoed = try await harness.connection.unary(TestService.echo, Bytes("alive"), responseType: Bytes.self)
+            #expect(echoed.text == "alive")
         }
     }
 }

@@ -213,4 +213,10 @@ private final class ClientConnectionHandler: ChannelInboundHandler {
         }
         context.fireChannelRead(data)
     }
+
+    /// A connection-level error ends the connection, failing its calls instead of leaving them waiting.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is NIOHTTP2Errors.StreamError { return }
+        context.close(promise: nil)
+    }
 }

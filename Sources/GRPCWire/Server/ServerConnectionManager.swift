@@ -96,6 +96,14 @@ final class ServerConnectionManager: ChannelDuplexHandler {
         context.fireChannelRead(data)
     }
 
+    /// Connection-level errors (a bad preface, a protocol violation, a TLS failure) end the
+    /// connection; nio-http2 has already sent GOAWAY where it could. Errors of one stream
+    /// only reset that stream.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is NIOHTTP2Errors.StreamError { return }
+        context.close(promise: nil)
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is GracefulShutdownEvent { beginDraining() }
         context.fireUserInboundEventTriggered(event)
