@@ -5,6 +5,8 @@
 #   scripts/grpc-bench.sh [TOTAL]        (default 100000 calls per run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 total=${1:-100000}
 swift build -c release --product grpc-bench >/dev/null
 bin=$(swift build -c release --show-bin-path)
@@ -16,26 +18,13 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for_port() {
-  for _ in $(seq 1 150); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.5)" 2>/dev/null && return 0
-    sleep 0.2
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
-
 echo_port=$(free_port)
 "$bin/grpc-bench" serve --port "$echo_port" >"$work/echo.log" 2>&1 &
 echo_pid=$!
 pids+=("$echo_pid")
 etcd_port=$(free_port)
 peer_port=$(free_port)
-etcd --name bench --data-dir "$work/etcd" \
-  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-  --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-  --initial-cluster "bench=http://127.0.0.1:$peer_port" >"$work/etcd.log" 2>&1 &
+start_etcd bench "$work/etcd" "$etcd_port" "$peer_port" "$work/etcd.log"
 etcd_pid=$!
 pids+=("$etcd_pid")
 wait_for_port "$echo_port"

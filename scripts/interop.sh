@@ -9,6 +9,8 @@
 # Uses the binaries of `swift build` (debug unless SWIFT_BUILD_FLAGS says otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 calls=${INTEROP_CALLS:-100000}
 python=${PYTHON:-.venv/bin/python}
@@ -25,20 +27,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_for_port PORT SECONDS: true once something accepts connections on 127.0.0.1:PORT.
-wait_for_port() {
-  local deadline=$((SECONDS + $2))
-  while ((SECONDS < deadline)); do
-    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 0.5)" 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
-  return 1
-}
 
 report() { # report NAME STATUS [DETAIL]
   if [ "$2" = 0 ]; then
@@ -104,10 +92,7 @@ fi
 echo "== 3. Swift client -> real etcd $(etcd --version | head -1)"
 client_port=$(free_port)
 peer_port=$(free_port)
-etcd --name interop --data-dir "$work/etcd.data" \
-  --listen-client-urls "http://127.0.0.1:$client_port" --advertise-client-urls "http://127.0.0.1:$client_port" \
-  --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-  --initial-cluster "interop=http://127.0.0.1:$peer_port" >"$work/etcd.log" 2>&1 &
+start_etcd interop "$work/etcd.data" "$client_port" "$peer_port" "$work/etcd.log"
 pids+=($!)
 if wait_for_port "$client_port" 30; then
   set +e

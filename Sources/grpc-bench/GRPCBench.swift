@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import GRPCWire
 import NIOCore
@@ -27,16 +26,7 @@ struct Serve: AsyncParsableCommand {
         let server = try await GRPCServer.start(
             router: EchoService.router(), configuration: .init(host: host, port: port), group: group)
         FileHandle.standardOutput.write(Data("listening on \(host):\(server.localAddress?.port ?? 0)\n".utf8))
-        let (signals, continuation) = AsyncStream<Int32>.makeStream()
-        let sources = [SIGTERM, SIGINT].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            return source
-        }
-        for await _ in signals { break }
-        sources.forEach { $0.cancel() }
+        await waitForTerminationSignal()
         await server.shutdown(gracePeriod: .seconds(2))
     }
 }

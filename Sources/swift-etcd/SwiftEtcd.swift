@@ -1,13 +1,8 @@
 import ArgumentParser
-import Dispatch
 import EtcdAPI
 import GRPCWire
 import NIOCore
 import NIOPosix
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The swift-etcd server: etcd's flags, one member.
 @main
@@ -74,18 +69,4 @@ struct SwiftEtcd: AsyncParsableCommand {
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) { line += #","\#(key)":"\#(value)""# }
         print(line + "}")
     }
-}
-
-/// Suspends until SIGTERM or SIGINT arrives.
-private func waitForTerminationSignal() async {
-    let (signals, continuation) = AsyncStream<Int32>.makeStream()
-    let sources = [SIGTERM, SIGINT].map { signalNumber in
-        signal(signalNumber, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-        source.setEventHandler { continuation.yield(signalNumber) }
-        source.resume()
-        return source
-    }
-    for await _ in signals { break }
-    for source in sources { source.cancel() }
 }

@@ -45,11 +45,7 @@ public final class ClientStreamingCall<Request: Message, Response: Message>: Sen
     @discardableResult
     public func send(_ request: Request) -> EventLoopFuture<Void> {
         let frame: ByteBuffer
-        do {
-            frame = try request.grpcFrame()
-        } catch {
-            return eventLoop.makeFailedFuture(GRPCStatus(.internal, "grpc: error marshalling request: \(error)"))
-        }
+        do { frame = try request.grpcFrame() } catch { return eventLoop.makeFailedFuture(error) }
         let promise = eventLoop.makePromise(of: Void.self)
         let stream = self.stream
         eventLoop.execute {

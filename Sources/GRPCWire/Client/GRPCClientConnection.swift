@@ -78,19 +78,12 @@ public final class GRPCClientConnection: Sendable {
                         try pipeline.addHandler(
                             try NIOSSLClientHandler(context: sslContext, serverHostname: configuration.sniHostname))
                     }
-                    var connection = NIOHTTP2Handler.ConnectionConfiguration()
-                    connection.initialSettings = [
-                        HTTP2Setting(parameter: .enablePush, value: 0),
-                        HTTP2Setting(parameter: .initialWindowSize, value: configuration.streamWindowSize),
-                    ]
-                    connection.targetWindowSize = configuration.connectionWindowSize
-                    // The real etcd (gRPC-Go) sends BDP-estimation pings about once per round trip.
-                    connection.controlFrameRateLimit.maximumCount = 1_000_000
-                    connection.controlFrameRateLimit.windowLength = .seconds(1)
-                    var stream = NIOHTTP2Handler.StreamConfiguration()
-                    stream.targetWindowSize = configuration.streamWindowSize
+                    let http2 = GRPCHTTP2Configuration(
+                        streamWindowSize: configuration.streamWindowSize,
+                        connectionWindowSize: configuration.connectionWindowSize,
+                        extraSettings: [HTTP2Setting(parameter: .enablePush, value: 0)])
                     let multiplexer = try pipeline.configureHTTP2Pipeline(
-                        mode: .client, connectionConfiguration: connection, streamConfiguration: stream
+                        mode: .client, connectionConfiguration: http2.connection, streamConfiguration: http2.stream
                     ) { channel in channel.close() }
                     try pipeline.addHandler(ClientConnectionHandler(goAway: goAway))
                     return (channel, multiplexer)
@@ -117,11 +110,7 @@ public final class GRPCClientConnection: Sendable {
         responseType: Response.Type = Response.self
     ) -> EventLoopFuture<Response> {
         let frame: ByteBuffer
-        do {
-            frame = try request.grpcFrame()
-        } catch {
-            return eventLoop.makeFailedFuture(GRPCStatus(.internal, "grpc: error marshalling request: \(error)"))
-        }
+        do { frame = try request.grpcFrame() } catch { return eventLoop.makeFailedFuture(error) }
         let promise = eventLoop.makePromise(of: Response.self)
         let start: @Sendable () -> Void = { [self] in
             let box = NIOLoopBoundBox<Response?>(nil, eventLoop: eventLoop)

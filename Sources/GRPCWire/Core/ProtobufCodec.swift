@@ -49,9 +49,14 @@ extension SwiftProtobuf.Message {
         try self.init(serializedBytes: ProtobufByteBuffer(wrapping: grpcPayload))
     }
 
-    /// Encodes the message as one complete gRPC frame (prefix included).
-    func grpcFrame() throws -> ByteBuffer {
-        let framed: ProtobufByteBuffer = try serializedBytes()
-        return framed.buffer
+    /// Encodes the message as one complete gRPC frame (prefix included); a message that
+    /// cannot be encoded is the INTERNAL status the call then ends with.
+    func grpcFrame() throws(GRPCStatus) -> ByteBuffer {
+        do {
+            let framed: ProtobufByteBuffer = try serializedBytes()
+            return framed.buffer
+        } catch {
+            throw GRPCStatus(.internal, "grpc: error marshalling \(Self.protoMessageName): \(error)")
+        }
     }
 }

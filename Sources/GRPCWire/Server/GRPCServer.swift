@@ -91,21 +91,11 @@ public final class GRPCServer: Sendable {
         }
         let manager = ServerConnectionManager(eventLoop: channel.eventLoop, policy: configuration.keepalive)
         let loopBoundManager = NIOLoopBound(manager, eventLoop: channel.eventLoop)
-        var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
-        connectionConfiguration.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams),
-            HTTP2Setting(parameter: .initialWindowSize, value: configuration.streamWindowSize),
-        ]
-        connectionConfiguration.targetWindowSize = configuration.connectionWindowSize
-        // gRPC-Go clients send a BDP-estimation PING about once per round trip; swift-nio-http2's
-        // default (200 control frames per 30 s) would answer real etcd clients with GOAWAY.
-        // Ping floods are bounded by ServerConnectionManager's strike policy instead.
-        connectionConfiguration.controlFrameRateLimit.maximumCount = 1_000_000
-        connectionConfiguration.controlFrameRateLimit.windowLength = .seconds(1)
-        var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
-        streamConfiguration.targetWindowSize = configuration.streamWindowSize
+        let http2 = GRPCHTTP2Configuration(
+            streamWindowSize: configuration.streamWindowSize, connectionWindowSize: configuration.connectionWindowSize,
+            extraSettings: [HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams)])
         _ = try pipeline.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: connectionConfiguration, streamConfiguration: streamConfiguration,
+            mode: .server, connectionConfiguration: http2.connection, streamConfiguration: http2.stream,
             streamDelegate: ServerConnectionManager.StreamCounter(manager: loopBoundManager)
         ) { stream in
             stream.eventLoop.makeCompletedFuture {

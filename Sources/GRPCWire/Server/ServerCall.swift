@@ -32,10 +32,8 @@ public final class ServerCall<Request: Message, Response: Message> {
     /// connection (so awaiting it applies HTTP/2 back-pressure) and fails once the call is over.
     @discardableResult
     public func send(_ response: Response, flush: Bool = true) -> EventLoopFuture<Void> {
-        do {
-            return stream.handler.sendMessage(try response.grpcFrame(), flush: flush)
-        } catch {
-            return context.eventLoop.makeFailedFuture(GRPCStatus(.internal, "grpc: error marshalling response: \(error)"))
+        do { return stream.handler.sendMessage(try response.grpcFrame(), flush: flush) } catch {
+            return context.eventLoop.makeFailedFuture(error)
         }
     }
 
@@ -82,11 +80,7 @@ public struct ServerStreamSender<Response: Message>: Sendable {
 
     public func send(_ response: Response) -> EventLoopFuture<Void> {
         let frame: ByteBuffer
-        do {
-            frame = try response.grpcFrame()
-        } catch {
-            return eventLoop.makeFailedFuture(GRPCStatus(.internal, "grpc: error marshalling response: \(error)"))
-        }
+        do { frame = try response.grpcFrame() } catch { return eventLoop.makeFailedFuture(error) }
         if eventLoop.inEventLoop { return stream.value.sendMessage(frame, flush: true) }
         return eventLoop.flatSubmit { stream.value.sendMessage(frame, flush: true) }
     }
@@ -115,7 +109,7 @@ public struct UnaryResponder<Response: Message>: Sendable {
             let frame = try response.grpcFrame()
             onLoop { $0.sendUnaryResponse(frame) }
         } catch {
-            fail(GRPCStatus(.internal, "grpc: error marshalling response: \(error)"))
+            fail(error)
         }
     }
 
