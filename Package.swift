@@ -46,6 +46,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The revisioned keyspace: revisions, per-key generations, the in-memory ordered index.
+        .target(
+            name: "MVCC",
+            swiftSettings: strictSettings
+        ),
         // etcd's gRPC services mapped onto the server.
         .target(
             name: "EtcdAPI",
@@ -87,6 +92,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MVCCTests",
+            dependencies: ["MVCC"],
             swiftSettings: strictSettings
         ),
         .testTarget(

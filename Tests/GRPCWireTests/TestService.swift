@@ -50,6 +50,8 @@ enum TestService {
     static let sleep = "/test.Svc/Sleep"
     /// Answers with the request's `token` header and sets a custom trailer.
     static let metadata = "/test.Svc/Metadata"
+    /// Answers once and finishes with the request's text in an `x-served-by` trailer.
+    static let trailers = "/test.Svc/Trailers"
     /// Fails with the request's text as the status message.
     static let fail = "/test.Svc/Fail"
 
@@ -86,6 +88,10 @@ enum TestService {
         }
         router.unary(metadata) { (request: Bytes, responder: UnaryResponder<Bytes>) in
             responder.succeed(Bytes(responder.context.requestHeaders.first(name: "token") ?? "none"))
+        }
+        router.serverStreaming(trailers) { (request: Bytes, call: ServerCall<Bytes, Bytes>) in
+            call.send(Bytes("body"))
+            call.finish(.ok, trailers: ["x-served-by": request.text])
         }
         router.unary(fail) { (request: Bytes, responder: UnaryResponder<Bytes>) in
             responder.fail(GRPCStatus(.failedPrecondition, request.text))

@@ -1,0 +1,176 @@
+/// An ordered map from byte-string keys to values: a B-tree with copy-on-write nodes.
+///
+/// Copying the tree is O(1) and the copy is an immutable snapshot: a writer that mutates a
+/// shared tree copies only the nodes on the path it changes. This is how readers on the event
+/// loops read the key index while the apply loop keeps writing, without holding a lock.
+public struct BTree<Value> {
+    /// Entries per node, at most. Wide nodes keep the tree shallow and scans cache-friendly.
+    static var maximumEntries: Int { 64 }
+
+    final class Node {
+        var keys: [[UInt8]]
+        var values: [Value]
+        /// Empty for a leaf; otherwise `keys.count + 1` children.
+        var children: [Node]
+
+        init(keys: [[UInt8]] = [], values: [Value] = [], children: [Node] = []) {
+            self.keys = keys
+            self.values = values
+            self.children = children
+        }
+
+        var isLeaf: Bool { children.isEmpty }
+
+        func copy() -> Node { Node(keys: keys, values: values, children: children) }
+    }
+
+    private var root: Node
+    public private(set) var count: Int
+
+    public init() {
+        root = Node()
+        count = 0
+    }
+
+    /// The value stored for `key`.
+    public subscript(key: [UInt8]) -> Value? {
+        var node = root
+        while true {
+            let (index, found) = Self.search(node.keys, key)
+            if found { return node.values[index] }
+            if node.isLeaf { return nil }
+            node = node.children[index]
+        }
+    }
+
+    /// Changes the value for `key` in place, inserting `makeDefault()` first when absent.
+    @discardableResult
+    public mutating func update<Result>(
+        _ key: [UInt8], default makeDefault: () -> Value, _ body: (inout Value) throws -> Result
+    ) rethrows -> Result {
+        if !isKnownUniquelyReferenced(&root) { root = root.copy() }
+        if root.keys.count == Self.maximumEntries {
+            let newRoot = Node(children: [root])
+            Self.splitChild(newRoot, at: 0)
+            root = newRoot
+        }
+        var node = root
+        while true {
+            let (index, found) = Self.search(node.keys, key)
+            if found { return try body(&node.values[index]) }
+            if node.isLeaf {
+                var value = makeDefault()
+                let result = try body(&value)
+                node.keys.insert(key, at: index)
+                node.values.insert(value, at: index)
+                count += 1
+                return result
+            }
+            var childIndex = index
+            if !isKnownUniquelyReferenced(&node.children[childIndex]) {
+                node.children[childIndex] = node.children[childIndex].copy()
+            }
+            if node.children[childIndex].keys.count == Self.maximumEntries {
+                Self.splitChild(node, at: childIndex)
+                let order = Self.compare(key, node.keys[childIndex])
+                if order == 0 { return try body(&node.values[childIndex]) }
+                if order > 0 { childIndex += 1 }
+            }
+            node = node.children[childIndex]
+        }
+    }
+
+    /// Visits entries with `lower <= key < upper` (no upper bound when `upper` is nil) in key
+    /// order until `body` returns false.
+    public func forEach(from lower: [UInt8], below upper: [UInt8]?, _ body: ([UInt8], Value) throws -> Bool) rethrows {
+        _ = try Self.visit(root, lower, upper, body)
+    }
+
+    /// A tree of the entries `transform` keeps (returning their new value) or drops (nil); built in
+    /// one ordered pass (used by compaction, which rewrites many keys at once).
+    public func compactMap(_ transform: ([UInt8], Value) throws -> Value?) rethrows -> BTree<Value> {
+        var result = BTree()
+        try forEach(from: [], below: nil) { key, value in
+            if let kept = try transform(key, value) { result.append(key, kept) }
+            return true
+        }
+        return result
+    }
+
+    /// Adds an entry whose key is greater than every key in the tree.
+    private mutating func append(_ key: [UInt8], _ value: Value) {
+        update(key, default: { value }) { _ in }
+    }
+
+    private static func visit(
+        _ node: Node, _ lower: [UInt8], _ upper: [UInt8]?, _ body: ([UInt8], Value) throws -> Bool
+    ) rethrows -> Bool {
+        var index = search(node.keys, lower).index
+        while true {
+            if !node.isLeaf, !(try visit(node.children[index], lower, upper, body)) { return false }
+            guard index < node.keys.count else { return true }
+            let key = node.keys[index]
+            if let upper, compare(key, upper) >= 0 { return false }
+            if !(try body(key, node.values[index])) { return false }
+            index += 1
+        }
+    }
+
+    /// Splits the full child at `index` of `parent` (which has room) around its median.
+    private static func splitChild(_ parent: Node, at index: Int) {
+        let child = parent.children[index]
+        let middle = child.keys.count / 2
+        let right = Node(
+            keys: Array(child.keys[(middle + 1)...]), values: Array(child.values[(middle + 1)...]),
+            children: child.isLeaf ? [] : Array(child.children[(middle + 1)...]))
+        parent.keys.insert(child.keys[middle], at: index)
+        parent.values.insert(child.values[middle], at: index)
+        parent.children.insert(right, at: index + 1)
+        child.keys.removeSubrange(middle...)
+        child.values.removeSubrange(middle...)
+        if !child.isLeaf { child.children.removeSubrange((middle + 1)...) }
+    }
+
+    /// The first index whose key is >= `key`, and whether it is equal.
+    private static func search(_ keys: [[UInt8]], _ key: [UInt8]) -> (index: Int, found: Bool) {
+        var low = 0
+        var high = keys.count
+        while low < high {
+            let middle = (low + high) / 2
+            let order = compare(keys[middle], key)
+            if order == 0 { return (middle, true) }
+            if order < 0 { low = middle + 1 } else { high = middle }
+        }
+        return (low, false)
+    }
+
+    /// Byte-wise order of two keys: negative, zero or positive.
+    static func compare(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                let shared = min(pa.count, pb.count)
+                if shared > 0, let baseA = pa.baseAddress, let baseB = pb.baseAddress {
+                    let order = memcmp(baseA, baseB, shared)
+                    if order != 0 { return Int(order) }
+                }
+                return pa.count - pb.count
+            }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension BTree: Sendable where Value: Sendable {}
+
+// Safe because a node is never mutated while another tree can reach it: every mutation goes
+// through `update`, which checks `isKnownUniquelyReferenced` on the root and on each node of
+// the path it descends, and copies any node that is shared. So once a copy of the tree (a
+// snapshot on another thread) references a node, that node is read-only for everyone.
+// Reference counts are atomic, so the uniqueness checks are sound across threads, as for the
+// standard library's copy-on-write collections.
+extension BTree.Node: @unchecked Sendable where Value: Sendable {}

@@ -1,0 +1,88 @@
+/// The history of one key: the revisions at which it was written, grouped into generations.
+///
+/// A generation runs from the key's creation to its deletion (the tombstone, the generation's
+/// last revision); writing a deleted key starts a new generation. The last generation is
+/// empty while the key is deleted. Values live in the backend, found by revision.
+public struct KeyIndex: Sendable, Equatable {
+    public struct Generation: Sendable, Equatable {
+        /// Puts in this generation so far (a key's `version`).
+        public var version: Int64
+        /// The revision that created the key in this generation.
+        public var created: Revision
+        /// Every revision still kept, oldest first; the last one is the tombstone when the
+        /// generation has ended.
+        public var revisions: [Revision]
+    }
+
+    /// Where a key stood at some revision.
+    public struct Snapshot: Equatable, Sendable {
+        public var modified: Revision
+        public var created: Revision
+        public var version: Int64
+    }
+
+    public private(set) var generations: [Generation] = [Generation(version: 0, created: Revision(main: 0), revisions: [])]
+
+    public init() {}
+
+    /// The latest revision that wrote the key (a put or its deletion).
+    public var modified: Revision? {
+        generations.last(where: { !$0.revisions.isEmpty })?.revisions.last
+    }
+
+    /// Whether the key exists now (it has a live, non-empty last generation).
+    public var isLive: Bool { !generations[generations.count - 1].revisions.isEmpty }
+
+    /// Records a put at `revision`, which must be newer than every recorded one.
+    public mutating func put(_ revision: Revision) {
+        precondition(modified.map { $0 < revision } ?? true, "revision \(revision) not after \(modified!)")
+        let last = generations.count - 1
+        if generations[last].revisions.isEmpty { generations[last].created = revision }
+        generations[last].revisions.append(revision)
+        generations[last].version += 1
+    }
+
+    /// Records the key's deletion at `revision`, ending the current generation.
+    public mutating func tombstone(_ revision: Revision) {
+        precondition(isLive, "tombstone of a deleted key")
+        put(revision)
+        generations.append(Generation(version: 0, created: Revision(main: 0), revisions: []))
+    }
+
+    /// Where the key stood at main revision `atMain`: nil if it did not exist then.
+    public func snapshot(atMain: Int64) -> Snapshot? {
+        for index in generations.indices.reversed() {
+            let generation = generations[index]
+            guard let first = generation.revisions.first, first.main <= atMain else { continue }
+            // Every generation but the last ended with a tombstone.
+            let ended = index < generations.count - 1
+            if ended, generation.revisions.last!.main <= atMain { return nil }  // deleted by then
+            // The newest revision at or before atMain.
+            var newest = generation.revisions.count - 1
+            while generation.revisions[newest].main > atMain { newest -= 1 }
+            let newer = Int64(generation.revisions.count - 1 - newest)
+            return Snapshot(modified: generation.revisions[newest], created: generation.created, version: generation.version - newer)
+        }
+        return nil
+    }
+
+    /// Drops history older than main revision `atMain`, keeping, for reads at `atMain`, the
+    /// newest revision at or before it (unless that is a tombstone, which goes with its
+    /// generation). Revisions at or before `atMain` that stay are added to `kept`; the
+    /// backend removes the others. Returns false when nothing is left (drop the key).
+    public mutating func compact(atMain: Int64, kept: inout Set<Revision>) -> Bool {
+        // The first generation still alive after atMain (or the current one).
+        var start = 0
+        while start < generations.count - 1, generations[start].revisions.last!.main <= atMain {
+            start += 1
+        }
+        var generation = generations[start]
+        if let keepFrom = generation.revisions.lastIndex(where: { $0.main <= atMain }) {
+            generation.revisions.removeFirst(keepFrom)
+            kept.insert(generation.revisions[0])
+        }
+        generations[start] = generation
+        generations.removeFirst(start)
+        return !(generations.count == 1 && generations[0].revisions.isEmpty)
+    }
+}

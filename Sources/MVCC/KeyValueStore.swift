@@ -1,0 +1,184 @@
+/// The revisioned keyspace: the key index and the store's revision counters, with etcd's rules
+/// for reading at a revision, writing one main revision at a time, and compacting.
+///
+/// A value type: copying it is O(1) and gives a consistent snapshot for readers while the
+/// single writer goes on. Record values are not held here; reads fetch them by revision from
+/// a ``RevisionReader`` and writes return their ``Change``s for the caller to store.
+public struct KeyValueStore: Sendable {
+    /// The key index. Internal so tests can inspect it.
+    private(set) var index = BTree<KeyIndex>()
+    /// The newest main revision (etcd starts an empty store at 1).
+    public private(set) var revision: Int64 = 1
+    /// History before this main revision is gone; -1 until the first compaction (so, as in
+    /// etcd, a fresh store accepts compaction at revision 0 once).
+    public private(set) var compactedRevision: Int64 = -1
+
+    public init() {}
+
+    /// What a range request selects.
+    public struct RangeOptions: Sendable {
+        /// Keep at most this many records (0: all); ``RangeResult/count`` still counts every key.
+        public var limit = 0
+        /// Read as of this main revision; 0 or less reads the newest.
+        public var revision: Int64 = 0
+        /// Count the keys without fetching any record.
+        public var countOnly = false
+
+        public init(limit: Int = 0, revision: Int64 = 0, countOnly: Bool = false) {
+            self.limit = limit
+            self.revision = revision
+            self.countOnly = countOnly
+        }
+    }
+
+    public struct RangeResult: Sendable, Equatable {
+        /// Records in key order (at most the limit).
+        public var kvs: [KeyValue]
+        /// Keys in the range that existed at the revision read.
+        public var count: Int
+        /// The revision the range was read at.
+        public var revision: Int64
+    }
+
+    /// The keys in `[key, end)` as of a revision. `end` nil selects `key` alone; `end == [0]`
+    /// selects every key from `key` on (etcd's conventions).
+    public func range(
+        _ key: [UInt8], end: [UInt8]?, options: RangeOptions = .init(), reader: some RevisionReader
+    ) throws -> RangeResult {
+        let atRevision = options.revision <= 0 ? revision : options.revision
+        guard atRevision <= revision else { throw MVCCError.futureRevision }
+        guard atRevision >= compactedRevision else { throw MVCCError.compacted }
+        var revisions: [Revision] = []
+        let count = revisionsInRange(key, end: end, atMain: atRevision, limit: options.countOnly ? 0 : options.limit) {
+            if !options.countOnly { revisions.append($0) }
+        }
+        let kvs = try revisions.map { revision in
+            guard let kv = try reader.keyValue(at: revision) else {
+                preconditionFailure("the index names revision \(revision) but the backend has no record for it")
+            }
+            return kv
+        }
+        return RangeResult(kvs: kvs, count: count, revision: atRevision)
+    }
+
+    /// Counts the keys alive at `atMain` in the range, passing the revisions of the first
+    /// `limit` of them (all when `limit` is 0) to `collect`.
+    private func revisionsInRange(
+        _ key: [UInt8], end: [UInt8]?, atMain: Int64, limit: Int, _ collect: (Revision) -> Void
+    ) -> Int {
+        guard let end else {
+            guard let snapshot = index[key]?.snapshot(atMain: atMain) else { return 0 }
+            collect(snapshot.modified)
+            return 1
+        }
+        var count = 0
+        index.forEach(from: key, below: end == [0] ? nil : end) { _, keyIndex in
+            if let snapshot = keyIndex.snapshot(atMain: atMain) {
+                if limit == 0 || count < limit { collect(snapshot.modified) }
+                count += 1
+            }
+            return true
+        }
+        return count
+    }
+
+    /// Runs one write transaction: everything `body` changes gets the next main revision, with
+    /// sub revisions in call order. The revision advances only if something changed.
+    public mutating func write<Result>(
+        reader: some RevisionReader, _ body: (inout Writer) throws -> Result
+    ) rethrows -> (result: Result, changes: [Change]) {
+        var writer = Writer(store: self, main: revision + 1, reader: reader)
+        let result = try body(&writer)
+        self = writer.store
+        if !writer.changes.isEmpty { revision += 1 }
+        return (result, writer.changes)
+    }
+
+    /// Writes inside one main revision; reads through it see its own earlier changes.
+    public struct Writer {
+        fileprivate var store: KeyValueStore
+        public let main: Int64
+        private let reader: any RevisionReader
+        public private(set) var changes: [Change] = []
+        private var pending: [Revision: KeyValue] = [:]
+
+        fileprivate init(store: KeyValueStore, main: Int64, reader: any RevisionReader) {
+            self.store = store
+            self.main = main
+            self.reader = reader
+        }
+
+        private var nextRevision: Revision { Revision(main: main, sub: Int64(changes.count)) }
+
+        /// The key's current record (including this write's changes), if it exists.
+        public func current(_ key: [UInt8]) throws -> KeyValue? {
+            guard let snapshot = store.index[key]?.snapshot(atMain: main) else { return nil }
+            return try keyValue(at: snapshot.modified)
+        }
+
+        /// Reads a range as it stands within this write.
+        public func range(_ key: [UInt8], end: [UInt8]?, options: RangeOptions = .init()) throws -> RangeResult {
+            var options = options
+            options.revision = 0
+            var view = store
+            view.revision = main
+            return try view.range(key, end: end, options: options, reader: PendingReader(writer: self))
+        }
+
+        /// Puts `value` at `key`, returning the record written.
+        @discardableResult
+        public mutating func put(_ key: [UInt8], value: [UInt8], lease: Int64) -> KeyValue {
+            let revision = nextRevision
+            let main = self.main
+            var record = KeyValue(key: key, value: value, createRevision: main, modRevision: main, version: 1, lease: lease)
+            store.index.update(key, default: { KeyIndex() }) { keyIndex in
+                if keyIndex.isLive, let snapshot = keyIndex.snapshot(atMain: main) {
+                    record.createRevision = snapshot.created.main
+                    record.version = snapshot.version + 1
+                }
+                keyIndex.put(revision)
+            }
+            pending[revision] = record
+            changes.append(Change(kind: .put, revision: revision, kv: record))
+            return record
+        }
+
+        /// Deletes the live keys of `[key, end)` (see ``KeyValueStore/range(_:end:options:reader:)``
+        /// for `end`), returning their records as they were before.
+        @discardableResult
+        public mutating func delete(_ key: [UInt8], end: [UInt8]?) throws -> [KeyValue] {
+            let doomed = try range(key, end: end).kvs
+            for record in doomed {
+                let revision = nextRevision
+                store.index.update(record.key, default: { KeyIndex() }) { $0.tombstone(revision) }
+                let tombstone = KeyValue(key: record.key, value: [], createRevision: 0, modRevision: main, version: 0, lease: 0)
+                changes.append(Change(kind: .delete, revision: revision, kv: tombstone))
+            }
+            return doomed
+        }
+
+        fileprivate func keyValue(at revision: Revision) throws -> KeyValue? {
+            if let record = pending[revision] { return record }
+            return try reader.keyValue(at: revision)
+        }
+    }
+
+    private struct PendingReader: RevisionReader {
+        let writer: Writer
+        func keyValue(at revision: Revision) throws -> KeyValue? { try writer.keyValue(at: revision) }
+    }
+
+    /// Drops history before main revision `atMain`. Returns the revisions at or before it that
+    /// must stay in the backend; the backend removes every other revision at or before it.
+    public mutating func compact(atMain: Int64) throws -> Set<Revision> {
+        guard atMain > compactedRevision else { throw MVCCError.compacted }
+        guard atMain <= revision else { throw MVCCError.futureRevision }
+        var kept = Set<Revision>()
+        index = index.compactMap { _, keyIndex in
+            var keyIndex = keyIndex
+            return keyIndex.compact(atMain: atMain, kept: &kept) ? keyIndex : nil
+        }
+        compactedRevision = atMain
+        return kept
+    }
+}

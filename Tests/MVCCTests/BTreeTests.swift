@@ -1,0 +1,104 @@
+import Testing
+
+@testable import MVCC
+
+@Suite("BTree")
+struct BTreeTests {
+    private func key(_ value: Int) -> [UInt8] {
+        // Big-endian so byte order equals numeric order.
+        withUnsafeBytes(of: UInt32(value).bigEndian) { Array($0) }
+    }
+
+    private func keys(_ tree: BTree<Int>, from lower: [UInt8] = [], below upper: [UInt8]? = nil) -> [Int] {
+        var out: [Int] = []
+        tree.forEach(from: lower, below: upper) { _, value in
+            out.append(value)
+            return true
+        }
+        return out
+    }
+
+    @Test(arguments: [1, 63, 64, 65, 1_000, 20_000])
+    func insertsInAnyOrderAndScansInKeyOrder(_ n: Int) {
+        var generator = SplitMix(seed: UInt64(n))
+        var tree = BTree<Int>()
+        for value in (0..<n).shuffled(using: &generator) {
+            tree.update(key(value), default: { value }) { _ in }
+        }
+        #expect(tree.count == n)
+        #expect(keys(tree) == Array(0..<n))
+        #expect(tree[key(n / 2)] == n / 2)
+        #expect(tree[key(n)] == nil)
+    }
+
+    @Test func rangesHonourBothBounds() {
+        var tree = BTree<Int>()
+        for value in stride(from: 0, to: 1_000, by: 2) { tree.update(key(value), default: { value }) { _ in } }
+        #expect(keys(tree, from: key(101), below: key(111)) == [102, 104, 106, 108, 110])
+        #expect(keys(tree, from: key(100), below: key(100)) == [])
+        #expect(keys(tree, from: key(995)) == [996, 998])
+        var firstThree: [Int] = []
+        tree.forEach(from: key(0), below: nil) { _, value in
+            firstThree.append(value)
+            return firstThree.count < 3
+        }
+        #expect(firstThree == [0, 2, 4])
+    }
+
+    @Test func byteOrderIsLexicographicWithPrefixesFirst() {
+        var tree = BTree<String>()
+        for text in ["b", "a", "ab", "", "a\u{0}", "\u{FF}"] {
+            tree.update(Array(text.utf8), default: { text }) { _ in }
+        }
+        var ordered: [String] = []
+        tree.forEach(from: [], below: nil) { _, value in
+            ordered.append(value)
+            return true
+        }
+        #expect(ordered == ["", "a", "a\u{0}", "ab", "b", "\u{FF}"])
+    }
+
+    @Test func updatesChangeValuesInPlace() {
+        var tree = BTree<Int>()
+        for round in 0..<3 {
+            for value in 0..<500 { tree.update(key(value), default: { 0 }) { $0 += round + 1 } }
+        }
+        #expect(tree.count == 500)
+        #expect(tree[key(499)] == 6)
+    }
+
+    @Test func copiesAreSnapshotsUnaffectedByLaterWrites() {
+        var tree = BTree<Int>()
+        for value in 0..<5_000 { tree.update(key(value), default: { value }) { _ in } }
+        let snapshot = tree
+        for value in 0..<5_000 { tree.update(key(value), default: { 0 }) { $0 = -1 } }
+        for value in 5_000..<6_000 { tree.update(key(value), default: { value }) { _ in } }
+        #expect(snapshot.count == 5_000)
+        #expect(keys(snapshot) == Array(0..<5_000))
+        #expect(tree.count == 6_000)
+        #expect(keys(tree, below: key(3)) == [-1, -1, -1])
+    }
+
+    @Test func compactMapDropsAndRewritesInOrder() {
+        var tree = BTree<Int>()
+        for value in 0..<1_000 { tree.update(key(value), default: { value }) { _ in } }
+        let evens = tree.compactMap { _, value in value % 2 == 0 ? value * 10 : nil }
+        #expect(evens.count == 500)
+        #expect(keys(evens).prefix(3) == [0, 20, 40])
+        #expect(evens[key(998)] == 9_980)
+        #expect(tree.count == 1_000)
+    }
+}
+
+/// A small seeded generator so shuffles are reproducible.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
