@@ -62,11 +62,7 @@ public final class GRPCClientConnection: Sendable {
     public static func connect(
         _ configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> GRPCClientConnection {
-        let sslContext = try configuration.tls.map { tls -> NIOSSLContext in
-            var tls = tls
-            tls.applicationProtocols = ["h2"]
-            return try NIOSSLContext(configuration: tls)
-        }
+        let sslContext = try configuration.tls.map(NIOSSLContext.grpc)
         let goAway = GoAwayState()
         let (channel, multiplexer) = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -58,11 +58,7 @@ public final class GRPCServer: Sendable {
         configuration: Configuration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> GRPCServer {
-        let sslContext = try configuration.tls.map { tls -> NIOSSLContext in
-            var tls = tls
-            tls.applicationProtocols = ["h2"]
-            return try NIOSSLContext(configuration: tls)
-        }
+        let sslContext = try configuration.tls.map(NIOSSLContext.grpc)
         let connections = ConnectionRegistry()
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
