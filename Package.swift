@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // Generated messages for etcd's v3 API (regenerate with scripts/generate-protos.sh).
@@ -49,6 +50,7 @@ let package = Package(
         // The revisioned keyspace: revisions, per-key generations, the in-memory ordered index.
         .target(
             name: "MVCC",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
         // etcd's gRPC services mapped onto the server.

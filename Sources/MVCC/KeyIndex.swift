@@ -42,6 +42,15 @@ public struct KeyIndex: Sendable, Equatable {
         generations[last].version += 1
     }
 
+    /// Re-records a stored put when rebuilding the index. The record's own version and create
+    /// revision are authoritative: compaction may have removed the earlier puts.
+    public mutating func restore(_ revision: Revision, createdMain: Int64, version: Int64) {
+        put(revision)
+        let last = generations.count - 1
+        generations[last].version = version
+        generations[last].created = Revision(main: createdMain)
+    }
+
     /// Records the key's deletion at `revision`, ending the current generation.
     public mutating func tombstone(_ revision: Revision) {
         precondition(isLive, "tombstone of a deleted key")

@@ -48,7 +48,8 @@ public enum MVCCError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Finds stored records by revision (the backend, plus a write's own pending changes).
+/// Finds stored records by revision (the backend, plus changes not yet committed to it).
 public protocol RevisionReader {
-    func keyValue(at revision: Revision) throws -> KeyValue?
+    /// The records at `revisions`, in the same order; nil where none is stored.
+    func keyValues(at revisions: [Revision]) throws -> [KeyValue?]
 }

@@ -52,10 +52,9 @@ public struct KeyValueStore: Sendable {
         let count = revisionsInRange(key, end: end, atMain: atRevision, limit: options.countOnly ? 0 : options.limit) {
             if !options.countOnly { revisions.append($0) }
         }
-        let kvs = try revisions.map { revision in
-            guard let kv = try reader.keyValue(at: revision) else {
-                preconditionFailure("the index names revision \(revision) but the backend has no record for it")
-            }
+        let found = try reader.keyValues(at: revisions)
+        let kvs = zip(revisions, found).map { revision, kv in
+            guard let kv else { preconditionFailure("the index names revision \(revision) but the backend has no record of it") }
             return kv
         }
         return RangeResult(kvs: kvs, count: count, revision: atRevision)
@@ -113,7 +112,7 @@ public struct KeyValueStore: Sendable {
         /// The key's current record (including this write's changes), if it exists.
         public func current(_ key: [UInt8]) throws -> KeyValue? {
             guard let snapshot = store.index[key]?.snapshot(atMain: main) else { return nil }
-            return try keyValue(at: snapshot.modified)
+            return try keyValues(at: [snapshot.modified])[0]
         }
 
         /// Reads a range as it stands within this write.
@@ -157,15 +156,30 @@ public struct KeyValueStore: Sendable {
             return doomed
         }
 
-        fileprivate func keyValue(at revision: Revision) throws -> KeyValue? {
-            if let record = pending[revision] { return record }
-            return try reader.keyValue(at: revision)
+        fileprivate func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {
+            try OverlayReader(pending: pending, base: reader).keyValues(at: revisions)
         }
     }
 
     private struct PendingReader: RevisionReader {
         let writer: Writer
-        func keyValue(at revision: Revision) throws -> KeyValue? { try writer.keyValue(at: revision) }
+        func keyValues(at revisions: [Revision]) throws -> [KeyValue?] { try writer.keyValues(at: revisions) }
+    }
+
+    /// Re-records one stored change in the key index (rebuilding at start).
+    mutating func restore(_ change: Change) {
+        index.update(change.kv.key, default: { KeyIndex() }) { keyIndex in
+            switch change.kind {
+            case .put: keyIndex.restore(change.revision, createdMain: change.kv.createRevision, version: change.kv.version)
+            case .delete: keyIndex.tombstone(change.revision)
+            }
+        }
+        revision = max(revision, change.revision.main)
+    }
+
+    mutating func restoreCounters(revision: Int64, compacted: Int64) {
+        self.revision = revision
+        compactedRevision = compacted
     }
 
     /// Drops history before main revision `atMain`. Returns the revisions at or before it that

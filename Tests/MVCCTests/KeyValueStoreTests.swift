@@ -6,7 +6,7 @@ import Testing
 final class MemoryBackend: RevisionReader {
     var records: [Revision: KeyValue] = [:]
 
-    func keyValue(at revision: Revision) -> KeyValue? { records[revision] }
+    func keyValues(at revisions: [Revision]) -> [KeyValue?] { revisions.map { records[$0] } }
 
     func apply(_ changes: [Change]) {
         for change in changes { records[change.revision] = change.kv }

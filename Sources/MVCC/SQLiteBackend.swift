@@ -1,0 +1,126 @@
+import Foundation
+import GRDB
+
+/// The store's durable state: one SQLite database in WAL mode holding every kept revision's
+/// record and the store's meta values, committed one batch of applied writes at a time.
+///
+/// Readers on any thread read committed data concurrently with the apply loop's writes.
+public final class SQLiteBackend: RevisionReader, Sendable {
+    /// Names of the meta values.
+    public enum Meta: String, Sendable {
+        /// The index of the last applied log entry; a restart replays the log after it.
+        case consistentIndex = "consistent_index"
+        /// The last compaction's main revision.
+        case compactedRevision = "compacted_revision"
+        /// The store's newest main revision (needed when the newest writes were all compacted away).
+        case revision = "revision"
+    }
+
+    private let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path`. With `synchronousCommits`, each batch
+    /// commit is fsynced (the durability point until the write-ahead log takes that role).
+    public init(path: String, synchronousCommits: Bool) throws {
+        var configuration = Configuration()
+        configuration.label = "swift-etcd backend"
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronousCommits ? "FULL" : "OFF")")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try pool.write { db in
+            try db.execute(sql: """
+                CREATE TABLE IF NOT EXISTS kv (
+                    main INTEGER NOT NULL, sub INTEGER NOT NULL, tombstone INTEGER NOT NULL,
+                    key BLOB NOT NULL, value BLOB NOT NULL, create_revision INTEGER NOT NULL,
+                    version INTEGER NOT NULL, lease INTEGER NOT NULL,
+                    PRIMARY KEY (main, sub)) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+                """)
+        }
+    }
+
+    /// Stores one batch of changes and meta values in a single transaction.
+    public func commit(_ changes: [Change], meta: [Meta: Int64], removingAtOrBefore compaction: (main: Int64, kept: Set<Revision>)? = nil) throws {
+        try pool.write { db in
+            let insert = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO kv (main, sub, tombstone, key, value, create_revision, version, lease)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for change in changes {
+                try insert.execute(arguments: [
+                    change.revision.main, change.revision.sub, change.kind == .delete ? 1 : 0,
+                    Data(change.kv.key), Data(change.kv.value), change.kv.createRevision, change.kv.version, change.kv.lease,
+                ])
+            }
+            if let compaction {
+                try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS kept (main INTEGER, sub INTEGER, PRIMARY KEY (main, sub))")
+                try db.execute(sql: "DELETE FROM kept")
+                let keep = try db.cachedStatement(sql: "INSERT INTO kept (main, sub) VALUES (?, ?)")
+                for revision in compaction.kept { try keep.execute(arguments: [revision.main, revision.sub]) }
+                try db.execute(
+                    sql: "DELETE FROM kv WHERE main <= ? AND (main, sub) NOT IN (SELECT main, sub FROM kept)",
+                    arguments: [compaction.main])
+            }
+            let setMeta = try db.cachedStatement(sql: "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)")
+            for (name, value) in meta { try setMeta.execute(arguments: [name.rawValue, value]) }
+        }
+    }
+
+    public func meta(_ name: Meta) throws -> Int64? {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = ?", arguments: [name.rawValue]) }
+    }
+
+    public func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {
+        guard !revisions.isEmpty else { return [] }
+        return try pool.read { db in
+            let select = try db.cachedStatement(sql: """
+                SELECT key, value, create_revision, version, lease FROM kv WHERE main = ? AND sub = ?
+                """)
+            return try revisions.map { revision in
+                try Row.fetchOne(select, arguments: [revision.main, revision.sub]).map { Self.keyValue($0, main: revision.main) }
+            }
+        }
+    }
+
+    /// Visits every stored change in revision order (to rebuild the key index at start).
+    public func forEachChange(_ body: (Change) throws -> Void) throws {
+        try pool.read { db in
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT main, sub, tombstone, key, value, create_revision, version, lease FROM kv ORDER BY main, sub
+                """)
+            while let row = try rows.next() {
+                let main: Int64 = row["main"]
+                let revision = Revision(main: main, sub: row["sub"])
+                let kind: Change.Kind = (row["tombstone"] as Int64) == 1 ? .delete : .put
+                try body(Change(kind: kind, revision: revision, kv: Self.keyValue(row, main: main)))
+            }
+        }
+    }
+
+    /// Bytes the database occupies on disk (etcd's `dbSize`).
+    public func sizeInBytes() throws -> Int64 {
+        try pool.read { db in
+            let pages = try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 0
+            return pages * pageSize
+        }
+    }
+
+    private static func keyValue(_ row: Row, main: Int64) -> KeyValue {
+        KeyValue(
+            key: [UInt8](row["key"] as Data), value: [UInt8](row["value"] as Data),
+            createRevision: row["create_revision"], modRevision: main, version: row["version"], lease: row["lease"])
+    }
+}
+
+extension KeyValueStore {
+    /// Rebuilds the store from the backend: replays every stored change into the key index.
+    public init(restoringFrom backend: SQLiteBackend) throws {
+        self.init()
+        try backend.forEachChange { change in
+            restore(change)
+        }
+        let stored = try backend.meta(.revision) ?? 1
+        restoreCounters(revision: max(stored, revision), compacted: try backend.meta(.compactedRevision) ?? -1)
+    }
+}
