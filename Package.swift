@@ -53,16 +53,23 @@ let package = Package(
             dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
+        // One member: the apply loop, etcd's apply rules, reads, status and membership.
+        .target(
+            name: "EtcdServer",
+            dependencies: ["EtcdProto", "MVCC", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strictSettings
+        ),
         // etcd's gRPC services mapped onto the server.
         .target(
             name: "EtcdAPI",
-            dependencies: ["EtcdProto", "GRPCWire"],
+            dependencies: ["EtcdProto", "EtcdServer", "GRPCWire"],
             swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "swift-etcd",
             dependencies: [
                 "EtcdAPI",
+                "EtcdServer",
                 "GRPCWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -106,6 +113,7 @@ let package = Package(
             dependencies: [
                 "EtcdAPI",
                 "EtcdProto",
+                "EtcdServer",
                 "GRPCWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -2,7 +2,9 @@
 # Interop checks against real gRPC implementations (run by .ci/run after `swift test`):
 #   1. the Python grpcio client against our echo service (every call kind, errors, a 1 MiB
 #      message, INTEROP_CALLS sequential calls on one connection with no GOAWAY/reconnect);
-#   2. the real etcdctl (Debian etcd-client) against swift-etcd: clean, prompt UNIMPLEMENTED;
+#   2. the real etcdctl (Debian etcd-client) against swift-etcd: RPCs not built yet answer a
+#      clean, prompt UNIMPLEMENTED; then the etcdctl-diff scenarios (the same etcdctl commands
+#      against the real etcd and swift-etcd must print the same);
 #   3. our Swift client against the real etcd (Debian etcd-server): INTEROP_CALLS calls of
 #      Maintenance.Status on one connection without being dropped.
 # Needs: etcd, etcdctl, and a Python with grpcio ($PYTHON, default .venv/bin/python).
@@ -50,7 +52,7 @@ else
   report "grpc-bench serve started" 1 "$(cat "$work/echo.log")"
 fi
 
-echo "== 2. real etcdctl -> swift-etcd"
+echo "== 2. real etcdctl -> swift-etcd: RPCs not built yet fail fast and clearly"
 port=$(free_port)
 "$bin/swift-etcd" --name interop --data-dir "$work/swift-etcd.data" \
   --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
@@ -71,12 +73,6 @@ if wait_for_port "$port" 30; then
       report "etcdctl $command -> UNIMPLEMENTED ($rpc)" 1 "exit $code: $output"
     fi
   done <<'COMMANDS'
-put foo bar|etcdserverpb.KV/Put
-get foo|etcdserverpb.KV/Range
-del foo|etcdserverpb.KV/DeleteRange
-compaction 1|etcdserverpb.KV/Compact
-member list|etcdserverpb.Cluster/MemberList
-endpoint status|etcdserverpb.Maintenance/Status
 lease grant 10|etcdserverpb.Lease/LeaseGrant
 lease list|etcdserverpb.Lease/LeaseLeases
 alarm list|etcdserverpb.Maintenance/Alarm
@@ -88,6 +84,18 @@ COMMANDS
 else
   report "swift-etcd started" 1 "$(cat "$work/swift-etcd.log")"
 fi
+
+echo "== 2b. etcdctl-diff: the same etcdctl commands against the real etcd and swift-etcd"
+shared=${SHARED_DIR:-../shared}
+scenarios=()
+for name in kv txn history errors; do scenarios+=("$shared/tools/scenarios/$name.txt"); done
+scenarios+=(scripts/scenarios/*.txt)
+set +e
+timeout 900 python3 "$shared/tools/etcdctl-diff" --candidate "$bin/swift-etcd" "${scenarios[@]}" >"$work/diff.out" 2>&1
+status=$?
+set -e
+grep -vE '^PASS' "$work/diff.out" || true
+report "etcdctl-diff: $(tail -1 "$work/diff.out")" "$status"
 
 echo "== 3. Swift client -> real etcd $(etcd --version | head -1)"
 client_port=$(free_port)

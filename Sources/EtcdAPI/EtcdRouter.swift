@@ -1,15 +1,18 @@
 import EtcdProto
+import EtcdServer
 import GRPCWire
 import SwiftProtobuf
 
 /// Builds the routing table for everything a swift-etcd member serves over gRPC.
 public enum EtcdRouter {
-    /// The full table: every RPC of etcd's v3 API has an entry. RPCs whose service has not
-    /// landed yet answer UNIMPLEMENTED with a message naming the RPC, so clients fail fast and
-    /// clearly instead of hanging.
-    public static func make() -> ServerRouter {
+    /// The full table for `server`: every RPC of etcd's v3 API has an entry. RPCs whose service
+    /// has not landed yet answer UNIMPLEMENTED with a message naming the RPC, so clients fail
+    /// fast and clearly instead of hanging.
+    public static func make(serving server: EtcdServer) -> ServerRouter {
         var router = ServerRouter()
         registerHealth(&router)
+        KVService.register(server, on: &router)
+        UnknownLeases.register(server, on: &router)
         for (path, kind) in RPCCatalog.all where !router.handles(path) {
             router.answerUnimplemented(path, kind: kind)
         }

@@ -36,7 +36,8 @@ public struct KeyValueStore: Sendable {
         public var kvs: [KeyValue]
         /// Keys in the range that existed at the revision read.
         public var count: Int
-        /// The revision the range was read at.
+        /// The store's newest revision when the range was read (what etcd's header reports,
+        /// also for reads of older revisions).
         public var revision: Int64
     }
 
@@ -57,7 +58,7 @@ public struct KeyValueStore: Sendable {
             guard let kv else { preconditionFailure("the index names revision \(revision) but the backend has no record of it") }
             return kv
         }
-        return RangeResult(kvs: kvs, count: count, revision: atRevision)
+        return RangeResult(kvs: kvs, count: count, revision: revision)
     }
 
     /// Counts the keys alive at `atMain` in the range, passing the revisions of the first
@@ -115,10 +116,8 @@ public struct KeyValueStore: Sendable {
             return try keyValues(at: [snapshot.modified])[0]
         }
 
-        /// Reads a range as it stands within this write.
+        /// Reads a range as it stands within this write (or at an older revision, if asked).
         public func range(_ key: [UInt8], end: [UInt8]?, options: RangeOptions = .init()) throws -> RangeResult {
-            var options = options
-            options.revision = 0
             var view = store
             view.revision = main
             return try view.range(key, end: end, options: options, reader: PendingReader(writer: self))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcdAPI
+import EtcdServer
 import GRPCWire
 import NIOCore
 import NIOPosix
@@ -41,6 +42,12 @@ struct SwiftEtcd: AsyncParsableCommand {
     @Option(name: .customLong("max-request-bytes"), help: "Maximum client request size in bytes the server will accept.")
     var maxRequestBytes = 1_572_864
 
+    @Option(name: .customLong("max-txn-ops"), help: "Maximum number of operations permitted in a transaction.")
+    var maxTxnOps = 128
+
+    @Option(name: .customLong("quota-backend-bytes"), help: "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).")
+    var quotaBackendBytes: Int64 = 0
+
     func run() async throws {
         let listeners = try listenClientURLs.split(separator: ",").map { url -> GRPCClient.Endpoint in
             guard let endpoint = GRPCClient.Endpoint(String(url)), String(url).hasPrefix("http://") else {
@@ -48,7 +55,21 @@ struct SwiftEtcd: AsyncParsableCommand {
             }
             return endpoint
         }
-        let router = EtcdRouter.make()
+        var configuration = EtcdServer.Configuration(
+            name: name, dataDirectory: dataDir ?? "\(name).etcd", initialCluster: initialCluster,
+            initialClusterToken: initialClusterToken,
+            advertiseClientURLs: advertiseClientURLs.split(separator: ",").map(String.init))
+        configuration.maxRequestBytes = maxRequestBytes
+        configuration.maxTxnOperations = maxTxnOps
+        if quotaBackendBytes > 0 { configuration.quotaBackendBytes = quotaBackendBytes }
+        let member: EtcdServer
+        do {
+            member = try EtcdServer(configuration)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+        log("opened backend", ["data-dir": configuration.dataDirectory, "revision": "\(member.currentRevision)"])
+        let router = EtcdRouter.make(serving: member)
         var servers: [GRPCServer] = []
         for listener in listeners {
             let host = listener.host == "localhost" ? "127.0.0.1" : listener.host
@@ -58,10 +79,13 @@ struct SwiftEtcd: AsyncParsableCommand {
             servers.append(try await GRPCServer.start(router: router, configuration: configuration))
             log("serving client traffic insecurely; this is strongly discouraged!", ["address": "\(host):\(listener.port)"])
         }
-        log("ready to serve client requests", ["name": name])
+        log("ready to serve client requests", [
+            "name": name, "member-id": String(member.member.id, radix: 16), "cluster-id": String(member.cluster.id, radix: 16),
+        ])
         await waitForTerminationSignal()
         log("received signal; shutting down", [:])
         for server in servers { await server.shutdown(gracePeriod: .seconds(5)) }
+        member.stop()
     }
 
     private func log(_ message: String, _ fields: [String: String]) {

@@ -1,0 +1,18 @@
+import EtcdServer
+import GRPCWire
+
+extension GRPCStatus {
+    /// The gRPC status etcd answers each of its errors with: the one place codes are chosen.
+    init(_ error: EtcdError) {
+        let code: Code =
+            switch error {
+            case .emptyKey, .keyNotFound, .valueProvided, .leaseProvided, .tooManyOperations, .duplicateKey,
+                .requestTooLarge, .invalidSortOption:
+                .invalidArgument
+            case .compacted, .futureRevision: .outOfRange
+            case .leaseNotFound: .notFound
+            case .stopped: .unavailable
+            }
+        self.init(code, error.description)
+    }
+}

@@ -1,0 +1,112 @@
+import EtcdProto
+import EtcdServer
+import GRPCWire
+import SwiftProtobuf
+
+/// `etcdserverpb.KV` plus the `Cluster.MemberList` and `Maintenance.Status` answers etcdctl's
+/// `member list` and `endpoint status` need. Handlers only translate: checks that need no
+/// state run here on the event loop, reads are answered from the member's published snapshot
+/// on the event loop, writes become proposals whose completion hops back.
+enum KVService {
+    static func register(_ server: EtcdServer, on router: inout ServerRouter) {
+        router.unary(Etcdserverpb_KVRPCs.range.path) {
+            (request: Etcdserverpb_RangeRequest, responder: UnaryResponder<Etcdserverpb_RangeResponse>) in
+            do throws(EtcdError) {
+                responder.succeed(try server.range(request))
+            } catch {
+                responder.fail(GRPCStatus(error))
+            }
+        }
+        router.unary(Etcdserverpb_KVRPCs.put.path) {
+            (request: Etcdserverpb_PutRequest, responder: UnaryResponder<Etcdserverpb_PutResponse>) in
+            if let error = check(request, server) { return responder.fail(GRPCStatus(error)) }
+            server.propose(.put(request)) { result in
+                responder.complete(result, as: { if case .put(let response) = $0 { response } else { nil } })
+            }
+        }
+        router.unary(Etcdserverpb_KVRPCs.deleteRange.path) {
+            (request: Etcdserverpb_DeleteRangeRequest, responder: UnaryResponder<Etcdserverpb_DeleteRangeResponse>) in
+            guard !request.key.isEmpty else { return responder.fail(GRPCStatus(EtcdError.emptyKey)) }
+            server.propose(.deleteRange(request)) { result in
+                responder.complete(result, as: { if case .deleteRange(let response) = $0 { response } else { nil } })
+            }
+        }
+        router.unary(Etcdserverpb_KVRPCs.txn.path) {
+            (request: Etcdserverpb_TxnRequest, responder: UnaryResponder<Etcdserverpb_TxnResponse>) in
+            do throws(EtcdError) {
+                try server.validate(request)
+                try checkSize(request, server)
+            } catch {
+                return responder.fail(GRPCStatus(error))
+            }
+            server.propose(.txn(request)) { result in
+                responder.complete(result, as: { if case .txn(let response) = $0 { response } else { nil } })
+            }
+        }
+        router.unary(Etcdserverpb_KVRPCs.compact.path) {
+            (request: Etcdserverpb_CompactionRequest, responder: UnaryResponder<Etcdserverpb_CompactionResponse>) in
+            server.propose(.compaction(request)) { result in
+                responder.complete(result, as: { if case .compaction(let response) = $0 { response } else { nil } })
+            }
+        }
+        router.unary(Etcdserverpb_ClusterRPCs.memberList.path) {
+            (_: Etcdserverpb_MemberListRequest, responder: UnaryResponder<Etcdserverpb_MemberListResponse>) in
+            responder.succeed(server.memberList())
+        }
+        router.unary(Etcdserverpb_MaintenanceRPCs.status.path) {
+            (_: Etcdserverpb_StatusRequest, responder: UnaryResponder<Etcdserverpb_StatusResponse>) in
+            do {
+                responder.succeed(try server.status())
+            } catch {
+                responder.fail(GRPCStatus(.unavailable, "etcdserver: \(error)"))
+            }
+        }
+    }
+
+    /// etcd's checks on a put before it is proposed.
+    private static func check(_ request: Etcdserverpb_PutRequest, _ server: EtcdServer) -> EtcdError? {
+        if request.key.isEmpty { return .emptyKey }
+        if request.ignoreValue, !request.value.isEmpty { return .valueProvided }
+        if request.ignoreLease, request.lease != 0 { return .leaseProvided }
+        do throws(EtcdError) { try checkSize(request, server) } catch { return error }
+        return nil
+    }
+
+    /// Requests above `--max-request-bytes` are refused, as etcd refuses them.
+    private static func checkSize(_ request: some Message, _ server: EtcdServer) throws(EtcdError) {
+        let size = (try? request.serializedBytes() as [UInt8])?.count ?? 0
+        if size > server.configuration.maxRequestBytes { throw .requestTooLarge }
+    }
+}
+
+extension UnaryResponder {
+    /// Completes with the response `extract` finds in a write's result.
+    fileprivate func complete(_ result: Result<WriteResponse, EtcdError>, as extract: (WriteResponse) -> Response?) {
+        switch result {
+        case .success(let write):
+            guard let response = extract(write) else { return fail(GRPCStatus(.internal, "etcdserver: unexpected response kind")) }
+            succeed(response)
+        case .failure(let error):
+            fail(GRPCStatus(error))
+        }
+    }
+}
+
+/// Until the Lease service lands no lease can exist (LeaseGrant answers UNIMPLEMENTED), so the
+/// lease lookups answer exactly as etcd answers for a lease it does not know.
+enum UnknownLeases {
+    static func register(_ server: EtcdServer, on router: inout ServerRouter) {
+        router.unary(Etcdserverpb_LeaseRPCs.leaseRevoke.path) {
+            (_: Etcdserverpb_LeaseRevokeRequest, responder: UnaryResponder<Etcdserverpb_LeaseRevokeResponse>) in
+            responder.fail(GRPCStatus(EtcdError.leaseNotFound))
+        }
+        router.unary(Etcdserverpb_LeaseRPCs.leaseTimeToLive.path) {
+            (request: Etcdserverpb_LeaseTimeToLiveRequest, responder: UnaryResponder<Etcdserverpb_LeaseTimeToLiveResponse>) in
+            var response = Etcdserverpb_LeaseTimeToLiveResponse()
+            response.header = server.header(revision: server.currentRevision)
+            response.id = request.id
+            response.ttl = -1
+            responder.succeed(response)
+        }
+    }
+}

@@ -1,0 +1,152 @@
+import EtcdProto
+import Foundation
+import MVCC
+
+/// A write request as the apply loop receives it.
+public enum WriteRequest: Sendable {
+    case put(Etcdserverpb_PutRequest)
+    case deleteRange(Etcdserverpb_DeleteRangeRequest)
+    case txn(Etcdserverpb_TxnRequest)
+    case compaction(Etcdserverpb_CompactionRequest)
+}
+
+/// The response to a ``WriteRequest``; its header's revision is filled in, the rest by the caller.
+public enum WriteResponse: Sendable {
+    case put(Etcdserverpb_PutResponse)
+    case deleteRange(Etcdserverpb_DeleteRangeResponse)
+    case txn(Etcdserverpb_TxnResponse)
+    case compaction(Etcdserverpb_CompactionResponse)
+}
+
+/// Applies write requests to the store with etcd's semantics (etcd's `apply.go`).
+enum Applier {
+    /// What applying one request changed, for the backend batch.
+    struct Outcome {
+        var response: Result<WriteResponse, EtcdError>
+        var changes: [Change] = []
+        var compaction: (main: Int64, kept: Set<Revision>)?
+    }
+
+    /// Applies one request; responses carry `header` with the resulting revision.
+    static func apply(
+        _ request: WriteRequest, to store: inout KeyValueStore, reader: some RevisionReader, header: Etcdserverpb_ResponseHeader
+    ) -> Outcome {
+        var header = header
+        if case .compaction(let compaction) = request {
+            do {
+                let kept = try store.compact(atMain: compaction.revision)
+                var response = Etcdserverpb_CompactionResponse()
+                header.revision = store.revision
+                response.header = header
+                return Outcome(response: .success(.compaction(response)), compaction: (compaction.revision, kept))
+            } catch let error as MVCCError {
+                return Outcome(response: .failure(EtcdError(error)))
+            } catch {
+                preconditionFailure("compaction failed: \(error)")
+            }
+        }
+        do {
+            // A failed request must change nothing, so apply to a copy and keep it on success.
+            var attempt = store
+            let (response, changes) = try attempt.write(reader: reader) { writer -> WriteResponse in
+                switch request {
+                case .put(let put): .put(try applyPut(put, &writer))
+                case .deleteRange(let delete): .deleteRange(try applyDelete(delete, &writer))
+                case .txn(let txn): .txn(try applyTxn(txn, &writer))
+                case .compaction: preconditionFailure("handled above")
+                }
+            }
+            store = attempt
+            header.revision = store.revision
+            return Outcome(response: .success(response.withHeader(header)), changes: changes)
+        } catch let error as EtcdError {
+            return Outcome(response: .failure(error))
+        } catch let error as MVCCError {
+            return Outcome(response: .failure(EtcdError(error)))
+        } catch {
+            preconditionFailure("backend read failed while applying: \(error)")
+        }
+    }
+
+    private static func applyPut(_ request: Etcdserverpb_PutRequest, _ writer: inout KeyValueStore.Writer) throws -> Etcdserverpb_PutResponse {
+        var response = Etcdserverpb_PutResponse()
+        let previous = try writer.current(Array(request.key))
+        var value = Array(request.value)
+        var lease = request.lease
+        if request.ignoreValue || request.ignoreLease {
+            guard let previous else { throw EtcdError.keyNotFound }
+            if request.ignoreValue { value = previous.value }
+            if request.ignoreLease { lease = previous.lease }
+        }
+        if lease != 0 { throw EtcdError.leaseNotFound }  // no leases exist until the Lease service lands
+        if request.prevKv, let previous { response.prevKv = Mvccpb_KeyValue(previous) }
+        writer.put(Array(request.key), value: value, lease: lease)
+        return response
+    }
+
+    private static func applyDelete(_ request: Etcdserverpb_DeleteRangeRequest, _ writer: inout KeyValueStore.Writer) throws
+        -> Etcdserverpb_DeleteRangeResponse
+    {
+        var response = Etcdserverpb_DeleteRangeResponse()
+        let deleted = try writer.delete(Array(request.key), end: request.rangeEnd.isEmpty ? nil : Array(request.rangeEnd))
+        response.deleted = Int64(deleted.count)
+        if request.prevKv { response.prevKvs = deleted.map(Mvccpb_KeyValue.init) }
+        return response
+    }
+
+    private static func applyTxn(_ request: Etcdserverpb_TxnRequest, _ writer: inout KeyValueStore.Writer) throws -> Etcdserverpb_TxnResponse {
+        var succeeded = true
+        for compare in request.compare {
+            let end = compare.rangeEnd.isEmpty ? nil : Array(compare.rangeEnd)
+            let records = try writer.range(Array(compare.key), end: end).kvs
+            if !TxnRules.holds(compare, records: records) {
+                succeeded = false
+                break
+            }
+        }
+        var response = Etcdserverpb_TxnResponse()
+        response.succeeded = succeeded
+        for operation in succeeded ? request.success : request.failure {
+            var result = Etcdserverpb_ResponseOp()
+            switch operation.request {
+            case .requestRange(let range):
+                let view = writer
+                var answer = try RangeRules.answer(range) { key, end, options in try view.range(key, end: end, options: options) }
+                answer.header.revision = writer.main - (writer.changes.isEmpty ? 1 : 0)
+                result.responseRange = answer
+            case .requestPut(let put):
+                result.responsePut = try applyPut(put, &writer)
+                result.responsePut.header.revision = writer.main
+            case .requestDeleteRange(let delete):
+                result.responseDeleteRange = try applyDelete(delete, &writer)
+                result.responseDeleteRange.header.revision = writer.main
+            case .requestTxn(let nested):
+                result.responseTxn = try applyTxn(nested, &writer)
+                result.responseTxn.header.revision = writer.main
+            case nil:
+                break
+            }
+            response.responses.append(result)
+        }
+        return response
+    }
+}
+
+extension WriteResponse {
+    fileprivate func withHeader(_ header: Etcdserverpb_ResponseHeader) -> WriteResponse {
+        switch self {
+        case .put(var response):
+            response.header = header
+            return .put(response)
+        case .deleteRange(var response):
+            response.header = header
+            return .deleteRange(response)
+        case .txn(var response):
+            response.header = header
+            return .txn(response)
+        case .compaction(var response):
+            response.header = header
+            return .compaction(response)
+        }
+    }
+}

@@ -1,0 +1,235 @@
+import Dispatch
+import EtcdProto
+import Foundation
+import MVCC
+import Synchronization
+
+/// One swift-etcd member: the store, its backend, and the apply loop that orders all writes.
+///
+/// Writes are proposals: `propose` queues them and returns at once; a dedicated thread takes
+/// every queued proposal as one batch, applies them in order, commits the batch to the backend
+/// in one transaction (one fsync for the whole batch: group commit), publishes the new store
+/// snapshot, and only then completes the proposals. Reads take the latest published snapshot
+/// on the caller's thread and never wait for the apply loop.
+///
+/// The single-member path until Raft lands: a batch is committed as soon as it is durable.
+public final class EtcdServer: Sendable {
+    public struct Configuration: Sendable {
+        public var name: String
+        public var dataDirectory: String
+        public var initialCluster: String
+        public var initialClusterToken: String
+        public var advertiseClientURLs: [String]
+        /// etcd's `--max-request-bytes`.
+        public var maxRequestBytes = 1_572_864
+        /// etcd's `--max-txn-ops`.
+        public var maxTxnOperations = 128
+        /// etcd's `--quota-backend-bytes` (reported in Status; enforced with the NOSPACE alarm later).
+        public var quotaBackendBytes: Int64 = 2 * 1024 * 1024 * 1024
+
+        public init(
+            name: String, dataDirectory: String, initialCluster: String, initialClusterToken: String,
+            advertiseClientURLs: [String]
+        ) {
+            self.name = name
+            self.dataDirectory = dataDirectory
+            self.initialCluster = initialCluster
+            self.initialClusterToken = initialClusterToken
+            self.advertiseClientURLs = advertiseClientURLs
+        }
+    }
+
+    /// The version this member reports (the etcd API level it speaks).
+    public static let version = "3.6.0"
+    /// A single member elects itself in term 2 at start, as etcd does.
+    static let raftTerm: UInt64 = 2
+
+    public let configuration: Configuration
+    public let cluster: ClusterConfiguration
+    public let member: Member
+    private let backend: SQLiteBackend
+    private let published: Mutex<Published>
+    private let proposals = Mutex(ProposalQueue())
+    private let wakeApplyLoop = DispatchSemaphore(value: 0)
+    private let applyLoopExited = DispatchSemaphore(value: 0)
+
+    private struct Published {
+        var store: KeyValueStore
+        var appliedIndex: UInt64
+    }
+
+    private struct ProposalQueue {
+        var waiting: [Proposal] = []
+        var stopping = false
+    }
+
+    private struct Proposal {
+        let request: WriteRequest
+        let completion: @Sendable (Result<WriteResponse, EtcdError>) -> Void
+    }
+
+    /// Opens (or creates) the member's data directory, rebuilds the store, starts the apply loop.
+    public init(_ configuration: Configuration) throws {
+        self.configuration = configuration
+        cluster = try ClusterConfiguration(initialCluster: configuration.initialCluster, token: configuration.initialClusterToken)
+        guard var member = cluster.members.first(where: { $0.name == configuration.name }) else {
+            throw ConfigurationError(
+                "couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
+        }
+        member.clientURLs = configuration.advertiseClientURLs
+        self.member = member
+        let snapDirectory = (configuration.dataDirectory as NSString).appendingPathComponent("member/snap")
+        try FileManager.default.createDirectory(atPath: snapDirectory, withIntermediateDirectories: true)
+        backend = try SQLiteBackend(path: (snapDirectory as NSString).appendingPathComponent("backend.sqlite"), synchronousCommits: true)
+        let store = try KeyValueStore(restoringFrom: backend)
+        let applied = UInt64(try backend.meta(.consistentIndex) ?? 0)
+        published = Mutex(Published(store: store, appliedIndex: applied))
+        let thread = Thread { [self] in runApplyLoop(store: store, appliedIndex: applied) }
+        thread.name = "swift-etcd apply"
+        thread.start()
+    }
+
+    /// Stops the apply loop after the proposals already queued; later proposals fail with
+    /// `etcdserver: server stopped`.
+    public func stop() {
+        let first = proposals.withLock { queue in
+            defer { queue.stopping = true }
+            return !queue.stopping
+        }
+        guard first else { return }
+        wakeApplyLoop.signal()
+        applyLoopExited.wait()
+    }
+
+    // MARK: Writes
+
+    /// Queues a write; `completion` runs on the apply thread once the write is durable and
+    /// visible to reads.
+    public func propose(_ request: WriteRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
+        enum Admission { case wakesTheLoop, joinsTheBatch, refused }
+        let admission = proposals.withLock { queue -> Admission in
+            guard !queue.stopping else { return .refused }
+            queue.waiting.append(Proposal(request: request, completion: completion))
+            return queue.waiting.count == 1 ? .wakesTheLoop : .joinsTheBatch
+        }
+        switch admission {
+        case .wakesTheLoop: wakeApplyLoop.signal()
+        case .joinsTheBatch: break
+        case .refused: completion(.failure(.stopped))
+        }
+    }
+
+    private func runApplyLoop(store initial: KeyValueStore, appliedIndex initialIndex: UInt64) {
+        var store = initial
+        var appliedIndex = initialIndex
+        while true {
+            wakeApplyLoop.wait()
+            let (batch, stopping) = proposals.withLock { queue in
+                defer { queue.waiting = [] }
+                return (queue.waiting, queue.stopping)
+            }
+            if !batch.isEmpty {
+                let results = applyBatch(batch, store: &store, appliedIndex: &appliedIndex)
+                for (proposal, result) in zip(batch, results) { proposal.completion(result) }
+            }
+            if stopping { break }
+        }
+        applyLoopExited.signal()
+    }
+
+    private func applyBatch(_ batch: [Proposal], store: inout KeyValueStore, appliedIndex: inout UInt64)
+        -> [Result<WriteResponse, EtcdError>]
+    {
+        var reader = OverlayReader(base: backend)
+        var changes: [Change] = []
+        var compaction: (main: Int64, kept: Set<Revision>)?
+        var results: [Result<WriteResponse, EtcdError>] = []
+        results.reserveCapacity(batch.count)
+        let header = header(revision: 0)
+        for proposal in batch {
+            let outcome = Applier.apply(proposal.request, to: &store, reader: reader, header: header)
+            reader.add(outcome.changes)
+            changes += outcome.changes
+            if let compacted = outcome.compaction { compaction = compacted }
+            results.append(outcome.response)
+            appliedIndex += 1
+        }
+        do {
+            var meta: [SQLiteBackend.Meta: Int64] = [.consistentIndex: Int64(appliedIndex), .revision: store.revision]
+            if compaction != nil { meta[.compactedRevision] = store.compactedRevision }
+            try backend.commit(changes, meta: meta, removingAtOrBefore: compaction)
+        } catch {
+            // Fail-stop: nothing of this batch was acknowledged, and nothing may be.
+            FileHandle.standardError.write(Data("{\"level\":\"fatal\",\"msg\":\"failed to commit to the backend\",\"error\":\"\(error)\"}\n".utf8))
+            exit(1)
+        }
+        let snapshot = store
+        let index = appliedIndex
+        published.withLock { $0 = Published(store: snapshot, appliedIndex: index) }
+        return results
+    }
+
+    // MARK: Reads
+
+    /// Answers a range from the latest published snapshot, on the caller's thread.
+    public func range(_ request: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
+        try TxnRules.validate(request)
+        let store = published.withLock { $0.store }
+        var response = try RangeRules.answer(request) { key, end, options in
+            try store.range(key, end: end, options: options, reader: backend)
+        }
+        response.header = header(revision: store.revision)
+        return response
+    }
+
+    /// Rejects a transaction etcd would reject before proposing it.
+    public func validate(_ request: Etcdserverpb_TxnRequest) throws(EtcdError) {
+        try TxnRules.validate(request, maxOperations: configuration.maxTxnOperations)
+    }
+
+    /// A response header for this member at `revision`.
+    public func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
+        var header = Etcdserverpb_ResponseHeader()
+        header.clusterID = cluster.id
+        header.memberID = member.id
+        header.revision = revision
+        header.raftTerm = Self.raftTerm
+        return header
+    }
+
+    public var currentRevision: Int64 { published.withLock { $0.store.revision } }
+
+    /// `Maintenance.Status` for this member.
+    public func status() throws -> Etcdserverpb_StatusResponse {
+        let (revision, applied) = published.withLock { ($0.store.revision, $0.appliedIndex) }
+        var response = Etcdserverpb_StatusResponse()
+        response.header = header(revision: revision)
+        response.version = Self.version
+        response.dbSize = try backend.sizeInBytes()
+        response.dbSizeInUse = response.dbSize
+        response.leader = member.id
+        response.raftIndex = applied
+        response.raftAppliedIndex = applied
+        response.raftTerm = Self.raftTerm
+        response.storageVersion = Self.version
+        response.dbSizeQuota = configuration.quotaBackendBytes
+        return response
+    }
+
+    /// `Cluster.MemberList`: the members known from the bootstrap configuration.
+    public func memberList() -> Etcdserverpb_MemberListResponse {
+        var response = Etcdserverpb_MemberListResponse()
+        response.header = header(revision: currentRevision)
+        response.members = cluster.members.map { configured in
+            let known = configured.id == member.id ? member : configured
+            var out = Etcdserverpb_Member()
+            out.id = known.id
+            out.name = known.name
+            out.peerUrls = known.peerURLs
+            out.clientUrls = known.clientURLs
+            out.isLearner = known.isLearner
+            return out
+        }
+        return response
+    }
+}
