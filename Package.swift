@@ -109,6 +109,13 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "EtcdServerTests",
+            dependencies: [
+                "EtcdServer", "EtcdProto", "MVCC", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "EtcdAPITests",
             dependencies: [
                 "EtcdAPI",
@@ -117,6 +124,7 @@ let package = Package(
                 "GRPCWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSettings
         ),

@@ -1,0 +1,209 @@
+import EtcdProto
+import Foundation
+import MVCC
+import SwiftProtobuf
+import Testing
+
+@testable import EtcdServer
+
+/// A member on a temporary data directory, with async helpers for proposals.
+final class TestMember: Sendable {
+    let directory: URL
+    let server: EtcdServer
+
+    init(maxTxnOperations: Int = 128) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-server-\(UUID().uuidString)")
+        var configuration = EtcdServer.Configuration(
+            name: "default", dataDirectory: directory.path, initialCluster: "default=http://localhost:2380",
+            initialClusterToken: "etcd-cluster", advertiseClientURLs: ["http://localhost:2379"])
+        configuration.maxTxnOperations = maxTxnOperations
+        server = try EtcdServer(configuration)
+    }
+
+    deinit {
+        server.stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func write(_ request: WriteRequest) async -> Result<WriteResponse, EtcdError> {
+        await withCheckedContinuation { continuation in server.propose(request) { continuation.resume(returning: $0) } }
+    }
+
+    @discardableResult
+    func put(_ key: String, _ value: String, lease: Int64 = 0) async -> Result<WriteResponse, EtcdError> {
+        await write(.put(.with { $0.key = Data(key.utf8); $0.value = Data(value.utf8); $0.lease = lease }))
+    }
+
+    func get(_ key: String, end: String = "", _ configure: (inout Etcdserverpb_RangeRequest) -> Void = { _ in }) throws -> Etcdserverpb_RangeResponse {
+        var request = Etcdserverpb_RangeRequest()
+        request.key = Data(key.utf8)
+        request.rangeEnd = Data(end.utf8)
+        configure(&request)
+        return try server.range(request)
+    }
+}
+
+func put(_ key: String, _ value: String = "v") -> Etcdserverpb_RequestOp {
+    .with { $0.requestPut = .with { $0.key = Data(key.utf8); $0.value = Data(value.utf8) } }
+}
+
+func delete(_ key: String, end: String = "") -> Etcdserverpb_RequestOp {
+    .with { $0.requestDeleteRange = .with { $0.key = Data(key.utf8); $0.rangeEnd = Data(end.utf8) } }
+}
+
+func nested(success: [Etcdserverpb_RequestOp], failure: [Etcdserverpb_RequestOp] = []) -> Etcdserverpb_RequestOp {
+    .with { $0.requestTxn = .with { $0.success = success; $0.failure = failure } }
+}
+
+func compare(_ key: String, _ target: Etcdserverpb_Compare.CompareTarget, _ result: Etcdserverpb_Compare.CompareResult,
+             version: Int64? = nil, value: String? = nil, end: String = "") -> Etcdserverpb_Compare {
+    .with {
+        $0.key = Data(key.utf8)
+        $0.target = target
+        $0.result = result
+        $0.rangeEnd = Data(end.utf8)
+        if let version { $0.version = version }
+        if let value { $0.value = Data(value.utf8) }
+    }
+}
+
+@Suite("Transaction checks before proposing")
+struct TxnValidationTests {
+    private func check(_ success: [Etcdserverpb_RequestOp], _ failure: [Etcdserverpb_RequestOp] = [], max: Int = 128) -> EtcdError? {
+        do throws(EtcdError) {
+            try TxnRules.validate(.with { $0.success = success; $0.failure = failure }, maxOperations: max)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func aKeyPutTwiceInOneBranchIsADuplicate() {
+        #expect(check([put("a"), put("a")]) == .duplicateKey)
+        #expect(check([put("a")], [put("a")]) == nil)
+        #expect(check([put("a"), put("b")]) == nil)
+    }
+
+    @Test func aPutInsideARangeTheBranchDeletesIsADuplicate() {
+        #expect(check([delete("a", end: "c"), put("b")]) == .duplicateKey)
+        #expect(check([put("b"), delete("a", end: "c")]) == .duplicateKey)
+        #expect(check([delete("a", end: "c"), put("c")]) == nil)
+        #expect(check([delete("b"), put("b")]) == .duplicateKey)
+        #expect(check([delete("a", end: "\u{0}"), put("zzz")]) == .duplicateKey)
+        #expect(check([delete("a"), delete("a")]) == nil)
+    }
+
+    @Test func nestedBranchesAreExclusiveButNotWithTheirParent() {
+        #expect(check([nested(success: [put("a")], failure: [put("a")])]) == nil)
+        #expect(check([put("a"), nested(success: [put("a")])]) == .duplicateKey)
+        #expect(check([delete("a", end: "z"), nested(success: [], failure: [put("k")])]) == .duplicateKey)
+        #expect(check([nested(success: [delete("k")]), put("k")]) == .duplicateKey)
+    }
+
+    @Test func operationCountsAreLimitedAtEveryLevel() {
+        #expect(check(Array(repeating: delete("a"), count: 129)) == .tooManyOperations)
+        #expect(check(Array(repeating: delete("a"), count: 128)) == nil)
+        #expect(check([nested(success: Array(repeating: delete("a"), count: 4))], max: 3) == .tooManyOperations)
+        #expect(check([put("")]) == .emptyKey)
+        #expect(check([nested(success: [delete("")])]) == .emptyKey)
+    }
+}
+
+@Suite("Applying writes")
+struct ApplyTests {
+    @Test func comparesFollowEtcd() async throws {
+        let member = try TestMember()
+        await member.put("k1", "v1")
+        func succeeds(_ compares: [Etcdserverpb_Compare]) async -> Bool? {
+            guard case .success(.txn(let response)) = await member.write(.txn(.with { $0.compare = compares })) else { return nil }
+            return response.succeeded
+        }
+        #expect(await succeeds([compare("k1", .value, .equal, value: "v1")]) == true)
+        #expect(await succeeds([compare("k1", .value, .greater, value: "v0")]) == true)
+        #expect(await succeeds([compare("k1", .version, .notEqual, version: 1)]) == false)
+        // A missing key's value never compares; its version is 0.
+        #expect(await succeeds([compare("missing", .value, .equal, value: "")]) == false)
+        #expect(await succeeds([compare("missing", .version, .equal, version: 0)]) == true)
+        await member.put("k2", "v2")
+        #expect(await succeeds([compare("k", .version, .equal, version: 1, end: "l")]) == true)
+        await member.put("k2", "v2b")
+        #expect(await succeeds([compare("k", .version, .equal, version: 1, end: "l")]) == false)
+        #expect(await succeeds([compare("k", .version, .less, version: 3, end: "l")]) == true)
+    }
+
+    @Test func aFailingTransactionChangesNothing() async throws {
+        let member = try TestMember()
+        await member.put("a", "1")
+        let before = member.server.currentRevision
+        let result = await member.write(.txn(.with {
+            $0.success = [put("b"), .with { $0.requestPut = .with { $0.key = Data("c".utf8); $0.lease = 99 } }]
+        }))
+        guard case .failure(let error) = result else { Issue.record("txn succeeded"); return }
+        #expect(error == .leaseNotFound)
+        #expect(member.server.currentRevision == before)
+        #expect(try member.get("b").count == 0)
+    }
+
+    @Test func putRulesForIgnoredFieldsAndLeases() async throws {
+        let member = try TestMember()
+        guard case .failure(.keyNotFound) = await member.write(.put(.with { $0.key = Data("x".utf8); $0.ignoreValue = true })) else {
+            Issue.record("ignore_value on a missing key must fail"); return
+        }
+        guard case .failure(.leaseNotFound) = await member.put("x", "1", lease: 5) else {
+            Issue.record("a put with an unknown lease must fail"); return
+        }
+        await member.put("x", "keep")
+        guard case .success(.put(let response)) = await member.write(.put(.with {
+            $0.key = Data("x".utf8); $0.ignoreValue = true; $0.prevKv = true
+        })) else { Issue.record("ignore_value put failed"); return }
+        #expect(String(decoding: response.prevKv.value, as: UTF8.self) == "keep")
+        let now = try member.get("x")
+        #expect(String(decoding: now.kvs[0].value, as: UTF8.self) == "keep")
+        #expect(now.kvs[0].version == 2)
+        #expect(now.header.revision == 3)
+    }
+
+    @Test func rangeRulesLimitsMoreAndBadOptions() async throws {
+        let member = try TestMember()
+        for key in ["a", "b", "c", "d"] { await member.put(key, key.uppercased()) }
+        let limited = try member.get("a", end: "\u{0}") { $0.limit = 2 }
+        #expect(limited.kvs.map { String(decoding: $0.key, as: UTF8.self) } == ["a", "b"])
+        #expect(limited.more)
+        #expect(limited.count == 4)
+        let exact = try member.get("a", end: "\u{0}") { $0.limit = 4 }
+        #expect(!exact.more)
+        // etcd answers these without an error: a negative limit is no limit, a reversed range is empty.
+        #expect(try member.get("a", end: "\u{0}") { $0.limit = -1 }.kvs.count == 4)
+        #expect(try member.get("d", end: "a").count == 0)
+        #expect(throws: EtcdError.emptyKey) { try member.get("") }
+        #expect(throws: EtcdError.invalidSortOption) { try member.get("a") { $0.sortTarget = .UNRECOGNIZED(9) } }
+        #expect(throws: EtcdError.futureRevision) { try member.get("a") { $0.revision = 100 } }
+    }
+
+    @Test func restartKeepsEverything() async throws {
+        let directory: URL
+        do {
+            let member = try TestMember()
+            directory = member.directory
+            await member.put("durable", "yes")
+            _ = await member.write(.compaction(.with { $0.revision = 2 }))
+            member.server.stop()
+            // Reopen the same data directory before the member's cleanup removes it.
+            let reopened = try EtcdServer(member.server.configuration)
+            let response = try reopened.range(.with { $0.key = Data("durable".utf8) })
+            #expect(String(decoding: response.kvs[0].value, as: UTF8.self) == "yes")
+            #expect(response.header.revision == 2)
+            #expect(throws: EtcdError.compacted) { try reopened.range(.with { $0.key = Data("durable".utf8); $0.revision = 1 }) }
+            reopened.stop()
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory.path))
+    }
+
+    @Test func idsMatchEtcdsForTheSameFlags() throws {
+        let cluster = try ClusterConfiguration(initialCluster: "default=http://localhost:2380", token: "etcd-cluster")
+        // etcd's well-known IDs for its default single-member configuration.
+        #expect(cluster.members.map(\.id) == [0x8e9e_05c5_2164_694d])
+        #expect(cluster.id == 0xcdf8_1819_4e3a_8c32)
+        #expect(throws: ConfigurationError.self) { try ClusterConfiguration(initialCluster: "nonsense", token: "t") }
+    }
+}
