@@ -19,6 +19,15 @@ public enum EtcdRouter {
         return router
     }
 
+    /// gRPC message limits for a member: requests up to `--max-request-bytes` plus 512 KiB of
+    /// gRPC overhead reach the handlers, which refuse those above `--max-request-bytes` with
+    /// etcd's `request is too large`; larger messages are refused by the gRPC layer, as etcd does.
+    public static func messageLimits(for server: EtcdServer) -> GRPCServer.MessageLimits {
+        var limits = GRPCServer.MessageLimits()
+        limits.maximumReceiveMessageSize = server.configuration.maxRequestBytes + 512 * 1024
+        return limits
+    }
+
     /// `grpc.health.v1.Health`: the member reports SERVING for the whole server ("").
     private static func registerHealth(_ router: inout ServerRouter) {
         router.unary(Grpc_Health_V1_HealthRPCs.check.path) {

@@ -74,8 +74,7 @@ struct SwiftEtcd: AsyncParsableCommand {
         for listener in listeners {
             let host = listener.host == "localhost" ? "127.0.0.1" : listener.host
             var configuration = GRPCServer.Configuration(host: host, port: listener.port)
-            // etcd accepts requests up to --max-request-bytes plus gRPC overhead.
-            configuration.limits.maximumReceiveMessageSize = maxRequestBytes + 512 * 1024
+            configuration.limits = EtcdRouter.messageLimits(for: member)
             servers.append(try await GRPCServer.start(router: router, configuration: configuration))
             log("serving client traffic insecurely; this is strongly discouraged!", ["address": "\(host):\(listener.port)"])
         }
