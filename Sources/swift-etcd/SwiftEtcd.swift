@@ -1,16 +1,36 @@
 import ArgumentParser
 import EtcdAPI
 import EtcdServer
+import Foundation
 import GRPCWire
+import Logging
 import NIOCore
 import NIOPosix
 
-/// The swift-etcd server: etcd's flags, one member.
+/// Entry point: applies etcd's `ETCD_*` environment variables, then parses the flags.
 @main
+enum Main {
+    static func main() async {
+        let arguments = EnvironmentFlags.arguments(
+            Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
+            knownFlags: SwiftEtcd.flagNames,
+            warn: { FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"\($0)\"}\n".utf8)) })
+        await SwiftEtcd.main(arguments)
+    }
+}
+
+/// The swift-etcd server: etcd's flags, one member.
 struct SwiftEtcd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swift-etcd",
         abstract: "A distributed, strongly consistent key-value store that speaks etcd's v3 API.")
+
+    /// Every flag below, for `ETCD_*` environment variables. Keep in step with the options.
+    static let flagNames: Set<String> = [
+        "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
+        "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token", "initial-cluster-state",
+        "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
+    ]
 
     @Option(name: .customLong("name"), help: "Human-readable name for this member.")
     var name = "default"
@@ -48,9 +68,36 @@ struct SwiftEtcd: AsyncParsableCommand {
     @Option(name: .customLong("quota-backend-bytes"), help: "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).")
     var quotaBackendBytes: Int64 = 0
 
+    @Option(name: .customLong("logger"), help: "Logger: only 'zap' (structured JSON) is supported.")
+    var logger = "zap"
+
+    @Option(name: .customLong("log-level"), help: "Log level: debug, info, warn, error, panic, or fatal.")
+    var logLevel = "info"
+
+    @Option(name: .customLong("log-outputs"), help: "Comma-separated log outputs: stderr, stdout, or file paths.")
+    var logOutputs = "default"
+
+    func validate() throws {
+        guard logger == "zap" else { throw ValidationError("--logger: only 'zap' is supported, got '\(logger)'") }
+        guard JSONLogHandler.level(named: logLevel) != nil else {
+            throw ValidationError("--log-level: '\(logLevel)' is not one of debug, info, warn, error, panic, fatal")
+        }
+        guard ["new", "existing"].contains(initialClusterState) else {
+            throw ValidationError("--initial-cluster-state: '\(initialClusterState)' is not 'new' or 'existing'")
+        }
+        guard initialClusterState == "new" else {
+            throw ValidationError("--initial-cluster-state existing: joining a cluster is not supported yet")
+        }
+    }
+
     func run() async throws {
+        let outputs = try LogOutputs(logOutputs.split(separator: ",").map(String.init))
+        let level = JSONLogHandler.level(named: logLevel)!
+        LoggingSystem.bootstrap { _ in JSONLogHandler(logLevel: level, outputs: outputs) }
+        let log = Logger(label: "swift-etcd")
+
         let listeners = try listenClientURLs.split(separator: ",").map { url -> GRPCClient.Endpoint in
-            guard let endpoint = GRPCClient.Endpoint(String(url)), String(url).hasPrefix("http://") else {
+            guard let endpoint = GRPCClient.Endpoint(String(url)), url.hasPrefix("http://") else {
                 throw ValidationError("--listen-client-urls: \(url) is not an http://host:port URL (TLS is not supported yet)")
             }
             return endpoint
@@ -62,34 +109,42 @@ struct SwiftEtcd: AsyncParsableCommand {
         configuration.maxRequestBytes = maxRequestBytes
         configuration.maxTxnOperations = maxTxnOps
         if quotaBackendBytes > 0 { configuration.quotaBackendBytes = quotaBackendBytes }
+        log.info("starting an etcd server", metadata: [
+            "name": "\(name)", "data-dir": "\(configuration.dataDirectory)", "etcd-version": "\(EtcdServer.version)",
+            "max-request-bytes": "\(maxRequestBytes)", "max-txn-ops": "\(maxTxnOps)",
+        ])
         let member: EtcdServer
         do {
             member = try EtcdServer(configuration)
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         }
-        log("opened backend", ["data-dir": configuration.dataDirectory, "revision": "\(member.currentRevision)"])
+        let memberID = String(member.member.id, radix: 16)
+        let clusterID = String(member.cluster.id, radix: 16)
+        log.info("opened backend db", metadata: [
+            "path": "\(configuration.dataDirectory)/member/snap/backend.sqlite", "revision": "\(member.currentRevision)",
+        ])
+        log.info("published local member to cluster", metadata: [
+            "local-member-id": "\(memberID)", "cluster-id": "\(clusterID)", "name": "\(name)",
+        ])
+        log.info("enabled capabilities for version", metadata: ["cluster-version": "3.6"])
+
         let router = EtcdRouter.make(serving: member)
         var servers: [GRPCServer] = []
         for listener in listeners {
             let host = listener.host == "localhost" ? "127.0.0.1" : listener.host
-            var configuration = GRPCServer.Configuration(host: host, port: listener.port)
-            configuration.limits = EtcdRouter.messageLimits(for: member)
-            servers.append(try await GRPCServer.start(router: router, configuration: configuration))
-            log("serving client traffic insecurely; this is strongly discouraged!", ["address": "\(host):\(listener.port)"])
+            var grpc = GRPCServer.Configuration(host: host, port: listener.port)
+            grpc.limits = EtcdRouter.messageLimits(for: member)
+            servers.append(try await GRPCServer.start(router: router, configuration: grpc))
+            log.info("ready to serve client requests", metadata: ["local-member-id": "\(memberID)"])
+            log.warning("serving client traffic insecurely; this is strongly discouraged!", metadata: [
+                "address": "\(host):\(listener.port)",
+            ])
         }
-        log("ready to serve client requests", [
-            "name": name, "member-id": String(member.member.id, radix: 16), "cluster-id": String(member.cluster.id, radix: 16),
-        ])
         await waitForTerminationSignal()
-        log("received signal; shutting down", [:])
+        log.info("received signal; shutting down")
         for server in servers { await server.shutdown(gracePeriod: .seconds(5)) }
         member.stop()
-    }
-
-    private func log(_ message: String, _ fields: [String: String]) {
-        var line = #"{"level":"info","msg":"\#(message)""#
-        for (key, value) in fields.sorted(by: { $0.key < $1.key }) { line += #","\#(key)":"\#(value)""# }
-        print(line + "}")
+        log.info("stopped serving", metadata: ["local-member-id": "\(memberID)"])
     }
 }

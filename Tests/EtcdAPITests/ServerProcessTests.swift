@@ -24,7 +24,7 @@ final class ServerProcess: Sendable {
         try await probe.close()
     }
 
-    func start() async throws {
+    func start(environment: [String: String] = [:]) async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
             throw GRPCStatus(.failedPrecondition, "build swift-etcd first (swift build): \(Self.binary.path) is missing")
         }
@@ -34,6 +34,7 @@ final class ServerProcess: Sendable {
             "--data-dir", dataDirectory.path, "--listen-client-urls", "http://127.0.0.1:\(port)",
             "--advertise-client-urls", "http://127.0.0.1:\(port)",
         ]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -107,6 +108,22 @@ struct ServerProcessTests {
             let response = try await Self.get(connection, "kept")
             #expect(response.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["across restarts"])
             #expect(response.kvs.first?.modRevision == revision)
+            await connection.close()
+            server.terminate()
+        }
+    }
+
+    @Test func etcdEnvironmentVariablesConfigureTheServer() async throws {
+        try await withDataDirectory { directory in
+            let server = try await ServerProcess(dataDirectory: directory)
+            try await server.start(environment: ["ETCD_MAX_TXN_OPS": "2"])
+            let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.port))
+            let threeOps = Etcdserverpb_TxnRequest.with {
+                $0.success = (0..<3).map { index in .with { $0.requestPut = .with { $0.key = Data("k\(index)".utf8) } } }
+            }
+            await #expect(throws: GRPCStatus(.invalidArgument, "etcdserver: too many operations in txn request")) {
+                _ = try await connection.unary(Etcdserverpb_KVRPCs.txn.path, threeOps, responseType: Etcdserverpb_TxnResponse.self)
+            }
             await connection.close()
             server.terminate()
         }
