@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // Generated messages for etcd's v3 API (regenerate with scripts/generate-protos.sh).
@@ -54,10 +55,16 @@ let package = Package(
             dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
+        // The write-ahead log: CRC-protected records in segment files, fsynced per append.
+        .target(
+            name: "WAL",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strictSettings
+        ),
         // One member: the apply loop, etcd's apply rules, reads, status and membership.
         .target(
             name: "EtcdServer",
-            dependencies: ["EtcdProto", "MVCC", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["EtcdProto", "MVCC", "WAL", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strictSettings
         ),
         // etcd's gRPC services mapped onto the server.
@@ -111,9 +118,14 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "WALTests",
+            dependencies: ["WAL"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "EtcdServerTests",
             dependencies: [
-                "EtcdServer", "EtcdProto", "MVCC", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "EtcdServer", "EtcdProto", "MVCC", "WAL", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSettings
         ),

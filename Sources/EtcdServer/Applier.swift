@@ -1,6 +1,7 @@
 import EtcdProto
 import Foundation
 import MVCC
+import SwiftProtobuf
 
 /// A write request as the apply loop receives it.
 public enum WriteRequest: Sendable {
@@ -8,6 +9,32 @@ public enum WriteRequest: Sendable {
     case deleteRange(Etcdserverpb_DeleteRangeRequest)
     case txn(Etcdserverpb_TxnRequest)
     case compaction(Etcdserverpb_CompactionRequest)
+}
+
+extension WriteRequest {
+    /// The request as a write-ahead log entry: a kind byte, then the protobuf message.
+    var logData: [UInt8] {
+        let (kind, message): (UInt8, any SwiftProtobuf.Message) =
+            switch self {
+            case .put(let request): (1, request)
+            case .deleteRange(let request): (2, request)
+            case .txn(let request): (3, request)
+            case .compaction(let request): (4, request)
+            }
+        // Encoding a message built from a decoded one cannot fail.
+        return [kind] + (try! message.serializedBytes() as [UInt8])
+    }
+
+    init(logData: [UInt8]) throws {
+        let message = logData.dropFirst()
+        switch logData.first {
+        case 1: self = .put(try .init(serializedBytes: Array(message)))
+        case 2: self = .deleteRange(try .init(serializedBytes: Array(message)))
+        case 3: self = .txn(try .init(serializedBytes: Array(message)))
+        case 4: self = .compaction(try .init(serializedBytes: Array(message)))
+        default: throw ConfigurationError("wal: unknown entry kind \(logData.first.map(String.init) ?? "none")")
+        }
+    }
 }
 
 /// The response to a ``WriteRequest``; its header's revision is filled in, the rest by the caller.

@@ -3,16 +3,19 @@ import EtcdProto
 import Foundation
 import MVCC
 import Synchronization
+import WAL
 
 /// One swift-etcd member: the store, its backend, and the apply loop that orders all writes.
 ///
 /// Writes are proposals: `propose` queues them and returns at once; a dedicated thread takes
-/// every queued proposal as one batch, applies them in order, commits the batch to the backend
-/// in one transaction (one fsync for the whole batch: group commit), publishes the new store
-/// snapshot, and only then completes the proposals. Reads take the latest published snapshot
-/// on the caller's thread and never wait for the apply loop.
+/// every queued proposal as one batch, appends the batch to the write-ahead log with one
+/// fdatasync (group commit), applies it in order, commits it to the backend in one
+/// transaction (recording the applied log index), publishes the new store snapshot, and only
+/// then completes the proposals. At start, logged entries after the backend's applied index
+/// are applied again, so a crash between the log and the backend loses nothing. Reads take the
+/// latest published snapshot on the caller's thread and never wait for the apply loop.
 ///
-/// The single-member path until Raft lands: a batch is committed as soon as it is durable.
+/// The single-member path until Raft lands: a batch is committed as soon as it is logged.
 public final class EtcdServer: Sendable {
     public struct Configuration: Sendable {
         public var name: String
@@ -48,6 +51,8 @@ public final class EtcdServer: Sendable {
     public let cluster: ClusterConfiguration
     public let member: Member
     private let backend: SQLiteBackend
+    /// Appended only by the apply thread (the lock is uncontended; it hands the log over safely).
+    private let log: Mutex<WriteAheadLog>
     private let published: Mutex<Published>
     private let proposals = Mutex(ProposalQueue())
     private let wakeApplyLoop = DispatchSemaphore(value: 0)
@@ -78,13 +83,25 @@ public final class EtcdServer: Sendable {
         }
         member.clientURLs = configuration.advertiseClientURLs
         self.member = member
-        let snapDirectory = (configuration.dataDirectory as NSString).appendingPathComponent("member/snap")
+        let memberDirectory = (configuration.dataDirectory as NSString).appendingPathComponent("member")
+        let snapDirectory = (memberDirectory as NSString).appendingPathComponent("snap")
         try FileManager.default.createDirectory(atPath: snapDirectory, withIntermediateDirectories: true)
-        backend = try SQLiteBackend(path: (snapDirectory as NSString).appendingPathComponent("backend.sqlite"), synchronousCommits: true)
-        let store = try KeyValueStore(restoringFrom: backend)
-        let applied = UInt64(try backend.meta(.consistentIndex) ?? 0)
+        backend = try SQLiteBackend(path: (snapDirectory as NSString).appendingPathComponent("backend.sqlite"), synchronousCommits: false)
+        var store = try KeyValueStore(restoringFrom: backend)
+        var applied = UInt64(try backend.meta(.consistentIndex) ?? 0)
+        let (log, logged) = try WriteAheadLog.open(directory: (memberDirectory as NSString).appendingPathComponent("wal"))
+        if log.lastIndex == 0 {
+            log.resume(after: applied)
+        } else if log.lastIndex < applied {
+            throw ConfigurationError("wal: the log ends at entry \(log.lastIndex) but the backend applied \(applied)")
+        }
+        let unapplied = try logged.filter { $0.index > applied }.map { try WriteRequest(logData: $0.data) }
+        _ = try Self.applyAndCommit(
+            unapplied, store: &store, appliedIndex: &applied, backend: backend,
+            header: Self.header(cluster: cluster.id, member: member.id, revision: 0))
+        self.log = Mutex(log)
         published = Mutex(Published(store: store, appliedIndex: applied))
-        let thread = Thread { [self] in runApplyLoop(store: store, appliedIndex: applied) }
+        let thread = Thread { [self, store, applied] in runApplyLoop(store: store, appliedIndex: applied) }
         thread.name = "swift-etcd apply"
         thread.start()
     }
@@ -140,32 +157,47 @@ public final class EtcdServer: Sendable {
     private func applyBatch(_ batch: [Proposal], store: inout KeyValueStore, appliedIndex: inout UInt64)
         -> [Result<WriteResponse, EtcdError>]
     {
+        let first = appliedIndex + 1
+        let entries = batch.enumerated().map { LogEntry(index: first + UInt64($0.offset), data: $0.element.request.logData) }
+        let results: [Result<WriteResponse, EtcdError>]
+        do {
+            try log.withLock { try $0.append(entries) }
+            results = try Self.applyAndCommit(
+                batch.map(\.request), store: &store, appliedIndex: &appliedIndex, backend: backend, header: header(revision: 0))
+        } catch {
+            // Fail-stop: nothing of this batch was acknowledged, and nothing may be.
+            FileHandle.standardError.write(Data("{\"level\":\"fatal\",\"msg\":\"failed to persist a batch of writes\",\"error\":\"\(error)\"}\n".utf8))
+            exit(1)
+        }
+        let snapshot = store
+        let index = appliedIndex
+        published.withLock { $0 = Published(store: snapshot, appliedIndex: index) }
+        return results
+    }
+
+    /// Applies `requests` in order (each one log entry) and commits the result to the backend
+    /// in one transaction, with the applied index. Also how logged entries are replayed at start.
+    private static func applyAndCommit(
+        _ requests: [WriteRequest], store: inout KeyValueStore, appliedIndex: inout UInt64, backend: SQLiteBackend,
+        header: Etcdserverpb_ResponseHeader
+    ) throws -> [Result<WriteResponse, EtcdError>] {
+        guard !requests.isEmpty else { return [] }
         var reader = OverlayReader(base: backend)
         var changes: [Change] = []
         var compaction: (main: Int64, kept: Set<Revision>)?
         var results: [Result<WriteResponse, EtcdError>] = []
-        results.reserveCapacity(batch.count)
-        let header = header(revision: 0)
-        for proposal in batch {
-            let outcome = Applier.apply(proposal.request, to: &store, reader: reader, header: header)
+        results.reserveCapacity(requests.count)
+        for request in requests {
+            let outcome = Applier.apply(request, to: &store, reader: reader, header: header)
             reader.add(outcome.changes)
             changes += outcome.changes
             if let compacted = outcome.compaction { compaction = compacted }
             results.append(outcome.response)
             appliedIndex += 1
         }
-        do {
-            var meta: [SQLiteBackend.Meta: Int64] = [.consistentIndex: Int64(appliedIndex), .revision: store.revision]
-            if compaction != nil { meta[.compactedRevision] = store.compactedRevision }
-            try backend.commit(changes, meta: meta, removingAtOrBefore: compaction)
-        } catch {
-            // Fail-stop: nothing of this batch was acknowledged, and nothing may be.
-            FileHandle.standardError.write(Data("{\"level\":\"fatal\",\"msg\":\"failed to commit to the backend\",\"error\":\"\(error)\"}\n".utf8))
-            exit(1)
-        }
-        let snapshot = store
-        let index = appliedIndex
-        published.withLock { $0 = Published(store: snapshot, appliedIndex: index) }
+        var meta: [SQLiteBackend.Meta: Int64] = [.consistentIndex: Int64(appliedIndex), .revision: store.revision]
+        if compaction != nil { meta[.compactedRevision] = store.compactedRevision }
+        try backend.commit(changes, meta: meta, removingAtOrBefore: compaction)
         return results
     }
 
@@ -189,11 +221,15 @@ public final class EtcdServer: Sendable {
 
     /// A response header for this member at `revision`.
     public func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
+        Self.header(cluster: cluster.id, member: member.id, revision: revision)
+    }
+
+    private static func header(cluster: UInt64, member: UInt64, revision: Int64) -> Etcdserverpb_ResponseHeader {
         var header = Etcdserverpb_ResponseHeader()
-        header.clusterID = cluster.id
-        header.memberID = member.id
+        header.clusterID = cluster
+        header.memberID = member
         header.revision = revision
-        header.raftTerm = Self.raftTerm
+        header.raftTerm = raftTerm
         return header
     }
 

@@ -18,13 +18,15 @@ public final class SQLiteBackend: RevisionReader, Sendable {
 
     private let pool: DatabasePool
 
-    /// Opens (creating if needed) the database at `path`. With `synchronousCommits`, each batch
-    /// commit is fsynced (the durability point until the write-ahead log takes that role).
+    /// Opens (creating if needed) the database at `path`. With `synchronousCommits` each commit
+    /// is fsynced; without, commits are crash-consistent but the newest may be lost on power
+    /// failure (SQLite's `synchronous=NORMAL` in WAL mode), which is right when a write-ahead
+    /// log in front of the backend is the durability point and is replayed after it.
     public init(path: String, synchronousCommits: Bool) throws {
         var configuration = Configuration()
         configuration.label = "swift-etcd backend"
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(synchronousCommits ? "FULL" : "OFF")")
+            try db.execute(sql: "PRAGMA synchronous = \(synchronousCommits ? "FULL" : "NORMAL")")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try pool.write { db in

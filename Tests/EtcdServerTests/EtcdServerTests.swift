@@ -3,6 +3,7 @@ import Foundation
 import MVCC
 import SwiftProtobuf
 import Testing
+import WAL
 
 @testable import EtcdServer
 
@@ -197,6 +198,30 @@ struct ApplyTests {
             reopened.stop()
         }
         #expect(!FileManager.default.fileExists(atPath: directory.path))
+    }
+
+    @Test func loggedButUncommittedWritesAreReplayedOnceAtStart() async throws {
+        let member = try TestMember()
+        await member.put("before", "1")
+        member.server.stop()
+        // As if the member crashed after the log's fdatasync but before the backend commit.
+        do {
+            let (log, entries) = try WriteAheadLog.open(directory: member.directory.appendingPathComponent("member/wal").path)
+            #expect(entries.map(\.index) == [1])
+            let unapplied: [WriteRequest] = [
+                .put(.with { $0.key = Data("after".utf8); $0.value = Data("2".utf8) }),
+                .deleteRange(.with { $0.key = Data("before".utf8) }),
+            ]
+            try log.append(unapplied.enumerated().map { LogEntry(index: 2 + UInt64($0.offset), data: $0.element.logData) })
+        }
+        for _ in 0..<2 {  // the second start must not apply them again
+            let reopened = try EtcdServer(member.server.configuration)
+            let all = try reopened.range(.with { $0.key = Data([0]); $0.rangeEnd = Data([0]) })
+            #expect(all.kvs.map { String(decoding: $0.key, as: UTF8.self) } == ["after"])
+            #expect(all.header.revision == 4)
+            #expect(try reopened.status().raftAppliedIndex == 3)
+            reopened.stop()
+        }
     }
 
     @Test func idsMatchEtcdsForTheSameFlags() throws {
