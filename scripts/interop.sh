@@ -81,6 +81,12 @@ user list|etcdserverpb.Auth/UserList
 COMMANDS
   kill -0 "${pids[-1]}" 2>/dev/null
   report "swift-etcd still running after every command" $?
+  # -w protobuf prints the raw RangeResponse: decode it with our own protos.
+  ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" put pb "protobuf output" >/dev/null
+  decoded=$(ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" get pb -w protobuf |
+    protoc -I Protos --decode=etcdserverpb.RangeResponse etcdserverpb/rpc.proto 2>&1 || true)
+  grep -q 'value: "protobuf output"' <<<"$decoded" && grep -q 'count: 1' <<<"$decoded"
+  report "etcdctl get -w protobuf decodes as etcdserverpb.RangeResponse" $? "$decoded"
 else
   report "swift-etcd started" 1 "$(cat "$work/swift-etcd.log")"
 fi

@@ -156,6 +156,24 @@ struct KeyValueStoreTests {
         #expect(try h.pairs("\u{0}", end: "\u{0}") == ["a=2"])
     }
 
+    @Test func compactingAtTheNewestRevisionKeepsEveryLiveKeyReadable() throws {
+        var h = Harness()
+        h.put("a", "1")
+        h.put("a", "2")
+        h.put("b", "1")
+        try h.delete("b")
+        h.put("b", "again")
+        try h.compact(h.store.revision)
+        #expect(try h.pairs("\u{0}", end: "\u{0}") == ["a=2", "b=again"])
+        #expect(try h.get("b").kvs.first?.createRevision == 6)
+        #expect(Set(h.backend.records.keys) == [Revision(main: 3), Revision(main: 6)])
+        #expect(throws: MVCCError.compacted) { try h.get("a", .init(revision: 5)) }
+        #expect(throws: MVCCError.compacted) { try h.compact(h.store.revision) }
+        // Writing after compacting everything continues the revisions.
+        #expect(h.put("a", "3").modRevision == 7)
+        #expect(h.put("a", "4").version == 4)
+    }
+
     @Test func copiesOfTheStoreAreSnapshots() throws {
         var h = Harness()
         h.put("x", "old")
