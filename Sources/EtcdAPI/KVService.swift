@@ -65,10 +65,12 @@ enum KVService {
 
     /// etcd's checks on a put before it is proposed.
     private static func check(_ request: Etcdserverpb_PutRequest, _ server: EtcdServer) -> EtcdError? {
-        if request.key.isEmpty { return .emptyKey }
-        if request.ignoreValue, !request.value.isEmpty { return .valueProvided }
-        if request.ignoreLease, request.lease != 0 { return .leaseProvided }
-        do throws(EtcdError) { try checkSize(request, server) } catch { return error }
+        do throws(EtcdError) {
+            try server.validate(request)
+            try checkSize(request, server)
+        } catch {
+            return error
+        }
         return nil
     }
 

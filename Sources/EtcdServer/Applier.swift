@@ -79,7 +79,7 @@ enum Applier {
                 switch request {
                 case .put(let put): .put(try applyPut(put, &writer))
                 case .deleteRange(let delete): .deleteRange(try applyDelete(delete, &writer))
-                case .txn(let txn): .txn(try applyTxn(txn, &writer))
+                case .txn(let txn): .txn(try applyTxn(txn, path: try branches(of: txn, writer), &writer))
                 case .compaction: preconditionFailure("handled above")
                 }
             }
@@ -121,41 +121,59 @@ enum Applier {
         return response
     }
 
-    private static func applyTxn(_ request: Etcdserverpb_TxnRequest, _ writer: inout KeyValueStore.Writer) throws -> Etcdserverpb_TxnResponse {
-        var succeeded = true
-        for compare in request.compare {
+    /// The branch a txn takes, and those its nested txns in that branch take, in order.
+    struct BranchPath {
+        var succeeded: Bool
+        var nested: [BranchPath]
+    }
+
+    /// Decides every branch, nested ones included, from the state before any operation of the
+    /// txn runs, as etcd does: a nested compare does not see its parent's writes.
+    static func branches(of request: Etcdserverpb_TxnRequest, _ writer: KeyValueStore.Writer) throws -> BranchPath {
+        let succeeded = try request.compare.allSatisfy { compare in
             let end = compare.rangeEnd.isEmpty ? nil : Array(compare.rangeEnd)
-            let records = try writer.range(Array(compare.key), end: end).kvs
-            if !TxnRules.holds(compare, records: records) {
-                succeeded = false
-                break
-            }
+            return TxnRules.holds(compare, records: try writer.range(Array(compare.key), end: end).kvs)
         }
+        let nested = try (succeeded ? request.success : request.failure).compactMap { operation -> BranchPath? in
+            guard case .requestTxn(let txn) = operation.request else { return nil }
+            return try branches(of: txn, writer)
+        }
+        return BranchPath(succeeded: succeeded, nested: nested)
+    }
+
+    private static func applyTxn(
+        _ request: Etcdserverpb_TxnRequest, path: BranchPath, _ writer: inout KeyValueStore.Writer
+    ) throws -> Etcdserverpb_TxnResponse {
         var response = Etcdserverpb_TxnResponse()
-        response.succeeded = succeeded
-        for operation in succeeded ? request.success : request.failure {
+        response.succeeded = path.succeeded
+        var nestedPaths = path.nested.makeIterator()
+        for operation in path.succeeded ? request.success : request.failure {
             var result = Etcdserverpb_ResponseOp()
             switch operation.request {
             case .requestRange(let range):
                 let view = writer
-                var answer = try RangeRules.answer(range) { key, end, options in try view.range(key, end: end, options: options) }
-                answer.header.revision = writer.main - (writer.changes.isEmpty ? 1 : 0)
-                result.responseRange = answer
+                result.responseRange = try RangeRules.answer(range) { key, end, options in try view.range(key, end: end, options: options) }
+                result.responseRange.header.revision = currentRevision(writer)
             case .requestPut(let put):
                 result.responsePut = try applyPut(put, &writer)
-                result.responsePut.header.revision = writer.main
+                result.responsePut.header.revision = currentRevision(writer)
             case .requestDeleteRange(let delete):
                 result.responseDeleteRange = try applyDelete(delete, &writer)
-                result.responseDeleteRange.header.revision = writer.main
+                result.responseDeleteRange.header.revision = currentRevision(writer)
             case .requestTxn(let nested):
-                result.responseTxn = try applyTxn(nested, &writer)
-                result.responseTxn.header.revision = writer.main
+                result.responseTxn = try applyTxn(nested, path: nestedPaths.next()!, &writer)
+                result.responseTxn.header.revision = currentRevision(writer)
             case nil:
                 break
             }
             response.responses.append(result)
         }
         return response
+    }
+
+    /// The revision a txn's reads see so far: the next one once it has written anything.
+    private static func currentRevision(_ writer: KeyValueStore.Writer) -> Int64 {
+        writer.main - (writer.changes.isEmpty ? 1 : 0)
     }
 }
 

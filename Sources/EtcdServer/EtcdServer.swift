@@ -95,7 +95,12 @@ public final class EtcdServer: Sendable {
         } else if log.lastIndex < applied {
             throw ConfigurationError("wal: the log ends at entry \(log.lastIndex) but the backend applied \(applied)")
         }
-        let unapplied = try logged.filter { $0.index > applied }.map { try WriteRequest(logData: $0.data) }
+        let pending = logged.filter { $0.index > applied }
+        if let first = pending.first, first.index != applied + 1 {
+            throw ConfigurationError(
+                "wal: the backend applied entries up to \(applied) but the log resumes at \(first.index); entries are missing")
+        }
+        let unapplied = try pending.map { try WriteRequest(logData: $0.data) }
         _ = try Self.applyAndCommit(
             unapplied, store: &store, appliedIndex: &applied, backend: backend,
             header: Self.header(cluster: cluster.id, member: member.id, revision: 0))
@@ -206,12 +211,26 @@ public final class EtcdServer: Sendable {
     /// Answers a range from the latest published snapshot, on the caller's thread.
     public func range(_ request: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
         try TxnRules.validate(request)
-        let store = published.withLock { $0.store }
+        do throws(EtcdError) {
+            return try range(request, in: published.withLock { $0.store })
+        } catch .compacted where request.revision <= 0 {
+            // A compaction committed after the snapshot was taken removed a record it names;
+            // a newer snapshot has the record that replaced it.
+            return try range(request, in: published.withLock { $0.store })
+        }
+    }
+
+    private func range(_ request: Etcdserverpb_RangeRequest, in store: KeyValueStore) throws(EtcdError) -> Etcdserverpb_RangeResponse {
         var response = try RangeRules.answer(request) { key, end, options in
             try store.range(key, end: end, options: options, reader: backend)
         }
         response.header = header(revision: store.revision)
         return response
+    }
+
+    /// Rejects a put etcd would reject before proposing it.
+    public func validate(_ request: Etcdserverpb_PutRequest) throws(EtcdError) {
+        try TxnRules.validate(request)
     }
 
     /// Rejects a transaction etcd would reject before proposing it.

@@ -16,8 +16,10 @@ enum RangeRules {
         if request.sortTarget != .key, sortOrder == .none { sortOrder = .ascend }
         if request.sortTarget == .key, sortOrder == .ascend { sortOrder = .none }  // already in key order
         // Fetch one more than the limit to learn whether there is more; everything when the
-        // result is filtered or re-sorted before the limit applies.
-        let fetchLimit = sortOrder != .none || filtered || request.limit <= 0 ? 0 : Int(request.limit) + 1
+        // result is filtered or sorted before the limit applies. As in etcd, the request's own
+        // sort order decides: a non-key target with order NONE sorts only the fetched keys.
+        let fetchEverything = request.sortOrder != .none || filtered || request.limit <= 0 || request.limit >= Int64(Int.max - 1)
+        let fetchLimit = fetchEverything ? 0 : Int(request.limit) + 1
         let result: KeyValueStore.RangeResult
         do {
             result = try read(

@@ -18,6 +18,13 @@ enum TxnRules {
         if case .UNRECOGNIZED = request.sortTarget { throw .invalidSortOption }
     }
 
+    /// etcd's checks on a put, at the top level or inside a txn.
+    static func validate(_ request: Etcdserverpb_PutRequest) throws(EtcdError) {
+        if request.key.isEmpty { throw .emptyKey }
+        if request.ignoreValue, !request.value.isEmpty { throw .valueProvided }
+        if request.ignoreLease, request.lease != 0 { throw .leaseProvided }
+    }
+
     private static func validateShape(_ request: Etcdserverpb_TxnRequest, maxOperations: Int) throws(EtcdError) {
         guard request.compare.count <= maxOperations, request.success.count <= maxOperations,
             request.failure.count <= maxOperations
@@ -26,7 +33,7 @@ enum TxnRules {
         for operation in request.success + request.failure {
             switch operation.request {
             case .requestRange(let range): try validate(range)
-            case .requestPut(let put): if put.key.isEmpty { throw .emptyKey }
+            case .requestPut(let put): try validate(put)
             case .requestDeleteRange(let delete): if delete.key.isEmpty { throw .emptyKey }
             case .requestTxn(let txn): try validateShape(txn, maxOperations: maxOperations)
             case nil: break
@@ -89,17 +96,19 @@ enum TxnRules {
     }
 
     private static func holds(_ compare: Etcdserverpb_Compare, record: KeyValue) -> Bool {
-        // The target's own union field; a missing one compares as equal, as etcd does.
+        // The target's own union field; when it is missing (or of another kind) the record is
+        // compared with zero or the empty value, as etcd's getters return those.
+        let union = compare.targetUnion
         let order: Int
-        switch (compare.target, compare.targetUnion) {
-        case (.value, .value(let value)?):
-            let expected = [UInt8](value)
+        switch compare.target {
+        case .value:
+            let expected: [UInt8] = if case .value(let value)? = union { [UInt8](value) } else { [] }
             order = record.value == expected ? 0 : (record.value.lexicographicallyPrecedes(expected) ? -1 : 1)
-        case (.version, .version(let version)?): order = three(record.version, version)
-        case (.create, .createRevision(let revision)?): order = three(record.createRevision, revision)
-        case (.mod, .modRevision(let revision)?): order = three(record.modRevision, revision)
-        case (.lease, .lease(let lease)?): order = three(record.lease, lease)
-        default: order = 0
+        case .version: order = three(record.version, { if case .version(let v)? = union { v } else { 0 } }())
+        case .create: order = three(record.createRevision, { if case .createRevision(let v)? = union { v } else { 0 } }())
+        case .mod: order = three(record.modRevision, { if case .modRevision(let v)? = union { v } else { 0 } }())
+        case .lease: order = three(record.lease, { if case .lease(let v)? = union { v } else { 0 } }())
+        case .UNRECOGNIZED: order = 0
         }
         switch compare.result {
         case .equal: return order == 0

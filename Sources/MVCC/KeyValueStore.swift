@@ -54,8 +54,10 @@ public struct KeyValueStore: Sendable {
             if !options.countOnly { revisions.append($0) }
         }
         let found = try reader.keyValues(at: revisions)
-        let kvs = zip(revisions, found).map { revision, kv in
-            guard let kv else { preconditionFailure("the index names revision \(revision) but the backend has no record of it") }
+        // Only compaction removes records: one missing here was compacted away after this
+        // snapshot was taken (the reader may retry with a newer snapshot).
+        let kvs = try found.map { kv in
+            guard let kv else { throw MVCCError.compacted }
             return kv
         }
         return RangeResult(kvs: kvs, count: count, revision: revision)
@@ -119,7 +121,7 @@ public struct KeyValueStore: Sendable {
         /// Reads a range as it stands within this write (or at an older revision, if asked).
         public func range(_ key: [UInt8], end: [UInt8]?, options: RangeOptions = .init()) throws -> RangeResult {
             var view = store
-            view.revision = main
+            view.revision = changes.isEmpty ? main - 1 : main
             return try view.range(key, end: end, options: options, reader: PendingReader(writer: self))
         }
 

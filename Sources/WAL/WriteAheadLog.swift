@@ -172,9 +172,14 @@ public final class WriteAheadLog {
         var offset = 0
         while offset < bytes.count {
             let torn = { (reason: String) throws -> Int in
-                // Only the very end of the log may be torn: nothing but zeros may follow.
+                // Only the end of the log may be torn: the last record of the last segment, a
+                // record followed by nothing but zeros, or one with a zeroed disk sector (the
+                // pages of one append can reach the disk in any order before its fdatasync).
                 let rest = bytes[offset...]
-                if isLast, rest.count < headerSize || rest.dropFirst(headerSize).allSatisfy({ $0 == 0 }) || recordReachesEnd(bytes, offset) {
+                if isLast,
+                    rest.count < headerSize || rest.dropFirst(headerSize).allSatisfy({ $0 == 0 })
+                        || recordReachesEnd(bytes, offset) || hasZeroedSector(bytes, recordAt: offset)
+                {
                     return offset
                 }
                 throw WALError.corrupt(file: name, offset: offset, reason: reason)
@@ -204,6 +209,19 @@ public final class WriteAheadLog {
             offset += headerSize + length
         }
         return offset
+    }
+
+    /// Whether some 512-byte disk sector (or the part of one the record covers) of the record
+    /// at `offset` is all zeros.
+    private static func hasZeroedSector(_ bytes: [UInt8], recordAt offset: Int) -> Bool {
+        let end = min(bytes.count, offset + headerSize + Int(readUInt32(bytes, offset)))
+        var start = offset
+        while start < end {
+            let sectorEnd = min(end, (start / 512 + 1) * 512)
+            if bytes[start..<sectorEnd].allSatisfy({ $0 == 0 }) { return true }
+            start = sectorEnd
+        }
+        return false
     }
 
     /// Whether the record starting at `offset` claims to run to (or past) the end of the file.

@@ -132,6 +132,40 @@ struct ApplyTests {
         #expect(await succeeds([compare("k", .version, .less, version: 3, end: "l")]) == true)
     }
 
+    @Test func nestedComparesSeeTheStateBeforeTheTxn() async throws {
+        let member = try TestMember()
+        await member.put("k", "v1")
+        let result = await member.write(.txn(.with {
+            $0.success = [
+                put("k", "v2"),
+                nested(success: [put("x", "inner-success")], failure: [put("y", "inner-failure")]),
+            ]
+            $0.success[1].requestTxn.compare = [compare("k", .value, .equal, value: "v1")]
+        }))
+        guard case .success(.txn(let response)) = result else { Issue.record("txn failed: \(result)"); return }
+        #expect(response.responses[1].responseTxn.succeeded)
+        #expect(try member.get("x").count == 1)
+        #expect(try member.get("y").count == 0)
+        #expect(response.responses.map(\.responsePut.header.revision).first == 3)
+    }
+
+    @Test func comparesWithoutAValueUseZeroAndTxnReadsCannotRunAhead() async throws {
+        let member = try TestMember()
+        await member.put("k", "v")
+        let modGreaterThanNothing = Etcdserverpb_Compare.with { $0.key = Data("k".utf8); $0.target = .mod; $0.result = .greater }
+        guard case .success(.txn(let response)) = await member.write(.txn(.with { $0.compare = [modGreaterThanNothing] })) else {
+            Issue.record("txn failed"); return
+        }
+        #expect(response.succeeded)
+        let readAhead = Etcdserverpb_RequestOp.with { $0.requestRange = .with { $0.key = Data("k".utf8); $0.revision = 3 } }
+        guard case .failure(.futureRevision) = await member.write(.txn(.with { $0.success = [readAhead] })) else {
+            Issue.record("a txn read at the revision it has not written yet must be a future revision"); return
+        }
+        let huge = try member.get("k", end: "\u{0}") { $0.limit = Int64.max }
+        #expect(huge.kvs.count == 1)
+        #expect(!huge.more)
+    }
+
     @Test func aFailingTransactionChangesNothing() async throws {
         let member = try TestMember()
         await member.put("a", "1")

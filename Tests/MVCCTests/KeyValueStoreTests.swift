@@ -174,6 +174,16 @@ struct KeyValueStoreTests {
         #expect(h.put("a", "4").version == 4)
     }
 
+    @Test func aRecordCompactedAwayUnderAReaderIsCompactedNotACrash() throws {
+        var h = Harness()
+        h.put("k", "old")
+        let snapshot = h.store
+        h.put("k", "new")
+        try h.compact(h.store.revision)
+        #expect(throws: MVCCError.compacted) { try snapshot.range(bytes("k"), end: nil, reader: h.backend) }
+        #expect(try h.pairs("k") == ["k=new"])
+    }
+
     @Test func copiesOfTheStoreAreSnapshots() throws {
         var h = Harness()
         h.put("x", "old")

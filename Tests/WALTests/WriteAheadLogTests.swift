@@ -134,3 +134,26 @@ struct WriteAheadLogTests {
         }
     }
 }
+
+@Suite("Write-ahead log: torn appends")
+struct TornAppendTests {
+    @Test func aZeroedSectorInsideTheLastAppendIsTornNotCorrupt() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wal-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let (log, _) = try WriteAheadLog.open(directory: directory)
+            try log.append([LogEntry(index: 1, data: Array(repeating: 7, count: 100))])
+            // One append of a 3 KiB record spanning several sectors.
+            try log.append([LogEntry(index: 2, data: Array(repeating: 9, count: 3_000))])
+        }
+        let name = try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".wal") }!
+        let path = "\(directory)/\(name)"
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        // The second sector of the file never reached the disk; later sectors did.
+        for index in 512..<1024 { bytes[index] = 0 }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let (log, found) = try WriteAheadLog.open(directory: directory)
+        #expect(found.map(\.index) == [1])
+        #expect(log.lastIndex == 1)
+    }
+}
