@@ -6,6 +6,15 @@ import Testing
 
 @testable import GRPCWire
 
+extension ByteBuffer {
+    /// Writes one uncompressed gRPC frame holding `message`.
+    fileprivate mutating func writeGRPCFrame(_ message: ByteBuffer) {
+        writeInteger(UInt8(0))
+        writeInteger(UInt32(message.readableBytes))
+        writeImmutableBuffer(message)
+    }
+}
+
 @Suite("Wire format pieces")
 struct WireFormatTests {
     @Test(arguments: [

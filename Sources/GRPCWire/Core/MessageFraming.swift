@@ -59,12 +59,3 @@ struct MessageDeframer {
         return message
     }
 }
-
-extension ByteBuffer {
-    /// Writes one gRPC message frame (uncompressed) holding `message`.
-    mutating func writeGRPCFrame(_ message: ByteBuffer) {
-        writeInteger(UInt8(0))
-        writeInteger(UInt32(message.readableBytes))
-        writeImmutableBuffer(message)
-    }
-}

@@ -34,8 +34,6 @@ public final class CallCancellation: Sendable {
         state.withLock { $0.reason }
     }
 
-    public var isCancelled: Bool { reason != nil }
-
     /// Runs `callback` once when the call is cancelled; at once if it already was.
     public func onCancel(_ callback: @escaping @Sendable (GRPCStatus) -> Void) {
         let firedReason: GRPCStatus? = state.withLock { state in
