@@ -73,6 +73,8 @@ public enum RaftError: Error, Sendable, Hashable, CustomStringConvertible {
     case stepLocalMessage
     /// A response from a node that is not a member.
     case stepPeerNotFound
+    /// A message from the network without a sender, or without a term where one is required.
+    case invalidMessage
 
     public enum DropReason: Sendable, Hashable, CustomStringConvertible {
         case noLeader
@@ -97,6 +99,7 @@ public enum RaftError: Error, Sendable, Hashable, CustomStringConvertible {
         case .proposalDropped(let reason): "raft proposal dropped: \(reason)"
         case .stepLocalMessage: "raft: cannot step raft local message"
         case .stepPeerNotFound: "raft: cannot step as peer not found"
+        case .invalidMessage: "raft: message without a sender or a term"
         }
     }
 }

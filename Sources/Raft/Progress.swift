@@ -73,6 +73,11 @@ struct Inflights: Hashable {
         if count == 0 { start = 0 }
     }
 
+    mutating func freeFirst() {
+        guard count > 0 else { return }
+        free(through: buffer[start].index)
+    }
+
     mutating func reset() {
         start = 0
         count = 0
@@ -176,6 +181,38 @@ public struct Progress: Sendable, Hashable {
         next = max(min(rejected, matchHint + 1), match + 1)
         probeSent = false
         return true
+    }
+
+    /// A probe answered at exactly our match: the follower is caught up and replication can stream.
+    func isProbeMatching(_ index: UInt64) -> Bool {
+        state == .probe && match == index
+    }
+
+    /// Moves on after an acknowledgement through `index`: a probe turns into replication, a
+    /// finished snapshot (or the entries after it, when the log still has them) back into
+    /// replication, and replication frees its window.
+    mutating func acknowledged(through index: UInt64, logFirstIndex: UInt64) {
+        switch state {
+        case .probe:
+            becomeReplicate()
+        case .snapshot where match + 1 >= logFirstIndex:
+            becomeProbe()
+            becomeReplicate()
+        case .replicate:
+            inflights.free(through: index)
+        case .snapshot:
+            break
+        }
+    }
+
+    /// A heartbeat answer: the follower is alive. Probing may resume, and a full window lets one
+    /// more append through so that a lost message cannot stall it.
+    mutating func heardFromOnHeartbeat() {
+        recentActive = true
+        probeSent = false
+        if state == .replicate && inflights.isFull {
+            inflights.freeFirst()
+        }
     }
 
     /// Whether sending must wait: a probe is out, a snapshot is pending, or the window is full.

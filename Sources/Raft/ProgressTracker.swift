@@ -19,7 +19,8 @@ struct TrackerConfig: Hashable {
 
 /// The leader's bookkeeping: the configuration, each member's progress, and votes in an election.
 struct ProgressTracker {
-    var config = TrackerConfig()
+    private(set) var config = TrackerConfig()
+    /// Entries may be updated in place; members are added and removed only through ``setMembers(_:_:)``.
     var progress: [NodeID: Progress] = [:]
     var votes: [NodeID: Bool] = [:]
     let maxInflight: Int
@@ -36,13 +37,21 @@ struct ProgressTracker {
         return config.voters.committedIndex { progress[$0]?.match }
     }
 
-    /// Whether this is a one-voter configuration (so the leader commits alone).
-    var isSingleton: Bool {
-        config.voters.incoming.voters.count == 1 && !config.voters.isJoint
+    /// Whether `id` is the only voter (so, leading, it commits and confirms reads alone).
+    func isSingleton(_ id: NodeID) -> Bool {
+        !config.voters.isJoint && config.voters.incoming.voters.count == 1 && config.voters.incoming.voters.contains(id)
     }
 
-    /// Every member with a progress entry, in ascending ID order so that messages go out deterministically.
-    var sortedIDs: [NodeID] { progress.keys.sorted() }
+    /// Every member with a progress entry, in ascending ID order so that messages go out
+    /// deterministically; kept in step with `progress` by ``setMembers(_:_:)``.
+    private(set) var sortedIDs: [NodeID] = []
+
+    /// Puts a configuration and its progress map in force.
+    mutating func setMembers(_ config: TrackerConfig, _ progress: [NodeID: Progress]) {
+        self.config = config
+        self.progress = progress
+        sortedIDs = progress.keys.sorted()
+    }
 
     /// Whether a quorum of voters was heard from recently; used by check-quorum and lease reads.
     func quorumActive() -> Bool {

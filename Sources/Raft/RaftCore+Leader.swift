@@ -42,13 +42,19 @@ extension RaftCore {
     /// that asked to be left automatically.
     mutating func applied(through index: UInt64) {
         log.applied(to: index)
-        guard role == .leader, tracker.config.autoLeave, index >= pendingConfIndex else { return }
+        maybeLeaveJointConfiguration()
+    }
+
+    /// A leader proposes leaving a joint configuration that asked to be left automatically, once
+    /// the change that entered it is applied. Tried after every applied batch and every election
+    /// timeout, so a proposal dropped (say, during a transfer) is retried even when the group is idle.
+    mutating func maybeLeaveJointConfiguration() {
+        guard role == .leader, tracker.config.autoLeave, log.applied >= pendingConfIndex else { return }
         let leave = Message(
             type: .propose,
             from: id,
             entries: [Entry(term: 0, index: 0, kind: .confChange, data: ConfChange.leaveJoint.encoded())]
         )
-        // If it is dropped (for example while a transfer runs), the next applied batch tries again.
         try? step(leave)
     }
 
@@ -82,43 +88,28 @@ extension RaftCore {
             break
         }
 
-        guard var pr = tracker.progress[m.from] else { return }
+        // Progress is updated in place (`tracker.progress[id]!`): a copy would share, and then
+        // duplicate, the inflight window on every acknowledgement.
+        guard tracker.progress[m.from] != nil else { return }
         switch m.type {
         case .appendResponse:
-            pr.recentActive = true
+            tracker.progress[m.from]!.recentActive = true
             if m.reject {
                 var probeAt = m.rejectHint
                 if m.logTerm > 0 {
                     // Skip every entry of ours whose term is newer than the follower's at the hint.
                     probeAt = log.findConflictByTerm(index: m.rejectHint, term: m.logTerm).index
                 }
-                if pr.maybeDecrease(rejected: m.index, matchHint: probeAt) {
-                    if pr.state == .replicate { pr.becomeProbe() }
-                    tracker.progress[m.from] = pr
+                if tracker.progress[m.from]!.maybeDecrease(rejected: m.index, matchHint: probeAt) {
+                    if tracker.progress[m.from]!.state == .replicate { tracker.progress[m.from]!.becomeProbe() }
                     sendAppend(to: m.from)
-                } else {
-                    tracker.progress[m.from] = pr
                 }
                 return
             }
-            let wasPaused = pr.isPaused
-            guard pr.maybeUpdate(m.index) || (pr.match == m.index && pr.state == .probe) else {
-                tracker.progress[m.from] = pr
-                return
-            }
-            switch pr.state {
-            case .probe:
-                pr.becomeReplicate()
-            case .snapshot where pr.match + 1 >= log.firstIndex:
-                // The snapshot (or the entries after it) arrived and the log can feed the follower again.
-                pr.becomeProbe()
-                pr.becomeReplicate()
-            case .replicate:
-                pr.inflights.free(through: m.index)
-            case .snapshot:
-                break
-            }
-            tracker.progress[m.from] = pr
+            let wasPaused = tracker.progress[m.from]!.isPaused
+            let updated = tracker.progress[m.from]!.maybeUpdate(m.index)
+            guard updated || tracker.progress[m.from]!.isProbeMatching(m.index) else { return }
+            tracker.progress[m.from]!.acknowledged(through: m.index, logFirstIndex: log.firstIndex)
             if maybeCommit() {
                 releasePendingReadIndexMessages()
                 broadcastAppend()
@@ -131,14 +122,9 @@ extension RaftCore {
                 send(Message(type: .timeoutNow, to: m.from))
             }
         case .heartbeatResponse:
-            pr.recentActive = true
-            pr.probeSent = false
-            if pr.state == .replicate && pr.inflights.isFull {
-                // The follower is alive: let one more append through so a lost message does not stall it.
-                pr.inflights.free(through: pr.inflights.indexes.first ?? 0)
-            }
-            tracker.progress[m.from] = pr
-            if pr.match < log.lastIndex || pr.state == .probe {
+            tracker.progress[m.from]!.heardFromOnHeartbeat()
+            let (match, state) = (tracker.progress[m.from]!.match, tracker.progress[m.from]!.state)
+            if match < log.lastIndex || state == .probe {
                 sendAppend(to: m.from)
             }
             guard readOnly.option == .safe, !m.context.isEmpty,
@@ -149,6 +135,7 @@ extension RaftCore {
                 respondToReadIndex(confirmed.request, index: confirmed.index)
             }
         case .snapshotStatus:
+            var pr = tracker.progress[m.from]!
             guard pr.state == .snapshot else { return }
             if m.reject {
                 pr.pendingSnapshot = 0
@@ -158,9 +145,11 @@ extension RaftCore {
             pr.probeSent = true
             tracker.progress[m.from] = pr
         case .unreachable:
+            var pr = tracker.progress[m.from]!
             if pr.state == .replicate { pr.becomeProbe() }
             tracker.progress[m.from] = pr
         case .transferLeader:
+            let pr = tracker.progress[m.from]!
             guard !pr.isLearner else { return }
             let transferee = m.from
             if leadTransferee != noNode {
@@ -218,7 +207,7 @@ extension RaftCore {
     }
 
     private mutating func answerReadIndex(_ m: Message) {
-        if tracker.isSingleton {
+        if tracker.isSingleton(id) {
             respondToReadIndex(m, index: log.committed)
             return
         }
@@ -269,13 +258,14 @@ extension RaftCore {
     /// Sends the follower its next entries (or a snapshot when they are compacted away); false when nothing was sent.
     @discardableResult
     mutating func maybeSendAppend(to nodeID: NodeID, sendIfEmpty: Bool) -> Bool {
-        guard var pr = tracker.progress[nodeID], !pr.isPaused else { return false }
-        let previous = pr.next - 1
+        guard let paused = tracker.progress[nodeID]?.isPaused, !paused else { return false }
+        let next = tracker.progress[nodeID]!.next
+        let previous = next - 1
         let previousTerm: UInt64
         let entries: [Entry]
         do {
             previousTerm = try log.term(at: previous)
-            entries = try log.entries(from: pr.next, maxSize: maxMessageSize)
+            entries = try log.entries(from: next, maxSize: maxMessageSize)
         } catch {
             return maybeSendSnapshot(to: nodeID)
         }
@@ -292,8 +282,7 @@ extension RaftCore {
                 commit: log.committed
             )
         )
-        pr.sentEntries(count: entries.count, last: previous + UInt64(entries.count), bytes: bytes)
-        tracker.progress[nodeID] = pr
+        tracker.progress[nodeID]!.sentEntries(count: entries.count, last: previous + UInt64(entries.count), bytes: bytes)
         return true
     }
 

@@ -22,18 +22,26 @@ extension RaftCore {
     /// member after a delay). Proposals are dropped meanwhile; the hand-off is retried every
     /// election timeout until it succeeds.
     mutating func handOffLeadership() {
-        let successor = tracker.progress
-            .filter { $0.key != id && tracker.config.voters.contains($0.key) && !$0.value.isLearner }
-            .max { ($0.value.match, $1.key) < ($1.value.match, $0.key) }
-        guard let successor else { return }
-        try? stepLeader(Message(type: .transferLeader, from: successor.key))
+        // Recently heard-from voters first, the most up to date first among them; each retry
+        // moves on to the next, so a successor that crashed or is cut off cannot stall the group.
+        let successors = tracker.sortedIDs
+            .filter { $0 != id && tracker.config.voters.contains($0) && tracker.progress[$0]?.isLearner == false }
+            .sorted { a, b in
+                let (pa, pb) = (tracker.progress[a]!, tracker.progress[b]!)
+                if pa.recentActive != pb.recentActive { return pa.recentActive }
+                if pa.match != pb.match { return pa.match > pb.match }
+                return a < b
+            }
+        guard !successors.isEmpty else { return }
+        let successor = successors[handOffAttempts % successors.count]
+        handOffAttempts += 1
+        try? stepLeader(Message(type: .transferLeader, from: successor))
     }
 
     /// Puts a new configuration in force and does what it implies for this node's role.
     @discardableResult
     mutating func switchToConfig(_ config: TrackerConfig, _ progress: [NodeID: Progress]) -> ConfState {
-        tracker.config = config
-        tracker.progress = progress
+        tracker.setMembers(config, progress)
         let own = progress[id]
         isLearner = own?.isLearner ?? false
         guard role == .leader, !config.voters.incoming.voters.isEmpty else { return config.confState }

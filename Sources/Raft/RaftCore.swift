@@ -16,6 +16,8 @@ struct RaftCore {
     var leadTransferee: NodeID = noNode
     /// The log index of the latest membership change proposed; a new one waits until it is applied.
     var pendingConfIndex: UInt64 = 0
+    /// Hand-offs tried by a leader that is no longer a voter (see ``handOffLeadership()``).
+    var handOffAttempts = 0
     /// Payload bytes proposed by this leader and not yet committed.
     var uncommittedSize: UInt64 = 0
     var readOnly: ReadOnlyRequests
@@ -80,8 +82,8 @@ struct RaftCore {
             vote = hardState.vote
         }
         if config.applied > 0 {
-            guard config.applied <= log.committed else {
-                throw .invalid("applied \(config.applied) is beyond commit \(log.committed)")
+            guard config.applied <= log.committed, config.applied >= log.applied else {
+                throw .invalid("applied \(config.applied) is out of range [\(log.applied), \(log.committed)]")
             }
             log.applied(to: config.applied)
         }
@@ -142,6 +144,7 @@ struct RaftCore {
         }
         pendingConfIndex = 0
         uncommittedSize = 0
+        handOffAttempts = 0
         readOnly.reset()
     }
 
@@ -221,6 +224,7 @@ struct RaftCore {
             if role == .leader && !isVoter {
                 handOffLeadership()
             }
+            maybeLeaveJointConfiguration()
         }
         guard role == .leader else { return }
         if heartbeatElapsed >= heartbeatTimeout {
@@ -460,8 +464,11 @@ struct RaftCore {
     }
 
     mutating func handleHeartbeat(_ m: Message) {
-        // The leader sends min(our match, its commit), so this never exceeds our log.
-        log.commit(to: min(m.commit, log.lastIndex))
+        // The leader sends min(our match, its commit), which our durable log holds. A commit past
+        // our log means storage lost acknowledged entries: never commit whatever stands there instead.
+        if m.commit <= log.lastIndex {
+            log.commit(to: m.commit)
+        }
         send(Message(type: .heartbeatResponse, to: m.from, context: m.context))
     }
 

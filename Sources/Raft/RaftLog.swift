@@ -257,29 +257,25 @@ struct RaftLog {
         if lo < firstIndex { throw .compacted }
         precondition(hi <= lastIndex + 1, "slice[\(lo),\(hi)) out of bound [\(firstIndex),\(lastIndex)]")
         var result: [Entry] = []
+        var size: UInt64 = 0
         if lo < unstable.offset {
             result = try storage.entries(from: lo, to: min(hi, unstable.offset), maxSize: maxSize)
             // Storage cut the batch short: the size limit is reached.
             if UInt64(result.count) < min(hi, unstable.offset) - lo { return result }
+            for entry in result { size += entry.payloadSize }
         }
         if hi > unstable.offset {
+            // Count what fits before copying, so a long unstable tail is never copied whole.
             let part = unstable.slice(max(lo, unstable.offset), hi)
-            if result.isEmpty {
-                result = Array(part)
-            } else {
-                result.append(contentsOf: part)
+            var count = 0
+            for entry in part {
+                let next = size + entry.payloadSize
+                if next > maxSize && (count > 0 || !result.isEmpty) { break }
+                size = next
+                count += 1
             }
+            result.append(contentsOf: part.prefix(count))
         }
-        return Self.limitSize(result, maxSize)
-    }
-
-    static func limitSize(_ entries: [Entry], _ maxSize: UInt64) -> [Entry] {
-        guard entries.count > 1, maxSize != .max else { return entries }
-        var size = entries[0].payloadSize
-        for i in 1..<entries.count {
-            size += entries[i].payloadSize
-            if size > maxSize { return Array(entries[..<i]) }
-        }
-        return entries
+        return result
     }
 }

@@ -93,6 +93,9 @@ public struct RaftNode {
     /// Handles a message from another node.
     public mutating func step(_ message: Message) throws(RaftError) {
         guard !message.type.isLocal else { throw .stepLocalMessage }
+        // Only requests a follower forwards travel without a term; any other would bypass every term check.
+        guard message.term != 0 || message.type == .propose || message.type == .readIndex, message.from != noNode
+        else { throw .invalidMessage }
         if message.type.isResponse && core.tracker.progress[message.from] == nil {
             throw .stepPeerNotFound
         }
@@ -151,7 +154,9 @@ public struct RaftNode {
         if hard != previousHardState {
             ready.hardState = hard
         }
-        ready.mustSync = !ready.entries.isEmpty || hard.term != previousHardState.term || hard.vote != previousHardState.vote
+        // A snapshot is acknowledged like entries are, so it must be durable first too.
+        ready.mustSync = !ready.entries.isEmpty || ready.snapshot != nil || hard.term != previousHardState.term
+            || hard.vote != previousHardState.vote
         previousSoftState = soft
         previousHardState = hard
         ready.readStates = core.readStates

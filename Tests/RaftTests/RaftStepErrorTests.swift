@@ -87,7 +87,7 @@ struct RaftStepErrorTests {
         config.applied = 2
         var caught: RaftConfigError?
         do { _ = try RaftNode(config: config) } catch { caught = error }
-        #expect(caught == .invalid("applied 2 is beyond commit 1"))
+        #expect(caught == .invalid("applied 2 is out of range [0, 1]"))
     }
 
     @Test func commitBeyondLastIndexIsRejected() {

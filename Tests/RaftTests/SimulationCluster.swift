@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import Raft
 
 /// A safety or liveness property the simulation saw broken.
@@ -89,6 +92,7 @@ struct SimulatedCluster {
     /// (index, term) → hash of the log prefix ending at that entry, as first persisted anywhere.
     var prefixRegistry: [IndexTerm: UInt64] = [:]
     var readsChecked = 0
+    var tracing = false
     var proposalsMade = 0
     /// Members whose removal was proposed: like etcd, an ID is never added back once removed.
     var retiring: Set<NodeID> = []
@@ -117,7 +121,7 @@ struct SimulatedCluster {
         }
     }
 
-    func config(for member: SimulatedMember) -> RaftConfig {
+    func config(for member: SimulatedMember, randomSeed: UInt64) -> RaftConfig {
         var config = RaftConfig(id: member.id, storage: member.storage)
         config.electionTick = 10
         config.heartbeatTick = 1
@@ -126,7 +130,9 @@ struct SimulatedCluster {
         config.maxSizePerMessage = plan.maxSizePerMessage
         config.maxInflightMessages = plan.maxInflightMessages
         config.applied = member.applied
-        config.randomSeed = plan.seed &* 31 &+ member.id &+ UInt64(step)
+        // Drawn from the run's generator: seeds derived by arithmetic (say id + step) can collide,
+        // giving two nodes identical timeouts forever, which real clocks never do.
+        config.randomSeed = randomSeed
         return config
     }
 
@@ -137,7 +143,7 @@ struct SimulatedCluster {
         member.applied = snapshot.metadata.index
         member.confState = snapshot.metadata.confState
         member.pendingReads.removeAll()
-        member.node = try RaftNode(config: config(for: member))
+        member.node = try RaftNode(config: config(for: member, randomSeed: random.next() | 1))
     }
 
     func fail(_ message: String) -> SimulationFailure {
@@ -315,6 +321,7 @@ struct SimulatedCluster {
         if message.type == .snapshot {
             reportSnapshot(message, .finished)
         }
+        if tracing { print("deliver \(message.type) \(message.from)->\(message.to) term \(message.term) index \(message.index) logTerm \(message.logTerm) reject \(message.reject) entries \(message.entries.count)") }
         // A forwarded proposal meeting a node that lost its leader, or a response from a node outside
         // the membership, is dropped, as a server would drop it.
         try? node.step(message)
@@ -518,6 +525,7 @@ struct SimulatedCluster {
 
     /// Heals everything, then requires a leader and a committed fresh proposal within the tick bound.
     mutating func checkLiveness() throws {
+        tracing = getenv("RAFT_TRACE") != nil
         cutLinks.removeAll()
         for id in ids where members[id]!.node == nil { try start(id) }
         for _ in 0..<plan.livenessTicks {
