@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "swift-etcd", targets: ["swift-etcd"]),
         .executable(name: "grpc-bench", targets: ["grpc-bench"]),
         .executable(name: "raft-bench", targets: ["raft-bench"]),
+        .executable(name: "wal-bench", targets: ["wal-bench"]),
         .library(name: "Raft", targets: ["Raft"]),
         .library(name: "GRPCWire", targets: ["GRPCWire"]),
         .library(name: "EtcdProto", targets: ["EtcdProto"]),
@@ -60,6 +61,12 @@ let package = Package(
         .executableTarget(
             name: "raft-bench",
             dependencies: ["Raft"],
+            swiftSettings: strictSettings
+        ),
+        // Measures write-ahead log append throughput next to a plain fdatasync loop.
+        .executableTarget(
+            name: "wal-bench",
+            dependencies: ["WAL"],
             swiftSettings: strictSettings
         ),
         // The revisioned keyspace: revisions, per-key generations, the in-memory ordered index.
@@ -125,6 +132,12 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Helpers shared by test targets.
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "RaftTests",
             dependencies: ["Raft"],
@@ -132,7 +145,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MVCCTests",
-            dependencies: ["MVCC"],
+            dependencies: ["MVCC", "TestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -151,6 +164,7 @@ let package = Package(
             name: "EtcdAPITests",
             dependencies: [
                 "EtcdAPI",
+                "TestSupport",
                 "EtcdProto",
                 "EtcdServer",
                 "GRPCWire",

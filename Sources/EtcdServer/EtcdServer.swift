@@ -29,6 +29,18 @@ public final class EtcdServer: Sendable {
         public var maxTxnOperations = 128
         /// etcd's `--quota-backend-bytes` (reported in Status; enforced with the NOSPACE alarm later).
         public var quotaBackendBytes: Int64 = 2 * 1024 * 1024 * 1024
+        /// etcd's `--snapshot-count`: applied entries between snapshots (etcd 3.6's default).
+        public var snapshotCount: UInt64 = 10_000
+        /// etcd's `--max-snapshots`: snapshot files kept (0 keeps all).
+        public var maxSnapshots = 5
+        /// etcd's `--max-wals`: log segments kept once a snapshot covers them (0 keeps all).
+        public var maxWALs = 5
+        /// etcd's `--wal-dir`: where the log lives, if not `<data-dir>/member/wal`.
+        public var walDirectory: String?
+        /// Size of a log segment; smaller only to exercise rollover and purge in tests.
+        public var walSegmentSize = WriteAheadLog.defaultSegmentSize
+        /// Hooks for the disk latency histograms.
+        public var diskMetrics = DiskMetrics()
 
         public init(
             name: String, dataDirectory: String, initialCluster: String, initialClusterToken: String,
@@ -51,6 +63,10 @@ public final class EtcdServer: Sendable {
     public let cluster: ClusterConfiguration
     public let member: Member
     private let backend: SQLiteBackend
+    private let walDirectory: String
+    private let snapDirectory: String
+    /// Purges old log segments and snapshot files off the apply thread.
+    private let purgeQueue = DispatchQueue(label: "swift-etcd purge")
     /// Appended only by the apply thread (the lock is uncontended; it hands the log over safely).
     private let log: Mutex<WriteAheadLog>
     private let published: Mutex<Published>
@@ -84,15 +100,35 @@ public final class EtcdServer: Sendable {
         member.clientURLs = configuration.advertiseClientURLs
         self.member = member
         let memberDirectory = (configuration.dataDirectory as NSString).appendingPathComponent("member")
-        let snapDirectory = (memberDirectory as NSString).appendingPathComponent("snap")
+        snapDirectory = (memberDirectory as NSString).appendingPathComponent("snap")
+        walDirectory = configuration.walDirectory ?? (memberDirectory as NSString).appendingPathComponent("wal")
         try FileManager.default.createDirectory(atPath: snapDirectory, withIntermediateDirectories: true)
         backend = try SQLiteBackend(path: (snapDirectory as NSString).appendingPathComponent("backend.sqlite"), synchronousCommits: false)
         var store = try KeyValueStore(restoringFrom: backend)
         var applied = UInt64(try backend.meta(.consistentIndex) ?? 0)
-        let (log, logged) = try WriteAheadLog.open(directory: (memberDirectory as NSString).appendingPathComponent("wal"))
-        if log.lastIndex == 0 {
-            log.resume(after: applied)
-        } else if log.lastIndex < applied {
+        let metadata = WALMetadata(memberID: member.id, clusterID: cluster.id)
+        var walOptions = WriteAheadLog.Options(segmentSize: configuration.walSegmentSize)
+        walOptions.fsyncObserver = configuration.diskMetrics.walFsync
+        let log: WriteAheadLog
+        let logged: [LogEntry]
+        if WriteAheadLog.exists(directory: walDirectory) {
+            (log, logged) = try Self.openLog(
+                directory: walDirectory, snapDirectory: snapDirectory, metadata: metadata, options: walOptions)
+        } else {
+            // A new member starts from the empty snapshot (0, 0). A backend whose log was removed
+            // becomes a snapshot of what it applied, so the new log continues after it.
+            var start = WALSnapshot(index: 0, term: 0)
+            if applied > 0 {
+                start = WALSnapshot(index: applied, term: Self.raftTerm)
+                try backend.makeDurable(snapshotIndex: Int64(applied))
+                try Snapshotter.save(
+                    SnapshotFile(index: applied, term: Self.raftTerm, confState: Self.encodedMembers(cluster)),
+                    directory: snapDirectory)
+            }
+            log = try WriteAheadLog.create(directory: walDirectory, metadata: metadata, snapshot: start, options: walOptions)
+            logged = []
+        }
+        if log.lastIndex < applied {
             throw ConfigurationError("wal: the log ends at entry \(log.lastIndex) but the backend applied \(applied)")
         }
         let pending = logged.filter { $0.index > applied }
@@ -103,12 +139,41 @@ public final class EtcdServer: Sendable {
         let unapplied = try pending.map { try WriteRequest(logData: $0.data) }
         _ = try Self.applyAndCommit(
             unapplied, store: &store, appliedIndex: &applied, backend: backend,
-            header: Self.header(cluster: cluster.id, member: member.id, revision: 0))
+            header: Self.header(cluster: cluster.id, member: member.id, revision: 0), metrics: configuration.diskMetrics)
+        let snapshotIndex = UInt64(try backend.meta(.snapshotIndex) ?? 0)
         self.log = Mutex(log)
         published = Mutex(Published(store: store, appliedIndex: applied))
-        let thread = Thread { [self, store, applied] in runApplyLoop(store: store, appliedIndex: applied) }
+        let thread = Thread { [self, store, applied, snapshotIndex] in
+            runApplyLoop(store: store, appliedIndex: applied, snapshotIndex: snapshotIndex)
+        }
         thread.name = "swift-etcd apply"
         thread.start()
+    }
+
+    /// Opens the log from the newest snapshot it has a marker for (a crash between writing a
+    /// snapshot file and its marker leaves a newer file without one), checking it is this member's.
+    private static func openLog(
+        directory: String, snapDirectory: String, metadata: WALMetadata, options: WriteAheadLog.Options
+    ) throws -> (WriteAheadLog, [LogEntry]) {
+        let snapshots = try Snapshotter.loadAll(directory: snapDirectory) { name, error in
+            FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"failed to load snapshot file; renamed to .broken\",\"file\":\"\(name)\",\"error\":\"\(error)\"}\n".utf8))
+        }
+        var lastError: WALError = .snapshotNotFound(WALSnapshot(index: 0, term: 0))
+        for marker in snapshots.map(\.marker) + [WALSnapshot(index: 0, term: 0)] {
+            do {
+                let (log, contents) = try WriteAheadLog.open(directory: directory, from: marker, options: options)
+                guard contents.metadata == metadata else {
+                    throw ConfigurationError(
+                        "wal: the log belongs to member \(String(contents.metadata.memberID, radix: 16)) of cluster "
+                            + "\(String(contents.metadata.clusterID, radix: 16)), not to this member")
+                }
+                return (log, contents.entries)
+            } catch let error as WALError {
+                guard case .snapshotNotFound = error else { throw error }
+                lastError = error
+            }
+        }
+        throw lastError
     }
 
     /// Stops the apply loop after the proposals already queued; later proposals fail with
@@ -141,9 +206,10 @@ public final class EtcdServer: Sendable {
         }
     }
 
-    private func runApplyLoop(store initial: KeyValueStore, appliedIndex initialIndex: UInt64) {
+    private func runApplyLoop(store initial: KeyValueStore, appliedIndex initialIndex: UInt64, snapshotIndex initialSnapshot: UInt64) {
         var store = initial
         var appliedIndex = initialIndex
+        var snapshotIndex = initialSnapshot
         while true {
             wakeApplyLoop.wait()
             let (batch, stopping) = proposals.withLock { queue in
@@ -153,6 +219,10 @@ public final class EtcdServer: Sendable {
             if !batch.isEmpty {
                 let results = applyBatch(batch, store: &store, appliedIndex: &appliedIndex)
                 for (proposal, result) in zip(batch, results) { proposal.completion(result) }
+                if appliedIndex - snapshotIndex >= configuration.snapshotCount {
+                    snapshot(at: appliedIndex)
+                    snapshotIndex = appliedIndex
+                }
             }
             if stopping { break }
         }
@@ -163,16 +233,19 @@ public final class EtcdServer: Sendable {
         -> [Result<WriteResponse, EtcdError>]
     {
         let first = appliedIndex + 1
-        let entries = batch.enumerated().map { LogEntry(index: first + UInt64($0.offset), data: $0.element.request.logData) }
+        let entries = batch.enumerated().map {
+            LogEntry(index: first + UInt64($0.offset), term: Self.raftTerm, data: $0.element.request.logData)
+        }
+        let hardState = WALHardState(term: Self.raftTerm, vote: member.id, commit: first + UInt64(batch.count) - 1)
         let results: [Result<WriteResponse, EtcdError>]
         do {
-            try log.withLock { try $0.append(entries) }
+            try log.withLock { try $0.save(hardState: hardState, entries: entries) }
             results = try Self.applyAndCommit(
-                batch.map(\.request), store: &store, appliedIndex: &appliedIndex, backend: backend, header: header(revision: 0))
+                batch.map(\.request), store: &store, appliedIndex: &appliedIndex, backend: backend, header: header(revision: 0),
+                metrics: configuration.diskMetrics)
         } catch {
             // Fail-stop: nothing of this batch was acknowledged, and nothing may be.
-            FileHandle.standardError.write(Data("{\"level\":\"fatal\",\"msg\":\"failed to persist a batch of writes\",\"error\":\"\(error)\"}\n".utf8))
-            exit(1)
+            Self.fatal("failed to persist a batch of writes", error)
         }
         let snapshot = store
         let index = appliedIndex
@@ -180,11 +253,48 @@ public final class EtcdServer: Sendable {
         return results
     }
 
+    /// Records a snapshot at `index` (all applied): makes the backend durable up to it, writes
+    /// the snapshot file, then its marker in the log; old log segments and snapshot files are
+    /// purged in the background afterwards. A crash at any point leaves a state a restart
+    /// recovers from: the previous snapshot, or this one.
+    private func snapshot(at index: UInt64) {
+        let file = SnapshotFile(index: index, term: Self.raftTerm, confState: Self.encodedMembers(cluster))
+        do {
+            try backend.makeDurable(snapshotIndex: Int64(index))
+            try Snapshotter.save(file, directory: snapDirectory)
+            try log.withLock { try $0.saveSnapshot(file.marker) }
+        } catch {
+            Self.fatal("failed to save a snapshot", error)
+        }
+        let (walDirectory, snapDirectory, configuration) = (walDirectory, snapDirectory, configuration)
+        purgeQueue.async {
+            do {
+                try WriteAheadLog.purge(directory: walDirectory, snapshotIndex: index, maxFiles: configuration.maxWALs)
+                try Snapshotter.purge(directory: snapDirectory, keep: configuration.maxSnapshots)
+            } catch {
+                // Old files stay until the next snapshot's purge; nothing needed is at risk.
+                FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"failed to purge old files\",\"error\":\"\(error)\"}\n".utf8))
+            }
+        }
+    }
+
+    /// The membership a snapshot records: each member ID, 8 bytes little-endian.
+    private static func encodedMembers(_ cluster: ClusterConfiguration) -> [UInt8] {
+        cluster.members.flatMap { member in withUnsafeBytes(of: member.id.littleEndian) { Array($0) } }
+    }
+
+    /// Stops the process: after a failed write or sync nothing may be acknowledged, and the
+    /// state on disk is what a restart recovers from.
+    private static func fatal(_ message: String, _ error: any Error) -> Never {
+        FileHandle.standardError.write(Data("{\"level\":\"fatal\",\"msg\":\"\(message)\",\"error\":\"\(error)\"}\n".utf8))
+        exit(1)
+    }
+
     /// Applies `requests` in order (each one log entry) and commits the result to the backend
     /// in one transaction, with the applied index. Also how logged entries are replayed at start.
     private static func applyAndCommit(
         _ requests: [WriteRequest], store: inout KeyValueStore, appliedIndex: inout UInt64, backend: SQLiteBackend,
-        header: Etcdserverpb_ResponseHeader
+        header: Etcdserverpb_ResponseHeader, metrics: DiskMetrics
     ) throws -> [Result<WriteResponse, EtcdError>] {
         guard !requests.isEmpty else { return [] }
         var reader = OverlayReader(base: backend)
@@ -202,7 +312,9 @@ public final class EtcdServer: Sendable {
         }
         var meta: [SQLiteBackend.Meta: Int64] = [.consistentIndex: Int64(appliedIndex), .revision: store.revision]
         if compaction != nil { meta[.compactedRevision] = store.compactedRevision }
+        let start = ContinuousClock.now
         try backend.commit(changes, meta: meta, removingAtOrBefore: compaction)
+        metrics.backendCommit?(ContinuousClock.now - start)
         return results
     }
 

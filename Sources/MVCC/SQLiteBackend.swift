@@ -14,15 +14,19 @@ public final class SQLiteBackend: RevisionReader, Sendable {
         case compactedRevision = "compacted_revision"
         /// The store's newest main revision (needed when the newest writes were all compacted away).
         case revision = "revision"
+        /// The log index of the newest snapshot made durable.
+        case snapshotIndex = "snapshot_index"
     }
 
     private let pool: DatabasePool
+    private let synchronousCommits: Bool
 
     /// Opens (creating if needed) the database at `path`. With `synchronousCommits` each commit
     /// is fsynced; without, commits are crash-consistent but the newest may be lost on power
     /// failure (SQLite's `synchronous=NORMAL` in WAL mode), which is right when a write-ahead
     /// log in front of the backend is the durability point and is replayed after it.
     public init(path: String, synchronousCommits: Bool) throws {
+        self.synchronousCommits = synchronousCommits
         var configuration = Configuration()
         configuration.label = "swift-etcd backend"
         configuration.prepareDatabase { db in
@@ -38,6 +42,22 @@ public final class SQLiteBackend: RevisionReader, Sendable {
                     PRIMARY KEY (main, sub)) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
                 """)
+        }
+    }
+
+    /// Makes every commit so far durable against power loss, however the database is
+    /// configured: one `synchronous = FULL` commit syncs SQLite's log, which holds all earlier ones.
+    /// A snapshot needs this before the write-ahead log before it may be purged.
+    public func makeDurable(snapshotIndex: Int64) throws {
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = \(synchronousCommits ? "FULL" : "NORMAL")") }
+            try db.inTransaction {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                    arguments: [Meta.snapshotIndex.rawValue, snapshotIndex])
+                return .commit
+            }
         }
     }
 

@@ -5,236 +5,344 @@ import SystemPackage
 import Glibc
 #endif
 
-/// One logged entry: its position in the log and the bytes the server gave it.
-public struct LogEntry: Sendable, Equatable {
-    public var index: UInt64
-    public var data: [UInt8]
-
-    public init(index: UInt64, data: [UInt8]) {
-        self.index = index
-        self.data = data
-    }
-}
-
-/// Why a log cannot be opened; each names the file and offset so an operator can act.
+/// Why a log cannot be opened or written; each names the file (and offset) so an operator can act.
 public enum WALError: Error, Equatable, CustomStringConvertible {
     case corrupt(file: String, offset: Int, reason: String)
     case missingSegment(expected: UInt64, found: String)
+    case snapshotNotFound(WALSnapshot)
     case io(String)
 
     public var description: String {
         switch self {
         case .corrupt(let file, let offset, let reason): "wal: \(reason) in \(file) at offset \(offset)"
         case .missingSegment(let expected, let found): "wal: segment \(expected) is missing (found \(found))"
+        case .snapshotNotFound(let snapshot):
+            "wal: no record of the snapshot at index \(snapshot.index) (term \(snapshot.term)): the log does not match the snapshot"
         case .io(let message): "wal: \(message)"
         }
     }
 }
 
-/// An append-only log of entries in segment files, each record protected by a CRC-32C that is
-/// chained across records (and segments), made durable with one `fdatasync` per append.
+/// The write-ahead log: Raft entries and hard state in CRC-protected records in segment files,
+/// durable with one `fdatasync` per save.
 ///
-/// Files: `<directory>/<sequence>-<first index>.wal`, both 16 hex digits. A record is a 9-byte
-/// header (payload length u32, type u8, CRC u32, little-endian) and the payload; the CRC covers
-/// the type and payload and continues from the previous record's. A segment starts with a CRC
-/// record carrying the running CRC, so each file can be checked on its own terms.
+/// Files: `<directory>/<sequence>-<first index>.wal`, both 16 hex digits. Every segment starts
+/// with a CRC record carrying the running CRC (so the chain continues across files), the
+/// metadata (format version, member and cluster IDs) and the hard state, so any suffix of the
+/// segments can be read on its own. Segments are preallocated (`segmentSize`, 64 MiB by default)
+/// by a background pipeline; when one fills, it is truncated to its records and the next
+/// prepared file is renamed into place. A snapshot marker record notes each snapshot; a member
+/// restarts by reading from its snapshot's marker on, and segments wholly before the newest
+/// snapshot can be purged.
 ///
-/// Opening repairs a torn tail (a partial or mis-checksummed last record at the end of the last
-/// segment is cut off); a bad record anywhere else is an error naming the file and offset.
+/// Not thread-safe: one owner appends (the server's apply or Raft loop). ``purge(directory:snapshotIndex:maxFiles:)``
+/// may run on another thread: it only removes closed segments.
 public final class WriteAheadLog {
-    enum RecordType: UInt8 {
-        case entry = 1
-        case crc = 2
+    public struct Options: Sendable {
+        /// A segment is closed and the next one started once it grows past this.
+        public var segmentSize: Int
+        /// Called with the duration of every `fdatasync` (etcd's `etcd_disk_wal_fsync_duration_seconds`).
+        public var fsyncObserver: (@Sendable (Duration) -> Void)?
+
+        public init(segmentSize: Int = WriteAheadLog.defaultSegmentSize, fsyncObserver: (@Sendable (Duration) -> Void)? = nil) {
+            self.segmentSize = segmentSize
+            self.fsyncObserver = fsyncObserver
+        }
     }
 
-    static let headerSize = 9
-    /// A segment is closed and the next one started once it grows past this.
+    /// What a log holds from a snapshot on.
+    public struct Contents: Sendable, Equatable {
+        public var metadata: WALMetadata
+        public var hardState: WALHardState
+        /// Entries after the snapshot's index, in order (later records replace earlier ones at the same index).
+        public var entries: [LogEntry]
+    }
+
     public static let defaultSegmentSize = 64 * 1024 * 1024
 
     private let directory: String
-    private let segmentSize: Int
+    private let options: Options
+    private let metadata: WALMetadata
     private var file: FileDescriptor
+    private var path: String
     private var sequence: UInt64
     private var offset: Int
-    private var runningCRC: UInt32
+    private var crc: UInt32
+    private var hardState: WALHardState
+    private var pipeline: SegmentPipeline?
     public private(set) var lastIndex: UInt64
 
-    /// Opens (creating if needed) the log in `directory`, returning it and every entry it holds.
-    public static func open(directory: String, segmentSize: Int = defaultSegmentSize) throws -> (WriteAheadLog, [LogEntry]) {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".wal") }.sorted()
-        var entries: [LogEntry] = []
-        var crc: UInt32 = 0
-        var end = 0
-        for (position, name) in names.enumerated() {
-            guard let sequence = UInt64(name.prefix(16), radix: 16), sequence == UInt64(position) else {
-                throw WALError.missingSegment(expected: UInt64(position), found: name)
-            }
-            let isLast = position == names.count - 1
-            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name)")))
-            end = try read(bytes, name: name, isLast: isLast, crc: &crc, into: &entries)
-            if isLast, end < bytes.count {
-                // A torn tail: drop the partial record so appends continue from a clean end.
-                guard truncate("\(directory)/\(name)", off_t(end)) == 0 else { throw WALError.io("cannot truncate \(name)") }
-            }
-        }
-        let log: WriteAheadLog
-        if let last = names.last {
-            let descriptor = try FileDescriptor.open("\(directory)/\(last)", .writeOnly)
-            log = WriteAheadLog(
-                directory: directory, segmentSize: segmentSize, file: descriptor, sequence: UInt64(names.count - 1),
-                offset: end, crc: crc, lastIndex: entries.last?.index ?? 0)
-        } else {
-            log = try WriteAheadLog(directory: directory, segmentSize: segmentSize, startingSegment: 0, firstIndex: 1, crc: 0, lastIndex: 0)
-        }
-        return (log, entries)
-    }
-
-    private init(directory: String, segmentSize: Int, file: FileDescriptor, sequence: UInt64, offset: Int, crc: UInt32, lastIndex: UInt64) {
+    private init(
+        directory: String, options: Options, metadata: WALMetadata, file: FileDescriptor, path: String,
+        sequence: UInt64, offset: Int, crc: UInt32, hardState: WALHardState, lastIndex: UInt64
+    ) {
         self.directory = directory
-        self.segmentSize = segmentSize
+        self.options = options
+        self.metadata = metadata
         self.file = file
+        self.path = path
         self.sequence = sequence
         self.offset = offset
-        self.runningCRC = crc
+        self.crc = crc
+        self.hardState = hardState
         self.lastIndex = lastIndex
     }
 
-    /// Creates segment `sequence` holding its opening CRC record, durably (file and directory).
-    private convenience init(directory: String, segmentSize: Int, startingSegment sequence: UInt64, firstIndex: UInt64, crc: UInt32, lastIndex: UInt64) throws {
-        let descriptor = try Self.createSegment(directory: directory, sequence: sequence, firstIndex: firstIndex, crc: crc)
-        self.init(
-            directory: directory, segmentSize: segmentSize, file: descriptor, sequence: sequence, offset: 0, crc: crc,
-            lastIndex: lastIndex)
-        try appendRecords { buffer in self.encode(.crc, Self.littleEndian(crc), into: &buffer) }
+    deinit {
+        close()
     }
 
-    deinit { try? file.close() }
-
-    /// Starts an empty log's numbering after `index` (the state already applied elsewhere).
-    public func resume(after index: UInt64) {
-        precondition(lastIndex == 0, "only an empty log can be renumbered")
-        lastIndex = index
+    /// Whether `directory` holds a log.
+    public static func exists(directory: String) -> Bool {
+        ((try? FileSystem.list(directory, suffix: ".wal")) ?? []).isEmpty == false
     }
 
-    /// Appends `entries` (whose indexes must continue the log) and makes them durable before returning.
-    public func append(_ entries: [LogEntry]) throws {
-        guard !entries.isEmpty else { return }
-        if offset >= segmentSize { try startNextSegment(firstIndex: entries[0].index) }
-        try appendRecords { buffer in
-            for entry in entries {
-                precondition(entry.index == lastIndex + 1, "log index \(entry.index) does not follow \(lastIndex)")
-                encode(.entry, Self.littleEndian(entry.index) + entry.data, into: &buffer)
-                lastIndex = entry.index
-            }
+    /// Creates a new log whose first segment records `metadata` and a marker for `snapshot` (the
+    /// state the log continues from; (0, 0) for a brand-new member). The segment appears
+    /// atomically: written under a temporary name, synced, then renamed.
+    public static func create(
+        directory: String, metadata: WALMetadata, snapshot: WALSnapshot = WALSnapshot(index: 0, term: 0),
+        options: Options = Options()
+    ) throws(WALError) -> WriteAheadLog {
+        try FileSystem.makeDirectory(directory)
+        guard try FileSystem.list(directory, suffix: ".wal").isEmpty else {
+            throw .io("cannot create a log in \(directory): one exists already")
         }
-    }
-
-    private func appendRecords(_ build: (inout [UInt8]) -> Void) throws {
+        let temporary = "\(directory)/create\(SegmentPipeline.suffix)"
+        try? FileSystem.remove(temporary)
+        let descriptor = try FileSystem.openForWriting(temporary, create: true)
+        let path = "\(directory)/\(segmentName(sequence: 0, firstIndex: snapshot.index))"
+        let log = WriteAheadLog(
+            directory: directory, options: options, metadata: metadata, file: descriptor, path: temporary,
+            sequence: 0, offset: 0, crc: 0, hardState: WALHardState(), lastIndex: snapshot.index)
+        try FileSystem.preallocate(descriptor, temporary, size: options.segmentSize)
         var buffer: [UInt8] = []
-        build(&buffer)
-        let written = try buffer.withUnsafeBytes { try file.writeAll(toAbsoluteOffset: Int64(offset), $0) }
-        offset += written
-        guard fdatasync(file.rawValue) == 0 else { throw WALError.io("fdatasync failed: errno \(errno)") }
+        log.appendSegmentHeader(to: &buffer)
+        RecordCodec.append(.snapshot, RecordCodec.payload(snapshot), crc: &log.crc, to: &buffer)
+        try log.write(buffer)
+        try FileSystem.rename(temporary, path)
+        try FileSystem.syncDirectory(directory)
+        log.path = path
+        log.pipeline = SegmentPipeline(directory: directory, size: options.segmentSize)
+        return log
     }
 
-    private func encode(_ type: RecordType, _ payload: [UInt8], into buffer: inout [UInt8]) {
-        let crc = CRC32C.checksum(payload, continuing: CRC32C.checksum([type.rawValue], continuing: runningCRC))
-        runningCRC = crc
-        buffer += Self.littleEndian(UInt32(payload.count))
-        buffer.append(type.rawValue)
-        buffer += Self.littleEndian(crc)
-        buffer += payload
-    }
-
-    private func startNextSegment(firstIndex: UInt64) throws {
-        try file.close()
-        sequence += 1
-        file = try Self.createSegment(directory: directory, sequence: sequence, firstIndex: firstIndex, crc: runningCRC)
-        offset = 0
-        let crc = runningCRC
-        try appendRecords { buffer in encode(.crc, Self.littleEndian(crc), into: &buffer) }
-    }
-
-    private static func createSegment(directory: String, sequence: UInt64, firstIndex: UInt64, crc: UInt32) throws -> FileDescriptor {
-        let name = String(format: "%016llx-%016llx.wal", sequence, firstIndex)
-        let descriptor = try FileDescriptor.open(
-            "\(directory)/\(name)", .writeOnly, options: [.create, .exclusiveCreate], permissions: [.ownerReadWrite])
-        // The new name must survive a crash too.
-        let directoryDescriptor = try FileDescriptor.open(directory, .readOnly)
-        defer { try? directoryDescriptor.close() }
-        guard fsync(directoryDescriptor.rawValue) == 0 else { throw WALError.io("fsync of \(directory) failed: errno \(errno)") }
-        return descriptor
-    }
-
-    /// Reads one segment's records, checking every CRC; returns where the valid records end.
-    private static func read(_ bytes: [UInt8], name: String, isLast: Bool, crc: inout UInt32, into entries: inout [LogEntry]) throws -> Int {
-        var offset = 0
-        while offset < bytes.count {
-            let torn = { (reason: String) throws -> Int in
-                // Only the end of the log may be torn: the last record of the last segment, a
-                // record followed by nothing but zeros, or one with a zeroed disk sector (the
-                // pages of one append can reach the disk in any order before its fdatasync).
-                let rest = bytes[offset...]
-                if isLast,
-                    rest.count < headerSize || rest.dropFirst(headerSize).allSatisfy({ $0 == 0 })
-                        || recordReachesEnd(bytes, offset) || hasZeroedSector(bytes, recordAt: offset)
-                {
-                    return offset
+    /// Opens the log in `directory` and reads it from the marker of `snapshot` on.
+    ///
+    /// A torn tail is repaired; a bad record elsewhere, a gap in the segment sequence, a missing
+    /// marker or a log of another format is an error.
+    public static func open(directory: String, from snapshot: WALSnapshot, options: Options = Options())
+        throws(WALError) -> (WriteAheadLog, Contents)
+    {
+        for leftover in try FileSystem.list(directory, suffix: SegmentPipeline.suffix) {
+            try FileSystem.remove("\(directory)/\(leftover)")
+        }
+        let segments = try Segment.list(directory)
+        guard let startPosition = segments.lastIndex(where: { $0.firstIndex <= snapshot.index }) else {
+            throw .snapshotNotFound(snapshot)
+        }
+        var crc: UInt32?
+        var metadata: WALMetadata?
+        var hardState = WALHardState()
+        var entries: [LogEntry] = []
+        var lastIndex = snapshot.index
+        var foundSnapshot = false
+        var end = 0
+        for position in startPosition..<segments.count {
+            let segment = segments[position]
+            let name = segment.name
+            let bytes = try FileSystem.readAll("\(directory)/\(name)")
+            let isLast = position == segments.count - 1
+            end = try SegmentReader.read(bytes, name: name, isLast: isLast, crc: &crc) { record, offset throws(WALError) in
+                switch record {
+                case .crc:
+                    break
+                case .metadata(let found, let version):
+                    guard version == RecordCodec.formatVersion else {
+                        throw .corrupt(file: name, offset: offset, reason: "unsupported log format version \(version)")
+                    }
+                    if let metadata, metadata != found {
+                        throw .corrupt(file: name, offset: offset, reason: "metadata of another member")
+                    }
+                    metadata = found
+                case .entry(let entry):
+                    guard entry.index <= lastIndex + 1 else {
+                        throw .corrupt(file: name, offset: offset, reason: "entry \(entry.index) does not follow \(lastIndex)")
+                    }
+                    lastIndex = entry.index
+                    guard entry.index > snapshot.index else { return }
+                    // A newer leader's entry replaces the old tail from its index on.
+                    if let last = entries.last, entry.index <= last.index {
+                        entries.removeLast(Int(last.index - entry.index + 1))
+                    }
+                    entries.append(entry)
+                case .hardState(let state):
+                    hardState = state
+                case .snapshot(let found):
+                    if found == snapshot { foundSnapshot = true }
                 }
-                throw WALError.corrupt(file: name, offset: offset, reason: reason)
             }
-            guard bytes.count - offset >= headerSize else { return try torn("partial record header") }
-            let length = Int(Self.readUInt32(bytes, offset))
-            let type = bytes[offset + 4]
-            let stored = Self.readUInt32(bytes, offset + 5)
-            guard bytes.count - offset - headerSize >= length else { return try torn("partial record") }
-            let payload = Array(bytes[(offset + headerSize)..<(offset + headerSize + length)])
-            let computed = CRC32C.checksum(payload, continuing: CRC32C.checksum([type], continuing: crc))
-            guard computed == stored else { return try torn("CRC mismatch") }
-            switch RecordType(rawValue: type) {
-            case .entry:
-                guard payload.count >= 8 else { throw WALError.corrupt(file: name, offset: offset, reason: "short entry record") }
-                let index = UInt64(Self.readUInt32(payload, 0)) | UInt64(Self.readUInt32(payload, 4)) << 32
-                if let last = entries.last, index != last.index + 1 {
-                    throw WALError.corrupt(file: name, offset: offset, reason: "entry \(index) does not follow \(last.index)")
-                }
-                entries.append(LogEntry(index: index, data: Array(payload[8...])))
-            case .crc:
+            if isLast && end == 0 {
+                // A crash while cutting left a renamed but empty segment: it holds nothing yet.
                 break
-            case nil:
-                throw WALError.corrupt(file: name, offset: offset, reason: "unknown record type \(type)")
             }
-            crc = computed
-            offset += headerSize + length
+            guard end == bytes.count || isLast else {
+                throw .corrupt(file: name, offset: end, reason: "unexpected bytes after the last record")
+            }
         }
-        return offset
-    }
-
-    /// Whether some 512-byte disk sector (or the part of one the record covers) of the record
-    /// at `offset` is all zeros.
-    private static func hasZeroedSector(_ bytes: [UInt8], recordAt offset: Int) -> Bool {
-        let end = min(bytes.count, offset + headerSize + Int(readUInt32(bytes, offset)))
-        var start = offset
-        while start < end {
-            let sectorEnd = min(end, (start / 512 + 1) * 512)
-            if bytes[start..<sectorEnd].allSatisfy({ $0 == 0 }) { return true }
-            start = sectorEnd
+        guard let metadata else {
+            throw .corrupt(file: segments[startPosition].name, offset: 0, reason: "no metadata record (a log of an older format?)")
         }
-        return false
+        guard foundSnapshot else { throw .snapshotNotFound(snapshot) }
+
+        let last = segments[segments.count - 1]
+        let path = "\(directory)/\(last.name)"
+        let descriptor = try FileSystem.openForWriting(path, create: false)
+        let log = WriteAheadLog(
+            directory: directory, options: options, metadata: metadata, file: descriptor, path: path,
+            sequence: last.sequence, offset: end, crc: crc ?? 0, hardState: hardState, lastIndex: lastIndex)
+        // Clear whatever a torn write left after the last record, so new records are followed by zeros.
+        try FileSystem.truncate(descriptor, path, to: end)
+        try FileSystem.preallocate(descriptor, path, size: options.segmentSize)
+        if end == 0 {
+            var buffer: [UInt8] = []
+            log.appendSegmentHeader(to: &buffer)
+            try log.write(buffer)
+        } else {
+            try log.sync()
+        }
+        log.pipeline = SegmentPipeline(directory: directory, size: options.segmentSize)
+        return (log, Contents(metadata: metadata, hardState: hardState, entries: entries))
     }
 
-    /// Whether the record starting at `offset` claims to run to (or past) the end of the file.
-    private static func recordReachesEnd(_ bytes: [UInt8], _ offset: Int) -> Bool {
-        guard bytes.count - offset >= 4 else { return true }
-        return offset + headerSize + Int(readUInt32(bytes, offset)) >= bytes.count
+    /// Closes the file and removes the prepared next segment.
+    public func close() {
+        pipeline?.close()
+        pipeline = nil
+        FileSystem.close(file)
     }
 
-    private static func readUInt32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
-        UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24
+    /// Appends `entries` (each index at most one past the last; a lower index replaces the tail
+    /// from there) and, when given, the new hard state, with one `fdatasync`.
+    public func save(hardState newState: WALHardState? = nil, entries: [LogEntry]) throws(WALError) {
+        guard !entries.isEmpty || newState != nil else { return }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(entries.reduce(32) { $0 + RecordCodec.headerSize + 16 + $1.data.count })
+        for entry in entries {
+            precondition(entry.index <= lastIndex + 1, "log index \(entry.index) does not follow \(lastIndex)")
+            RecordCodec.append(.entry, RecordCodec.payload(entry), crc: &crc, to: &buffer)
+            lastIndex = entry.index
+        }
+        if let newState {
+            RecordCodec.append(.hardState, RecordCodec.payload(newState), crc: &crc, to: &buffer)
+            hardState = newState
+        }
+        try write(buffer)
+        if offset >= options.segmentSize {
+            try cut()
+        }
     }
 
-    private static func littleEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
-        withUnsafeBytes(of: value.littleEndian) { Array($0) }
+    /// Records that a snapshot at `snapshot` exists, durably.
+    public func saveSnapshot(_ snapshot: WALSnapshot) throws(WALError) {
+        var buffer: [UInt8] = []
+        RecordCodec.append(.snapshot, RecordCodec.payload(snapshot), crc: &crc, to: &buffer)
+        try write(buffer)
+    }
+
+    /// Removes the oldest segments that hold nothing at or after `snapshotIndex` (the newest
+    /// snapshot's), while more than `maxFiles` segments remain (0 keeps every file). The segment
+    /// a reader would start from for that snapshot is never removed. Returns the names removed.
+    ///
+    /// Safe to run while the log is appended to: it only touches closed segments. A crash midway
+    /// leaves a shorter, still contiguous, run of segments.
+    @discardableResult
+    public static func purge(directory: String, snapshotIndex: UInt64, maxFiles: Int) throws(WALError) -> [String] {
+        guard maxFiles > 0 else { return [] }
+        let segments = try Segment.list(directory)
+        guard let keepFrom = segments.lastIndex(where: { $0.firstIndex <= snapshotIndex }) else { return [] }
+        var removed: [String] = []
+        var remaining = segments.count
+        for segment in segments[..<keepFrom] where remaining > maxFiles {
+            try FileSystem.remove("\(directory)/\(segment.name)")
+            removed.append(segment.name)
+            remaining -= 1
+        }
+        if !removed.isEmpty { try FileSystem.syncDirectory(directory) }
+        return removed
+    }
+
+    // MARK: - Internals
+
+    private func appendSegmentHeader(to buffer: inout [UInt8]) {
+        let previous = crc
+        RecordCodec.append(.crc, RecordCodec.payload(crc: previous), crc: &crc, to: &buffer)
+        RecordCodec.append(.metadata, RecordCodec.payload(metadata), crc: &crc, to: &buffer)
+        RecordCodec.append(.hardState, RecordCodec.payload(hardState), crc: &crc, to: &buffer)
+    }
+
+    private func write(_ buffer: [UInt8]) throws(WALError) {
+        try FileSystem.write(file, path, buffer, at: offset)
+        offset += buffer.count
+        try sync()
+    }
+
+    private func sync() throws(WALError) {
+        let start = ContinuousClock.now
+        try FileSystem.syncData(file, path)
+        options.fsyncObserver?(ContinuousClock.now - start)
+    }
+
+    /// Closes the full segment (cut to its records) and continues in the prepared next file.
+    private func cut() throws(WALError) {
+        try FileSystem.truncate(file, path, to: offset)
+        guard fsync(file.rawValue) == 0 else { throw .io("fsync of \(path) failed: errno \(errno)") }
+        FileSystem.close(file)
+        guard let pipeline else { throw .io("log is closed") }
+        let next = try pipeline.take()
+        let nextPath = "\(directory)/\(Self.segmentName(sequence: sequence + 1, firstIndex: lastIndex + 1))"
+        try FileSystem.rename(next.path, nextPath)
+        try FileSystem.syncDirectory(directory)
+        file = next.descriptor
+        path = nextPath
+        sequence += 1
+        offset = 0
+        var buffer: [UInt8] = []
+        appendSegmentHeader(to: &buffer)
+        try write(buffer)
+    }
+
+    static func segmentName(sequence: UInt64, firstIndex: UInt64) -> String {
+        hex16(sequence) + "-" + hex16(firstIndex) + ".wal"
+    }
+
+    static func hex16(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}
+
+/// A segment file's place in the log, from its name.
+struct Segment {
+    let name: String
+    let sequence: UInt64
+    let firstIndex: UInt64
+
+    /// The directory's segments in sequence order; a gap in the sequence is an error.
+    static func list(_ directory: String) throws(WALError) -> [Segment] {
+        let names = try FileSystem.list(directory, suffix: ".wal")
+        var segments: [Segment] = []
+        for name in names {
+            let parts = name.dropLast(4).split(separator: "-")
+            guard parts.count == 2, parts[0].count == 16, parts[1].count == 16,
+                let sequence = UInt64(parts[0], radix: 16), let firstIndex = UInt64(parts[1], radix: 16)
+            else { throw .corrupt(file: name, offset: 0, reason: "not a segment name") }
+            if let previous = segments.last, sequence != previous.sequence + 1 {
+                throw .missingSegment(expected: previous.sequence + 1, found: name)
+            }
+            segments.append(Segment(name: name, sequence: sequence, firstIndex: firstIndex))
+        }
+        guard !segments.isEmpty else { throw .io("no log in \(directory)") }
+        return segments
     }
 }

@@ -30,6 +30,7 @@ struct SwiftEtcd: AsyncParsableCommand {
         "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
         "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token", "initial-cluster-state",
         "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
+        "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes",
     ]
 
     @Option(name: .customLong("name"), help: "Human-readable name for this member.")
@@ -68,6 +69,23 @@ struct SwiftEtcd: AsyncParsableCommand {
     @Option(name: .customLong("quota-backend-bytes"), help: "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).")
     var quotaBackendBytes: Int64 = 0
 
+    @Option(name: .customLong("snapshot-count"), help: "Number of committed transactions to trigger a snapshot to disk.")
+    var snapshotCount: UInt64 = 10_000
+
+    @Option(name: .customLong("max-snapshots"), help: "Maximum number of snapshot files to retain (0 is unlimited).")
+    var maxSnapshots = 5
+
+    @Option(name: .customLong("max-wals"), help: "Maximum number of wal files to retain (0 is unlimited).")
+    var maxWALs = 5
+
+    @Option(name: .customLong("wal-dir"), help: "Path to the dedicated wal directory (default: <data-dir>/member/wal).")
+    var walDir: String?
+
+    @Option(
+        name: .customLong("wal-segment-bytes"),
+        help: ArgumentHelp("Size of a wal segment file; smaller only for testing rollover and purge.", visibility: .hidden))
+    var walSegmentBytes = 64 * 1024 * 1024
+
     @Option(name: .customLong("logger"), help: "Logger: only 'zap' (structured JSON) is supported.")
     var logger = "zap"
 
@@ -85,6 +103,8 @@ struct SwiftEtcd: AsyncParsableCommand {
         guard ["new", "existing"].contains(initialClusterState) else {
             throw ValidationError("--initial-cluster-state: '\(initialClusterState)' is not 'new' or 'existing'")
         }
+        guard walSegmentBytes >= 4096 else { throw ValidationError("--wal-segment-bytes: must be at least 4096") }
+        guard maxSnapshots >= 0, maxWALs >= 0 else { throw ValidationError("--max-snapshots and --max-wals must not be negative") }
         guard initialClusterState == "new" else {
             throw ValidationError("--initial-cluster-state existing: joining a cluster is not supported yet")
         }
@@ -109,9 +129,16 @@ struct SwiftEtcd: AsyncParsableCommand {
         configuration.maxRequestBytes = maxRequestBytes
         configuration.maxTxnOperations = maxTxnOps
         if quotaBackendBytes > 0 { configuration.quotaBackendBytes = quotaBackendBytes }
+        configuration.snapshotCount = max(snapshotCount, 1)
+        configuration.maxSnapshots = maxSnapshots
+        configuration.maxWALs = maxWALs
+        configuration.walDirectory = walDir
+        configuration.walSegmentSize = walSegmentBytes
         log.info("starting an etcd server", metadata: [
             "name": "\(name)", "data-dir": "\(configuration.dataDirectory)", "etcd-version": "\(EtcdServer.version)",
             "max-request-bytes": "\(maxRequestBytes)", "max-txn-ops": "\(maxTxnOps)",
+            "snapshot-count": "\(snapshotCount)", "max-snapshots": "\(maxSnapshots)", "max-wals": "\(maxWALs)",
+            "wal-dir": "\(walDir ?? "")",
         ])
         let member: EtcdServer
         do {

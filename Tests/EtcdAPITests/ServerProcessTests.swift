@@ -13,9 +13,10 @@ final class ServerProcess: Sendable {
     let port: Int
     private let process = Mutex<Process?>(nil)
 
-    /// The package's executable sits beside the test bundle in the build folder.
-    static let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        .appendingPathComponent("swift-etcd")
+    /// The package's executable sits beside the test bundle in the build folder, unless
+    /// `SWIFT_ETCD_BINARY` names another (the crash campaign script uses a release build).
+    static let binary = ProcessInfo.processInfo.environment["SWIFT_ETCD_BINARY"].map { URL(fileURLWithPath: $0) }
+        ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("swift-etcd")
 
     init(dataDirectory: URL) async throws {
         self.dataDirectory = dataDirectory
@@ -24,7 +25,7 @@ final class ServerProcess: Sendable {
         try await probe.close()
     }
 
-    func start(environment: [String: String] = [:]) async throws {
+    func start(environment: [String: String] = [:], arguments: [String] = []) async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
             throw GRPCStatus(.failedPrecondition, "build swift-etcd first (swift build): \(Self.binary.path) is missing")
         }
@@ -33,7 +34,7 @@ final class ServerProcess: Sendable {
         process.arguments = [
             "--data-dir", dataDirectory.path, "--listen-client-urls", "http://127.0.0.1:\(port)",
             "--advertise-client-urls", "http://127.0.0.1:\(port)",
-        ]
+        ] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice

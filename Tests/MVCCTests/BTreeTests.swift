@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 @testable import MVCC
@@ -20,7 +21,7 @@ struct BTreeTests {
 
     @Test(arguments: [1, 63, 64, 65, 1_000, 20_000])
     func insertsInAnyOrderAndScansInKeyOrder(_ n: Int) {
-        var generator = SplitMix(seed: UInt64(n))
+        var generator = SeededRandom(seed: UInt64(n))
         var tree = BTree<Int>()
         for value in (0..<n).shuffled(using: &generator) {
             tree.update(key(value), default: { value }) { _ in }
@@ -90,15 +91,3 @@ struct BTreeTests {
     }
 }
 
-/// A small seeded generator so shuffles are reproducible.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
