@@ -70,6 +70,7 @@ public final class WriteAheadLog {
     private var crc: UInt32
     private var hardState: WALHardState
     private var pipeline: SegmentPipeline?
+    private var isClosed = false
     public private(set) var lastIndex: UInt64
 
     private init(
@@ -180,6 +181,11 @@ public final class WriteAheadLog {
                     hardState = state
                 case .snapshot(let found):
                     if found == snapshot { foundSnapshot = true }
+                    // Entries after a snapshot from a leader continue from it.
+                    if found.index > lastIndex {
+                        lastIndex = found.index
+                        if found.index > snapshot.index { entries.removeAll() }
+                    }
                 }
             }
             if isLast && end == 0 {
@@ -215,8 +221,11 @@ public final class WriteAheadLog {
         return (log, Contents(metadata: metadata, hardState: hardState, entries: entries))
     }
 
-    /// Closes the file and removes the prepared next segment.
+    /// Closes the file and removes the prepared next segment. Closing again does nothing (a
+    /// descriptor closed twice could close a file another thread opened in between).
     public func close() {
+        guard !isClosed else { return }
+        isClosed = true
         pipeline?.close()
         pipeline = nil
         FileSystem.close(file)
@@ -243,11 +252,13 @@ public final class WriteAheadLog {
         }
     }
 
-    /// Records that a snapshot at `snapshot` exists, durably.
+    /// Records that a snapshot at `snapshot` exists, durably. A snapshot beyond the log (one
+    /// received from a leader) moves the log's end: the next entry follows the snapshot.
     public func saveSnapshot(_ snapshot: WALSnapshot) throws(WALError) {
         var buffer: [UInt8] = []
         RecordCodec.append(.snapshot, RecordCodec.payload(snapshot), crc: &crc, to: &buffer)
         try write(buffer)
+        lastIndex = max(lastIndex, snapshot.index)
     }
 
     /// Removes the oldest segments that hold nothing at or after `snapshotIndex` (the newest
@@ -297,9 +308,9 @@ public final class WriteAheadLog {
     private func cut() throws(WALError) {
         try FileSystem.truncate(file, path, to: offset)
         guard fsync(file.rawValue) == 0 else { throw .io("fsync of \(path) failed: errno \(errno)") }
-        FileSystem.close(file)
         guard let pipeline else { throw .io("log is closed") }
         let next = try pipeline.take()
+        FileSystem.close(file)
         let nextPath = "\(directory)/\(Self.segmentName(sequence: sequence + 1, firstIndex: lastIndex + 1))"
         try FileSystem.rename(next.path, nextPath)
         try FileSystem.syncDirectory(directory)
