@@ -310,7 +310,9 @@ public final class EtcdServer: Sendable {
             results.append(outcome.response)
             appliedIndex += 1
         }
-        var meta: [SQLiteBackend.Meta: Int64] = [.consistentIndex: Int64(appliedIndex), .revision: store.revision]
+        var meta: [SQLiteBackend.Meta: Int64] = [
+            .consistentIndex: Int64(appliedIndex), .consistentTerm: Int64(Self.raftTerm), .revision: store.revision,
+        ]
         if compaction != nil { meta[.compactedRevision] = store.compactedRevision }
         let start = ContinuousClock.now
         try backend.commit(changes, meta: meta, removingAtOrBefore: compaction)

@@ -10,6 +10,8 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     public enum Meta: String, Sendable {
         /// The index of the last applied log entry; a restart replays the log after it.
         case consistentIndex = "consistent_index"
+        /// The term of the entry at the consistent index.
+        case consistentTerm = "consistent_term"
         /// The last compaction's main revision.
         case compactedRevision = "compacted_revision"
         /// The store's newest main revision (needed when the newest writes were all compacted away).

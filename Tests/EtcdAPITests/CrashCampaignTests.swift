@@ -149,3 +149,66 @@ struct CrashCampaignTests {
         }
     }
 }
+
+/// A full disk must stop the member without losing or corrupting anything acknowledged. Needs a
+/// small tmpfs (root); where mounting is not allowed the test says so and passes vacuously.
+@Suite("Disk full", .serialized)
+struct DiskFullTests {
+    @Test func aFullDiskStopsTheMemberAndLosesNothingAcknowledged() async throws {
+        let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-tinyfs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: mountPoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: mountPoint) }
+        guard Self.run("/bin/mount", ["-t", "tmpfs", "-o", "size=640k", "tmpfs", mountPoint.path]) == 0 else {
+            print("disk full: cannot mount a tmpfs here (not root?); skipped")
+            return
+        }
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-after-full-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: copy) }
+        var acknowledged: [String: Int64] = [:]
+        do {
+            defer { _ = Self.run("/bin/umount", ["-l", mountPoint.path]) }
+            let data = mountPoint.appendingPathComponent("data.etcd")
+            let server = try await ServerProcess(dataDirectory: data)
+            try await server.start(arguments: ["--wal-segment-bytes", "65536", "--snapshot-count", "100"])
+            let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.port))
+            let value = Data(repeating: 0x78, count: 2000)
+            for n in 0..<1000 {
+                let key = "key\(n)"
+                let request = Etcdserverpb_PutRequest.with { $0.key = Data(key.utf8); $0.value = value }
+                guard let response = try? await connection.unary(
+                    Etcdserverpb_KVRPCs.put.path, request, timeout: .seconds(5), responseType: Etcdserverpb_PutResponse.self)
+                else { break }
+                acknowledged[key] = response.header.revision
+            }
+            await connection.close()
+            // The member stopped itself (fail-stop) rather than answer from a state it cannot persist.
+            #expect(acknowledged.count > 5 && acknowledged.count < 1000)
+            server.kill9()
+            try FileManager.default.copyItem(at: data, to: copy)
+        }
+        // On a disk with room, the same data directory opens with every acknowledged write.
+        let server = try await ServerProcess(dataDirectory: copy)
+        try await server.start()
+        let check = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.port))
+        for (key, revision) in acknowledged {
+            let response = try await check.unary(
+                Etcdserverpb_KVRPCs.range.path, Etcdserverpb_RangeRequest.with { $0.key = Data(key.utf8) }, timeout: .seconds(5),
+                responseType: Etcdserverpb_RangeResponse.self)
+            #expect(response.kvs.first?.modRevision == revision, "\(key)")
+        }
+        await check.close()
+        server.kill9()
+        print("disk full: \(acknowledged.count) writes acknowledged before the disk filled, all present after moving the data")
+    }
+
+    private static func run(_ executable: String, _ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
