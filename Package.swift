@@ -17,6 +17,8 @@ let package = Package(
         .executable(name: "raft-bench", targets: ["raft-bench"]),
         .executable(name: "wal-bench", targets: ["wal-bench"]),
         .library(name: "Raft", targets: ["Raft"]),
+        .library(name: "EtcdClient", targets: ["EtcdClient"]),
+        .executable(name: "swift-etcd-benchmark", targets: ["swift-etcd-benchmark"]),
         .library(name: "GRPCWire", targets: ["GRPCWire"]),
         .library(name: "EtcdProto", targets: ["EtcdProto"]),
     ],
@@ -31,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Generated messages for etcd's v3 API (regenerate with scripts/generate-protos.sh).
@@ -106,6 +109,30 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The Swift client library for etcd's v3 API (etcd or swift-etcd).
+        .target(
+            name: "EtcdClient",
+            dependencies: [
+                "EtcdProto",
+                "GRPCWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Load generator modelled on etcd's tools/benchmark.
+        .executableTarget(
+            name: "swift-etcd-benchmark",
+            dependencies: [
+                "EtcdClient",
+                "EtcdProto",
+                "GRPCWire",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // Echo server and load generator for measuring the gRPC layer and the real etcd's RPC cost.
         .executableTarget(
             name: "grpc-bench",
@@ -135,7 +162,25 @@ let package = Package(
         // Helpers shared by test targets.
         .target(
             name: "TestSupport",
+            dependencies: [
+                "EtcdProto",
+                "GRPCWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             path: "Tests/TestSupport",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "EtcdClientTests",
+            dependencies: [
+                "EtcdClient",
+                "EtcdProto",
+                "GRPCWire",
+                "TestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -5,75 +5,8 @@ import NIOCore
 import NIOPosix
 import SwiftProtobuf
 import Synchronization
+import TestSupport
 import Testing
-
-/// The real `swift-etcd` executable, started on a free loopback port with its own data dir.
-final class ServerProcess: Sendable {
-    let dataDirectory: URL
-    let port: Int
-    private let process = Mutex<Process?>(nil)
-
-    /// The package's executable sits beside the test bundle in the build folder, unless
-    /// `SWIFT_ETCD_BINARY` names another (the crash campaign script uses a release build).
-    static let binary = ProcessInfo.processInfo.environment["SWIFT_ETCD_BINARY"].map { URL(fileURLWithPath: $0) }
-        ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("swift-etcd")
-
-    init(dataDirectory: URL) async throws {
-        self.dataDirectory = dataDirectory
-        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-        port = probe.localAddress!.port!
-        try await probe.close()
-    }
-
-    func start(environment: [String: String] = [:], arguments: [String] = []) async throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
-            throw GRPCStatus(.failedPrecondition, "build swift-etcd first (swift build): \(Self.binary.path) is missing")
-        }
-        let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = [
-            "--data-dir", dataDirectory.path, "--listen-client-urls", "http://127.0.0.1:\(port)",
-            "--advertise-client-urls", "http://127.0.0.1:\(port)",
-        ] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.process.withLock { $0 = process }
-        // Bounded wait until it answers.
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            if let connection = try? await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: port)) {
-                let healthy = (try? await connection.unary(
-                    Grpc_Health_V1_HealthRPCs.check.path, Grpc_Health_V1_HealthCheckRequest(), timeout: .seconds(1),
-                    responseType: Grpc_Health_V1_HealthCheckResponse.self)) != nil
-                await connection.close()
-                if healthy { return }
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        kill9()
-        throw GRPCStatus(.unavailable, "swift-etcd did not start within 30 s")
-    }
-
-    func kill9() {
-        stop { kill($0.processIdentifier, SIGKILL) }
-    }
-
-    func terminate() {
-        stop { $0.terminate() }
-    }
-
-    private func stop(_ signal: (Process) -> Void) {
-        guard let running = process.withLock({ process in defer { process = nil }; return process }), running.isRunning else {
-            return
-        }
-        signal(running)
-        running.waitUntilExit()
-    }
-
-    deinit { kill9() }
-}
 
 @Suite("swift-etcd as a process", .serialized)
 struct ServerProcessTests {

@@ -1,0 +1,256 @@
+import EtcdProto
+import Foundation
+import GRPCWire
+import NIOCore
+import SwiftProtobuf
+
+/// A failed etcd call: the gRPC status code and etcd's own message (for example
+/// `etcdserver: requested lease not found`), so callers can match on either.
+public struct EtcdClientError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var code: GRPCStatus.Code
+    public var message: String
+
+    public init(code: GRPCStatus.Code, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    init(_ error: any Error) {
+        if let status = error as? GRPCStatus {
+            self.init(code: status.code, message: status.message)
+        } else if let known = error as? EtcdClientError {
+            self = known
+        } else {
+            self.init(code: .unavailable, message: "\(error)")
+        }
+    }
+
+    public var description: String { "etcd call failed (\(code)): \(message)" }
+}
+
+/// A client for etcd's v3 API — the real etcd or swift-etcd — over one or more endpoints.
+///
+/// Calls go round-robin over the endpoints' connections (one HTTP/2 connection each, opened on
+/// first use and reopened after failures). Every unary call has a deadline. Watch and lease
+/// keep-alive are streams; a watch is an `AsyncSequence` of responses.
+public final class EtcdClient: Sendable {
+    public let endpoints: [GRPCClient.Endpoint]
+    /// The deadline of each unary call.
+    public let requestTimeout: Duration
+    private let grpc: GRPCClient
+
+    /// - Parameter endpoints: `host:port` or `http://host:port`, as etcdctl's `--endpoints` takes them.
+    public init(endpoints: [String], requestTimeout: Duration = .seconds(5)) throws(EtcdClientError) {
+        var parsed: [GRPCClient.Endpoint] = []
+        for text in endpoints {
+            let trimmed = text.hasPrefix("http://") ? String(text.dropFirst("http://".count)) : text
+            guard !text.hasPrefix("https://"), let endpoint = GRPCClient.Endpoint(trimmed) else {
+                throw EtcdClientError(code: .invalidArgument, message: "invalid endpoint \(text) (want host:port or http://host:port)")
+            }
+            parsed.append(endpoint)
+        }
+        guard !parsed.isEmpty else { throw EtcdClientError(code: .invalidArgument, message: "no endpoints") }
+        self.endpoints = parsed
+        self.requestTimeout = requestTimeout
+        grpc = GRPCClient(endpoints: parsed)
+    }
+
+    /// Closes every connection; calls in flight fail.
+    public func close() async {
+        await grpc.close()
+    }
+
+    /// Makes one unary call of `rpc` with the client's deadline.
+    public func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ rpc: RPC<Request, Response>, _ request: Request
+    ) async throws(EtcdClientError) -> Response {
+        let nanoseconds = requestTimeout.components.seconds * 1_000_000_000 + requestTimeout.components.attoseconds / 1_000_000_000
+        do {
+            return try await grpc.unary(rpc.path, request, timeout: .nanoseconds(nanoseconds), responseType: Response.self)
+        } catch {
+            throw EtcdClientError(error)
+        }
+    }
+
+    // MARK: - KV
+
+    /// Stores `value` under `key`; the response header carries the new revision.
+    @discardableResult
+    public func put(_ key: Data, _ value: Data, lease: Int64 = 0, prevKV: Bool = false) async throws(EtcdClientError)
+        -> Etcdserverpb_PutResponse
+    {
+        try await call(Etcdserverpb_KVRPCs.put, .with { $0.key = key; $0.value = value; $0.lease = lease; $0.prevKv = prevKV })
+    }
+
+    @discardableResult
+    public func put(_ key: String, _ value: String, lease: Int64 = 0) async throws(EtcdClientError) -> Etcdserverpb_PutResponse {
+        try await put(Data(key.utf8), Data(value.utf8), lease: lease)
+    }
+
+    /// Reads `key` (or `[key, rangeEnd)`); `serializable` reads the local member without a consensus round.
+    public func get(
+        _ key: Data, rangeEnd: Data = Data(), revision: Int64 = 0, limit: Int64 = 0, serializable: Bool = false
+    ) async throws(EtcdClientError) -> Etcdserverpb_RangeResponse {
+        try await range(
+            .with {
+                $0.key = key
+                $0.rangeEnd = rangeEnd
+                $0.revision = revision
+                $0.limit = limit
+                $0.serializable = serializable
+            })
+    }
+
+    public func get(_ key: String, serializable: Bool = false) async throws(EtcdClientError) -> Etcdserverpb_RangeResponse {
+        try await get(Data(key.utf8), serializable: serializable)
+    }
+
+    /// Any range request, for options `get` does not take.
+    public func range(_ request: Etcdserverpb_RangeRequest) async throws(EtcdClientError) -> Etcdserverpb_RangeResponse {
+        try await call(Etcdserverpb_KVRPCs.range, request)
+    }
+
+    @discardableResult
+    public func delete(_ key: Data, rangeEnd: Data = Data(), prevKV: Bool = false) async throws(EtcdClientError)
+        -> Etcdserverpb_DeleteRangeResponse
+    {
+        try await call(Etcdserverpb_KVRPCs.deleteRange, .with { $0.key = key; $0.rangeEnd = rangeEnd; $0.prevKv = prevKV })
+    }
+
+    public func txn(_ request: Etcdserverpb_TxnRequest) async throws(EtcdClientError) -> Etcdserverpb_TxnResponse {
+        try await call(Etcdserverpb_KVRPCs.txn, request)
+    }
+
+    @discardableResult
+    public func compact(revision: Int64, physical: Bool = false) async throws(EtcdClientError) -> Etcdserverpb_CompactionResponse {
+        try await call(Etcdserverpb_KVRPCs.compact, .with { $0.revision = revision; $0.physical = physical })
+    }
+
+    // MARK: - Lease
+
+    /// Grants a lease of `ttl` seconds (`id` 0 lets the server choose the ID).
+    public func grantLease(ttl: Int64, id: Int64 = 0) async throws(EtcdClientError) -> Etcdserverpb_LeaseGrantResponse {
+        try await call(Etcdserverpb_LeaseRPCs.leaseGrant, .with { $0.ttl = ttl; $0.id = id })
+    }
+
+    @discardableResult
+    public func revokeLease(_ id: Int64) async throws(EtcdClientError) -> Etcdserverpb_LeaseRevokeResponse {
+        try await call(Etcdserverpb_LeaseRPCs.leaseRevoke, .with { $0.id = id })
+    }
+
+    public func leaseTimeToLive(_ id: Int64, keys: Bool = false) async throws(EtcdClientError)
+        -> Etcdserverpb_LeaseTimeToLiveResponse
+    {
+        try await call(Etcdserverpb_LeaseRPCs.leaseTimeToLive, .with { $0.id = id; $0.keys = keys })
+    }
+
+    /// Opens a keep-alive stream; each `keepAlive(_:)` on it renews a lease and its answer
+    /// arrives on `responses`.
+    public func keepAliveStream() async throws(EtcdClientError) -> LeaseKeepAliveStream {
+        do {
+            let call = try await grpc.makeStreamingCall(
+                Etcdserverpb_LeaseRPCs.leaseKeepAlive.path, requestType: Etcdserverpb_LeaseKeepAliveRequest.self,
+                responseType: Etcdserverpb_LeaseKeepAliveResponse.self)
+            return LeaseKeepAliveStream(call: call)
+        } catch {
+            throw EtcdClientError(error)
+        }
+    }
+
+    // MARK: - Watch
+
+    /// Opens a watch stream and creates one watcher on it with `request`.
+    public func watch(_ request: Etcdserverpb_WatchCreateRequest) async throws(EtcdClientError) -> WatchStream {
+        let stream = try await watchStream()
+        try await stream.create(request)
+        return stream
+    }
+
+    /// Watches `key` (or `[key, rangeEnd)`) from `startRevision` (0: from now).
+    public func watch(_ key: Data, rangeEnd: Data = Data(), startRevision: Int64 = 0, prevKV: Bool = false)
+        async throws(EtcdClientError) -> WatchStream
+    {
+        try await watch(
+            .with {
+                $0.key = key
+                $0.rangeEnd = rangeEnd
+                $0.startRevision = startRevision
+                $0.prevKv = prevKV
+            })
+    }
+
+    /// Opens an empty watch stream, for many watchers on one stream.
+    public func watchStream() async throws(EtcdClientError) -> WatchStream {
+        do {
+            let call = try await grpc.makeStreamingCall(
+                Etcdserverpb_WatchRPCs.watch.path, requestType: Etcdserverpb_WatchRequest.self,
+                responseType: Etcdserverpb_WatchResponse.self)
+            return WatchStream(call: call)
+        } catch {
+            throw EtcdClientError(error)
+        }
+    }
+
+    // MARK: - Maintenance
+
+    public func status() async throws(EtcdClientError) -> Etcdserverpb_StatusResponse {
+        try await call(Etcdserverpb_MaintenanceRPCs.status, Etcdserverpb_StatusRequest())
+    }
+}
+
+/// A watch stream: watchers are created and cancelled on it; every response (creation,
+/// events, progress, cancellation) arrives in order as an element of the sequence.
+public struct WatchStream: AsyncSequence, Sendable {
+    public typealias Element = Etcdserverpb_WatchResponse
+    let call: ClientStreamingCall<Etcdserverpb_WatchRequest, Etcdserverpb_WatchResponse>
+
+    public func makeAsyncIterator() -> AsyncThrowingStream<Element, any Error>.AsyncIterator {
+        call.responses.makeAsyncIterator()
+    }
+
+    /// Asks for one more watcher on this stream; its `created` response comes in the sequence.
+    public func create(_ request: Etcdserverpb_WatchCreateRequest) async throws(EtcdClientError) {
+        try await send(.with { $0.createRequest = request })
+    }
+
+    public func cancel(watchID: Int64) async throws(EtcdClientError) {
+        try await send(.with { $0.cancelRequest = .with { $0.watchID = watchID } })
+    }
+
+    /// Asks for a progress notification (the current revision) on this stream.
+    public func requestProgress() async throws(EtcdClientError) {
+        try await send(.with { $0.progressRequest = Etcdserverpb_WatchProgressRequest() })
+    }
+
+    /// Ends the stream: the server cancels every watcher on it.
+    public func close() {
+        call.cancel()
+    }
+
+    private func send(_ request: Etcdserverpb_WatchRequest) async throws(EtcdClientError) {
+        do {
+            try await call.send(request).get()
+        } catch {
+            throw EtcdClientError(error)
+        }
+    }
+}
+
+/// A lease keep-alive stream: `keepAlive(_:)` renews, `responses` carries each renewal's new TTL.
+public struct LeaseKeepAliveStream: Sendable {
+    let call: ClientStreamingCall<Etcdserverpb_LeaseKeepAliveRequest, Etcdserverpb_LeaseKeepAliveResponse>
+
+    public var responses: AsyncThrowingStream<Etcdserverpb_LeaseKeepAliveResponse, any Error> { call.responses }
+
+    public func keepAlive(_ id: Int64) async throws(EtcdClientError) {
+        do {
+            try await call.send(.with { $0.id = id }).get()
+        } catch {
+            throw EtcdClientError(error)
+        }
+    }
+
+    public func close() {
+        call.cancel()
+    }
+}

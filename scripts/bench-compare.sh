@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Debian's etcd and swift-etcd (release build) on this machine, same
+# disk, same client (swift-etcd-benchmark), in alternation (etcd, swift-etcd, etcd, ...) for
+# ROUNDS rounds; prints per-workload medians and the swift-etcd/etcd ratio, the disk's fdatasync
+# floor, and each server's RSS after loading 1,000,000 keys and its restart-to-ready time.
+#   scripts/bench-compare.sh [ROUNDS] [--quick]      (ROUNDS defaults to 3)
+# --quick uses smaller totals and 100,000 keys for the memory test (a smoke run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+[ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
+rounds=${1:-3}
+quick=false
+[ "${2:-}" = "--quick" ] && quick=true
+scale=1
+$quick && scale=10
+
+swift build -c release --product swift-etcd >/dev/null
+swift build -c release --product swift-etcd-benchmark >/dev/null
+swift build -c release --product wal-bench >/dev/null
+bin=$(swift build -c release --show-bin-path)
+bench="$bin/swift-etcd-benchmark"
+work="$PWD/.bench-compare"
+rm -rf "$work"; mkdir -p "$work"
+results="$work/results.tsv"
+: > "$results"
+pid=""
+trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true; rm -rf "$work/data"' EXIT
+
+# start_server NAME DATA_DIR PORT PEER_PORT: starts etcd or swift-etcd with equivalent settings.
+# A restart must reuse the peer port: swift-etcd derives its member ID from --initial-cluster on
+# every start and refuses a log written under another ID (etcd ignores the flag once it has data).
+start_server() {
+  local name=$1 dir=$2 port=$3 peer=$4
+  if [ "$name" = etcd ]; then
+    etcd --data-dir "$dir" --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "default=http://127.0.0.1:$peer" --log-level error >"$work/$name.log" 2>&1 &
+  else
+    "$bin/swift-etcd" --data-dir "$dir" --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$peer" --initial-cluster "default=http://127.0.0.1:$peer" \
+      --log-level error >"$work/$name.log" 2>&1 &
+  fi
+  pid=$!
+  wait_for_port "$port"
+}
+
+# wait_ready PORT: until a status call answers (bounded).
+wait_ready() {
+  for _ in $(seq 1 600); do
+    ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$1" --command-timeout=1s endpoint status >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "server on port $1 did not become ready" >&2; return 1
+}
+
+stop_server() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }
+
+# run_workload SERVER ROUND NAME ARGS...: records the RESULT lines of one benchmark run.
+run_workload() {
+  local server=$1 round=$2 name=$3; shift 3
+  local out
+  if out=$("$bench" "$@" 2>/dev/null); then
+    echo "$out" | grep '^RESULT' | while read -r line; do
+      qps=$(echo "$line" | sed -n 's/.* qps=\([0-9.]*\).*/\1/p')
+      p50=$(echo "$line" | sed -n 's/.* p50_ms=\([0-9.]*\).*/\1/p')
+      p99=$(echo "$line" | sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p')
+      errors=$(echo "$line" | sed -n 's/.* errors=\([0-9]*\).*/\1/p')
+      op=$(echo "$line" | sed -n 's/^RESULT op=\([^ ]*\).*/\1/p')
+      suffix=""; [ "$op" = watch-create ] && suffix=":create"; [ "$op" = watch-event ] && suffix=":events"
+      [ "$op" = put ] && [ "$name" = watch-fanout ] && continue
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$round" "$name$suffix" "$qps" "$p50" "$p99" "$errors" >> "$results"
+    done
+  else
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$round" "$name" "fail" "-" "-" "-" >> "$results"
+  fi
+}
+
+total() { echo $(( $1 / scale )); }
+
+for round in $(seq 1 "$rounds"); do
+  for server in etcd swift-etcd; do
+    rm -rf "$work/data"; mkdir -p "$work/data"
+    port=$(free_port); peer=$(free_port)
+    start_server "$server" "$work/data/$server" "$port" "$peer"
+    wait_ready "$port"
+    ep="127.0.0.1:$port"
+    echo "round $round: $server" >&2
+    run_workload "$server" "$round" put-1 put --endpoints "$ep" --clients 1 --conns 1 --total "$(total 2000)" --key-space-size 100000 --val-size 256
+    run_workload "$server" "$round" put-16 put --endpoints "$ep" --clients 16 --conns 4 --total "$(total 20000)" --key-space-size 100000 --val-size 256
+    run_workload "$server" "$round" put-256 put --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
+    run_workload "$server" "$round" range-l-256 range foo --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
+    run_workload "$server" "$round" range-s-256 range foo --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --consistency s
+    run_workload "$server" "$round" txn-put txn-put --endpoints "$ep" --clients 64 --conns 8 --total "$(total 20000)" --txn-ops 4 --key-space-size 100000 --val-size 256
+    run_workload "$server" "$round" watch-fanout watch --endpoints "$ep" --clients 10 --conns 10 --streams 10 --watch-per-stream 100 --put-total "$(total 1000)"
+    stop_server
+  done
+done
+
+echo
+echo "bench-compare: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $rounds rounds, medians"
+python3 - "$results" <<'PY'
+import sys, statistics, collections
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+data = collections.defaultdict(lambda: collections.defaultdict(list))
+order = []
+for server, _, workload, qps, p50, p99, errors in rows:
+    if workload not in order: order.append(workload)
+    data[workload][server].append((qps, p50, p99))
+def median(values, i):
+    numbers = [float(v[i]) for v in values if v[i] not in ("fail", "-")]
+    return statistics.median(numbers) if numbers else None
+def fmt(v, digits=1):
+    return "n/a" if v is None else f"{v:.{digits}f}"
+print(f"{'workload':22} {'etcd qps':>10} {'swift qps':>10} {'ratio':>7} {'etcd p50':>9} {'swift p50':>9} {'ratio':>7} {'etcd p99':>9} {'swift p99':>9}")
+for w in order:
+    e, s = data[w]["etcd"], data[w]["swift-etcd"]
+    eq, sq = median(e, 0), median(s, 0)
+    ep, sp = median(e, 1), median(s, 1)
+    e9, s9 = median(e, 2), median(s, 2)
+    ratio = fmt(sq / eq, 2) if eq and sq else "n/a"
+    latency = fmt(sp / ep, 2) if ep and sp else "n/a"
+    print(f"{w:22} {fmt(eq):>10} {fmt(sq):>10} {ratio:>7} {fmt(ep, 2):>9} {fmt(sp, 2):>9} {latency:>7} {fmt(e9, 2):>9} {fmt(s9, 2):>9}")
+PY
+
+echo
+echo "physical floor (same disk):"
+(cd "$work" && "$bin/wal-bench" --dir "$work/floor" --seconds 3 | grep -v '^RESULT' | grep floor)
+
+keys=1000000; $quick && keys=100000
+echo
+echo "memory and restart with $keys keys (64-byte keys, 256-byte values):"
+for server in etcd swift-etcd; do
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  port=$(free_port); peer=$(free_port)
+  start_server "$server" "$work/data/$server" "$port" "$peer"
+  wait_ready "$port"
+  "$bench" put --endpoints "127.0.0.1:$port" --clients 256 --conns 16 --total "$keys" --key-space-size "$keys" \
+    --sequential-keys --key-size 64 --val-size 256 >/dev/null 2>&1
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  stop_server
+  start=$(date +%s.%N)
+  start_server "$server" "$work/data/$server" "$port" "$peer"
+  wait_ready "$port"
+  ready=$(python3 -c "print(round($(date +%s.%N) - $start, 2))")
+  count=$(ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" get "" --prefix --limit 1 -w json |
+    python3 -c 'import json, sys; print(json.load(sys.stdin).get("count", 0))')
+  stop_server
+  echo "  $server: RSS ${rss} KiB after loading, restart-to-ready ${ready} s, keys after restart ${count}"
+done
