@@ -116,6 +116,18 @@ if wait_for_port "$client_port" 30; then
   set -e
   echo "$result"
   report "$calls Maintenance.Status calls to etcd on one connection, none dropped" "$code" "$result"
+  # The benchmark tool against the real etcd: every workload swift-etcd cannot serve yet too.
+  for workload in "put --total 500 --clients 8 --conns 2 --key-space-size 100" "range foo --total 200" \
+    "txn-put --total 200 --txn-ops 2 --key-space-size 10" "lease-keepalive --total 200 --clients 2" \
+    "watch --streams 2 --watch-per-stream 10 --put-total 50"; do
+    set +e
+    # shellcheck disable=SC2086
+    out=$(timeout 120 "$bin/swift-etcd-benchmark" $workload --endpoints "127.0.0.1:$client_port" 2>&1)
+    code=$?
+    set -e
+    [ "$code" = 0 ] && echo "$out" | grep -q '^RESULT .* errors=0 ' || code=1
+    report "swift-etcd-benchmark ${workload%% *} against etcd" "$code" "$(echo "$out" | grep -E 'RESULT|Error|error' | head -3)"
+  done
 else
   report "etcd started" 1 "$(cat "$work/etcd.log")"
 fi
