@@ -59,25 +59,32 @@ func printReports(_ reports: [Report]) {
     }
 }
 
+/// The options every writing subcommand shares, with etcd's defaults.
+struct WriteOptions: ParsableArguments {
+    @Option(name: .customLong("key-size"), help: "Key size of each put.") var keySize = 8
+    @Option(name: .customLong("val-size"), help: "Value size of each put.") var valSize = 8
+    @Option(help: "Maximum requests per second (0 is no limit).") var rate = 0
+    @Option(help: "Total number of requests.") var total = 10_000
+    @Option(name: .customLong("key-space-size"), help: "Maximum possible keys.") var keySpaceSize = 1
+}
+
 struct Put: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Benchmark put.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .customLong("key-size"), help: "Key size of put request.") var keySize = 8
-    @Option(name: .customLong("val-size"), help: "Value size of put request.") var valSize = 8
-    @Option(help: "Maximum puts per second (0 is no limit).") var rate = 0
-    @Option(help: "Total number of put requests.") var total = 10_000
-    @Option(name: .customLong("key-space-size"), help: "Maximum possible keys.") var keySpaceSize = 1
+    @OptionGroup var write: WriteOptions
     @Flag(name: .customLong("sequential-keys"), help: "Use sequential keys.") var sequentialKeys = false
 
     func validate() throws {
-        guard keySpaceSize > 0 else { throw ValidationError("expected positive --key-space-size, got (\(keySpaceSize))") }
+        guard write.keySpaceSize > 0 else {
+            throw ValidationError("expected positive --key-space-size, got (\(write.keySpaceSize))")
+        }
     }
 
     func run() async throws {
         let runner = try global.runner()
-        let value = randomValue(size: valSize)
-        let (keySize, space, sequential) = (keySize, keySpaceSize, sequentialKeys)
-        let reports = await runner.run(total: total, rate: rate, names: ["put"]) { client, n in
+        let value = randomValue(size: write.valSize)
+        let (keySize, space, sequential) = (write.keySize, write.keySpaceSize, sequentialKeys)
+        let reports = await runner.run(total: write.total, rate: write.rate, names: ["put"]) { client, n in
             let key = benchmarkKey(sequential ? n % space : Int.random(in: 0..<space), size: keySize)
             try await client.put(key, value)
             return "put"
@@ -122,24 +129,21 @@ struct RangeCommand: AsyncParsableCommand {
 struct TxnPut: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "txn-put", abstract: "Benchmark txn-put.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .customLong("key-size"), help: "Key size of txn put.") var keySize = 8
-    @Option(name: .customLong("val-size"), help: "Value size of txn put.") var valSize = 8
+    @OptionGroup var write: WriteOptions
     @Option(name: .customLong("txn-ops"), help: "Number of puts per txn.") var txnOps = 1
-    @Option(help: "Maximum txns per second (0 is no limit).") var rate = 0
-    @Option(help: "Total number of txn requests.") var total = 10_000
-    @Option(name: .customLong("key-space-size"), help: "Maximum possible keys.") var keySpaceSize = 1
 
     func validate() throws {
-        guard txnOps <= keySpaceSize else {
-            throw ValidationError("expected --txn-ops no larger than --key-space-size, got txn-ops(\(txnOps)) key-space-size(\(keySpaceSize))")
+        guard txnOps <= write.keySpaceSize else {
+            throw ValidationError(
+                "expected --txn-ops no larger than --key-space-size, got txn-ops(\(txnOps)) key-space-size(\(write.keySpaceSize))")
         }
     }
 
     func run() async throws {
         let runner = try global.runner()
-        let value = randomValue(size: valSize)
-        let (keySize, space, ops) = (keySize, keySpaceSize, txnOps)
-        let reports = await runner.run(total: total, rate: rate, names: ["txn-put"]) { client, n in
+        let value = randomValue(size: write.valSize)
+        let (keySize, space, ops) = (write.keySize, write.keySpaceSize, txnOps)
+        let reports = await runner.run(total: write.total, rate: write.rate, names: ["txn-put"]) { client, n in
             let request = Etcdserverpb_TxnRequest.with { txn in
                 txn.success = (0..<ops).map { j in
                     Etcdserverpb_RequestOp.with {
@@ -158,21 +162,17 @@ struct TxnPut: AsyncParsableCommand {
 struct TxnMixed: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "txn-mixed", abstract: "Benchmark a mix of read and write txns.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .customLong("key-size"), help: "Key size of txn put.") var keySize = 8
-    @Option(name: .customLong("val-size"), help: "Value size of txn put.") var valSize = 8
-    @Option(help: "Maximum txns per second (0 is no limit).") var rate = 0
-    @Option(help: "Total number of txn requests.") var total = 10_000
+    @OptionGroup var write: WriteOptions
     @Option(help: "Maximum keys per read.") var limit: Int64 = 1000
-    @Option(name: .customLong("key-space-size"), help: "Maximum possible keys.") var keySpaceSize = 1
     @Option(help: "Linearizable (l) or serializable (s) reads.") var consistency = "l"
     @Option(name: .customLong("rw-ratio"), help: "Read/write ratio.") var rwRatio = 1.0
 
     func run() async throws {
         print(consistency == "l" ? "bench with linearizable range" : "bench with serializable range")
         let runner = try global.runner()
-        let value = randomValue(size: valSize)
-        let (keySize, space, serializable, limit, ratio) = (keySize, keySpaceSize, consistency == "s", limit, rwRatio)
-        let reports = await runner.run(total: total, rate: rate, names: ["txn-mixed-read", "txn-mixed-write"]) { client, n in
+        let value = randomValue(size: write.valSize)
+        let (keySize, space, serializable, limit, ratio) = (write.keySize, write.keySpaceSize, consistency == "s", limit, rwRatio)
+        let reports = await runner.run(total: write.total, rate: write.rate, names: ["txn-mixed-read", "txn-mixed-write"]) { client, n in
             let isRead = Double.random(in: 0..<1) < ratio / (1 + ratio)
             let op: Etcdserverpb_RequestOp
             if isRead {

@@ -74,11 +74,7 @@ struct RaftProposalTests {
     }
 
     @Test func proposalDuringLeadershipTransferIsDropped() throws {
-        var net = RaftTestNetwork(voters: [1, 2, 3])
-        net.elect(1)
-        net.isolate(3)
-        try net.propose(1, "a")
-        net.stabilize()
+        var net = try RaftTestNetwork.leaderWithLaggingNode3()
         net.nodes[1]!.transferLeadership(to: 3)
         #expect(net.core(1).leadTransferee == 3)
         let error = raftError { () throws(RaftError) in try net.propose(1, "b") }

@@ -188,3 +188,15 @@ extension RaftTestNetwork {
         stabilize()
     }
 }
+
+extension RaftTestNetwork {
+    /// Nodes 1-3 with node 1 leading and node 3 one entry behind (cut off while "a" committed).
+    static func leaderWithLaggingNode3() throws(RaftError) -> RaftTestNetwork {
+        var net = RaftTestNetwork(voters: [1, 2, 3])
+        net.elect(1)
+        net.isolate(3)
+        try net.propose(1, "a")
+        net.stabilize()
+        return net
+    }
+}

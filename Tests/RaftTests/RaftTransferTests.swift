@@ -31,11 +31,7 @@ struct RaftTransferTests {
     }
 
     @Test func laggingTransfereeIsCaughtUpFirst() throws {
-        var net = RaftTestNetwork(voters: [1, 2, 3])
-        net.elect(1)
-        net.isolate(3)
-        try net.propose(1, "a")
-        net.stabilize()
+        var net = try RaftTestNetwork.leaderWithLaggingNode3()
         net.heal()
         net.nodes[1]!.transferLeadership(to: 3)
         let out = net.process(1)
@@ -67,11 +63,7 @@ struct RaftTransferTests {
     }
 
     @Test func transferIsAbortedAfterAnElectionTimeout() throws {
-        var net = RaftTestNetwork(voters: [1, 2, 3])
-        net.elect(1)
-        net.isolate(3)
-        try net.propose(1, "a")
-        net.stabilize()
+        var net = try RaftTestNetwork.leaderWithLaggingNode3()
         net.nodes[1]!.transferLeadership(to: 3)
         net.tick(1, times: 9)
         #expect(net.core(1).leadTransferee == 3)
@@ -97,11 +89,7 @@ struct RaftTransferTests {
     }
 
     @Test func newTransferReplacesPendingOne() throws {
-        var net = RaftTestNetwork(voters: [1, 2, 3])
-        net.elect(1)
-        net.isolate(3)
-        try net.propose(1, "a")
-        net.stabilize()
+        var net = try RaftTestNetwork.leaderWithLaggingNode3()
         net.nodes[1]!.transferLeadership(to: 3)
         #expect(net.core(1).leadTransferee == 3)
         net.process(1)
@@ -121,11 +109,7 @@ struct RaftTransferTests {
     }
 
     @Test func removingTheTransfereeAbortsTheTransfer() throws {
-        var net = RaftTestNetwork(voters: [1, 2, 3])
-        net.elect(1)
-        net.isolate(3)
-        try net.propose(1, "a")
-        net.stabilize()
+        var net = try RaftTestNetwork.leaderWithLaggingNode3()
         net.nodes[1]!.transferLeadership(to: 3)
         #expect(net.core(1).leadTransferee == 3)
         let cs = try net.nodes[1]!.applyConfChange(ConfChange(changes: [ConfChangeSingle(.removeNode, 3)]))

@@ -49,12 +49,18 @@ public final class ServerProcess: Sendable {
         }
         let process = Process()
         process.executableURL = binary
-        let peer = "http://127.0.0.1:\(peerPort)"
-        process.arguments = [
+        var flags = [
             "--data-dir", dataDirectory.path, "--listen-client-urls", "http://127.0.0.1:\(port)",
-            "--advertise-client-urls", "http://127.0.0.1:\(port)", "--listen-peer-urls", peer,
-            "--initial-advertise-peer-urls", peer, "--initial-cluster", "default=\(peer)",
-        ] + arguments
+            "--advertise-client-urls", "http://127.0.0.1:\(port)",
+        ]
+        if kind == .etcd {
+            // etcd listens for peers; a free port keeps parallel tests apart. swift-etcd keeps its
+            // default peer URL: it derives its member ID from it on every start, so a data
+            // directory must always be opened with the same one.
+            let peer = "http://127.0.0.1:\(peerPort)"
+            flags += ["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "default=\(peer)"]
+        }
+        process.arguments = flags + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
