@@ -20,6 +20,10 @@ public struct EtcdClientError: Error, Sendable, Hashable, CustomStringConvertibl
             self.init(code: status.code, message: status.message)
         } else if let known = error as? EtcdClientError {
             self = known
+        } else if error is CancellationError {
+            self.init(code: .cancelled, message: "context canceled")
+        } else if error is BinaryDecodingError || error is SwiftProtobufError {
+            self.init(code: .internal, message: "cannot decode the response: \(error)")
         } else {
             self.init(code: .unavailable, message: "\(error)")
         }
@@ -162,7 +166,12 @@ public final class EtcdClient: Sendable {
     /// Opens a watch stream and creates one watcher on it with `request`.
     public func watch(_ request: Etcdserverpb_WatchCreateRequest) async throws(EtcdClientError) -> WatchStream {
         let stream = try await watchStream()
-        try await stream.create(request)
+        do {
+            try await stream.create(request)
+        } catch {
+            stream.close()
+            throw error
+        }
         return stream
     }
 

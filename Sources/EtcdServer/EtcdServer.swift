@@ -112,8 +112,14 @@ public final class EtcdServer: Sendable {
         let log: WriteAheadLog
         let logged: [LogEntry]
         if WriteAheadLog.exists(directory: walDirectory) {
-            (log, logged) = try Self.openLog(
+            let marker: WALSnapshot
+            (log, logged, marker) = try Self.openLog(
                 directory: walDirectory, snapDirectory: snapDirectory, metadata: metadata, options: walOptions)
+            guard applied >= marker.index else {
+                throw ConfigurationError(
+                    "backend: it applied entries up to \(applied) but the snapshot at \(marker.index) says more are applied; "
+                        + "the backend is older than the log")
+            }
         } else {
             // A new member starts from the empty snapshot (0, 0). A backend whose log was removed
             // becomes a snapshot of what it applied, so the new log continues after it.
@@ -154,7 +160,7 @@ public final class EtcdServer: Sendable {
     /// snapshot file and its marker leaves a newer file without one), checking it is this member's.
     private static func openLog(
         directory: String, snapDirectory: String, metadata: WALMetadata, options: WriteAheadLog.Options
-    ) throws -> (WriteAheadLog, [LogEntry]) {
+    ) throws -> (WriteAheadLog, [LogEntry], WALSnapshot) {
         let snapshots = try Snapshotter.loadAll(directory: snapDirectory) { name, error in
             FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"failed to load snapshot file; renamed to .broken\",\"file\":\"\(name)\",\"error\":\"\(error)\"}\n".utf8))
         }
@@ -167,7 +173,7 @@ public final class EtcdServer: Sendable {
                         "wal: the log belongs to member \(String(contents.metadata.memberID, radix: 16)) of cluster "
                             + "\(String(contents.metadata.clusterID, radix: 16)), not to this member")
                 }
-                return (log, contents.entries)
+                return (log, contents.entries, marker)
             } catch let error as WALError {
                 guard case .snapshotNotFound = error else { throw error }
                 lastError = error
@@ -186,6 +192,8 @@ public final class EtcdServer: Sendable {
         guard first else { return }
         wakeApplyLoop.signal()
         applyLoopExited.wait()
+        purgeQueue.sync {}
+        log.withLock { $0.close() }
     }
 
     // MARK: Writes

@@ -9,6 +9,8 @@ final class SegmentPipeline: Sendable {
     private let size: Int
     private let state = Mutex(State())
     private let readySignal = DispatchSemaphore(value: 0)
+    /// Distinguishes this pipeline's files from another's on the same directory.
+    private let instance = String(UInt64.random(in: 0...UInt64.max), radix: 16)
 
     private struct State {
         var ready: Result<ReadyFile, WALError>?
@@ -59,7 +61,7 @@ final class SegmentPipeline: Sendable {
             defer { state.counter += 1 }
             return state.counter
         }
-        let path = "\(directory)/\(counter % 2)\(Self.suffix)"
+        let path = "\(directory)/\(instance)-\(counter % 2)\(Self.suffix)"
         DispatchQueue.global(qos: .utility).async { [self] in
             let result = Result { () throws(WALError) -> ReadyFile in
                 try? FileSystem.remove(path)

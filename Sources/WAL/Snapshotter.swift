@@ -55,9 +55,11 @@ public enum Snapshotter {
         var snapshots: [SnapshotFile] = []
         for name in try FileSystem.list(directory, suffix: suffix).reversed() {
             let path = "\(directory)/\(name)"
+            let bytes = try FileSystem.readAll(path)
             do {
-                snapshots.append(try decode(FileSystem.readAll(path), name: name))
+                snapshots.append(try decode(bytes, name: name))
             } catch {
+                // Only a file that reads but does not check out is broken; an I/O error propagates.
                 onBroken(name, error)
                 try FileSystem.rename(path, path + brokenSuffix)
             }

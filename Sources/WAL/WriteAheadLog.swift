@@ -71,6 +71,8 @@ public final class WriteAheadLog {
     private var hardState: WALHardState
     private var pipeline: SegmentPipeline?
     private var isClosed = false
+    /// The first write or sync error; the log accepts nothing after it.
+    private var failure: WALError?
     public private(set) var lastIndex: UInt64
 
     private init(
@@ -142,6 +144,8 @@ public final class WriteAheadLog {
         guard let startPosition = segments.lastIndex(where: { $0.firstIndex <= snapshot.index }) else {
             throw .snapshotNotFound(snapshot)
         }
+        // Only the segments read must be contiguous: older ones may be half purged.
+        try Segment.checkContiguous(segments[startPosition...])
         var crc: UInt32?
         var metadata: WALMetadata?
         var hardState = WALHardState()
@@ -237,16 +241,21 @@ public final class WriteAheadLog {
         guard !entries.isEmpty || newState != nil else { return }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(entries.reduce(32) { $0 + RecordCodec.headerSize + 16 + $1.data.count })
+        // The log's state moves only once the records are on disk.
+        var nextCRC = crc
+        var nextLast = lastIndex
         for entry in entries {
-            precondition(entry.index <= lastIndex + 1, "log index \(entry.index) does not follow \(lastIndex)")
-            RecordCodec.append(.entry, RecordCodec.payload(entry), crc: &crc, to: &buffer)
-            lastIndex = entry.index
+            precondition(entry.index <= nextLast + 1, "log index \(entry.index) does not follow \(nextLast)")
+            RecordCodec.append(.entry, RecordCodec.payload(entry), crc: &nextCRC, to: &buffer)
+            nextLast = entry.index
         }
         if let newState {
-            RecordCodec.append(.hardState, RecordCodec.payload(newState), crc: &crc, to: &buffer)
-            hardState = newState
+            RecordCodec.append(.hardState, RecordCodec.payload(newState), crc: &nextCRC, to: &buffer)
         }
         try write(buffer)
+        crc = nextCRC
+        lastIndex = nextLast
+        if let newState { hardState = newState }
         if offset >= options.segmentSize {
             try cut()
         }
@@ -256,8 +265,10 @@ public final class WriteAheadLog {
     /// received from a leader) moves the log's end: the next entry follows the snapshot.
     public func saveSnapshot(_ snapshot: WALSnapshot) throws(WALError) {
         var buffer: [UInt8] = []
-        RecordCodec.append(.snapshot, RecordCodec.payload(snapshot), crc: &crc, to: &buffer)
+        var nextCRC = crc
+        RecordCodec.append(.snapshot, RecordCodec.payload(snapshot), crc: &nextCRC, to: &buffer)
         try write(buffer)
+        crc = nextCRC
         lastIndex = max(lastIndex, snapshot.index)
     }
 
@@ -292,10 +303,19 @@ public final class WriteAheadLog {
         RecordCodec.append(.hardState, RecordCodec.payload(hardState), crc: &crc, to: &buffer)
     }
 
+    /// Writes and syncs `buffer` at the end. After any failure the log refuses further writes:
+    /// what reached the disk is unknown, and only reopening (which repairs the tail) is safe.
     private func write(_ buffer: [UInt8]) throws(WALError) {
-        try FileSystem.write(file, path, buffer, at: offset)
+        guard !isClosed else { throw .io("the log is closed") }
+        guard failure == nil else { throw .io("the log stopped after an earlier failure: \(failure!)") }
+        do {
+            try FileSystem.write(file, path, buffer, at: offset)
+            try sync()
+        } catch {
+            failure = error
+            throw error
+        }
         offset += buffer.count
-        try sync()
     }
 
     private func sync() throws(WALError) {
@@ -310,10 +330,17 @@ public final class WriteAheadLog {
         guard fsync(file.rawValue) == 0 else { throw .io("fsync of \(path) failed: errno \(errno)") }
         guard let pipeline else { throw .io("log is closed") }
         let next = try pipeline.take()
-        FileSystem.close(file)
         let nextPath = "\(directory)/\(Self.segmentName(sequence: sequence + 1, firstIndex: lastIndex + 1))"
-        try FileSystem.rename(next.path, nextPath)
-        try FileSystem.syncDirectory(directory)
+        do {
+            try FileSystem.rename(next.path, nextPath)
+            try FileSystem.syncDirectory(directory)
+        } catch {
+            // Keep writing nowhere: the old segment stays current (and full) until a reopen.
+            FileSystem.close(next.descriptor)
+            failure = error
+            throw error
+        }
+        FileSystem.close(file)
         file = next.descriptor
         path = nextPath
         sequence += 1
@@ -339,7 +366,7 @@ struct Segment {
     let sequence: UInt64
     let firstIndex: UInt64
 
-    /// The directory's segments in sequence order; a gap in the sequence is an error.
+    /// The directory's segments in sequence order.
     static func list(_ directory: String) throws(WALError) -> [Segment] {
         let names = try FileSystem.list(directory, suffix: ".wal")
         var segments: [Segment] = []
@@ -348,12 +375,16 @@ struct Segment {
             guard parts.count == 2, parts[0].count == 16, parts[1].count == 16,
                 let sequence = UInt64(parts[0], radix: 16), let firstIndex = UInt64(parts[1], radix: 16)
             else { throw .corrupt(file: name, offset: 0, reason: "not a segment name") }
-            if let previous = segments.last, sequence != previous.sequence + 1 {
-                throw .missingSegment(expected: previous.sequence + 1, found: name)
-            }
             segments.append(Segment(name: name, sequence: sequence, firstIndex: firstIndex))
         }
         guard !segments.isEmpty else { throw .io("no log in \(directory)") }
         return segments
+    }
+
+    /// Throws when `segments` skip a sequence number (a segment is missing in between).
+    static func checkContiguous(_ segments: ArraySlice<Segment>) throws(WALError) {
+        for (previous, next) in zip(segments, segments.dropFirst()) where next.sequence != previous.sequence + 1 {
+            throw .missingSegment(expected: previous.sequence + 1, found: next.name)
+        }
     }
 }

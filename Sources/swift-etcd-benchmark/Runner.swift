@@ -30,6 +30,8 @@ struct Runner: Sendable {
         total: Int, rate: Int = 0, names: [String],
         _ operation: @escaping @Sendable (EtcdClient, Int) async throws -> String
     ) async -> [Report] {
+        // Open every connection before timing, so no request pays for connection setup.
+        for connection in connections { _ = try? await connection.status() }
         let next = Counter()
         let progress = Progress(total: total)
         let start = ContinuousClock.now

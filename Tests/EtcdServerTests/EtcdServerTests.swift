@@ -304,6 +304,23 @@ struct ApplyTests {
         reopened.stop()
     }
 
+    @Test func aBackendOlderThanTheSnapshotIsRefused() async throws {
+        var configuration = TestMember.configuration()
+        configuration.snapshotCount = 10
+        let member = try TestMember(configuration: configuration)
+        for n in 0..<12 { await member.put("key\(n)", "v") }
+        member.server.stop()
+        // As if backend.sqlite were restored from an older copy: it claims only 3 entries applied.
+        let path = member.directory.appendingPathComponent("member/snap/backend.sqlite").path
+        try SQLiteBackend(path: path, synchronousCommits: true).commit([], meta: [.consistentIndex: 3])
+        do {
+            _ = try EtcdServer(configuration)
+            Issue.record("a backend behind the snapshot was accepted")
+        } catch let error as ConfigurationError {
+            #expect(error.description.contains("it applied entries up to 3 but the snapshot at 10"))
+        }
+    }
+
     @Test func idsMatchEtcdsForTheSameFlags() throws {
         let cluster = try ClusterConfiguration(initialCluster: "default=http://localhost:2380", token: "etcd-cluster")
         // etcd's well-known IDs for its default single-member configuration.

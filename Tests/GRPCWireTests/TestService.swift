@@ -28,7 +28,8 @@ final class Observations: Sendable {
     var all: [String] { events.withLock { $0 } }
 
     /// Waits (bounded) until an event satisfying `predicate` was recorded.
-    func waitFor(timeout: Duration = .seconds(5), _ predicate: (String) -> Bool) async -> String? {
+    /// Bounded, but generous: the whole suite runs in parallel on two cores.
+    func waitFor(timeout: Duration = .seconds(30), _ predicate: (String) -> Bool) async -> String? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let match = all.first(where: predicate) { return match }

@@ -154,10 +154,11 @@ struct WALRecoveryTests {
             WALTest.expect(.missingSegment(expected: 1, found: "0000000000000002-0000000000000042.wal")) {
                 _ = try WriteAheadLog.open(directory: directory, from: origin, options: WriteAheadLog.Options(segmentSize: 4096))
             }
-            WALTest.expect(.missingSegment(expected: 1, found: "0000000000000002-0000000000000042.wal")) {
-                try WriteAheadLog.purge(directory: directory, snapshotIndex: 70, maxFiles: 1)
-            }
-            #expect(WALTest.segments(directory) == [names[0], names[2]])
+            // Purging behind a snapshot in the last segment tolerates the gap before it: that is
+            // what a purge interrupted on a file system without ordered unlinks leaves.
+            let removed = try WriteAheadLog.purge(directory: directory, snapshotIndex: 70, maxFiles: 1)
+            #expect(removed == [names[0]])
+            #expect(WALTest.segments(directory) == [names[2]])
         }
     }
 
@@ -286,8 +287,9 @@ struct WALRecoveryTests {
                 let (log, contents) = try WriteAheadLog.open(directory: directory, from: origin, options: WriteAheadLog.Options(segmentSize: 4096))
                 #expect(contents.entries == WALTest.entries(1...3))
                 // Only the pipeline's own freshly prepared file may exist now.
-                let leftovers = WALTest.temporaryFiles(directory).filter { $0 != "0.tmp" }
-                #expect(leftovers == [])
+                let leftovers = WALTest.temporaryFiles(directory)
+                #expect(!leftovers.contains("0.tmp") && !leftovers.contains("1.tmp") && !leftovers.contains("create.tmp"))
+                #expect(leftovers.count <= 1)
                 // Segments cut from the pipeline's files work.
                 for index in UInt64(4)...70 { try log.save(entries: WALTest.entries(index...index)) }
             }
