@@ -151,7 +151,7 @@ struct DeadlineTests {
             _ = try await connection.unary(TestService.echo, Bytes(""), timeout: .milliseconds(300), responseType: Bytes.self)
         }
         #expect(status == GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
-        #expect(started.duration(to: .now) < .seconds(5))
+        #expect(started.duration(to: .now) < .seconds(30))  // bounded, not timed: it must not hang
         await connection.close()
         try await silent.close()
     }
@@ -195,9 +195,10 @@ struct ShutdownTests {
         let started = await observations.waitFor { $0 == "sleep started" }
         #expect(started == "sleep started")
         let shutdownStarted = ContinuousClock.now
-        await server.shutdown(gracePeriod: .seconds(10))
+        await server.shutdown(gracePeriod: .seconds(60))
         #expect(try await inFlight.get().text == "slept")
-        #expect(shutdownStarted.duration(to: .now) < .seconds(8))
+        // Shutdown ends when the call does, long before the grace period would.
+        #expect(shutdownStarted.duration(to: .now) < .seconds(30))
         #expect(!connection.isUsable)
         await #expect(throws: (any Error).self) {
             _ = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: port))
