@@ -87,13 +87,19 @@ let package = Package(
         // One member: the apply loop, etcd's apply rules, reads, status and membership.
         .target(
             name: "EtcdServer",
-            dependencies: ["EtcdProto", "MVCC", "WAL", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "EtcdProto", "MVCC", "Raft", "WAL",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         // etcd's gRPC services mapped onto the server.
         .target(
             name: "EtcdAPI",
-            dependencies: ["EtcdProto", "EtcdServer", "GRPCWire"],
+            dependencies: ["EtcdProto", "EtcdServer", "GRPCWire", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         .executableTarget(
@@ -181,6 +187,12 @@ let package = Package(
                 "TestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            swiftSettings: strictSettings
+        ),
+        // Multi-process clusters of real swift-etcd members.
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: ["EtcdClient", "EtcdProto", "GRPCWire", "TestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

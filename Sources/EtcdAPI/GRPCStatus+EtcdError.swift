@@ -11,7 +11,8 @@ extension GRPCStatus {
                 .invalidArgument
             case .compacted, .futureRevision: .outOfRange
             case .leaseNotFound: .notFound
-            case .stopped: .unavailable
+            case .stopped, .noLeader, .timeout, .timeoutDueToLeaderFail, .leaderChanged: .unavailable
+            case .tooManyRequests: .resourceExhausted
             }
         self.init(code, error.description)
     }

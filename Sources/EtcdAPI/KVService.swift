@@ -1,20 +1,27 @@
 import EtcdProto
 import EtcdServer
 import GRPCWire
+import NIOCore
 import SwiftProtobuf
 
 /// `etcdserverpb.KV` plus the `Cluster.MemberList` and `Maintenance.Status` answers etcdctl's
 /// `member list` and `endpoint status` need. Handlers only translate: checks that need no
 /// state run here on the event loop, reads are answered from the member's published snapshot
-/// on the event loop, writes become proposals whose completion hops back.
+/// on the event loop (linearizable ones once the member confirms its read index), writes
+/// become proposals whose completion hops back.
 enum KVService {
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
         router.unary(Etcdserverpb_KVRPCs.range.path) {
             (request: Etcdserverpb_RangeRequest, responder: UnaryResponder<Etcdserverpb_RangeResponse>) in
-            do throws(EtcdError) {
-                responder.succeed(try server.range(request))
-            } catch {
-                responder.fail(GRPCStatus(error))
+            guard !request.serializable else { return answer(request, server, responder) }
+            server.linearizableRead { result in
+                switch result {
+                case .success:
+                    // Reads run on the event loop, never on the member's loop thread.
+                    responder.context.eventLoop.execute { answer(request, server, responder) }
+                case .failure(let error):
+                    responder.fail(GRPCStatus(error))
+                }
             }
         }
         router.unary(Etcdserverpb_KVRPCs.put.path) {
@@ -60,6 +67,16 @@ enum KVService {
             } catch {
                 responder.fail(GRPCStatus(.unavailable, "etcdserver: \(error)"))
             }
+        }
+    }
+
+    private static func answer(
+        _ request: Etcdserverpb_RangeRequest, _ server: EtcdServer, _ responder: UnaryResponder<Etcdserverpb_RangeResponse>
+    ) {
+        do throws(EtcdError) {
+            responder.succeed(try server.range(request))
+        } catch {
+            responder.fail(GRPCStatus(error))
         }
     }
 

@@ -15,6 +15,11 @@ public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible {
     case requestTooLarge
     case invalidSortOption
     case stopped
+    case noLeader
+    case timeout
+    case timeoutDueToLeaderFail
+    case leaderChanged
+    case tooManyRequests
 
     public var description: String {
         switch self {
@@ -30,6 +35,11 @@ public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible {
         case .requestTooLarge: "etcdserver: request is too large"
         case .invalidSortOption: "etcdserver: invalid sort option"
         case .stopped: "etcdserver: server stopped"
+        case .noLeader: "etcdserver: no leader"
+        case .timeout: "etcdserver: request timed out"
+        case .timeoutDueToLeaderFail: "etcdserver: request timed out, possibly due to previous leader failure"
+        case .leaderChanged: "etcdserver: leader changed"
+        case .tooManyRequests: "etcdserver: too many requests"
         }
     }
 

@@ -1,21 +1,21 @@
 import Dispatch
 import EtcdProto
 import Foundation
+import Logging
 import MVCC
+import NIOCore
+import NIOPosix
+import Raft
 import Synchronization
 import WAL
 
-/// One swift-etcd member: the store, its backend, and the apply loop that orders all writes.
+/// One swift-etcd member: the Raft node that orders every write, its log and snapshots, the
+/// store it applies to, and the peer transport that joins it to the other members.
 ///
-/// Writes are proposals: `propose` queues them and returns at once; a dedicated thread takes
-/// every queued proposal as one batch, appends the batch to the write-ahead log with one
-/// fdatasync (group commit), applies it in order, commits it to the backend in one
-/// transaction (recording the applied log index), publishes the new store snapshot, and only
-/// then completes the proposals. At start, logged entries after the backend's applied index
-/// are applied again, so a crash between the log and the backend loses nothing. Reads take the
-/// latest published snapshot on the caller's thread and never wait for the apply loop.
-///
-/// The single-member path until Raft lands: a batch is committed as soon as it is logged.
+/// All state that changes goes through one loop thread (``MemberLoop``): requests reach it
+/// through an inbox, batched, and it answers through completions. Reads take the latest
+/// published store on the caller's thread and never wait for the loop, except that a
+/// linearizable read first waits for its read index to be applied.
 public final class EtcdServer: Sendable {
     public struct Configuration: Sendable {
         public var name: String
@@ -23,6 +23,12 @@ public final class EtcdServer: Sendable {
         public var initialCluster: String
         public var initialClusterToken: String
         public var advertiseClientURLs: [String]
+        /// etcd's `--listen-peer-urls`: where this member hears from the others.
+        public var listenPeerURLs: [String] = []
+        /// etcd's `--heartbeat-interval`: one Raft tick.
+        public var heartbeatInterval: Duration = .milliseconds(100)
+        /// etcd's `--election-timeout`.
+        public var electionTimeout: Duration = .milliseconds(1000)
         /// etcd's `--max-request-bytes`.
         public var maxRequestBytes = 1_572_864
         /// etcd's `--max-txn-ops`.
@@ -52,44 +58,61 @@ public final class EtcdServer: Sendable {
             self.initialClusterToken = initialClusterToken
             self.advertiseClientURLs = advertiseClientURLs
         }
+
+        /// Ticks in an election timeout.
+        var electionTicks: Int { max(2, Int(electionTimeout / heartbeatInterval)) }
+
+        /// How long a request may wait for Raft: etcd's 5 s plus two election timeouts.
+        public var requestTimeout: Duration { .seconds(5) + electionTimeout * 2 }
     }
 
     /// The version this member reports (the etcd API level it speaks).
     public static let version = "3.6.0"
-    /// A single member elects itself in term 2 at start, as etcd does.
-    static let raftTerm: UInt64 = 2
 
     public let configuration: Configuration
     public let cluster: ClusterConfiguration
     public let member: Member
-    private let backend: SQLiteBackend
+    let snapDirectory: String
     private let walDirectory: String
-    private let snapDirectory: String
-    /// Purges old log segments and snapshot files off the apply thread.
+    private let backend: SQLiteBackend
+    private let logger = Logger(label: "swift-etcd")
+    /// Purges old log segments and snapshot files off the loop thread.
     private let purgeQueue = DispatchQueue(label: "swift-etcd purge")
-    /// Appended only by the apply thread (the lock is uncontended; it hands the log over safely).
-    private let log: Mutex<WriteAheadLog>
+    let inbox = MemberInbox()
+    private let loopExited = DispatchSemaphore(value: 0)
     private let published: Mutex<Published>
-    private let proposals = Mutex(ProposalQueue())
-    private let wakeApplyLoop = DispatchSemaphore(value: 0)
-    private let applyLoopExited = DispatchSemaphore(value: 0)
+    private let transport: PeerTransport?
+    private let peerEventLoops: MultiThreadedEventLoopGroup?
+
+    struct Proposal {
+        let request: WriteRequest
+        let completion: @Sendable (Result<WriteResponse, EtcdError>) -> Void
+        let deadline: ContinuousClock.Instant
+    }
+
+    struct ReadWaiter {
+        let completion: @Sendable (Result<Void, EtcdError>) -> Void
+        let deadline: ContinuousClock.Instant
+    }
+
+    /// The Raft facts requests and `Status` report.
+    struct RaftSummary {
+        var term: UInt64 = 0
+        var leader: NodeID = noNode
+        var role: StateRole = .follower
+        var commitIndex: UInt64 = 0
+        var appliedIndex: UInt64 = 0
+    }
 
     private struct Published {
         var store: KeyValueStore
         var appliedIndex: UInt64
+        var raft = RaftSummary()
+        var voters: Int
     }
 
-    private struct ProposalQueue {
-        var waiting: [Proposal] = []
-        var stopping = false
-    }
-
-    private struct Proposal {
-        let request: WriteRequest
-        let completion: @Sendable (Result<WriteResponse, EtcdError>) -> Void
-    }
-
-    /// Opens (or creates) the member's data directory, rebuilds the store, starts the apply loop.
+    /// Opens (or creates) the member's data directory, recovers its state from the newest
+    /// snapshot, the log and the backend, starts listening to its peers and starts the loop.
     public init(_ configuration: Configuration) throws {
         self.configuration = configuration
         cluster = try ClusterConfiguration(initialCluster: configuration.initialCluster, token: configuration.initialClusterToken)
@@ -104,76 +127,140 @@ public final class EtcdServer: Sendable {
         walDirectory = configuration.walDirectory ?? (memberDirectory as NSString).appendingPathComponent("wal")
         try FileManager.default.createDirectory(atPath: snapDirectory, withIntermediateDirectories: true)
         backend = try SQLiteBackend(path: (snapDirectory as NSString).appendingPathComponent("backend.sqlite"), synchronousCommits: false)
-        var store = try KeyValueStore(restoringFrom: backend)
-        var applied = UInt64(try backend.meta(.consistentIndex) ?? 0)
+        let recovered = try Self.recover(
+            configuration: configuration, cluster: cluster, member: member, backend: backend,
+            walDirectory: walDirectory, snapDirectory: snapDirectory)
+        published = Mutex(Published(
+            store: recovered.store, appliedIndex: recovered.appliedIndex, voters: recovered.confState.voters.count))
+
+        // A member alone in its cluster has no one to hear from; it listens once it has peers.
+        if cluster.members.count > 1 {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let inbox = inbox
+            let transport = PeerTransport(
+                localID: member.id, clusterID: cluster.id, group: group, logger: logger,
+                callbacks: PeerTransport.Callbacks(
+                    deliver: { messages in inbox.enqueue { $0.messages += messages } },
+                    unreachable: { peer in inbox.enqueue { _ = $0.unreachable.insert(peer) } }))
+            peerEventLoops = group
+            self.transport = transport
+        } else {
+            peerEventLoops = nil
+            transport = nil
+        }
+        if let transport {
+            transport.setPeers(Dictionary(uniqueKeysWithValues: cluster.members.map { ($0.id, $0.peerURLs) }))
+            for url in configuration.listenPeerURLs {
+                guard let (host, port) = PeerURL.hostAndPort(url) else {
+                    throw ConfigurationError("--listen-peer-urls: \(url) is not an http://host:port URL (TLS is not supported yet)")
+                }
+                do {
+                    try transport.listen(host: host, port: port)
+                } catch {
+                    throw ConfigurationError("listen tcp \(host):\(port): \(error)")
+                }
+            }
+        }
+        let loop = HandOff(MemberLoop(server: self, recovered: recovered, backend: backend, transport: transport, logger: logger))
+        let thread = Thread { [self] in
+            loop.take().run()
+            loopExited.signal()
+        }
+        thread.name = "swift-etcd raft"
+        thread.start()
+    }
+
+    /// Rebuilds the Raft storage, the log and the store from disk: the newest snapshot the log
+    /// has a marker for, the entries after it, and the backend (which may be ahead of the
+    /// snapshot, never behind it).
+    private static func recover(
+        configuration: Configuration, cluster: ClusterConfiguration, member: Member, backend: SQLiteBackend,
+        walDirectory: String, snapDirectory: String
+    ) throws -> MemberLoop.Recovered {
+        let store = try KeyValueStore(restoringFrom: backend)
+        let applied = UInt64(try backend.meta(.consistentIndex) ?? 0)
+        let appliedTerm = UInt64(try backend.meta(.consistentTerm) ?? 0)
         let metadata = WALMetadata(memberID: member.id, clusterID: cluster.id)
         var walOptions = WriteAheadLog.Options(segmentSize: configuration.walSegmentSize)
         walOptions.fsyncObserver = configuration.diskMetrics.walFsync
+        let storage: MemoryStorage
         let log: WriteAheadLog
-        let logged: [LogEntry]
+        var confState = ConfState(voters: cluster.members.map(\.id))
+        var snapshotIndex: UInt64 = 0
         if WriteAheadLog.exists(directory: walDirectory) {
-            let marker: WALSnapshot
-            (log, logged, marker) = try Self.openLog(
+            let (opened, contents, snapshot) = try openLog(
                 directory: walDirectory, snapDirectory: snapDirectory, metadata: metadata, options: walOptions)
-            guard applied >= marker.index else {
+            log = opened
+            guard applied >= snapshot.index else {
                 throw ConfigurationError(
-                    "backend: it applied entries up to \(applied) but the snapshot at \(marker.index) says more are applied; "
+                    "backend: it applied entries up to \(applied) but the snapshot at \(snapshot.index) says more are applied; "
                         + "the backend is older than the log")
             }
+            if let snapshot = snapshot.file {
+                confState = try PeerWire.decodeConfState(snapshot.confState)
+                snapshotIndex = snapshot.index
+                storage = MemoryStorage(snapshot: SnapshotMetadata(index: snapshot.index, term: snapshot.term, confState: confState))
+            } else {
+                storage = MemoryStorage(voters: confState.voters, learners: confState.learners)
+            }
+            storage.append(contents.entries.map(EntryEnvelope.raftEntry))
+            storage.setHardState(HardState(term: contents.hardState.term, vote: contents.hardState.vote, commit: contents.hardState.commit))
         } else {
-            // A new member starts from the empty snapshot (0, 0). A backend whose log was removed
-            // becomes a snapshot of what it applied, so the new log continues after it.
+            // A new member starts from the empty snapshot (0, 0) with the bootstrap membership. A
+            // backend whose log was removed becomes a snapshot of what it applied, so the new log
+            // continues after it.
             var start = WALSnapshot(index: 0, term: 0)
             if applied > 0 {
-                start = WALSnapshot(index: applied, term: Self.raftTerm)
+                start = WALSnapshot(index: applied, term: appliedTerm)
                 try backend.makeDurable(snapshotIndex: Int64(applied))
                 try Snapshotter.save(
-                    SnapshotFile(index: applied, term: Self.raftTerm, confState: Self.encodedMembers(cluster)),
-                    directory: snapDirectory)
+                    SnapshotFile(index: applied, term: appliedTerm, confState: PeerWire.encode(confState)), directory: snapDirectory)
+                storage = MemoryStorage(snapshot: SnapshotMetadata(index: applied, term: appliedTerm, confState: confState))
+                storage.setHardState(HardState(term: appliedTerm, vote: noNode, commit: applied))
+                snapshotIndex = applied
+            } else {
+                storage = MemoryStorage(voters: confState.voters, learners: confState.learners)
             }
             log = try WriteAheadLog.create(directory: walDirectory, metadata: metadata, snapshot: start, options: walOptions)
-            logged = []
         }
-        if log.lastIndex < applied {
-            throw ConfigurationError("wal: the log ends at entry \(log.lastIndex) but the backend applied \(applied)")
+        let lastIndex = try storage.lastIndex()
+        guard lastIndex >= applied else {
+            throw ConfigurationError("wal: the log ends at entry \(lastIndex) but the backend applied \(applied)")
         }
-        let pending = logged.filter { $0.index > applied }
-        if let first = pending.first, first.index != applied + 1 {
-            throw ConfigurationError(
-                "wal: the backend applied entries up to \(applied) but the log resumes at \(first.index); entries are missing")
-        }
-        let unapplied = try pending.map { try WriteRequest(logData: $0.data) }
-        _ = try Self.applyAndCommit(
-            unapplied, store: &store, appliedIndex: &applied, backend: backend,
-            header: Self.header(cluster: cluster.id, member: member.id, revision: 0), metrics: configuration.diskMetrics)
-        let snapshotIndex = UInt64(try backend.meta(.snapshotIndex) ?? 0)
-        self.log = Mutex(log)
-        published = Mutex(Published(store: store, appliedIndex: applied))
-        let thread = Thread { [self, store, applied, snapshotIndex] in
-            runApplyLoop(store: store, appliedIndex: applied, snapshotIndex: snapshotIndex)
-        }
-        thread.name = "swift-etcd apply"
-        thread.start()
+        var raft = RaftConfig(id: member.id, storage: storage)
+        raft.electionTick = configuration.electionTicks
+        raft.heartbeatTick = 1
+        raft.applied = min(applied, storage.hardState.commit)
+        raft.checkQuorum = true
+        raft.preVote = true
+        raft.maxSizePerMessage = 1 << 20
+        raft.maxInflightMessages = 256
+        let node = try RaftNode(config: raft)
+        return MemberLoop.Recovered(
+            node: node, storage: storage, log: log, store: store, appliedIndex: applied, appliedTerm: appliedTerm,
+            snapshotIndex: snapshotIndex, confState: confState)
     }
 
     /// Opens the log from the newest snapshot it has a marker for (a crash between writing a
     /// snapshot file and its marker leaves a newer file without one), checking it is this member's.
     private static func openLog(
         directory: String, snapDirectory: String, metadata: WALMetadata, options: WriteAheadLog.Options
-    ) throws -> (WriteAheadLog, [LogEntry], WALSnapshot) {
+    ) throws -> (WriteAheadLog, WriteAheadLog.Contents, (index: UInt64, file: SnapshotFile?)) {
         let snapshots = try Snapshotter.loadAll(directory: snapDirectory) { name, error in
-            FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"failed to load snapshot file; renamed to .broken\",\"file\":\"\(name)\",\"error\":\"\(error)\"}\n".utf8))
+            Logger(label: "swift-etcd").warning(
+                "failed to load snapshot file; renamed to .broken", metadata: ["file": "\(name)", "error": "\(error)"])
         }
         var lastError: WALError = .snapshotNotFound(WALSnapshot(index: 0, term: 0))
-        for marker in snapshots.map(\.marker) + [WALSnapshot(index: 0, term: 0)] {
+        for snapshot in snapshots.map(Optional.some) + [nil] {
             do {
+                let marker = snapshot?.marker ?? WALSnapshot(index: 0, term: 0)
                 let (log, contents) = try WriteAheadLog.open(directory: directory, from: marker, options: options)
                 guard contents.metadata == metadata else {
                     throw ConfigurationError(
                         "wal: the log belongs to member \(String(contents.metadata.memberID, radix: 16)) of cluster "
                             + "\(String(contents.metadata.clusterID, radix: 16)), not to this member")
                 }
-                return (log, contents.entries, marker)
+                return (log, contents, (marker.index, snapshot))
             } catch let error as WALError {
                 guard case .snapshotNotFound = error else { throw error }
                 lastError = error
@@ -182,150 +269,85 @@ public final class EtcdServer: Sendable {
         throw lastError
     }
 
-    /// Stops the apply loop after the proposals already queued; later proposals fail with
+    /// Stops the loop after the requests already queued; later requests fail with
     /// `etcdserver: server stopped`.
     public func stop() {
-        let first = proposals.withLock { queue in
-            defer { queue.stopping = true }
-            return !queue.stopping
+        let first = inbox.enqueue { inbox in
+            defer { inbox.stopping = true }
+            return !inbox.stopping
         }
         guard first else { return }
-        wakeApplyLoop.signal()
-        applyLoopExited.wait()
+        loopExited.wait()
         purgeQueue.sync {}
-        log.withLock { $0.close() }
+        try? peerEventLoops?.syncShutdownGracefully()
     }
 
-    // MARK: Writes
-
-    /// Queues a write; `completion` runs on the apply thread once the write is durable and
-    /// visible to reads.
-    public func propose(_ request: WriteRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
-        enum Admission { case wakesTheLoop, joinsTheBatch, refused }
-        let admission = proposals.withLock { queue -> Admission in
-            guard !queue.stopping else { return .refused }
-            queue.waiting.append(Proposal(request: request, completion: completion))
-            return queue.waiting.count == 1 ? .wakesTheLoop : .joinsTheBatch
-        }
-        switch admission {
-        case .wakesTheLoop: wakeApplyLoop.signal()
-        case .joinsTheBatch: break
-        case .refused: completion(.failure(.stopped))
+    func publish(store: KeyValueStore, appliedIndex: UInt64) {
+        published.withLock {
+            $0.store = store
+            $0.appliedIndex = appliedIndex
         }
     }
 
-    private func runApplyLoop(store initial: KeyValueStore, appliedIndex initialIndex: UInt64, snapshotIndex initialSnapshot: UInt64) {
-        var store = initial
-        var appliedIndex = initialIndex
-        var snapshotIndex = initialSnapshot
-        while true {
-            wakeApplyLoop.wait()
-            let (batch, stopping) = proposals.withLock { queue in
-                defer { queue.waiting = [] }
-                return (queue.waiting, queue.stopping)
-            }
-            if !batch.isEmpty {
-                let results = applyBatch(batch, store: &store, appliedIndex: &appliedIndex)
-                for (proposal, result) in zip(batch, results) { proposal.completion(result) }
-                if appliedIndex - snapshotIndex >= configuration.snapshotCount {
-                    snapshot(at: appliedIndex)
-                    snapshotIndex = appliedIndex
-                }
-            }
-            if stopping { break }
+    func publish(raft: RaftSummary, voters: Int) {
+        published.withLock {
+            $0.raft = raft
+            $0.voters = voters
         }
-        applyLoopExited.signal()
     }
 
-    private func applyBatch(_ batch: [Proposal], store: inout KeyValueStore, appliedIndex: inout UInt64)
-        -> [Result<WriteResponse, EtcdError>]
-    {
-        let first = appliedIndex + 1
-        let entries = batch.enumerated().map {
-            LogEntry(index: first + UInt64($0.offset), term: Self.raftTerm, data: $0.element.request.logData)
-        }
-        let hardState = WALHardState(term: Self.raftTerm, vote: member.id, commit: first + UInt64(batch.count) - 1)
-        let results: [Result<WriteResponse, EtcdError>]
-        do {
-            try log.withLock { try $0.save(hardState: hardState, entries: entries) }
-            results = try Self.applyAndCommit(
-                batch.map(\.request), store: &store, appliedIndex: &appliedIndex, backend: backend, header: header(revision: 0),
-                metrics: configuration.diskMetrics)
-        } catch {
-            // Fail-stop: nothing of this batch was acknowledged, and nothing may be.
-            Self.fatal("failed to persist a batch of writes", error)
-        }
-        let snapshot = store
-        let index = appliedIndex
-        published.withLock { $0 = Published(store: snapshot, appliedIndex: index) }
-        return results
-    }
-
-    /// Records a snapshot at `index` (all applied): makes the backend durable up to it, writes
-    /// the snapshot file, then its marker in the log; old log segments and snapshot files are
-    /// purged in the background afterwards. A crash at any point leaves a state a restart
-    /// recovers from: the previous snapshot, or this one.
-    private func snapshot(at index: UInt64) {
-        let file = SnapshotFile(index: index, term: Self.raftTerm, confState: Self.encodedMembers(cluster))
-        do {
-            try backend.makeDurable(snapshotIndex: Int64(index))
-            try Snapshotter.save(file, directory: snapDirectory)
-            try log.withLock { try $0.saveSnapshot(file.marker) }
-        } catch {
-            Self.fatal("failed to save a snapshot", error)
-        }
-        let (walDirectory, snapDirectory, configuration) = (walDirectory, snapDirectory, configuration)
+    /// Removes log segments and snapshot files a snapshot at `snapshotIndex` made unnecessary, in the background.
+    func purgeOldFiles(snapshotIndex: UInt64) {
+        let (walDirectory, snapDirectory, configuration, logger) = (walDirectory, snapDirectory, configuration, logger)
         purgeQueue.async {
             do {
-                try WriteAheadLog.purge(directory: walDirectory, snapshotIndex: index, maxFiles: configuration.maxWALs)
+                try WriteAheadLog.purge(directory: walDirectory, snapshotIndex: snapshotIndex, maxFiles: configuration.maxWALs)
                 try Snapshotter.purge(directory: snapDirectory, keep: configuration.maxSnapshots)
             } catch {
                 // Old files stay until the next snapshot's purge; nothing needed is at risk.
-                FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"failed to purge old files\",\"error\":\"\(error)\"}\n".utf8))
+                logger.warning("failed to purge old files", metadata: ["error": "\(error)"])
             }
         }
-    }
-
-    /// The membership a snapshot records: each member ID, 8 bytes little-endian.
-    private static func encodedMembers(_ cluster: ClusterConfiguration) -> [UInt8] {
-        cluster.members.flatMap { member in withUnsafeBytes(of: member.id.littleEndian) { Array($0) } }
     }
 
     /// Stops the process: after a failed write or sync nothing may be acknowledged, and the
     /// state on disk is what a restart recovers from.
-    private static func fatal(_ message: String, _ error: any Error) -> Never {
+    static func fatal(_ message: String, _ error: any Error) -> Never {
         FileHandle.standardError.write(Data("{\"level\":\"fatal\",\"msg\":\"\(message)\",\"error\":\"\(error)\"}\n".utf8))
         exit(1)
     }
 
-    /// Applies `requests` in order (each one log entry) and commits the result to the backend
-    /// in one transaction, with the applied index. Also how logged entries are replayed at start.
-    private static func applyAndCommit(
-        _ requests: [WriteRequest], store: inout KeyValueStore, appliedIndex: inout UInt64, backend: SQLiteBackend,
-        header: Etcdserverpb_ResponseHeader, metrics: DiskMetrics
-    ) throws -> [Result<WriteResponse, EtcdError>] {
-        guard !requests.isEmpty else { return [] }
-        var reader = OverlayReader(base: backend)
-        var changes: [Change] = []
-        var compaction: (main: Int64, kept: Set<Revision>)?
-        var results: [Result<WriteResponse, EtcdError>] = []
-        results.reserveCapacity(requests.count)
-        for request in requests {
-            let outcome = Applier.apply(request, to: &store, reader: reader, header: header)
-            reader.add(outcome.changes)
-            changes += outcome.changes
-            if let compacted = outcome.compaction { compaction = compacted }
-            results.append(outcome.response)
-            appliedIndex += 1
+    // MARK: Writes
+
+    /// Proposes a write; `completion` runs once it is committed, applied and visible to reads
+    /// here, or with etcd's error when it cannot be (no leader, timeout, stopping).
+    public func propose(_ request: WriteRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
+        let proposal = Proposal(request: request, completion: completion, deadline: .now + configuration.requestTimeout)
+        let accepted = inbox.enqueue { inbox in
+            guard !inbox.stopping else { return false }
+            inbox.proposals.append(proposal)
+            return true
         }
-        var meta: [SQLiteBackend.Meta: Int64] = [
-            .consistentIndex: Int64(appliedIndex), .consistentTerm: Int64(Self.raftTerm), .revision: store.revision,
-        ]
-        if compaction != nil { meta[.compactedRevision] = store.compactedRevision }
-        let start = ContinuousClock.now
-        try backend.commit(changes, meta: meta, removingAtOrBefore: compaction)
-        metrics.backendCommit?(ContinuousClock.now - start)
-        return results
+        if !accepted { completion(.failure(.stopped)) }
+    }
+
+    /// Calls `completion` once a linearizable read may be served from the published store: the
+    /// leader confirmed its leadership after the call and this member applied everything
+    /// committed before it (Raft's ReadIndex). Concurrent reads share one confirmation.
+    public func linearizableRead(completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
+        // A member that leads a cluster of one voter is the only one that can commit, and it
+        // answers writes only once applied: its published store already holds every write
+        // acknowledged before this read began.
+        if published.withLock({ $0.raft.role == .leader && $0.voters == 1 }) {
+            return completion(.success(()))
+        }
+        let read = ReadWaiter(completion: completion, deadline: .now + configuration.requestTimeout)
+        let accepted = inbox.enqueue { inbox in
+            guard !inbox.stopping else { return false }
+            inbox.reads.append(read)
+            return true
+        }
+        if !accepted { completion(.failure(.stopped)) }
     }
 
     // MARK: Reads
@@ -334,19 +356,21 @@ public final class EtcdServer: Sendable {
     public func range(_ request: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
         try TxnRules.validate(request)
         do throws(EtcdError) {
-            return try range(request, in: published.withLock { $0.store })
+            return try range(request, in: published.withLock { ($0.store, $0.raft.term) })
         } catch .compacted where request.revision <= 0 {
             // A compaction committed after the snapshot was taken removed a record it names;
             // a newer snapshot has the record that replaced it.
-            return try range(request, in: published.withLock { $0.store })
+            return try range(request, in: published.withLock { ($0.store, $0.raft.term) })
         }
     }
 
-    private func range(_ request: Etcdserverpb_RangeRequest, in store: KeyValueStore) throws(EtcdError) -> Etcdserverpb_RangeResponse {
+    private func range(_ request: Etcdserverpb_RangeRequest, in state: (store: KeyValueStore, term: UInt64))
+        throws(EtcdError) -> Etcdserverpb_RangeResponse
+    {
         var response = try RangeRules.answer(request) { key, end, options in
-            try store.range(key, end: end, options: options, reader: backend)
+            try state.store.range(key, end: end, options: options, reader: backend)
         }
-        response.header = header(revision: store.revision)
+        response.header = header(revision: state.store.revision, term: state.term)
         return response
     }
 
@@ -360,36 +384,43 @@ public final class EtcdServer: Sendable {
         try TxnRules.validate(request, maxOperations: configuration.maxTxnOperations)
     }
 
-    /// A response header for this member at `revision`.
+    /// A response header for this member at `revision`, with the current Raft term.
     public func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
-        Self.header(cluster: cluster.id, member: member.id, revision: revision)
+        header(revision: revision, term: published.withLock { $0.raft.term })
     }
 
-    private static func header(cluster: UInt64, member: UInt64, revision: Int64) -> Etcdserverpb_ResponseHeader {
+    func header(revision: Int64, term: UInt64) -> Etcdserverpb_ResponseHeader {
         var header = Etcdserverpb_ResponseHeader()
-        header.clusterID = cluster
-        header.memberID = member
+        header.clusterID = cluster.id
+        header.memberID = member.id
         header.revision = revision
-        header.raftTerm = raftTerm
+        header.raftTerm = term
         return header
     }
 
     public var currentRevision: Int64 { published.withLock { $0.store.revision } }
 
+    /// The member this one knows as leader; nil while there is none.
+    public var leaderID: UInt64? {
+        let leader = published.withLock { $0.raft.leader }
+        return leader == noNode ? nil : leader
+    }
+
     /// `Maintenance.Status` for this member.
     public func status() throws -> Etcdserverpb_StatusResponse {
-        let (revision, applied) = published.withLock { ($0.store.revision, $0.appliedIndex) }
+        let (revision, raft) = published.withLock { ($0.store.revision, $0.raft) }
         var response = Etcdserverpb_StatusResponse()
-        response.header = header(revision: revision)
+        response.header = header(revision: revision, term: raft.term)
         response.version = Self.version
         response.dbSize = try backend.sizeInBytes()
         response.dbSizeInUse = response.dbSize
-        response.leader = member.id
-        response.raftIndex = applied
-        response.raftAppliedIndex = applied
-        response.raftTerm = Self.raftTerm
+        response.leader = raft.leader
+        response.raftIndex = raft.commitIndex
+        response.raftAppliedIndex = raft.appliedIndex
+        response.raftTerm = raft.term
         response.storageVersion = Self.version
         response.dbSizeQuota = configuration.quotaBackendBytes
+        if raft.leader == noNode { response.errors = [EtcdError.noLeader.description] }
         return response
     }
 

@@ -43,6 +43,13 @@ public final class MemoryStorage: RaftStorage {
         currentSnapshot.metadata.confState = ConfState(voters: voters, learners: learners)
     }
 
+    /// Storage restarting from a snapshot: the log continues after it.
+    public convenience init(snapshot: SnapshotMetadata) {
+        self.init()
+        currentSnapshot.metadata = snapshot
+        log = [Entry(term: snapshot.term, index: snapshot.index)]
+    }
+
     public func initialState() throws(StorageError) -> (HardState, ConfState) {
         (hardState, currentSnapshot.metadata.confState)
     }

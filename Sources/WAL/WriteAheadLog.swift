@@ -236,8 +236,10 @@ public final class WriteAheadLog {
     }
 
     /// Appends `entries` (each index at most one past the last; a lower index replaces the tail
-    /// from there) and, when given, the new hard state, with one `fdatasync`.
-    public func save(hardState newState: WALHardState? = nil, entries: [LogEntry]) throws(WALError) {
+    /// from there) and, when given, the new hard state, with one `fdatasync` unless `sync` is
+    /// false (Raft asks for none when only the commit index moved: a lost commit index is
+    /// learned again from the leader).
+    public func save(hardState newState: WALHardState? = nil, entries: [LogEntry], sync: Bool = true) throws(WALError) {
         guard !entries.isEmpty || newState != nil else { return }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(entries.reduce(32) { $0 + RecordCodec.headerSize + 16 + $1.data.count })
@@ -252,7 +254,7 @@ public final class WriteAheadLog {
         if let newState {
             RecordCodec.append(.hardState, RecordCodec.payload(newState), crc: &nextCRC, to: &buffer)
         }
-        try write(buffer)
+        try write(buffer, sync: sync)
         crc = nextCRC
         lastIndex = nextLast
         if let newState { hardState = newState }
@@ -303,14 +305,14 @@ public final class WriteAheadLog {
         RecordCodec.append(.hardState, RecordCodec.payload(hardState), crc: &crc, to: &buffer)
     }
 
-    /// Writes and syncs `buffer` at the end. After any failure the log refuses further writes:
+    /// Writes (and normally syncs) `buffer` at the end. After any failure the log refuses further writes:
     /// what reached the disk is unknown, and only reopening (which repairs the tail) is safe.
-    private func write(_ buffer: [UInt8]) throws(WALError) {
+    private func write(_ buffer: [UInt8], sync shouldSync: Bool = true) throws(WALError) {
         guard !isClosed else { throw .io("the log is closed") }
         guard failure == nil else { throw .io("the log stopped after an earlier failure: \(failure!)") }
         do {
             try FileSystem.write(file, path, buffer, at: offset)
-            try sync()
+            if shouldSync { try sync() }
         } catch {
             failure = error
             throw error

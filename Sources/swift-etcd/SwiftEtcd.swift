@@ -19,7 +19,7 @@ enum Main {
     }
 }
 
-/// The swift-etcd server: etcd's flags, one member.
+/// The swift-etcd server: etcd's flags, one member of a cluster.
 struct SwiftEtcd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swift-etcd",
@@ -30,7 +30,8 @@ struct SwiftEtcd: AsyncParsableCommand {
         "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
         "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token", "initial-cluster-state",
         "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
-        "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes",
+        "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
+        "election-timeout",
     ]
 
     @Option(name: .customLong("name"), help: "Human-readable name for this member.")
@@ -59,6 +60,12 @@ struct SwiftEtcd: AsyncParsableCommand {
 
     @Option(name: .customLong("initial-cluster-state"), help: "Initial cluster state ('new' or 'existing').")
     var initialClusterState = "new"
+
+    @Option(name: .customLong("heartbeat-interval"), help: "Time (in milliseconds) of a heartbeat interval.")
+    var heartbeatInterval = 100
+
+    @Option(name: .customLong("election-timeout"), help: "Time (in milliseconds) for an election to timeout.")
+    var electionTimeout = 1000
 
     @Option(name: .customLong("max-request-bytes"), help: "Maximum client request size in bytes the server will accept.")
     var maxRequestBytes = 1_572_864
@@ -108,6 +115,17 @@ struct SwiftEtcd: AsyncParsableCommand {
         guard initialClusterState == "new" else {
             throw ValidationError("--initial-cluster-state existing: joining a cluster is not supported yet")
         }
+        guard heartbeatInterval > 0, electionTimeout > 0 else {
+            throw ValidationError("--heartbeat-interval and --election-timeout must be positive")
+        }
+        // etcd's own checks, with its wording.
+        guard electionTimeout >= 5 * heartbeatInterval else {
+            throw ValidationError(
+                "--election-timeout[\(electionTimeout)ms] should be at least as 5 times as --heartbeat-interval[\(heartbeatInterval)ms]")
+        }
+        guard electionTimeout <= 50000 else {
+            throw ValidationError("--election-timeout[\(electionTimeout)ms] is too long, and should be set less than 50 seconds")
+        }
     }
 
     func run() async throws {
@@ -126,6 +144,9 @@ struct SwiftEtcd: AsyncParsableCommand {
             name: name, dataDirectory: dataDir ?? "\(name).etcd", initialCluster: initialCluster,
             initialClusterToken: initialClusterToken,
             advertiseClientURLs: advertiseClientURLs.split(separator: ",").map(String.init))
+        configuration.listenPeerURLs = listenPeerURLs.split(separator: ",").map(String.init)
+        configuration.heartbeatInterval = .milliseconds(heartbeatInterval)
+        configuration.electionTimeout = .milliseconds(electionTimeout)
         configuration.maxRequestBytes = maxRequestBytes
         configuration.maxTxnOperations = maxTxnOps
         if quotaBackendBytes > 0 { configuration.quotaBackendBytes = quotaBackendBytes }

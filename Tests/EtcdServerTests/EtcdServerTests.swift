@@ -245,31 +245,44 @@ struct ApplyTests {
         #expect(!FileManager.default.fileExists(atPath: directory.path))
     }
 
-    @Test func loggedButUncommittedWritesAreReplayedOnceAtStart() async throws {
+    @Test func loggedButUnappliedWritesAreAppliedOnceAtStart() async throws {
         let member = try TestMember()
         await member.put("before", "1")
         member.server.stop()
+        let id = member.server.member.id
         // As if the member crashed after the log's fdatasync but before the backend commit.
         do {
             let (log, contents) = try WriteAheadLog.open(
                 directory: member.directory.appendingPathComponent("member/wal").path, from: WALSnapshot(index: 0, term: 0))
-            #expect(contents.entries.map(\.index) == [1])
-            #expect(contents.hardState == WALHardState(term: 2, vote: member.server.member.id, commit: 1))
+            // The new leader's empty entry, then the put.
+            #expect(contents.entries.map(\.index) == [1, 2])
+            #expect(contents.entries[0].data.isEmpty)
+            #expect(contents.hardState == WALHardState(term: 1, vote: id, commit: 2))
             let unapplied: [WriteRequest] = [
                 .put(.with { $0.key = Data("after".utf8); $0.value = Data("2".utf8) }),
                 .deleteRange(.with { $0.key = Data("before".utf8) }),
             ]
             try log.save(
-                hardState: WALHardState(term: 2, vote: member.server.member.id, commit: 3),
-                entries: unapplied.enumerated().map { LogEntry(index: 2 + UInt64($0.offset), term: 2, data: $0.element.logData) })
+                hardState: WALHardState(term: 1, vote: id, commit: 4),
+                entries: unapplied.enumerated().map {
+                    LogEntry(
+                        index: 3 + UInt64($0.offset), term: 1,
+                        data: EntryEnvelope.encode(proposer: id, requestID: UInt64($0.offset), request: $0.element))
+                })
             log.close()
         }
-        for _ in 0..<2 {  // the second start must not apply them again
+        for start in 1...2 {  // the second start must not apply them again
             let reopened = try EtcdServer(member.server.configuration)
+            // Each start elects the member again (a new term, a new empty entry) and applies what
+            // the log has beyond the backend.
+            let applied = 4 + UInt64(start)
+            for _ in 0..<600 where try reopened.status().raftAppliedIndex < applied {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(try reopened.status().raftAppliedIndex == applied)
             let all = try reopened.range(.with { $0.key = Data([0]); $0.rangeEnd = Data([0]) })
             #expect(all.kvs.map { String(decoding: $0.key, as: UTF8.self) } == ["after"])
             #expect(all.header.revision == 4)
-            #expect(try reopened.status().raftAppliedIndex == 3)
             reopened.stop()
         }
     }
@@ -294,9 +307,10 @@ struct ApplyTests {
         }
         #expect(segments.count == 2)
         let snapshots = try FileManager.default.contentsOfDirectory(atPath: snap).filter { $0.hasSuffix(".snap") }.sorted()
-        #expect(snapshots == ["0000000000000002-0000000000000050.snap", "0000000000000002-000000000000005a.snap"])
+        // Entry 1 is the leader's empty entry: snapshots every 10 entries, the newest two kept.
+        #expect(snapshots == ["0000000000000001-0000000000000050.snap", "0000000000000001-000000000000005a.snap"])
         // A snapshot file whose log marker never got written (a crash between the two) is skipped.
-        try Snapshotter.save(SnapshotFile(index: 95, term: 2, confState: []), directory: snap)
+        try Snapshotter.save(SnapshotFile(index: 95, term: 1, confState: []), directory: snap)
         let reopened = try EtcdServer(configuration)
         let response = try reopened.range(.with { $0.key = Data("key".utf8); $0.rangeEnd = Data("kez".utf8); $0.countOnly = true })
         #expect(response.count == 95)

@@ -18,7 +18,7 @@ public final class ServerProcess: Sendable {
     public let dataDirectory: URL
     public let port: Int
     public let kind: Kind
-    private let peerPort: Int
+    public let peerPort: Int
     private let process = Mutex<Process?>(nil)
 
     /// The package's executable sits beside the test bundle in the build folder, unless
@@ -29,14 +29,18 @@ public final class ServerProcess: Sendable {
     /// Debian's etcd, when installed.
     public static let etcdBinary = URL(fileURLWithPath: "/usr/bin/etcd")
 
-    public init(dataDirectory: URL, kind: Kind = .swiftEtcd) async throws {
+    /// Where the process's log goes (appended across restarts); nowhere when nil.
+    public let logFile: URL?
+
+    public init(dataDirectory: URL, kind: Kind = .swiftEtcd, logFile: URL? = nil) async throws {
         self.dataDirectory = dataDirectory
         self.kind = kind
+        self.logFile = logFile
         port = try await Self.freePort()
         peerPort = try await Self.freePort()
     }
 
-    private static func freePort() async throws -> Int {
+    public static func freePort() async throws -> Int {
         let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
         defer { probe.close(promise: nil) }
         return probe.localAddress!.port!
@@ -64,6 +68,15 @@ public final class ServerProcess: Sendable {
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
+        if let logFile {
+            if !FileManager.default.fileExists(atPath: logFile.path) {
+                _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
+            }
+            if let handle = try? FileHandle(forWritingTo: logFile) {
+                handle.seekToEndOfFile()
+                process.standardError = handle
+            }
+        }
         try process.run()
         self.process.withLock { $0 = process }
         // Bounded wait until it answers.
@@ -81,6 +94,15 @@ public final class ServerProcess: Sendable {
         kill9()
         throw GRPCStatus(.unavailable, "swift-etcd did not start within 30 s")
     }
+
+    /// Pauses (SIGSTOP) or resumes (SIGCONT) the process.
+    public func signal(_ number: Int32) {
+        process.withLock { process in
+            if let process, process.isRunning { kill(process.processIdentifier, number) }
+        }
+    }
+
+    public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
     public func kill9() {
         stop { kill($0.processIdentifier, SIGKILL) }

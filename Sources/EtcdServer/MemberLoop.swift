@@ -1,0 +1,465 @@
+import Dispatch
+import EtcdProto
+import Foundation
+import Logging
+import MVCC
+import Raft
+import WAL
+
+/// The member's one loop thread: it owns the Raft node, its log, and the store, and is the
+/// only code that touches them. Everything else talks to it through ``EtcdServer``'s inbox.
+///
+/// Each turn: tick when a heartbeat interval has passed, take everything the inbox holds
+/// (peer messages, proposals, reads) into the node, then work off every `Ready`: send what may
+/// go before the disk write (a leader replicates while it writes, Raft thesis §10.2.1), append
+/// to the log with one `fdatasync`, send acknowledgements, apply committed entries to the store
+/// in one backend transaction, answer reads whose read index is applied, and advance.
+final class MemberLoop {
+    private let server: EtcdServer
+    private let configuration: EtcdServer.Configuration
+    private var node: RaftNode
+    private let storage: MemoryStorage
+    private let log: WriteAheadLog
+    private let backend: SQLiteBackend
+    private let transport: PeerTransport?
+    private let logger: Logger
+    private var store: KeyValueStore
+    private var appliedIndex: UInt64
+    private var appliedTerm: UInt64
+    private var snapshotIndex: UInt64
+    private var confState: ConfState
+    private var soft = SoftState(leader: noNode, role: .follower)
+    private var term: UInt64 = 0
+    private var commitIndex: UInt64 = 0
+
+    /// Proposals made here and not yet applied, by request ID.
+    private var waiting: [UInt64: Waiter] = [:]
+    /// Proposals the node refused for want of a leader: offered again on every tick.
+    private var unproposed: [(id: UInt64, data: [UInt8])] = []
+    private var nextRequestID = UInt64.random(in: 1..<UInt64.max / 2)
+    /// Reads waiting for their read index, by the context their request carried.
+    private var readBatches: [UInt64: ReadBatch] = [:]
+    /// Reads that know their read index and wait for it to be applied.
+    private var readsAwaitingApply: [(index: UInt64, reads: [EtcdServer.ReadWaiter])] = []
+    private var nextReadContext: UInt64 = 1
+    private var ticks: UInt64 = 0
+    /// Set when a leader became known since the last turn.
+    private var leaderAppeared = false
+
+    /// Entries kept in memory behind a snapshot so a slightly slow follower catches up from the
+    /// log rather than needing a snapshot (etcd keeps the same number).
+    static let catchUpEntries: UInt64 = 5000
+
+    struct Waiter {
+        var completion: @Sendable (Result<WriteResponse, EtcdError>) -> Void
+        var deadline: ContinuousClock.Instant
+    }
+
+    private struct ReadBatch {
+        var reads: [EtcdServer.ReadWaiter]
+        var requestedAtTick: UInt64
+    }
+
+    /// Where the member restarts from, as ``EtcdServer`` recovered it.
+    struct Recovered {
+        var node: RaftNode
+        var storage: MemoryStorage
+        var log: WriteAheadLog
+        var store: KeyValueStore
+        var appliedIndex: UInt64
+        var appliedTerm: UInt64
+        var snapshotIndex: UInt64
+        var confState: ConfState
+    }
+
+    init(server: EtcdServer, recovered: Recovered, backend: SQLiteBackend, transport: PeerTransport?, logger: Logger) {
+        self.server = server
+        configuration = server.configuration
+        node = recovered.node
+        storage = recovered.storage
+        log = recovered.log
+        store = recovered.store
+        appliedIndex = recovered.appliedIndex
+        appliedTerm = recovered.appliedTerm
+        snapshotIndex = recovered.snapshotIndex
+        confState = recovered.confState
+        self.backend = backend
+        self.transport = transport
+        self.logger = logger
+        term = recovered.storage.hardState.term
+        commitIndex = recovered.storage.hardState.commit
+    }
+
+    private var localID: NodeID { node.id }
+
+    // MARK: The loop
+
+    func run() {
+        startElectionClock()
+        publishStatus()
+        let interval = configuration.heartbeatInterval
+        var nextTick = ContinuousClock.now + interval
+        while true {
+            let untilTick = nextTick - ContinuousClock.now
+            if untilTick > .zero {
+                let (seconds, attoseconds) = untilTick.components
+                _ = server.inbox.wake.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
+            }
+            let now = ContinuousClock.now
+            if now >= nextTick {
+                node.tick()
+                ticks += 1
+                // After a stall, tick once rather than in a burst that would fire elections.
+                nextTick = max(nextTick + interval, now)
+                onTick(now)
+            }
+            let inbox = server.inbox.take()
+            for message in inbox.messages {
+                try? node.step(message)
+            }
+            for peer in inbox.unreachable { node.reportUnreachable(peer) }
+            if let transferee = inbox.transferee { node.transferLeadership(to: transferee) }
+            propose(inbox.proposals)
+            requestRead(inbox.reads)
+            while node.hasReady { handleReady() }
+            if leaderAppeared {
+                // Requests refused for want of a leader go now rather than at the next tick.
+                leaderAppeared = false
+                retryUnproposed()
+                retryReads()
+                while node.hasReady { handleReady() }
+            }
+            if inbox.stopping { break }
+        }
+        failEverything(with: .stopped)
+        transport?.stop()
+        log.close()
+    }
+
+    /// A fresh member waits less for its first election (etcd advances its ticks the same way);
+    /// a member alone in its cluster campaigns at once.
+    private func startElectionClock() {
+        if confState.voters == [localID] {
+            node.campaign()
+        } else if term == 0 {
+            for _ in 1..<configuration.electionTicks { node.tick() }
+        }
+    }
+
+    private func onTick(_ now: ContinuousClock.Instant) {
+        retryUnproposed()
+        retryReads(olderThan: UInt64(configuration.electionTicks))
+        expire(now)
+    }
+
+    /// Fails requests whose deadline passed: without a leader as etcd's `no leader`, otherwise as a timeout.
+    private func expire(_ now: ContinuousClock.Instant) {
+        let error: EtcdError = soft.leader == noNode ? .noLeader : .timeout
+        for (id, waiter) in waiting where waiter.deadline <= now {
+            waiting[id] = nil
+            waiter.completion(.failure(error))
+        }
+        unproposed.removeAll { waiting[$0.id] == nil }
+        for (context, batch) in readBatches {
+            let (expired, live) = batch.reads.partitioned { $0.deadline <= now }
+            for read in expired { read.completion(.failure(error)) }
+            readBatches[context] = live.isEmpty ? nil : ReadBatch(reads: live, requestedAtTick: batch.requestedAtTick)
+        }
+        readsAwaitingApply = readsAwaitingApply.compactMap { index, reads in
+            let (expired, live) = reads.partitioned { $0.deadline <= now }
+            for read in expired { read.completion(.failure(.timeout)) }
+            return live.isEmpty ? nil : (index, live)
+        }
+    }
+
+    private func failEverything(with error: EtcdError) {
+        for waiter in waiting.values { waiter.completion(.failure(error)) }
+        waiting = [:]
+        for batch in readBatches.values { for read in batch.reads { read.completion(.failure(error)) } }
+        for (_, reads) in readsAwaitingApply { for read in reads { read.completion(.failure(error)) } }
+        readBatches = [:]
+        readsAwaitingApply = []
+    }
+
+    // MARK: Requests
+
+    private func propose(_ proposals: [EtcdServer.Proposal]) {
+        guard !proposals.isEmpty else { return }
+        var batch: [(id: UInt64, data: [UInt8])] = []
+        batch.reserveCapacity(proposals.count)
+        for proposal in proposals {
+            let id = nextRequestID
+            nextRequestID &+= 1
+            waiting[id] = Waiter(completion: proposal.completion, deadline: proposal.deadline)
+            batch.append((id, EntryEnvelope.encode(proposer: localID, requestID: id, request: proposal.request)))
+        }
+        offer(batch)
+    }
+
+    private func retryUnproposed() {
+        guard !unproposed.isEmpty, soft.leader != noNode else { return }
+        let batch = unproposed
+        unproposed = []
+        offer(batch)
+    }
+
+    /// Hands proposals to the node; those refused for want of a leader wait for one.
+    private func offer(_ batch: [(id: UInt64, data: [UInt8])]) {
+        do {
+            try node.propose(batch: batch.map(\.data))
+        } catch .proposalDropped(.noLeader) {
+            unproposed += batch
+        } catch {
+            let failure: EtcdError =
+                switch error {
+                case .proposalDropped(.uncommittedSizeLimit): .tooManyRequests
+                case .proposalDropped(.leadershipTransferInProgress): .leaderChanged
+                default: .stopped
+                }
+            for (id, _) in batch {
+                waiting.removeValue(forKey: id)?.completion(.failure(failure))
+            }
+        }
+    }
+
+    /// Asks for one read index for all of `reads`: they share the confirmation round.
+    private func requestRead(_ reads: [EtcdServer.ReadWaiter]) {
+        guard !reads.isEmpty else { return }
+        let context = nextReadContext
+        nextReadContext += 1
+        readBatches[context] = ReadBatch(reads: reads, requestedAtTick: ticks)
+        // Refused without a leader: asked again on a later tick.
+        try? node.readIndex(context: Self.bytes(context))
+    }
+
+    /// Asks again for read indexes requested at least `age` ticks ago: the request or its answer
+    /// was lost (no leader then, a leader change, a dropped message).
+    private func retryReads(olderThan age: UInt64 = 0) {
+        for (context, batch) in readBatches where ticks - batch.requestedAtTick >= age {
+            readBatches[context]!.requestedAtTick = ticks
+            try? node.readIndex(context: Self.bytes(context))
+        }
+    }
+
+    private func answer(_ readStates: [ReadState]) {
+        for state in readStates {
+            guard let context = Self.number(state.context), let batch = readBatches.removeValue(forKey: context) else { continue }
+            if state.index <= appliedIndex {
+                for read in batch.reads { read.completion(.success(())) }
+            } else {
+                readsAwaitingApply.append((state.index, batch.reads))
+            }
+        }
+    }
+
+    private func answerReadsUpToApplied() {
+        guard !readsAwaitingApply.isEmpty else { return }
+        let (ready, waiting) = readsAwaitingApply.partitioned { $0.index <= appliedIndex }
+        readsAwaitingApply = waiting
+        for (_, reads) in ready { for read in reads { read.completion(.success(())) } }
+    }
+
+    static func bytes(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
+
+    static func number(_ bytes: [UInt8]) -> UInt64? {
+        guard bytes.count == 8 else { return nil }
+        return bytes.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    // MARK: Ready
+
+    private func handleReady() {
+        let ready = node.ready()
+        if let newSoft = ready.softState { roleChanged(newSoft) }
+        transport?.send(ready.messages)
+        persist(ready)
+        transport?.send(ready.messagesAfterPersist)
+        if ready.snapshot != nil {
+            // Installing a leader's snapshot (streaming the backend) is not built yet; the leader
+            // keeps 5,000 entries behind each snapshot so followers rarely need one.
+            logger.error("received a snapshot from the leader; installing snapshots is not supported yet")
+        }
+        apply(ready.committedEntries)
+        answer(ready.readStates)
+        node.advance()
+        publishStatus()
+    }
+
+    private func roleChanged(_ newSoft: SoftState) {
+        if newSoft.leader != soft.leader {
+            if newSoft.leader == noNode {
+                logger.info("raft lost leader", metadata: ["local-member-id": "\(hex(localID))", "lost-leader-id": "\(hex(soft.leader))"])
+            } else {
+                logger.info("raft elected leader", metadata: [
+                    "local-member-id": "\(hex(localID))", "elected-leader-id": "\(hex(newSoft.leader))", "term": "\(node.status().hardState.term)",
+                ])
+            }
+        }
+        if soft.leader == noNode && newSoft.leader != noNode { leaderAppeared = true }
+        soft = newSoft
+    }
+
+    private func persist(_ ready: Ready) {
+        let entries = ready.entries.map(EntryEnvelope.logEntry)
+        let hardState = ready.hardState.map { WALHardState(term: $0.term, vote: $0.vote, commit: $0.commit) }
+        guard !entries.isEmpty || hardState != nil else { return }
+        do {
+            try log.save(hardState: hardState, entries: entries, sync: ready.mustSync)
+        } catch {
+            EtcdServer.fatal("failed to persist raft state to the log", error)
+        }
+        storage.append(ready.entries)
+        if let state = ready.hardState {
+            storage.setHardState(state)
+            term = state.term
+            commitIndex = state.commit
+        }
+    }
+
+    /// Applies committed entries in order, commits them to the backend in one transaction with
+    /// the applied index, publishes the new store, then completes the proposals made here.
+    private func apply(_ entries: [Entry]) {
+        // Entries a restored backend already holds are skipped: applying is idempotent.
+        let entries = entries.drop { $0.index <= appliedIndex }
+        guard let last = entries.last else { return }
+        var reader = OverlayReader(base: backend)
+        var changes: [Change] = []
+        var compaction: (main: Int64, kept: Set<Revision>)?
+        var completions: [(Waiter, Result<WriteResponse, EtcdError>)] = []
+        let header = server.header(revision: 0, term: term)
+        for entry in entries {
+            switch entry.kind {
+            case .normal:
+                // An empty entry is a new leader's no-op.
+                guard !entry.data.isEmpty else { continue }
+                let envelope: EntryEnvelope
+                do {
+                    envelope = try EntryEnvelope(entry.data)
+                } catch {
+                    EtcdServer.fatal("committed entry \(entry.index) does not decode", error)
+                }
+                let outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header)
+                reader.add(outcome.changes)
+                changes += outcome.changes
+                if let compacted = outcome.compaction { compaction = compacted }
+                if envelope.proposer == localID, let waiter = waiting.removeValue(forKey: envelope.requestID) {
+                    completions.append((waiter, outcome.response))
+                }
+            case .confChange:
+                guard let change = ConfChange(encoded: entry.data) else {
+                    EtcdServer.fatal("committed membership change \(entry.index) does not decode", ConfigurationError("bad encoding"))
+                }
+                do {
+                    confState = try node.applyConfChange(change)
+                } catch {
+                    logger.warning("ignored a membership change that cannot apply", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        appliedIndex = last.index
+        appliedTerm = last.term
+        var meta: [SQLiteBackend.Meta: Int64] = [
+            .consistentIndex: Int64(appliedIndex), .consistentTerm: Int64(appliedTerm), .revision: store.revision,
+        ]
+        if compaction != nil { meta[.compactedRevision] = store.compactedRevision }
+        do {
+            let start = ContinuousClock.now
+            try backend.commit(changes, meta: meta, removingAtOrBefore: compaction)
+            configuration.diskMetrics.backendCommit?(ContinuousClock.now - start)
+        } catch {
+            EtcdServer.fatal("failed to commit applied entries to the backend", error)
+        }
+        server.publish(store: store, appliedIndex: appliedIndex)
+        for (waiter, result) in completions { waiter.completion(result) }
+        answerReadsUpToApplied()
+        if appliedIndex - snapshotIndex >= configuration.snapshotCount {
+            snapshot()
+        }
+    }
+
+    private func publishStatus() {
+        server.publish(
+            raft: EtcdServer.RaftSummary(
+                term: term, leader: soft.leader, role: soft.role, commitIndex: commitIndex, appliedIndex: appliedIndex),
+            voters: confState.voters.count)
+    }
+
+    // MARK: Snapshots
+
+    /// Records a snapshot at the applied index: makes the backend durable up to it, writes the
+    /// snapshot file, then its marker in the log; keeps ``catchUpEntries`` behind it in memory
+    /// and purges old files in the background. A crash at any point leaves a state a restart
+    /// recovers from: the previous snapshot, or this one.
+    private func snapshot() {
+        let file = SnapshotFile(index: appliedIndex, term: appliedTerm, confState: PeerWire.encode(confState))
+        do {
+            try backend.makeDurable(snapshotIndex: Int64(appliedIndex))
+            try Snapshotter.save(file, directory: server.snapDirectory)
+            try log.saveSnapshot(file.marker)
+            try storage.createSnapshot(at: appliedIndex, confState: confState, data: [])
+            if appliedIndex > Self.catchUpEntries {
+                try? storage.compact(through: appliedIndex - Self.catchUpEntries)
+            }
+        } catch {
+            EtcdServer.fatal("failed to save a snapshot", error)
+        }
+        snapshotIndex = appliedIndex
+        server.purgeOldFiles(snapshotIndex: appliedIndex)
+    }
+
+    private func hex(_ id: NodeID) -> String { String(id, radix: 16) }
+}
+
+/// How the member's log entries are encoded: a normal entry is a tag byte, who proposed it and
+/// under which request ID (so the member that proposed it can answer its client), then the write
+/// request; an empty one is a new leader's no-op. In the write-ahead log a membership change is
+/// its own tag byte followed by the encoded change, so the two kinds never collide.
+struct EntryEnvelope {
+    var proposer: NodeID
+    var requestID: UInt64
+    var request: WriteRequest
+
+    private static let writeTag: UInt8 = 1
+    private static let membershipTag: UInt8 = 2
+
+    static func encode(proposer: NodeID, requestID: UInt64, request: WriteRequest) -> [UInt8] {
+        [writeTag] + MemberLoop.bytes(proposer) + MemberLoop.bytes(requestID) + request.logData
+    }
+
+    init(_ data: [UInt8]) throws {
+        guard data.count > 17, data[0] == Self.writeTag else {
+            throw ConfigurationError("entry of \(data.count) bytes is not a write request")
+        }
+        proposer = MemberLoop.number(Array(data[1..<9]))!
+        requestID = MemberLoop.number(Array(data[9..<17]))!
+        request = try WriteRequest(logData: Array(data[17...]))
+    }
+
+    /// A Raft entry as the log stores it.
+    static func logEntry(_ entry: Entry) -> LogEntry {
+        switch entry.kind {
+        case .normal: LogEntry(index: entry.index, term: entry.term, data: entry.data)
+        case .confChange: LogEntry(index: entry.index, term: entry.term, data: [membershipTag] + entry.data)
+        }
+    }
+
+    /// A logged entry as Raft takes it back.
+    static func raftEntry(_ entry: LogEntry) -> Entry {
+        if entry.data.first == membershipTag {
+            return Entry(term: entry.term, index: entry.index, kind: .confChange, data: Array(entry.data.dropFirst()))
+        }
+        return Entry(term: entry.term, index: entry.index, data: entry.data)
+    }
+}
+
+extension Array {
+    /// The elements matching `predicate`, then the rest, each in their original order.
+    func partitioned(by predicate: (Element) -> Bool) -> ([Element], [Element]) {
+        var matching: [Element] = []
+        var rest: [Element] = []
+        for element in self {
+            if predicate(element) { matching.append(element) } else { rest.append(element) }
+        }
+        return (matching, rest)
+    }
+}

@@ -1,0 +1,320 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+
+/// Carries Raft messages between members: one long-lived outbound TCP connection to each peer
+/// (messages to it go in order, batched into one frame per send), and a listener on this
+/// member's peer URL that accepts connections from members of the same cluster only.
+///
+/// Delivery is best effort, as Raft expects: a message that cannot be sent soon is dropped and
+/// the peer reported unreachable, so the leader probes it instead of streaming into a void.
+final class PeerTransport: Sendable {
+    struct Callbacks: Sendable {
+        /// Messages that arrived from peers, in arrival order per peer.
+        var deliver: @Sendable ([Message]) -> Void
+        /// A peer could not be reached: messages to it were dropped.
+        var unreachable: @Sendable (NodeID) -> Void
+    }
+
+    private let localID: NodeID
+    private let clusterID: UInt64
+    private let group: any EventLoopGroup
+    private let callbacks: Callbacks
+    private let logger: Logger
+    private let senders = Mutex<[NodeID: PeerSender]>([:])
+    private let listeners = Mutex<[any Channel]>([])
+
+    init(localID: NodeID, clusterID: UInt64, group: any EventLoopGroup, logger: Logger, callbacks: Callbacks) {
+        self.localID = localID
+        self.clusterID = clusterID
+        self.group = group
+        self.logger = logger
+        self.callbacks = callbacks
+    }
+
+    /// Starts accepting peer connections on `host:port`.
+    func listen(host: String, port: Int) throws {
+        let (localID, clusterID, callbacks, logger) = (localID, clusterID, callbacks, logger)
+        let channel = try ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(
+                        PeerReceiver(localID: localID, clusterID: clusterID, logger: logger, deliver: callbacks.deliver))
+                }
+            }
+            .bind(host: host, port: port).wait()
+        listeners.withLock { $0.append(channel) }
+    }
+
+    /// Makes `peers` (ID to peer URLs) the members messages can go to.
+    func setPeers(_ peers: [NodeID: [String]]) {
+        let removed = senders.withLock { senders -> [PeerSender] in
+            var removed: [PeerSender] = []
+            for (id, sender) in senders where peers[id] == nil || peers[id]! != sender.urls {
+                removed.append(sender)
+                senders[id] = nil
+            }
+            for (id, urls) in peers where id != localID && senders[id] == nil {
+                senders[id] = PeerSender(
+                    hello: PeerHello(clusterID: clusterID, from: localID, to: id), urls: urls, group: group,
+                    unreachable: callbacks.unreachable)
+            }
+            return removed
+        }
+        for sender in removed { sender.close() }
+    }
+
+    /// Sends each message to its addressee; messages to unknown members are dropped.
+    func send(_ messages: [Message]) {
+        guard !messages.isEmpty else { return }
+        if messages.count == 1 || messages.allSatisfy({ $0.to == messages[0].to }) {
+            sender(for: messages[0].to)?.send(messages)
+            return
+        }
+        var byPeer: [NodeID: [Message]] = [:]
+        for message in messages { byPeer[message.to, default: []].append(message) }
+        for (peer, batch) in byPeer { sender(for: peer)?.send(batch) }
+    }
+
+    private func sender(for peer: NodeID) -> PeerSender? {
+        let sender = senders.withLock { $0[peer] }
+        if sender == nil { callbacks.unreachable(peer) }
+        return sender
+    }
+
+    /// Closes every connection and stops listening.
+    func stop() {
+        for channel in listeners.withLock({ $0 }) { try? channel.close().wait() }
+        for sender in senders.withLock({ $0.values }) { sender.close() }
+    }
+}
+
+/// The outbound connection to one peer: connects on first use, reconnects with backoff, holds
+/// a bounded queue while connecting, and drops (reporting the peer unreachable) beyond it.
+private final class PeerSender: Sendable {
+    let urls: [String]
+    private let hello: PeerHello
+    private let group: any EventLoopGroup
+    private let unreachable: @Sendable (NodeID) -> Void
+    private let state = Mutex(State())
+
+    /// Messages held while a connection is being made; more than this and they are dropped.
+    private static let maxQueued = 4096
+    private static let minBackoff: Duration = .milliseconds(50)
+    private static let maxBackoff: Duration = .seconds(1)
+
+    private struct State {
+        var channel: (any Channel)?
+        var connecting = false
+        var queued: [Message] = []
+        var nextAttempt = ContinuousClock.now
+        var backoff = PeerSender.minBackoff
+        var urlIndex = 0
+        var closed = false
+    }
+
+    init(hello: PeerHello, urls: [String], group: any EventLoopGroup, unreachable: @escaping @Sendable (NodeID) -> Void) {
+        self.hello = hello
+        self.urls = urls
+        self.group = group
+        self.unreachable = unreachable
+    }
+
+    func send(_ messages: [Message]) {
+        enum Action { case write(any Channel), connect, drop, none }
+        let action = state.withLock { state -> Action in
+            if state.closed { return .none }
+            if let channel = state.channel { return .write(channel) }
+            guard state.queued.count + messages.count <= Self.maxQueued else { return .drop }
+            state.queued += messages
+            guard !state.connecting, ContinuousClock.now >= state.nextAttempt else { return .none }
+            state.connecting = true
+            return .connect
+        }
+        switch action {
+        case .write(let channel): write(messages, on: channel)
+        case .connect: connect()
+        case .drop: unreachable(hello.to)
+        case .none: break
+        }
+    }
+
+    private func write(_ messages: [Message], on channel: any Channel) {
+        guard channel.isWritable else {
+            // The peer is not keeping up: Raft resends once it hears from it again.
+            unreachable(hello.to)
+            return
+        }
+        var buffer = channel.allocator.buffer(capacity: 256)
+        PeerWire.write(messages, to: &buffer)
+        channel.writeAndFlush(buffer, promise: nil)
+    }
+
+    private func connect() {
+        let url = state.withLock { state in
+            defer { state.urlIndex += 1 }
+            return urls[state.urlIndex % urls.count]
+        }
+        guard let (host, port) = PeerURL.hostAndPort(url) else {
+            connectionFailed()
+            return
+        }
+        let hello = hello
+        ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: .init(low: 1 << 20, high: 8 << 20))
+            .connectTimeout(.seconds(1))
+            .channelInitializer { channel in
+                // Peers never answer on this connection; anything they send is ignored.
+                channel.eventLoop.makeSucceededVoidFuture()
+            }
+            .connect(host: host, port: port)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    var buffer = channel.allocator.buffer(capacity: 64)
+                    hello.write(to: &buffer)
+                    channel.write(buffer, promise: nil)
+                    channel.closeFuture.whenComplete { [self] _ in disconnected(channel) }
+                    let queued = state.withLock { state -> [Message]? in
+                        guard !state.closed else { return nil }
+                        state.channel = channel
+                        state.connecting = false
+                        state.backoff = Self.minBackoff
+                        defer { state.queued = [] }
+                        return state.queued
+                    }
+                    guard let queued else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    if queued.isEmpty {
+                        channel.flush()
+                    } else {
+                        write(queued, on: channel)
+                    }
+                case .failure:
+                    connectionFailed()
+                }
+            }
+    }
+
+    private func connectionFailed() {
+        state.withLock { state in
+            state.connecting = false
+            state.queued = []
+            state.nextAttempt = ContinuousClock.now + state.backoff
+            state.backoff = min(state.backoff * 2, Self.maxBackoff)
+        }
+        unreachable(hello.to)
+    }
+
+    private func disconnected(_ channel: any Channel) {
+        let wasCurrent = state.withLock { state -> Bool in
+            guard let current = state.channel, current === channel else { return false }
+            state.channel = nil
+            state.nextAttempt = ContinuousClock.now + state.backoff
+            return true
+        }
+        if wasCurrent { unreachable(hello.to) }
+    }
+
+    func close() {
+        let channel = state.withLock { state -> (any Channel)? in
+            state.closed = true
+            state.queued = []
+            defer { state.channel = nil }
+            return state.channel
+        }
+        channel?.close(promise: nil)
+    }
+}
+
+/// Splits the inbound byte stream into frame bodies.
+struct PeerFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
+        guard Int(length) <= PeerWire.maxFrameSize else {
+            throw PeerWire.DecodingError(description: "frame of \(length) bytes exceeds the limit")
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
+        return .continue
+    }
+}
+
+/// Reads one inbound peer connection: the hello first (refusing other clusters and
+/// misaddressed calls), then batches of messages, delivered once per read burst.
+private final class PeerReceiver: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let localID: NodeID
+    private let clusterID: UInt64
+    private let logger: Logger
+    private let deliver: @Sendable ([Message]) -> Void
+    private var peer: NodeID?
+    private var pending: [Message] = []
+
+    init(localID: NodeID, clusterID: UInt64, logger: Logger, deliver: @escaping @Sendable ([Message]) -> Void) {
+        self.localID = localID
+        self.clusterID = clusterID
+        self.logger = logger
+        self.deliver = deliver
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var body = unwrapInboundIn(data)
+        do {
+            guard let peer else {
+                let hello = try PeerHello(&body)
+                guard hello.clusterID == clusterID, hello.to == localID else {
+                    logger.warning("rejected a peer connection from another cluster or for another member", metadata: [
+                        "remote-peer-id": "\(String(hello.from, radix: 16))",
+                        "remote-cluster-id": "\(String(hello.clusterID, radix: 16))",
+                        "local-cluster-id": "\(String(clusterID, radix: 16))",
+                    ])
+                    context.close(promise: nil)
+                    return
+                }
+                self.peer = hello.from
+                return
+            }
+            let messages = try PeerWire.readMessages(&body)
+            // A peer speaks only for itself.
+            pending += messages.filter { $0.from == peer && $0.to == localID }
+        } catch {
+            logger.warning("closing a peer connection that sent malformed data", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        guard !pending.isEmpty else { return }
+        deliver(pending)
+        pending = []
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// `http://host:port` peer URLs.
+enum PeerURL {
+    static func hostAndPort(_ url: String) -> (String, Int)? {
+        guard let components = URLComponents(string: url), components.scheme == "http", let host = components.host,
+            let port = components.port, !host.isEmpty
+        else { return nil }
+        return (host == "localhost" ? "127.0.0.1" : host, port)
+    }
+}

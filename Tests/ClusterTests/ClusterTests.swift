@@ -1,0 +1,143 @@
+import EtcdClient
+import EtcdProto
+import Foundation
+import GRPCWire
+import TestSupport
+import Testing
+
+/// Real multi-process clusters: members started as etcd's documentation starts them, driven by
+/// the Swift client, killed with SIGKILL.
+@Suite("Multi-member clusters", .serialized)
+struct ClusterTests {
+    /// Short Raft timers keep the tests quick; the ratios are etcd's defaults (1:10).
+    static let timers = ["--heartbeat-interval", "50", "--election-timeout", "500"]
+
+    @Test("a write through any member is read linearizably through every member")
+    func writesAndReadsThroughAnyMember() async throws {
+        let cluster = try await ClusterProcesses(size: 3, extraArguments: Self.timers)
+        defer { cluster.destroy() }
+        try await cluster.start()
+        _ = try await cluster.waitForLeader()
+        for writer in 0..<3 {
+            let client = try EtcdClient(endpoints: [cluster.endpoint(writer)])
+            let put = try await client.put("key-\(writer)", "from-\(writer)")
+            await client.close()
+            for reader in 0..<3 {
+                let readerClient = try EtcdClient(endpoints: [cluster.endpoint(reader)])
+                let got = try await readerClient.get("key-\(writer)")
+                await readerClient.close()
+                #expect(got.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["from-\(writer)"])
+                #expect(got.header.revision >= put.header.revision)
+            }
+        }
+        // Every member reports the same leader, term and applied index once quiet.
+        let statuses = try await [cluster.status(0), cluster.status(1), cluster.status(2)]
+        #expect(Set(statuses.map(\.leader)).count == 1)
+        #expect(Set(statuses.map(\.raftTerm)).count == 1)
+        #expect(statuses.allSatisfy { $0.header.revision == 4 })
+        #expect(Set(statuses.map(\.header.clusterID)).count == 1)
+        #expect(Set(statuses.map(\.header.memberID)).count == 3)
+    }
+
+    @Test("the leader killed with SIGKILL: a new leader is elected, writes go on, the old leader catches up")
+    func leaderKilled() async throws {
+        let cluster = try await ClusterProcesses(size: 3, extraArguments: Self.timers)
+        defer { cluster.destroy() }
+        try await cluster.start()
+        let leader = try await cluster.waitForLeader()
+        let client = try EtcdClient(endpoints: cluster.endpoints)
+        defer { Task { await client.close() } }
+        for index in 0..<20 { try await client.put("before-\(index)", "\(index)") }
+        let termBefore = try await cluster.status(leader).raftTerm
+
+        cluster.members[leader].kill9()
+        let killedAt = ContinuousClock.now
+        let survivors = (0..<3).filter { $0 != leader }
+        let newLeader = try await cluster.waitForLeader(among: survivors)
+        let electionTime = ContinuousClock.now - killedAt
+        print("new leader elected \(electionTime) after the leader was killed (election timeout 500 ms)")
+        #expect(newLeader != leader)
+        // Generous against scheduling noise on a loaded machine; the figure above is the measurement.
+        #expect(electionTime < .seconds(10))
+        #expect(try await cluster.status(newLeader).raftTerm > termBefore)
+
+        let survivorClient = try EtcdClient(endpoints: survivors.map(cluster.endpoint))
+        defer { Task { await survivorClient.close() } }
+        for index in 0..<20 { try await survivorClient.put("after-\(index)", "\(index)") }
+        let all = try await survivorClient.get(Data("a".utf8), rangeEnd: Data("c".utf8))
+        #expect(all.count == 40)
+
+        try await cluster.start(leader)
+        // The restarted member catches up: its own (serializable) view reaches the same revision.
+        let target = try await cluster.status(newLeader).header.revision
+        let restartedClient = try EtcdClient(endpoints: [cluster.endpoint(leader)])
+        defer { Task { await restartedClient.close() } }
+        let deadline = ContinuousClock.now + .seconds(30)
+        var revision: Int64 = 0
+        while ContinuousClock.now < deadline {
+            revision = (try? await restartedClient.get("after-19", serializable: true).header.revision) ?? 0
+            if revision >= target { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(revision == target)
+        let caughtUp = try await restartedClient.get("after-19", serializable: true)
+        #expect(caughtUp.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["19"])
+    }
+
+    @Test("a member cut off from the majority answers writes and linearizable reads with etcd's no-leader error")
+    func minorityRefuses() async throws {
+        let cluster = try await ClusterProcesses(size: 3, extraArguments: Self.timers)
+        defer { cluster.destroy() }
+        try await cluster.start()
+        _ = try await cluster.waitForLeader()
+        let client = try EtcdClient(endpoints: [cluster.endpoint(0)], requestTimeout: .seconds(30))
+        defer { Task { await client.close() } }
+        try await client.put("k", "before")
+        cluster.members[1].kill9()
+        cluster.members[2].kill9()
+
+        var putError: EtcdClientError?
+        do {
+            try await client.put("k", "after")
+        } catch {
+            putError = error
+        }
+        #expect(putError?.code == .unavailable)
+        #expect(putError?.message == "etcdserver: no leader")
+
+        var readError: EtcdClientError?
+        do {
+            _ = try await client.get("k")
+        } catch {
+            readError = error
+        }
+        #expect(readError?.code == .unavailable)
+        #expect(readError?.message == "etcdserver: no leader")
+
+        // A serializable read is answered from what the member has.
+        let local = try await client.get("k", serializable: true)
+        #expect(local.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["before"])
+    }
+
+    @Test("five members survive two of them killed, and the three left agree")
+    func fiveMembers() async throws {
+        let cluster = try await ClusterProcesses(size: 5, extraArguments: Self.timers)
+        defer { cluster.destroy() }
+        try await cluster.start()
+        let leader = try await cluster.waitForLeader()
+        let victims = [leader, (leader + 1) % 5]
+        for victim in victims { cluster.members[victim].kill9() }
+        let survivors = (0..<5).filter { !victims.contains($0) }
+        _ = try await cluster.waitForLeader(among: survivors)
+        let client = try EtcdClient(endpoints: survivors.map(cluster.endpoint))
+        defer { Task { await client.close() } }
+        for index in 0..<30 { try await client.put("k\(index)", "v\(index)") }
+        for survivor in survivors {
+            let one = try EtcdClient(endpoints: [cluster.endpoint(survivor)])
+            let got = try await one.get("k29")
+            await one.close()
+            #expect(got.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["v29"])
+            #expect(got.header.revision == 31)
+        }
+    }
+}
