@@ -170,6 +170,7 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "EtcdProto",
+                "EtcdServer",
                 "GRPCWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -12,6 +12,7 @@ public enum EtcdRouter {
         var router = ServerRouter()
         registerHealth(&router)
         KVService.register(server, on: &router)
+        MaintenanceService.register(server, on: &router)
         UnknownLeases.register(server, on: &router)
         for (path, kind) in RPCCatalog.all where !router.handles(path) {
             router.answerUnimplemented(path, kind: kind)

@@ -13,6 +13,8 @@ extension GRPCStatus {
             case .leaseNotFound: .notFound
             case .stopped, .noLeader, .timeout, .timeoutDueToLeaderFail, .leaderChanged: .unavailable
             case .tooManyRequests: .resourceExhausted
+            case .notLeader, .badLeaderTransferee: .failedPrecondition
+            case .leaderTransferTimeout: .unavailable
             }
         self.init(code, error.description)
     }

@@ -4,8 +4,7 @@ import GRPCWire
 import NIOCore
 import SwiftProtobuf
 
-/// `etcdserverpb.KV` plus the `Cluster.MemberList` and `Maintenance.Status` answers etcdctl's
-/// `member list` and `endpoint status` need. Handlers only translate: checks that need no
+/// `etcdserverpb.KV`. Handlers only translate: checks that need no
 /// state run here on the event loop, reads are answered from the member's published snapshot
 /// on the event loop (linearizable ones once the member confirms its read index), writes
 /// become proposals whose completion hops back.
@@ -54,18 +53,6 @@ enum KVService {
             (request: Etcdserverpb_CompactionRequest, responder: UnaryResponder<Etcdserverpb_CompactionResponse>) in
             server.propose(.compaction(request)) { result in
                 responder.complete(result, as: { if case .compaction(let response) = $0 { response } else { nil } })
-            }
-        }
-        router.unary(Etcdserverpb_ClusterRPCs.memberList.path) {
-            (_: Etcdserverpb_MemberListRequest, responder: UnaryResponder<Etcdserverpb_MemberListResponse>) in
-            responder.succeed(server.memberList())
-        }
-        router.unary(Etcdserverpb_MaintenanceRPCs.status.path) {
-            (_: Etcdserverpb_StatusRequest, responder: UnaryResponder<Etcdserverpb_StatusResponse>) in
-            do {
-                responder.succeed(try server.status())
-            } catch {
-                responder.fail(GRPCStatus(.unavailable, "etcdserver: \(error)"))
             }
         }
     }

@@ -20,6 +20,9 @@ public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible {
     case timeoutDueToLeaderFail
     case leaderChanged
     case tooManyRequests
+    case notLeader
+    case badLeaderTransferee
+    case leaderTransferTimeout
 
     public var description: String {
         switch self {
@@ -40,6 +43,9 @@ public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible {
         case .timeoutDueToLeaderFail: "etcdserver: request timed out, possibly due to previous leader failure"
         case .leaderChanged: "etcdserver: leader changed"
         case .tooManyRequests: "etcdserver: too many requests"
+        case .notLeader: "etcdserver: not leader"
+        case .badLeaderTransferee: "etcdserver: bad leader transferee"
+        case .leaderTransferTimeout: "etcdserver: request timed out, leader transfer took too long"
         }
     }
 

@@ -90,6 +90,12 @@ public final class EtcdServer: Sendable {
         let deadline: ContinuousClock.Instant
     }
 
+    struct LeaderTransfer {
+        let target: UInt64
+        let completion: @Sendable (Result<Void, EtcdError>) -> Void
+        let deadline: ContinuousClock.Instant
+    }
+
     struct ReadWaiter {
         let completion: @Sendable (Result<Void, EtcdError>) -> Void
         let deadline: ContinuousClock.Instant
@@ -345,6 +351,19 @@ public final class EtcdServer: Sendable {
         let accepted = inbox.enqueue { inbox in
             guard !inbox.stopping else { return false }
             inbox.reads.append(read)
+            return true
+        }
+        if !accepted { completion(.failure(.stopped)) }
+    }
+
+    /// `Maintenance.MoveLeader`: hands leadership to voting member `target`; `completion` runs
+    /// once `target` leads, or with etcd's error when this member does not lead, `target` cannot
+    /// lead, or the transfer takes longer than the request timeout.
+    public func moveLeader(to target: UInt64, completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
+        let transfer = LeaderTransfer(target: target, completion: completion, deadline: .now + configuration.requestTimeout)
+        let accepted = inbox.enqueue { inbox in
+            guard !inbox.stopping else { return false }
+            inbox.transfers.append(transfer)
             return true
         }
         if !accepted { completion(.failure(.stopped)) }

@@ -10,11 +10,11 @@ final class MemberInbox: Sendable {
         var reads: [EtcdServer.ReadWaiter] = []
         var messages: [Message] = []
         var unreachable: Set<NodeID> = []
-        var transferee: NodeID?
+        var transfers: [EtcdServer.LeaderTransfer] = []
         var stopping = false
 
         var isEmpty: Bool {
-            proposals.isEmpty && reads.isEmpty && messages.isEmpty && unreachable.isEmpty && transferee == nil && !stopping
+            proposals.isEmpty && reads.isEmpty && messages.isEmpty && unreachable.isEmpty && transfers.isEmpty && !stopping
         }
     }
 

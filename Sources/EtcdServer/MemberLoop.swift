@@ -43,6 +43,8 @@ final class MemberLoop {
     private var readsAwaitingApply: [(index: UInt64, reads: [EtcdServer.ReadWaiter])] = []
     private var nextReadContext: UInt64 = 1
     private var ticks: UInt64 = 0
+    /// `MoveLeader` requests waiting for their target to lead.
+    private var transfers: [EtcdServer.LeaderTransfer] = []
     /// Set when a leader became known since the last turn.
     private var leaderAppeared = false
 
@@ -118,7 +120,7 @@ final class MemberLoop {
                 try? node.step(message)
             }
             for peer in inbox.unreachable { node.reportUnreachable(peer) }
-            if let transferee = inbox.transferee { node.transferLeadership(to: transferee) }
+            startTransfers(inbox.transfers)
             propose(inbox.proposals)
             requestRead(inbox.reads)
             while node.hasReady { handleReady() }
@@ -129,6 +131,7 @@ final class MemberLoop {
                 retryReads()
                 while node.hasReady { handleReady() }
             }
+            finishTransfers()
             if inbox.stopping { break }
         }
         failEverything(with: .stopped)
@@ -150,6 +153,37 @@ final class MemberLoop {
         retryUnproposed()
         retryReads(olderThan: UInt64(configuration.electionTicks))
         expire(now)
+    }
+
+    private func startTransfers(_ requests: [EtcdServer.LeaderTransfer]) {
+        for transfer in requests {
+            guard soft.role == .leader else {
+                transfer.completion(.failure(.notLeader))
+                continue
+            }
+            guard confState.voters.contains(transfer.target) else {
+                transfer.completion(.failure(.badLeaderTransferee))
+                continue
+            }
+            if transfer.target != localID { node.transferLeadership(to: transfer.target) }
+            transfers.append(transfer)
+        }
+    }
+
+    /// Completes transfers whose target now leads, and fails those past their deadline.
+    private func finishTransfers() {
+        guard !transfers.isEmpty else { return }
+        let now = ContinuousClock.now
+        transfers.removeAll { transfer in
+            if soft.leader == transfer.target {
+                transfer.completion(.success(()))
+            } else if transfer.deadline <= now {
+                transfer.completion(.failure(.leaderTransferTimeout))
+            } else {
+                return false
+            }
+            return true
+        }
     }
 
     /// Fails requests whose deadline passed: without a leader as etcd's `no leader`, otherwise as a timeout.
@@ -175,6 +209,8 @@ final class MemberLoop {
     private func failEverything(with error: EtcdError) {
         for waiter in waiting.values { waiter.completion(.failure(error)) }
         waiting = [:]
+        for transfer in transfers { transfer.completion(.failure(error)) }
+        transfers = []
         for batch in readBatches.values { for read in batch.reads { read.completion(.failure(error)) } }
         for (_, reads) in readsAwaitingApply { for read in reads { read.completion(.failure(error)) } }
         readBatches = [:]

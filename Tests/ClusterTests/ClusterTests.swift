@@ -141,3 +141,63 @@ struct ClusterTests {
         }
     }
 }
+
+/// Partitions made by cutting peer links (``PeerLinkProxies``), with every process running.
+@Suite("Cluster partitions", .serialized)
+struct PartitionTests {
+    @Test("an isolated leader steps down and refuses; the majority elects a leader and goes on; healing converges")
+    func isolatedLeader() async throws {
+        let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers, partitionable: true)
+        defer { cluster.destroy() }
+        try await cluster.start()
+        let leader = try await cluster.waitForLeader()
+        let everyone = try EtcdClient(endpoints: cluster.endpoints)
+        defer { Task { await everyone.close() } }
+        for index in 0..<10 { try await everyone.put("before-\(index)", "\(index)") }
+
+        cluster.links!.isolate([leader])
+        let majority = (0..<3).filter { $0 != leader }
+        _ = try await cluster.waitForLeader(among: majority)
+        let majorityClient = try EtcdClient(endpoints: majority.map(cluster.endpoint))
+        defer { Task { await majorityClient.close() } }
+        for index in 0..<10 { try await majorityClient.put("during-\(index)", "\(index)") }
+
+        // The old leader, alone, acknowledges nothing and serves no linearizable read.
+        let isolated = try EtcdClient(endpoints: [cluster.endpoint(leader)], requestTimeout: .seconds(30))
+        defer { Task { await isolated.close() } }
+        var writeError: EtcdClientError?
+        do { try await isolated.put("minority", "x") } catch { writeError = error }
+        #expect(writeError?.message == "etcdserver: no leader")
+        var readError: EtcdClientError?
+        do { _ = try await isolated.get("during-0") } catch { readError = error }
+        #expect(readError?.message == "etcdserver: no leader")
+        // Its serializable view is stale: it never saw the majority's writes.
+        #expect(try await isolated.get("during-0", serializable: true).kvs.isEmpty)
+
+        cluster.links!.heal()
+        _ = try await cluster.waitForLeader()
+        try await majorityClient.put("after", "healed")
+        // Every member converges on the same keys at the same revision; the write the isolated
+        // member could not make is nowhere.
+        var views: [[String]] = []
+        var revisions: [Int64] = []
+        for member in 0..<3 {
+            let client = try EtcdClient(endpoints: [cluster.endpoint(member)])
+            let deadline = ContinuousClock.now + .seconds(30)
+            var response = Etcdserverpb_RangeResponse()
+            while ContinuousClock.now < deadline {
+                response = try await client.get(Data([0]), rangeEnd: Data([0]), serializable: true)
+                if response.kvs.contains(where: { $0.key == Data("after".utf8) }) { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            await client.close()
+            views.append(response.kvs.map { String(decoding: $0.key, as: UTF8.self) + "=" + String(decoding: $0.value, as: UTF8.self) })
+            revisions.append(response.header.revision)
+        }
+        #expect(views[0].count == 21)
+        #expect(views[0] == views[1])
+        #expect(views[1] == views[2])
+        #expect(Set(revisions) == [22])
+        #expect(!views[0].contains { $0.hasPrefix("minority") })
+    }
+}

@@ -1,4 +1,5 @@
 import EtcdProto
+import EtcdServer
 import Foundation
 import GRPCWire
 import NIOCore
@@ -9,10 +10,13 @@ public final class ClusterProcesses: Sendable {
     public let members: [ServerProcess]
     public let names: [String]
     public let directory: URL
+    /// Set when the cluster was made with partitionable links.
+    public let links: PeerLinkProxies?
     private let arguments: [String]
 
-    /// Creates (but does not start) `size` members; `extraArguments` go to every member.
-    public init(size: Int, extraArguments: [String] = []) async throws {
+    /// Creates (but does not start) `size` members; `extraArguments` go to every member. With
+    /// `partitionable`, peer traffic goes through ``PeerLinkProxies`` so tests can cut links.
+    public init(size: Int, extraArguments: [String] = [], partitionable: Bool = false) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-cluster-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var members: [ServerProcess] = []
@@ -21,10 +25,26 @@ public final class ClusterProcesses: Sendable {
                 dataDirectory: directory.appendingPathComponent("m\(index)"), logFile: directory.appendingPathComponent("m\(index).log")))
         }
         self.members = members
-        names = (0..<size).map { "m\($0)" }
-        let initialCluster = zip(names, members).map { "\($0)=http://127.0.0.1:\($1.peerPort)" }.joined(separator: ",")
-        arguments = ["--initial-cluster", initialCluster, "--initial-cluster-token", "test-cluster"] + extraArguments
+        let names = (0..<size).map { "m\($0)" }
+        self.names = names
+        let token = "test-cluster"
+        func initialCluster(_ ports: [Int]) -> String {
+            zip(names, ports).map { "\($0)=http://127.0.0.1:\($1)" }.joined(separator: ",")
+        }
+        if partitionable {
+            let advertised = try await (0..<size).asyncMap { _ in try await ServerProcess.freePort() }
+            let ids = try ClusterConfiguration(initialCluster: initialCluster(advertised), token: token).members.map(\.id)
+            links = try await PeerLinkProxies(targets: members.map(\.peerPort), ids: ids, listeningOn: advertised)
+        } else {
+            links = nil
+        }
+        let advertised = links?.advertisedPorts ?? members.map(\.peerPort)
+        advertisedPeerPorts = advertised
+        arguments = ["--initial-cluster", initialCluster(advertised), "--initial-cluster-token", token] + extraArguments
     }
+
+    /// The peer port each member advertises (a proxy's when links are partitionable).
+    public let advertisedPeerPorts: [Int]
 
     /// Starts every member (concurrently: each waits for its peers to elect a leader).
     public func start() async throws {
@@ -38,9 +58,9 @@ public final class ClusterProcesses: Sendable {
 
     /// Starts (or restarts) member `index` with its data directory as it is.
     public func start(_ index: Int) async throws {
-        let peer = "http://127.0.0.1:\(members[index].peerPort)"
         try await members[index].start(arguments: [
-            "--name", names[index], "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--name", names[index], "--listen-peer-urls", "http://127.0.0.1:\(members[index].peerPort)",
+            "--initial-advertise-peer-urls", "http://127.0.0.1:\(advertisedPeerPorts[index])",
         ] + arguments)
     }
 
@@ -82,8 +102,17 @@ public final class ClusterProcesses: Sendable {
     /// Stops every member and removes the data directories.
     public func destroy() {
         for member in members { member.kill9() }
+        links?.close()
         try? FileManager.default.removeItem(at: directory)
     }
 
     deinit { destroy() }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for element in self { out.append(try await transform(element)) }
+        return out
+    }
 }
