@@ -47,6 +47,9 @@ public final class EtcdServer: Sendable {
         public var walSegmentSize = WriteAheadLog.defaultSegmentSize
         /// Hooks for the disk latency histograms.
         public var diskMetrics = DiskMetrics()
+        /// etcd's `--experimental-snapshot-catchup-entries`: entries kept in memory behind each
+        /// snapshot, so a follower that lags less than this catches up from the log, not a snapshot.
+        public var snapshotCatchUpEntries: UInt64 = 5000
 
         public init(
             name: String, dataDirectory: String, initialCluster: String, initialClusterToken: String,
@@ -132,6 +135,11 @@ public final class EtcdServer: Sendable {
         snapDirectory = (memberDirectory as NSString).appendingPathComponent("snap")
         walDirectory = configuration.walDirectory ?? (memberDirectory as NSString).appendingPathComponent("wal")
         try FileManager.default.createDirectory(atPath: snapDirectory, withIntermediateDirectories: true)
+        // Snapshots being sent or received when the member stopped are of no use now.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: snapDirectory)) ?? []
+        where name.contains(".sending.sqlite") || name.contains(".receiving.sqlite") {
+            try? FileManager.default.removeItem(atPath: (snapDirectory as NSString).appendingPathComponent(name))
+        }
         backend = try SQLiteBackend(path: (snapDirectory as NSString).appendingPathComponent("backend.sqlite"), synchronousCommits: false)
         let recovered = try Self.recover(
             configuration: configuration, cluster: cluster, member: member, backend: backend,
@@ -142,12 +150,14 @@ public final class EtcdServer: Sendable {
         // A member alone in its cluster has no one to hear from; it listens once it has peers.
         if cluster.members.count > 1 {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-            let inbox = inbox
+            let (inbox, backend) = (inbox, backend)
             let transport = PeerTransport(
-                localID: member.id, clusterID: cluster.id, group: group, logger: logger,
+                localID: member.id, clusterID: cluster.id, group: group, snapshotDirectory: snapDirectory, logger: logger,
                 callbacks: PeerTransport.Callbacks(
                     deliver: { messages in inbox.enqueue { $0.messages += messages } },
-                    unreachable: { peer in inbox.enqueue { _ = $0.unreachable.insert(peer) } }))
+                    unreachable: { peer in inbox.enqueue { _ = $0.unreachable.insert(peer) } },
+                    snapshotStatus: { peer, status in inbox.enqueue { $0.snapshotReports.append((peer, status)) } },
+                    copyBackend: { path in try backend.copy(to: path) }))
             peerEventLoops = group
             self.transport = transport
         } else {
@@ -189,7 +199,7 @@ public final class EtcdServer: Sendable {
         let metadata = WALMetadata(memberID: member.id, clusterID: cluster.id)
         var walOptions = WriteAheadLog.Options(segmentSize: configuration.walSegmentSize)
         walOptions.fsyncObserver = configuration.diskMetrics.walFsync
-        let storage: MemoryStorage
+        var storage: MemoryStorage
         let log: WriteAheadLog
         var confState = ConfState(voters: cluster.members.map(\.id))
         var snapshotIndex: UInt64 = 0
@@ -212,26 +222,24 @@ public final class EtcdServer: Sendable {
             storage.append(contents.entries.map(EntryEnvelope.raftEntry))
             storage.setHardState(HardState(term: contents.hardState.term, vote: contents.hardState.vote, commit: contents.hardState.commit))
         } else {
-            // A new member starts from the empty snapshot (0, 0) with the bootstrap membership. A
-            // backend whose log was removed becomes a snapshot of what it applied, so the new log
-            // continues after it.
-            var start = WALSnapshot(index: 0, term: 0)
-            if applied > 0 {
-                start = WALSnapshot(index: applied, term: appliedTerm)
-                try backend.makeDurable(snapshotIndex: Int64(applied))
-                try Snapshotter.save(
-                    SnapshotFile(index: applied, term: appliedTerm, confState: PeerWire.encode(confState)), directory: snapDirectory)
-                storage = MemoryStorage(snapshot: SnapshotMetadata(index: applied, term: appliedTerm, confState: confState))
-                storage.setHardState(HardState(term: appliedTerm, vote: noNode, commit: applied))
-                snapshotIndex = applied
-            } else {
-                storage = MemoryStorage(voters: confState.voters, learners: confState.learners)
-            }
-            log = try WriteAheadLog.create(directory: walDirectory, metadata: metadata, snapshot: start, options: walOptions)
+            // A new member starts from the empty snapshot (0, 0) with the bootstrap membership.
+            storage = MemoryStorage(voters: confState.voters, learners: confState.learners)
+            log = try WriteAheadLog.create(directory: walDirectory, metadata: metadata, snapshot: WALSnapshot(index: 0, term: 0), options: walOptions)
         }
-        let lastIndex = try storage.lastIndex()
-        guard lastIndex >= applied else {
-            throw ConfigurationError("wal: the log ends at entry \(lastIndex) but the backend applied \(applied)")
+        if try storage.lastIndex() < applied {
+            // The backend is ahead of the log: its log was removed, or a snapshot from the leader
+            // was installed and the member stopped before recording it. The backend is then the
+            // newest snapshot, and the log continues after it.
+            let hardState = storage.hardState
+            let snapshot = SnapshotMetadata(index: applied, term: appliedTerm, confState: confState)
+            try backend.makeDurable(snapshotIndex: Int64(applied))
+            try Snapshotter.save(
+                SnapshotFile(index: applied, term: appliedTerm, confState: PeerWire.encode(confState)), directory: snapDirectory)
+            try log.saveSnapshot(WALSnapshot(index: applied, term: appliedTerm))
+            storage = MemoryStorage(snapshot: snapshot)
+            let term = max(hardState.term, appliedTerm)
+            storage.setHardState(HardState(term: term, vote: term == hardState.term ? hardState.vote : noNode, commit: applied))
+            snapshotIndex = applied
         }
         var raft = RaftConfig(id: member.id, storage: storage)
         raft.electionTick = configuration.electionTicks

@@ -11,10 +11,12 @@ final class MemberInbox: Sendable {
         var messages: [Message] = []
         var unreachable: Set<NodeID> = []
         var transfers: [EtcdServer.LeaderTransfer] = []
+        var snapshotReports: [(peer: NodeID, status: SnapshotStatus)] = []
         var stopping = false
 
         var isEmpty: Bool {
-            proposals.isEmpty && reads.isEmpty && messages.isEmpty && unreachable.isEmpty && transfers.isEmpty && !stopping
+            proposals.isEmpty && reads.isEmpty && messages.isEmpty && unreachable.isEmpty && transfers.isEmpty
+                && snapshotReports.isEmpty && !stopping
         }
     }
 

@@ -48,10 +48,6 @@ final class MemberLoop {
     /// Set when a leader became known since the last turn.
     private var leaderAppeared = false
 
-    /// Entries kept in memory behind a snapshot so a slightly slow follower catches up from the
-    /// log rather than needing a snapshot (etcd keeps the same number).
-    static let catchUpEntries: UInt64 = 5000
-
     struct Waiter {
         var completion: @Sendable (Result<WriteResponse, EtcdError>) -> Void
         var deadline: ContinuousClock.Instant
@@ -116,10 +112,15 @@ final class MemberLoop {
                 onTick(now)
             }
             let inbox = server.inbox.take()
+            var receivedSnapshots: [String] = []
             for message in inbox.messages {
+                if let snapshot = message.snapshot, !snapshot.data.isEmpty {
+                    receivedSnapshots.append(String(decoding: snapshot.data, as: UTF8.self))
+                }
                 try? node.step(message)
             }
             for peer in inbox.unreachable { node.reportUnreachable(peer) }
+            for (peer, status) in inbox.snapshotReports { node.reportSnapshot(peer, status: status) }
             startTransfers(inbox.transfers)
             propose(inbox.proposals)
             requestRead(inbox.reads)
@@ -132,6 +133,8 @@ final class MemberLoop {
                 while node.hasReady { handleReady() }
             }
             finishTransfers()
+            // A snapshot Raft did not take (it was stale) leaves its file behind; installing removes it too.
+            for path in receivedSnapshots { Self.removeDatabaseFiles(path) }
             if inbox.stopping { break }
         }
         failEverything(with: .stopped)
@@ -308,13 +311,9 @@ final class MemberLoop {
         let ready = node.ready()
         if let newSoft = ready.softState { roleChanged(newSoft) }
         transport?.send(ready.messages)
+        if let snapshot = ready.snapshot { install(snapshot) }
         persist(ready)
         transport?.send(ready.messagesAfterPersist)
-        if ready.snapshot != nil {
-            // Installing a leader's snapshot (streaming the backend) is not built yet; the leader
-            // keeps 5,000 entries behind each snapshot so followers rarely need one.
-            logger.error("received a snapshot from the leader; installing snapshots is not supported yet")
-        }
         apply(ready.committedEntries)
         answer(ready.readStates)
         node.advance()
@@ -352,11 +351,49 @@ final class MemberLoop {
         }
     }
 
+    /// Takes a snapshot from the leader: its backend replaces ours (one transaction readers see
+    /// atomically), the store is rebuilt from it, and only then the snapshot is recorded in the
+    /// log, so a crash in between leaves a backend ahead of the log, which a restart takes as
+    /// its snapshot, never a log pointing at a backend that does not have the data.
+    private func install(_ snapshot: Snapshot) {
+        let path = String(decoding: snapshot.data, as: UTF8.self)
+        let metadata = snapshot.metadata
+        do {
+            try backend.restore(from: path)
+            store = try KeyValueStore(restoringFrom: backend)
+            appliedIndex = UInt64(try backend.meta(.consistentIndex) ?? 0)
+            appliedTerm = UInt64(try backend.meta(.consistentTerm) ?? 0)
+            try backend.makeDurable(snapshotIndex: Int64(metadata.index))
+            try Snapshotter.save(
+                SnapshotFile(index: metadata.index, term: metadata.term, confState: PeerWire.encode(metadata.confState)),
+                directory: server.snapDirectory)
+            try log.saveSnapshot(WALSnapshot(index: metadata.index, term: metadata.term))
+            try storage.applySnapshot(Snapshot(metadata: metadata))
+        } catch {
+            EtcdServer.fatal("failed to install the snapshot from the leader", error)
+        }
+        Self.removeDatabaseFiles(path)
+        confState = metadata.confState
+        snapshotIndex = metadata.index
+        logger.info("applied snapshot from the leader", metadata: [
+            "snapshot-index": "\(metadata.index)", "backend-applied-index": "\(appliedIndex)", "revision": "\(store.revision)",
+        ])
+        server.publish(store: store, appliedIndex: appliedIndex)
+        answerReadsUpToApplied()
+    }
+
+    static func removeDatabaseFiles(_ path: String) {
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+    }
+
     /// Applies committed entries in order, commits them to the backend in one transaction with
     /// the applied index, publishes the new store, then completes the proposals made here.
     private func apply(_ entries: [Entry]) {
-        // Entries a restored backend already holds are skipped: applying is idempotent.
-        let entries = entries.drop { $0.index <= appliedIndex }
+        // Entries the backend already holds (a snapshot from the leader may be ahead of its own
+        // index) are skipped, but their membership changes still reach Raft.
+        let alreadyApplied = entries.prefix { $0.index <= appliedIndex }
+        for entry in alreadyApplied where entry.kind == .confChange { applyMembershipChange(entry) }
+        let entries = entries.dropFirst(alreadyApplied.count)
         guard let last = entries.last else { return }
         var reader = OverlayReader(base: backend)
         var changes: [Change] = []
@@ -382,14 +419,7 @@ final class MemberLoop {
                     completions.append((waiter, outcome.response))
                 }
             case .confChange:
-                guard let change = ConfChange(encoded: entry.data) else {
-                    EtcdServer.fatal("committed membership change \(entry.index) does not decode", ConfigurationError("bad encoding"))
-                }
-                do {
-                    confState = try node.applyConfChange(change)
-                } catch {
-                    logger.warning("ignored a membership change that cannot apply", metadata: ["error": "\(error)"])
-                }
+                applyMembershipChange(entry)
             }
         }
         appliedIndex = last.index
@@ -413,6 +443,17 @@ final class MemberLoop {
         }
     }
 
+    private func applyMembershipChange(_ entry: Entry) {
+        guard let change = ConfChange(encoded: entry.data) else {
+            EtcdServer.fatal("committed membership change \(entry.index) does not decode", ConfigurationError("bad encoding"))
+        }
+        do {
+            confState = try node.applyConfChange(change)
+        } catch {
+            logger.warning("ignored a membership change that cannot apply", metadata: ["error": "\(error)"])
+        }
+    }
+
     private func publishStatus() {
         server.publish(
             raft: EtcdServer.RaftSummary(
@@ -423,7 +464,7 @@ final class MemberLoop {
     // MARK: Snapshots
 
     /// Records a snapshot at the applied index: makes the backend durable up to it, writes the
-    /// snapshot file, then its marker in the log; keeps ``catchUpEntries`` behind it in memory
+    /// snapshot file, then its marker in the log; keeps `snapshotCatchUpEntries` behind it in memory
     /// and purges old files in the background. A crash at any point leaves a state a restart
     /// recovers from: the previous snapshot, or this one.
     private func snapshot() {
@@ -433,8 +474,8 @@ final class MemberLoop {
             try Snapshotter.save(file, directory: server.snapDirectory)
             try log.saveSnapshot(file.marker)
             try storage.createSnapshot(at: appliedIndex, confState: confState, data: [])
-            if appliedIndex > Self.catchUpEntries {
-                try? storage.compact(through: appliedIndex - Self.catchUpEntries)
+            if appliedIndex > configuration.snapshotCatchUpEntries {
+                try? storage.compact(through: appliedIndex - configuration.snapshotCatchUpEntries)
             }
         } catch {
             EtcdServer.fatal("failed to save a snapshot", error)

@@ -13,10 +13,15 @@ import Synchronization
 /// the peer reported unreachable, so the leader probes it instead of streaming into a void.
 final class PeerTransport: Sendable {
     struct Callbacks: Sendable {
-        /// Messages that arrived from peers, in arrival order per peer.
+        /// Messages that arrived from peers, in arrival order per peer. A snapshot message
+        /// arrives once its backend file is on disk; its data is that file's path.
         var deliver: @Sendable ([Message]) -> Void
         /// A peer could not be reached: messages to it were dropped.
         var unreachable: @Sendable (NodeID) -> Void
+        /// How sending a snapshot to a peer ended.
+        var snapshotStatus: @Sendable (NodeID, SnapshotStatus) -> Void
+        /// Writes a consistent copy of this member's backend to the given path.
+        var copyBackend: @Sendable (String) throws -> Void
     }
 
     private let localID: NodeID
@@ -24,20 +29,27 @@ final class PeerTransport: Sendable {
     private let group: any EventLoopGroup
     private let callbacks: Callbacks
     private let logger: Logger
+    /// Where snapshots being sent or received are staged.
+    private let snapshotDirectory: String
     private let senders = Mutex<[NodeID: PeerSender]>([:])
     private let listeners = Mutex<[any Channel]>([])
+    private let snapshotQueue = DispatchQueue(label: "swift-etcd snapshot sender", attributes: .concurrent)
 
-    init(localID: NodeID, clusterID: UInt64, group: any EventLoopGroup, logger: Logger, callbacks: Callbacks) {
+    init(
+        localID: NodeID, clusterID: UInt64, group: any EventLoopGroup, snapshotDirectory: String, logger: Logger,
+        callbacks: Callbacks
+    ) {
         self.localID = localID
         self.clusterID = clusterID
         self.group = group
+        self.snapshotDirectory = snapshotDirectory
         self.logger = logger
         self.callbacks = callbacks
     }
 
     /// Starts accepting peer connections on `host:port`.
     func listen(host: String, port: Int) throws {
-        let (localID, clusterID, callbacks, logger) = (localID, clusterID, callbacks, logger)
+        let (localID, clusterID, callbacks, logger, directory) = (localID, clusterID, callbacks, logger, snapshotDirectory)
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -46,7 +58,9 @@ final class PeerTransport: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
                     try channel.pipeline.syncOperations.addHandler(
-                        PeerReceiver(localID: localID, clusterID: clusterID, logger: logger, deliver: callbacks.deliver))
+                        PeerReceiver(
+                            localID: localID, clusterID: clusterID, snapshotDirectory: directory, logger: logger,
+                            deliver: callbacks.deliver))
                 }
             }
             .bind(host: host, port: port).wait()
@@ -71,9 +85,15 @@ final class PeerTransport: Sendable {
         for sender in removed { sender.close() }
     }
 
-    /// Sends each message to its addressee; messages to unknown members are dropped.
+    /// Sends each message to its addressee; messages to unknown members are dropped. A snapshot
+    /// message goes on its own connection, followed by a copy of the backend.
     func send(_ messages: [Message]) {
         guard !messages.isEmpty else { return }
+        if messages.contains(where: { $0.type == .snapshot }) {
+            for message in messages where message.type == .snapshot { sendSnapshot(message) }
+            send(messages.filter { $0.type != .snapshot })
+            return
+        }
         if messages.count == 1 || messages.allSatisfy({ $0.to == messages[0].to }) {
             sender(for: messages[0].to)?.send(messages)
             return
@@ -87,6 +107,38 @@ final class PeerTransport: Sendable {
         let sender = senders.withLock { $0[peer] }
         if sender == nil { callbacks.unreachable(peer) }
         return sender
+    }
+
+    /// Streams a copy of the backend with `message` to its addressee, off the loop thread, and
+    /// reports how it went. The leader keeps serving meanwhile: the copy is one read snapshot.
+    private func sendSnapshot(_ message: Message) {
+        guard let urls = senders.withLock({ $0[message.to]?.urls }) else {
+            callbacks.snapshotStatus(message.to, .failure)
+            return
+        }
+        let (group, callbacks, logger, clusterID, localID) = (group, callbacks, logger, clusterID, localID)
+        let path = "\(snapshotDirectory)/\(String(message.to, radix: 16))-\(message.snapshot?.metadata.index ?? 0).sending.sqlite"
+        snapshotQueue.async {
+            defer {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            }
+            do {
+                try? FileManager.default.removeItem(atPath: path)
+                try callbacks.copyBackend(path)
+                let hello = PeerHello(clusterID: clusterID, from: localID, to: message.to, stream: .snapshot)
+                let total = try SnapshotStreamer.stream(file: path, with: message, hello: hello, urls: urls, group: group)
+                logger.info("sent database snapshot", metadata: [
+                    "remote-peer-id": "\(String(message.to, radix: 16))", "bytes": "\(total)",
+                    "snapshot-index": "\(message.snapshot?.metadata.index ?? 0)",
+                ])
+                callbacks.snapshotStatus(message.to, .finished)
+            } catch {
+                logger.warning("failed to send database snapshot", metadata: [
+                    "remote-peer-id": "\(String(message.to, radix: 16))", "error": "\(error)",
+                ])
+                callbacks.snapshotStatus(message.to, .failure)
+            }
+        }
     }
 
     /// Closes every connection and stops listening.
@@ -254,20 +306,28 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
 }
 
 /// Reads one inbound peer connection: the hello first (refusing other clusters and
-/// misaddressed calls), then batches of messages, delivered once per read burst.
+/// misaddressed calls), then either batches of messages, delivered once per read burst, or one
+/// snapshot: its message, then the backend file, written to disk off the event loop and
+/// delivered (with the file's path as its data) once complete.
 private final class PeerReceiver: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let localID: NodeID
     private let clusterID: UInt64
+    private let snapshotDirectory: String
     private let logger: Logger
     private let deliver: @Sendable ([Message]) -> Void
-    private var peer: NodeID?
+    private var hello: PeerHello?
     private var pending: [Message] = []
+    private var snapshot: IncomingSnapshot?
 
-    init(localID: NodeID, clusterID: UInt64, logger: Logger, deliver: @escaping @Sendable ([Message]) -> Void) {
+    init(
+        localID: NodeID, clusterID: UInt64, snapshotDirectory: String, logger: Logger,
+        deliver: @escaping @Sendable ([Message]) -> Void
+    ) {
         self.localID = localID
         self.clusterID = clusterID
+        self.snapshotDirectory = snapshotDirectory
         self.logger = logger
         self.deliver = deliver
     }
@@ -275,7 +335,7 @@ private final class PeerReceiver: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var body = unwrapInboundIn(data)
         do {
-            guard let peer else {
+            guard let hello else {
                 let hello = try PeerHello(&body)
                 guard hello.clusterID == clusterID, hello.to == localID else {
                     logger.warning("rejected a peer connection from another cluster or for another member", metadata: [
@@ -286,14 +346,53 @@ private final class PeerReceiver: ChannelInboundHandler {
                     context.close(promise: nil)
                     return
                 }
-                self.peer = hello.from
+                self.hello = hello
                 return
             }
-            let messages = try PeerWire.readMessages(&body)
-            // A peer speaks only for itself.
-            pending += messages.filter { $0.from == peer && $0.to == localID }
+            switch hello.stream {
+            case .messages:
+                let messages = try PeerWire.readMessages(&body)
+                // A peer speaks only for itself.
+                pending += messages.filter { $0.from == hello.from && $0.to == localID }
+            case .snapshot:
+                try receiveSnapshot(&body, from: hello.from, context: context)
+            }
         } catch {
             logger.warning("closing a peer connection that sent malformed data", metadata: ["error": "\(error)"])
+            snapshot?.abandon()
+            snapshot = nil
+            context.close(promise: nil)
+        }
+    }
+
+    private func receiveSnapshot(_ body: inout ByteBuffer, from peer: NodeID, context: ChannelHandlerContext) throws {
+        guard let incoming = snapshot else {
+            let messages = try PeerWire.readMessages(&body)
+            guard messages.count == 1, let message = messages.first, message.type == .snapshot, message.from == peer,
+                let metadata = message.snapshot?.metadata
+            else { throw PeerWire.DecodingError(description: "a snapshot stream must start with one snapshot message") }
+            let path = "\(snapshotDirectory)/\(String(peer, radix: 16))-\(metadata.index).receiving.sqlite"
+            snapshot = try IncomingSnapshot(message: message, path: path)
+            return
+        }
+        switch try SnapshotFrame(&body) {
+        case .chunk(let bytes):
+            incoming.append(bytes)
+        case .end(let total):
+            snapshot = nil
+            let (deliver, logger) = (deliver, logger)
+            incoming.finish(expectedBytes: total) { result in
+                switch result {
+                case .success(let message):
+                    logger.info("received database snapshot", metadata: [
+                        "remote-peer-id": "\(String(peer, radix: 16))", "bytes": "\(total)",
+                        "snapshot-index": "\(message.snapshot?.metadata.index ?? 0)",
+                    ])
+                    deliver([message])
+                case .failure(let error):
+                    logger.warning("failed to receive database snapshot", metadata: ["error": "\(error)"])
+                }
+            }
             context.close(promise: nil)
         }
     }
@@ -304,8 +403,116 @@ private final class PeerReceiver: ChannelInboundHandler {
         pending = []
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        snapshot?.abandon()
+        snapshot = nil
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+/// A backend file arriving from the leader: written in order on its own queue (never on the
+/// event loop), synced when complete, removed when abandoned.
+private final class IncomingSnapshot: Sendable {
+    private let message: Message
+    private let path: String
+    private let file: FileHandle
+    private let queue = DispatchQueue(label: "swift-etcd snapshot receiver")
+    private let written = Mutex<(bytes: UInt64, error: (any Error)?)>((0, nil))
+
+    init(message: Message, path: String) throws {
+        self.message = message
+        self.path = path
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
+            throw PeerWire.DecodingError(description: "cannot create \(path)")
+        }
+        self.file = file
+    }
+
+    func append(_ bytes: ByteBuffer) {
+        queue.async { [self] in
+            do {
+                try file.write(contentsOf: Data(bytes.readableBytesView))
+                written.withLock { $0.bytes += UInt64(bytes.readableBytes) }
+            } catch {
+                written.withLock { $0.error = error }
+            }
+        }
+    }
+
+    /// Once every chunk is written: syncs and closes the file, checks its length, and hands
+    /// over the snapshot message whose data is the file's path.
+    func finish(expectedBytes: UInt64, then deliver: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+        queue.async { [self] in
+            do {
+                let (bytes, error) = written.withLock { $0 }
+                if let error { throw error }
+                guard bytes == expectedBytes else {
+                    throw PeerWire.DecodingError(description: "snapshot has \(bytes) bytes, the leader sent \(expectedBytes)")
+                }
+                try file.synchronize()
+                try file.close()
+                var complete = message
+                complete.snapshot!.data = Array(path.utf8)
+                deliver(.success(complete))
+            } catch {
+                try? file.close()
+                try? FileManager.default.removeItem(atPath: path)
+                deliver(.failure(error))
+            }
+        }
+    }
+
+    func abandon() {
+        let (file, path) = (file, path)
+        queue.async {
+            try? file.close()
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+}
+
+/// Sends one snapshot on a new connection, blocking the calling (non-event-loop) thread.
+enum SnapshotStreamer {
+    static let chunkSize = 1 << 20
+
+    /// Returns the bytes of the file sent.
+    static func stream(file path: String, with message: Message, hello: PeerHello, urls: [String], group: any EventLoopGroup)
+        throws -> UInt64
+    {
+        guard let url = urls.first, let (host, port) = PeerURL.hostAndPort(url) else {
+            throw PeerWire.DecodingError(description: "no usable peer URL in \(urls)")
+        }
+        guard let file = FileHandle(forReadingAtPath: path) else { throw PeerWire.DecodingError(description: "cannot read \(path)") }
+        defer { try? file.close() }
+        let channel = try ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .connect(host: host, port: port).wait()
+        defer { channel.close(promise: nil) }
+        var head = channel.allocator.buffer(capacity: 256)
+        hello.write(to: &head)
+        PeerWire.write([message], to: &head)
+        try channel.writeAndFlush(head).wait()
+        var total: UInt64 = 0
+        while let data = try file.read(upToCount: chunkSize), !data.isEmpty {
+            var frame = channel.allocator.buffer(capacity: data.count + 8)
+            SnapshotFrame.chunk(ByteBuffer(bytes: data)).write(to: &frame)
+            // Waiting for each chunk to reach the socket keeps at most one chunk in memory.
+            try channel.writeAndFlush(frame).wait()
+            total += UInt64(data.count)
+        }
+        var end = channel.allocator.buffer(capacity: 16)
+        SnapshotFrame.end(totalBytes: total).write(to: &end)
+        try channel.writeAndFlush(end).wait()
+        // The receiver closes once it has the whole file; a receiver that never does is given up on.
+        let giveUp = channel.eventLoop.scheduleTask(in: .seconds(30)) { channel.close(promise: nil) }
+        try channel.closeFuture.wait()
+        giveUp.cancel()
+        return total
     }
 }
 

@@ -163,31 +163,73 @@ enum PeerWire {
     }
 }
 
-/// The first frame on a peer connection: who is calling whom, in which cluster.
+/// The first frame on a peer connection: who is calling whom, in which cluster, and what
+/// the connection carries.
 struct PeerHello: Equatable {
+    enum Stream: UInt8 {
+        /// Batches of Raft messages, for as long as the connection lasts.
+        case messages = 0
+        /// One snapshot message, then the backend in ``SnapshotFrame/chunk`` frames, then ``SnapshotFrame/end``.
+        case snapshot = 1
+    }
+
     var clusterID: UInt64
     var from: NodeID
     var to: NodeID
+    var stream: Stream
 
     func write(to buffer: inout ByteBuffer) {
         PeerWire.writeFrame(&buffer) { body in
-            body.writeMultipleIntegers(PeerWire.magic, PeerWire.version, clusterID, from, to)
+            body.writeMultipleIntegers(PeerWire.magic, PeerWire.version, clusterID, from, to, stream.rawValue)
         }
     }
 
-    init(clusterID: UInt64, from: NodeID, to: NodeID) {
+    init(clusterID: UInt64, from: NodeID, to: NodeID, stream: Stream = .messages) {
         self.clusterID = clusterID
         self.from = from
         self.to = to
+        self.stream = stream
     }
 
     init(_ body: inout ByteBuffer) throws(PeerWire.DecodingError) {
-        guard let (magic, version, clusterID, from, to) = body.readMultipleIntegers(
-            as: (UInt64, UInt8, UInt64, UInt64, UInt64).self), magic == PeerWire.magic
+        guard let (magic, version, clusterID, from, to, rawStream) = body.readMultipleIntegers(
+            as: (UInt64, UInt8, UInt64, UInt64, UInt64, UInt8).self), magic == PeerWire.magic
         else { throw PeerWire.DecodingError(description: "not a swift-etcd peer") }
         guard version == PeerWire.version else {
             throw PeerWire.DecodingError(description: "peer protocol version \(version) is not \(PeerWire.version)")
         }
-        self.init(clusterID: clusterID, from: from, to: to)
+        guard let stream = Stream(rawValue: rawStream) else { throw PeerWire.DecodingError(description: "unknown stream \(rawStream)") }
+        self.init(clusterID: clusterID, from: from, to: to, stream: stream)
+    }
+}
+
+/// The frames after the snapshot message on a snapshot connection.
+enum SnapshotFrame {
+    /// The next bytes of the backend file.
+    case chunk(ByteBuffer)
+    /// The whole file was sent: its length, to check nothing is missing.
+    case end(totalBytes: UInt64)
+
+    func write(to buffer: inout ByteBuffer) {
+        PeerWire.writeFrame(&buffer) { body in
+            switch self {
+            case .chunk(var bytes):
+                body.writeInteger(UInt8(1))
+                body.writeBuffer(&bytes)
+            case .end(let total):
+                body.writeInteger(UInt8(2))
+                body.writeInteger(total)
+            }
+        }
+    }
+
+    init(_ body: inout ByteBuffer) throws(PeerWire.DecodingError) {
+        switch body.readInteger(as: UInt8.self) {
+        case 1: self = .chunk(body.readSlice(length: body.readableBytes)!)
+        case 2:
+            guard let total = body.readInteger(as: UInt64.self) else { throw PeerWire.DecodingError(description: "truncated end frame") }
+            self = .end(totalBytes: total)
+        default: throw PeerWire.DecodingError(description: "unknown snapshot frame")
+        }
     }
 }

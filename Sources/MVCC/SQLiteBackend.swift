@@ -121,6 +121,28 @@ public final class SQLiteBackend: RevisionReader, Sendable {
         }
     }
 
+    /// Writes a consistent copy of the whole database (one read snapshot) to a new single file
+    /// at `path`, while commits go on: what a leader streams to a follower that needs a snapshot.
+    public func copy(to path: String) throws {
+        let destination = try DatabasePool(path: path)
+        try pool.backup(to: destination)
+        // Closing checkpoints the copy's own log into its main file and removes the log.
+        try destination.close()
+    }
+
+    /// Replaces the whole database with the copy at `path` (made by ``copy(to:)`` on another
+    /// member) in one transaction readers see atomically, and makes it durable.
+    public func restore(from path: String) throws {
+        let source = try DatabasePool(path: path)
+        try source.backup(to: pool)
+        try source.close()
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = \(synchronousCommits ? "FULL" : "NORMAL")") }
+            try db.execute(sql: "PRAGMA wal_checkpoint(FULL)")
+        }
+    }
+
     /// Bytes the database occupies on disk (etcd's `dbSize`).
     public func sizeInBytes() throws -> Int64 {
         try pool.read { db in

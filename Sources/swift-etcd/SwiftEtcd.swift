@@ -31,7 +31,7 @@ struct SwiftEtcd: AsyncParsableCommand {
         "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token", "initial-cluster-state",
         "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
         "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
-        "election-timeout",
+        "election-timeout", "experimental-snapshot-catchup-entries",
     ]
 
     @Option(name: .customLong("name"), help: "Human-readable name for this member.")
@@ -78,6 +78,11 @@ struct SwiftEtcd: AsyncParsableCommand {
 
     @Option(name: .customLong("snapshot-count"), help: "Number of committed transactions to trigger a snapshot to disk.")
     var snapshotCount: UInt64 = 10_000
+
+    @Option(
+        name: .customLong("experimental-snapshot-catchup-entries"),
+        help: "Number of entries for a slow follower to catch-up after compacting the raft storage entries.")
+    var snapshotCatchUpEntries: UInt64 = 5000
 
     @Option(name: .customLong("max-snapshots"), help: "Maximum number of snapshot files to retain (0 is unlimited).")
     var maxSnapshots = 5
@@ -152,6 +157,7 @@ struct SwiftEtcd: AsyncParsableCommand {
         if quotaBackendBytes > 0 { configuration.quotaBackendBytes = quotaBackendBytes }
         configuration.snapshotCount = max(snapshotCount, 1)
         configuration.maxSnapshots = maxSnapshots
+        configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.maxWALs = maxWALs
         configuration.walDirectory = walDir
         configuration.walSegmentSize = walSegmentBytes

@@ -119,6 +119,45 @@ struct ClusterTests {
         #expect(local.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["before"])
     }
 
+    @Test("a member down while the others snapshot and compact their logs catches up from a streamed snapshot")
+    func catchUpBySnapshot() async throws {
+        // Snapshots every 50 entries, keeping 10 behind each: the leader's log soon starts far
+        // past where the stopped member's ends.
+        let cluster = try await ClusterProcesses(
+            size: 3,
+            extraArguments: Self.timers + ["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10"])
+        defer { cluster.destroy() }
+        try await cluster.start()
+        let leader = try await cluster.waitForLeader()
+        let lagging = (leader + 1) % 3
+        let client = try EtcdClient(endpoints: (0..<3).filter { $0 != lagging }.map(cluster.endpoint))
+        defer { Task { await client.close() } }
+        try await client.put("first", "1")
+        cluster.members[lagging].kill9()
+        for index in 0..<300 { try await client.put("k\(index % 40)", "v\(index)") }
+        try await client.delete(Data("first".utf8))
+        let target = try await client.get("k39").header.revision
+
+        try await cluster.start(lagging)
+        let laggingClient = try EtcdClient(endpoints: [cluster.endpoint(lagging)])
+        defer { Task { await laggingClient.close() } }
+        var revision: Int64 = 0
+        for _ in 0..<600 {
+            revision = (try? await laggingClient.get("k39", serializable: true).header.revision) ?? 0
+            if revision >= target { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(revision == target)
+        let all = try await laggingClient.get(Data([0]), rangeEnd: Data([0]), serializable: true)
+        #expect(all.count == 40)
+        #expect(all.kvs.first { $0.key == Data("k39".utf8) }.map { String(decoding: $0.value, as: UTF8.self) } == "v279")
+        // It serves linearizable reads and takes writes like any member.
+        try await laggingClient.put("after", "caught-up")
+        #expect(try await client.get("after").kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["caught-up"])
+        let log = try String(contentsOf: cluster.directory.appendingPathComponent("m\(lagging).log"), encoding: .utf8)
+        #expect(log.contains("applied snapshot from the leader"))
+    }
+
     @Test("five members survive two of them killed, and the three left agree")
     func fiveMembers() async throws {
         let cluster = try await ClusterProcesses(size: 5, extraArguments: Self.timers)
