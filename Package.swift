@@ -99,7 +99,11 @@ let package = Package(
         // etcd's gRPC services mapped onto the server.
         .target(
             name: "EtcdAPI",
-            dependencies: ["EtcdProto", "EtcdServer", "GRPCWire", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "EtcdProto", "EtcdServer", "GRPCWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: strictSettings
         ),
         .executableTarget(

@@ -27,20 +27,14 @@ results="$work/results.tsv"
 pid=""
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true; rm -rf "$work/data"' EXIT
 
-# start_server NAME DATA_DIR PORT PEER_PORT: starts etcd or swift-etcd with equivalent settings.
-# A restart must reuse the peer port: swift-etcd derives its member ID from --initial-cluster on
-# every start and refuses a log written under another ID (etcd ignores the flag once it has data).
+# start_server NAME DATA_DIR PORT PEER_PORT: starts etcd or swift-etcd with the same flags.
 start_server() {
   local name=$1 dir=$2 port=$3 peer=$4
-  if [ "$name" = etcd ]; then
-    etcd --data-dir "$dir" --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
-      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-      --initial-cluster "default=http://127.0.0.1:$peer" --log-level error >"$work/$name.log" 2>&1 &
-  else
-    "$bin/swift-etcd" --data-dir "$dir" --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
-      --initial-advertise-peer-urls "http://127.0.0.1:$peer" --initial-cluster "default=http://127.0.0.1:$peer" \
-      --log-level error >"$work/$name.log" 2>&1 &
-  fi
+  local server=etcd
+  [ "$name" = etcd ] || server="$bin/swift-etcd"
+  "$server" --data-dir "$dir" --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "default=http://127.0.0.1:$peer" --log-level error >"$work/$name.log" 2>&1 &
   pid=$!
   wait_for_port "$port"
 }

@@ -54,7 +54,9 @@ fi
 
 echo "== 2. real etcdctl -> swift-etcd: RPCs not built yet fail fast and clearly"
 port=$(free_port)
-"$bin/swift-etcd" --name interop --initial-cluster interop=http://localhost:2380 --data-dir "$work/swift-etcd.data" \
+peer=$(free_port)
+"$bin/swift-etcd" --name interop --initial-cluster "interop=http://127.0.0.1:$peer" --data-dir "$work/swift-etcd.data" \
+  --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
   --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
   >"$work/swift-etcd.log" 2>&1 &
 pids+=($!)

@@ -13,6 +13,7 @@ public enum EtcdRouter {
         registerHealth(&router)
         KVService.register(server, on: &router)
         MaintenanceService.register(server, on: &router)
+        ClusterService.register(server, on: &router)
         UnknownLeases.register(server, on: &router)
         for (path, kind) in RPCCatalog.all where !router.handles(path) {
             router.answerUnimplemented(path, kind: kind)

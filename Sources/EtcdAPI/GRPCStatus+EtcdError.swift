@@ -13,8 +13,12 @@ extension GRPCStatus {
             case .leaseNotFound: .notFound
             case .stopped, .noLeader, .timeout, .timeoutDueToLeaderFail, .leaderChanged: .unavailable
             case .tooManyRequests: .resourceExhausted
-            case .notLeader, .badLeaderTransferee: .failedPrecondition
-            case .leaderTransferTimeout: .unavailable
+            case .notLeader, .badLeaderTransferee, .memberExists, .peerURLExists, .memberNotLearner, .learnerNotReady,
+                .tooManyLearners, .notEnoughStartedMembers:
+                .failedPrecondition
+            case .leaderTransferTimeout, .notSupportedForLearner: .unavailable
+            case .memberNotFound: .notFound
+            case .memberBadURLs: .invalidArgument
             }
         self.init(code, error.description)
     }

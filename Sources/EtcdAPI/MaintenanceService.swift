@@ -1,9 +1,9 @@
 import EtcdProto
 import EtcdServer
 import GRPCWire
+import SwiftProtobuf
 
-/// The parts of `etcdserverpb.Maintenance` and `etcdserverpb.Cluster` that report on and steer
-/// the cluster: `Status`, `MoveLeader`, `MemberList`.
+/// The parts of `etcdserverpb.Maintenance` that report on and steer the cluster: `Status`, `MoveLeader`.
 enum MaintenanceService {
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
         router.unary(Etcdserverpb_MaintenanceRPCs.status.path) {
@@ -27,9 +27,91 @@ enum MaintenanceService {
                 }
             }
         }
+    }
+}
+
+/// `etcdserverpb.Cluster`: membership, changed through Raft like every write.
+enum ClusterService {
+    static func register(_ server: EtcdServer, on router: inout ServerRouter) {
         router.unary(Etcdserverpb_ClusterRPCs.memberList.path) {
-            (_: Etcdserverpb_MemberListRequest, responder: UnaryResponder<Etcdserverpb_MemberListResponse>) in
-            responder.succeed(server.memberList())
+            (request: Etcdserverpb_MemberListRequest, responder: UnaryResponder<Etcdserverpb_MemberListResponse>) in
+            let answer: @Sendable () -> Void = {
+                var response = Etcdserverpb_MemberListResponse()
+                response.header = server.header(revision: server.currentRevision)
+                response.members = server.members.map(Etcdserverpb_Member.init)
+                responder.succeed(response)
+            }
+            guard request.linearizable else { return answer() }
+            server.linearizableRead { result in
+                switch result {
+                case .success: answer()
+                case .failure(let error): responder.fail(GRPCStatus(error))
+                }
+            }
         }
+        router.unary(Etcdserverpb_ClusterRPCs.memberAdd.path) {
+            (request: Etcdserverpb_MemberAddRequest, responder: UnaryResponder<Etcdserverpb_MemberAddResponse>) in
+            server.addMember(peerURLs: request.peerUrls, isLearner: request.isLearner) { result in
+                respond(result, server, responder) { response, member, members in
+                    response.member = member
+                    response.members = members
+                }
+            }
+        }
+        router.unary(Etcdserverpb_ClusterRPCs.memberRemove.path) {
+            (request: Etcdserverpb_MemberRemoveRequest, responder: UnaryResponder<Etcdserverpb_MemberRemoveResponse>) in
+            server.removeMember(request.id) { result in
+                respond(result, server, responder) { response, _, members in response.members = members }
+            }
+        }
+        router.unary(Etcdserverpb_ClusterRPCs.memberUpdate.path) {
+            (request: Etcdserverpb_MemberUpdateRequest, responder: UnaryResponder<Etcdserverpb_MemberUpdateResponse>) in
+            server.updateMember(request.id, peerURLs: request.peerUrls) { result in
+                respond(result, server, responder) { response, _, members in response.members = members }
+            }
+        }
+        router.unary(Etcdserverpb_ClusterRPCs.memberPromote.path) {
+            (request: Etcdserverpb_MemberPromoteRequest, responder: UnaryResponder<Etcdserverpb_MemberPromoteResponse>) in
+            server.promoteMember(request.id) { result in
+                respond(result, server, responder) { response, _, members in response.members = members }
+            }
+        }
+    }
+
+    /// Answers a membership change: the response built by `fill`, or etcd's error.
+    private static func respond<Response: MembershipResponse>(
+        _ result: EtcdServer.MembershipResult, _ server: EtcdServer, _ responder: UnaryResponder<Response>,
+        fill: (inout Response, Etcdserverpb_Member, [Etcdserverpb_Member]) -> Void
+    ) {
+        switch result {
+        case .success(let (member, members)):
+            var response = Response()
+            response.header = server.header(revision: server.currentRevision)
+            fill(&response, Etcdserverpb_Member(member), members.map(Etcdserverpb_Member.init))
+            responder.succeed(response)
+        case .failure(let error):
+            responder.fail(GRPCStatus(error))
+        }
+    }
+}
+
+/// The membership responses: each has a header.
+protocol MembershipResponse: SwiftProtobuf.Message {
+    var header: Etcdserverpb_ResponseHeader { get set }
+}
+
+extension Etcdserverpb_MemberAddResponse: MembershipResponse {}
+extension Etcdserverpb_MemberRemoveResponse: MembershipResponse {}
+extension Etcdserverpb_MemberUpdateResponse: MembershipResponse {}
+extension Etcdserverpb_MemberPromoteResponse: MembershipResponse {}
+
+extension Etcdserverpb_Member {
+    init(_ member: Member) {
+        self.init()
+        id = member.id
+        name = member.name
+        peerUrls = member.peerURLs
+        clientUrls = member.clientURLs
+        isLearner = member.isLearner
     }
 }

@@ -2,7 +2,7 @@ import MVCC
 
 /// The errors a member answers requests with. Messages are etcd's exactly: clients match on
 /// them. `EtcdAPI` maps each to its gRPC code in one place.
-public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible {
+public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Codable {
     case emptyKey
     case keyNotFound
     case valueProvided
@@ -23,6 +23,15 @@ public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible {
     case notLeader
     case badLeaderTransferee
     case leaderTransferTimeout
+    case notSupportedForLearner
+    case memberExists
+    case peerURLExists
+    case memberNotFound
+    case memberBadURLs
+    case memberNotLearner
+    case learnerNotReady
+    case tooManyLearners
+    case notEnoughStartedMembers
 
     public var description: String {
         switch self {
@@ -46,6 +55,15 @@ public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notLeader: "etcdserver: not leader"
         case .badLeaderTransferee: "etcdserver: bad leader transferee"
         case .leaderTransferTimeout: "etcdserver: request timed out, leader transfer took too long"
+        case .notSupportedForLearner: "etcdserver: rpc not supported for learner"
+        case .memberExists: "etcdserver: member ID already exist"
+        case .peerURLExists: "etcdserver: Peer URLs already exists"
+        case .memberNotFound: "etcdserver: member not found"
+        case .memberBadURLs: "etcdserver: given member URLs are invalid"
+        case .memberNotLearner: "etcdserver: can only promote a learner member"
+        case .learnerNotReady: "etcdserver: can only promote a learner member which is in sync with leader"
+        case .tooManyLearners: "etcdserver: too many learner members in cluster"
+        case .notEnoughStartedMembers: "etcdserver: re-configuration failed due to not enough started members"
         }
     }
 

@@ -47,6 +47,16 @@ public final class EtcdServer: Sendable {
         public var walSegmentSize = WriteAheadLog.defaultSegmentSize
         /// Hooks for the disk latency histograms.
         public var diskMetrics = DiskMetrics()
+        /// etcd's `--initial-cluster-state existing`: join a running cluster (after `member add`)
+        /// instead of bootstrapping a new one.
+        public var joinExistingCluster = false
+        /// etcd's `--strict-reconfig-check`: refuse membership changes that would leave fewer
+        /// started voters than a quorum.
+        public var strictReconfigCheck = true
+        /// Promote a learner by itself once it has caught up with the leader (not in etcd).
+        public var autoPromoteLearners = false
+        /// Called once when this member learns it was removed from the cluster; it should stop.
+        public var onRemovedFromCluster: (@Sendable () -> Void)?
         /// etcd's `--experimental-snapshot-catchup-entries`: entries kept in memory behind each
         /// snapshot, so a follower that lags less than this catches up from the log, not a snapshot.
         public var snapshotCatchUpEntries: UInt64 = 5000
@@ -73,8 +83,9 @@ public final class EtcdServer: Sendable {
     public static let version = "3.6.0"
 
     public let configuration: Configuration
-    public let cluster: ClusterConfiguration
-    public let member: Member
+    /// This member's ID (etcd's, for the same bootstrap flags).
+    public let memberID: UInt64
+    public let clusterID: UInt64
     let snapDirectory: String
     private let walDirectory: String
     private let backend: SQLiteBackend
@@ -83,9 +94,9 @@ public final class EtcdServer: Sendable {
     private let purgeQueue = DispatchQueue(label: "swift-etcd purge")
     let inbox = MemberInbox()
     private let loopExited = DispatchSemaphore(value: 0)
-    private let published: Mutex<Published>
-    private let transport: PeerTransport?
-    private let peerEventLoops: MultiThreadedEventLoopGroup?
+    private let published: PublishedState
+    private let transport: PeerTransport
+    private let peerEventLoops: MultiThreadedEventLoopGroup
 
     struct Proposal {
         let request: WriteRequest
@@ -97,6 +108,25 @@ public final class EtcdServer: Sendable {
         let target: UInt64
         let completion: @Sendable (Result<Void, EtcdError>) -> Void
         let deadline: ContinuousClock.Instant
+    }
+
+    /// A membership change as a client asked for it.
+    enum MembershipRequest {
+        case add(peerURLs: [String], isLearner: Bool)
+        case remove(id: UInt64)
+        case update(id: UInt64, peerURLs: [String])
+        case promote(id: UInt64)
+    }
+
+    /// The member a change added, removed, updated or promoted, and the members after it.
+    public typealias MembershipResult = Result<(member: Member, members: [Member]), EtcdError>
+
+    struct MembershipProposal {
+        let request: MembershipRequest
+        let completion: @Sendable (MembershipResult) -> Void
+        let deadline: ContinuousClock.Instant
+        /// Sent by a follower to this member as leader (a promotion needs the leader's view).
+        var forwarded = false
     }
 
     struct ReadWaiter {
@@ -113,24 +143,22 @@ public final class EtcdServer: Sendable {
         var appliedIndex: UInt64 = 0
     }
 
-    private struct Published {
+    struct Published {
         var store: KeyValueStore
         var appliedIndex: UInt64
         var raft = RaftSummary()
         var voters: Int
+        var membership: Membership
     }
 
     /// Opens (or creates) the member's data directory, recovers its state from the newest
     /// snapshot, the log and the backend, starts listening to its peers and starts the loop.
+    ///
+    /// A member's identity (its ID and its cluster's) is fixed when its data directory is made:
+    /// from `--initial-cluster` for a new cluster, from the running cluster's membership when
+    /// joining one; later starts take it from the log and ignore the bootstrap flags, as etcd does.
     public init(_ configuration: Configuration) throws {
         self.configuration = configuration
-        cluster = try ClusterConfiguration(initialCluster: configuration.initialCluster, token: configuration.initialClusterToken)
-        guard var member = cluster.members.first(where: { $0.name == configuration.name }) else {
-            throw ConfigurationError(
-                "couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
-        }
-        member.clientURLs = configuration.advertiseClientURLs
-        self.member = member
         let memberDirectory = (configuration.dataDirectory as NSString).appendingPathComponent("member")
         snapDirectory = (memberDirectory as NSString).appendingPathComponent("snap")
         walDirectory = configuration.walDirectory ?? (memberDirectory as NSString).appendingPathComponent("wal")
@@ -141,40 +169,43 @@ public final class EtcdServer: Sendable {
             try? FileManager.default.removeItem(atPath: (snapDirectory as NSString).appendingPathComponent(name))
         }
         backend = try SQLiteBackend(path: (snapDirectory as NSString).appendingPathComponent("backend.sqlite"), synchronousCommits: false)
-        let recovered = try Self.recover(
-            configuration: configuration, cluster: cluster, member: member, backend: backend,
-            walDirectory: walDirectory, snapDirectory: snapDirectory)
-        published = Mutex(Published(
-            store: recovered.store, appliedIndex: recovered.appliedIndex, voters: recovered.confState.voters.count))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        peerEventLoops = group
+        let start = try Self.identify(
+            configuration: configuration, backend: backend, walDirectory: walDirectory, snapDirectory: snapDirectory, group: group)
+        memberID = start.memberID
+        clusterID = start.clusterID
+        let recovered = try Self.recover(start, configuration: configuration, backend: backend, snapDirectory: snapDirectory)
+        published = PublishedState(Published(
+            store: recovered.store, appliedIndex: recovered.appliedIndex, voters: recovered.confState.voters.count,
+            membership: recovered.membership))
 
-        // A member alone in its cluster has no one to hear from; it listens once it has peers.
-        if cluster.members.count > 1 {
-            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-            let (inbox, backend) = (inbox, backend)
-            let transport = PeerTransport(
-                localID: member.id, clusterID: cluster.id, group: group, snapshotDirectory: snapDirectory, logger: logger,
-                callbacks: PeerTransport.Callbacks(
-                    deliver: { messages in inbox.enqueue { $0.messages += messages } },
-                    unreachable: { peer in inbox.enqueue { _ = $0.unreachable.insert(peer) } },
-                    snapshotStatus: { peer, status in inbox.enqueue { $0.snapshotReports.append((peer, status)) } },
-                    copyBackend: { path in try backend.copy(to: path) }))
-            peerEventLoops = group
-            self.transport = transport
-        } else {
-            peerEventLoops = nil
-            transport = nil
-        }
-        if let transport {
-            transport.setPeers(Dictionary(uniqueKeysWithValues: cluster.members.map { ($0.id, $0.peerURLs) }))
-            for url in configuration.listenPeerURLs {
-                guard let (host, port) = PeerURL.hostAndPort(url) else {
-                    throw ConfigurationError("--listen-peer-urls: \(url) is not an http://host:port URL (TLS is not supported yet)")
-                }
-                do {
-                    try transport.listen(host: host, port: port)
-                } catch {
-                    throw ConfigurationError("listen tcp \(host):\(port): \(error)")
-                }
+        let (inbox, backend) = (inbox, backend)
+        let published = published
+        let transport = PeerTransport(
+            localID: memberID, clusterID: clusterID, group: group, snapshotDirectory: snapDirectory, logger: logger,
+            callbacks: PeerTransport.Callbacks(
+                deliver: { messages in inbox.enqueue { $0.messages += messages } },
+                unreachable: { peer in inbox.enqueue { _ = $0.unreachable.insert(peer) } },
+                snapshotStatus: { peer, status in inbox.enqueue { $0.snapshotReports.append((peer, status)) } },
+                copyBackend: { path in try backend.copy(to: path) },
+                membership: { published.withLock { $0.membership } },
+                promote: { id, completion in
+                    let proposal = MembershipProposal(
+                        request: .promote(id: id), completion: completion, deadline: .now + configuration.requestTimeout,
+                        forwarded: true)
+                    inbox.enqueue { $0.membershipChanges.append(proposal) }
+                }))
+        self.transport = transport
+        transport.setPeers(recovered.membership.peers)
+        for url in configuration.listenPeerURLs {
+            guard let (host, port) = PeerURL.hostAndPort(url) else {
+                throw ConfigurationError("--listen-peer-urls: \(url) is not an http://host:port URL (TLS is not supported yet)")
+            }
+            do {
+                try transport.listen(host: host, port: port)
+            } catch {
+                throw ConfigurationError("listen tcp \(host):\(port): \(error)")
             }
         }
         let loop = HandOff(MemberLoop(server: self, recovered: recovered, backend: backend, transport: transport, logger: logger))
@@ -186,62 +217,120 @@ public final class EtcdServer: Sendable {
         thread.start()
     }
 
-    /// Rebuilds the Raft storage, the log and the store from disk: the newest snapshot the log
-    /// has a marker for, the entries after it, and the backend (which may be ahead of the
-    /// snapshot, never behind it).
+    /// Who this member is and what its log holds, before the Raft state is rebuilt.
+    struct Start {
+        var memberID: UInt64
+        var clusterID: UInt64
+        var log: WriteAheadLog
+        /// Entries and hard state after the snapshot the log was opened from.
+        var contents: WriteAheadLog.Contents?
+        var snapshot: SnapshotFile?
+        /// For a data directory made now: the membership to start with and the entries a new
+        /// cluster's log begins with.
+        var membership: Membership?
+        var bootstrapEntries: [Entry] = []
+    }
+
+    private static func identify(
+        configuration: Configuration, backend: SQLiteBackend, walDirectory: String, snapDirectory: String,
+        group: any EventLoopGroup
+    ) throws -> Start {
+        var walOptions = WriteAheadLog.Options(segmentSize: configuration.walSegmentSize)
+        walOptions.fsyncObserver = configuration.diskMetrics.walFsync
+        if WriteAheadLog.exists(directory: walDirectory) {
+            let (log, contents, snapshot) = try openLog(directory: walDirectory, snapDirectory: snapDirectory, options: walOptions)
+            return Start(
+                memberID: contents.metadata.memberID, clusterID: contents.metadata.clusterID, log: log, contents: contents,
+                snapshot: snapshot)
+        }
+        let bootstrap = try ClusterConfiguration(initialCluster: configuration.initialCluster, token: configuration.initialClusterToken)
+        guard let local = bootstrap.members.first(where: { $0.name == configuration.name }) else {
+            throw ConfigurationError("couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
+        }
+        var start: Start
+        if configuration.joinExistingCluster {
+            // Ask the running members who is in the cluster; this member must have been added
+            // (etcdctl member add) with the peer URLs it advertises.
+            let others = bootstrap.members.filter { $0.name != configuration.name }.flatMap(\.peerURLs)
+            let (clusterID, membership) = try PeerTransport.fetchMembership(from: others, group: group)
+            guard let added = membership.members.first(where: { Set($0.peerURLs) == Set(local.peerURLs) }) else {
+                throw ConfigurationError(
+                    "member with peer URLs \(local.peerURLs.joined(separator: ",")) is not in the existing cluster; "
+                        + "add it first with 'etcdctl member add \(configuration.name) --peer-urls=\(local.peerURLs.joined(separator: ","))'")
+            }
+            start = Start(
+                memberID: added.id, clusterID: clusterID,
+                log: try WriteAheadLog.create(
+                    directory: walDirectory, metadata: WALMetadata(memberID: added.id, clusterID: clusterID),
+                    snapshot: WALSnapshot(index: 0, term: 0), options: walOptions),
+                membership: membership)
+        } else {
+            start = Start(
+                memberID: local.id, clusterID: bootstrap.id,
+                log: try WriteAheadLog.create(
+                    directory: walDirectory, metadata: WALMetadata(memberID: local.id, clusterID: bootstrap.id),
+                    snapshot: WALSnapshot(index: 0, term: 0), options: walOptions),
+                membership: Membership(), bootstrapEntries: bootstrap.bootstrapEntries())
+        }
+        return start
+    }
+
+    /// Rebuilds the Raft storage and the store from disk: the newest snapshot the log has a
+    /// marker for, the entries after it, and the backend (which may be ahead of the snapshot,
+    /// never behind it). The membership Raft starts with is the backend's, which is at the
+    /// backend's applied index, so membership changes before it are never replayed.
     private static func recover(
-        configuration: Configuration, cluster: ClusterConfiguration, member: Member, backend: SQLiteBackend,
-        walDirectory: String, snapDirectory: String
+        _ start: Start, configuration: Configuration, backend: SQLiteBackend, snapDirectory: String
     ) throws -> MemberLoop.Recovered {
         let store = try KeyValueStore(restoringFrom: backend)
         let applied = UInt64(try backend.meta(.consistentIndex) ?? 0)
         let appliedTerm = UInt64(try backend.meta(.consistentTerm) ?? 0)
-        let metadata = WALMetadata(memberID: member.id, clusterID: cluster.id)
-        var walOptions = WriteAheadLog.Options(segmentSize: configuration.walSegmentSize)
-        walOptions.fsyncObserver = configuration.diskMetrics.walFsync
-        var storage: MemoryStorage
-        let log: WriteAheadLog
-        var confState = ConfState(voters: cluster.members.map(\.id))
-        var snapshotIndex: UInt64 = 0
-        if WriteAheadLog.exists(directory: walDirectory) {
-            let (opened, contents, snapshot) = try openLog(
-                directory: walDirectory, snapDirectory: snapDirectory, metadata: metadata, options: walOptions)
-            log = opened
-            guard applied >= snapshot.index else {
-                throw ConfigurationError(
-                    "backend: it applied entries up to \(applied) but the snapshot at \(snapshot.index) says more are applied; "
-                        + "the backend is older than the log")
-            }
-            if let snapshot = snapshot.file {
-                confState = try PeerWire.decodeConfState(snapshot.confState)
-                snapshotIndex = snapshot.index
-                storage = MemoryStorage(snapshot: SnapshotMetadata(index: snapshot.index, term: snapshot.term, confState: confState))
-            } else {
-                storage = MemoryStorage(voters: confState.voters, learners: confState.learners)
-            }
+        let log = start.log
+        let snapshotIndex = start.snapshot?.index ?? 0
+        guard applied >= snapshotIndex else {
+            throw ConfigurationError(
+                "backend: it applied entries up to \(applied) but the snapshot at \(snapshotIndex) says more are applied; "
+                    + "the backend is older than the log")
+        }
+        var confState = ConfState()
+        if let stored = try backend.document(.confState) {
+            confState = try PeerWire.decodeConfState(stored)
+        } else if let snapshot = start.snapshot {
+            confState = try PeerWire.decodeConfState(snapshot.confState)
+        }
+        var membership = start.membership ?? Membership()
+        if let stored = try backend.document(.membership) { membership = try Membership(encoded: stored) }
+
+        var storage = MemoryStorage(
+            snapshot: SnapshotMetadata(index: snapshotIndex, term: start.snapshot?.term ?? 0, confState: confState))
+        if let contents = start.contents {
             storage.append(contents.entries.map(EntryEnvelope.raftEntry))
             storage.setHardState(HardState(term: contents.hardState.term, vote: contents.hardState.vote, commit: contents.hardState.commit))
-        } else {
-            // A new member starts from the empty snapshot (0, 0) with the bootstrap membership.
-            storage = MemoryStorage(voters: confState.voters, learners: confState.learners)
-            log = try WriteAheadLog.create(directory: walDirectory, metadata: metadata, snapshot: WALSnapshot(index: 0, term: 0), options: walOptions)
+        } else if !start.bootstrapEntries.isEmpty {
+            // A new cluster's first entries are committed by definition: every founding member has them.
+            let hardState = HardState(term: 1, vote: noNode, commit: UInt64(start.bootstrapEntries.count))
+            try log.save(
+                hardState: WALHardState(term: hardState.term, vote: hardState.vote, commit: hardState.commit),
+                entries: start.bootstrapEntries.map(EntryEnvelope.logEntry))
+            storage.append(start.bootstrapEntries)
+            storage.setHardState(hardState)
         }
+        var recoveredSnapshotIndex = snapshotIndex
         if try storage.lastIndex() < applied {
             // The backend is ahead of the log: its log was removed, or a snapshot from the leader
             // was installed and the member stopped before recording it. The backend is then the
             // newest snapshot, and the log continues after it.
             let hardState = storage.hardState
-            let snapshot = SnapshotMetadata(index: applied, term: appliedTerm, confState: confState)
             try backend.makeDurable(snapshotIndex: Int64(applied))
             try Snapshotter.save(
                 SnapshotFile(index: applied, term: appliedTerm, confState: PeerWire.encode(confState)), directory: snapDirectory)
             try log.saveSnapshot(WALSnapshot(index: applied, term: appliedTerm))
-            storage = MemoryStorage(snapshot: snapshot)
+            storage = MemoryStorage(snapshot: SnapshotMetadata(index: applied, term: appliedTerm, confState: confState))
             let term = max(hardState.term, appliedTerm)
             storage.setHardState(HardState(term: term, vote: term == hardState.term ? hardState.vote : noNode, commit: applied))
-            snapshotIndex = applied
+            recoveredSnapshotIndex = applied
         }
-        var raft = RaftConfig(id: member.id, storage: storage)
+        var raft = RaftConfig(id: start.memberID, storage: storage)
         raft.electionTick = configuration.electionTicks
         raft.heartbeatTick = 1
         raft.applied = min(applied, storage.hardState.commit)
@@ -252,14 +341,14 @@ public final class EtcdServer: Sendable {
         let node = try RaftNode(config: raft)
         return MemberLoop.Recovered(
             node: node, storage: storage, log: log, store: store, appliedIndex: applied, appliedTerm: appliedTerm,
-            snapshotIndex: snapshotIndex, confState: confState)
+            snapshotIndex: recoveredSnapshotIndex, confState: confState, membership: membership)
     }
 
     /// Opens the log from the newest snapshot it has a marker for (a crash between writing a
-    /// snapshot file and its marker leaves a newer file without one), checking it is this member's.
-    private static func openLog(
-        directory: String, snapDirectory: String, metadata: WALMetadata, options: WriteAheadLog.Options
-    ) throws -> (WriteAheadLog, WriteAheadLog.Contents, (index: UInt64, file: SnapshotFile?)) {
+    /// snapshot file and its marker leaves a newer file without one).
+    private static func openLog(directory: String, snapDirectory: String, options: WriteAheadLog.Options) throws
+        -> (WriteAheadLog, WriteAheadLog.Contents, SnapshotFile?)
+    {
         let snapshots = try Snapshotter.loadAll(directory: snapDirectory) { name, error in
             Logger(label: "swift-etcd").warning(
                 "failed to load snapshot file; renamed to .broken", metadata: ["file": "\(name)", "error": "\(error)"])
@@ -267,15 +356,10 @@ public final class EtcdServer: Sendable {
         var lastError: WALError = .snapshotNotFound(WALSnapshot(index: 0, term: 0))
         for snapshot in snapshots.map(Optional.some) + [nil] {
             do {
-                let marker = snapshot?.marker ?? WALSnapshot(index: 0, term: 0)
-                let (log, contents) = try WriteAheadLog.open(directory: directory, from: marker, options: options)
-                guard contents.metadata == metadata else {
-                    throw ConfigurationError(
-                        "wal: the log belongs to member \(String(contents.metadata.memberID, radix: 16)) of cluster "
-                            + "\(String(contents.metadata.clusterID, radix: 16)), not to this member")
-                }
-                return (log, contents, (marker.index, snapshot))
-            } catch let error as WALError {
+                let (log, contents) = try WriteAheadLog.open(
+                    directory: directory, from: snapshot?.marker ?? WALSnapshot(index: 0, term: 0), options: options)
+                return (log, contents, snapshot)
+            } catch {
                 guard case .snapshotNotFound = error else { throw error }
                 lastError = error
             }
@@ -293,7 +377,7 @@ public final class EtcdServer: Sendable {
         guard first else { return }
         loopExited.wait()
         purgeQueue.sync {}
-        try? peerEventLoops?.syncShutdownGracefully()
+        try? peerEventLoops.syncShutdownGracefully()
     }
 
     func publish(store: KeyValueStore, appliedIndex: UInt64) {
@@ -308,6 +392,10 @@ public final class EtcdServer: Sendable {
             $0.raft = raft
             $0.voters = voters
         }
+    }
+
+    func publish(membership: Membership) {
+        published.withLock { $0.membership = membership }
     }
 
     /// Removes log segments and snapshot files a snapshot at `snapshotIndex` made unnecessary, in the background.
@@ -336,6 +424,7 @@ public final class EtcdServer: Sendable {
     /// Proposes a write; `completion` runs once it is committed, applied and visible to reads
     /// here, or with etcd's error when it cannot be (no leader, timeout, stopping).
     public func propose(_ request: WriteRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
+        if isLearner { return completion(.failure(.notSupportedForLearner)) }
         let proposal = Proposal(request: request, completion: completion, deadline: .now + configuration.requestTimeout)
         let accepted = inbox.enqueue { inbox in
             guard !inbox.stopping else { return false }
@@ -352,9 +441,10 @@ public final class EtcdServer: Sendable {
         // A member that leads a cluster of one voter is the only one that can commit, and it
         // answers writes only once applied: its published store already holds every write
         // acknowledged before this read began.
-        if published.withLock({ $0.raft.role == .leader && $0.voters == 1 }) {
-            return completion(.success(()))
-        }
+        let (alone, learner) = published.withLock { ($0.raft.role == .leader && $0.voters == 1, $0.membership[memberID]?.isLearner ?? false) }
+        if alone { return completion(.success(())) }
+        // A learner's applied state may lag without bound; etcd refuses it linearizable reads too.
+        if learner { return completion(.failure(.notSupportedForLearner)) }
         let read = ReadWaiter(completion: completion, deadline: .now + configuration.requestTimeout)
         let accepted = inbox.enqueue { inbox in
             guard !inbox.stopping else { return false }
@@ -375,6 +465,37 @@ public final class EtcdServer: Sendable {
             return true
         }
         if !accepted { completion(.failure(.stopped)) }
+    }
+
+    /// Whether this member is a learner (it refuses writes and linearizable reads, as etcd's do).
+    public var isLearner: Bool { published.withLock { $0.membership[memberID]?.isLearner ?? false } }
+
+    /// Changes the membership (`MemberAdd`, `MemberRemove`, `MemberUpdate`, `MemberPromote`);
+    /// `completion` runs once the change is applied here, or with etcd's error.
+    func changeMembership(_ request: MembershipRequest, completion: @escaping @Sendable (MembershipResult) -> Void) {
+        let proposal = MembershipProposal(request: request, completion: completion, deadline: .now + configuration.requestTimeout)
+        let accepted = inbox.enqueue { inbox in
+            guard !inbox.stopping else { return false }
+            inbox.membershipChanges.append(proposal)
+            return true
+        }
+        if !accepted { completion(.failure(.stopped)) }
+    }
+
+    public func addMember(peerURLs: [String], isLearner: Bool, completion: @escaping @Sendable (MembershipResult) -> Void) {
+        changeMembership(.add(peerURLs: peerURLs, isLearner: isLearner), completion: completion)
+    }
+
+    public func removeMember(_ id: UInt64, completion: @escaping @Sendable (MembershipResult) -> Void) {
+        changeMembership(.remove(id: id), completion: completion)
+    }
+
+    public func updateMember(_ id: UInt64, peerURLs: [String], completion: @escaping @Sendable (MembershipResult) -> Void) {
+        changeMembership(.update(id: id, peerURLs: peerURLs), completion: completion)
+    }
+
+    public func promoteMember(_ id: UInt64, completion: @escaping @Sendable (MembershipResult) -> Void) {
+        changeMembership(.promote(id: id), completion: completion)
     }
 
     // MARK: Reads
@@ -418,8 +539,8 @@ public final class EtcdServer: Sendable {
 
     func header(revision: Int64, term: UInt64) -> Etcdserverpb_ResponseHeader {
         var header = Etcdserverpb_ResponseHeader()
-        header.clusterID = cluster.id
-        header.memberID = member.id
+        header.clusterID = clusterID
+        header.memberID = memberID
         header.revision = revision
         header.raftTerm = term
         return header
@@ -447,24 +568,25 @@ public final class EtcdServer: Sendable {
         response.raftTerm = raft.term
         response.storageVersion = Self.version
         response.dbSizeQuota = configuration.quotaBackendBytes
+        response.isLearner = isLearner
         if raft.leader == noNode { response.errors = [EtcdError.noLeader.description] }
         return response
     }
 
-    /// `Cluster.MemberList`: the members known from the bootstrap configuration.
-    public func memberList() -> Etcdserverpb_MemberListResponse {
-        var response = Etcdserverpb_MemberListResponse()
-        response.header = header(revision: currentRevision)
-        response.members = cluster.members.map { configured in
-            let known = configured.id == member.id ? member : configured
-            var out = Etcdserverpb_Member()
-            out.id = known.id
-            out.name = known.name
-            out.peerUrls = known.peerURLs
-            out.clientUrls = known.clientURLs
-            out.isLearner = known.isLearner
-            return out
-        }
-        return response
+    /// The members as this member has applied them.
+    public var members: [Member] { published.withLock { $0.membership.members } }
+}
+
+/// The member's latest published state behind one lock: what requests read without the loop
+/// thread. A class so the peer transport can share it.
+final class PublishedState: Sendable {
+    private let state: Mutex<EtcdServer.Published>
+
+    init(_ initial: EtcdServer.Published) {
+        state = Mutex(initial)
+    }
+
+    func withLock<Result>(_ body: (inout EtcdServer.Published) -> Result) -> Result {
+        state.withLock { body(&$0) }
     }
 }

@@ -12,11 +12,12 @@ final class MemberInbox: Sendable {
         var unreachable: Set<NodeID> = []
         var transfers: [EtcdServer.LeaderTransfer] = []
         var snapshotReports: [(peer: NodeID, status: SnapshotStatus)] = []
+        var membershipChanges: [EtcdServer.MembershipProposal] = []
         var stopping = false
 
         var isEmpty: Bool {
             proposals.isEmpty && reads.isEmpty && messages.isEmpty && unreachable.isEmpty && transfers.isEmpty
-                && snapshotReports.isEmpty && !stopping
+                && snapshotReports.isEmpty && membershipChanges.isEmpty && !stopping
         }
     }
 

@@ -21,13 +21,26 @@ final class MemberLoop {
     private let storage: MemoryStorage
     private let log: WriteAheadLog
     private let backend: SQLiteBackend
-    private let transport: PeerTransport?
+    private let transport: PeerTransport
     private let logger: Logger
     private var store: KeyValueStore
     private var appliedIndex: UInt64
     private var appliedTerm: UInt64
     private var snapshotIndex: UInt64
     private var confState: ConfState
+    private var membership: Membership
+    /// Set when applying changed the membership, so the batch's commit stores it.
+    private var membershipChanged = false
+    /// Membership changes proposed here and not yet applied, by request ID.
+    private var membershipWaiting: [UInt64: (completion: @Sendable (EtcdServer.MembershipResult) -> Void, deadline: ContinuousClock.Instant)] = [:]
+    /// The request ID of this member's own attributes update while it is in flight.
+    private var publishing: (id: UInt64, deadline: ContinuousClock.Instant)?
+    private var campaignedAlone = false
+    /// Answers to membership changes applied in the current batch, given once it is committed.
+    private var pendingMembershipCompletions: [() -> Void] = []
+    private var removedFromCluster = false
+    /// Proposals forwarded by followers that could not be taken yet, with when they expire.
+    private var deferredProposals: [(message: Message, expires: ContinuousClock.Instant)] = []
     private var soft = SoftState(leader: noNode, role: .follower)
     private var term: UInt64 = 0
     private var commitIndex: UInt64 = 0
@@ -68,9 +81,10 @@ final class MemberLoop {
         var appliedTerm: UInt64
         var snapshotIndex: UInt64
         var confState: ConfState
+        var membership: Membership
     }
 
-    init(server: EtcdServer, recovered: Recovered, backend: SQLiteBackend, transport: PeerTransport?, logger: Logger) {
+    init(server: EtcdServer, recovered: Recovered, backend: SQLiteBackend, transport: PeerTransport, logger: Logger) {
         self.server = server
         configuration = server.configuration
         node = recovered.node
@@ -81,6 +95,7 @@ final class MemberLoop {
         appliedTerm = recovered.appliedTerm
         snapshotIndex = recovered.snapshotIndex
         confState = recovered.confState
+        membership = recovered.membership
         self.backend = backend
         self.transport = transport
         self.logger = logger
@@ -94,6 +109,11 @@ final class MemberLoop {
 
     func run() {
         startElectionClock()
+        // A fresh cluster's bootstrap membership is applied (and a lone voter elected) before
+        // the first tick.
+        while node.hasReady { handleReady() }
+        campaignIfAlone()
+        while node.hasReady { handleReady() }
         publishStatus()
         let interval = configuration.heartbeatInterval
         var nextTick = ContinuousClock.now + interval
@@ -117,43 +137,69 @@ final class MemberLoop {
                 if let snapshot = message.snapshot, !snapshot.data.isEmpty {
                     receivedSnapshots.append(String(decoding: snapshot.data, as: UTF8.self))
                 }
-                try? node.step(message)
+                step(message, receivedAt: now)
             }
             for peer in inbox.unreachable { node.reportUnreachable(peer) }
             for (peer, status) in inbox.snapshotReports { node.reportSnapshot(peer, status: status) }
             startTransfers(inbox.transfers)
             propose(inbox.proposals)
             requestRead(inbox.reads)
+            for change in inbox.membershipChanges { changeMembership(change) }
+            while node.hasReady { handleReady() }
+            campaignIfAlone()
             while node.hasReady { handleReady() }
             if leaderAppeared {
                 // Requests refused for want of a leader go now rather than at the next tick.
                 leaderAppeared = false
+                publishAttributesIfNeeded(ContinuousClock.now)
                 retryUnproposed()
                 retryReads()
                 while node.hasReady { handleReady() }
             }
+            retryForwardedProposals(now)
             finishTransfers()
             // A snapshot Raft did not take (it was stale) leaves its file behind; installing removes it too.
             for path in receivedSnapshots { Self.removeDatabaseFiles(path) }
             if inbox.stopping { break }
         }
         failEverything(with: .stopped)
-        transport?.stop()
+        transport.stop()
         log.close()
     }
 
-    /// A fresh member waits less for its first election (etcd advances its ticks the same way);
-    /// a member alone in its cluster campaigns at once.
+    /// A fresh member waits less for its first election (etcd advances its ticks the same way).
     private func startElectionClock() {
-        if confState.voters == [localID] {
-            node.campaign()
-        } else if term == 0 {
+        if term <= 1 {
             for _ in 1..<configuration.electionTicks { node.tick() }
         }
     }
 
+    /// A member that is the only voter need not wait for an election timeout: it campaigns as
+    /// soon as it knows it is alone (after applying the bootstrap membership, on a fresh start).
+    private func campaignIfAlone() {
+        guard !campaignedAlone, soft.leader == noNode, confState.voters == [localID], confState.votersOutgoing.isEmpty else { return }
+        campaignedAlone = true
+        node.campaign()
+    }
+
+    /// Publishes this member's name and client URLs to the cluster once a leader is known, so
+    /// every member lists them (etcd's publish at start); retried until applied.
+    private func publishAttributesIfNeeded(_ now: ContinuousClock.Instant) {
+        guard soft.leader != noNode, let me = membership[localID] else { return }
+        guard me.name != configuration.name || me.clientURLs != configuration.advertiseClientURLs else { return }
+        if let publishing, publishing.deadline > now { return }
+        let id = nextRequestID
+        nextRequestID &+= 1
+        publishing = (id, now + configuration.requestTimeout)
+        let update = MemberAttributesUpdate(
+            proposer: localID, requestID: id, id: localID, name: configuration.name, clientURLs: configuration.advertiseClientURLs)
+        try? node.propose(EntryEnvelope.encode(update))
+    }
+
     private func onTick(_ now: ContinuousClock.Instant) {
         retryUnproposed()
+        publishAttributesIfNeeded(now)
+        if configuration.autoPromoteLearners { promoteCaughtUpLearners(now) }
         retryReads(olderThan: UInt64(configuration.electionTicks))
         expire(now)
     }
@@ -197,6 +243,10 @@ final class MemberLoop {
             waiter.completion(.failure(error))
         }
         unproposed.removeAll { waiting[$0.id] == nil }
+        for (id, waiter) in membershipWaiting where waiter.deadline <= now {
+            membershipWaiting[id] = nil
+            waiter.completion(.failure(error))
+        }
         for (context, batch) in readBatches {
             let (expired, live) = batch.reads.partitioned { $0.deadline <= now }
             for read in expired { read.completion(.failure(error)) }
@@ -212,12 +262,42 @@ final class MemberLoop {
     private func failEverything(with error: EtcdError) {
         for waiter in waiting.values { waiter.completion(.failure(error)) }
         waiting = [:]
+        for waiter in membershipWaiting.values { waiter.completion(.failure(error)) }
+        membershipWaiting = [:]
         for transfer in transfers { transfer.completion(.failure(error)) }
         transfers = []
         for batch in readBatches.values { for read in batch.reads { read.completion(.failure(error)) } }
         for (_, reads) in readsAwaitingApply { for read in reads { read.completion(.failure(error)) } }
         readBatches = [:]
         readsAwaitingApply = []
+    }
+
+    /// Steps a peer's message. A proposal a follower forwarded that cannot be taken now (a
+    /// leadership transfer is under way, or this member just lost its leadership) is kept and
+    /// offered again, to whoever leads by then: it was never appended, so it cannot be applied
+    /// twice, and the client's write does not time out because of a `move-leader`.
+    private func step(_ message: Message, receivedAt now: ContinuousClock.Instant) {
+        do {
+            try node.step(message)
+        } catch .proposalDropped(let reason) where message.type == .propose && reason != .uncommittedSizeLimit {
+            deferredProposals.append((message, now + configuration.requestTimeout))
+        } catch {
+            // Stale or malformed messages are Raft's to ignore.
+        }
+    }
+
+    private func retryForwardedProposals(_ now: ContinuousClock.Instant) {
+        guard !deferredProposals.isEmpty, soft.leader != noNode else { return }
+        let deferred = deferredProposals
+        deferredProposals = []
+        for (message, expires) in deferred where expires > now {
+            do {
+                try node.step(message)
+            } catch {
+                deferredProposals.append((message, expires))
+            }
+        }
+        while node.hasReady { handleReady() }
     }
 
     // MARK: Requests
@@ -246,7 +326,8 @@ final class MemberLoop {
     private func offer(_ batch: [(id: UInt64, data: [UInt8])]) {
         do {
             try node.propose(batch: batch.map(\.data))
-        } catch .proposalDropped(.noLeader) {
+        } catch .proposalDropped(.noLeader), .proposalDropped(.leadershipTransferInProgress) {
+            // Offered again once a leader is known (after a transfer, that is the new one).
             unproposed += batch
         } catch {
             let failure: EtcdError =
@@ -310,10 +391,10 @@ final class MemberLoop {
     private func handleReady() {
         let ready = node.ready()
         if let newSoft = ready.softState { roleChanged(newSoft) }
-        transport?.send(ready.messages)
+        transport.send(ready.messages)
         if let snapshot = ready.snapshot { install(snapshot) }
         persist(ready)
-        transport?.send(ready.messagesAfterPersist)
+        transport.send(ready.messagesAfterPersist)
         apply(ready.committedEntries)
         answer(ready.readStates)
         node.advance()
@@ -405,6 +486,10 @@ final class MemberLoop {
             case .normal:
                 // An empty entry is a new leader's no-op.
                 guard !entry.data.isEmpty else { continue }
+                if let update = EntryEnvelope.attributesUpdate(entry.data) {
+                    applyAttributesUpdate(update)
+                    continue
+                }
                 let envelope: EntryEnvelope
                 do {
                     envelope = try EntryEnvelope(entry.data)
@@ -428,14 +513,19 @@ final class MemberLoop {
             .consistentIndex: Int64(appliedIndex), .consistentTerm: Int64(appliedTerm), .revision: store.revision,
         ]
         if compaction != nil { meta[.compactedRevision] = store.compactedRevision }
+        var documents: [SQLiteBackend.Document: [UInt8]] = [:]
+        if membershipChanged {
+            documents = [.membership: membership.encoded(), .confState: PeerWire.encode(confState)]
+        }
         do {
             let start = ContinuousClock.now
-            try backend.commit(changes, meta: meta, removingAtOrBefore: compaction)
+            try backend.commit(changes, meta: meta, documents: documents, removingAtOrBefore: compaction)
             configuration.diskMetrics.backendCommit?(ContinuousClock.now - start)
         } catch {
             EtcdServer.fatal("failed to commit applied entries to the backend", error)
         }
         server.publish(store: store, appliedIndex: appliedIndex)
+        if membershipChanged { membershipApplied() }
         for (waiter, result) in completions { waiter.completion(result) }
         answerReadsUpToApplied()
         if appliedIndex - snapshotIndex >= configuration.snapshotCount {
@@ -451,6 +541,164 @@ final class MemberLoop {
             confState = try node.applyConfChange(change)
         } catch {
             logger.warning("ignored a membership change that cannot apply", metadata: ["error": "\(error)"])
+            return
+        }
+        membershipChanged = true
+        // Leaving a joint configuration carries no member.
+        guard let context = try? MembershipChangeContext(encoded: change.context) else { return }
+        var member = context.member
+        for single in change.changes {
+            switch single.kind {
+            case .addNode where membership[single.node] != nil:
+                membership.update(single.node) { $0.isLearner = false }
+                member = membership[single.node]!
+                logger.info("promoted learner to voting member", metadata: ["member-id": "\(hex(single.node))"])
+            case .addNode, .addLearner:
+                membership.add(member)
+                logger.info("added member", metadata: [
+                    "member-id": "\(hex(member.id))", "peer-urls": "\(member.peerURLs)", "is-learner": "\(member.isLearner)",
+                ])
+            case .removeNode:
+                member = membership[single.node] ?? member
+                membership.remove(single.node)
+                logger.info("removed member", metadata: ["member-id": "\(hex(single.node))"])
+            }
+        }
+        if context.proposer == localID, let waiter = membershipWaiting.removeValue(forKey: context.requestID) {
+            let result: EtcdServer.MembershipResult = .success((member, membership.members))
+            pendingMembershipCompletions.append({ waiter.completion(result) })
+        }
+    }
+
+    private func applyAttributesUpdate(_ update: MemberAttributesUpdate) {
+        guard membership[update.id] != nil else { return }
+        membership.update(update.id) { member in
+            if let name = update.name { member.name = name }
+            if let clientURLs = update.clientURLs { member.clientURLs = clientURLs }
+            if let peerURLs = update.peerURLs { member.peerURLs = peerURLs }
+        }
+        membershipChanged = true
+        if update.proposer == localID {
+            if publishing?.id == update.requestID { publishing = nil }
+            if let waiter = membershipWaiting.removeValue(forKey: update.requestID) {
+                let result: EtcdServer.MembershipResult = .success((membership[update.id]!, membership.members))
+                pendingMembershipCompletions.append({ waiter.completion(result) })
+            }
+        }
+    }
+
+    /// After a batch that changed the membership is committed: peers, what requests see,
+    /// answers to the clients that asked, and stopping if this member was removed.
+    private func membershipApplied() {
+        membershipChanged = false
+        transport.setPeers(membership.peers)
+        server.publish(membership: membership)
+        let completions = pendingMembershipCompletions
+        pendingMembershipCompletions = []
+        for complete in completions { complete() }
+        if membership.removed.contains(localID) && !removedFromCluster {
+            removedFromCluster = true
+            logger.warning("the member has been permanently removed from the cluster; stopping", metadata: [
+                "local-member-id": "\(hex(localID))",
+            ])
+            configuration.onRemovedFromCluster?()
+        }
+    }
+
+    // MARK: Membership requests
+
+    /// Checks a membership request against the applied membership and proposes it.
+    private func changeMembership(_ proposal: EtcdServer.MembershipProposal) {
+        let fail = { (error: EtcdError) in proposal.completion(.failure(error)) }
+        let id = nextRequestID
+        switch proposal.request {
+        case .add(let peerURLs, let isLearner):
+            guard !peerURLs.isEmpty, peerURLs.allSatisfy({ PeerURL.hostAndPort($0) != nil }) else { return fail(.memberBadURLs) }
+            let inUse = Set(membership.members.flatMap(\.peerURLs))
+            guard peerURLs.allSatisfy({ !inUse.contains($0) }) else { return fail(.peerURLExists) }
+            if isLearner {
+                // etcd allows one learner at a time (--experimental-max-learners defaults to 1).
+                guard membership.members.filter(\.isLearner).count < 1 else { return fail(.tooManyLearners) }
+            } else if configuration.strictReconfigCheck && !enoughStartedVoters(adding: 1) {
+                return fail(.notEnoughStartedMembers)
+            }
+            let memberID = ClusterConfiguration.memberID(
+                peerURLs: peerURLs, token: configuration.initialClusterToken, addedAt: Date())
+            guard membership[memberID] == nil, !membership.removed.contains(memberID) else { return fail(.memberExists) }
+            let member = Member(id: memberID, name: "", peerURLs: peerURLs.sorted(), clientURLs: [], isLearner: isLearner)
+            proposeMembershipChange(
+                ConfChangeSingle(isLearner ? .addLearner : .addNode, memberID), member: member, requestID: id, proposal: proposal)
+        case .remove(let memberID):
+            guard let member = membership[memberID] else { return fail(.memberNotFound) }
+            if configuration.strictReconfigCheck && !member.isLearner && !enoughStartedVoters(removing: memberID) {
+                return fail(.notEnoughStartedMembers)
+            }
+            proposeMembershipChange(ConfChangeSingle(.removeNode, memberID), member: member, requestID: id, proposal: proposal)
+        case .update(let memberID, let peerURLs):
+            guard membership[memberID] != nil else { return fail(.memberNotFound) }
+            guard !peerURLs.isEmpty, peerURLs.allSatisfy({ PeerURL.hostAndPort($0) != nil }) else { return fail(.memberBadURLs) }
+            let inUse = Set(membership.members.filter { $0.id != memberID }.flatMap(\.peerURLs))
+            guard peerURLs.allSatisfy({ !inUse.contains($0) }) else { return fail(.peerURLExists) }
+            nextRequestID &+= 1
+            membershipWaiting[id] = (proposal.completion, proposal.deadline)
+            let update = MemberAttributesUpdate(proposer: localID, requestID: id, id: memberID, peerURLs: peerURLs.sorted())
+            do {
+                try node.propose(EntryEnvelope.encode(update))
+            } catch {
+                membershipWaiting[id] = nil
+                fail(soft.leader == noNode ? .noLeader : .leaderChanged)
+            }
+        case .promote(let memberID):
+            guard let member = membership[memberID] else { return fail(.memberNotFound) }
+            guard member.isLearner else { return fail(.memberNotLearner) }
+            guard soft.role == .leader else {
+                // Only the leader knows how far the learner got; a forwarded request never bounces.
+                guard !proposal.forwarded, soft.leader != noNode else { return fail(proposal.forwarded ? .notLeader : .noLeader) }
+                return transport.forwardPromotion(of: memberID, to: soft.leader, completion: proposal.completion)
+            }
+            guard isCaughtUp(memberID) else { return fail(.learnerNotReady) }
+            if configuration.strictReconfigCheck && !enoughStartedVoters(adding: 1) { return fail(.notEnoughStartedMembers) }
+            proposeMembershipChange(ConfChangeSingle(.addNode, memberID), member: member, requestID: id, proposal: proposal)
+        }
+    }
+
+    private func proposeMembershipChange(
+        _ single: ConfChangeSingle, member: Member, requestID: UInt64, proposal: EtcdServer.MembershipProposal
+    ) {
+        nextRequestID &+= 1
+        membershipWaiting[requestID] = (proposal.completion, proposal.deadline)
+        let context = MembershipChangeContext(proposer: localID, requestID: requestID, member: member)
+        do {
+            try node.proposeConfChange(ConfChange(changes: [single], context: context.encoded()))
+        } catch {
+            membershipWaiting[requestID] = nil
+            proposal.completion(.failure(soft.leader == noNode ? .noLeader : .leaderChanged))
+        }
+    }
+
+    /// Whether enough voters would be started (connected, or this member) after the change to
+    /// keep a quorum: etcd's `--strict-reconfig-check`.
+    private func enoughStartedVoters(adding added: Int = 0, removing removed: NodeID? = nil) -> Bool {
+        let voters = membership.members.filter { !$0.isLearner && $0.id != removed }
+        let started = voters.filter { $0.id == localID || transport.isConnected($0.id) }.count
+        return started >= (voters.count + added) / 2 + 1
+    }
+
+    /// etcd's readiness rule: the learner has acknowledged at least 90% of what the leader has.
+    private func isCaughtUp(_ learner: NodeID) -> Bool {
+        let progress = node.status().progress
+        guard let own = progress[localID]?.match, let theirs = progress[learner]?.match else { return false }
+        return Double(theirs) >= Double(own) * 0.9
+    }
+
+    /// Beyond etcd (`--auto-promote-learners`): the leader promotes a learner once it is caught up.
+    private func promoteCaughtUpLearners(_ now: ContinuousClock.Instant) {
+        guard soft.role == .leader, membershipWaiting.isEmpty else { return }
+        for learner in membership.members where learner.isLearner && isCaughtUp(learner.id) {
+            let proposal = EtcdServer.MembershipProposal(request: .promote(id: learner.id), completion: { _ in }, deadline: now + configuration.requestTimeout)
+            logger.info("promoting a learner that caught up", metadata: ["member-id": "\(hex(learner.id))"])
+            changeMembership(proposal)
+            return
         }
     }
 
@@ -498,6 +746,17 @@ struct EntryEnvelope {
 
     private static let writeTag: UInt8 = 1
     private static let membershipTag: UInt8 = 2
+    private static let attributesTag: UInt8 = 3
+
+    static func encode(_ update: MemberAttributesUpdate) -> [UInt8] {
+        [attributesTag] + update.encoded()
+    }
+
+    /// The attributes update a normal entry holds, if it holds one.
+    static func attributesUpdate(_ data: [UInt8]) -> MemberAttributesUpdate? {
+        guard data.first == attributesTag else { return nil }
+        return try? MemberAttributesUpdate(encoded: Array(data.dropFirst()))
+    }
 
     static func encode(proposer: NodeID, requestID: UInt64, request: WriteRequest) -> [UInt8] {
         [writeTag] + MemberLoop.bytes(proposer) + MemberLoop.bytes(requestID) + request.logData

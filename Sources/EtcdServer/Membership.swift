@@ -1,16 +1,72 @@
 import Crypto
 import Foundation
+import Raft
 
-/// One member of the cluster as configured at bootstrap.
-public struct Member: Sendable, Equatable {
+/// One member of the cluster.
+public struct Member: Sendable, Equatable, Codable {
     public var id: UInt64
+    /// Empty until the member has started and published its name.
     public var name: String
     public var peerURLs: [String]
+    /// Empty until the member has started and published them.
     public var clientURLs: [String]
     public var isLearner = false
+
+    public init(id: UInt64, name: String, peerURLs: [String], clientURLs: [String], isLearner: Bool = false) {
+        self.id = id
+        self.name = name
+        self.peerURLs = peerURLs
+        self.clientURLs = clientURLs
+        self.isLearner = isLearner
+    }
 }
 
-/// The cluster a member belongs to, from `--initial-cluster` and `--initial-cluster-token`.
+/// The cluster's members as the applied log says, and every ID ever removed (a removed member
+/// may never come back under the same ID). Stored in the backend with the applied index.
+public struct Membership: Sendable, Equatable, Codable {
+    public private(set) var members: [Member] = []
+    public private(set) var removed: Set<UInt64> = []
+
+    public init(members: [Member] = []) {
+        self.members = members.sorted { $0.id < $1.id }
+    }
+
+    public subscript(id: UInt64) -> Member? {
+        members.first { $0.id == id }
+    }
+
+    mutating func add(_ member: Member) {
+        members.removeAll { $0.id == member.id }
+        members.append(member)
+        members.sort { $0.id < $1.id }
+    }
+
+    mutating func remove(_ id: UInt64) {
+        members.removeAll { $0.id == id }
+        removed.insert(id)
+    }
+
+    mutating func update(_ id: UInt64, _ change: (inout Member) -> Void) {
+        guard let index = members.firstIndex(where: { $0.id == id }) else { return }
+        change(&members[index])
+    }
+
+    /// Peer URLs by member ID: where the transport sends.
+    var peers: [NodeID: [String]] {
+        Dictionary(uniqueKeysWithValues: members.map { ($0.id, $0.peerURLs) })
+    }
+
+    func encoded() -> [UInt8] {
+        // Encoding plain strings and integers cannot fail.
+        Array(try! JSONEncoder().encode(self))
+    }
+
+    init(encoded bytes: [UInt8]) throws {
+        self = try JSONDecoder().decode(Membership.self, from: Data(bytes))
+    }
+}
+
+/// The cluster a new member bootstraps, from `--initial-cluster` and `--initial-cluster-token`.
 public struct ClusterConfiguration: Sendable, Equatable {
     public var id: UInt64
     public var members: [Member]
@@ -37,8 +93,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         }
         guard !urlsByName.isEmpty else { throw ConfigurationError("--initial-cluster is empty") }
         members = urlsByName.map { name, urls in
-            let sorted = urls.sorted()
-            return Member(id: Self.firstWord(of: Array((sorted.joined() + token).utf8)), name: name, peerURLs: sorted, clientURLs: [])
+            Member(id: Self.memberID(peerURLs: urls, token: token), name: name, peerURLs: urls.sorted(), clientURLs: [])
         }
         var idBytes: [UInt8] = []
         for memberID in members.map(\.id).sorted() {
@@ -47,9 +102,75 @@ public struct ClusterConfiguration: Sendable, Equatable {
         id = Self.firstWord(of: idBytes)
     }
 
+    /// etcd's member ID: bootstrap members hash their peer URLs and the token; a member added
+    /// later also hashes the time it was added (in Unix seconds), so re-adding gives a new ID.
+    public static func memberID(peerURLs: [String], token: String, addedAt: Date? = nil) -> UInt64 {
+        var text = peerURLs.sorted().joined() + token
+        if let addedAt { text += String(Int64(addedAt.timeIntervalSince1970)) }
+        return firstWord(of: Array(text.utf8))
+    }
+
     /// The first 8 bytes of the SHA-1 of `bytes`, big-endian.
     private static func firstWord(of bytes: [UInt8]) -> UInt64 {
         Insecure.SHA1.hash(data: bytes).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// The entries every founding member's log starts with, identical on all of them: one
+    /// committed membership change per member, so members that join later learn the founding
+    /// membership from the log like everything else (etcd bootstraps the same way).
+    func bootstrapEntries() -> [Entry] {
+        members.sorted { $0.id < $1.id }.enumerated().map { offset, member in
+            let change = ConfChange(
+                changes: [ConfChangeSingle(.addNode, member.id)],
+                context: MembershipChangeContext(proposer: 0, requestID: 0, member: member).encoded())
+            return Entry(term: 1, index: UInt64(offset) + 1, kind: .confChange, data: change.encoded())
+        }
+    }
+}
+
+/// What a membership change entry carries besides the Raft change: who proposed it (to answer
+/// the client) and the member it adds, removes or promotes.
+struct MembershipChangeContext: Codable, Equatable {
+    var proposer: UInt64
+    var requestID: UInt64
+    var member: Member
+
+    func encoded() -> [UInt8] { Array(try! JSONEncoder().encode(self)) }
+
+    init(proposer: UInt64, requestID: UInt64, member: Member) {
+        self.proposer = proposer
+        self.requestID = requestID
+        self.member = member
+    }
+
+    init(encoded bytes: [UInt8]) throws {
+        self = try JSONDecoder().decode(Self.self, from: Data(bytes))
+    }
+}
+
+/// A change to a member's attributes that Raft's membership does not see: its published name
+/// and client URLs (sent by the member itself at start), or new peer URLs (`MemberUpdate`).
+struct MemberAttributesUpdate: Codable, Equatable {
+    var proposer: UInt64
+    var requestID: UInt64
+    var id: UInt64
+    var name: String?
+    var clientURLs: [String]?
+    var peerURLs: [String]?
+
+    func encoded() -> [UInt8] { Array(try! JSONEncoder().encode(self)) }
+
+    init(proposer: UInt64, requestID: UInt64, id: UInt64, name: String? = nil, clientURLs: [String]? = nil, peerURLs: [String]? = nil) {
+        self.proposer = proposer
+        self.requestID = requestID
+        self.id = id
+        self.name = name
+        self.clientURLs = clientURLs
+        self.peerURLs = peerURLs
+    }
+
+    init(encoded bytes: [UInt8]) throws {
+        self = try JSONDecoder().decode(Self.self, from: Data(bytes))
     }
 }
 

@@ -22,6 +22,10 @@ final class PeerTransport: Sendable {
         var snapshotStatus: @Sendable (NodeID, SnapshotStatus) -> Void
         /// Writes a consistent copy of this member's backend to the given path.
         var copyBackend: @Sendable (String) throws -> Void
+        /// The membership as this member has applied it (for a joining member's question).
+        var membership: @Sendable () -> Membership
+        /// Promotes a learner on behalf of a follower (this member should be the leader).
+        var promote: @Sendable (UInt64, @escaping @Sendable (EtcdServer.MembershipResult) -> Void) -> Void
     }
 
     private let localID: NodeID
@@ -60,7 +64,7 @@ final class PeerTransport: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         PeerReceiver(
                             localID: localID, clusterID: clusterID, snapshotDirectory: directory, logger: logger,
-                            deliver: callbacks.deliver))
+                            callbacks: callbacks))
                 }
             }
             .bind(host: host, port: port).wait()
@@ -141,6 +145,31 @@ final class PeerTransport: Sendable {
         }
     }
 
+    /// Whether a connection to `peer` is up now: etcd's "started member" for reconfiguration checks.
+    func isConnected(_ peer: NodeID) -> Bool {
+        senders.withLock { $0[peer] }?.isConnected ?? false
+    }
+
+    /// Forwards a learner's promotion to the leader and completes with its answer (off the loop thread).
+    func forwardPromotion(of id: UInt64, to leader: NodeID, completion: @escaping @Sendable (EtcdServer.MembershipResult) -> Void) {
+        guard let urls = senders.withLock({ $0[leader]?.urls }), let url = urls.first else {
+            return completion(.failure(.noLeader))
+        }
+        let (group, clusterID, localID) = (group, clusterID, localID)
+        snapshotQueue.async {
+            do {
+                let response = try Self.ask(
+                    url: url, .promote(id: id), hello: PeerHello(clusterID: clusterID, from: localID, to: leader, stream: .request),
+                    group: group)
+                if let error = response.error { return completion(.failure(error)) }
+                guard let member = response.member, let membership = response.membership else { return completion(.failure(.timeout)) }
+                completion(.success((member, membership.members)))
+            } catch {
+                completion(.failure(.timeout))
+            }
+        }
+    }
+
     /// Closes every connection and stops listening.
     func stop() {
         for channel in listeners.withLock({ $0 }) { try? channel.close().wait() }
@@ -178,6 +207,8 @@ private final class PeerSender: Sendable {
         self.group = group
         self.unreachable = unreachable
     }
+
+    var isConnected: Bool { state.withLock { $0.channel != nil } }
 
     func send(_ messages: [Message]) {
         enum Action { case write(any Channel), connect, drop, none }
@@ -316,20 +347,18 @@ private final class PeerReceiver: ChannelInboundHandler {
     private let clusterID: UInt64
     private let snapshotDirectory: String
     private let logger: Logger
-    private let deliver: @Sendable ([Message]) -> Void
+    private let callbacks: PeerTransport.Callbacks
+    private var deliver: @Sendable ([Message]) -> Void { callbacks.deliver }
     private var hello: PeerHello?
     private var pending: [Message] = []
     private var snapshot: IncomingSnapshot?
 
-    init(
-        localID: NodeID, clusterID: UInt64, snapshotDirectory: String, logger: Logger,
-        deliver: @escaping @Sendable ([Message]) -> Void
-    ) {
+    init(localID: NodeID, clusterID: UInt64, snapshotDirectory: String, logger: Logger, callbacks: PeerTransport.Callbacks) {
         self.localID = localID
         self.clusterID = clusterID
         self.snapshotDirectory = snapshotDirectory
         self.logger = logger
-        self.deliver = deliver
+        self.callbacks = callbacks
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -337,7 +366,9 @@ private final class PeerReceiver: ChannelInboundHandler {
         do {
             guard let hello else {
                 let hello = try PeerHello(&body)
-                guard hello.clusterID == clusterID, hello.to == localID else {
+                // A member that is joining does not know the cluster's ID yet and may only ask who is in it.
+                let askingToJoin = hello.stream == .request && hello.clusterID == 0 && hello.to == noNode
+                guard askingToJoin || (hello.clusterID == clusterID && hello.to == localID) else {
                     logger.warning("rejected a peer connection from another cluster or for another member", metadata: [
                         "remote-peer-id": "\(String(hello.from, radix: 16))",
                         "remote-cluster-id": "\(String(hello.clusterID, radix: 16))",
@@ -352,10 +383,19 @@ private final class PeerReceiver: ChannelInboundHandler {
             switch hello.stream {
             case .messages:
                 let messages = try PeerWire.readMessages(&body)
-                // A peer speaks only for itself.
-                pending += messages.filter { $0.from == hello.from && $0.to == localID }
+                // A peer speaks only for itself, except when it passes on a request another member
+                // forwarded to it (a proposal reaching an old leader goes on to the new one).
+                pending += messages.filter { message in
+                    guard message.to == localID else { return false }
+                    switch message.type {
+                    case .propose, .readIndex, .transferLeader: return true
+                    default: return message.from == hello.from
+                    }
+                }
             case .snapshot:
                 try receiveSnapshot(&body, from: hello.from, context: context)
+            case .request:
+                try answer(&body, joining: hello.clusterID == 0, context: context)
             }
         } catch {
             logger.warning("closing a peer connection that sent malformed data", metadata: ["error": "\(error)"])
@@ -394,6 +434,33 @@ private final class PeerReceiver: ChannelInboundHandler {
                 }
             }
             context.close(promise: nil)
+        }
+    }
+
+    private func answer(_ body: inout ByteBuffer, joining: Bool, context: ChannelHandlerContext) throws {
+        let request = try JSONDecoder().decode(PeerRequest.self, from: Data(body.readableBytesView))
+        let channel = context.channel
+        let clusterID = clusterID
+        let membership = callbacks.membership
+        @Sendable func reply(_ response: PeerResponse) {
+            var buffer = channel.allocator.buffer(capacity: 256)
+            let bytes = try! JSONEncoder().encode(response)
+            PeerWire.writeFrame(&buffer) { $0.writeBytes(bytes) }
+            channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+        }
+        switch request {
+        case .membership:
+            reply(PeerResponse(clusterID: clusterID, membership: membership()))
+        case .promote(let id):
+            guard !joining else { throw PeerWire.DecodingError(description: "only members may forward promotions") }
+            callbacks.promote(id) { result in
+                switch result {
+                case .success(let (member, members)):
+                    reply(PeerResponse(clusterID: clusterID, membership: Membership(members: members), member: member))
+                case .failure(let error):
+                    reply(PeerResponse(clusterID: clusterID, error: error))
+                }
+            }
         }
     }
 

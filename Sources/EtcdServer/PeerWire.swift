@@ -171,6 +171,8 @@ struct PeerHello: Equatable {
         case messages = 0
         /// One snapshot message, then the backend in ``SnapshotFrame/chunk`` frames, then ``SnapshotFrame/end``.
         case snapshot = 1
+        /// One ``PeerRequest`` (JSON), answered by one ``PeerResponse`` (JSON).
+        case request = 2
     }
 
     var clusterID: UInt64

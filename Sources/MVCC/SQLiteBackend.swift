@@ -20,6 +20,14 @@ public final class SQLiteBackend: RevisionReader, Sendable {
         case snapshotIndex = "snapshot_index"
     }
 
+    /// Names of the documents the server keeps beside the keyspace, each one encoded value.
+    public enum Document: String, Sendable {
+        /// The cluster's members (IDs, names, URLs, learner flags) and the IDs ever removed.
+        case membership
+        /// The Raft membership (voters, learners, joint state) at the consistent index.
+        case confState = "conf_state"
+    }
+
     private let pool: DatabasePool
     private let synchronousCommits: Bool
 
@@ -43,6 +51,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
                     version INTEGER NOT NULL, lease INTEGER NOT NULL,
                     PRIMARY KEY (main, sub)) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS documents (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
                 """)
         }
     }
@@ -63,8 +72,11 @@ public final class SQLiteBackend: RevisionReader, Sendable {
         }
     }
 
-    /// Stores one batch of changes and meta values in a single transaction.
-    public func commit(_ changes: [Change], meta: [Meta: Int64], removingAtOrBefore compaction: (main: Int64, kept: Set<Revision>)? = nil) throws {
+    /// Stores one batch of changes, meta values and documents in a single transaction.
+    public func commit(
+        _ changes: [Change], meta: [Meta: Int64], documents: [Document: [UInt8]] = [:],
+        removingAtOrBefore compaction: (main: Int64, kept: Set<Revision>)? = nil
+    ) throws {
         try pool.write { db in
             let insert = try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO kv (main, sub, tombstone, key, value, create_revision, version, lease)
@@ -87,6 +99,16 @@ public final class SQLiteBackend: RevisionReader, Sendable {
             }
             let setMeta = try db.cachedStatement(sql: "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)")
             for (name, value) in meta { try setMeta.execute(arguments: [name.rawValue, value]) }
+            for (name, value) in documents {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO documents (name, value) VALUES (?, ?)", arguments: [name.rawValue, Data(value)])
+            }
+        }
+    }
+
+    public func document(_ name: Document) throws -> [UInt8]? {
+        try pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT value FROM documents WHERE name = ?", arguments: [name.rawValue]).map { [UInt8]($0) }
         }
     }
 

@@ -32,6 +32,7 @@ struct SwiftEtcd: AsyncParsableCommand {
         "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
         "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
         "election-timeout", "experimental-snapshot-catchup-entries",
+        "strict-reconfig-check", "auto-promote-learners",
     ]
 
     @Option(name: .customLong("name"), help: "Human-readable name for this member.")
@@ -66,6 +67,12 @@ struct SwiftEtcd: AsyncParsableCommand {
 
     @Option(name: .customLong("election-timeout"), help: "Time (in milliseconds) for an election to timeout.")
     var electionTimeout = 1000
+
+    @Option(name: .customLong("strict-reconfig-check"), help: "Reject reconfiguration requests that would cause quorum loss.")
+    var strictReconfigCheck = true
+
+    @Flag(name: .customLong("auto-promote-learners"), help: "Promote a learner to a voting member once it has caught up with the leader (not in etcd).")
+    var autoPromoteLearners = false
 
     @Option(name: .customLong("max-request-bytes"), help: "Maximum client request size in bytes the server will accept.")
     var maxRequestBytes = 1_572_864
@@ -117,9 +124,6 @@ struct SwiftEtcd: AsyncParsableCommand {
         }
         guard walSegmentBytes >= 4096 else { throw ValidationError("--wal-segment-bytes: must be at least 4096") }
         guard maxSnapshots >= 0, maxWALs >= 0 else { throw ValidationError("--max-snapshots and --max-wals must not be negative") }
-        guard initialClusterState == "new" else {
-            throw ValidationError("--initial-cluster-state existing: joining a cluster is not supported yet")
-        }
         guard heartbeatInterval > 0, electionTimeout > 0 else {
             throw ValidationError("--heartbeat-interval and --election-timeout must be positive")
         }
@@ -150,6 +154,11 @@ struct SwiftEtcd: AsyncParsableCommand {
             initialClusterToken: initialClusterToken,
             advertiseClientURLs: advertiseClientURLs.split(separator: ",").map(String.init))
         configuration.listenPeerURLs = listenPeerURLs.split(separator: ",").map(String.init)
+        configuration.joinExistingCluster = initialClusterState == "existing"
+        configuration.strictReconfigCheck = strictReconfigCheck
+        configuration.autoPromoteLearners = autoPromoteLearners
+        // A removed member stops as if told to: the same graceful shutdown as SIGTERM.
+        configuration.onRemovedFromCluster = { kill(getpid(), SIGTERM) }
         configuration.heartbeatInterval = .milliseconds(heartbeatInterval)
         configuration.electionTimeout = .milliseconds(electionTimeout)
         configuration.maxRequestBytes = maxRequestBytes
@@ -173,8 +182,8 @@ struct SwiftEtcd: AsyncParsableCommand {
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         }
-        let memberID = String(member.member.id, radix: 16)
-        let clusterID = String(member.cluster.id, radix: 16)
+        let memberID = String(member.memberID, radix: 16)
+        let clusterID = String(member.clusterID, radix: 16)
         log.info("opened backend db", metadata: [
             "path": "\(configuration.dataDirectory)/member/snap/backend.sqlite", "revision": "\(member.currentRevision)",
         ])

@@ -28,7 +28,8 @@ struct EtcdRouterTests {
         let server = try await GRPCServer.start(router: EtcdRouter.make(serving: member.server), configuration: .init())
         let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.localAddress!.port!))
         let served = [
-            "/grpc.health", "/etcdserverpb.KV/", "/etcdserverpb.Cluster/MemberList", "/etcdserverpb.Maintenance/Status",
+            "/grpc.health", "/etcdserverpb.KV/", "/etcdserverpb.Cluster/", "/etcdserverpb.Maintenance/Status",
+            "/etcdserverpb.Maintenance/MoveLeader",
             "/etcdserverpb.Lease/LeaseRevoke", "/etcdserverpb.Lease/LeaseTimeToLive",
         ]
         for (path, kind) in RPCCatalog.all where !served.contains(where: path.hasPrefix) {

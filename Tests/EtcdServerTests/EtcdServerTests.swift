@@ -249,24 +249,27 @@ struct ApplyTests {
         let member = try TestMember()
         await member.put("before", "1")
         member.server.stop()
-        let id = member.server.member.id
+        let id = member.server.memberID
         // As if the member crashed after the log's fdatasync but before the backend commit.
         do {
             let (log, contents) = try WriteAheadLog.open(
                 directory: member.directory.appendingPathComponent("member/wal").path, from: WALSnapshot(index: 0, term: 0))
-            // The new leader's empty entry, then the put.
-            #expect(contents.entries.map(\.index) == [1, 2])
-            #expect(contents.entries[0].data.isEmpty)
-            #expect(contents.hardState == WALHardState(term: 1, vote: id, commit: 2))
+            // The bootstrap membership entry, the new leader's empty entry, the member's published
+            // attributes and the put (those two in either order).
+            let last = UInt64(contents.entries.count)
+            #expect(contents.entries.map(\.index) == Array(1...last))
+            #expect(last == 4)
+            #expect(contents.entries[1].data.isEmpty)
+            #expect(contents.hardState == WALHardState(term: 2, vote: id, commit: last))
             let unapplied: [WriteRequest] = [
                 .put(.with { $0.key = Data("after".utf8); $0.value = Data("2".utf8) }),
                 .deleteRange(.with { $0.key = Data("before".utf8) }),
             ]
             try log.save(
-                hardState: WALHardState(term: 1, vote: id, commit: 4),
+                hardState: WALHardState(term: 2, vote: id, commit: 6),
                 entries: unapplied.enumerated().map {
                     LogEntry(
-                        index: 3 + UInt64($0.offset), term: 1,
+                        index: 5 + UInt64($0.offset), term: 2,
                         data: EntryEnvelope.encode(proposer: id, requestID: UInt64($0.offset), request: $0.element))
                 })
             log.close()
@@ -275,7 +278,7 @@ struct ApplyTests {
             let reopened = try EtcdServer(member.server.configuration)
             // Each start elects the member again (a new term, a new empty entry) and applies what
             // the log has beyond the backend.
-            let applied = 4 + UInt64(start)
+            let applied = 6 + UInt64(start)
             for _ in 0..<600 where try reopened.status().raftAppliedIndex < applied {
                 try await Task.sleep(for: .milliseconds(50))
             }
@@ -307,8 +310,9 @@ struct ApplyTests {
         }
         #expect(segments.count == 2)
         let snapshots = try FileManager.default.contentsOfDirectory(atPath: snap).filter { $0.hasSuffix(".snap") }.sorted()
-        // Entry 1 is the leader's empty entry: snapshots every 10 entries, the newest two kept.
-        #expect(snapshots == ["0000000000000001-0000000000000050.snap", "0000000000000001-000000000000005a.snap"])
+        // Entries 1-3 are the bootstrap membership, the leader's empty entry and the member's
+        // attributes: snapshots every 10 entries, the newest two kept.
+        #expect(snapshots == ["0000000000000002-0000000000000050.snap", "0000000000000002-000000000000005a.snap"])
         // A snapshot file whose log marker never got written (a crash between the two) is skipped.
         try Snapshotter.save(SnapshotFile(index: 95, term: 1, confState: []), directory: snap)
         let reopened = try EtcdServer(configuration)

@@ -14,9 +14,14 @@ public final class ClusterProcesses: Sendable {
     public let links: PeerLinkProxies?
     private let arguments: [String]
 
-    /// Creates (but does not start) `size` members; `extraArguments` go to every member. With
-    /// `partitionable`, peer traffic goes through ``PeerLinkProxies`` so tests can cut links.
-    public init(size: Int, extraArguments: [String] = [], partitionable: Bool = false) async throws {
+    /// How many members bootstrap the cluster; the others join it later (``join(_:)``).
+    public let founding: Int
+    private let extraArguments: [String]
+
+    /// Creates (but does not start) `size` members, the first `founding` (all by default) of
+    /// which bootstrap the cluster; `extraArguments` go to every member. With `partitionable`,
+    /// peer traffic goes through ``PeerLinkProxies`` so tests can cut links.
+    public init(size: Int, founding: Int? = nil, extraArguments: [String] = [], partitionable: Bool = false) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-cluster-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var members: [ServerProcess] = []
@@ -27,6 +32,9 @@ public final class ClusterProcesses: Sendable {
         self.members = members
         let names = (0..<size).map { "m\($0)" }
         self.names = names
+        let founding = founding ?? size
+        self.founding = founding
+        self.extraArguments = extraArguments
         let token = "test-cluster"
         func initialCluster(_ ports: [Int]) -> String {
             zip(names, ports).map { "\($0)=http://127.0.0.1:\($1)" }.joined(separator: ",")
@@ -40,16 +48,21 @@ public final class ClusterProcesses: Sendable {
         }
         let advertised = links?.advertisedPorts ?? members.map(\.peerPort)
         advertisedPeerPorts = advertised
-        arguments = ["--initial-cluster", initialCluster(advertised), "--initial-cluster-token", token] + extraArguments
+        arguments = [
+            "--initial-cluster", initialCluster(Array(advertised.prefix(founding))), "--initial-cluster-token", token,
+        ] + extraArguments
     }
 
     /// The peer port each member advertises (a proxy's when links are partitionable).
     public let advertisedPeerPorts: [Int]
 
-    /// Starts every member (concurrently: each waits for its peers to elect a leader).
+    /// The peer URL member `index` advertises (what `etcdctl member add --peer-urls` takes).
+    public func peerURL(_ index: Int) -> String { "http://127.0.0.1:\(advertisedPeerPorts[index])" }
+
+    /// Starts every founding member (concurrently: each waits for its peers to elect a leader).
     public func start() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in members.indices {
+            for index in 0..<founding {
                 group.addTask { try await self.start(index) }
             }
             try await group.waitForAll()
@@ -58,10 +71,39 @@ public final class ClusterProcesses: Sendable {
 
     /// Starts (or restarts) member `index` with its data directory as it is.
     public func start(_ index: Int) async throws {
-        try await members[index].start(arguments: [
+        try await members[index].start(arguments: ownArguments(index) + arguments)
+    }
+
+    /// Starts member `index` (not a founding one) to join the running cluster, as etcd's docs
+    /// say after `etcdctl member add`: `--initial-cluster` lists the members so far and this
+    /// one, with `--initial-cluster-state existing`.
+    public func join(_ index: Int, with current: [Int]) async throws {
+        let initialCluster = (current + [index]).map { "\(names[$0])=\(peerURL($0))" }.joined(separator: ",")
+        try await members[index].start(arguments: ownArguments(index) + [
+            "--initial-cluster", initialCluster, "--initial-cluster-token", "test-cluster", "--initial-cluster-state", "existing",
+        ] + extraArguments)
+    }
+
+    private func ownArguments(_ index: Int) -> [String] {
+        [
             "--name", names[index], "--listen-peer-urls", "http://127.0.0.1:\(members[index].peerPort)",
-            "--initial-advertise-peer-urls", "http://127.0.0.1:\(advertisedPeerPorts[index])",
-        ] + arguments)
+            "--initial-advertise-peer-urls", peerURL(index),
+        ]
+    }
+
+    /// Runs Debian's `etcdctl` (API v3) against `endpoints`; returns its exit status and output.
+    public func etcdctl(_ arguments: [String], endpoints: [Int]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
+        process.arguments = ["--endpoints", endpoints.map(endpoint).joined(separator: ","), "--command-timeout=10s"] + arguments
+        process.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
     public func endpoint(_ index: Int) -> String { "127.0.0.1:\(members[index].port)" }

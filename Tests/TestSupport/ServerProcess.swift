@@ -57,10 +57,8 @@ public final class ServerProcess: Sendable {
             "--data-dir", dataDirectory.path, "--listen-client-urls", "http://127.0.0.1:\(port)",
             "--advertise-client-urls", "http://127.0.0.1:\(port)",
         ]
-        if kind == .etcd {
-            // etcd listens for peers; a free port keeps parallel tests apart. swift-etcd keeps its
-            // default peer URL: it derives its member ID from it on every start, so a data
-            // directory must always be opened with the same one.
+        if !arguments.contains("--listen-peer-urls") {
+            // Members listen for peers; a free port keeps parallel tests apart.
             let peer = "http://127.0.0.1:\(peerPort)"
             flags += ["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "default=\(peer)"]
         }

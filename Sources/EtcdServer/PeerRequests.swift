@@ -1,0 +1,85 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Raft
+
+/// Requests one member makes of another outside Raft, on a short connection of their own: a
+/// joining member asks who is in the cluster, and a follower forwards a learner's promotion to
+/// the leader (only the leader knows whether the learner has caught up), as etcd does over HTTP.
+enum PeerRequest: Codable, Equatable {
+    case membership
+    case promote(id: UInt64)
+}
+
+struct PeerResponse: Codable {
+    var clusterID: UInt64
+    var membership: Membership?
+    var member: Member?
+    var error: EtcdError?
+}
+
+extension PeerTransport {
+    /// Asks the members at `urls` (any one that answers) for the cluster ID and membership.
+    static func fetchMembership(from urls: [String], group: any EventLoopGroup) throws -> (UInt64, Membership) {
+        var failures: [String] = []
+        for url in urls {
+            do {
+                let response = try ask(url: url, PeerRequest.membership, hello: PeerHello(clusterID: 0, from: noNode, to: noNode, stream: .request), group: group)
+                guard let membership = response.membership else { throw PeerWire.DecodingError(description: "no membership in the answer") }
+                return (response.clusterID, membership)
+            } catch {
+                failures.append("\(url): \(error)")
+            }
+        }
+        throw ConfigurationError("could not get the cluster's membership from any peer (\(failures.joined(separator: "; ")))")
+    }
+
+    /// Sends `request` on a new connection and waits (bounded) for the answer. Blocks: call it
+    /// off the event loops.
+    static func ask(url: String, _ request: PeerRequest, hello: PeerHello, group: any EventLoopGroup) throws -> PeerResponse {
+        guard let (host, port) = PeerURL.hostAndPort(url) else { throw PeerWire.DecodingError(description: "bad peer URL \(url)") }
+        let answer = group.next().makePromise(of: ByteBuffer.self)
+        let channel = try ClientBootstrap(group: group)
+            .connectTimeout(.seconds(2))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(AnswerReader(answer: answer))
+                }
+            }
+            .connect(host: host, port: port).wait()
+        defer { channel.close(promise: nil) }
+        var buffer = channel.allocator.buffer(capacity: 128)
+        hello.write(to: &buffer)
+        let body = try JSONEncoder().encode(request)
+        PeerWire.writeFrame(&buffer) { $0.writeBytes(body) }
+        try channel.writeAndFlush(buffer).wait()
+        let timeout = channel.eventLoop.scheduleTask(in: .seconds(15)) {
+            answer.fail(PeerWire.DecodingError(description: "no answer from \(url) within 15 s"))
+        }
+        defer { timeout.cancel() }
+        let frame = try answer.futureResult.wait()
+        return try JSONDecoder().decode(PeerResponse.self, from: Data(frame.readableBytesView))
+    }
+}
+
+/// Takes the first frame a peer answers with.
+private final class AnswerReader: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private let answer: EventLoopPromise<ByteBuffer>
+
+    init(answer: EventLoopPromise<ByteBuffer>) { self.answer = answer }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        answer.succeed(unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        answer.fail(PeerWire.DecodingError(description: "the peer closed the connection without answering"))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        answer.fail(error)
+        context.close(promise: nil)
+    }
+}
