@@ -145,6 +145,34 @@ struct MembershipTests {
         }
     }
 
+    @Test("--auto-promote-learners: the leader promotes a learner once it has caught up (not in etcd)")
+    func autoPromotion() async throws {
+        let cluster = try await ClusterProcesses(
+            size: 4, founding: 3, extraArguments: ClusterTests.timers + ["--auto-promote-learners"])
+        defer { cluster.destroy() }
+        try await cluster.start()
+        _ = try await cluster.waitForLeader(among: [0, 1, 2])
+        let client = try EtcdClient(endpoints: [cluster.endpoint(0)])
+        defer { Task { await client.close() } }
+        for index in 0..<50 { try await client.put("k\(index)", "v") }
+        let (status, output) = try cluster.etcdctl(
+            ["member", "add", "m3", "--learner", "--peer-urls=\(cluster.peerURL(3))"], endpoints: [0])
+        #expect(status == 0, "\(output)")
+        try await cluster.join(3, with: [0, 1, 2])
+        var learner: Bool? = true
+        for _ in 0..<200 {
+            learner = try memberList(cluster, via: [0]).members.first { $0.peerURLs == [cluster.peerURL(3)] }?.isLearner
+            if learner == nil { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(learner == nil)
+        // Now a voter, it takes writes itself.
+        let joined = try EtcdClient(endpoints: [cluster.endpoint(3)])
+        try await joined.put("from-m3", "yes")
+        #expect(try await joined.get("k49").kvs.count == 1)
+        await joined.close()
+    }
+
     @Test("membership errors are etcd's")
     func membershipErrors() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
