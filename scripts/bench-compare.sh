@@ -25,7 +25,8 @@ rm -rf "$work"; mkdir -p "$work"
 results="$work/results.tsv"
 : > "$results"
 pid=""
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true; rm -rf "$work/data"' EXIT
+cluster_pids=()
+trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true; for p in "${cluster_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work/data"' EXIT
 
 # start_server NAME DATA_DIR PORT PEER_PORT: starts etcd or swift-etcd with the same flags.
 start_server() {
@@ -88,6 +89,32 @@ for round in $(seq 1 "$rounds"); do
     run_workload "$server" "$round" txn-put txn-put --endpoints "$ep" --clients 64 --conns 8 --total "$(total 20000)" --txn-ops 4 --key-space-size 100000 --val-size 256
     run_workload "$server" "$round" watch-fanout watch --endpoints "$ep" --clients 10 --conns 10 --streams 10 --watch-per-stream 100 --put-total "$(total 1000)"
     stop_server
+  done
+done
+
+# 3-member clusters (the same machine, so this measures the replication path, not a network):
+# puts from 256 clients spread over all three members' endpoints.
+for round in $(seq 1 "$rounds"); do
+  for server in etcd swift-etcd; do
+    rm -rf "$work/data"; mkdir -p "$work/data"
+    binary=etcd; [ "$server" = etcd ] || binary="$bin/swift-etcd"
+    ports=(); peers=(); cluster_pids=()
+    for m in 0 1 2; do ports+=("$(free_port)"); peers+=("$(free_port)"); done
+    initial="m0=http://127.0.0.1:${peers[0]},m1=http://127.0.0.1:${peers[1]},m2=http://127.0.0.1:${peers[2]}"
+    for m in 0 1 2; do
+      "$binary" --name "m$m" --data-dir "$work/data/m$m" --initial-cluster "$initial" --initial-cluster-token bench \
+        --listen-client-urls "http://127.0.0.1:${ports[$m]}" --advertise-client-urls "http://127.0.0.1:${ports[$m]}" \
+        --listen-peer-urls "http://127.0.0.1:${peers[$m]}" --initial-advertise-peer-urls "http://127.0.0.1:${peers[$m]}" \
+        --log-level error >"$work/$server-m$m.log" 2>&1 &
+      cluster_pids+=($!)
+    done
+    for m in 0 1 2; do wait_ready "${ports[$m]}"; done
+    eps="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
+    echo "round $round: $server, 3 members" >&2
+    run_workload "$server" "$round" cluster3-put-256 put --endpoints "$eps" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
+    run_workload "$server" "$round" cluster3-range-l-256 range foo --endpoints "$eps" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
+    for p in "${cluster_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${cluster_pids[@]}"; do wait "$p" 2>/dev/null || true; done
   done
 done
 
