@@ -426,12 +426,7 @@ public final class EtcdServer: Sendable {
     public func propose(_ request: WriteRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
         if isLearner { return completion(.failure(.notSupportedForLearner)) }
         let proposal = Proposal(request: request, completion: completion, deadline: .now + configuration.requestTimeout)
-        let accepted = inbox.enqueue { inbox in
-            guard !inbox.stopping else { return false }
-            inbox.proposals.append(proposal)
-            return true
-        }
-        if !accepted { completion(.failure(.stopped)) }
+        if !inbox.submit({ $0.proposals.append(proposal) }) { completion(.failure(.stopped)) }
     }
 
     /// Calls `completion` once a linearizable read may be served from the published store: the
@@ -446,12 +441,7 @@ public final class EtcdServer: Sendable {
         // A learner's applied state may lag without bound; etcd refuses it linearizable reads too.
         if learner { return completion(.failure(.notSupportedForLearner)) }
         let read = ReadWaiter(completion: completion, deadline: .now + configuration.requestTimeout)
-        let accepted = inbox.enqueue { inbox in
-            guard !inbox.stopping else { return false }
-            inbox.reads.append(read)
-            return true
-        }
-        if !accepted { completion(.failure(.stopped)) }
+        if !inbox.submit({ $0.reads.append(read) }) { completion(.failure(.stopped)) }
     }
 
     /// `Maintenance.MoveLeader`: hands leadership to voting member `target`; `completion` runs
@@ -459,12 +449,7 @@ public final class EtcdServer: Sendable {
     /// lead, or the transfer takes longer than the request timeout.
     public func moveLeader(to target: UInt64, completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
         let transfer = LeaderTransfer(target: target, completion: completion, deadline: .now + configuration.requestTimeout)
-        let accepted = inbox.enqueue { inbox in
-            guard !inbox.stopping else { return false }
-            inbox.transfers.append(transfer)
-            return true
-        }
-        if !accepted { completion(.failure(.stopped)) }
+        if !inbox.submit({ $0.transfers.append(transfer) }) { completion(.failure(.stopped)) }
     }
 
     /// Whether this member is a learner (it refuses writes and linearizable reads, as etcd's do).
@@ -474,12 +459,7 @@ public final class EtcdServer: Sendable {
     /// `completion` runs once the change is applied here, or with etcd's error.
     func changeMembership(_ request: MembershipRequest, completion: @escaping @Sendable (MembershipResult) -> Void) {
         let proposal = MembershipProposal(request: request, completion: completion, deadline: .now + configuration.requestTimeout)
-        let accepted = inbox.enqueue { inbox in
-            guard !inbox.stopping else { return false }
-            inbox.membershipChanges.append(proposal)
-            return true
-        }
-        if !accepted { completion(.failure(.stopped)) }
+        if !inbox.submit({ $0.membershipChanges.append(proposal) }) { completion(.failure(.stopped)) }
     }
 
     public func addMember(peerURLs: [String], isLearner: Bool, completion: @escaping @Sendable (MembershipResult) -> Void) {

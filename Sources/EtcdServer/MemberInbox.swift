@@ -37,6 +37,15 @@ final class MemberInbox: Sendable {
         return result
     }
 
+    /// Queues a request unless the member is stopping; returns whether it was queued.
+    func submit(_ add: (inout Contents) -> Void) -> Bool {
+        enqueue { contents in
+            guard !contents.stopping else { return false }
+            add(&contents)
+            return true
+        }
+    }
+
     /// Everything queued, leaving the inbox empty (but still stopping, once asked to stop).
     func take() -> Contents {
         contents.withLock { contents in
