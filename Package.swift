@@ -218,7 +218,11 @@ let package = Package(
         .testTarget(
             name: "EtcdServerTests",
             dependencies: [
-                "EtcdServer", "EtcdProto", "MVCC", "WAL", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "EtcdServer", "EtcdProto", "MVCC", "Raft", "WAL",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),

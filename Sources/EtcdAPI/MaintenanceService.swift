@@ -3,13 +3,23 @@ import EtcdServer
 import GRPCWire
 import SwiftProtobuf
 
-/// The parts of `etcdserverpb.Maintenance` that report on and steer the cluster: `Status`, `MoveLeader`.
+/// The parts of `etcdserverpb.Maintenance` that report on and steer the cluster: `Status`, `HashKV`, `MoveLeader`.
 enum MaintenanceService {
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
         router.unary(Etcdserverpb_MaintenanceRPCs.status.path) {
             (_: Etcdserverpb_StatusRequest, responder: UnaryResponder<Etcdserverpb_StatusResponse>) in
             do {
                 responder.succeed(try server.status())
+            } catch {
+                responder.fail(GRPCStatus(.unavailable, "etcdserver: \(error)"))
+            }
+        }
+        router.unary(Etcdserverpb_MaintenanceRPCs.hashKV.path) {
+            (request: Etcdserverpb_HashKVRequest, responder: UnaryResponder<Etcdserverpb_HashKVResponse>) in
+            do {
+                responder.succeed(try server.hashKV(revision: request.revision))
+            } catch let error as EtcdError {
+                responder.fail(GRPCStatus(error))
             } catch {
                 responder.fail(GRPCStatus(.unavailable, "etcdserver: \(error)"))
             }

@@ -171,11 +171,18 @@ public final class EtcdServer: Sendable {
         backend = try SQLiteBackend(path: (snapDirectory as NSString).appendingPathComponent("backend.sqlite"), synchronousCommits: false)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         peerEventLoops = group
-        let start = try Self.identify(
-            configuration: configuration, backend: backend, walDirectory: walDirectory, snapDirectory: snapDirectory, group: group)
+        let start: Start
+        let recovered: MemberLoop.Recovered
+        do {
+            start = try Self.identify(
+                configuration: configuration, backend: backend, walDirectory: walDirectory, snapDirectory: snapDirectory, group: group)
+            recovered = try Self.recover(start, configuration: configuration, backend: backend, snapDirectory: snapDirectory)
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
+        }
         memberID = start.memberID
         clusterID = start.clusterID
-        let recovered = try Self.recover(start, configuration: configuration, backend: backend, snapDirectory: snapDirectory)
         published = PublishedState(Published(
             store: recovered.store, appliedIndex: recovered.appliedIndex, voters: recovered.confState.voters.count,
             membership: recovered.membership))
@@ -194,19 +201,26 @@ public final class EtcdServer: Sendable {
                     let proposal = MembershipProposal(
                         request: .promote(id: id), completion: completion, deadline: .now + configuration.requestTimeout,
                         forwarded: true)
-                    inbox.enqueue { $0.membershipChanges.append(proposal) }
+                    if !inbox.submit({ $0.membershipChanges.append(proposal) }) { completion(.failure(.stopped)) }
                 }))
         self.transport = transport
         transport.setPeers(recovered.membership.peers)
-        for url in configuration.listenPeerURLs {
-            guard let (host, port) = PeerURL.hostAndPort(url) else {
-                throw ConfigurationError("--listen-peer-urls: \(url) is not an http://host:port URL (TLS is not supported yet)")
+        do {
+            for url in configuration.listenPeerURLs {
+                guard let (host, port) = PeerURL.hostAndPort(url) else {
+                    throw ConfigurationError("--listen-peer-urls: \(url) is not an http://host:port URL (TLS is not supported yet)")
+                }
+                do {
+                    try transport.listen(host: host, port: port)
+                } catch {
+                    throw ConfigurationError("listen tcp \(host):\(port): \(error)")
+                }
             }
-            do {
-                try transport.listen(host: host, port: port)
-            } catch {
-                throw ConfigurationError("listen tcp \(host):\(port): \(error)")
-            }
+        } catch {
+            transport.stop()
+            recovered.log.close()
+            try? group.syncShutdownGracefully()
+            throw error
         }
         let loop = HandOff(MemberLoop(server: self, recovered: recovered, backend: backend, transport: transport, logger: logger))
         let thread = Thread { [self] in
@@ -258,6 +272,8 @@ public final class EtcdServer: Sendable {
                     "member with peer URLs \(local.peerURLs.joined(separator: ",")) is not in the existing cluster; "
                         + "add it first with 'etcdctl member add \(configuration.name) --peer-urls=\(local.peerURLs.joined(separator: ","))'")
             }
+            // Stored before the log exists, so a restart before anything is applied still knows its peers.
+            try backend.commit([], meta: [:], documents: [.membership: membership.encoded()])
             start = Start(
                 memberID: added.id, clusterID: clusterID,
                 log: try WriteAheadLog.create(
@@ -305,7 +321,9 @@ public final class EtcdServer: Sendable {
             snapshot: SnapshotMetadata(index: snapshotIndex, term: start.snapshot?.term ?? 0, confState: confState))
         if let contents = start.contents {
             storage.append(contents.entries.map(EntryEnvelope.raftEntry))
-            storage.setHardState(HardState(term: contents.hardState.term, vote: contents.hardState.vote, commit: contents.hardState.commit))
+            // A snapshot is committed by definition; the logged commit index may predate it.
+            storage.setHardState(HardState(
+                term: contents.hardState.term, vote: contents.hardState.vote, commit: max(contents.hardState.commit, snapshotIndex)))
         } else if !start.bootstrapEntries.isEmpty {
             // A new cluster's first entries are committed by definition: every founding member has them.
             let hardState = HardState(term: 1, vote: noNode, commit: UInt64(start.bootstrapEntries.count))
@@ -327,7 +345,9 @@ public final class EtcdServer: Sendable {
             try log.saveSnapshot(WALSnapshot(index: applied, term: appliedTerm))
             storage = MemoryStorage(snapshot: SnapshotMetadata(index: applied, term: appliedTerm, confState: confState))
             let term = max(hardState.term, appliedTerm)
-            storage.setHardState(HardState(term: term, vote: term == hardState.term ? hardState.vote : noNode, commit: applied))
+            let vote = term == hardState.term ? hardState.vote : noNode
+            try log.save(hardState: WALHardState(term: term, vote: vote, commit: applied), entries: [])
+            storage.setHardState(HardState(term: term, vote: vote, commit: applied))
             recoveredSnapshotIndex = applied
         }
         var raft = RaftConfig(id: start.memberID, storage: storage)
@@ -550,6 +570,37 @@ public final class EtcdServer: Sendable {
         response.dbSizeQuota = configuration.quotaBackendBytes
         response.isLearner = isLearner
         if raft.leader == noNode { response.errors = [EtcdError.noLeader.description] }
+        return response
+    }
+
+    /// `Maintenance.HashKV`: a CRC-32C of every record kept at or before `revision` (0: the
+    /// newest), in revision order. Members that applied the same log agree on it, which is how
+    /// to check that they converged; the value is swift-etcd's own, not comparable with etcd's.
+    public func hashKV(revision: Int64) throws -> Etcdserverpb_HashKVResponse {
+        let store = published.withLock { $0.store }
+        let target = revision > 0 ? revision : store.revision
+        if target > store.revision { throw EtcdError.futureRevision }
+        if target < store.compactedRevision { throw EtcdError.compacted }
+        var crc: UInt32 = 0
+        var bytes: [UInt8] = []
+        try backend.forEachChange { change in
+            guard change.revision.main <= target else { return }
+            bytes.removeAll(keepingCapacity: true)
+            for number in [change.revision.main, change.revision.sub, change.kv.createRevision, change.kv.version, change.kv.lease] {
+                withUnsafeBytes(of: number.bigEndian) { bytes.append(contentsOf: $0) }
+            }
+            bytes.append(change.kind == .delete ? 1 : 0)
+            for field in [change.kv.key, change.kv.value] {
+                withUnsafeBytes(of: UInt32(field.count).bigEndian) { bytes.append(contentsOf: $0) }
+                bytes += field
+            }
+            crc = CRC32C.checksum(bytes, continuing: crc)
+        }
+        var response = Etcdserverpb_HashKVResponse()
+        response.header = header(revision: store.revision)
+        response.hash = crc
+        response.compactRevision = store.compactedRevision
+        response.hashRevision = target
         return response
     }
 

@@ -54,7 +54,9 @@ final class MemberLoop {
     private var readBatches: [UInt64: ReadBatch] = [:]
     /// Reads that know their read index and wait for it to be applied.
     private var readsAwaitingApply: [(index: UInt64, reads: [EtcdServer.ReadWaiter])] = []
-    private var nextReadContext: UInt64 = 1
+    /// Random at each start, so a read index answer meant for an earlier run of this member
+    /// (or for another member) never matches a read waiting now.
+    private var nextReadContext = UInt64.random(in: 1..<UInt64.max / 2)
     private var ticks: UInt64 = 0
     /// `MoveLeader` requests waiting for their target to lead.
     private var transfers: [EtcdServer.LeaderTransfer] = []
@@ -456,6 +458,12 @@ final class MemberLoop {
         Self.removeDatabaseFiles(path)
         confState = metadata.confState
         snapshotIndex = metadata.index
+        // The member list comes with the backend, at its applied index.
+        if let stored = try? backend.document(.membership), let restored = try? Membership(encoded: stored) {
+            membership = restored
+            transport.setPeers(membership.peers)
+            server.publish(membership: membership)
+        }
         logger.info("applied snapshot from the leader", metadata: [
             "snapshot-index": "\(metadata.index)", "backend-applied-index": "\(appliedIndex)", "revision": "\(store.revision)",
         ])
@@ -473,7 +481,7 @@ final class MemberLoop {
         // Entries the backend already holds (a snapshot from the leader may be ahead of its own
         // index) are skipped, but their membership changes still reach Raft.
         let alreadyApplied = entries.prefix { $0.index <= appliedIndex }
-        for entry in alreadyApplied where entry.kind == .confChange { applyMembershipChange(entry) }
+        for entry in alreadyApplied where entry.kind == .confChange { applyMembershipChange(entry, replaying: true) }
         let entries = entries.dropFirst(alreadyApplied.count)
         guard let last = entries.last else { return }
         var reader = OverlayReader(base: backend)
@@ -504,7 +512,7 @@ final class MemberLoop {
                     completions.append((waiter, outcome.response))
                 }
             case .confChange:
-                applyMembershipChange(entry)
+                applyMembershipChange(entry, replaying: false)
             }
         }
         appliedIndex = last.index
@@ -533,9 +541,23 @@ final class MemberLoop {
         }
     }
 
-    private func applyMembershipChange(_ entry: Entry) {
+    /// Applies a committed membership change to Raft and, unless `replaying` an entry the
+    /// backend already holds (after a snapshot from the leader: the stored membership has it),
+    /// to the member list. A change Raft's configuration says is stale (adding a member twice,
+    /// removing one that is gone, a second learner) is skipped, decided from the configuration
+    /// alone so every member decides alike, replaying or not; its client gets etcd's error.
+    private func applyMembershipChange(_ entry: Entry, replaying: Bool) {
         guard let change = ConfChange(encoded: entry.data) else {
             EtcdServer.fatal("committed membership change \(entry.index) does not decode", ConfigurationError("bad encoding"))
+        }
+        let context = try? MembershipChangeContext(encoded: change.context)
+        if let refusal = refusal(of: change) {
+            if !replaying, let context, context.proposer == localID,
+                let waiter = membershipWaiting.removeValue(forKey: context.requestID)
+            {
+                waiter.completion(.failure(refusal))
+            }
+            return
         }
         do {
             confState = try node.applyConfChange(change)
@@ -543,9 +565,10 @@ final class MemberLoop {
             logger.warning("ignored a membership change that cannot apply", metadata: ["error": "\(error)"])
             return
         }
+        guard !replaying else { return }
         membershipChanged = true
         // Leaving a joint configuration carries no member.
-        guard let context = try? MembershipChangeContext(encoded: change.context) else { return }
+        guard let context else { return }
         var member = context.member
         for single in change.changes {
             switch single.kind {
@@ -568,6 +591,22 @@ final class MemberLoop {
             let result: EtcdServer.MembershipResult = .success((member, membership.members))
             pendingMembershipCompletions.append({ waiter.completion(result) })
         }
+    }
+
+    /// Why Raft's current configuration makes `change` stale, if it does.
+    private func refusal(of change: ConfChange) -> EtcdError? {
+        let voters = Set(confState.voters + confState.votersOutgoing)
+        let learners = Set(confState.learners + confState.learnersNext)
+        for single in change.changes {
+            switch single.kind {
+            case .addNode where voters.contains(single.node): return .memberExists
+            case .addLearner where voters.contains(single.node) || learners.contains(single.node): return .memberExists
+            case .addLearner where !learners.isEmpty: return .tooManyLearners
+            case .removeNode where !voters.contains(single.node) && !learners.contains(single.node): return .memberNotFound
+            default: continue
+            }
+        }
+        return nil
     }
 
     private func applyAttributesUpdate(_ update: MemberAttributesUpdate) {

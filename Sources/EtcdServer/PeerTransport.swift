@@ -236,7 +236,17 @@ private final class PeerSender: Sendable {
             return
         }
         var buffer = channel.allocator.buffer(capacity: 256)
-        PeerWire.write(messages, to: &buffer)
+        // Frames stay well under the receiver's limit however many entries a batch carries.
+        var start = 0
+        var bytes = 0
+        for (index, message) in messages.enumerated() {
+            bytes += message.entries.reduce(64) { $0 + $1.data.count + 32 }
+            if bytes > PeerWire.targetFrameSize || index == messages.count - 1 {
+                PeerWire.write(Array(messages[start...index]), to: &buffer)
+                start = index + 1
+                bytes = 0
+            }
+        }
         channel.writeAndFlush(buffer, promise: nil)
     }
 
@@ -320,16 +330,19 @@ private final class PeerSender: Sendable {
     }
 }
 
-/// Splits the inbound byte stream into frame bodies.
+/// Splits the inbound byte stream into frame bodies. The first frame (a hello, or an answer)
+/// is small: a stranger cannot make a member buffer a large frame before saying who it is.
 struct PeerFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
+    private var firstFrame = true
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
-        guard Int(length) <= PeerWire.maxFrameSize else {
+        guard Int(length) <= (firstFrame ? PeerWire.maxFirstFrameSize : PeerWire.maxFrameSize) else {
             throw PeerWire.DecodingError(description: "frame of \(length) bytes exceeds the limit")
         }
         guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        firstFrame = false
         buffer.moveReaderIndex(forwardBy: 4)
         context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
         return .continue
@@ -389,6 +402,8 @@ private final class PeerReceiver: ChannelInboundHandler {
                     guard message.to == localID else { return false }
                     switch message.type {
                     case .propose, .readIndex, .transferLeader: return true
+                    // A snapshot only ever comes on its own stream, with the file it names.
+                    case .snapshot: return false
                     default: return message.from == hello.from
                     }
                 }
@@ -409,7 +424,7 @@ private final class PeerReceiver: ChannelInboundHandler {
         guard let incoming = snapshot else {
             let messages = try PeerWire.readMessages(&body)
             guard messages.count == 1, let message = messages.first, message.type == .snapshot, message.from == peer,
-                let metadata = message.snapshot?.metadata
+                message.to == localID, let metadata = message.snapshot?.metadata, !metadata.confState.voters.isEmpty
             else { throw PeerWire.DecodingError(description: "a snapshot stream must start with one snapshot message") }
             let path = "\(snapshotDirectory)/\(String(peer, radix: 16))-\(metadata.index).receiving.sqlite"
             snapshot = try IncomingSnapshot(message: message, path: path)
@@ -568,8 +583,11 @@ enum SnapshotStreamer {
         while let data = try file.read(upToCount: chunkSize), !data.isEmpty {
             var frame = channel.allocator.buffer(capacity: data.count + 8)
             SnapshotFrame.chunk(ByteBuffer(bytes: data)).write(to: &frame)
-            // Waiting for each chunk to reach the socket keeps at most one chunk in memory.
+            // Waiting for each chunk to reach the socket keeps at most one chunk in memory; a
+            // follower that stops reading for 30 s fails the transfer (Raft then tries again).
+            let stalled = channel.eventLoop.scheduleTask(in: .seconds(30)) { channel.close(promise: nil) }
             try channel.writeAndFlush(frame).wait()
+            stalled.cancel()
             total += UInt64(data.count)
         }
         var end = channel.allocator.buffer(capacity: 16)

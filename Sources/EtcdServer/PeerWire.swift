@@ -10,6 +10,10 @@ import Raft
 enum PeerWire {
     /// Most bytes in one frame: a full message of entries (1 MiB by default) is far smaller.
     static let maxFrameSize = 256 * 1024 * 1024
+    /// Senders start a new frame once a batch passes this many bytes.
+    static let targetFrameSize = 16 * 1024 * 1024
+    /// Most bytes in a connection's first frame (a hello or a request's answer).
+    static let maxFirstFrameSize = 1024 * 1024
 
     /// Identifies the protocol and its version in the hello frame.
     static let magic: UInt64 = 0x7377_6966_7465_7463  // "swiftetc"

@@ -233,6 +233,17 @@ struct PartitionTests {
             views.append(response.kvs.map { String(decoding: $0.key, as: UTF8.self) + "=" + String(decoding: $0.value, as: UTF8.self) })
             revisions.append(response.header.revision)
         }
+        // And on the same checksum of their whole keyspace at that revision.
+        var hashes: [UInt32] = []
+        for member in 0..<3 {
+            let client = try EtcdClient(endpoints: [cluster.endpoint(member)])
+            var request = Etcdserverpb_HashKVRequest()
+            request.revision = 22
+            hashes.append(try await client.call(Etcdserverpb_MaintenanceRPCs.hashKV, request).hash)
+            await client.close()
+        }
+        #expect(Set(hashes).count == 1)
+        #expect(hashes[0] != 0)
         #expect(views[0].count == 21)
         #expect(views[0] == views[1])
         #expect(views[1] == views[2])

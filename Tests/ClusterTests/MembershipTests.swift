@@ -56,6 +56,13 @@ struct MembershipTests {
         #expect(list.header.raft_term >= 2)
         // Every member answers the same list.
         #expect(try memberList(cluster, via: [2]).members.map(\.ID) == list.members.map(\.ID))
+        // etcdctl finds every member's client URL in the list: --cluster reaches all three.
+        let (statusCode, statusOutput) = try cluster.etcdctl(["endpoint", "status", "--cluster", "-w", "json"], endpoints: [1])
+        #expect(statusCode == 0, "\(statusOutput)")
+        #expect(statusOutput.components(separatedBy: "\"Endpoint\"").count - 1 == 3)
+        let (healthCode, healthOutput) = try cluster.etcdctl(["endpoint", "health", "--cluster"], endpoints: [1])
+        #expect(healthCode == 0, "\(healthOutput)")
+        #expect(healthOutput.components(separatedBy: "is healthy").count - 1 == 3)
     }
 
     @Test("etcdctl member add --learner, join, promote, move-leader and remove, with writes throughout")

@@ -1,0 +1,106 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+import Testing
+
+@testable import EtcdServer
+
+/// The members' own wire format and the transport's refusals.
+@Suite("Peer wire and transport")
+struct PeerWireTests {
+    static let sample = Message(
+        type: .append, to: 2, from: 1, term: 7, logTerm: 6, index: 41,
+        entries: [
+            Entry(term: 6, index: 42, data: [1, 2, 3]),
+            Entry(term: 7, index: 43, kind: .confChange, data: ConfChange(changes: [ConfChangeSingle(.addLearner, 9)]).encoded()),
+            Entry(term: 7, index: 44),
+        ],
+        commit: 40, reject: true, rejectHint: 12, context: Array("ctx".utf8))
+
+    @Test func messagesRoundTrip() throws {
+        let snapshot = Message(
+            type: .snapshot, to: 3, from: 1, term: 9,
+            snapshot: Snapshot(
+                metadata: SnapshotMetadata(
+                    index: 100, term: 8,
+                    confState: ConfState(voters: [1, 2], votersOutgoing: [1, 3], learners: [4], learnersNext: [3], autoLeave: true)),
+                data: Array("/path".utf8)))
+        var buffer = ByteBuffer()
+        PeerWire.write([Self.sample, snapshot], to: &buffer)
+        #expect(buffer.readInteger(as: UInt32.self) == UInt32(buffer.readableBytes))
+        let decoded = try PeerWire.readMessages(&buffer)
+        #expect(decoded == [Self.sample, snapshot])
+    }
+
+    @Test func everyTruncationIsAnErrorNeverACrash() throws {
+        var whole = ByteBuffer()
+        PeerWire.write([Self.sample], to: &whole)
+        whole.moveReaderIndex(forwardBy: 4)
+        let body = Array(whole.readableBytesView)
+        for cut in 0..<body.count {
+            var truncated = ByteBuffer(bytes: body[..<cut])
+            #expect(throws: PeerWire.DecodingError.self) { try PeerWire.readMessages(&truncated) }
+        }
+    }
+
+    @Test func hugeCountsAreRefusedBeforeAllocating() throws {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32.max)  // "4 billion messages" in a few bytes
+        buffer.writeInteger(UInt64(0))
+        #expect(throws: PeerWire.DecodingError.self) { try PeerWire.readMessages(&buffer) }
+        var membership = ByteBuffer(bytes: [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0])
+        #expect(throws: PeerWire.DecodingError.self) { try PeerWire.readConfState(&membership) }
+    }
+
+    @Test func helloRoundTripsAndRefusesStrangers() throws {
+        var buffer = ByteBuffer()
+        PeerHello(clusterID: 5, from: 1, to: 2, stream: .snapshot).write(to: &buffer)
+        buffer.moveReaderIndex(forwardBy: 4)
+        #expect(try PeerHello(&buffer) == PeerHello(clusterID: 5, from: 1, to: 2, stream: .snapshot))
+        var http = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(throws: PeerWire.DecodingError.self) { try PeerHello(&http) }
+    }
+
+    @Test("a transport delivers messages from its own cluster only")
+    func transportRefusesAnotherCluster() async throws {
+        let delivered = Mutex<[Message]>([])
+        let group = MultiThreadedEventLoopGroup.singleton
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func transport(id: NodeID, cluster: UInt64) -> PeerTransport {
+            PeerTransport(
+                localID: id, clusterID: cluster, group: group, snapshotDirectory: directory.path, logger: Logger(label: "test"),
+                callbacks: PeerTransport.Callbacks(
+                    deliver: { messages in delivered.withLock { $0 += messages } }, unreachable: { _ in },
+                    snapshotStatus: { _, _ in }, copyBackend: { _ in }, membership: { Membership() },
+                    promote: { _, completion in completion(.failure(.notLeader)) }))
+        }
+        let port = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).flatMap { channel in
+            let port = channel.localAddress!.port!
+            return channel.close().map { port }
+        }.get()
+        let receiver = transport(id: 2, cluster: 100)
+        try receiver.listen(host: "127.0.0.1", port: port)
+        defer { receiver.stop() }
+        let stranger = transport(id: 1, cluster: 999)
+        stranger.setPeers([2: ["http://127.0.0.1:\(port)"]])
+        let member = transport(id: 1, cluster: 100)
+        member.setPeers([2: ["http://127.0.0.1:\(port)"]])
+        defer {
+            stranger.stop()
+            member.stop()
+        }
+        let heartbeat = Message(type: .heartbeat, to: 2, from: 1, term: 3)
+        stranger.send([heartbeat])
+        member.send([Message(type: .heartbeat, to: 2, from: 1, term: 4)])
+        for _ in 0..<200 where delivered.withLock({ $0.isEmpty }) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(delivered.withLock { $0.map(\.term) } == [4])
+    }
+}
