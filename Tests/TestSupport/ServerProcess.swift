@@ -40,11 +40,27 @@ public final class ServerProcess: Sendable {
         peerPort = try await Self.freePort()
     }
 
+    /// A loopback port nothing listens on, never handed out twice in this process. Ports come
+    /// from below the kernel's ephemeral range (32768 and up), so an outgoing connection of a
+    /// test running in parallel cannot take the port between this probe and the server's bind.
     public static func freePort() async throws -> Int {
-        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-        defer { probe.close(promise: nil) }
-        return probe.localAddress!.port!
+        for _ in 0..<portRange.count {
+            let port = nextPort.withLock { next in
+                defer { next = next == portRange.upperBound - 1 ? portRange.lowerBound : next + 1 }
+                return next
+            }
+            guard let probe = try? await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: port).get() else { continue }
+            try await probe.close()
+            return port
+        }
+        throw GRPCStatus(.resourceExhausted, "no free loopback port in \(portRange)")
     }
+
+    private static let portRange = 12000..<32000
+    /// Starts at a point picked by the process id, so test processes running side by side
+    /// (campaign scripts) mostly draw from different stretches.
+    private static let nextPort = Mutex(portRange.lowerBound + Int(getpid()) * 211 % portRange.count)
 
     public func start(environment: [String: String] = [:], arguments: [String] = []) async throws {
         let binary = kind == .etcd ? Self.etcdBinary : Self.binary
@@ -77,9 +93,13 @@ public final class ServerProcess: Sendable {
         }
         try process.run()
         self.process.withLock { $0 = process }
-        // Bounded wait until it answers.
+        // Bounded wait until it answers; a process that exits first is reported at once.
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
+            if !process.isRunning {
+                self.process.withLock { $0 = nil }
+                throw GRPCStatus(.unavailable, "swift-etcd exited with status \(process.terminationStatus) before serving\(logTail())")
+            }
             if let connection = try? await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: port)) {
                 let healthy = (try? await connection.unary(
                     Grpc_Health_V1_HealthRPCs.check.path, Grpc_Health_V1_HealthCheckRequest(), timeout: .seconds(1),
@@ -90,7 +110,13 @@ public final class ServerProcess: Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         kill9()
-        throw GRPCStatus(.unavailable, "swift-etcd did not start within 30 s")
+        throw GRPCStatus(.unavailable, "swift-etcd did not start within 30 s\(logTail())")
+    }
+
+    /// The last lines of the log file, for an error saying why a start failed.
+    private func logTail() -> String {
+        guard let logFile, let text = try? String(contentsOf: logFile, encoding: .utf8) else { return "" }
+        return "; log ends:\n" + text.split(separator: "\n").suffix(5).joined(separator: "\n")
     }
 
     /// Pauses (SIGSTOP) or resumes (SIGCONT) the process.
