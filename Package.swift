@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
@@ -72,10 +73,13 @@ let package = Package(
             dependencies: ["WAL"],
             swiftSettings: strictSettings
         ),
-        // The revisioned keyspace: revisions, per-key generations, the in-memory ordered index.
+        // The revisioned keyspace: revisions, per-key generations, the in-memory ordered index, watchers.
         .target(
             name: "MVCC",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
             swiftSettings: strictSettings
         ),
         // The write-ahead log: CRC-protected records in segment files, fsynced per append.
@@ -100,7 +104,8 @@ let package = Package(
         .target(
             name: "EtcdAPI",
             dependencies: [
-                "EtcdProto", "EtcdServer", "GRPCWire",
+                "EtcdProto", "EtcdServer", "GRPCWire", "MVCC",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],

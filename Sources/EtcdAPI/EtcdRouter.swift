@@ -14,6 +14,7 @@ public enum EtcdRouter {
         KVService.register(server, on: &router)
         MaintenanceService.register(server, on: &router)
         ClusterService.register(server, on: &router)
+        WatchService.register(server, on: &router)
         UnknownLeases.register(server, on: &router)
         for (path, kind) in RPCCatalog.all where !router.handles(path) {
             router.answerUnimplemented(path, kind: kind)

@@ -60,6 +60,9 @@ public final class EtcdServer: Sendable {
         /// etcd's `--experimental-snapshot-catchup-entries`: entries kept in memory behind each
         /// snapshot, so a follower that lags less than this catches up from the log, not a snapshot.
         public var snapshotCatchUpEntries: UInt64 = 5000
+        /// How often idle watchers that asked for progress notifications get one
+        /// (etcd's `--experimental-watch-progress-notify-interval`).
+        public var watchProgressNotifyInterval: Duration = .seconds(600)
 
         public init(
             name: String, dataDirectory: String, initialCluster: String, initialClusterToken: String,
@@ -89,6 +92,8 @@ public final class EtcdServer: Sendable {
     let snapDirectory: String
     private let walDirectory: String
     private let backend: SQLiteBackend
+    /// Every watcher on this member, fed by the loop with each applied batch.
+    public let watchHub: WatchHub
     private let logger = Logger(label: "swift-etcd")
     /// Purges old log segments and snapshot files off the loop thread.
     private let purgeQueue = DispatchQueue(label: "swift-etcd purge")
@@ -183,6 +188,9 @@ public final class EtcdServer: Sendable {
         }
         memberID = start.memberID
         clusterID = start.clusterID
+        var watchLimits = WatchHub.Limits()
+        watchLimits.progressInterval = configuration.watchProgressNotifyInterval
+        watchHub = WatchHub(backend: backend, store: recovered.store, limits: watchLimits)
         published = PublishedState(Published(
             store: recovered.store, appliedIndex: recovered.appliedIndex, voters: recovered.confState.voters.count,
             membership: recovered.membership))
@@ -396,6 +404,7 @@ public final class EtcdServer: Sendable {
         }
         guard first else { return }
         loopExited.wait()
+        watchHub.stop()
         purgeQueue.sync {}
         try? peerEventLoops.syncShutdownGracefully()
     }
@@ -547,6 +556,14 @@ public final class EtcdServer: Sendable {
     }
 
     public var currentRevision: Int64 { published.withLock { $0.store.revision } }
+
+    /// The record `key` had at main revision `revision`, if it existed then and is still kept
+    /// (what a watch event's `prev_kv` reports).
+    public func keyValue(_ key: [UInt8], atRevision revision: Int64) -> KeyValue? {
+        let store = published.withLock { $0.store }
+        let options = KeyValueStore.RangeOptions(limit: 1, revision: revision)
+        return (try? store.range(key, end: nil, options: options, reader: backend))?.kvs.first
+    }
 
     /// The member this one knows as leader; nil while there is none.
     public var leaderID: UInt64? {

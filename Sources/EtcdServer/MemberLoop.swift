@@ -441,6 +441,7 @@ final class MemberLoop {
     private func install(_ snapshot: Snapshot) {
         let path = String(decoding: snapshot.data, as: UTF8.self)
         let metadata = snapshot.metadata
+        server.watchHub.replacingBackend()
         do {
             try backend.restore(from: path)
             store = try KeyValueStore(restoringFrom: backend)
@@ -468,6 +469,7 @@ final class MemberLoop {
             "snapshot-index": "\(metadata.index)", "backend-applied-index": "\(appliedIndex)", "revision": "\(store.revision)",
         ])
         server.publish(store: store, appliedIndex: appliedIndex)
+        server.watchHub.replacedBackend(store: store)
         answerReadsUpToApplied()
     }
 
@@ -525,6 +527,7 @@ final class MemberLoop {
         if membershipChanged {
             documents = [.membership: membership.encoded(), .confState: PeerWire.encode(confState)]
         }
+        if let compaction { server.watchHub.compacting(atMain: compaction.main) }
         do {
             let start = ContinuousClock.now
             try backend.commit(changes, meta: meta, documents: documents, removingAtOrBefore: compaction)
@@ -533,6 +536,8 @@ final class MemberLoop {
             EtcdServer.fatal("failed to commit applied entries to the backend", error)
         }
         server.publish(store: store, appliedIndex: appliedIndex)
+        // Watchers hear of the changes once reads can see them.
+        server.watchHub.notify(changes, store: store)
         if membershipChanged { membershipApplied() }
         for (waiter, result) in completions { waiter.completion(result) }
         answerReadsUpToApplied()

@@ -78,7 +78,8 @@ enum RangeRules {
 }
 
 extension Mvccpb_KeyValue {
-    init(_ kv: KeyValue) {
+    /// The wire form of a stored record.
+    public init(_ kv: KeyValue) {
         self.init()
         key = Data(kv.key)
         value = Data(kv.value)

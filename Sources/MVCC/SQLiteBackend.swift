@@ -131,16 +131,35 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     /// Visits every stored change in revision order (to rebuild the key index at start).
     public func forEachChange(_ body: (Change) throws -> Void) throws {
         try pool.read { db in
-            let rows = try Row.fetchCursor(db, sql: """
-                SELECT main, sub, tombstone, key, value, create_revision, version, lease FROM kv ORDER BY main, sub
-                """)
-            while let row = try rows.next() {
-                let main: Int64 = row["main"]
-                let revision = Revision(main: main, sub: row["sub"])
-                let kind: Change.Kind = (row["tombstone"] as Int64) == 1 ? .delete : .put
-                try body(Change(kind: kind, revision: revision, kv: Self.keyValue(row, main: main)))
-            }
+            let rows = try Row.fetchCursor(db, sql: "SELECT \(Self.changeColumns) FROM kv ORDER BY main, sub")
+            while let row = try rows.next() { try body(Self.change(row)) }
         }
+    }
+
+    /// The stored changes of main revisions `from...through`, in order, whole revisions only:
+    /// once `limit` changes are read, the rest of the last revision read is added and the read
+    /// stops. Returns them with the last main revision they cover (`through`, unless cut short).
+    /// A watcher catching up reads its history this way, one bounded batch at a time.
+    public func changes(from: Int64, through: Int64, limit: Int) throws -> (changes: [Change], through: Int64) {
+        guard from <= through else { return ([], through) }
+        return try pool.read { db in
+            var changes = try Row.fetchAll(db, sql: """
+                SELECT \(Self.changeColumns) FROM kv WHERE main >= ? AND main <= ? ORDER BY main, sub LIMIT ?
+                """, arguments: [from, through, limit]).map(Self.change)
+            guard changes.count == limit, let last = changes.last else { return (changes, through) }
+            changes += try Row.fetchAll(db, sql: """
+                SELECT \(Self.changeColumns) FROM kv WHERE main = ? AND sub > ? ORDER BY sub
+                """, arguments: [last.revision.main, last.revision.sub]).map(Self.change)
+            return (changes, last.revision.main)
+        }
+    }
+
+    private static let changeColumns = "main, sub, tombstone, key, value, create_revision, version, lease"
+
+    private static func change(_ row: Row) -> Change {
+        let main: Int64 = row["main"]
+        let kind: Change.Kind = (row["tombstone"] as Int64) == 1 ? .delete : .put
+        return Change(kind: kind, revision: Revision(main: main, sub: row["sub"]), kv: keyValue(row, main: main))
     }
 
     /// Writes a consistent copy of the whole database (one read snapshot) to a new single file

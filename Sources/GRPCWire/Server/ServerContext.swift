@@ -16,6 +16,11 @@ public struct ServerContext: Sendable {
     /// Fires when the call ends before the handler finished it: client cancel, reset, disconnect
     /// or deadline.
     public let cancellation: CallCancellation
+
+    /// The first value of request metadata `name` (lowercase), if sent.
+    public func metadata(_ name: String) -> String? {
+        requestHeaders.first(name: name)
+    }
 }
 
 /// A one-shot signal that the client abandoned a call, observable from any thread.

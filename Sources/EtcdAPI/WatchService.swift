@@ -1,0 +1,261 @@
+import DequeModule
+import EtcdProto
+import EtcdServer
+import Foundation
+import GRPCWire
+import MVCC
+import NIOCore
+import SwiftProtobuf
+import Synchronization
+
+/// `etcdserverpb.Watch`: one bidirectional stream carries many watchers. Requests go to the
+/// member's ``WatchHub``; what the hub hands the stream is turned into responses and written
+/// on the stream's event loop as HTTP/2 flow control allows.
+enum WatchService {
+    static func register(_ server: EtcdServer, on router: inout ServerRouter) {
+        router.streaming(Etcdserverpb_WatchRPCs.watch.path) {
+            (call: ServerCall<Etcdserverpb_WatchRequest, Etcdserverpb_WatchResponse>) in
+            // etcd's clients ask with `hasleader` metadata that a stream fail without a leader.
+            if call.context.metadata("hasleader") == "true", server.leaderID == nil {
+                return call.finish(GRPCStatus(EtcdError.noLeader))
+            }
+            let stream = WatchStream(call: call, server: server)
+            call.onMessage = { stream.receive($0) }
+            call.onCancel = { _ in stream.close() }
+            call.onWritabilityChanged = { if $0 { stream.writable() } }
+            // A client that stops sending keeps receiving, as with etcd.
+        }
+    }
+}
+
+/// One watch stream: the hub's sink, with a bounded backlog of deliveries waiting to be written.
+final class WatchStream: WatchSink {
+    /// Event bytes a stream may hold waiting for its client; beyond, its watchers fall behind
+    /// and catch up from the backend once it reads again.
+    static let backlogLimit = 4 << 20
+
+    private struct Backlog {
+        var deliveries: Deque<WatchDelivery> = []
+        var bytes = 0
+        /// A drain is scheduled on the event loop, or waits for the stream to be writable.
+        var draining = false
+        var waitingForWritability = false
+        /// Events were refused since the backlog was last below half its limit.
+        var refused = false
+        var closed = false
+    }
+
+    private let backlog = Mutex(Backlog())
+    private let server: EtcdServer
+    private let loop: NIOLoopBound<LoopState>
+    private let eventLoop: any EventLoop
+
+    init(call: ServerCall<Etcdserverpb_WatchRequest, Etcdserverpb_WatchResponse>, server: EtcdServer) {
+        self.server = server
+        eventLoop = call.context.eventLoop
+        loop = NIOLoopBound(LoopState(call: call), eventLoop: call.context.eventLoop)
+    }
+
+    /// What the stream knows on its event loop: the call and each watcher's response options.
+    private final class LoopState {
+        let call: ServerCall<Etcdserverpb_WatchRequest, Etcdserverpb_WatchResponse>
+        var options: [Int64: (prevKV: Bool, fragment: Bool)] = [:]
+        /// Cancelled watchers whose queued events are no longer sent.
+        var cancelled: Set<Int64> = []
+
+        init(call: ServerCall<Etcdserverpb_WatchRequest, Etcdserverpb_WatchResponse>) {
+            self.call = call
+        }
+    }
+
+    // MARK: Requests (on the event loop)
+
+    func receive(_ request: Etcdserverpb_WatchRequest) {
+        let hub = server.watchHub
+        switch request.requestUnion {
+        case .createRequest(let create):
+            // etcd's conventions: no end is one key, "\0" every key from the key on.
+            let key = create.key.isEmpty ? [0] : [UInt8](create.key)
+            let end: [UInt8]? = create.rangeEnd.isEmpty ? nil : [UInt8](create.rangeEnd)
+            let watch = WatchRequest(
+                range: KeyRange(key: key, end: end), startRevision: create.startRevision, watchID: create.watchID,
+                skipsPuts: create.filters.contains(.noput), skipsDeletes: create.filters.contains(.nodelete),
+                progressNotify: create.progressNotify)
+            if let id = hub.watch(watch, on: self) {
+                // Nothing drains before this returns: draining runs on this event loop.
+                loop.value.options[id] = (create.prevKv, create.fragment)
+            }
+        case .cancelRequest(let cancel):
+            hub.cancel(cancel.watchID, on: self)
+        case .progressRequest:
+            hub.requestProgress(on: self)
+        case nil:
+            break
+        }
+    }
+
+    /// The call is over: the hub forgets the stream and queued deliveries are dropped.
+    func close() {
+        backlog.withLock {
+            $0.closed = true
+            $0.deliveries.removeAll()
+        }
+        server.watchHub.close(self)
+    }
+
+    // MARK: WatchSink (any thread, hub lock held)
+
+    func offer(_ deliveries: [WatchDelivery]) -> Int {
+        let (taken, schedule) = backlog.withLock { backlog -> (Int, Bool) in
+            guard !backlog.closed else { return (deliveries.count, false) }
+            var taken = 0
+            for delivery in deliveries {
+                let size = delivery.size
+                if size > 0, backlog.bytes > 0, backlog.bytes + size > Self.backlogLimit {
+                    backlog.refused = true
+                    break
+                }
+                backlog.deliveries.append(delivery)
+                backlog.bytes += size
+                taken += 1
+            }
+            let schedule = taken > 0 && !backlog.draining
+            if schedule { backlog.draining = true }
+            return (taken, schedule)
+        }
+        if schedule { eventLoop.execute { self.drain() } }
+        return taken
+    }
+
+    var hasRoom: Bool { backlog.withLock { $0.bytes <= Self.backlogLimit / 2 } }
+
+    // MARK: Writing (on the event loop)
+
+    func writable() {
+        let resume = backlog.withLock { backlog -> Bool in
+            defer { backlog.waitingForWritability = false }
+            return backlog.waitingForWritability
+        }
+        if resume { drain() }
+    }
+
+    /// Writes queued deliveries while HTTP/2 flow control lets the stream write.
+    private func drain() {
+        let state = loop.value
+        while true {
+            if !state.call.isWritable {
+                // Stays draining: `writable()` resumes.
+                backlog.withLock { $0.waitingForWritability = true }
+                // Writability may have come back between the check and the flag.
+                guard !state.call.isWritable else { continue }
+                return
+            }
+            let next = backlog.withLock { backlog -> (WatchDelivery, Bool)? in
+                guard let delivery = backlog.deliveries.popFirst() else {
+                    backlog.draining = false
+                    return nil
+                }
+                backlog.bytes -= delivery.size
+                let room = backlog.refused && backlog.bytes <= Self.backlogLimit / 2
+                if room { backlog.refused = false }
+                return (delivery, room)
+            }
+            guard let (delivery, room) = next else { return }
+            for response in responses(for: delivery, state) { state.call.send(response) }
+            if room { server.watchHub.sinkHasRoom(self) }
+        }
+    }
+
+    /// The wire responses for one delivery: one, or several fragments of a large event batch
+    /// for a watcher that asked for them.
+    private func responses(for delivery: WatchDelivery, _ state: LoopState) -> [Etcdserverpb_WatchResponse] {
+        var response = Etcdserverpb_WatchResponse()
+        response.header = server.header(revision: delivery.revision)
+        response.watchID = delivery.watchID
+        switch delivery.kind {
+        case .created:
+            state.cancelled.remove(delivery.watchID)
+            response.created = true
+        case .refused(let reason):
+            response.created = true
+            response.canceled = true
+            response.cancelReason = reason
+        case .canceled:
+            state.cancelled.insert(delivery.watchID)
+            state.options[delivery.watchID] = nil
+            response.canceled = true
+        case .compacted(let revision):
+            state.options[delivery.watchID] = nil
+            response.compactRevision = revision
+            response.canceled = true
+        case .progress:
+            break
+        case .events(let changes):
+            guard !state.cancelled.contains(delivery.watchID) else { return [] }
+            let options = state.options[delivery.watchID] ?? (false, false)
+            response.events = changes.map { event($0, prevKV: options.prevKV) }
+            if options.fragment { return fragments(of: response) }
+        }
+        return [response]
+    }
+
+    private func event(_ change: Change, prevKV: Bool) -> Mvccpb_Event {
+        var event = Mvccpb_Event()
+        event.type = change.kind == .put ? .put : .delete
+        event.kv = Mvccpb_KeyValue(change.kv)
+        // A create has nothing before it; etcd does not look.
+        let created = change.kind == .put && change.kv.createRevision == change.kv.modRevision
+        if prevKV, !created, let previous = server.keyValue(change.kv.key, atRevision: change.kv.modRevision - 1) {
+            event.prevKv = Mvccpb_KeyValue(previous)
+        }
+        return event
+    }
+
+    /// etcd's rule: a response of at least `--max-request-bytes` plus gRPC overhead with two or
+    /// more events is split so each piece stays under that size (a single event may exceed it);
+    /// every piece but the last is marked `fragment`.
+    private func fragments(of response: Etcdserverpb_WatchResponse) -> [Etcdserverpb_WatchResponse] {
+        let limit = server.configuration.maxRequestBytes + 512 * 1024
+        guard response.events.count >= 2, (try? response.serializedBytes() as [UInt8])?.count ?? 0 >= limit else {
+            return [response]
+        }
+        var empty = response
+        empty.events = []
+        let baseSize = (try? empty.serializedBytes() as [UInt8])?.count ?? 0
+        var pieces: [Etcdserverpb_WatchResponse] = []
+        var piece = empty
+        var size = baseSize
+        for event in response.events {
+            let eventSize = (try? event.serializedBytes() as [UInt8])?.count ?? 0
+            let added = eventSize + 1 + Self.varintLength(eventSize)
+            if !piece.events.isEmpty, size + added >= limit {
+                piece.fragment = true
+                pieces.append(piece)
+                piece = empty
+                size = baseSize
+            }
+            piece.events.append(event)
+            size += added
+        }
+        pieces.append(piece)
+        return pieces
+    }
+
+    private static func varintLength(_ value: Int) -> Int {
+        var length = 1
+        var rest = value >> 7
+        while rest > 0 {
+            length += 1
+            rest >>= 7
+        }
+        return length
+    }
+}
+
+extension WatchDelivery {
+    /// Bytes it counts against a stream's backlog: its events' (others count nothing).
+    var size: Int {
+        guard case .events(let changes) = kind else { return 0 }
+        return changes.reduce(0) { $0 + $1.estimatedSize }
+    }
+}

@@ -1,0 +1,590 @@
+import DequeModule
+import Dispatch
+import Synchronization
+
+/// Where a watch stream takes the hub's deliveries: the gRPC stream in the server, a collector
+/// in tests. One sink carries many watchers, each known by its ID on that sink.
+public protocol WatchSink: AnyObject, Sendable {
+    /// Takes deliveries, in order, while its backlog has room; returns how many it took.
+    /// Deliveries without events (creation, cancellation, progress) must always be taken.
+    /// Called with the hub's lock held: it must only enqueue.
+    func offer(_ deliveries: [WatchDelivery]) -> Int
+    /// Whether the backlog has room for events now.
+    var hasRoom: Bool { get }
+}
+
+/// One response the hub hands a sink for one watcher.
+public struct WatchDelivery: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// The watcher exists.
+        case created
+        /// The watcher was not created (`watchID` is -1), for this reason.
+        case refused(String)
+        /// Events of whole revisions, in revision order.
+        case events([Change])
+        /// Everything up to `revision` was delivered (the stream's own request when `watchID`
+        /// is -1, else the watcher's periodic notification).
+        case progress
+        /// The watcher needed history compacted away at this revision, and is gone.
+        case compacted(Int64)
+        /// The client cancelled the watcher.
+        case canceled
+    }
+
+    public var watchID: Int64
+    public var kind: Kind
+    /// The store revision the response reports.
+    public var revision: Int64
+
+    public init(watchID: Int64, kind: Kind, revision: Int64) {
+        self.watchID = watchID
+        self.kind = kind
+        self.revision = revision
+    }
+}
+
+/// What one watcher asks for.
+public struct WatchRequest: Sendable {
+    public var range: KeyRange
+    /// The first revision to report: 0 for changes after now; an older one replays history.
+    public var startRevision: Int64
+    /// The ID the client chose, or 0 for the stream's next free one.
+    public var watchID: Int64
+    public var skipsPuts: Bool
+    public var skipsDeletes: Bool
+    /// Whether the watcher wants periodic progress notifications when idle.
+    public var progressNotify: Bool
+
+    public init(
+        range: KeyRange, startRevision: Int64 = 0, watchID: Int64 = 0, skipsPuts: Bool = false, skipsDeletes: Bool = false,
+        progressNotify: Bool = false
+    ) {
+        self.range = range
+        self.startRevision = startRevision
+        self.watchID = watchID
+        self.skipsPuts = skipsPuts
+        self.skipsDeletes = skipsDeletes
+        self.progressNotify = progressNotify
+    }
+}
+
+/// The watchable side of the store: every watcher of every stream, fed with each applied
+/// batch's changes and, when behind, with history read from the backend.
+///
+/// A watcher is *synced* when it has been handed every change up to the newest revision the
+/// hub was told about; the apply thread hands such watchers new changes directly (``notify(_:store:)``).
+/// A watcher starting in the past, or whose stream's backlog was full when changes came, is
+/// *unsynced*: a background pass reads its history from the backend in bounded batches and,
+/// once it has reached the newest revision, it rejoins the synced watchers. So a stream that
+/// does not read holds at most its sink's backlog in memory, never delays the apply thread or
+/// other streams, and loses nothing: its watchers resume from the backend when it reads again.
+public final class WatchHub: Sendable {
+    public struct Limits: Sendable {
+        /// Changes read from the backend per catch-up batch (whole revisions: one may add more).
+        public var catchUpChanges = 1000
+        /// Unsynced watchers served by one catch-up pass.
+        public var watchersPerPass = 512
+        /// The newest changes kept in memory, so a watcher a little behind catches up without
+        /// reading the backend (and one behind under heavy writes always reaches the head).
+        public var recentChanges = 10_000
+        public var recentBytes = 8 << 20
+        /// How often idle watchers that asked for it get a progress notification
+        /// (etcd's `--experimental-watch-progress-notify-interval`).
+        public var progressInterval: Duration = .seconds(600)
+
+        public init() {}
+    }
+
+    private let backend: SQLiteBackend
+    private let limits: Limits
+    private let state: Mutex<State>
+    private let queue = DispatchQueue(label: "swift-etcd.watch-catch-up")
+
+    public init(backend: SQLiteBackend, store: KeyValueStore, limits: Limits = Limits()) {
+        self.backend = backend
+        self.limits = limits
+        state = Mutex(State(store: store))
+        scheduleProgressTick()
+    }
+
+    // MARK: Streams
+
+    /// Creates a watcher on `sink`'s stream and returns its ID (nil when refused). The sink is
+    /// offered its `created` response (or the refusal) before any event, then its events.
+    @discardableResult
+    public func watch(_ request: WatchRequest, on sink: any WatchSink) -> Int64? {
+        let (id, behind) = state.withLock { state -> (Int64?, Bool) in
+            let streamID = ObjectIdentifier(sink)
+            let current = state.store.revision
+            var stream = state.streams[streamID] ?? Stream(sink: sink)
+            func refuse(_ reason: String) -> (Int64?, Bool) {
+                _ = sink.offer([WatchDelivery(watchID: -1, kind: .refused(reason), revision: current)])
+                return (nil, false)
+            }
+            if request.range.isEmpty { return refuse("mvcc: watcher range is empty") }
+            if request.startRevision < 0 { return refuse("etcdserver: mvcc: required revision has been compacted") }
+            let id: Int64
+            if request.watchID != 0 {
+                guard stream.watchers[request.watchID] == nil else {
+                    return refuse("mvcc: duplicate watch ID provided on the WatchStream")
+                }
+                id = request.watchID
+            } else {
+                while stream.watchers[stream.nextAutoID] != nil { stream.nextAutoID += 1 }
+                id = stream.nextAutoID
+                stream.nextAutoID += 1
+            }
+            _ = sink.offer([WatchDelivery(watchID: id, kind: .created, revision: current)])
+            let start = request.startRevision
+            let synced = start == 0 || start > current
+            stream.watchers[id] = Watcher(
+                id: id, range: request.range, skipsPuts: request.skipsPuts, skipsDeletes: request.skipsDeletes,
+                progressNotify: request.progressNotify, next: synced ? max(current + 1, start) : start, synced: synced)
+            let key = WatcherKey(stream: streamID, id: id)
+            if synced {
+                state.index(key, request.range)
+            } else {
+                state.unsynced.insert(key)
+                stream.unsyncedCount += 1
+            }
+            state.streams[streamID] = stream
+            return (id, !synced)
+        }
+        if behind { scheduleCatchUp() }
+        return id
+    }
+
+    /// Cancels watcher `id` of `sink`'s stream, offering its `canceled` response; an unknown
+    /// ID is ignored, as etcd does.
+    public func cancel(_ id: Int64, on sink: any WatchSink) {
+        state.withLock { state in
+            let streamID = ObjectIdentifier(sink)
+            guard let watcher = state.streams[streamID]?.watchers[id] else { return }
+            state.remove(WatcherKey(stream: streamID, id: id), watcher)
+            _ = sink.offer([WatchDelivery(watchID: id, kind: .canceled, revision: state.store.revision)])
+            state.answerProgressIfSynced(streamID)
+        }
+    }
+
+    /// The stream asks for progress: once every watcher on it is synced (now, or when the
+    /// last one catches up), it is offered one progress delivery with watch ID -1 for the
+    /// newest revision. A stream without watchers gets nothing, as in etcd.
+    public func requestProgress(on sink: any WatchSink) {
+        state.withLock { state in
+            let streamID = ObjectIdentifier(sink)
+            guard state.streams[streamID]?.watchers.isEmpty == false else { return }
+            state.streams[streamID]!.progressWanted = true
+            state.answerProgressIfSynced(streamID)
+        }
+    }
+
+    /// The stream is over: forget its watchers.
+    public func close(_ sink: any WatchSink) {
+        state.withLock { state in
+            let streamID = ObjectIdentifier(sink)
+            guard let stream = state.streams[streamID] else { return }
+            for watcher in stream.watchers.values { state.remove(WatcherKey(stream: streamID, id: watcher.id), watcher) }
+            state.streams[streamID] = nil
+        }
+    }
+
+    /// The sink's backlog has room again: its unsynced watchers may catch up.
+    public func sinkHasRoom(_ sink: any WatchSink) {
+        let behind = state.withLock { $0.streams[ObjectIdentifier(sink)].map { $0.unsyncedCount > 0 } ?? false }
+        if behind { scheduleCatchUp() }
+    }
+
+    // MARK: The apply thread
+
+    /// A compaction at `main` is about to be committed to the backend: history before it may
+    /// disappear from any read that follows.
+    public func compacting(atMain main: Int64) {
+        state.withLock { $0.compactionFloor = max($0.compactionFloor, main) }
+    }
+
+    /// Hands synced watchers the changes of one applied batch (whole revisions, in order),
+    /// once `store` (which includes them) is visible to reads. A watcher whose sink is full
+    /// falls behind and catches up from the backend later.
+    public func notify(_ changes: [Change], store: KeyValueStore) {
+        let fellBehind = state.withLock { state -> Bool in
+            state.store = store
+            state.compactionFloor = max(state.compactionFloor, store.compactedRevision)
+            guard !changes.isEmpty else { return false }
+            state.recent.append(changes, limits: limits)
+            var matched: [WatcherKey: [Change]] = [:]
+            for change in changes {
+                func consider(_ key: WatcherKey) {
+                    if state.streams[key.stream]?.watchers[key.id]?.wants(change) == true {
+                        matched[key, default: []].append(change)
+                    }
+                }
+                if let keys = state.singleKey[change.kv.key] { keys.forEach(consider) }
+                state.ranged.forEach(consider)
+            }
+            var byStream: [ObjectIdentifier: [(WatcherKey, [Change])]] = [:]
+            for (key, events) in matched { byStream[key.stream, default: []].append((key, events)) }
+            var fellBehind = false
+            for (streamID, batch) in byStream {
+                guard let sink = state.streams[streamID]?.sink else { continue }
+                let taken = sink.offer(batch.map { WatchDelivery(watchID: $0.0.id, kind: .events($0.1), revision: store.revision) })
+                for (position, (key, events)) in batch.enumerated() {
+                    if position < taken {
+                        state.streams[streamID]!.watchers[key.id]!.delivered(through: events.last!.revision.main)
+                    } else {
+                        state.fallBehind(key, from: events[0].revision.main)
+                        fellBehind = true
+                    }
+                }
+            }
+            return fellBehind
+        }
+        if fellBehind { scheduleCatchUp() }
+    }
+
+    /// The backend is about to be replaced (a snapshot from the leader): reads from now on
+    /// may see another history, so catch-up passes wait.
+    public func replacingBackend() {
+        state.withLock { state in
+            state.replacing = true
+            state.epoch += 1
+        }
+    }
+
+    /// The backend was replaced and `store` rebuilt from it: every watcher catches up from
+    /// the new backend (or learns that its history was compacted).
+    public func replacedBackend(store: KeyValueStore) {
+        state.withLock { state in
+            let previous = state.store.revision
+            state.replacing = false
+            state.epoch += 1
+            state.store = store
+            state.compactionFloor = max(state.compactionFloor, store.compactedRevision)
+            state.recent = RecentChanges(after: store.revision)
+            for (streamID, stream) in state.streams {
+                for watcher in stream.watchers.values where watcher.synced {
+                    state.fallBehind(WatcherKey(stream: streamID, id: watcher.id), from: max(watcher.next, previous + 1))
+                }
+            }
+        }
+        scheduleCatchUp()
+    }
+
+    /// Stops background work (the member is shutting down).
+    public func stop() {
+        state.withLock { $0.stopped = true }
+    }
+
+    // MARK: Catching up
+
+    private func scheduleCatchUp() {
+        let schedule = state.withLock { state -> Bool in
+            guard !state.catchUpScheduled, !state.stopped else { return false }
+            state.catchUpScheduled = true
+            return true
+        }
+        if schedule { queue.async { self.catchUp() } }
+    }
+
+    /// One pass: picks unsynced watchers whose sinks have room, reads one batch of their
+    /// history from the backend (outside the lock), hands each its events, and moves those
+    /// that reached the newest revision to the synced watchers.
+    private func catchUp() {
+        guard let plan = state.withLock({ $0.planCatchUp(watchers: limits.watchersPerPass) }) else { return }
+        let read: (changes: [Change], through: Int64)
+        do {
+            read = try backend.changes(from: plan.from, through: plan.through, limit: limits.catchUpChanges)
+        } catch {
+            // A failed read is retried; the watchers keep their place.
+            state.withLock { $0.catchUpScheduled = false }
+            queue.asyncAfter(deadline: .now() + .milliseconds(100)) { self.scheduleCatchUp() }
+            return
+        }
+        let again = state.withLock { state -> Bool in
+            state.catchUpScheduled = false
+            guard state.epoch == plan.epoch else { return true }
+            for (key, planned) in plan.watchers {
+                guard let watcher = state.streams[key.stream]?.watchers[key.id], !watcher.synced, watcher.next == planned.next else {
+                    continue
+                }
+                if watcher.next < state.compactionFloor {
+                    state.cancelCompacted(key, watcher)
+                    continue
+                }
+                var events = read.changes.filter { watcher.wants($0) }
+                // The recent changes in memory may bring it to the head without another pass.
+                var through = read.through
+                if through < state.store.revision, through == plan.through, state.recent.covers(from: through + 1) {
+                    events += state.recent.changes(from: through + 1).filter { watcher.wants($0) }
+                    through = state.store.revision
+                }
+                if !events.isEmpty {
+                    let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: plan.through)
+                    guard state.streams[key.stream]!.sink.offer([delivery]) == 1 else { continue }
+                }
+                state.streams[key.stream]!.watchers[key.id]!.delivered(through: through, sentEvents: !events.isEmpty)
+                if through >= state.store.revision { state.catchUp(key) }
+            }
+            return state.hasUnsyncedWithRoom
+        }
+        if again { scheduleCatchUp() }
+    }
+
+    // MARK: Progress notifications
+
+    private func scheduleProgressTick() {
+        let interval = limits.progressInterval
+        let nanoseconds = interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
+        queue.asyncAfter(deadline: .now() + .nanoseconds(Int(nanoseconds))) { [weak self] in
+            guard let self, !self.state.withLock({ $0.stopped }) else { return }
+            self.state.withLock { $0.notifyIdleWatchers() }
+            self.scheduleProgressTick()
+        }
+    }
+}
+
+/// A watcher, known by its stream and its ID on that stream.
+private struct WatcherKey: Hashable {
+    let stream: ObjectIdentifier
+    let id: Int64
+}
+
+private struct Watcher {
+    let id: Int64
+    let range: KeyRange
+    let skipsPuts: Bool
+    let skipsDeletes: Bool
+    let progressNotify: Bool
+    /// The first revision whose events it has not been handed: older ones never reach it.
+    var next: Int64
+    var synced: Bool
+    var sentEventsSinceProgress = false
+
+    func wants(_ change: Change) -> Bool {
+        guard change.revision.main >= next, range.contains(change.kv.key) else { return false }
+        switch change.kind {
+        case .put: return !skipsPuts
+        case .delete: return !skipsDeletes
+        }
+    }
+
+    mutating func delivered(through main: Int64, sentEvents: Bool = true) {
+        next = main + 1
+        if sentEvents { sentEventsSinceProgress = true }
+    }
+}
+
+private struct Stream {
+    let sink: any WatchSink
+    var watchers: [Int64: Watcher] = [:]
+    var nextAutoID: Int64 = 0
+    var unsyncedCount = 0
+    /// A progress request waits for every watcher to be synced.
+    var progressWanted = false
+}
+
+/// Which watchers one catch-up pass serves and which history it reads.
+private struct CatchUpPlan: Sendable {
+    let epoch: Int
+    let from: Int64
+    let through: Int64
+    let watchers: [(WatcherKey, Watcher)]
+}
+
+extension WatcherKey: Sendable {}
+extension Watcher: Sendable {}
+
+private struct State {
+    /// The store as of the newest batch the hub was told about.
+    var store: KeyValueStore
+    /// History before this main revision may be gone from the backend.
+    var compactionFloor: Int64
+    /// Changes whenever the backend is replaced, so a pass that read across it is discarded.
+    var epoch = 0
+    var replacing = false
+    var streams: [ObjectIdentifier: Stream] = [:]
+    /// Synced watchers of one key, by key.
+    var singleKey: [[UInt8]: Set<WatcherKey>] = [:]
+    /// Synced watchers of a range of keys.
+    var ranged: Set<WatcherKey> = []
+    var unsynced: Set<WatcherKey> = []
+    var recent: RecentChanges
+    var catchUpScheduled = false
+    var stopped = false
+
+    init(store: KeyValueStore) {
+        self.store = store
+        compactionFloor = store.compactedRevision
+        recent = RecentChanges(after: store.revision)
+    }
+
+    mutating func index(_ key: WatcherKey, _ range: KeyRange) {
+        if range.end == nil {
+            singleKey[range.key, default: []].insert(key)
+        } else {
+            ranged.insert(key)
+        }
+    }
+
+    private mutating func unindex(_ key: WatcherKey, _ range: KeyRange) {
+        if range.end == nil {
+            singleKey[range.key]?.remove(key)
+            if singleKey[range.key]?.isEmpty == true { singleKey[range.key] = nil }
+        } else {
+            ranged.remove(key)
+        }
+    }
+
+    mutating func remove(_ key: WatcherKey, _ watcher: Watcher) {
+        if watcher.synced {
+            unindex(key, watcher.range)
+        } else {
+            unsynced.remove(key)
+            streams[key.stream]?.unsyncedCount -= 1
+        }
+        streams[key.stream]?.watchers[key.id] = nil
+    }
+
+    /// A synced watcher misses changes from `main` on; it will read them from the backend.
+    mutating func fallBehind(_ key: WatcherKey, from main: Int64) {
+        guard var watcher = streams[key.stream]?.watchers[key.id], watcher.synced else { return }
+        unindex(key, watcher.range)
+        watcher.synced = false
+        watcher.next = main
+        streams[key.stream]!.watchers[key.id] = watcher
+        streams[key.stream]!.unsyncedCount += 1
+        unsynced.insert(key)
+    }
+
+    /// An unsynced watcher has every change up to the newest revision: it joins the synced.
+    mutating func catchUp(_ key: WatcherKey) {
+        guard let watcher = streams[key.stream]?.watchers[key.id], !watcher.synced else { return }
+        unsynced.remove(key)
+        streams[key.stream]!.watchers[key.id]!.synced = true
+        streams[key.stream]!.unsyncedCount -= 1
+        index(key, watcher.range)
+        answerProgressIfSynced(key.stream)
+    }
+
+    /// Hands an unsynced watcher whose missing history is all in memory its events, and
+    /// makes it synced.
+    mutating func catchUpFromRecent(_ key: WatcherKey, _ watcher: Watcher) {
+        let events = recent.changes(from: watcher.next).filter { watcher.wants($0) }
+        if !events.isEmpty {
+            let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: store.revision)
+            guard streams[key.stream]!.sink.offer([delivery]) == 1 else { return }
+        }
+        streams[key.stream]!.watchers[key.id]!.delivered(through: store.revision, sentEvents: !events.isEmpty)
+        catchUp(key)
+    }
+
+    mutating func cancelCompacted(_ key: WatcherKey, _ watcher: Watcher) {
+        guard let sink = streams[key.stream]?.sink else { return }
+        remove(key, watcher)
+        // etcd reports the compaction with no revision in the header.
+        _ = sink.offer([WatchDelivery(watchID: key.id, kind: .compacted(compactionFloor), revision: 0)])
+        answerProgressIfSynced(key.stream)
+    }
+
+    mutating func answerProgressIfSynced(_ streamID: ObjectIdentifier) {
+        guard let stream = streams[streamID], stream.progressWanted, stream.unsyncedCount == 0 else { return }
+        streams[streamID]!.progressWanted = false
+        guard !stream.watchers.isEmpty else { return }
+        _ = stream.sink.offer([WatchDelivery(watchID: -1, kind: .progress, revision: store.revision)])
+    }
+
+    /// Settles what needs no history (compacted or future starts) and picks up to `count`
+    /// unsynced watchers whose sinks have room, with the revisions to read for them.
+    mutating func planCatchUp(watchers count: Int) -> CatchUpPlan? {
+        guard !stopped, !replacing else {
+            catchUpScheduled = false
+            return nil
+        }
+        let current = store.revision
+        var chosen: [(WatcherKey, Watcher)] = []
+        for key in unsynced {
+            guard let stream = streams[key.stream], let watcher = stream.watchers[key.id] else { continue }
+            if watcher.next < compactionFloor {
+                cancelCompacted(key, watcher)
+            } else if watcher.next > current {
+                catchUp(key)
+            } else if recent.covers(from: watcher.next), stream.sink.hasRoom {
+                catchUpFromRecent(key, watcher)
+            } else if chosen.count < count, stream.sink.hasRoom {
+                chosen.append((key, watcher))
+            }
+        }
+        guard let from = chosen.map(\.1.next).min() else {
+            catchUpScheduled = false
+            return nil
+        }
+        return CatchUpPlan(epoch: epoch, from: from, through: current, watchers: chosen)
+    }
+
+    var hasUnsyncedWithRoom: Bool {
+        unsynced.contains { streams[$0.stream]?.sink.hasRoom == true }
+    }
+
+    /// The periodic progress notification: synced watchers that asked for it and were sent no
+    /// events since the last one (and whose start is not in the future) learn the newest revision.
+    mutating func notifyIdleWatchers() {
+        let current = store.revision
+        for (streamID, stream) in streams {
+            var deliveries: [WatchDelivery] = []
+            for watcher in stream.watchers.values where watcher.progressNotify {
+                if watcher.synced, !watcher.sentEventsSinceProgress, watcher.next <= current + 1 {
+                    deliveries.append(WatchDelivery(watchID: watcher.id, kind: .progress, revision: current))
+                }
+                streams[streamID]!.watchers[watcher.id]!.sentEventsSinceProgress = false
+            }
+            if !deliveries.isEmpty { _ = stream.sink.offer(deliveries) }
+        }
+    }
+}
+
+/// The newest applied batches of changes, bounded in count and bytes: every change from
+/// `start` to the newest revision.
+private struct RecentChanges {
+    private var batches: Deque<[Change]> = []
+    private var count = 0
+    private var bytes = 0
+    /// Every change of a main revision at or after this one is held.
+    private(set) var start: Int64
+
+    /// Holds nothing: the newest revision is `revision`.
+    init(after revision: Int64) {
+        start = revision + 1
+    }
+
+    func covers(from main: Int64) -> Bool { main >= start }
+
+    mutating func append(_ changes: [Change], limits: WatchHub.Limits) {
+        batches.append(changes)
+        count += changes.count
+        bytes += changes.reduce(0) { $0 + $1.estimatedSize }
+        while count > limits.recentChanges || bytes > limits.recentBytes, let oldest = batches.popFirst() {
+            count -= oldest.count
+            bytes -= oldest.reduce(0) { $0 + $1.estimatedSize }
+            start = oldest.last!.revision.main + 1
+        }
+    }
+
+    /// The held changes of main revisions from `main` on, in order.
+    func changes(from main: Int64) -> [Change] {
+        var result: [Change] = []
+        for batch in batches.reversed() {
+            guard let first = batch.first else { continue }
+            if first.revision.main >= main {
+                result.append(contentsOf: batch.reversed())
+            } else {
+                result.append(contentsOf: batch.reversed().prefix { $0.revision.main >= main })
+                break
+            }
+        }
+        return result.reversed()
+    }
+}
+
+extension Change {
+    /// Roughly the bytes the change occupies, for memory bounds.
+    public var estimatedSize: Int { kv.key.count + kv.value.count + 48 }
+}
