@@ -40,7 +40,8 @@ final class WatchStream: WatchSink {
         /// A drain is scheduled on the event loop, or waits for the stream to be writable.
         var draining = false
         var waitingForWritability = false
-        /// Events were refused since the backlog was last below half its limit.
+        /// Events were refused (or the hub was told there is no room) since the backlog was
+        /// last at or below half its limit: the hub hears when it is again.
         var refused = false
         var closed = false
     }
@@ -127,7 +128,13 @@ final class WatchStream: WatchSink {
         return taken
     }
 
-    var hasRoom: Bool { backlog.withLock { $0.bytes <= Self.backlogLimit / 2 } }
+    var hasRoom: Bool {
+        backlog.withLock { backlog in
+            let room = backlog.bytes <= Self.backlogLimit / 2
+            if !room { backlog.refused = true }
+            return room
+        }
+    }
 
     // MARK: Writing (on the event loop)
 

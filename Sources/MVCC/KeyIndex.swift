@@ -79,10 +79,15 @@ public struct KeyIndex: Sendable, Equatable {
     /// newest revision at or before it (unless that is a tombstone, which goes with its
     /// generation). Revisions at or before `atMain` that stay are added to `kept`; the
     /// backend removes the others. Returns false when nothing is left (drop the key).
+    ///
+    /// A deletion at exactly `atMain` leaves the index but stays in `kept`, so a watcher
+    /// starting at the compaction revision (which etcd allows) still receives it. The next
+    /// compaction removes it from the backend.
     public mutating func compact(atMain: Int64, kept: inout Set<Revision>) -> Bool {
         // The first generation still alive after atMain (or the current one).
         var start = 0
-        while start < generations.count - 1, generations[start].revisions.last!.main <= atMain {
+        while start < generations.count - 1, let tombstone = generations[start].revisions.last, tombstone.main <= atMain {
+            if tombstone.main == atMain { kept.insert(tombstone) }
             start += 1
         }
         var generation = generations[start]

@@ -169,13 +169,15 @@ public struct KeyValueStore: Sendable {
 
     /// Re-records one stored change in the key index (rebuilding at start).
     mutating func restore(_ change: Change) {
+        revision = max(revision, change.revision.main)
+        // A deletion kept past its key's compaction (see `KeyIndex.compact`) is history only.
+        if change.kind == .delete, index[change.kv.key]?.isLive != true { return }
         index.update(change.kv.key, default: { KeyIndex() }) { keyIndex in
             switch change.kind {
             case .put: keyIndex.restore(change.revision, createdMain: change.kv.createRevision, version: change.kv.version)
             case .delete: keyIndex.tombstone(change.revision)
             }
         }
-        revision = max(revision, change.revision.main)
     }
 
     mutating func restoreCounters(revision: Int64, compacted: Int64) {

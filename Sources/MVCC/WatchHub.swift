@@ -10,6 +10,9 @@ public protocol WatchSink: AnyObject, Sendable {
     /// Called with the hub's lock held: it must only enqueue.
     func offer(_ deliveries: [WatchDelivery]) -> Int
     /// Whether the backlog has room for events now.
+    ///
+    /// A sink that refused events or answered false here must call ``WatchHub/sinkHasRoom(_:)``
+    /// once it has room again: its watchers wait for that to catch up.
     var hasRoom: Bool { get }
 }
 
@@ -310,6 +313,8 @@ public final class WatchHub: Sendable {
                     state.cancelCompacted(key, watcher)
                     continue
                 }
+                // The batch may end before this watcher's place (it was cut short for others).
+                guard read.through >= watcher.next else { continue }
                 var events = read.changes.filter { watcher.wants($0) }
                 // The recent changes in memory may bring it to the head without another pass.
                 var through = read.through
@@ -327,6 +332,14 @@ public final class WatchHub: Sendable {
             return state.hasUnsyncedWithRoom
         }
         if again { scheduleCatchUp() }
+    }
+
+    /// Waits until no catch-up pass is scheduled or running (for tests: passes run on a queue).
+    func settle() {
+        for _ in 0..<10_000 {
+            queue.sync {}
+            if !state.withLock({ $0.catchUpScheduled }) { return }
+        }
     }
 
     // MARK: Progress notifications

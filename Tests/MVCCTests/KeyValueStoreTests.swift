@@ -152,8 +152,12 @@ struct KeyValueStoreTests {
         try h.delete("b")
         try h.compact(5)
         #expect(h.store.index.count == 1)
-        #expect(Set(h.backend.records.keys) == [Revision(main: 3)])
+        // The deletion at the compaction revision stays for watchers starting there.
+        #expect(Set(h.backend.records.keys) == [Revision(main: 3), Revision(main: 5)])
         #expect(try h.pairs("\u{0}", end: "\u{0}") == ["a=2"])
+        h.put("c", "1")
+        try h.compact(6)
+        #expect(Set(h.backend.records.keys) == [Revision(main: 3), Revision(main: 6)])
     }
 
     @Test func compactingAtTheNewestRevisionKeepsEveryLiveKeyReadable() throws {

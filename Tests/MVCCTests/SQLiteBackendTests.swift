@@ -64,4 +64,28 @@ struct SQLiteBackendTests {
             #expect(record.createRevision == 2)
         }
     }
+
+    @Test func aDeletionKeptAtTheCompactionRevisionDoesNotComeBackAtRestore() throws {
+        try withDatabase { path in
+            var store = KeyValueStore()
+            let backend = try SQLiteBackend(path: path, synchronousCommits: false)
+            try write(&store, backend) { $0.put(Array("gone".utf8), value: Array("1".utf8), lease: 0) }
+            try write(&store, backend) { $0.put(Array("back".utf8), value: Array("1".utf8), lease: 0) }
+            try write(&store, backend) { _ = try $0.delete(Array("back".utf8), end: nil) }
+            try write(&store, backend) { _ = try $0.delete(Array("gone".utf8), end: nil) }
+            let kept = try store.compact(atMain: 5)
+            try backend.commit([], meta: [.compactedRevision: 5, .revision: 5], removingAtOrBefore: (5, kept))
+            try write(&store, backend) { $0.put(Array("back".utf8), value: Array("2".utf8), lease: 0) }
+            // The deletion at 5 stays in the backend (watchers from 5 get it), not in the index.
+            var stored: [Int64] = []
+            try backend.forEachChange { stored.append($0.revision.main) }
+            #expect(stored == [5, 6])
+
+            let restored = try KeyValueStore(restoringFrom: backend)
+            #expect(restored.revision == 6)
+            let all = try restored.range([0], end: [0], reader: backend)
+            #expect(all.kvs == [KeyValue(key: Array("back".utf8), value: Array("2".utf8), createRevision: 6, modRevision: 6, version: 1, lease: 0)])
+            #expect(restored.index.count == 1)
+        }
+    }
 }

@@ -1,0 +1,405 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import MVCC
+
+/// A store, its SQLite backend and its watch hub, written as the member loop writes them:
+/// apply, commit to the backend, then tell the hub.
+final class WatchedStore {
+    var store = KeyValueStore()
+    let backend: SQLiteBackend
+    let hub: WatchHub
+    private let directory: URL
+
+    init(limits: WatchHub.Limits = WatchHub.Limits()) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("watch-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        backend = try SQLiteBackend(path: directory.appendingPathComponent("backend.sqlite").path, synchronousCommits: false)
+        hub = WatchHub(backend: backend, store: store, limits: limits)
+    }
+
+    deinit {
+        hub.stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// One write transaction (one revision when it changes anything).
+    @discardableResult
+    func write(notify: Bool = true, _ body: (inout KeyValueStore.Writer) throws -> Void) throws -> [Change] {
+        let (_, changes) = try store.write(reader: backend, body)
+        try backend.commit(changes, meta: [.revision: store.revision])
+        if notify { hub.notify(changes, store: store) }
+        return changes
+    }
+
+    @discardableResult
+    func put(_ key: String, _ value: String) throws -> [Change] {
+        try write { $0.put(Array(key.utf8), value: Array(value.utf8), lease: 0) }
+    }
+
+    @discardableResult
+    func delete(_ key: String, end: String? = nil) throws -> [Change] {
+        try write { _ = try $0.delete(Array(key.utf8), end: end.map { Array($0.utf8) }) }
+    }
+
+    func compact(_ main: Int64) throws {
+        let kept = try store.compact(atMain: main)
+        hub.compacting(atMain: main)
+        try backend.commit([], meta: [.compactedRevision: main], removingAtOrBefore: (main, kept))
+        hub.notify([], store: store)
+    }
+}
+
+/// A client of the hub: a backlog of at most `capacity` event deliveries it has not read.
+final class TestSink: WatchSink {
+    private struct State {
+        var unread: [WatchDelivery] = []
+        var read: [WatchDelivery] = []
+        var capacity: Int
+        var refused = false
+        var mostUnreadEvents = 0
+
+        var unreadEvents: Int {
+            unread.count { if case .events = $0.kind { true } else { false } }
+        }
+    }
+
+    private let state: Mutex<State>
+
+    init(capacity: Int = .max) {
+        state = Mutex(State(capacity: capacity))
+    }
+
+    func offer(_ deliveries: [WatchDelivery]) -> Int {
+        state.withLock { state in
+            var taken = 0
+            for delivery in deliveries {
+                if case .events = delivery.kind {
+                    guard state.unreadEvents < state.capacity else {
+                        state.refused = true
+                        break
+                    }
+                }
+                state.unread.append(delivery)
+                taken += 1
+            }
+            state.mostUnreadEvents = max(state.mostUnreadEvents, state.unreadEvents)
+            return taken
+        }
+    }
+
+    var hasRoom: Bool {
+        state.withLock { state in
+            let room = state.unreadEvents < state.capacity
+            if !room { state.refused = true }
+            return room
+        }
+    }
+
+    /// Reads everything waiting (telling the hub when it had refused some) and returns it.
+    @discardableResult
+    func read(from hub: WatchHub) -> [WatchDelivery] {
+        let (batch, refused) = state.withLock { state in
+            defer {
+                state.read += state.unread
+                state.unread = []
+                state.refused = false
+            }
+            return (state.unread, state.refused)
+        }
+        if refused { hub.sinkHasRoom(self) }
+        return batch
+    }
+
+    /// Reads until the hub has nothing more to hand over; returns all read so far.
+    func readAll(from hub: WatchHub) -> [WatchDelivery] {
+        for _ in 0..<10_000 {
+            hub.settle()
+            if read(from: hub).isEmpty, !state.withLock({ $0.refused }) {
+                hub.settle()
+                if state.withLock({ $0.unread.isEmpty }) { break }
+            }
+        }
+        return state.withLock { $0.read }
+    }
+
+    var mostUnreadEvents: Int { state.withLock { $0.mostUnreadEvents } }
+}
+
+
+private func range(_ key: String, _ end: String? = nil) -> KeyRange {
+    KeyRange(key: bytes(key), end: end.map(bytes))
+}
+
+/// Deliveries as short strings: `created 0 @1`, `events 0 @3: put a=1@3 del b@3`, ...
+private func describe(_ deliveries: [WatchDelivery]) -> [String] {
+    deliveries.map { delivery in
+        let head = "\(delivery.watchID) @\(delivery.revision)"
+        switch delivery.kind {
+        case .created: return "created \(head)"
+        case .refused(let reason): return "refused \(head): \(reason)"
+        case .canceled: return "canceled \(head)"
+        case .compacted(let revision): return "compacted \(head): \(revision)"
+        case .progress: return "progress \(head)"
+        case .events(let changes): return "events \(head): " + describe(changes)
+        }
+    }
+}
+
+private func describe(_ changes: [Change]) -> String {
+    changes.map { change in
+        let key = String(decoding: change.kv.key, as: UTF8.self)
+        switch change.kind {
+        case .put: return "put \(key)=\(String(decoding: change.kv.value, as: UTF8.self))@\(change.revision.main)"
+        case .delete: return "del \(key)@\(change.revision.main)"
+        }
+    }.joined(separator: " ")
+}
+
+@Suite("Watch hub")
+struct WatchHubTests {
+    @Test func liveEventsReachWatchersOfTheirKeysRangesAndPrefixes() throws {
+        let watched = try WatchedStore()
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("a"))), on: sink)
+        watched.hub.watch(WatchRequest(range: range("a", "c")), on: sink)
+        watched.hub.watch(WatchRequest(range: KeyRange(key: bytes("b"), end: [0])), on: sink)
+        try watched.put("a", "1")
+        try watched.put("b", "2")
+        try watched.put("c", "3")
+        try watched.delete("a")
+        try watched.write {
+            $0.put(bytes("a"), value: bytes("4"), lease: 0)
+            $0.put(bytes("z"), value: bytes("5"), lease: 0)
+        }
+        let events = describe(sink.readAll(from: watched.hub))
+        #expect(events.filter { $0.hasPrefix("created") } == ["created 0 @1", "created 1 @1", "created 2 @1"])
+        #expect(events.filter { $0.hasPrefix("events 0") } == [
+            "events 0 @2: put a=1@2", "events 0 @5: del a@5", "events 0 @6: put a=4@6",
+        ])
+        #expect(events.filter { $0.hasPrefix("events 1") } == [
+            "events 1 @2: put a=1@2", "events 1 @3: put b=2@3", "events 1 @5: del a@5", "events 1 @6: put a=4@6",
+        ])
+        #expect(events.filter { $0.hasPrefix("events 2") } == [
+            "events 2 @3: put b=2@3", "events 2 @4: put c=3@4", "events 2 @6: put z=5@6",
+        ])
+    }
+
+    @Test func recordsCarryTheirVersionsAndDeletesAreTombstones() throws {
+        let watched = try WatchedStore()
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("k"))), on: sink)
+        try watched.put("k", "1")
+        try watched.put("k", "2")
+        try watched.delete("k")
+        let changes = sink.readAll(from: watched.hub).flatMap { delivery -> [Change] in
+            if case .events(let changes) = delivery.kind { changes } else { [] }
+        }
+        #expect(changes.map(\.kv) == [
+            KeyValue(key: bytes("k"), value: bytes("1"), createRevision: 2, modRevision: 2, version: 1, lease: 0),
+            KeyValue(key: bytes("k"), value: bytes("2"), createRevision: 2, modRevision: 3, version: 2, lease: 0),
+            KeyValue(key: bytes("k"), value: [], createRevision: 0, modRevision: 4, version: 0, lease: 0),
+        ])
+        #expect(changes.map(\.kind) == [.put, .put, .delete])
+    }
+
+    @Test func filtersDropPutsOrDeletesAndEmptyResultsSendNothing() throws {
+        let watched = try WatchedStore()
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("k")), skipsPuts: true), on: sink)
+        watched.hub.watch(WatchRequest(range: .single(bytes("k")), skipsDeletes: true), on: sink)
+        try watched.put("k", "1")
+        try watched.delete("k")
+        #expect(describe(sink.readAll(from: watched.hub)) == [
+            "created 0 @1", "created 1 @1", "events 1 @2: put k=1@2", "events 0 @3: del k@3",
+        ])
+    }
+
+    @Test func aPastStartReplaysHistoryThenGoesLiveWithoutRepeats() throws {
+        let watched = try WatchedStore()
+        for value in 1...5 { try watched.put("k", "\(value)") }
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("k")), startRevision: 4), on: sink)
+        watched.hub.settle()
+        try watched.put("k", "6")
+        #expect(describe(sink.readAll(from: watched.hub)) == [
+            "created 0 @6", "events 0 @6: put k=3@4 put k=4@5 put k=5@6", "events 0 @7: put k=6@7",
+        ])
+    }
+
+    @Test func aFutureStartWaitsForItsRevision() throws {
+        let watched = try WatchedStore()
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("k")), startRevision: 4), on: sink)
+        for value in 1...4 { try watched.put("k", "\(value)") }
+        #expect(describe(sink.readAll(from: watched.hub)) == [
+            "created 0 @1", "events 0 @4: put k=3@4", "events 0 @5: put k=4@5",
+        ])
+    }
+
+    @Test func idsAreAutomaticFromZeroOrChosenAndDuplicatesAndEmptyRangesAreRefused() throws {
+        let watched = try WatchedStore()
+        let sink = TestSink()
+        let hub = watched.hub
+        #expect(hub.watch(WatchRequest(range: .single(bytes("a")), watchID: 1), on: sink) == 1)
+        #expect(hub.watch(WatchRequest(range: .single(bytes("a"))), on: sink) == 0)
+        // The next automatic ID skips one in use.
+        #expect(hub.watch(WatchRequest(range: .single(bytes("a"))), on: sink) == 2)
+        #expect(hub.watch(WatchRequest(range: .single(bytes("a")), watchID: 2), on: sink) == nil)
+        #expect(hub.watch(WatchRequest(range: range("b", "a")), on: sink) == nil)
+        #expect(hub.watch(WatchRequest(range: range("a", "a")), on: sink) == nil)
+        #expect(hub.watch(WatchRequest(range: .single(bytes("a")), startRevision: -1), on: sink) == nil)
+        // IDs are per stream.
+        let other = TestSink()
+        #expect(hub.watch(WatchRequest(range: .single(bytes("a")), watchID: 1), on: other) == 1)
+        #expect(describe(sink.readAll(from: hub)) == [
+            "created 1 @1", "created 0 @1", "created 2 @1",
+            "refused -1 @1: mvcc: duplicate watch ID provided on the WatchStream",
+            "refused -1 @1: mvcc: watcher range is empty", "refused -1 @1: mvcc: watcher range is empty",
+            "refused -1 @1: etcdserver: mvcc: required revision has been compacted",
+        ])
+    }
+
+    @Test func aStartBeforeTheCompactionIsCancelledWithItAndOneAtItIsServed() throws {
+        let watched = try WatchedStore()
+        for value in 1...5 { try watched.put("k", "\(value)") }
+        try watched.compact(4)
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("k")), startRevision: 3), on: sink)
+        watched.hub.watch(WatchRequest(range: .single(bytes("k")), startRevision: 4), on: sink)
+        try watched.put("k", "6")
+        let seen = describe(sink.readAll(from: watched.hub))
+        #expect(seen.filter { $0.contains(" 0 ") } == ["created 0 @6", "compacted 0 @0: 4"])
+        #expect(seen.filter { $0.contains(" 1 ") } == [
+            "created 1 @6", "events 1 @6: put k=3@4 put k=4@5 put k=5@6", "events 1 @7: put k=6@7",
+        ])
+    }
+
+    @Test func aWatcherBehindWhenHistoryIsCompactedIsCancelled() throws {
+        let watched = try WatchedStore()
+        let sink = TestSink(capacity: 1)
+        watched.hub.watch(WatchRequest(range: .single(bytes("k"))), on: sink)
+        for value in 1...4 { try watched.put("k", "\(value)") }
+        // The sink held one batch and refused the rest: the watcher is behind from revision 3.
+        try watched.compact(5)
+        #expect(describe(sink.readAll(from: watched.hub)) == ["created 0 @1", "events 0 @2: put k=1@2", "compacted 0 @0: 5"])
+    }
+
+    @Test func cancellingStopsEventsAndUnknownIDsAreIgnored() throws {
+        let watched = try WatchedStore()
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("k"))), on: sink)
+        try watched.put("k", "1")
+        watched.hub.cancel(0, on: sink)
+        watched.hub.cancel(7, on: sink)
+        try watched.put("k", "2")
+        #expect(describe(sink.readAll(from: watched.hub)) == ["created 0 @1", "events 0 @2: put k=1@2", "canceled 0 @2"])
+    }
+
+    @Test func aProgressRequestIsAnsweredOnceEveryWatcherIsSynced() throws {
+        let watched = try WatchedStore()
+        let hub = watched.hub
+        let empty = TestSink()
+        hub.requestProgress(on: empty)
+        #expect(describe(empty.readAll(from: hub)) == [])
+
+        for value in 1...3 { try watched.put("k", "\(value)") }
+        let sink = TestSink(capacity: 1)
+        hub.watch(WatchRequest(range: .single(bytes("k"))), on: sink)
+        hub.watch(WatchRequest(range: .single(bytes("k")), startRevision: 2), on: sink)
+        try watched.put("k", "4")
+        // Watcher 1 is still replaying (the sink has room for one batch): the answer waits.
+        hub.requestProgress(on: sink)
+        hub.settle()
+        #expect(!describe(sink.read(from: hub)).contains { $0.hasPrefix("progress") })
+        let seen = describe(sink.readAll(from: hub))
+        #expect(seen.last == "progress -1 @5")
+        // Synced: answered at once.
+        hub.requestProgress(on: sink)
+        #expect(describe(sink.read(from: hub)) == ["progress -1 @5"])
+    }
+
+    @Test func idleWatchersThatAskedGetPeriodicProgress() async throws {
+        var limits = WatchHub.Limits()
+        limits.progressInterval = .milliseconds(20)
+        let watched = try WatchedStore(limits: limits)
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("a")), progressNotify: true), on: sink)
+        watched.hub.watch(WatchRequest(range: .single(bytes("b"))), on: sink)
+        watched.hub.watch(WatchRequest(range: .single(bytes("c")), startRevision: 100, progressNotify: true), on: sink)
+        try watched.put("x", "1")
+        var progress: [String] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while progress.count < 2, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            progress += describe(sink.read(from: watched.hub)).filter { $0.hasPrefix("progress") }
+        }
+        // Only the idle watcher that asked, never the one whose start is in the future.
+        #expect(progress.prefix(2) == ["progress 0 @2", "progress 0 @2"])
+    }
+
+    @Test func aSlowStreamFallsBehindWithinItsBoundAndCatchesUpCompletely() throws {
+        var limits = WatchHub.Limits()
+        limits.catchUpChanges = 3
+        limits.recentChanges = 4
+        let watched = try WatchedStore(limits: limits)
+        let slow = TestSink(capacity: 2)
+        let fast = TestSink()
+        watched.hub.watch(WatchRequest(range: KeyRange(key: [0], end: [0])), on: slow)
+        watched.hub.watch(WatchRequest(range: KeyRange(key: [0], end: [0])), on: fast)
+        for value in 1...40 { try watched.put("k\(value % 3)", "\(value)") }
+        #expect(slow.mostUnreadEvents == 2)
+        let expected = (1...40).map { "put k\($0 % 3)=\($0)@\($0 + 1)" }
+        func events(_ deliveries: [WatchDelivery]) -> [String] {
+            deliveries.flatMap { delivery -> [String] in
+                if case .events(let changes) = delivery.kind { changes.map { describe([$0]) } } else { [] }
+            }
+        }
+        #expect(events(fast.readAll(from: watched.hub)) == expected)
+        #expect(events(slow.readAll(from: watched.hub)) == expected)
+        #expect(slow.mostUnreadEvents <= 2)
+    }
+
+    @Test func aTransactionsEventsStayInOneResponseWhenCatchingUpInSmallBatches() throws {
+        var limits = WatchHub.Limits()
+        limits.catchUpChanges = 2
+        limits.recentChanges = 1
+        let watched = try WatchedStore(limits: limits)
+        try watched.write {
+            for key in ["a", "b", "c", "d"] { $0.put(bytes(key), value: bytes("1"), lease: 0) }
+        }
+        try watched.put("e", "2")
+        try watched.put("f", "3")
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: KeyRange(key: [0], end: [0]), startRevision: 1), on: sink)
+        #expect(describe(sink.readAll(from: watched.hub)) == [
+            "created 0 @4", "events 0 @4: put a=1@2 put b=1@2 put c=1@2 put d=1@2", "events 0 @4: put e=2@3 put f=3@4",
+        ])
+    }
+
+    @Test func replacingTheBackendSendsWatchersWhatTheyMissed() throws {
+        let watched = try WatchedStore()
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("k"))), on: sink)
+        try watched.put("k", "1")
+        // A snapshot from the leader brings revisions the hub was never told about.
+        watched.hub.replacingBackend()
+        try watched.write(notify: false) { $0.put(bytes("k"), value: bytes("2"), lease: 0) }
+        try watched.write(notify: false) { $0.put(bytes("k"), value: bytes("3"), lease: 0) }
+        watched.hub.replacedBackend(store: watched.store)
+        try watched.put("k", "4")
+        let events = describe(sink.readAll(from: watched.hub)).filter { $0.hasPrefix("events") }
+        #expect(events.map { $0.split(separator: ":", maxSplits: 1)[1] }.joined()
+            == " put k=1@2 put k=2@3 put k=3@4 put k=4@5")
+    }
+
+    @Test func closingAStreamForgetsItsWatchers() throws {
+        let watched = try WatchedStore()
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("k"))), on: sink)
+        watched.hub.close(sink)
+        try watched.put("k", "1")
+        #expect(describe(sink.readAll(from: watched.hub)) == ["created 0 @1"])
+    }
+}
