@@ -96,7 +96,7 @@ fi
 echo "== 2b. etcdctl-diff: the same etcdctl commands against the real etcd and swift-etcd"
 shared=${SHARED_DIR:-../shared}
 scenarios=()
-for name in kv txn history errors; do scenarios+=("$shared/tools/scenarios/$name.txt"); done
+for name in kv txn history errors watch; do scenarios+=("$shared/tools/scenarios/$name.txt"); done
 scenarios+=(scripts/scenarios/*.txt)
 set +e
 timeout 900 python3 "$shared/tools/etcdctl-diff" --candidate "$bin/swift-etcd" "${scenarios[@]}" >"$work/diff.out" 2>&1
