@@ -131,6 +131,7 @@ let package = Package(
                 "EtcdProto",
                 "GRPCWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSettings
@@ -178,6 +179,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
+                "EtcdClient",
                 "EtcdProto",
                 "EtcdServer",
                 "GRPCWire",

@@ -15,11 +15,14 @@ enum WatchService {
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
         router.streaming(Etcdserverpb_WatchRPCs.watch.path) {
             (call: ServerCall<Etcdserverpb_WatchRequest, Etcdserverpb_WatchResponse>) in
-            // etcd's clients ask with `hasleader` metadata that a stream fail without a leader.
-            if call.context.metadata("hasleader") == "true", server.leaderID == nil {
+            // etcd's clients ask with `hasleader` metadata that a stream fail without a leader,
+            // so they move to a member that has one.
+            let requiresLeader = call.context.metadata("hasleader") == "true"
+            if requiresLeader, server.leaderID == nil {
                 return call.finish(GRPCStatus(EtcdError.noLeader))
             }
             let stream = WatchStream(call: call, server: server)
+            if requiresLeader { stream.endWhenLeaderIsLost() }
             call.onMessage = { stream.receive($0) }
             call.onCancel = { _ in stream.close() }
             call.onWritabilityChanged = { if $0 { stream.writable() } }
@@ -63,6 +66,9 @@ final class WatchStream: WatchSink {
         var options: [Int64: (prevKV: Bool, fragment: Bool)] = [:]
         /// Cancelled watchers whose queued events are no longer sent.
         var cancelled: Set<Int64> = []
+        /// Checks for a leader, for a stream that requires one.
+        var leaderCheck: RepeatedTask?
+        var checksWithoutLeader = 0
 
         init(call: ServerCall<Etcdserverpb_WatchRequest, Etcdserverpb_WatchResponse>) {
             self.call = call
@@ -95,8 +101,24 @@ final class WatchStream: WatchSink {
         }
     }
 
+    /// Ends the stream with `etcdserver: no leader` once the member has been without a
+    /// leader for three election timeouts in a row, as etcd does for streams that require one.
+    func endWhenLeaderIsLost() {
+        let interval = TimeAmount.nanoseconds(Int64(server.configuration.electionTimeout / .nanoseconds(1)))
+        let loop = self.loop
+        loop.value.leaderCheck = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] task in
+            let state = loop.value
+            state.checksWithoutLeader = server.leaderID == nil ? state.checksWithoutLeader + 1 : 0
+            guard state.checksWithoutLeader >= 3 else { return }
+            task.cancel()
+            state.call.finish(GRPCStatus(EtcdError.noLeader))
+            close()
+        }
+    }
+
     /// The call is over: the hub forgets the stream and queued deliveries are dropped.
     func close() {
+        if eventLoop.inEventLoop { loop.value.leaderCheck?.cancel() }
         backlog.withLock {
             $0.closed = true
             $0.deliveries.removeAll()

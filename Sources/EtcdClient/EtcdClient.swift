@@ -2,6 +2,7 @@ import EtcdProto
 import Foundation
 import GRPCWire
 import NIOCore
+import NIOHPACK
 import SwiftProtobuf
 
 /// A failed etcd call: the gRPC status code and etcd's own message (for example
@@ -188,11 +189,14 @@ public final class EtcdClient: Sendable {
             })
     }
 
-    /// Opens an empty watch stream, for many watchers on one stream.
-    public func watchStream() async throws(EtcdClientError) -> WatchStream {
+    /// Opens an empty watch stream, for many watchers on one stream. With `requireLeader` the
+    /// member ends the stream with `etcdserver: no leader` when it has none (etcd's
+    /// `WithRequireLeader`), so the caller can resume on another member.
+    public func watchStream(requireLeader: Bool = false) async throws(EtcdClientError) -> WatchStream {
         do {
             let call = try await grpc.makeStreamingCall(
-                Etcdserverpb_WatchRPCs.watch.path, requestType: Etcdserverpb_WatchRequest.self,
+                Etcdserverpb_WatchRPCs.watch.path, metadata: requireLeader ? ["hasleader": "true"] : [:],
+                requestType: Etcdserverpb_WatchRequest.self,
                 responseType: Etcdserverpb_WatchResponse.self)
             return WatchStream(call: call)
         } catch {
