@@ -31,7 +31,7 @@ struct SwiftEtcd: AsyncParsableCommand {
         "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token", "initial-cluster-state",
         "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
         "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
-        "election-timeout", "experimental-snapshot-catchup-entries",
+        "election-timeout", "experimental-snapshot-catchup-entries", "experimental-watch-progress-notify-interval",
         "strict-reconfig-check", "auto-promote-learners",
     ]
 
@@ -91,6 +91,11 @@ struct SwiftEtcd: AsyncParsableCommand {
         help: "Number of entries for a slow follower to catch-up after compacting the raft storage entries.")
     var snapshotCatchUpEntries: UInt64 = 5000
 
+    @Option(
+        name: .customLong("experimental-watch-progress-notify-interval"),
+        help: "Duration of periodic watch progress notifications (Go syntax: 10m, 30s, 500ms).")
+    var watchProgressNotifyInterval = "10m"
+
     @Option(name: .customLong("max-snapshots"), help: "Maximum number of snapshot files to retain (0 is unlimited).")
     var maxSnapshots = 5
 
@@ -121,6 +126,10 @@ struct SwiftEtcd: AsyncParsableCommand {
         }
         guard ["new", "existing"].contains(initialClusterState) else {
             throw ValidationError("--initial-cluster-state: '\(initialClusterState)' is not 'new' or 'existing'")
+        }
+        guard let interval = GoDuration.parse(watchProgressNotifyInterval), interval > .zero else {
+            throw ValidationError(
+                "--experimental-watch-progress-notify-interval: '\(watchProgressNotifyInterval)' is not a positive duration")
         }
         guard walSegmentBytes >= 4096 else { throw ValidationError("--wal-segment-bytes: must be at least 4096") }
         guard maxSnapshots >= 0, maxWALs >= 0 else { throw ValidationError("--max-snapshots and --max-wals must not be negative") }
@@ -167,6 +176,7 @@ struct SwiftEtcd: AsyncParsableCommand {
         configuration.snapshotCount = max(snapshotCount, 1)
         configuration.maxSnapshots = maxSnapshots
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
+        configuration.watchProgressNotifyInterval = GoDuration.parse(watchProgressNotifyInterval) ?? .seconds(600)
         configuration.maxWALs = maxWALs
         configuration.walDirectory = walDir
         configuration.walSegmentSize = walSegmentBytes

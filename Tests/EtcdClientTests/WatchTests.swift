@@ -115,4 +115,33 @@ struct WatchTests {
         indices.map { "put big\($0)=<60000 bytes>@\($0 + 2) v1 c\($0 + 2)" }.joined(separator: " ")
     }
 
+
+    @Test(arguments: EtcdClientTests.kinds)
+    func idleWatchersThatAskGetProgressAtTheConfiguredInterval(kind: ServerProcess.Kind) async throws {
+        try await withServer(kind, arguments: ["--experimental-watch-progress-notify-interval", "200ms"]) { client in
+            let watch = WatchTranscript(try await client.watch(.with {
+                $0.key = Data("p".utf8)
+                $0.progressNotify = true
+            }))
+            defer { watch.close() }
+            #expect(try await watch.wait { $0.responses.count >= 3 })
+            #expect(watch.responses.prefix(3).flatMap(WatchTranscript.describe) == ["created 0 @1", "progress 0 @1", "progress 0 @1"])
+        }
+    }
+
+    @Test func aProgressIntervalThatIsNotADurationIsRefused() throws {
+        for value in ["0", "10", "-1s", "soon"] {
+            let process = Process()
+            process.executableURL = ServerProcess.binary
+            process.arguments = ["--experimental-watch-progress-notify-interval=\(value)"]
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus != 0, "\(value)")
+            #expect(output.contains("--experimental-watch-progress-notify-interval: '\(value)' is not a positive duration"), "\(output)")
+        }
+    }
 }
