@@ -118,6 +118,47 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
+# Watch, one round: fan-out to 10,000 watchers of distinct keys, delivery latency, the memory
+# an idle watcher and an idle stream cost, and the latency of fast watchers while a watcher
+# (a paused etcdctl) reads nothing.
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+hold_watchers() { # hold_watchers ENDPOINT STREAMS PER_STREAM: prints the server's RSS growth in bytes per watcher
+  local ep=$1 streams=$2 per=$3 before after holder
+  before=$(rss_kib "$pid")
+  "$bench" watch --endpoints "$ep" --clients 10 --conns 10 --streams "$streams" --watch-per-stream "$per" \
+    --watched-key-total $((streams * per)) --put-total 0 --hold 30 >"$work/hold.out" 2>&1 &
+  holder=$!
+  for _ in $(seq 1 600); do grep -q '^HOLDING' "$work/hold.out" && break; sleep 0.1; done
+  sleep 1
+  after=$(rss_kib "$pid")
+  kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true
+  echo $(( (after - before) * 1024 / (streams * per) ))
+}
+for server in etcd swift-etcd; do
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  port=$(free_port); peer=$(free_port)
+  start_server "$server" "$work/data/$server" "$port" "$peer"
+  wait_ready "$port"
+  ep="127.0.0.1:$port"
+  echo "watch: $server" >&2
+  run_workload "$server" 1 watch-keys watch --endpoints "$ep" --clients 10 --conns 10 --streams 100 --watch-per-stream 100 \
+    --watched-key-total 10000 --put-total "$(total 10000)"
+  run_workload "$server" 1 watch-latency watch-latency --endpoints "$ep" --clients 10 --conns 10 --total "$(total 1000)" --put-rate 100
+  per_watcher=$(hold_watchers "$ep" 10 1000)
+  per_stream=$(hold_watchers "$ep" 1000 1)
+  ETCDCTL_API=3 etcdctl --endpoints "$ep" watch --prefix "" >/dev/null 2>&1 &
+  slow=$!
+  sleep 1; kill -STOP "$slow"
+  before=$(rss_kib "$pid")
+  run_workload "$server" 1 watch-latency-slow watch-latency --endpoints "$ep" --clients 10 --conns 10 --total "$(total 3000)" \
+    --put-rate 100 --val-size 8192
+  after=$(rss_kib "$pid")
+  kill -9 "$slow"; wait "$slow" 2>/dev/null || true
+  echo "  $server: ${per_watcher} B per idle watcher (10 streams of 1,000), ${per_stream} B per idle stream of one watcher;" \
+    "RSS grew $(( (after - before) / 1024 )) MiB while a paused watcher was sent $(( $(total 3000) * 8 / 1024 )) MiB" >>"$work/watch-memory.txt"
+  stop_server
+done
+
 echo
 echo "bench-compare: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $rounds rounds, medians"
 python3 - "$results" <<'PY'
@@ -143,6 +184,10 @@ for w in order:
     latency = fmt(sp / ep, 2) if ep and sp else "n/a"
     print(f"{w:22} {fmt(eq):>10} {fmt(sq):>10} {ratio:>7} {fmt(ep, 2):>9} {fmt(sp, 2):>9} {latency:>7} {fmt(e9, 2):>9} {fmt(s9, 2):>9}")
 PY
+
+echo
+echo "watch memory (one round):"
+cat "$work/watch-memory.txt"
 
 echo
 echo "physical floor (same disk):"

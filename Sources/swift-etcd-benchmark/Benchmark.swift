@@ -251,6 +251,8 @@ struct Watch: AsyncParsableCommand {
     @Option(name: .customLong("put-rate"), help: "Number of keys to put per second (0 is no limit).") var putRate = 0
     @Option(name: .customLong("put-total"), help: "Number of put requests.") var putTotal = 1000
     @Option(name: .customLong("key-size"), help: "Key size of watch request.") var keySize = 32
+    @Option(help: "Seconds to keep the watchers open and idle after creating them, before the puts (for memory measurements).")
+    var hold = 0.0
 
     func run() async throws {
         let runner = try global.runner()
@@ -295,6 +297,11 @@ struct Watch: AsyncParsableCommand {
         creation.elapsed = Runner.seconds(ContinuousClock.now - created)
         print("Watch creation summary:")
         printReports([creation])
+        if hold > 0 {
+            print("HOLDING \(watchers) watchers on \(streams) streams")
+            fflush(stdout)
+            try await Task.sleep(for: .seconds(hold))
+        }
 
         // Phase 2: puts on the watched keys; every watcher of a key must see every put to it.
         var watchersPerKey = [Int](repeating: 0, count: keys.count)
