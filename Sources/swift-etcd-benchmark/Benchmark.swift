@@ -298,8 +298,8 @@ struct Watch: AsyncParsableCommand {
         print("Watch creation summary:")
         printReports([creation])
         if hold > 0 {
-            print("HOLDING \(watchers) watchers on \(streams) streams")
-            fflush(stdout)
+            // Unbuffered, so a script waiting for this line sees it while the watchers are held.
+            FileHandle.standardOutput.write(Data("HOLDING \(watchers) watchers on \(streams) streams\n".utf8))
             try await Task.sleep(for: .seconds(hold))
         }
 
