@@ -119,11 +119,22 @@ for round in $(seq 1 "$rounds"); do
 done
 
 # Watch, one round: fan-out to 10,000 watchers of distinct keys, delivery latency, the memory
-# an idle watcher and an idle stream cost, and the latency of fast watchers while a watcher
-# (a paused etcdctl) reads nothing.
+# an idle watcher and an idle stream cost (each on a fresh server), and fast watchers beside a
+# watcher that reads nothing (a paused etcdctl): their latency, and the memory the server holds
+# for it (RSS growth under the same load with and without it).
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-hold_watchers() { # hold_watchers ENDPOINT STREAMS PER_STREAM: prints the server's RSS growth in bytes per watcher
-  local ep=$1 streams=$2 per=$3 before after holder
+fresh_server() { # fresh_server SERVER: a new empty server; sets pid and ep
+  stop_server
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  local port peer
+  port=$(free_port); peer=$(free_port)
+  start_server "$1" "$work/data/$1" "$port" "$peer"
+  wait_ready "$port"
+  ep="127.0.0.1:$port"
+}
+idle_watcher_bytes() { # idle_watcher_bytes SERVER STREAMS PER_STREAM: sets result to the RSS growth per watcher held
+  local streams=$2 per=$3 before after holder
+  fresh_server "$1"
   before=$(rss_kib "$pid")
   "$bench" watch --endpoints "$ep" --clients 10 --conns 10 --streams "$streams" --watch-per-stream "$per" \
     --watched-key-total $((streams * per)) --put-total 0 --hold 30 >"$work/hold.out" 2>&1 &
@@ -132,31 +143,37 @@ hold_watchers() { # hold_watchers ENDPOINT STREAMS PER_STREAM: prints the server
   sleep 1
   after=$(rss_kib "$pid")
   kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true
-  echo $(( (after - before) * 1024 / (streams * per) ))
+  result=$(( (after - before) * 1024 / (streams * per) ))
+}
+load_growth_kib() { # load_growth_kib SERVER NAME PAUSED: sets result to the RSS growth under the latency load, with a paused watcher or not
+  local before after slow=""
+  fresh_server "$1"
+  if [ "$3" = paused ]; then
+    ETCDCTL_API=3 etcdctl --endpoints "$ep" watch --prefix "" >/dev/null 2>&1 &
+    slow=$!
+    sleep 1; kill -STOP "$slow"
+  fi
+  before=$(rss_kib "$pid")
+  run_workload "$1" 1 "$2" watch-latency --endpoints "$ep" --clients 10 --conns 10 --total "$(total 3000)" \
+    --put-rate 100 --val-size 32768
+  after=$(rss_kib "$pid")
+  if [ -n "$slow" ]; then kill -9 "$slow"; wait "$slow" 2>/dev/null || true; fi
+  result=$((after - before))
 }
 for server in etcd swift-etcd; do
-  rm -rf "$work/data"; mkdir -p "$work/data"
-  port=$(free_port); peer=$(free_port)
-  start_server "$server" "$work/data/$server" "$port" "$peer"
-  wait_ready "$port"
-  ep="127.0.0.1:$port"
   echo "watch: $server" >&2
+  fresh_server "$server"
   run_workload "$server" 1 watch-keys watch --endpoints "$ep" --clients 10 --conns 10 --streams 100 --watch-per-stream 100 \
     --watched-key-total 10000 --put-total "$(total 10000)"
   run_workload "$server" 1 watch-latency watch-latency --endpoints "$ep" --clients 10 --conns 10 --total "$(total 1000)" --put-rate 100
-  per_watcher=$(hold_watchers "$ep" 10 1000)
-  per_stream=$(hold_watchers "$ep" 1000 1)
-  ETCDCTL_API=3 etcdctl --endpoints "$ep" watch --prefix "" >/dev/null 2>&1 &
-  slow=$!
-  sleep 1; kill -STOP "$slow"
-  before=$(rss_kib "$pid")
-  run_workload "$server" 1 watch-latency-slow watch-latency --endpoints "$ep" --clients 10 --conns 10 --total "$(total 3000)" \
-    --put-rate 100 --val-size 8192
-  after=$(rss_kib "$pid")
-  kill -9 "$slow"; wait "$slow" 2>/dev/null || true
-  echo "  $server: ${per_watcher} B per idle watcher (10 streams of 1,000), ${per_stream} B per idle stream of one watcher;" \
-    "RSS grew $(( (after - before) / 1024 )) MiB while a paused watcher was sent $(( $(total 3000) * 8 / 1024 )) MiB" >>"$work/watch-memory.txt"
+  idle_watcher_bytes "$server" 10 1000; per_watcher=$result
+  idle_watcher_bytes "$server" 1000 1; per_stream=$result
+  load_growth_kib "$server" watch-latency-32k alone; alone=$result
+  load_growth_kib "$server" watch-latency-32k-beside-paused paused; paused=$result
   stop_server
+  echo "  $server: ${per_watcher} B per idle watcher (10 streams of 1,000), ${per_stream} B per idle stream of one watcher;" \
+    "RSS growth under 32 KiB puts at 100/s: $((alone / 1024)) MiB alone, $((paused / 1024)) MiB with a paused watcher" \
+    "that was sent $(( $(total 3000) * 32 / 1024 )) MiB" >>"$work/watch-memory.txt"
 done
 
 echo

@@ -171,8 +171,11 @@ final class WatchStream: WatchSink {
     /// Writes queued deliveries while HTTP/2 flow control lets the stream write.
     private func drain() {
         let state = loop.value
+        var encoder = FanOutEncoder(server: server)
+        defer { state.call.flush() }
         while true {
             if !state.call.isWritable {
+                state.call.flush()
                 // Stays draining: `writable()` resumes.
                 backlog.withLock { $0.waitingForWritability = true }
                 // Writability may have come back between the check and the flag.
@@ -190,7 +193,14 @@ final class WatchStream: WatchSink {
                 return (delivery, room)
             }
             guard let (delivery, room) = next else { return }
-            for response in responses(for: delivery, state) { state.call.send(response) }
+            if case .events(let changes) = delivery.kind, !state.cancelled.contains(delivery.watchID),
+                let options = state.options[delivery.watchID], !options.prevKV, !options.fragment
+            {
+                // The common case, events as they are: encoded once for every watcher they go to.
+                state.call.send(serializedParts: encoder.parts(changes, watchID: delivery.watchID, revision: delivery.revision), flush: false)
+            } else {
+                for response in responses(for: delivery, state) { state.call.send(response, flush: false) }
+            }
             if room { server.watchHub.sinkHasRoom(self) }
         }
     }
@@ -229,9 +239,7 @@ final class WatchStream: WatchSink {
     }
 
     private func event(_ change: Change, prevKV: Bool) -> Mvccpb_Event {
-        var event = Mvccpb_Event()
-        event.type = change.kind == .put ? .put : .delete
-        event.kv = Mvccpb_KeyValue(change.kv)
+        var event = Mvccpb_Event(change)
         // A create has nothing before it; etcd does not look.
         let created = change.kind == .put && change.kv.createRevision == change.kv.modRevision
         if prevKV, !created, let previous = server.keyValue(change.kv.key, atRevision: change.kv.modRevision - 1) {
@@ -278,6 +286,49 @@ final class WatchStream: WatchSink {
             rest >>= 7
         }
         return length
+    }
+}
+
+/// Encodes event responses for one drain of a stream's backlog, reusing the bytes of events
+/// and headers that many watchers share (a put watched by a thousand watchers is encoded once).
+/// A response's fields are encoded apart and joined: protobuf allows it.
+private struct FanOutEncoder {
+    let server: EtcdServer
+    private var events: [[Revision]: [UInt8]] = [:]
+    private var headers: [Int64: [UInt8]] = [:]
+
+    init(server: EtcdServer) {
+        self.server = server
+    }
+
+    mutating func parts(_ changes: [Change], watchID: Int64, revision: Int64) -> [[UInt8]] {
+        let key = changes.map(\.revision)
+        let eventBytes = events[key] ?? {
+            var response = Etcdserverpb_WatchResponse()
+            response.events = changes.map(Mvccpb_Event.init)
+            let bytes: [UInt8] = (try? response.serializedBytes()) ?? []
+            events[key] = bytes
+            return bytes
+        }()
+        let headerBytes = headers[revision] ?? {
+            var response = Etcdserverpb_WatchResponse()
+            response.header = server.header(revision: revision)
+            let bytes: [UInt8] = (try? response.serializedBytes()) ?? []
+            headers[revision] = bytes
+            return bytes
+        }()
+        var id = Etcdserverpb_WatchResponse()
+        id.watchID = watchID
+        return [headerBytes, (try? id.serializedBytes()) ?? [], eventBytes]
+    }
+}
+
+extension Mvccpb_Event {
+    /// The wire form of a change, without the record before it.
+    init(_ change: Change) {
+        self.init()
+        type = change.kind == .put ? .put : .delete
+        kv = Mvccpb_KeyValue(change.kv)
     }
 }
 

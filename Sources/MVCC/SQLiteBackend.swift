@@ -137,20 +137,26 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     }
 
     /// The stored changes of main revisions `from...through`, in order, whole revisions only:
-    /// once `limit` changes are read, the rest of the last revision read is added and the read
-    /// stops. Returns them with the last main revision they cover (`through`, unless cut short).
-    /// A watcher catching up reads its history this way, one bounded batch at a time.
-    public func changes(from: Int64, through: Int64, limit: Int) throws -> (changes: [Change], through: Int64) {
+    /// once `limit` changes or `maxBytes` (estimated) are read, the read stops at the end of
+    /// that revision. Returns them with the last main revision they cover (`through`, unless
+    /// cut short). A watcher catching up reads its history this way, one bounded batch at a time.
+    public func changes(from: Int64, through: Int64, limit: Int, maxBytes: Int = .max) throws -> (changes: [Change], through: Int64) {
         guard from <= through else { return ([], through) }
         return try pool.read { db in
-            var changes = try Row.fetchAll(db, sql: """
-                SELECT \(Self.changeColumns) FROM kv WHERE main >= ? AND main <= ? ORDER BY main, sub LIMIT ?
-                """, arguments: [from, through, limit]).map(Self.change)
-            guard changes.count == limit, let last = changes.last else { return (changes, through) }
-            changes += try Row.fetchAll(db, sql: """
-                SELECT \(Self.changeColumns) FROM kv WHERE main = ? AND sub > ? ORDER BY sub
-                """, arguments: [last.revision.main, last.revision.sub]).map(Self.change)
-            return (changes, last.revision.main)
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT \(Self.changeColumns) FROM kv WHERE main >= ? AND main <= ? ORDER BY main, sub",
+                arguments: [from, through])
+            var changes: [Change] = []
+            var bytes = 0
+            while let row = try rows.next() {
+                let change = Self.change(row)
+                if changes.count >= limit || bytes >= maxBytes, let last = changes.last, last.revision.main != change.revision.main {
+                    return (changes, last.revision.main)
+                }
+                changes.append(change)
+                bytes += change.estimatedSize
+            }
+            return (changes, through)
         }
     }
 

@@ -83,8 +83,10 @@ public struct WatchRequest: Sendable {
 /// other streams, and loses nothing: its watchers resume from the backend when it reads again.
 public final class WatchHub: Sendable {
     public struct Limits: Sendable {
-        /// Changes read from the backend per catch-up batch (whole revisions: one may add more).
+        /// Changes, and bytes of them, read from the backend per catch-up batch and handed to
+        /// one watcher at once (whole revisions: one may add more).
         public var catchUpChanges = 1000
+        public var catchUpBytes = 1 << 20
         /// Unsynced watchers served by one catch-up pass.
         public var watchersPerPass = 512
         /// The newest changes kept in memory, so a watcher a little behind catches up without
@@ -292,10 +294,19 @@ public final class WatchHub: Sendable {
     /// history from the backend (outside the lock), hands each its events, and moves those
     /// that reached the newest revision to the synced watchers.
     private func catchUp() {
-        guard let plan = state.withLock({ $0.planCatchUp(watchers: limits.watchersPerPass) }) else { return }
+        let (planned, more) = state.withLock { state -> (CatchUpPlan?, Bool) in
+            let plan = state.planCatchUp(watchers: limits.watchersPerPass, maxBytes: limits.catchUpBytes)
+            // Watchers served from memory in part still have history to read.
+            return (plan, plan == nil && !state.stopped && !state.replacing && state.hasUnsyncedWithRoom)
+        }
+        guard let plan = planned else {
+            if more { scheduleCatchUp() }
+            return
+        }
         let read: (changes: [Change], through: Int64)
         do {
-            read = try backend.changes(from: plan.from, through: plan.through, limit: limits.catchUpChanges)
+            read = try backend.changes(
+                from: plan.from, through: plan.through, limit: limits.catchUpChanges, maxBytes: limits.catchUpBytes)
         } catch {
             // A failed read is retried; the watchers keep their place.
             state.withLock { $0.catchUpScheduled = false }
@@ -322,6 +333,10 @@ public final class WatchHub: Sendable {
                     events += state.recent.changes(from: through + 1).filter { watcher.wants($0) }
                     through = state.store.revision
                 }
+                if let cut = Self.cut(events, maxBytes: limits.catchUpBytes) {
+                    events = cut.events
+                    through = cut.through
+                }
                 if !events.isEmpty {
                     let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: plan.through)
                     guard state.streams[key.stream]!.sink.offer([delivery]) == 1 else { continue }
@@ -340,6 +355,20 @@ public final class WatchHub: Sendable {
             queue.sync {}
             if !state.withLock({ $0.catchUpScheduled }) { return }
         }
+    }
+
+    /// When `events` hold more than `maxBytes`, the whole revisions that fit (at least one) and
+    /// the last of them: one delivery of a catching-up watcher stays about that size.
+    static func cut(_ events: [Change], maxBytes: Int) -> (events: [Change], through: Int64)? {
+        var bytes = 0
+        for (index, change) in events.enumerated() {
+            bytes += change.estimatedSize
+            guard bytes > maxBytes, index + 1 < events.count, events[index + 1].revision.main != change.revision.main else {
+                continue
+            }
+            return (Array(events[...index]), change.revision.main)
+        }
+        return nil
     }
 
     // MARK: Progress notifications
@@ -480,14 +509,19 @@ private struct State {
 
     /// Hands an unsynced watcher whose missing history is all in memory its events, and
     /// makes it synced.
-    mutating func catchUpFromRecent(_ key: WatcherKey, _ watcher: Watcher) {
-        let events = recent.changes(from: watcher.next).filter { watcher.wants($0) }
+    mutating func catchUpFromRecent(_ key: WatcherKey, _ watcher: Watcher, maxBytes: Int) {
+        var events = recent.changes(from: watcher.next).filter { watcher.wants($0) }
+        var through = store.revision
+        if let cut = WatchHub.cut(events, maxBytes: maxBytes) {
+            events = cut.events
+            through = cut.through
+        }
         if !events.isEmpty {
             let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: store.revision)
             guard streams[key.stream]!.sink.offer([delivery]) == 1 else { return }
         }
-        streams[key.stream]!.watchers[key.id]!.delivered(through: store.revision, sentEvents: !events.isEmpty)
-        catchUp(key)
+        streams[key.stream]!.watchers[key.id]!.delivered(through: through, sentEvents: !events.isEmpty)
+        if through >= store.revision { catchUp(key) }
     }
 
     mutating func cancelCompacted(_ key: WatcherKey, _ watcher: Watcher) {
@@ -507,7 +541,7 @@ private struct State {
 
     /// Settles what needs no history (compacted or future starts) and picks up to `count`
     /// unsynced watchers whose sinks have room, with the revisions to read for them.
-    mutating func planCatchUp(watchers count: Int) -> CatchUpPlan? {
+    mutating func planCatchUp(watchers count: Int, maxBytes: Int) -> CatchUpPlan? {
         guard !stopped, !replacing else {
             catchUpScheduled = false
             return nil
@@ -521,7 +555,7 @@ private struct State {
             } else if watcher.next > current {
                 catchUp(key)
             } else if recent.covers(from: watcher.next), stream.sink.hasRoom {
-                catchUpFromRecent(key, watcher)
+                catchUpFromRecent(key, watcher, maxBytes: maxBytes)
             } else if chosen.count < count, stream.sink.hasRoom {
                 chosen.append((key, watcher))
             }

@@ -144,4 +144,70 @@ struct WatchTests {
             #expect(output.contains("--experimental-watch-progress-notify-interval: '\(value)' is not a positive duration"), "\(output)")
         }
     }
+
+    /// A client that stops reading (the real etcdctl, paused) while 47 MiB of events are due to
+    /// it: the other watchers get every event meanwhile, and the paused one gets every event
+    /// once it reads again. (What the server holds for it meanwhile is bounded by its stream's
+    /// backlog: `WatchHubTests` checks the bound, `scripts/bench-compare.sh` measures memory.)
+    @Test func aWatcherThatStopsReadingDelaysNoOneAndLosesNothing() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("watch-paused-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let server = try await ServerProcess(dataDirectory: directory.appendingPathComponent("data"))
+        try await server.start()
+        defer { server.kill9() }
+        let client = try EtcdClient(endpoints: ["http://127.0.0.1:\(server.port)"])
+        defer { Task { await client.close() } }
+
+        let output = directory.appendingPathComponent("etcdctl.out")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        let etcdctl = Process()
+        etcdctl.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
+        // From revision 2, the first put: it reaches etcdctl however late its watch starts.
+        etcdctl.arguments = ["--endpoints", "127.0.0.1:\(server.port)", "watch", "--prefix", "p/", "--rev", "2"]
+        etcdctl.environment = ["ETCDCTL_API": "3"]
+        etcdctl.standardOutput = try FileHandle(forWritingTo: output)
+        etcdctl.standardError = FileHandle.nullDevice
+        try etcdctl.run()
+        defer {
+            kill(etcdctl.processIdentifier, SIGKILL)
+            etcdctl.waitUntilExit()
+        }
+        func putsSeenByEtcdctl() -> Int {
+            let text = (try? String(contentsOf: output, encoding: .isoLatin1)) ?? ""
+            return text.split(separator: "\n").count { $0 == "PUT" }
+        }
+        // Once etcdctl shows the first event its watch is in place: pause it.
+        try await client.put("p/first", "x")
+        let started = ContinuousClock.now
+        while putsSeenByEtcdctl() < 1, ContinuousClock.now < started + .seconds(30) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(putsSeenByEtcdctl() == 1)
+        kill(etcdctl.processIdentifier, SIGSTOP)
+
+        let fast = WatchTranscript(try await client.watch(.with {
+            $0.key = Data("p/".utf8)
+            $0.rangeEnd = Data("p0".utf8)
+        }))
+        defer { fast.close() }
+        #expect(try await fast.wait { $0.responses.count == 1 })
+        let puts = 3000
+        let value = Data(repeating: UInt8(ascii: "v"), count: 16 * 1024)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    for index in stride(from: worker, to: puts, by: 8) { try await client.put(Data("p/\(index)".utf8), value) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // The reading watcher got everything while the other one was paused.
+        #expect(try await fast.wait { $0.events.count == puts })
+
+        kill(etcdctl.processIdentifier, SIGCONT)
+        let resumed = ContinuousClock.now
+        while putsSeenByEtcdctl() < puts + 1, ContinuousClock.now < resumed + .seconds(60) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(putsSeenByEtcdctl() == puts + 1)
+    }
 }

@@ -268,6 +268,7 @@ struct WatchHubTests {
         let sink = TestSink()
         watched.hub.watch(WatchRequest(range: .single(bytes("k")), startRevision: 3), on: sink)
         watched.hub.watch(WatchRequest(range: .single(bytes("k")), startRevision: 4), on: sink)
+        watched.hub.settle()
         try watched.put("k", "6")
         let seen = describe(sink.readAll(from: watched.hub))
         #expect(seen.filter { $0.contains(" 0 ") } == ["created 0 @6", "compacted 0 @0: 4"])
@@ -308,8 +309,9 @@ struct WatchHubTests {
         let sink = TestSink(capacity: 1)
         hub.watch(WatchRequest(range: .single(bytes("k"))), on: sink)
         hub.watch(WatchRequest(range: .single(bytes("k")), startRevision: 2), on: sink)
+        hub.settle()
         try watched.put("k", "4")
-        // Watcher 1 is still replaying (the sink has room for one batch): the answer waits.
+        // The sink holds one batch: both watchers are behind with the new put, so the answer waits.
         hub.requestProgress(on: sink)
         hub.settle()
         #expect(!describe(sink.read(from: hub)).contains { $0.hasPrefix("progress") })

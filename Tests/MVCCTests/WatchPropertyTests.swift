@@ -40,6 +40,8 @@ struct WatchPropertyTests {
         var random = Generator(state: UInt64(seed) &* 7919 &+ 17)
         var limits = WatchHub.Limits()
         limits.catchUpChanges = Int.random(in: 1...8, using: &random)
+        // Small byte bounds cut catch-up deliveries short (a change here counts about 55 bytes).
+        limits.catchUpBytes = Bool.random(using: &random) ? Int.random(in: 50...400, using: &random) : 1 << 20
         limits.recentChanges = Int.random(in: 0...12, using: &random)
         limits.watchersPerPass = Int.random(in: 1...4, using: &random)
         let watched = try WatchedStore(limits: limits)

@@ -37,6 +37,24 @@ public final class ServerCall<Request: Message, Response: Message> {
         }
     }
 
+    /// Sends one response given as protobuf bytes in parts, which are concatenated (a message's
+    /// fields may be encoded separately and joined). Lets a server encode what many calls
+    /// share once, for example the same events fanned out to many watchers.
+    @discardableResult
+    public func send(serializedParts parts: [[UInt8]], flush: Bool = true) -> EventLoopFuture<Void> {
+        let length = parts.reduce(0) { $0 + $1.count }
+        var frame = ByteBufferAllocator().buffer(capacity: 5 + length)
+        frame.writeInteger(UInt8(0))
+        frame.writeInteger(UInt32(truncatingIfNeeded: length))
+        for part in parts { frame.writeBytes(part) }
+        return stream.handler.sendMessage(frame, flush: flush)
+    }
+
+    /// Flushes responses sent with `flush: false`.
+    public func flush() {
+        stream.handler.flush()
+    }
+
     /// Ends the call with a status and optional trailing metadata. Later calls do nothing.
     public func finish(_ status: GRPCStatus = .ok, trailers: HPACKHeaders = [:]) {
         stream.handler.finish(status, trailers: trailers)

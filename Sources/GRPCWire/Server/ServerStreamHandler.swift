@@ -193,6 +193,10 @@ final class ServerStreamHandler: ChannelInboundHandler {
         return promise.futureResult
     }
 
+    func flush() {
+        channelContext?.flush()
+    }
+
     /// Writes headers, the one response message and OK trailers with a single flush.
     func sendUnaryResponse(_ frame: ByteBuffer) {
         guard state == .open, let context = channelContext, checkSendSize(frame) else { return }
