@@ -172,8 +172,14 @@ final class WatchStream: WatchSink {
     private func drain() {
         let state = loop.value
         var encoder = FanOutEncoder(server: server)
+        // Responses are gathered and flushed every 64 KiB: fewer, fuller HTTP/2 frames.
+        var unflushed = 0
         defer { state.call.flush() }
         while true {
+            if unflushed >= 64 << 10 {
+                state.call.flush()
+                unflushed = 0
+            }
             if !state.call.isWritable {
                 state.call.flush()
                 // Stays draining: `writable()` resumes.
@@ -197,9 +203,14 @@ final class WatchStream: WatchSink {
                 let options = state.options[delivery.watchID], !options.prevKV, !options.fragment
             {
                 // The common case, events as they are: encoded once for every watcher they go to.
-                state.call.send(serializedParts: encoder.parts(changes, watchID: delivery.watchID, revision: delivery.revision), flush: false)
+                let parts = encoder.parts(changes, watchID: delivery.watchID, revision: delivery.revision)
+                state.call.send(serializedParts: parts, flush: false)
+                unflushed += parts.reduce(0) { $0 + $1.count }
             } else {
-                for response in responses(for: delivery, state) { state.call.send(response, flush: false) }
+                for response in responses(for: delivery, state) {
+                    state.call.send(response, flush: false)
+                    unflushed += response.events.reduce(64) { $0 + $1.kv.key.count + $1.kv.value.count }
+                }
             }
             if room { server.watchHub.sinkHasRoom(self) }
         }

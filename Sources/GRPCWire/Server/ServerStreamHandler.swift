@@ -28,6 +28,8 @@ final class ServerStreamHandler: ChannelInboundHandler {
     private var deframer: MessageDeframer
     private var implementation: ServerRouter.Implementation?
     private var observer: (any StreamObserver)?
+    /// Framed messages sent without a flush, and the promise of their write.
+    private var unflushed: (data: ByteBuffer, written: EventLoopPromise<Void>)?
     private var callContext: ServerContext?
     private var unaryDispatched = false
     private var responseHeadersSent = false
@@ -51,6 +53,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         channelContext = nil
+        dropUnflushed()
         releaseObserver()
     }
 
@@ -177,7 +180,9 @@ final class ServerStreamHandler: ChannelInboundHandler {
 
     // MARK: Outbound
 
-    /// Writes one framed response message; see ``ServerCall/send(_:flush:)``.
+    /// Writes one framed response message; see ``ServerCall/send(_:flush:)``. Messages sent
+    /// without a flush are gathered and go out together in one DATA frame at the next flush:
+    /// HTTP/2 costs per frame, and a stream fanning out many small messages sends them in bursts.
     func sendMessage(_ frame: ByteBuffer, flush: Bool) -> EventLoopFuture<Void> {
         guard state == .open, let context = channelContext else {
             return connection.eventLoop.makeFailedFuture(GRPCStatus(.failedPrecondition, "the call has already finished"))
@@ -186,15 +191,49 @@ final class ServerStreamHandler: ChannelInboundHandler {
             return context.eventLoop.makeFailedFuture(GRPCStatus(.resourceExhausted, "response too large"))
         }
         writeResponseHeadersIfNeeded(context)
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(frame)))), promise: promise)
+        if unflushed == nil {
+            unflushed = (frame, context.eventLoop.makePromise(of: Void.self))
+        } else {
+            unflushed!.data.writeImmutableBuffer(frame)
+        }
+        let future = unflushed!.written.futureResult
         connection.noteResponseSent()
-        if flush { context.flush() }
-        return promise.futureResult
+        if flush { self.flush() }
+        return future
     }
 
+    /// Writes the gathered messages as one DATA frame and flushes.
     func flush() {
-        channelContext?.flush()
+        guard let context = channelContext else { return }
+        writeUnflushed(context)
+        context.flush()
+    }
+
+    /// Writes the gathered messages in DATA frames of at most 16 KiB. As each frame reaches
+    /// the wire (which flow control may delay), the connection counts it as data sent: a
+    /// client's pings while data flows are then no strikes, as in gRPC-Go, whose BDP pings
+    /// come once per round trip during a large transfer.
+    private func writeUnflushed(_ context: ChannelHandlerContext) {
+        guard let (unflushedData, written) = unflushed else { return }
+        var data = unflushedData
+        unflushed = nil
+        let connection = self.connection
+        while data.readableBytes > Self.dataFrameSize, let chunk = data.readSlice(length: Self.dataFrameSize) {
+            let sent = context.eventLoop.makePromise(of: Void.self)
+            sent.futureResult.assumeIsolated().whenSuccess { connection.noteResponseSent() }
+            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(chunk)))), promise: sent)
+        }
+        written.futureResult.assumeIsolated().whenSuccess { connection.noteResponseSent() }
+        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(data)))), promise: written)
+    }
+
+    /// HTTP/2's default largest frame payload.
+    private static let dataFrameSize = 16_384
+
+    /// Messages that could not be written any more: the call is over.
+    private func dropUnflushed() {
+        unflushed?.written.fail(GRPCStatus(.failedPrecondition, "the call has already finished"))
+        unflushed = nil
     }
 
     /// Writes headers, the one response message and OK trailers with a single flush.
@@ -248,6 +287,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
     }
 
     private func writeTrailers(_ status: GRPCStatus, extra: HPACKHeaders, context: ChannelHandlerContext) {
+        writeUnflushed(context)
         var trailers: HPACKHeaders
         if responseHeadersSent {
             trailers = HPACKHeaders()
@@ -309,6 +349,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
     private func cancel(_ reason: GRPCStatus) {
         guard state == .open else { return }
         state = .finished
+        dropUnflushed()
         deadlineTimer?.cancel()
         deadlineTimer = nil
         callContext?.cancellation.cancel(reason)
