@@ -88,11 +88,17 @@ let package = Package(
             dependencies: [.product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
         ),
+        // Leases: which exist, their TTLs and keys, expiry on the leader (etcd's lessor).
+        .target(
+            name: "Lease",
+            dependencies: ["MVCC", .product(name: "HeapModule", package: "swift-collections")],
+            swiftSettings: strictSettings
+        ),
         // One member: the apply loop, etcd's apply rules, reads, status and membership.
         .target(
             name: "EtcdServer",
             dependencies: [
-                "EtcdProto", "MVCC", "Raft", "WAL",
+                "EtcdProto", "Lease", "MVCC", "Raft", "WAL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -205,6 +211,11 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: ["EtcdClient", "EtcdProto", "GRPCWire", "TestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "LeaseTests",
+            dependencies: ["Lease", "MVCC"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -75,8 +75,6 @@ if wait_for_port "$port" 30; then
       report "etcdctl $command -> UNIMPLEMENTED ($rpc)" 1 "exit $code: $output"
     fi
   done <<'COMMANDS'
-lease grant 10|etcdserverpb.Lease/LeaseGrant
-lease list|etcdserverpb.Lease/LeaseLeases
 alarm list|etcdserverpb.Maintenance/Alarm
 defrag|etcdserverpb.Maintenance/Defragment
 user list|etcdserverpb.Auth/UserList
@@ -96,7 +94,7 @@ fi
 echo "== 2b. etcdctl-diff: the same etcdctl commands against the real etcd and swift-etcd"
 shared=${SHARED_DIR:-../shared}
 scenarios=()
-for name in kv txn history errors watch; do scenarios+=("$shared/tools/scenarios/$name.txt"); done
+for name in kv txn history errors watch lease; do scenarios+=("$shared/tools/scenarios/$name.txt"); done
 scenarios+=(scripts/scenarios/*.txt)
 set +e
 timeout 900 python3 "$shared/tools/etcdctl-diff" --candidate "$bin/swift-etcd" "${scenarios[@]}" >"$work/diff.out" 2>&1

@@ -15,7 +15,7 @@ public enum EtcdRouter {
         MaintenanceService.register(server, on: &router)
         ClusterService.register(server, on: &router)
         WatchService.register(server, on: &router)
-        UnknownLeases.register(server, on: &router)
+        LeaseService.register(server, on: &router)
         for (path, kind) in RPCCatalog.all where !router.handles(path) {
             router.answerUnimplemented(path, kind: kind)
         }

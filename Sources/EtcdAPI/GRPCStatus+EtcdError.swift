@@ -9,11 +9,11 @@ extension GRPCStatus {
             case .emptyKey, .keyNotFound, .valueProvided, .leaseProvided, .tooManyOperations, .duplicateKey,
                 .requestTooLarge, .invalidSortOption:
                 .invalidArgument
-            case .compacted, .futureRevision: .outOfRange
+            case .compacted, .futureRevision, .leaseTTLTooLarge: .outOfRange
             case .leaseNotFound: .notFound
             case .stopped, .noLeader, .timeout, .timeoutDueToLeaderFail, .leaderChanged: .unavailable
             case .tooManyRequests: .resourceExhausted
-            case .notLeader, .badLeaderTransferee, .memberExists, .peerURLExists, .memberNotLearner, .learnerNotReady,
+            case .notLeader, .badLeaderTransferee, .leaseExists, .memberExists, .peerURLExists, .memberNotLearner, .learnerNotReady,
                 .tooManyLearners, .notEnoughStartedMembers:
                 .failedPrecondition
             case .leaderTransferTimeout, .notSupportedForLearner: .unavailable

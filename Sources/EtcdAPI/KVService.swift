@@ -87,32 +87,13 @@ enum KVService {
 
 extension UnaryResponder {
     /// Completes with the response `extract` finds in a write's result.
-    fileprivate func complete(_ result: Result<WriteResponse, EtcdError>, as extract: (WriteResponse) -> Response?) {
+    func complete(_ result: Result<WriteResponse, EtcdError>, as extract: (WriteResponse) -> Response?) {
         switch result {
         case .success(let write):
             guard let response = extract(write) else { return fail(GRPCStatus(.internal, "etcdserver: unexpected response kind")) }
             succeed(response)
         case .failure(let error):
             fail(GRPCStatus(error))
-        }
-    }
-}
-
-/// Until the Lease service lands no lease can exist (LeaseGrant answers UNIMPLEMENTED), so the
-/// lease lookups answer exactly as etcd answers for a lease it does not know.
-enum UnknownLeases {
-    static func register(_ server: EtcdServer, on router: inout ServerRouter) {
-        router.unary(Etcdserverpb_LeaseRPCs.leaseRevoke.path) {
-            (_: Etcdserverpb_LeaseRevokeRequest, responder: UnaryResponder<Etcdserverpb_LeaseRevokeResponse>) in
-            responder.fail(GRPCStatus(EtcdError.leaseNotFound))
-        }
-        router.unary(Etcdserverpb_LeaseRPCs.leaseTimeToLive.path) {
-            (request: Etcdserverpb_LeaseTimeToLiveRequest, responder: UnaryResponder<Etcdserverpb_LeaseTimeToLiveResponse>) in
-            var response = Etcdserverpb_LeaseTimeToLiveResponse()
-            response.header = server.header(revision: server.currentRevision)
-            response.id = request.id
-            response.ttl = -1
-            responder.succeed(response)
         }
     }
 }

@@ -1,5 +1,6 @@
 import EtcdProto
 import Foundation
+import Lease
 import MVCC
 import SwiftProtobuf
 
@@ -9,6 +10,11 @@ public enum WriteRequest: Sendable {
     case deleteRange(Etcdserverpb_DeleteRangeRequest)
     case txn(Etcdserverpb_TxnRequest)
     case compaction(Etcdserverpb_CompactionRequest)
+    case leaseGrant(Etcdserverpb_LeaseGrantRequest)
+    case leaseRevoke(Etcdserverpb_LeaseRevokeRequest)
+    /// What the leader's leases had left when it took the checkpoint. In our log,
+    /// `remaining_TTL` holds milliseconds (etcd's holds seconds): followers count down from it.
+    case leaseCheckpoint(Etcdserverpb_LeaseCheckpointRequest)
 }
 
 extension WriteRequest {
@@ -20,6 +26,9 @@ extension WriteRequest {
             case .deleteRange(let request): (2, request)
             case .txn(let request): (3, request)
             case .compaction(let request): (4, request)
+            case .leaseGrant(let request): (5, request)
+            case .leaseRevoke(let request): (6, request)
+            case .leaseCheckpoint(let request): (7, request)
             }
         // Encoding a message built from a decoded one cannot fail.
         return [kind] + (try! message.serializedBytes() as [UInt8])
@@ -32,6 +41,9 @@ extension WriteRequest {
         case 2: self = .deleteRange(try .init(serializedBytes: Array(message)))
         case 3: self = .txn(try .init(serializedBytes: Array(message)))
         case 4: self = .compaction(try .init(serializedBytes: Array(message)))
+        case 5: self = .leaseGrant(try .init(serializedBytes: Array(message)))
+        case 6: self = .leaseRevoke(try .init(serializedBytes: Array(message)))
+        case 7: self = .leaseCheckpoint(try .init(serializedBytes: Array(message)))
         default: throw ConfigurationError("wal: unknown entry kind \(logData.first.map(String.init) ?? "none")")
         }
     }
@@ -43,6 +55,19 @@ public enum WriteResponse: Sendable {
     case deleteRange(Etcdserverpb_DeleteRangeResponse)
     case txn(Etcdserverpb_TxnResponse)
     case compaction(Etcdserverpb_CompactionResponse)
+    case leaseGrant(Etcdserverpb_LeaseGrantResponse)
+    case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
+    case leaseCheckpoint(Etcdserverpb_LeaseCheckpointResponse)
+}
+
+/// What applying a request did to leases, for the loop to carry out on the lessor once the
+/// request succeeded (a failed txn changes nothing).
+enum LeaseEffect {
+    case grant(id: Int64, ttl: Int64)
+    case revoke(id: Int64)
+    case attach(key: [UInt8], lease: Int64)
+    case detach(key: [UInt8], lease: Int64)
+    case checkpoint([(id: Int64, milliseconds: Int64)])
 }
 
 /// Applies write requests to the store with etcd's semantics (etcd's `apply.go`).
@@ -52,13 +77,34 @@ enum Applier {
         var response: Result<WriteResponse, EtcdError>
         var changes: [Change] = []
         var compaction: (main: Int64, kept: Set<Revision>)?
+        var leaseEffects: [LeaseEffect] = []
     }
 
-    /// Applies one request; responses carry `header` with the resulting revision.
+    /// Applies one request; responses carry `header` with the resulting revision. `lessor` is
+    /// only read (which leases exist); the effects on it come back in the outcome.
     static func apply(
-        _ request: WriteRequest, to store: inout KeyValueStore, reader: some RevisionReader, header: Etcdserverpb_ResponseHeader
+        _ request: WriteRequest, to store: inout KeyValueStore, reader: some RevisionReader, header: Etcdserverpb_ResponseHeader,
+        lessor: Lessor
     ) -> Outcome {
         var header = header
+        switch request {
+        case .leaseGrant(let grant):
+            guard !lessor.contains(grant.id) else { return Outcome(response: .failure(.leaseExists)) }
+            var response = Etcdserverpb_LeaseGrantResponse()
+            header.revision = store.revision
+            response.header = header
+            response.id = grant.id
+            response.ttl = max(grant.ttl, lessor.minTTL)
+            return Outcome(response: .success(.leaseGrant(response)), leaseEffects: [.grant(id: grant.id, ttl: response.ttl)])
+        case .leaseCheckpoint(let checkpoint):
+            var response = Etcdserverpb_LeaseCheckpointResponse()
+            header.revision = store.revision
+            response.header = header
+            let remaining = checkpoint.checkpoints.map { (id: $0.id, milliseconds: $0.remainingTtl) }
+            return Outcome(response: .success(.leaseCheckpoint(response)), leaseEffects: [.checkpoint(remaining)])
+        default:
+            break
+        }
         if case .compaction(let compaction) = request {
             do {
                 let kept = try store.compact(atMain: compaction.revision)
@@ -75,17 +121,19 @@ enum Applier {
         do {
             // A failed request must change nothing, so apply to a copy and keep it on success.
             var attempt = store
+            var leases = LeaseContext(lessor: lessor)
             let (response, changes) = try attempt.write(reader: reader) { writer -> WriteResponse in
                 switch request {
-                case .put(let put): .put(try applyPut(put, &writer))
-                case .deleteRange(let delete): .deleteRange(try applyDelete(delete, &writer))
-                case .txn(let txn): .txn(try applyTxn(txn, path: try branches(of: txn, writer), &writer))
-                case .compaction: preconditionFailure("handled above")
+                case .put(let put): .put(try applyPut(put, &writer, &leases))
+                case .deleteRange(let delete): .deleteRange(try applyDelete(delete, &writer, &leases))
+                case .txn(let txn): .txn(try applyTxn(txn, path: try branches(of: txn, writer), &writer, &leases))
+                case .leaseRevoke(let revoke): .leaseRevoke(try applyRevoke(revoke, &writer, &leases))
+                case .compaction, .leaseGrant, .leaseCheckpoint: preconditionFailure("handled above")
                 }
             }
             store = attempt
             header.revision = store.revision
-            return Outcome(response: .success(response.withHeader(header)), changes: changes)
+            return Outcome(response: .success(response.withHeader(header)), changes: changes, leaseEffects: leases.effects)
         } catch let error as EtcdError {
             return Outcome(response: .failure(error))
         } catch let error as MVCCError {
@@ -95,7 +143,26 @@ enum Applier {
         }
     }
 
-    private static func applyPut(_ request: Etcdserverpb_PutRequest, _ writer: inout KeyValueStore.Writer) throws -> Etcdserverpb_PutResponse {
+    /// The leases a request may use, and what it does to them.
+    struct LeaseContext {
+        let lessor: Lessor
+        var effects: [LeaseEffect] = []
+        /// Leases revoked earlier in this request (a txn cannot revoke, but keep it exact).
+        var revoked: Set<Int64> = []
+
+        func exists(_ id: Int64) -> Bool { lessor.contains(id) && !revoked.contains(id) }
+
+        /// `key` now has record `lease` (0: none) where it had `previous`.
+        mutating func keyWritten(_ key: [UInt8], lease: Int64, previous: Int64?) {
+            guard lease != previous else { return }
+            if let previous, previous != 0 { effects.append(.detach(key: key, lease: previous)) }
+            if lease != 0 { effects.append(.attach(key: key, lease: lease)) }
+        }
+    }
+
+    private static func applyPut(
+        _ request: Etcdserverpb_PutRequest, _ writer: inout KeyValueStore.Writer, _ leases: inout LeaseContext
+    ) throws -> Etcdserverpb_PutResponse {
         var response = Etcdserverpb_PutResponse()
         let previous = try writer.current(Array(request.key))
         var value = Array(request.value)
@@ -105,20 +172,33 @@ enum Applier {
             if request.ignoreValue { value = previous.value }
             if request.ignoreLease { lease = previous.lease }
         }
-        if lease != 0 { throw EtcdError.leaseNotFound }  // no leases exist until the Lease service lands
+        if lease != 0, !leases.exists(lease) { throw EtcdError.leaseNotFound }
         if request.prevKv, let previous { response.prevKv = Mvccpb_KeyValue(previous) }
         writer.put(Array(request.key), value: value, lease: lease)
+        leases.keyWritten(Array(request.key), lease: lease, previous: previous?.lease)
         return response
     }
 
-    private static func applyDelete(_ request: Etcdserverpb_DeleteRangeRequest, _ writer: inout KeyValueStore.Writer) throws
-        -> Etcdserverpb_DeleteRangeResponse
-    {
+    private static func applyDelete(
+        _ request: Etcdserverpb_DeleteRangeRequest, _ writer: inout KeyValueStore.Writer, _ leases: inout LeaseContext
+    ) throws -> Etcdserverpb_DeleteRangeResponse {
         var response = Etcdserverpb_DeleteRangeResponse()
         let deleted = try writer.delete(Array(request.key), end: request.rangeEnd.isEmpty ? nil : Array(request.rangeEnd))
+        for record in deleted { leases.keyWritten(record.key, lease: 0, previous: record.lease) }
         response.deleted = Int64(deleted.count)
         if request.prevKv { response.prevKvs = deleted.map(Mvccpb_KeyValue.init) }
         return response
+    }
+
+    /// Revokes a lease: its keys are deleted in this one revision (none when it had none).
+    private static func applyRevoke(
+        _ request: Etcdserverpb_LeaseRevokeRequest, _ writer: inout KeyValueStore.Writer, _ leases: inout LeaseContext
+    ) throws -> Etcdserverpb_LeaseRevokeResponse {
+        guard leases.exists(request.id) else { throw EtcdError.leaseNotFound }
+        for key in leases.lessor.keys(of: request.id) { _ = try writer.delete(key, end: nil) }
+        leases.revoked.insert(request.id)
+        leases.effects.append(.revoke(id: request.id))
+        return Etcdserverpb_LeaseRevokeResponse()
     }
 
     /// The branch a txn takes, and those its nested txns in that branch take, in order.
@@ -142,7 +222,7 @@ enum Applier {
     }
 
     private static func applyTxn(
-        _ request: Etcdserverpb_TxnRequest, path: BranchPath, _ writer: inout KeyValueStore.Writer
+        _ request: Etcdserverpb_TxnRequest, path: BranchPath, _ writer: inout KeyValueStore.Writer, _ leases: inout LeaseContext
     ) throws -> Etcdserverpb_TxnResponse {
         var response = Etcdserverpb_TxnResponse()
         response.succeeded = path.succeeded
@@ -155,13 +235,13 @@ enum Applier {
                 result.responseRange = try RangeRules.answer(range) { key, end, options in try view.range(key, end: end, options: options) }
                 result.responseRange.header.revision = currentRevision(writer)
             case .requestPut(let put):
-                result.responsePut = try applyPut(put, &writer)
+                result.responsePut = try applyPut(put, &writer, &leases)
                 result.responsePut.header.revision = currentRevision(writer)
             case .requestDeleteRange(let delete):
-                result.responseDeleteRange = try applyDelete(delete, &writer)
+                result.responseDeleteRange = try applyDelete(delete, &writer, &leases)
                 result.responseDeleteRange.header.revision = currentRevision(writer)
             case .requestTxn(let nested):
-                result.responseTxn = try applyTxn(nested, path: nestedPaths.next()!, &writer)
+                result.responseTxn = try applyTxn(nested, path: nestedPaths.next()!, &writer, &leases)
                 result.responseTxn.header.revision = currentRevision(writer)
             case nil:
                 break
@@ -192,6 +272,15 @@ extension WriteResponse {
         case .compaction(var response):
             response.header = header
             return .compaction(response)
+        case .leaseGrant(var response):
+            response.header = header
+            return .leaseGrant(response)
+        case .leaseRevoke(var response):
+            response.header = header
+            return .leaseRevoke(response)
+        case .leaseCheckpoint(var response):
+            response.header = header
+            return .leaseCheckpoint(response)
         }
     }
 }

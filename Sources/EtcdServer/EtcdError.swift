@@ -12,6 +12,8 @@ public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Coda
     case compacted
     case futureRevision
     case leaseNotFound
+    case leaseExists
+    case leaseTTLTooLarge
     case requestTooLarge
     case invalidSortOption
     case stopped
@@ -44,6 +46,8 @@ public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Coda
         case .compacted: "etcdserver: mvcc: required revision has been compacted"
         case .futureRevision: "etcdserver: mvcc: required revision is a future revision"
         case .leaseNotFound: "etcdserver: requested lease not found"
+        case .leaseExists: "etcdserver: lease already exists"
+        case .leaseTTLTooLarge: "etcdserver: too large lease TTL"
         case .requestTooLarge: "etcdserver: request is too large"
         case .invalidSortOption: "etcdserver: invalid sort option"
         case .stopped: "etcdserver: server stopped"

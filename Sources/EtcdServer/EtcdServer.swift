@@ -1,6 +1,7 @@
 import Dispatch
 import EtcdProto
 import Foundation
+import Lease
 import Logging
 import MVCC
 import NIOCore
@@ -94,6 +95,12 @@ public final class EtcdServer: Sendable {
     private let backend: SQLiteBackend
     /// Every watcher on this member, fed by the loop with each applied batch.
     public let watchHub: WatchHub
+    /// This member's leases; the loop applies what Raft decides, the leader's keep-alives renew.
+    public let lessor: Lessor
+    /// Lease IDs this member hands out: its ID's low 12 bits, then a millisecond clock and a
+    /// counter (after etcd's generator), so members rarely pick the same one (a clash is
+    /// refused as `lease already exists`).
+    private let nextLeaseIDs: Mutex<UInt64>
     private let logger = Logger(label: "swift-etcd")
     /// Purges old log segments and snapshot files off the loop thread.
     private let purgeQueue = DispatchQueue(label: "swift-etcd purge")
@@ -188,6 +195,16 @@ public final class EtcdServer: Sendable {
         }
         memberID = start.memberID
         clusterID = start.clusterID
+        lessor = Lessor(minTTL: Lessor.minTTL(electionTimeout: configuration.electionTimeout))
+        do {
+            try Self.restoreLeases(lessor, from: backend, store: recovered.store)
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+        // Bit 60 set: IDs print as 16 hex digits, as etcdctl users are used to.
+        let milliseconds = UInt64(Date().timeIntervalSince1970 * 1000) & 0xFF_FFFF_FFFF
+        nextLeaseIDs = Mutex((1 << 60) | (UInt64(start.memberID & 0xFFF) << 48) | (milliseconds << 8))
         var watchLimits = WatchHub.Limits()
         watchLimits.progressInterval = configuration.watchProgressNotifyInterval
         watchHub = WatchHub(backend: backend, store: recovered.store, limits: watchLimits)
@@ -195,7 +212,7 @@ public final class EtcdServer: Sendable {
             store: recovered.store, appliedIndex: recovered.appliedIndex, voters: recovered.confState.voters.count,
             membership: recovered.membership))
 
-        let (inbox, backend) = (inbox, backend)
+        let (inbox, backend, lessor) = (inbox, backend, lessor)
         let published = published
         let transport = PeerTransport(
             localID: memberID, clusterID: clusterID, group: group, snapshotDirectory: snapDirectory, logger: logger,
@@ -210,7 +227,9 @@ public final class EtcdServer: Sendable {
                         request: .promote(id: id), completion: completion, deadline: .now + configuration.requestTimeout,
                         forwarded: true)
                     if !inbox.submit({ $0.membershipChanges.append(proposal) }) { completion(.failure(.stopped)) }
-                }))
+                },
+                renewLease: { id in Self.renew(id, on: lessor) },
+                leaseTimeToLive: { id in Self.timeToLive(id, on: lessor) }))
         self.transport = transport
         transport.setPeers(recovered.membership.peers)
         do {
@@ -556,6 +575,67 @@ public final class EtcdServer: Sendable {
     }
 
     public var currentRevision: Int64 { published.withLock { $0.store.revision } }
+
+    // MARK: Leases
+
+    /// Restores the lessor from `backend`: its leases, and the keys whose current record
+    /// names one.
+    static func restoreLeases(_ lessor: Lessor, from backend: SQLiteBackend, store: KeyValueStore) throws {
+        let attachments = try backend.recordsWithLeases()
+            .filter { store.currentRevision(of: $0.key) == $0.revision }
+            .map { (key: $0.key, lease: $0.lease) }
+        lessor.restore(try backend.leases(), attachments: attachments, now: .now)
+    }
+
+    /// `LeaseGrant`: etcd refuses TTLs above its maximum before proposing; an ID of 0 gets one
+    /// of this member's.
+    public func grantLease(_ request: Etcdserverpb_LeaseGrantRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
+        guard request.ttl <= Lessor.maxTTL else { return completion(.failure(.leaseTTLTooLarge)) }
+        var request = request
+        if request.id == 0 {
+            request.id = nextLeaseIDs.withLock { next in
+                defer { next &+= 1 }
+                return Int64(bitPattern: next & UInt64(Int64.max))
+            }
+        }
+        propose(.leaseGrant(request), completion: completion)
+    }
+
+    /// `LeaseKeepAlive` for one lease: renewed by the leader (a follower forwards it); the
+    /// lease's TTL, or `lease not found`.
+    public func renewLease(_ id: Int64, completion: @escaping @Sendable (Result<Int64, EtcdError>) -> Void) {
+        if lessor.isPrimary { return completion(Self.renew(id, on: lessor)) }
+        guard let leader = leaderID else { return completion(.failure(.noLeader)) }
+        transport.forward(.renewLease(id: id), to: leader) { result in
+            completion(result.flatMap { response in response.leaseTTL.map { .success($0) } ?? .failure(.timeout) })
+        }
+    }
+
+    /// `LeaseTimeToLive`: the leader's exact answer (a follower asks it); nil for no such lease.
+    public func leaseTimeToLive(_ id: Int64, completion: @escaping @Sendable (Result<LeaseTimeToLive?, EtcdError>) -> Void) {
+        if lessor.isPrimary { return completion(Self.timeToLive(id, on: lessor)) }
+        guard let leader = leaderID else { return completion(.failure(.noLeader)) }
+        transport.forward(.leaseTimeToLive(id: id), to: leader) { result in completion(result.map(\.timeToLive)) }
+    }
+
+    /// `LeaseLeases`: every lease this member knows, by ID.
+    public var leaseIDs: [Int64] { lessor.ids }
+
+    private static func renew(_ id: Int64, on lessor: Lessor) -> Result<Int64, EtcdError> {
+        guard lessor.isPrimary else { return .failure(.notLeader) }
+        do {
+            return .success(try lessor.renew(id: id, now: .now))
+        } catch {
+            return .failure(.leaseNotFound)
+        }
+    }
+
+    private static func timeToLive(_ id: Int64, on lessor: Lessor) -> Result<LeaseTimeToLive?, EtcdError> {
+        guard lessor.isPrimary else { return .failure(.notLeader) }
+        return .success(lessor.timeToLive(id: id, now: .now).map {
+            LeaseTimeToLive(grantedTTL: $0.grantedTTL, remainingMilliseconds: Lessor.milliseconds($0.remaining), keys: $0.keys)
+        })
+    }
 
     /// The record `key` had at main revision `revision`, if it existed then and is still kept
     /// (what a watch event's `prev_kv` reports).

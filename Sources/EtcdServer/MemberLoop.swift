@@ -1,6 +1,7 @@
 import Dispatch
 import EtcdProto
 import Foundation
+import Lease
 import Logging
 import MVCC
 import Raft
@@ -43,6 +44,8 @@ final class MemberLoop {
     private var deferredProposals: [(message: Message, expires: ContinuousClock.Instant)] = []
     private var soft = SoftState(leader: noNode, role: .follower)
     private var term: UInt64 = 0
+    /// When the leader last checkpointed its lease renewals.
+    private var lastLeaseCheckpoint = ContinuousClock.now
     private var commitIndex: UInt64 = 0
 
     /// Proposals made here and not yet applied, by request ID.
@@ -204,6 +207,7 @@ final class MemberLoop {
         if configuration.autoPromoteLearners { promoteCaughtUpLearners(now) }
         retryReads(olderThan: UInt64(configuration.electionTicks))
         expire(now)
+        tendLeases(now)
     }
 
     private func startTransfers(_ requests: [EtcdServer.LeaderTransfer]) {
@@ -414,6 +418,9 @@ final class MemberLoop {
             }
         }
         if soft.leader == noNode && newSoft.leader != noNode { leaderAppeared = true }
+        // A leader takes over lease expiry once it applies its first entry (below); one that
+        // steps down hands it back at once.
+        if soft.role == .leader, newSoft.role != .leader { server.lessor.demote() }
         soft = newSoft
     }
 
@@ -445,6 +452,7 @@ final class MemberLoop {
         do {
             try backend.restore(from: path)
             store = try KeyValueStore(restoringFrom: backend)
+            try EtcdServer.restoreLeases(server.lessor, from: backend, store: store)
             appliedIndex = UInt64(try backend.meta(.consistentIndex) ?? 0)
             appliedTerm = UInt64(try backend.meta(.consistentTerm) ?? 0)
             try backend.makeDurable(snapshotIndex: Int64(metadata.index))
@@ -490,12 +498,19 @@ final class MemberLoop {
         var changes: [Change] = []
         var compaction: (main: Int64, kept: Set<Revision>)?
         var completions: [(Waiter, Result<WriteResponse, EtcdError>)] = []
+        var leaseRows: [Int64: SQLiteBackend.LeaseRow?] = [:]
         let header = server.header(revision: 0, term: term)
         for entry in entries {
             switch entry.kind {
             case .normal:
-                // An empty entry is a new leader's no-op.
-                guard !entry.data.isEmpty else { continue }
+                // An empty entry is a new leader's no-op: applied, everything before this term
+                // is too, so the leader now decides when leases expire (etcd's promotion).
+                guard !entry.data.isEmpty else {
+                    if soft.role == .leader, entry.term == term {
+                        server.lessor.promote(extend: configuration.electionTimeout, now: .now)
+                    }
+                    continue
+                }
                 if let update = EntryEnvelope.attributesUpdate(entry.data) {
                     applyAttributesUpdate(update)
                     continue
@@ -506,7 +521,8 @@ final class MemberLoop {
                 } catch {
                     EtcdServer.fatal("committed entry \(entry.index) does not decode", error)
                 }
-                let outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header)
+                let outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header, lessor: server.lessor)
+                apply(outcome.leaseEffects, recordingIn: &leaseRows)
                 reader.add(outcome.changes)
                 changes += outcome.changes
                 if let compacted = outcome.compaction { compaction = compacted }
@@ -530,7 +546,7 @@ final class MemberLoop {
         if let compaction { server.watchHub.compacting(atMain: compaction.main) }
         do {
             let start = ContinuousClock.now
-            try backend.commit(changes, meta: meta, documents: documents, removingAtOrBefore: compaction)
+            try backend.commit(changes, meta: meta, documents: documents, leases: leaseRows, removingAtOrBefore: compaction)
             configuration.diskMetrics.backendCommit?(ContinuousClock.now - start)
         } catch {
             EtcdServer.fatal("failed to commit applied entries to the backend", error)
@@ -544,6 +560,68 @@ final class MemberLoop {
         if appliedIndex - snapshotIndex >= configuration.snapshotCount {
             snapshot()
         }
+    }
+
+    /// Carries out what an applied request did to leases, noting the rows the backend batch
+    /// must write (the checkpoint's own figures, so every member stores the same).
+    private func apply(_ effects: [LeaseEffect], recordingIn rows: inout [Int64: SQLiteBackend.LeaseRow?]) {
+        let lessor = server.lessor
+        for effect in effects {
+            switch effect {
+            case .grant(let id, let ttl):
+                if (try? lessor.grant(id: id, ttl: ttl, now: .now)) != nil {
+                    rows[id] = SQLiteBackend.LeaseRow(id: id, ttl: ttl, remainingMilliseconds: nil)
+                }
+            case .revoke(let id):
+                _ = try? lessor.revoke(id: id)
+                rows[id] = .some(nil)
+            case .attach(let key, let lease):
+                lessor.attach(key, to: lease)
+            case .detach(let key, let lease):
+                lessor.detach(key, from: lease)
+            case .checkpoint(let remaining):
+                lessor.checkpoint(remaining, now: .now)
+                for (id, milliseconds) in remaining {
+                    guard let ttl = lessor.timeToLive(id: id, now: .now)?.grantedTTL else { continue }
+                    rows[id] = SQLiteBackend.LeaseRow(id: id, ttl: ttl, remainingMilliseconds: milliseconds)
+                }
+            }
+        }
+    }
+
+    /// On the leader, each tick: proposes the revocation of expired leases (at most 1,000 a
+    /// second, as etcd) and, every 500 ms, a checkpoint of the leases renewed since the last,
+    /// so followers know what a keep-alive renewed.
+    private func tendLeases(_ now: ContinuousClock.Instant) {
+        let lessor = server.lessor
+        guard lessor.isPrimary else { return }
+        let perTick = max(1, Int((configuration.heartbeatInterval * 1000) / .seconds(1)))
+        var batch: [(id: UInt64, data: [UInt8])] = []
+        func internalProposal(_ request: WriteRequest) {
+            // Nobody waits for these: no waiter under the request ID.
+            batch.append((nextRequestID, EntryEnvelope.encode(proposer: localID, requestID: nextRequestID, request: request)))
+            nextRequestID &+= 1
+        }
+        for id in lessor.expired(now: now, limit: perTick) {
+            var revoke = Etcdserverpb_LeaseRevokeRequest()
+            revoke.id = id
+            internalProposal(.leaseRevoke(revoke))
+        }
+        if now - lastLeaseCheckpoint >= .milliseconds(500) {
+            lastLeaseCheckpoint = now
+            let renewals = lessor.takeRenewals(now: now)
+            if !renewals.isEmpty {
+                var checkpoint = Etcdserverpb_LeaseCheckpointRequest()
+                checkpoint.checkpoints = renewals.map { renewal in
+                    var entry = Etcdserverpb_LeaseCheckpoint()
+                    entry.id = renewal.id
+                    entry.remainingTtl = renewal.milliseconds
+                    return entry
+                }
+                internalProposal(.leaseCheckpoint(checkpoint))
+            }
+        }
+        if !batch.isEmpty { offer(batch) }
     }
 
     /// Applies a committed membership change to Raft and, unless `replaying` an entry the

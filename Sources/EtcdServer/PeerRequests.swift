@@ -4,11 +4,15 @@ import NIOPosix
 import Raft
 
 /// Requests one member makes of another outside Raft, on a short connection of their own: a
-/// joining member asks who is in the cluster, and a follower forwards a learner's promotion to
-/// the leader (only the leader knows whether the learner has caught up), as etcd does over HTTP.
+/// joining member asks who is in the cluster; a follower forwards to the leader a learner's
+/// promotion (only the leader knows whether the learner has caught up), a lease keep-alive
+/// and a lease's time to live (only the leader's lessor knows when leases expire), as etcd
+/// does over HTTP.
 enum PeerRequest: Codable, Equatable {
     case membership
     case promote(id: UInt64)
+    case renewLease(id: Int64)
+    case leaseTimeToLive(id: Int64)
 }
 
 struct PeerResponse: Codable {
@@ -16,6 +20,17 @@ struct PeerResponse: Codable {
     var membership: Membership?
     var member: Member?
     var error: EtcdError?
+    /// A renewed lease's TTL.
+    var leaseTTL: Int64?
+    /// A lease's time to live (nil with no error: there is no such lease).
+    var timeToLive: LeaseTimeToLive?
+}
+
+/// `LeaseTimeToLive` as the leader answers it.
+public struct LeaseTimeToLive: Codable, Equatable, Sendable {
+    public var grantedTTL: Int64
+    public var remainingMilliseconds: Int64
+    public var keys: [[UInt8]]
 }
 
 extension PeerTransport {

@@ -26,6 +26,10 @@ final class PeerTransport: Sendable {
         var membership: @Sendable () -> Membership
         /// Promotes a learner on behalf of a follower (this member should be the leader).
         var promote: @Sendable (UInt64, @escaping @Sendable (EtcdServer.MembershipResult) -> Void) -> Void
+        /// Renews a lease on behalf of a follower (this member should be the leader).
+        var renewLease: @Sendable (Int64) -> Result<Int64, EtcdError>
+        /// A lease's time to live, for a follower (this member should be the leader).
+        var leaseTimeToLive: @Sendable (Int64) -> Result<LeaseTimeToLive?, EtcdError>
     }
 
     private let localID: NodeID
@@ -152,6 +156,18 @@ final class PeerTransport: Sendable {
 
     /// Forwards a learner's promotion to the leader and completes with its answer (off the loop thread).
     func forwardPromotion(of id: UInt64, to leader: NodeID, completion: @escaping @Sendable (EtcdServer.MembershipResult) -> Void) {
+        forward(.promote(id: id), to: leader) { result in
+            completion(result.flatMap { response in
+                guard let member = response.member, let membership = response.membership else { return .failure(.timeout) }
+                return .success((member, membership.members))
+            })
+        }
+    }
+
+    /// Sends `request` to the leader on a short connection of its own and completes with its
+    /// answer (an error it answers with, or `request timed out` when it cannot be reached),
+    /// off the event loops and the loop thread.
+    func forward(_ request: PeerRequest, to leader: NodeID, completion: @escaping @Sendable (Result<PeerResponse, EtcdError>) -> Void) {
         guard let urls = senders.withLock({ $0[leader]?.urls }), let url = urls.first else {
             return completion(.failure(.noLeader))
         }
@@ -159,11 +175,9 @@ final class PeerTransport: Sendable {
         snapshotQueue.async {
             do {
                 let response = try Self.ask(
-                    url: url, .promote(id: id), hello: PeerHello(clusterID: clusterID, from: localID, to: leader, stream: .request),
-                    group: group)
+                    url: url, request, hello: PeerHello(clusterID: clusterID, from: localID, to: leader, stream: .request), group: group)
                 if let error = response.error { return completion(.failure(error)) }
-                guard let member = response.member, let membership = response.membership else { return completion(.failure(.timeout)) }
-                completion(.success((member, membership.members)))
+                completion(.success(response))
             } catch {
                 completion(.failure(.timeout))
             }
@@ -475,6 +489,18 @@ private final class PeerReceiver: ChannelInboundHandler {
                 case .failure(let error):
                     reply(PeerResponse(clusterID: clusterID, error: error))
                 }
+            }
+        case .renewLease(let id):
+            guard !joining else { throw PeerWire.DecodingError(description: "only members may forward keep-alives") }
+            switch callbacks.renewLease(id) {
+            case .success(let ttl): reply(PeerResponse(clusterID: clusterID, leaseTTL: ttl))
+            case .failure(let error): reply(PeerResponse(clusterID: clusterID, error: error))
+            }
+        case .leaseTimeToLive(let id):
+            guard !joining else { throw PeerWire.DecodingError(description: "only members may ask for a lease's time to live") }
+            switch callbacks.leaseTimeToLive(id) {
+            case .success(let timeToLive): reply(PeerResponse(clusterID: clusterID, timeToLive: timeToLive))
+            case .failure(let error): reply(PeerResponse(clusterID: clusterID, error: error))
             }
         }
     }

@@ -167,6 +167,11 @@ public struct KeyValueStore: Sendable {
         func keyValues(at revisions: [Revision]) throws -> [KeyValue?] { try writer.keyValues(at: revisions) }
     }
 
+    /// The revision of `key`'s current record, nil when it does not exist now.
+    public func currentRevision(of key: [UInt8]) -> Revision? {
+        index[key]?.snapshot(atMain: revision)?.modified
+    }
+
     /// Re-records one stored change in the key index (rebuilding at start).
     mutating func restore(_ change: Change) {
         revision = max(revision, change.revision.main)

@@ -52,6 +52,8 @@ public final class SQLiteBackend: RevisionReader, Sendable {
                     PRIMARY KEY (main, sub)) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS documents (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS leases (
+                    id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL, remaining_ms INTEGER) WITHOUT ROWID;
                 """)
         }
     }
@@ -72,9 +74,24 @@ public final class SQLiteBackend: RevisionReader, Sendable {
         }
     }
 
-    /// Stores one batch of changes, meta values and documents in a single transaction.
+    /// A lease as the backend keeps it: its granted TTL in seconds, and the milliseconds it had
+    /// left at its newest checkpoint (nil until one is taken).
+    public struct LeaseRow: Equatable, Sendable {
+        public var id: Int64
+        public var ttl: Int64
+        public var remainingMilliseconds: Int64?
+
+        public init(id: Int64, ttl: Int64, remainingMilliseconds: Int64?) {
+            self.id = id
+            self.ttl = ttl
+            self.remainingMilliseconds = remainingMilliseconds
+        }
+    }
+
+    /// Stores one batch of changes, meta values, documents and leases (nil removes one) in a
+    /// single transaction.
     public func commit(
-        _ changes: [Change], meta: [Meta: Int64], documents: [Document: [UInt8]] = [:],
+        _ changes: [Change], meta: [Meta: Int64], documents: [Document: [UInt8]] = [:], leases: [Int64: LeaseRow?] = [:],
         removingAtOrBefore compaction: (main: Int64, kept: Set<Revision>)? = nil
     ) throws {
         try pool.write { db in
@@ -102,6 +119,34 @@ public final class SQLiteBackend: RevisionReader, Sendable {
             for (name, value) in documents {
                 try db.execute(
                     sql: "INSERT OR REPLACE INTO documents (name, value) VALUES (?, ?)", arguments: [name.rawValue, Data(value)])
+            }
+            for (id, row) in leases {
+                if let row {
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO leases (id, ttl, remaining_ms) VALUES (?, ?, ?)",
+                        arguments: [id, row.ttl, row.remainingMilliseconds])
+                } else {
+                    try db.execute(sql: "DELETE FROM leases WHERE id = ?", arguments: [id])
+                }
+            }
+        }
+    }
+
+    /// Every stored lease, by ID.
+    public func leases() throws -> [LeaseRow] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, ttl, remaining_ms FROM leases ORDER BY id").map {
+                LeaseRow(id: $0["id"], ttl: $0["ttl"], remainingMilliseconds: $0["remaining_ms"])
+            }
+        }
+    }
+
+    /// The stored records that name a lease, newest last: the attachments a restart rebuilds
+    /// (the caller keeps those that are still their key's current record).
+    public func recordsWithLeases() throws -> [(revision: Revision, key: [UInt8], lease: Int64)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT main, sub, key, lease FROM kv WHERE lease != 0 AND tombstone = 0 ORDER BY main, sub").map {
+                (Revision(main: $0["main"], sub: $0["sub"]), [UInt8]($0["key"] as Data), $0["lease"])
             }
         }
     }

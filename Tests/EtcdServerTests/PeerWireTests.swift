@@ -77,7 +77,8 @@ struct PeerWireTests {
                 callbacks: PeerTransport.Callbacks(
                     deliver: { messages in delivered.withLock { $0 += messages } }, unreachable: { _ in },
                     snapshotStatus: { _, _ in }, copyBackend: { _ in }, membership: { Membership() },
-                    promote: { _, completion in completion(.failure(.notLeader)) }))
+                    promote: { _, completion in completion(.failure(.notLeader)) },
+                    renewLease: { _ in .failure(.notLeader) }, leaseTimeToLive: { _ in .failure(.notLeader) }))
         }
         let port = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).flatMap { channel in
             let port = channel.localAddress!.port!

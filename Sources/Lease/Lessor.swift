@@ -1,0 +1,265 @@
+import HeapModule
+import MVCC
+import Synchronization
+
+/// One member's leases (etcd's lessor): which exist, with their granted TTL and the keys
+/// attached to them, and when each expires.
+///
+/// What Raft applies (grants, revocations, attachments, checkpoints) changes every member
+/// alike. Expiry times are local: the leader's are authoritative (keep-alives renew them and
+/// only the leader finds expired leases, which it revokes through Raft); a follower keeps an
+/// estimate, counting down from the last grant or checkpoint it applied. The leader's
+/// renewals reach followers in batched checkpoints (beyond etcd, which leaves followers at the
+/// full TTL), so a member that becomes leader neither resets leases to their full TTL nor
+/// expires any early: it extends every lease by the election timeout, as etcd does.
+///
+/// Every method takes the current time, so tests drive it with a made-up clock.
+public final class Lessor: Sendable {
+    /// The largest TTL etcd grants, in seconds.
+    public static let maxTTL: Int64 = 9_000_000_000
+    /// How long the leader waits before proposing again the revocation of an expired lease
+    /// whose first proposal did not apply (etcd's `expiredLeaseRetryInterval`).
+    public static let revokeRetry: Duration = .seconds(3)
+
+    public enum LeaseError: Error, Equatable, Sendable {
+        case notFound
+        case exists
+    }
+
+    /// What `LeaseTimeToLive` reports.
+    public struct TimeToLive: Equatable, Sendable {
+        public var grantedTTL: Int64
+        /// Time left before expiry (never negative).
+        public var remaining: Duration
+        /// The attached keys, in order.
+        public var keys: [[UInt8]]
+    }
+
+    /// The shortest TTL granted, in seconds: a shorter request is raised to it.
+    public let minTTL: Int64
+    private let state = Mutex(State())
+
+    public init(minTTL: Int64) {
+        self.minTTL = minTTL
+    }
+
+    /// etcd's minimum TTL for an election timeout: one and a half election timeouts, rounded
+    /// up to whole seconds, so a lease outlives a leader change.
+    public static func minTTL(electionTimeout: Duration) -> Int64 {
+        let milliseconds = electionTimeout.components.seconds * 1000 + electionTimeout.components.attoseconds / 1_000_000_000_000_000
+        return (milliseconds * 3 / 2 + 999) / 1000
+    }
+
+    // MARK: Applied through Raft (every member alike)
+
+    /// Grants lease `id` for `ttl` seconds (raised to the minimum); returns the TTL granted.
+    public func grant(id: Int64, ttl: Int64, now: ContinuousClock.Instant) throws(LeaseError) -> Int64 {
+        try state.withLock { state throws(LeaseError) -> Int64 in
+            guard state.leases[id] == nil else { throw .exists }
+            let granted = max(ttl, minTTL)
+            state.set(id, Lease(ttl: granted, expiry: now + .seconds(granted), keys: []))
+            return granted
+        }
+    }
+
+    /// Removes lease `id`; returns the keys that were attached (in order), for the caller to
+    /// delete. Throws when there is no such lease.
+    public func revoke(id: Int64) throws(LeaseError) -> [[UInt8]] {
+        try state.withLock { state throws(LeaseError) -> [[UInt8]] in
+            guard let lease = state.leases.removeValue(forKey: id) else { throw .notFound }
+            state.revoking[id] = nil
+            state.renewed.remove(id)
+            return lease.keys.sorted { $0.lexicographicallyPrecedes($1) }
+        }
+    }
+
+    public func contains(_ id: Int64) -> Bool {
+        state.withLock { $0.leases[id] != nil }
+    }
+
+    /// The keys attached to lease `id`, in order (empty for an unknown lease).
+    public func keys(of id: Int64) -> [[UInt8]] {
+        state.withLock { ($0.leases[id]?.keys ?? []).sorted { $0.lexicographicallyPrecedes($1) } }
+    }
+
+    /// Attaches `key` to lease `id` (a put with the lease). Unknown leases are ignored.
+    public func attach(_ key: [UInt8], to id: Int64) {
+        state.withLock { _ = $0.leases[id]?.keys.insert(key) }
+    }
+
+    /// Detaches `key` from lease `id` (the key was deleted or put with another lease).
+    public func detach(_ key: [UInt8], from id: Int64) {
+        state.withLock { _ = $0.leases[id]?.keys.remove(key) }
+    }
+
+    /// Applies a checkpoint: each lease had this many milliseconds left when the leader took
+    /// it. Followers count down from now; the leader keeps its own, exact expiry.
+    public func checkpoint(_ remaining: [(id: Int64, milliseconds: Int64)], now: ContinuousClock.Instant) {
+        state.withLock { state in
+            guard !state.primary else { return }
+            for (id, milliseconds) in remaining where state.leases[id] != nil {
+                state.leases[id]!.expiry = now + .milliseconds(milliseconds)
+                state.reschedule(id)
+            }
+        }
+    }
+
+    // MARK: The leader
+
+    /// Renews lease `id` (a keep-alive) on the leader; returns its TTL.
+    public func renew(id: Int64, now: ContinuousClock.Instant) throws(LeaseError) -> Int64 {
+        try state.withLock { state throws(LeaseError) -> Int64 in
+            guard let lease = state.leases[id] else { throw .notFound }
+            state.leases[id]!.expiry = now + .seconds(lease.ttl)
+            state.revoking[id] = nil
+            state.renewed.insert(id)
+            state.reschedule(id)
+            return lease.ttl
+        }
+    }
+
+    /// This member became leader: it now decides expiry. Every lease gets `extend` (the
+    /// election timeout) beyond what this member knew of it, so a client has time to reach
+    /// the new leader with its keep-alive.
+    public func promote(extend: Duration, now: ContinuousClock.Instant) {
+        state.withLock { state in
+            state.primary = true
+            state.revoking = [:]
+            for id in state.leases.keys {
+                state.leases[id]!.expiry = max(state.leases[id]!.expiry, now) + extend
+            }
+            state.rebuildHeap()
+        }
+    }
+
+    /// This member is no longer leader.
+    public func demote() {
+        state.withLock { state in
+            state.primary = false
+            state.renewed = []
+            state.revoking = [:]
+        }
+    }
+
+    public var isPrimary: Bool { state.withLock { $0.primary } }
+
+    /// On the leader: up to `limit` expired leases to revoke. Each is returned again after
+    /// ``revokeRetry`` if it is still there (its revocation was lost).
+    public func expired(now: ContinuousClock.Instant, limit: Int) -> [Int64] {
+        state.withLock { state in
+            guard state.primary else { return [] }
+            var found: [Int64] = []
+            while found.count < limit, let next = state.heap.min, next.instant <= now {
+                _ = state.heap.popMin()
+                guard let lease = state.leases[next.id] else { continue }
+                let due = state.revoking[next.id] ?? lease.expiry
+                guard due == next.instant else { continue }  // superseded
+                found.append(next.id)
+                let retry = now + Self.revokeRetry
+                state.revoking[next.id] = retry
+                state.heap.insert(Deadline(instant: retry, id: next.id))
+            }
+            return found
+        }
+    }
+
+    /// On the leader: the leases renewed since the last call, with the milliseconds they have
+    /// left, for a checkpoint that tells the followers.
+    public func takeRenewals(now: ContinuousClock.Instant) -> [(id: Int64, milliseconds: Int64)] {
+        state.withLock { state in
+            defer { state.renewed = [] }
+            return state.renewed.sorted().compactMap { id in
+                state.leases[id].map { (id, Self.milliseconds(max($0.expiry - now, .zero))) }
+            }
+        }
+    }
+
+    // MARK: Reads
+
+    /// `LeaseTimeToLive` for lease `id`: exact on the leader, this member's estimate elsewhere.
+    public func timeToLive(id: Int64, now: ContinuousClock.Instant) -> TimeToLive? {
+        state.withLock { state in
+            state.leases[id].map { lease in
+                TimeToLive(
+                    grantedTTL: lease.ttl, remaining: max(lease.expiry - now, .zero),
+                    keys: lease.keys.sorted { $0.lexicographicallyPrecedes($1) })
+            }
+        }
+    }
+
+    /// Every lease ID, in order.
+    public var ids: [Int64] { state.withLock { $0.leases.keys.sorted() } }
+
+    /// The backend record of lease `id` as of now (its countdown), nil when there is none.
+    public func record(of id: Int64, now: ContinuousClock.Instant) -> SQLiteBackend.LeaseRow? {
+        state.withLock { state in
+            state.leases[id].map {
+                SQLiteBackend.LeaseRow(id: id, ttl: $0.ttl, remainingMilliseconds: Self.milliseconds(max($0.expiry - now, .zero)))
+            }
+        }
+    }
+
+    // MARK: Restart
+
+    /// Restores leases from the backend, counting down from now, and their attached keys.
+    public func restore(_ records: [SQLiteBackend.LeaseRow], attachments: [(key: [UInt8], lease: Int64)], now: ContinuousClock.Instant) {
+        state.withLock { state in
+            state = State()
+            for record in records {
+                let left: Duration = record.remainingMilliseconds.map { .milliseconds($0) } ?? .seconds(record.ttl)
+                state.leases[record.id] = Lease(ttl: record.ttl, expiry: now + left, keys: [])
+            }
+            for (key, id) in attachments { state.leases[id]?.keys.insert(key) }
+            state.rebuildHeap()
+        }
+    }
+
+    /// `duration` in whole milliseconds.
+    public static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+}
+
+private struct Lease {
+    var ttl: Int64
+    /// On the leader, when it expires; elsewhere, the estimate.
+    var expiry: ContinuousClock.Instant
+    var keys: Set<[UInt8]>
+}
+
+/// A lease's place in the expiry queue. Entries are never removed: one whose instant no
+/// longer matches its lease is skipped when it comes up.
+private struct Deadline: Comparable {
+    let instant: ContinuousClock.Instant
+    let id: Int64
+
+    static func < (lhs: Deadline, rhs: Deadline) -> Bool {
+        (lhs.instant, lhs.id) < (rhs.instant, rhs.id)
+    }
+}
+
+private struct State {
+    var leases: [Int64: Lease] = [:]
+    var heap = Heap<Deadline>()
+    var primary = false
+    /// Expired leases whose revocation was proposed, with when to propose it again.
+    var revoking: [Int64: ContinuousClock.Instant] = [:]
+    /// Leases renewed since the last checkpoint was taken.
+    var renewed: Set<Int64> = []
+
+    mutating func set(_ id: Int64, _ lease: Lease) {
+        leases[id] = lease
+        reschedule(id)
+    }
+
+    mutating func reschedule(_ id: Int64) {
+        guard let lease = leases[id] else { return }
+        heap.insert(Deadline(instant: lease.expiry, id: id))
+        // Stale entries pile up under constant renewals: rebuild when they dominate.
+        if heap.count > 2 * leases.count + 1024 { rebuildHeap() }
+    }
+
+    mutating func rebuildHeap() {
+        heap = Heap(leases.map { Deadline(instant: revoking[$0.key] ?? $0.value.expiry, id: $0.key) })
+    }
+}

@@ -1,0 +1,135 @@
+import EtcdClient
+import EtcdProto
+import Foundation
+import GRPCWire
+import SwiftProtobuf
+import TestSupport
+import Testing
+
+/// The Lease service over the wire, against swift-etcd and Debian's etcd: the same answers.
+@Suite("Leases over gRPC", .serialized)
+struct LeaseTests {
+    private func withServer(_ kind: ServerProcess.Kind, _ body: (EtcdClient) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lease-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let server = try await ServerProcess(dataDirectory: directory, kind: kind)
+        try await server.start()
+        defer { server.kill9() }
+        let client = try EtcdClient(endpoints: ["http://127.0.0.1:\(server.port)"])
+        do {
+            try await body(client)
+        } catch {
+            await client.close()
+            throw error
+        }
+        await client.close()
+    }
+
+    private func keys(_ response: Etcdserverpb_LeaseTimeToLiveResponse) -> [String] {
+        response.keys.map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    @Test(arguments: EtcdClientTests.kinds)
+    func grantsAttachmentsKeepAlivesAndRevocationsAnswerAsEtcdDoes(kind: ServerProcess.Kind) async throws {
+        try await withServer(kind) { client in
+            // TTLs below the minimum (1.5 election timeouts, rounded up: 2 s) are raised.
+            let short = try await client.grantLease(ttl: 1)
+            #expect(short.ttl == 2)
+            #expect(short.header.revision == 1)
+            let lease = try await client.grantLease(ttl: 60, id: 0x7777)
+            #expect(lease.id == 0x7777)
+            #expect(lease.ttl == 60)
+            await #expect(throws: EtcdClientError(code: .failedPrecondition, message: "etcdserver: lease already exists")) {
+                try await client.grantLease(ttl: 60, id: 0x7777)
+            }
+            await #expect(throws: EtcdClientError(code: .outOfRange, message: "etcdserver: too large lease TTL")) {
+                try await client.grantLease(ttl: 9_000_000_001)
+            }
+            let listed = try await client.call(Etcdserverpb_LeaseRPCs.leaseLeases, Etcdserverpb_LeaseLeasesRequest())
+            #expect(Set(listed.leases.map(\.id)) == [short.id, 0x7777])
+
+            // Attach, replace, detach.
+            try await client.put("a", "1", lease: 0x7777)
+            try await client.put("b", "1", lease: 0x7777)
+            try await client.put("c", "1", lease: short.id)
+            try await client.put("c", "2", lease: 0x7777)
+            #expect(keys(try await client.leaseTimeToLive(0x7777, keys: true)).sorted() == ["a", "b", "c"])
+            #expect(keys(try await client.leaseTimeToLive(short.id, keys: true)) == [])
+            try await client.put("b", "2")
+            _ = try await client.delete(Data("c".utf8))
+            // ignore_lease keeps the key's lease.
+            _ = try await client.call(Etcdserverpb_KVRPCs.put, .with {
+                $0.key = Data("a".utf8)
+                $0.value = Data("3".utf8)
+                $0.ignoreLease = true
+            })
+            let timeToLive = try await client.leaseTimeToLive(0x7777, keys: true)
+            #expect(keys(timeToLive) == ["a"])
+            #expect(timeToLive.grantedTtl == 60)
+            #expect(timeToLive.ttl > 50 && timeToLive.ttl <= 60)
+            await #expect(throws: EtcdClientError(code: .notFound, message: "etcdserver: requested lease not found")) {
+                try await client.put("x", "1", lease: 0x1234)
+            }
+            // A txn compares a key's lease.
+            let compared = try await client.txn(.with {
+                $0.compare = [.with {
+                    $0.key = Data("a".utf8)
+                    $0.target = .lease
+                    $0.result = .equal
+                    $0.targetUnion = .lease(0x7777)
+                }]
+            })
+            #expect(compared.succeeded)
+
+            // Keep-alive: the granted TTL; an unknown lease gets TTL 0 and the stream goes on.
+            let keepAlive = try await client.keepAliveStream()
+            var answers = keepAlive.responses.makeAsyncIterator()
+            try await keepAlive.keepAlive(0x7777)
+            let renewed = try await answers.next()
+            #expect(renewed?.id == 0x7777)
+            #expect(renewed?.ttl == 60)
+            try await keepAlive.keepAlive(0x1234)
+            let unknown = try await answers.next()
+            #expect(unknown?.id == 0x1234)
+            #expect(unknown?.ttl == 0)
+            keepAlive.close()
+
+            // Revoking deletes the attached keys in one revision.
+            let before = try await client.get("a").header.revision
+            try await client.put("d", "1", lease: 0x7777)
+            let revoked = try await client.revokeLease(0x7777)
+            #expect(revoked.header.revision == before + 2)
+            #expect(try await client.get("a").kvs.isEmpty)
+            #expect(try await client.get("d").kvs.isEmpty)
+            #expect(try await client.get("b").kvs.count == 1)
+            let gone = try await client.leaseTimeToLive(0x7777)
+            #expect(gone.ttl == -1)
+            await #expect(throws: EtcdClientError(code: .notFound, message: "etcdserver: requested lease not found")) {
+                try await client.revokeLease(0x7777)
+            }
+            // A lease without keys: revoking changes no revision.
+            let quiet = try await client.revokeLease(short.id)
+            #expect(quiet.header.revision == revoked.header.revision)
+        }
+    }
+
+    @Test(arguments: EtcdClientTests.kinds)
+    func anExpiredLeaseTakesItsKeysWithIt(kind: ServerProcess.Kind) async throws {
+        try await withServer(kind) { client in
+            let lease = try await client.grantLease(ttl: 2)
+            try await client.put("expiring", "soon", lease: lease.id)
+            let granted = ContinuousClock.now
+            var gone: ContinuousClock.Instant?
+            while gone == nil, ContinuousClock.now < granted + .seconds(30) {
+                if try await client.get("expiring").kvs.isEmpty { gone = .now }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let lifetime = try #require(gone) - granted
+            // Never before its TTL; on a fresh single member, within the TTL plus the
+            // election timeout a new leader adds (etcd adds it too), plus slack.
+            #expect(lifetime >= .seconds(2))
+            #expect(lifetime < .seconds(6))
+            #expect(try await client.leaseTimeToLive(lease.id).ttl == -1)
+        }
+    }
+}
