@@ -54,15 +54,22 @@ extension PeerTransport {
     static func ask(url: String, _ request: PeerRequest, hello: PeerHello, group: any EventLoopGroup) throws -> PeerResponse {
         guard let (host, port) = PeerURL.hostAndPort(url) else { throw PeerWire.DecodingError(description: "bad peer URL \(url)") }
         let answer = group.next().makePromise(of: ByteBuffer.self)
-        let channel = try ClientBootstrap(group: group)
-            .connectTimeout(.seconds(2))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(AnswerReader(answer: answer))
+        let channel: any Channel
+        do {
+            channel = try ClientBootstrap(group: group)
+                .connectTimeout(.seconds(2))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+                        try channel.pipeline.syncOperations.addHandler(AnswerReader(answer: answer))
+                    }
                 }
-            }
-            .connect(host: host, port: port).wait()
+                .connect(host: host, port: port).wait()
+        } catch {
+            // A peer that cannot be reached (it may have just died) answers nothing.
+            answer.fail(error)
+            throw error
+        }
         defer { channel.close(promise: nil) }
         var buffer = channel.allocator.buffer(capacity: 128)
         hello.write(to: &buffer)

@@ -1,0 +1,129 @@
+import EtcdClient
+import EtcdProto
+import Foundation
+import GRPCWire
+import SwiftProtobuf
+import TestSupport
+import Testing
+
+/// Leases on real clusters: expiry decided by the leader and applied through Raft,
+/// keep-alives through followers, and TTLs that survive the leader's death.
+@Suite("Leases on clusters", .serialized)
+struct LeaseClusterTests {
+    /// How many keys under `prefix` exist, read linearizably.
+    private static func count(_ client: EtcdClient, prefix: String) async throws -> Int64 {
+        let response = try await client.range(.with {
+            $0.key = Data(prefix.utf8)
+            $0.rangeEnd = Data((prefix.dropLast() + String(UnicodeScalar(prefix.last!.asciiValue! + 1))).utf8)
+            $0.countOnly = true
+        })
+        return response.count
+    }
+
+    @Test("a key with a 5 s lease disappears within TTL + 1 s; one kept alive through a follower survives 30 s")
+    func expiryAndKeepAlive() async throws {
+        let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
+        defer { cluster.destroy() }
+        try await cluster.start()
+        let leader = try await cluster.waitForLeader()
+        let follower = (leader + 1) % 3
+        let client = try EtcdClient(endpoints: [cluster.endpoint(follower)])
+        defer { Task { await client.close() } }
+
+        let expiring = try await client.grantLease(ttl: 5)
+        let granted = ContinuousClock.now
+        try await client.put("expiring", "x", lease: expiring.id)
+        let kept = try await client.grantLease(ttl: 5)
+        try await client.put("kept", "x", lease: kept.id)
+        let keepAlive = try await client.keepAliveStream()
+        defer { keepAlive.close() }
+        var answers = keepAlive.responses.makeAsyncIterator()
+
+        var expiredAfter: Duration?
+        while ContinuousClock.now < granted + .seconds(30) {
+            try await keepAlive.keepAlive(kept.id)
+            let answer = try await answers.next()
+            #expect(answer?.ttl == 5)
+            if expiredAfter == nil, try await client.get("expiring").kvs.isEmpty { expiredAfter = .now - granted }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let lifetime = try #require(expiredAfter)
+        // Measured from the grant's answer, which comes a little after the leader granted it.
+        #expect(lifetime >= .milliseconds(4900))
+        #expect(lifetime <= .seconds(6))
+        #expect(try await client.get("kept").kvs.count == 1)
+        #expect(try await client.leaseTimeToLive(expiring.id).ttl == -1)
+        let ttl = try await client.leaseTimeToLive(kept.id, keys: true)
+        #expect(ttl.grantedTtl == 5)
+        #expect(ttl.keys == [Data("kept".utf8)])
+    }
+
+    @Test("the leader killed while 1,000 leases of 60 s live: none expires early, none outlives TTL + election timeout")
+    func leasesSurviveTheLeadersDeath() async throws {
+        let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
+        defer { cluster.destroy() }
+        try await cluster.start()
+        let leader = try await cluster.waitForLeader()
+        let survivors = (0..<3).filter { $0 != leader }
+        let client = try EtcdClient(endpoints: survivors.map(cluster.endpoint), requestTimeout: .seconds(30))
+        defer { Task { await client.close() } }
+
+        // 1,000 leases, each with a key: the first 500 will be kept alive, the others not.
+        let firstGrant = ContinuousClock.now
+        let ids = try await withThrowingTaskGroup(of: [(Int, Int64)].self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    var granted: [(Int, Int64)] = []
+                    for index in stride(from: worker, to: 1000, by: 8) {
+                        let lease = try await client.grantLease(ttl: 60)
+                        try await client.put("\(index < 500 ? "kept" : "left")/\(index)", "x", lease: lease.id)
+                        granted.append((index, lease.id))
+                    }
+                    return granted
+                }
+            }
+            return try await group.reduce(into: [Int: Int64]()) { all, part in for (index, id) in part { all[index] = id } }
+        }
+        let lastGrant = ContinuousClock.now
+        #expect(ids.count == 1000)
+        let keptIDs = (0..<500).map { ids[$0]! }
+
+        // Keep-alives go to the members that survive, which forward them to the leader. Like
+        // etcd's clients, the keeper opens a new stream when one fails (a keep-alive forwarded
+        // to a leader that just died ends its stream with an error).
+        let keeper = Task {
+            while !Task.isCancelled {
+                guard let stream = try? await client.keepAliveStream() else {
+                    try? await Task.sleep(for: .milliseconds(200))
+                    continue
+                }
+                defer { stream.close() }
+                var answers = stream.responses.makeAsyncIterator()
+                do {
+                    while !Task.isCancelled {
+                        for id in keptIDs { try await stream.keepAlive(id) }
+                        for _ in keptIDs { guard try await answers.next() != nil else { throw CancellationError() } }
+                        try await Task.sleep(for: .seconds(5))
+                    }
+                } catch {
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        }
+        defer { keeper.cancel() }
+
+        try await Task.sleep(until: firstGrant + .seconds(10), clock: .continuous)
+        cluster.members[leader].kill9()
+        _ = try await cluster.waitForLeader(among: survivors)
+
+        // Before the TTL: nothing expired, on the new leader either.
+        try await Task.sleep(until: firstGrant + .seconds(59), clock: .continuous)
+        #expect(try await Self.count(client, prefix: "left/") == 500)
+        #expect(try await Self.count(client, prefix: "kept/") == 500)
+        // After the TTL plus the election timeout (500 ms), and the revocations' pace (1,000
+        // a second): the leases left alone are gone, the others live.
+        try await Task.sleep(until: lastGrant + .seconds(62), clock: .continuous)
+        #expect(try await Self.count(client, prefix: "left/") == 0)
+        #expect(try await Self.count(client, prefix: "kept/") == 500)
+    }
+}
