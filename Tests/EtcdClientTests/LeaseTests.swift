@@ -132,4 +132,37 @@ struct LeaseTests {
             #expect(try await client.leaseTimeToLive(lease.id).ttl == -1)
         }
     }
+
+    @Test func leasesTheirKeysAndCountdownsSurviveKillDashNine() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lease-restart-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let server = try await ServerProcess(dataDirectory: directory)
+        try await server.start()
+        defer { server.kill9() }
+        let before = try EtcdClient(endpoints: ["http://127.0.0.1:\(server.port)"])
+        let lease = try await before.grantLease(ttl: 600)
+        try await before.put("a", "1", lease: lease.id)
+        try await before.put("b", "1", lease: lease.id)
+        try await before.put("b", "2")  // detached again
+        let short = try await before.grantLease(ttl: 3)
+        try await before.put("c", "1", lease: short.id)
+        await before.close()
+
+        server.kill9()
+        try await server.start()
+        let client = try EtcdClient(endpoints: ["http://127.0.0.1:\(server.port)"])
+        defer { Task { await client.close() } }
+        let restored = try await client.leaseTimeToLive(lease.id, keys: true)
+        #expect(restored.grantedTtl == 600)
+        #expect(restored.ttl > 590)
+        #expect(restored.keys == [Data("a".utf8)])
+        // The short lease still expires, and takes its key.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await !client.get("c").kvs.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(try await client.get("c").kvs.isEmpty)
+        #expect(try await client.leaseTimeToLive(short.id).ttl == -1)
+        _ = try await client.revokeLease(lease.id)
+        #expect(try await client.get("a").kvs.isEmpty)
+        #expect(try await client.get("b").kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["2"])
+    }
 }
