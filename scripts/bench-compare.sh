@@ -87,6 +87,7 @@ for round in $(seq 1 "$rounds"); do
     run_workload "$server" "$round" range-l-256 range foo --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
     run_workload "$server" "$round" range-s-256 range foo --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --consistency s
     run_workload "$server" "$round" txn-put txn-put --endpoints "$ep" --clients 64 --conns 8 --total "$(total 20000)" --txn-ops 4 --key-space-size 100000 --val-size 256
+    run_workload "$server" "$round" lease-keepalive lease-keepalive --endpoints "$ep" --clients 64 --conns 8 --total "$(total 50000)"
     run_workload "$server" "$round" watch-fanout watch --endpoints "$ep" --clients 10 --conns 10 --streams 10 --watch-per-stream 100 --put-total "$(total 1000)"
     stop_server
   done
@@ -205,6 +206,21 @@ PY
 echo
 echo "watch memory (one round):"
 cat "$work/watch-memory.txt"
+
+leases=1000000; $quick && leases=100000
+echo
+echo "memory with $leases live leases (TTL 1 h):"
+for server in etcd swift-etcd; do
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  port=$(free_port); peer=$(free_port)
+  start_server "$server" "$work/data/$server" "$port" "$peer"
+  wait_ready "$port"
+  before=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  out=$("$bench" lease-grant --endpoints "127.0.0.1:$port" --clients 256 --conns 16 --total "$leases" 2>/dev/null | grep '^RESULT')
+  after=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  stop_server
+  echo "  $server: RSS grew $(( (after - before) / 1024 )) MiB ($(( (after - before) * 1024 / leases )) B per lease); $out"
+done
 
 echo
 echo "physical floor (same disk):"

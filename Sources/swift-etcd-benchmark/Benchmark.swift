@@ -12,7 +12,7 @@ struct Benchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swift-etcd-benchmark",
         abstract: "A low-level benchmark tool for etcd's v3 API (etcd or swift-etcd).",
-        subcommands: [Put.self, RangeCommand.self, TxnPut.self, TxnMixed.self, LeaseKeepalive.self, Watch.self, WatchLatency.self]
+        subcommands: [Put.self, RangeCommand.self, TxnPut.self, TxnMixed.self, LeaseKeepalive.self, LeaseGrant.self, Watch.self, WatchLatency.self]
     )
 }
 
@@ -88,6 +88,25 @@ struct Put: AsyncParsableCommand {
             let key = benchmarkKey(sequential ? n % space : Int.random(in: 0..<space), size: keySize)
             try await client.put(key, value)
             return "put"
+        }
+        printReports(reports)
+        await runner.close()
+    }
+}
+
+/// Not in etcd's tool: grants leases (and keeps them), to measure what live leases cost a server.
+struct LeaseGrant: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "lease-grant", abstract: "Benchmark lease grants (the leases stay).")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Total number of leases to grant.") var total = 10_000
+    @Option(help: "TTL of each lease, in seconds.") var ttl: Int64 = 3600
+
+    func run() async throws {
+        let runner = try global.runner()
+        let ttl = self.ttl
+        let reports = await runner.run(total: total, rate: 0, names: ["lease-grant"]) { client, _ in
+            _ = try await client.grantLease(ttl: ttl)
+            return "lease-grant"
         }
         printReports(reports)
         await runner.close()

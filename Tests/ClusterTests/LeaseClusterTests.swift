@@ -14,7 +14,7 @@ struct LeaseClusterTests {
     private static func count(_ client: EtcdClient, prefix: String) async throws -> Int64 {
         let response = try await client.range(.with {
             $0.key = Data(prefix.utf8)
-            $0.rangeEnd = Data((prefix.dropLast() + String(UnicodeScalar(prefix.last!.asciiValue! + 1))).utf8)
+            $0.rangeEnd = prefixEnd(prefix)
             $0.countOnly = true
         })
         return response.count

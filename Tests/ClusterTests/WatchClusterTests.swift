@@ -23,7 +23,7 @@ struct WatchClusterTests {
     private static func watchRequest(prefix: String, from revision: Int64) -> Etcdserverpb_WatchCreateRequest {
         .with {
             $0.key = Data(prefix.utf8)
-            $0.rangeEnd = Data((prefix.dropLast() + String(UnicodeScalar(prefix.last!.asciiValue! + 1))).utf8)
+            $0.rangeEnd = prefixEnd(prefix)
             $0.startRevision = revision
         }
     }

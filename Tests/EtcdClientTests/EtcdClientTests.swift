@@ -14,19 +14,7 @@ struct EtcdClientTests {
     }
 
     private func withServer(_ kind: ServerProcess.Kind, _ body: (ServerProcess, EtcdClient) async throws -> Void) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-client-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let server = try await ServerProcess(dataDirectory: directory, kind: kind)
-        try await server.start()
-        defer { server.kill9() }
-        let client = try EtcdClient(endpoints: ["http://127.0.0.1:\(server.port)"])
-        do {
-            try await body(server, client)
-        } catch {
-            await client.close()
-            throw error
-        }
-        await client.close()
+        try await ServerProcess.withFreshServer(kind, body)
     }
 
     @Test(arguments: kinds)

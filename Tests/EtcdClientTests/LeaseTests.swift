@@ -10,19 +10,7 @@ import Testing
 @Suite("Leases over gRPC", .serialized)
 struct LeaseTests {
     private func withServer(_ kind: ServerProcess.Kind, _ body: (EtcdClient) async throws -> Void) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lease-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let server = try await ServerProcess(dataDirectory: directory, kind: kind)
-        try await server.start()
-        defer { server.kill9() }
-        let client = try EtcdClient(endpoints: ["http://127.0.0.1:\(server.port)"])
-        do {
-            try await body(client)
-        } catch {
-            await client.close()
-            throw error
-        }
-        await client.close()
+        try await ServerProcess.withFreshServer(kind) { _, client in try await body(client) }
     }
 
     private func keys(_ response: Etcdserverpb_LeaseTimeToLiveResponse) -> [String] {

@@ -14,19 +14,7 @@ struct WatchTests {
     private func withServer(_ kind: ServerProcess.Kind, arguments: [String] = [], _ body: (EtcdClient) async throws -> Void)
         async throws
     {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("watch-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let server = try await ServerProcess(dataDirectory: directory, kind: kind)
-        try await server.start(arguments: arguments)
-        defer { server.kill9() }
-        let client = try EtcdClient(endpoints: ["http://127.0.0.1:\(server.port)"])
-        do {
-            try await body(client)
-        } catch {
-            await client.close()
-            throw error
-        }
-        await client.close()
+        try await ServerProcess.withFreshServer(kind, arguments: arguments) { _, client in try await body(client) }
     }
 
     private func create(
