@@ -153,4 +153,55 @@ struct LeaseTests {
         #expect(try await client.get("a").kvs.isEmpty)
         #expect(try await client.get("b").kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["2"])
     }
+
+    /// Debian's `etcdctl` with a real lease against both servers: the same output once the
+    /// lease ID and the seconds left are normalised.
+    @Test func etcdctlLeaseCommandsPrintWhatTheyPrintAgainstEtcd() async throws {
+        var transcripts: [ServerProcess.Kind: [String]] = [:]
+        for kind in EtcdClientTests.kinds {
+            try await ServerProcess.withFreshServer(kind) { server, _ in
+                func etcdctl(_ arguments: [String]) throws -> String {
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
+                    process.arguments = ["--endpoints", "127.0.0.1:\(server.port)"] + arguments
+                    process.environment = ["ETCDCTL_API": "3"]
+                    let pipe = Pipe()
+                    process.standardOutput = pipe
+                    process.standardError = pipe
+                    try process.run()
+                    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    process.waitUntilExit()
+                    return "exit \(process.terminationStatus): " + output
+                }
+                let granted = try etcdctl(["lease", "grant", "600"])
+                // "exit 0: lease 694d7b1c3e9c5f0a granted with TTL(600s)"
+                let id = try #require(granted.split(separator: " ").dropFirst(3).first.map(String.init))
+                let decimal = try #require(Int64(id, radix: 16)).description
+                var lines = [granted]
+                for command in [
+                    ["put", "k", "v", "--lease=\(id)"], ["put", "j", "v", "--lease=\(id)"],
+                    ["lease", "timetolive", id, "--keys"], ["lease", "timetolive", id, "--keys", "-w", "json"],
+                    ["lease", "keep-alive", "--once", id], ["lease", "list"],
+                    ["get", "k", "-w", "json"], ["lease", "revoke", id], ["get", "k"], ["lease", "timetolive", id],
+                ] {
+                    lines.append(try etcdctl(command))
+                }
+                transcripts[kind] = lines.map { line in
+                    line.replacingOccurrences(of: id, with: "ID")
+                        .replacingOccurrences(of: decimal, with: "ID")
+                        .replacing(/remaining\(\d+s\)/, with: "remaining(Ns)")
+                        .replacing(/"ttl":\d+/, with: "\"ttl\":N")
+                        .replacing(/"(cluster_id|member_id|raft_term)":\d+/) { "\"\($0.1)\":X" }
+                        // etcd lists a lease's keys in Go map order (random): compare them sorted.
+                        .replacing(/attached keys\(\[([^\]]*)\]\)/) { "attached keys([\($0.1.split(separator: " ").sorted().joined(separator: " "))])" }
+                        .replacing(/"keys":\[([^\]]*)\]/) { "\"keys\":[\($0.1.split(separator: ",").sorted().joined(separator: ","))]" }
+                }
+            }
+        }
+        if let reference = transcripts[.etcd] {
+            #expect(transcripts[.swiftEtcd] == reference)
+        }
+        #expect(transcripts[.swiftEtcd]?.contains { $0.contains("attached keys([j k])") } == true)
+        #expect(transcripts[.swiftEtcd]?.last?.contains("already expired") == true)
+    }
 }
