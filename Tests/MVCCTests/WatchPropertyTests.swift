@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import MVCC
@@ -9,17 +10,6 @@ import Testing
 /// in one delivery (or a prefix of it, for a watcher cancelled or compacted away).
 @Suite("Watch guarantees under random schedules")
 struct WatchPropertyTests {
-    private struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// `put k1=v3@4 del k2@5 ...`
     private func describe(_ changes: [Change]) -> String {
         changes.map { change in
@@ -37,7 +27,7 @@ struct WatchPropertyTests {
 
     @Test("watchers see ordered, unique, gap-free, whole revisions", arguments: 0..<40)
     func watchersSeeExactlyTheirHistory(seed: Int) async throws {
-        var random = Generator(state: UInt64(seed) &* 7919 &+ 17)
+        var random = SeededRandom(seed: UInt64(seed) &* 7919 &+ 17)
         var limits = WatchHub.Limits()
         limits.catchUpChanges = Int.random(in: 1...8, using: &random)
         // Small byte bounds cut catch-up deliveries short (a change here counts about 55 bytes).
