@@ -24,6 +24,7 @@ struct LeaseTests {
             let short = try await client.grantLease(ttl: 1)
             #expect(short.ttl == 2)
             #expect(short.header.revision == 1)
+            let other = try await client.grantLease(ttl: 600, id: 0x8888)
             let lease = try await client.grantLease(ttl: 60, id: 0x7777)
             #expect(lease.id == 0x7777)
             #expect(lease.ttl == 60)
@@ -34,15 +35,16 @@ struct LeaseTests {
                 try await client.grantLease(ttl: 9_000_000_001)
             }
             let listed = try await client.call(Etcdserverpb_LeaseRPCs.leaseLeases, Etcdserverpb_LeaseLeasesRequest())
-            #expect(Set(listed.leases.map(\.id)) == [short.id, 0x7777])
+            // (The 2 s lease may have expired already on a loaded machine.)
+            #expect(Set(listed.leases.map(\.id)).subtracting([short.id]) == [other.id, 0x7777])
 
             // Attach, replace, detach.
             try await client.put("a", "1", lease: 0x7777)
             try await client.put("b", "1", lease: 0x7777)
-            try await client.put("c", "1", lease: short.id)
+            try await client.put("c", "1", lease: other.id)
             try await client.put("c", "2", lease: 0x7777)
             #expect(keys(try await client.leaseTimeToLive(0x7777, keys: true)).sorted() == ["a", "b", "c"])
-            #expect(keys(try await client.leaseTimeToLive(short.id, keys: true)) == [])
+            #expect(keys(try await client.leaseTimeToLive(other.id, keys: true)) == [])
             try await client.put("b", "2")
             _ = try await client.delete(Data("c".utf8))
             // ignore_lease keeps the key's lease.
@@ -95,9 +97,8 @@ struct LeaseTests {
             await #expect(throws: EtcdClientError(code: .notFound, message: "etcdserver: requested lease not found")) {
                 try await client.revokeLease(0x7777)
             }
-            // A lease without keys: revoking changes no revision.
-            let quiet = try await client.revokeLease(short.id)
-            #expect(quiet.header.revision == revoked.header.revision)
+            // A lease without keys: revoking it changes no revision.
+            #expect(try await client.revokeLease(other.id).header.revision == revoked.header.revision)
         }
     }
 
