@@ -621,7 +621,9 @@ final class MemberLoop {
                 internalProposal(.leaseCheckpoint(checkpoint))
             }
         }
-        if !batch.isEmpty { offer(batch) }
+        // Dropped, not kept for a later leader, when this member cannot propose now: what
+        // this leader decided about its leases is not the next one's to carry out.
+        if !batch.isEmpty { try? node.propose(batch: batch.map(\.data)) }
     }
 
     /// Applies a committed membership change to Raft and, unless `replaying` an entry the

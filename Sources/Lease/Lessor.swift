@@ -106,10 +106,12 @@ public final class Lessor: Sendable {
 
     // MARK: The leader
 
-    /// Renews lease `id` (a keep-alive) on the leader; returns its TTL.
+    /// Renews lease `id` (a keep-alive) on the leader; returns its TTL. A lease whose
+    /// revocation was already proposed (it expired) is not found, as in etcd: renewing it
+    /// now would be undone when the revocation applies.
     public func renew(id: Int64, now: ContinuousClock.Instant) throws(LeaseError) -> Int64 {
         try state.withLock { state throws(LeaseError) -> Int64 in
-            guard let lease = state.leases[id] else { throw .notFound }
+            guard let lease = state.leases[id], state.revoking[id] == nil else { throw .notFound }
             state.leases[id]!.expiry = now + .seconds(lease.ttl)
             state.revoking[id] = nil
             state.renewed.insert(id)

@@ -44,12 +44,22 @@ struct LessorTests {
         // Proposed: not again until the retry interval passes.
         #expect(lessor.expired(now: at(14), limit: 10) == [])
         #expect(lessor.expired(now: at(15), limit: 10) == [2, 3])
-        // A renewal moves the lease's expiry and cancels the pending retry.
-        #expect(try lessor.renew(id: 3, now: at(15)) == 10)
+        // An expired lease whose revocation is under way cannot be renewed (etcd: not found).
+        #expect(throws: Lessor.LeaseError.notFound) { try lessor.renew(id: 3, now: at(15)) }
         _ = try lessor.revoke(id: 2)
-        #expect(lessor.expired(now: at(24.9), limit: 10) == [1])
-        #expect(lessor.expired(now: at(25), limit: 10) == [3])
+        _ = try lessor.revoke(id: 3)
+        #expect(lessor.expired(now: at(19.9), limit: 10) == [])
+        #expect(lessor.expired(now: at(20), limit: 10) == [1])
         #expect(throws: Lessor.LeaseError.notFound) { try lessor.renew(id: 2, now: at(25)) }
+    }
+
+    @Test func aRenewalMovesTheExpiry() throws {
+        let lessor = Lessor(minTTL: 1)
+        _ = try lessor.grant(id: 1, ttl: 10, now: at(0))
+        lessor.promote(extend: .zero, now: at(0))
+        #expect(try lessor.renew(id: 1, now: at(8)) == 10)
+        #expect(lessor.expired(now: at(17.9), limit: 10) == [])
+        #expect(lessor.expired(now: at(18), limit: 10) == [1])
     }
 
     @Test func theLimitBoundsEachCall() throws {
