@@ -211,13 +211,10 @@ leases=1000000; $quick && leases=100000
 echo
 echo "memory with $leases live leases (TTL 1 h):"
 for server in etcd swift-etcd; do
-  rm -rf "$work/data"; mkdir -p "$work/data"
-  port=$(free_port); peer=$(free_port)
-  start_server "$server" "$work/data/$server" "$port" "$peer"
-  wait_ready "$port"
-  before=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-  out=$("$bench" lease-grant --endpoints "127.0.0.1:$port" --clients 256 --conns 16 --total "$leases" 2>/dev/null | grep '^RESULT')
-  after=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  fresh_server "$server"
+  before=$(rss_kib "$pid")
+  out=$("$bench" lease-grant --endpoints "$ep" --clients 256 --conns 16 --total "$leases" 2>/dev/null | grep '^RESULT')
+  after=$(rss_kib "$pid")
   stop_server
   echo "  $server: RSS grew $(( (after - before) / 1024 )) MiB ($(( (after - before) * 1024 / leases )) B per lease); $out"
 done
