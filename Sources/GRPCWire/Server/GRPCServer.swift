@@ -60,6 +60,7 @@ public final class GRPCServer: Sendable {
     ) async throws -> GRPCServer {
         let sslContext = try configuration.tls.map(NIOSSLContext.grpc)
         let connections = ConnectionRegistry()
+        let batches = ResponseBatches()
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -70,7 +71,9 @@ public final class GRPCServer: Sendable {
                         // Accepted while the server was shutting down.
                         return channel.close(promise: nil)
                     }
-                    try configureConnection(channel, router: router, configuration: configuration, sslContext: sslContext)
+                    try configureConnection(
+                        channel, router: router, configuration: configuration, sslContext: sslContext,
+                        batch: batches.batch(for: channel.eventLoop))
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
@@ -79,12 +82,14 @@ public final class GRPCServer: Sendable {
     }
 
     private static func configureConnection(
-        _ channel: any Channel, router: ServerRouter, configuration: Configuration, sslContext: NIOSSLContext?
+        _ channel: any Channel, router: ServerRouter, configuration: Configuration, sslContext: NIOSSLContext?,
+        batch: ResponseBatch
     ) throws {
         let pipeline = channel.pipeline.syncOperations
         if let sslContext {
             try pipeline.addHandler(NIOSSLServerHandler(context: sslContext))
         }
+        try pipeline.addHandler(FlushCoalescer(batch: batch))
         let manager = ServerConnectionManager(eventLoop: channel.eventLoop, policy: configuration.keepalive)
         let loopBoundManager = NIOLoopBound(manager, eventLoop: channel.eventLoop)
         let http2 = GRPCHTTP2Configuration(
@@ -96,7 +101,7 @@ public final class GRPCServer: Sendable {
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 let handler = ServerStreamHandler(
-                    router: router, limits: configuration.limits, connection: loopBoundManager.value)
+                    router: router, limits: configuration.limits, connection: loopBoundManager.value, batch: batch)
                 try stream.pipeline.syncOperations.addHandler(handler)
             }
         }

@@ -113,13 +113,17 @@ public struct ServerStreamSender<Response: Message>: Sendable {
 }
 
 /// Completes a unary call from any thread, exactly once (later completions are ignored).
+///
+/// Completions from other threads reach the event loop in bursts (see ``ResponseBatch``).
 public struct UnaryResponder<Response: Message>: Sendable {
     public let context: ServerContext
     private let stream: NIOLoopBound<ServerStreamHandler>
+    private let batch: ResponseBatch
 
     init(stream: ServerStreamHandler.Handle) {
         self.context = stream.context
         self.stream = NIOLoopBound(stream.handler, eventLoop: stream.context.eventLoop)
+        self.batch = stream.handler.batch
     }
 
     public func succeed(_ response: Response) {
@@ -143,12 +147,7 @@ public struct UnaryResponder<Response: Message>: Sendable {
     }
 
     private func onLoop(_ body: @escaping @Sendable (ServerStreamHandler) -> Void) {
-        let loop = context.eventLoop
-        if loop.inEventLoop {
-            body(stream.value)
-        } else {
-            let stream = self.stream
-            loop.execute { body(stream.value) }
-        }
+        let stream = self.stream
+        batch.submit { body(stream.value) }
     }
 }

@@ -23,6 +23,8 @@ final class ServerStreamHandler: ChannelInboundHandler {
     private let router: ServerRouter
     private let limits: GRPCServer.MessageLimits
     private let connection: ServerConnectionManager
+    /// Where other threads hand this stream's responses to its event loop.
+    let batch: ResponseBatch
     private var state = State.awaitingHeaders
     private var channelContext: ChannelHandlerContext?
     private var deframer: MessageDeframer
@@ -38,10 +40,11 @@ final class ServerStreamHandler: ChannelInboundHandler {
 
     private static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
 
-    init(router: ServerRouter, limits: GRPCServer.MessageLimits, connection: ServerConnectionManager) {
+    init(router: ServerRouter, limits: GRPCServer.MessageLimits, connection: ServerConnectionManager, batch: ResponseBatch) {
         self.router = router
         self.limits = limits
         self.connection = connection
+        self.batch = batch
         self.deframer = MessageDeframer(maximumMessageSize: limits.maximumReceiveMessageSize)
     }
 
