@@ -152,10 +152,23 @@ enum Applier {
 
         func exists(_ id: Int64) -> Bool { lessor.contains(id) && !revoked.contains(id) }
 
+        /// Leases of keys written earlier in this request (0: none), which the lessor does
+        /// not know yet.
+        private var written: [[UInt8]: Int64]
+
+        init(lessor: Lessor) {
+            self.lessor = lessor
+            self.written = [:]
+        }
+
+        /// The lease `key`'s current record carries, 0 for none (or no record).
+        func lease(of key: [UInt8]) -> Int64 { written[key] ?? lessor.lease(attachedTo: key) }
+
         /// `key` now has record `lease` (0: none) where it had `previous`.
-        mutating func keyWritten(_ key: [UInt8], lease: Int64, previous: Int64?) {
+        mutating func keyWritten(_ key: [UInt8], lease: Int64, previous: Int64) {
             guard lease != previous else { return }
-            if let previous, previous != 0 { effects.append(.detach(key: key, lease: previous)) }
+            written[key] = lease
+            if previous != 0 { effects.append(.detach(key: key, lease: previous)) }
             if lease != 0 { effects.append(.attach(key: key, lease: lease)) }
         }
     }
@@ -164,7 +177,9 @@ enum Applier {
         _ request: Etcdserverpb_PutRequest, _ writer: inout KeyValueStore.Writer, _ leases: inout LeaseContext
     ) throws -> Etcdserverpb_PutResponse {
         var response = Etcdserverpb_PutResponse()
-        let previous = try writer.current(Array(request.key))
+        let key = Array(request.key)
+        // A plain put reads nothing: the previous record is fetched only when asked for.
+        let previous = request.prevKv || request.ignoreValue || request.ignoreLease ? try writer.current(key) : nil
         var value = Array(request.value)
         var lease = request.lease
         if request.ignoreValue || request.ignoreLease {
@@ -174,8 +189,9 @@ enum Applier {
         }
         if lease != 0, !leases.exists(lease) { throw EtcdError.leaseNotFound }
         if request.prevKv, let previous { response.prevKv = Mvccpb_KeyValue(previous) }
-        writer.put(Array(request.key), value: value, lease: lease)
-        leases.keyWritten(Array(request.key), lease: lease, previous: previous?.lease)
+        let previousLease = leases.lease(of: key)
+        writer.put(key, value: value, lease: lease)
+        leases.keyWritten(key, lease: lease, previous: previousLease)
         return response
     }
 

@@ -67,6 +67,7 @@ public final class Lessor: Sendable {
     public func revoke(id: Int64) throws(LeaseError) -> [[UInt8]] {
         try state.withLock { state throws(LeaseError) -> [[UInt8]] in
             guard let lease = state.leases.removeValue(forKey: id) else { throw .notFound }
+            for key in lease.keys { state.attachments[key] = nil }
             state.revoking[id] = nil
             state.renewed.remove(id)
             return lease.keys.sorted { $0.lexicographicallyPrecedes($1) }
@@ -84,12 +85,21 @@ public final class Lessor: Sendable {
 
     /// Attaches `key` to lease `id` (a put with the lease). Unknown leases are ignored.
     public func attach(_ key: [UInt8], to id: Int64) {
-        state.withLock { _ = $0.leases[id]?.keys.insert(key) }
+        state.withLock { $0.attach(key, to: id) }
     }
 
     /// Detaches `key` from lease `id` (the key was deleted or put with another lease).
     public func detach(_ key: [UInt8], from id: Int64) {
-        state.withLock { _ = $0.leases[id]?.keys.remove(key) }
+        state.withLock { state in
+            guard state.leases[id]?.keys.remove(key) != nil else { return }
+            state.attachments[key] = nil
+        }
+    }
+
+    /// The lease `key` is attached to, 0 for none: what its current record says, known
+    /// without reading the record (a put must detach its key from the lease it had).
+    public func lease(attachedTo key: [UInt8]) -> Int64 {
+        state.withLock { $0.attachments[key] ?? 0 }
     }
 
     /// Applies a checkpoint: each lease had this many milliseconds left when the leader took
@@ -211,7 +221,7 @@ public final class Lessor: Sendable {
                 let left: Duration = record.remainingMilliseconds.map { .milliseconds($0) } ?? .seconds(record.ttl)
                 state.leases[record.id] = Lease(ttl: record.ttl, expiry: now + left, keys: [])
             }
-            for (key, id) in attachments { state.leases[id]?.keys.insert(key) }
+            for (key, id) in attachments { state.attach(key, to: id) }
             state.rebuildHeap()
         }
     }
@@ -242,12 +252,19 @@ private struct Deadline: Comparable {
 
 private struct State {
     var leases: [Int64: Lease] = [:]
+    /// The lease of each attached key (the inverse of the leases' key sets).
+    var attachments: [[UInt8]: Int64] = [:]
     var heap = Heap<Deadline>()
     var primary = false
     /// Expired leases whose revocation was proposed, with when to propose it again.
     var revoking: [Int64: ContinuousClock.Instant] = [:]
     /// Leases renewed since the last checkpoint was taken.
     var renewed: Set<Int64> = []
+
+    mutating func attach(_ key: [UInt8], to id: Int64) {
+        guard leases[id]?.keys.insert(key) != nil else { return }
+        attachments[key] = id
+    }
 
     mutating func set(_ id: Int64, _ lease: Lease) {
         leases[id] = lease

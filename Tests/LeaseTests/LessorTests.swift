@@ -27,8 +27,13 @@ struct LessorTests {
         lessor.detach(Array("c".utf8), from: 2)
         lessor.attach(Array("x".utf8), to: 99)  // unknown lease: ignored
         #expect(lessor.keys(of: 2) == [Array("a".utf8), Array("b".utf8)])
+        // Each attached key knows its lease; detached, unattached or refused keys have none.
+        #expect(lessor.lease(attachedTo: Array("a".utf8)) == 2)
+        #expect(lessor.lease(attachedTo: Array("c".utf8)) == 0)
+        #expect(lessor.lease(attachedTo: Array("x".utf8)) == 0)
         #expect(lessor.ids == [1, 2])
         #expect(try lessor.revoke(id: 2) == [Array("a".utf8), Array("b".utf8)])
+        #expect(lessor.lease(attachedTo: Array("a".utf8)) == 0)
         #expect(throws: Lessor.LeaseError.notFound) { try lessor.revoke(id: 2) }
         #expect(!lessor.contains(2))
         #expect(lessor.ids == [1])
@@ -126,6 +131,8 @@ struct LessorTests {
             attachments: [(Array("a".utf8), 1), (Array("b".utf8), 1), (Array("c".utf8), 3)], now: at(100))
         #expect(lessor.ids == [1, 2])
         #expect(lessor.keys(of: 1) == [Array("a".utf8), Array("b".utf8)])
+        #expect(lessor.lease(attachedTo: Array("b".utf8)) == 1)
+        #expect(lessor.lease(attachedTo: Array("c".utf8)) == 0)  // its lease is gone
         #expect(lessor.timeToLive(id: 1, now: at(100))?.remaining == .seconds(15))
         #expect(lessor.timeToLive(id: 2, now: at(100))?.remaining == .seconds(30))
     }
