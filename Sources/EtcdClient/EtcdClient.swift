@@ -36,16 +36,17 @@ public struct EtcdClientError: Error, Sendable, Hashable, CustomStringConvertibl
 /// A client for etcd's v3 API — the real etcd or swift-etcd — over one or more endpoints.
 ///
 /// Calls go round-robin over the endpoints' connections (one HTTP/2 connection each, opened on
-/// first use and reopened after failures). Every unary call has a deadline. Watch and lease
-/// keep-alive are streams; a watch is an `AsyncSequence` of responses.
+/// first use and reopened after failures). Unary calls have a deadline unless `requestTimeout`
+/// is nil. Watch and lease keep-alive are streams; a watch is an `AsyncSequence` of responses.
 public final class EtcdClient: Sendable {
     public let endpoints: [GRPCClient.Endpoint]
-    /// The deadline of each unary call.
-    public let requestTimeout: Duration
+    /// The deadline of each unary call; nil sends none, and a call then waits as long as the
+    /// server takes (etcd's `benchmark` tool calls that way).
+    public let requestTimeout: Duration?
     private let grpc: GRPCClient
 
     /// - Parameter endpoints: `host:port` or `http://host:port`, as etcdctl's `--endpoints` takes them.
-    public init(endpoints: [String], requestTimeout: Duration = .seconds(5)) throws(EtcdClientError) {
+    public init(endpoints: [String], requestTimeout: Duration? = .seconds(5)) throws(EtcdClientError) {
         var parsed: [GRPCClient.Endpoint] = []
         for text in endpoints {
             let trimmed = text.hasPrefix("http://") ? String(text.dropFirst("http://".count)) : text
@@ -69,9 +70,9 @@ public final class EtcdClient: Sendable {
     public func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ rpc: RPC<Request, Response>, _ request: Request
     ) async throws(EtcdClientError) -> Response {
-        let nanoseconds = requestTimeout.components.seconds * 1_000_000_000 + requestTimeout.components.attoseconds / 1_000_000_000
+        let timeout = requestTimeout.map { TimeAmount.nanoseconds($0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000) }
         do {
-            return try await grpc.unary(rpc.path, request, timeout: .nanoseconds(nanoseconds), responseType: Response.self)
+            return try await grpc.unary(rpc.path, request, timeout: timeout, responseType: Response.self)
         } catch {
             throw EtcdClientError(error)
         }
