@@ -158,6 +158,12 @@ public final class EtcdServer: Sendable {
     struct Published {
         var store: KeyValueStore
         var appliedIndex: UInt64
+        /// Records of `store` the backend has not committed yet, a layer per applied batch,
+        /// oldest first (acknowledged writes wait for the log, not for the backend): reads
+        /// find them here.
+        var uncommitted: [[Revision: KeyValue]] = []
+        /// The newest revision the backend holds.
+        var committedRevision: Int64 = 0
         var raft = RaftSummary()
         var voters: Int
         var membership: Membership
@@ -209,8 +215,8 @@ public final class EtcdServer: Sendable {
         watchLimits.progressInterval = configuration.watchProgressNotifyInterval
         watchHub = WatchHub(backend: backend, store: recovered.store, limits: watchLimits)
         published = PublishedState(Published(
-            store: recovered.store, appliedIndex: recovered.appliedIndex, voters: recovered.confState.voters.count,
-            membership: recovered.membership))
+            store: recovered.store, appliedIndex: recovered.appliedIndex, committedRevision: recovered.store.revision,
+            voters: recovered.confState.voters.count, membership: recovered.membership))
 
         let (inbox, backend, lessor) = (inbox, backend, lessor)
         let published = published
@@ -428,10 +434,43 @@ public final class EtcdServer: Sendable {
         try? peerEventLoops.syncShutdownGracefully()
     }
 
-    func publish(store: KeyValueStore, appliedIndex: UInt64) {
+    /// Publishes the store as applied, with the records of its batch the backend has not
+    /// committed yet (``committed(layers:throughRevision:)`` says when it has).
+    func publish(store: KeyValueStore, appliedIndex: UInt64, uncommitted: [Revision: KeyValue]) {
         published.withLock {
             $0.store = store
             $0.appliedIndex = appliedIndex
+            $0.uncommitted.append(uncommitted)
+        }
+    }
+
+    /// Publishes a store the backend holds entirely (a member starting, or one that installed
+    /// a snapshot).
+    func publish(committedStore store: KeyValueStore, appliedIndex: UInt64) {
+        published.withLock {
+            $0.store = store
+            $0.appliedIndex = appliedIndex
+            $0.uncommitted = []
+            $0.committedRevision = store.revision
+        }
+    }
+
+    /// The backend committed the oldest `layers` uncommitted batches, up to `revision`.
+    func committed(layers: Int, throughRevision revision: Int64) {
+        published.withLock {
+            $0.uncommitted.removeFirst(layers)
+            $0.committedRevision = revision
+        }
+    }
+
+    /// The records applied but not yet committed to the backend, oldest batch first.
+    var uncommittedLayers: [[Revision: KeyValue]] { published.withLock { $0.uncommitted } }
+
+    /// The latest published store and how to read its records.
+    private func readableStore() -> (store: KeyValueStore, reader: any RevisionReader, term: UInt64) {
+        published.withLock { state in
+            let reader: any RevisionReader = state.uncommitted.isEmpty ? backend : OverlayReader(layers: state.uncommitted, base: backend)
+            return (state.store, reader, state.raft.term)
         }
     }
 
@@ -532,19 +571,19 @@ public final class EtcdServer: Sendable {
     public func range(_ request: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
         try TxnRules.validate(request)
         do throws(EtcdError) {
-            return try range(request, in: published.withLock { ($0.store, $0.raft.term) })
+            return try range(request, in: readableStore())
         } catch .compacted where request.revision <= 0 {
             // A compaction committed after the snapshot was taken removed a record it names;
             // a newer snapshot has the record that replaced it.
-            return try range(request, in: published.withLock { ($0.store, $0.raft.term) })
+            return try range(request, in: readableStore())
         }
     }
 
-    private func range(_ request: Etcdserverpb_RangeRequest, in state: (store: KeyValueStore, term: UInt64))
-        throws(EtcdError) -> Etcdserverpb_RangeResponse
-    {
+    private func range(
+        _ request: Etcdserverpb_RangeRequest, in state: (store: KeyValueStore, reader: any RevisionReader, term: UInt64)
+    ) throws(EtcdError) -> Etcdserverpb_RangeResponse {
         var response = try RangeRules.answer(request) { key, end, options in
-            try state.store.range(key, end: end, options: options, reader: backend)
+            try state.store.range(key, end: end, options: options, reader: state.reader)
         }
         response.header = header(revision: state.store.revision, term: state.term)
         return response
@@ -640,9 +679,9 @@ public final class EtcdServer: Sendable {
     /// The record `key` had at main revision `revision`, if it existed then and is still kept
     /// (what a watch event's `prev_kv` reports).
     public func keyValue(_ key: [UInt8], atRevision revision: Int64) -> KeyValue? {
-        let store = published.withLock { $0.store }
+        let (store, reader, _) = readableStore()
         let options = KeyValueStore.RangeOptions(limit: 1, revision: revision)
-        return (try? store.range(key, end: nil, options: options, reader: backend))?.kvs.first
+        return (try? store.range(key, end: nil, options: options, reader: reader))?.kvs.first
     }
 
     /// The member this one knows as leader; nil while there is none.
@@ -678,6 +717,13 @@ public final class EtcdServer: Sendable {
         let target = revision > 0 ? revision : store.revision
         if target > store.revision { throw EtcdError.futureRevision }
         if target < store.compactedRevision { throw EtcdError.compacted }
+        // The hash reads the backend: wait for the commit of `target`, which follows its
+        // acknowledgement within a backend transaction or two (bounded all the same).
+        let deadline = ContinuousClock.now + .seconds(5)
+        while published.withLock({ $0.committedRevision }) < target {
+            guard ContinuousClock.now < deadline else { throw EtcdError.timeout }
+            usleep(200)
+        }
         var crc: UInt32 = 0
         var bytes: [UInt8] = []
         try backend.forEachChange { change in

@@ -22,6 +22,7 @@ final class MemberLoop {
     private let storage: MemoryStorage
     private let log: WriteAheadLog
     private let backend: SQLiteBackend
+    private let committer: BackendCommitter
     private let transport: PeerTransport
     private let logger: Logger
     private var store: KeyValueStore
@@ -102,6 +103,7 @@ final class MemberLoop {
         confState = recovered.confState
         membership = recovered.membership
         self.backend = backend
+        committer = BackendCommitter(backend: backend, server: server)
         self.transport = transport
         self.logger = logger
         term = recovered.storage.hardState.term
@@ -168,6 +170,7 @@ final class MemberLoop {
             if inbox.stopping { break }
         }
         failEverything(with: .stopped)
+        committer.drain()
         transport.stop()
         log.close()
     }
@@ -448,6 +451,7 @@ final class MemberLoop {
     private func install(_ snapshot: Snapshot) {
         let path = String(decoding: snapshot.data, as: UTF8.self)
         let metadata = snapshot.metadata
+        committer.drain()
         server.watchHub.replacingBackend()
         do {
             try backend.restore(from: path)
@@ -476,7 +480,7 @@ final class MemberLoop {
         logger.info("applied snapshot from the leader", metadata: [
             "snapshot-index": "\(metadata.index)", "backend-applied-index": "\(appliedIndex)", "revision": "\(store.revision)",
         ])
-        server.publish(store: store, appliedIndex: appliedIndex)
+        server.publish(committedStore: store, appliedIndex: appliedIndex)
         server.watchHub.replacedBackend(store: store)
         answerReadsUpToApplied()
     }
@@ -485,8 +489,12 @@ final class MemberLoop {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     }
 
-    /// Applies committed entries in order, commits them to the backend in one transaction with
-    /// the applied index, publishes the new store, then completes the proposals made here.
+    /// Applies committed entries in order, publishes the new store, hands the batch to the
+    /// committer (which commits it to the backend with the applied index), then completes the
+    /// proposals made here.
+    ///
+    /// Proposals are answered before the backend commit (see ``BackendCommitter``); a
+    /// compaction or a membership change is answered after it, when its effect is on disk.
     private func apply(_ entries: [Entry]) {
         // Entries the backend already holds (a snapshot from the leader may be ahead of its own
         // index) are skipped, but their membership changes still reach Raft.
@@ -494,7 +502,7 @@ final class MemberLoop {
         for entry in alreadyApplied where entry.kind == .confChange { applyMembershipChange(entry, replaying: true) }
         let entries = entries.dropFirst(alreadyApplied.count)
         guard let last = entries.last else { return }
-        var reader = OverlayReader(base: backend)
+        var reader = OverlayReader(layers: server.uncommittedLayers, base: backend)
         var changes: [Change] = []
         var compaction: (main: Int64, kept: Set<Revision>)?
         var completions: [(Waiter, Result<WriteResponse, EtcdError>)] = []
@@ -543,17 +551,15 @@ final class MemberLoop {
         if membershipChanged {
             documents = [.membership: membership.encoded(), .confState: PeerWire.encode(confState)]
         }
-        if let compaction { server.watchHub.compacting(atMain: compaction.main) }
-        do {
-            let start = ContinuousClock.now
-            try backend.commit(changes, meta: meta, documents: documents, leases: leaseRows, removingAtOrBefore: compaction)
-            configuration.diskMetrics.backendCommit?(ContinuousClock.now - start)
-        } catch {
-            EtcdServer.fatal("failed to commit applied entries to the backend", error)
+        if let compaction {
+            // Watchers hear of every earlier batch before the compaction is announced to them.
+            committer.drain()
+            server.watchHub.compacting(atMain: compaction.main)
         }
-        server.publish(store: store, appliedIndex: appliedIndex)
-        // Watchers hear of the changes once reads can see them.
-        server.watchHub.notify(changes, store: store)
+        server.publish(store: store, appliedIndex: appliedIndex, uncommitted: reader.pending)
+        committer.submit(BackendCommitter.Batch(
+            changes: changes, meta: meta, documents: documents, leases: leaseRows, compaction: compaction, store: store))
+        if compaction != nil || membershipChanged || committer.isBacklogged { committer.drain() }
         if membershipChanged { membershipApplied() }
         for (waiter, result) in completions { waiter.completion(result) }
         answerReadsUpToApplied()
@@ -841,6 +847,7 @@ final class MemberLoop {
     /// recovers from: the previous snapshot, or this one.
     private func snapshot() {
         let file = SnapshotFile(index: appliedIndex, term: appliedTerm, confState: PeerWire.encode(confState))
+        committer.drain()
         do {
             try backend.makeDurable(snapshotIndex: Int64(appliedIndex))
             try Snapshotter.save(file, directory: server.snapDirectory)

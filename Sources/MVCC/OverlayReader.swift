@@ -1,13 +1,16 @@
-/// Reads records written but not yet committed (`pending`) before falling back to `base`.
+/// Reads records written but not yet committed before falling back to `base`: `pending`, the
+/// batch being applied, and `layers`, earlier batches whose backend commit has not landed.
 ///
 /// The apply loop uses one over a whole batch, so a write sees the writes before it in the
-/// batch although the backend commits the batch only at its end.
+/// batch although the backend commits the batch only later.
 public struct OverlayReader: RevisionReader {
     public var pending: [Revision: KeyValue]
+    public let layers: [[Revision: KeyValue]]
     public let base: any RevisionReader
 
-    public init(pending: [Revision: KeyValue] = [:], base: any RevisionReader) {
+    public init(pending: [Revision: KeyValue] = [:], layers: [[Revision: KeyValue]] = [], base: any RevisionReader) {
         self.pending = pending
+        self.layers = layers
         self.base = base
     }
 
@@ -16,7 +19,8 @@ public struct OverlayReader: RevisionReader {
     }
 
     public func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {
-        var found = revisions.map { pending[$0] }
+        // A revision is written once, so at most one layer holds it.
+        var found = revisions.map { revision in pending[revision] ?? layers.lazy.compactMap { $0[revision] }.first }
         let missing = found.indices.filter { found[$0] == nil }
         guard !missing.isEmpty else { return found }
         let fetched = try base.keyValues(at: missing.map { revisions[$0] })

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A decoded record.
 enum Record: Equatable {
     case crc(UInt32)
@@ -116,8 +118,21 @@ enum SegmentReader {
         return false
     }
 
+    /// Compared against in chunks: a segment's preallocated tail is tens of MiB, and `memcmp`
+    /// scans it in milliseconds in any build (a byte loop took seconds in a debug build, on
+    /// every restart).
+    private static let zeros = [UInt8](repeating: 0, count: 64 * 1024)
+
     private static func allZero(_ raw: UnsafeRawBufferPointer, from start: Int, to end: Int) -> Bool {
-        guard start < end else { return true }
-        return raw[start..<end].allSatisfy { $0 == 0 }
+        guard start < end, let base = raw.baseAddress else { return true }
+        return zeros.withUnsafeBytes { zeros in
+            var position = start
+            while position < end {
+                let length = min(end - position, zeros.count)
+                if memcmp(base + position, zeros.baseAddress!, length) != 0 { return false }
+                position += length
+            }
+            return true
+        }
     }
 }

@@ -42,6 +42,35 @@ struct SQLiteBackendTests {
         }
     }
 
+    @Test func recordsNotYetCommittedAreReadFromTheirLayers() throws {
+        try withDatabase { path in
+            let backend = try SQLiteBackend(path: path, synchronousCommits: false)
+            var store = KeyValueStore()
+            try write(&store, backend) { $0.put(Array("a".utf8), value: Array("committed".utf8), lease: 0) }
+            let committed = store.revision
+            // Two batches applied but not committed (the committer is behind), then the batch
+            // being applied.
+            func uncommitted(_ body: (inout KeyValueStore.Writer) throws -> Void) throws -> [Revision: KeyValue] {
+                var layer = OverlayReader(base: backend)
+                layer.add(try store.write(reader: backend, body).changes)
+                return layer.pending
+            }
+            let layers = [
+                try uncommitted { $0.put(Array("b".utf8), value: Array("layer 1".utf8), lease: 0) },
+                try uncommitted { $0.put(Array("a".utf8), value: Array("layer 2".utf8), lease: 0) },
+            ]
+            var reader = OverlayReader(layers: layers, base: backend)
+            reader.add(store.write(reader: reader) { $0.put(Array("c".utf8), value: Array("pending".utf8), lease: 0) }.changes)
+
+            let all = try store.range(Array("a".utf8), end: Array("d".utf8), reader: reader)
+            #expect(all.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["layer 2", "layer 1", "pending"])
+            let older = try store.range(Array("a".utf8), end: nil, options: .init(revision: committed), reader: reader)
+            #expect(older.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["committed"])
+            // The backend alone has only what was committed.
+            #expect(try backend.keyValues(at: [Revision(main: committed + 1)]) == [nil])
+        }
+    }
+
     @Test func compactionRemovesHistoryAndRestoreKeepsVersions() throws {
         try withDatabase { path in
             var store = KeyValueStore()
