@@ -557,12 +557,21 @@ final class MemberLoop {
             server.watchHub.compacting(atMain: compaction.main)
         }
         server.publish(store: store, appliedIndex: appliedIndex, uncommitted: reader.pending)
-        committer.submit(BackendCommitter.Batch(
-            changes: changes, meta: meta, documents: documents, leases: leaseRows, compaction: compaction, store: store))
-        if compaction != nil || membershipChanged || committer.isBacklogged { committer.drain() }
-        if membershipChanged { membershipApplied() }
+        let batch = BackendCommitter.Batch(
+            changes: changes, meta: meta, documents: documents, leases: leaseRows, compaction: compaction, store: store)
+        let answerAfterCommit = compaction != nil || membershipChanged
+        if answerAfterCommit {
+            committer.submit(batch)
+            committer.drain()
+            if membershipChanged { membershipApplied() }
+        }
         for (waiter, result) in completions { waiter.completion(result) }
         answerReadsUpToApplied()
+        // Answered first: waking the committer's thread is not on the answers' path.
+        if !answerAfterCommit {
+            committer.submit(batch)
+            if committer.isBacklogged { committer.drain() }
+        }
         if appliedIndex - snapshotIndex >= configuration.snapshotCount {
             snapshot()
         }
