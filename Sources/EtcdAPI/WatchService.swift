@@ -168,6 +168,10 @@ final class WatchStream: WatchSink {
         if resume { drain() }
     }
 
+    /// Deliveries a drain takes from the backlog at once (also bounded by `drainBytes`).
+    static let drainCount = 256
+    static let drainBytes = 256 << 10
+
     /// Writes queued deliveries while HTTP/2 flow control lets the stream write.
     private func drain() {
         let state = loop.value
@@ -176,10 +180,6 @@ final class WatchStream: WatchSink {
         var unflushed = 0
         defer { state.call.flush() }
         while true {
-            if unflushed >= 64 << 10 {
-                state.call.flush()
-                unflushed = 0
-            }
             if !state.call.isWritable {
                 state.call.flush()
                 // Stays draining: `writable()` resumes.
@@ -188,32 +188,75 @@ final class WatchStream: WatchSink {
                 guard !state.call.isWritable else { continue }
                 return
             }
-            let next = backlog.withLock { backlog -> (WatchDelivery, Bool)? in
-                guard let delivery = backlog.deliveries.popFirst() else {
+            let next = backlog.withLock { backlog -> (deliveries: [WatchDelivery], room: Bool)? in
+                guard !backlog.deliveries.isEmpty else {
                     backlog.draining = false
                     return nil
                 }
-                backlog.bytes -= delivery.size
+                var taken: [WatchDelivery] = []
+                var bytes = 0
+                while taken.count < Self.drainCount, bytes < Self.drainBytes, let delivery = backlog.deliveries.popFirst() {
+                    taken.append(delivery)
+                    bytes += delivery.size
+                }
+                backlog.bytes -= bytes
                 let room = backlog.refused && backlog.bytes <= Self.backlogLimit / 2
                 if room { backlog.refused = false }
-                return (delivery, room)
+                return (taken, room)
             }
-            guard let (delivery, room) = next else { return }
-            if case .events(let changes) = delivery.kind, !state.cancelled.contains(delivery.watchID),
-                let options = state.options[delivery.watchID], !options.prevKV, !options.fragment
-            {
-                // The common case, events as they are: encoded once for every watcher they go to.
-                let parts = encoder.parts(changes, watchID: delivery.watchID, revision: delivery.revision)
-                state.call.send(serializedParts: parts, flush: false)
-                unflushed += parts.reduce(0) { $0 + $1.count }
-            } else {
-                for response in responses(for: delivery, state) {
-                    state.call.send(response, flush: false)
-                    unflushed += response.events.reduce(64) { $0 + $1.kv.key.count + $1.kv.value.count }
+            guard let (deliveries, room) = next else { return }
+            for delivery in Self.merged(deliveries) {
+                if case .events(let changes) = delivery.kind, !state.cancelled.contains(delivery.watchID),
+                    let options = state.options[delivery.watchID], !options.prevKV, !options.fragment
+                {
+                    // The common case, events as they are: encoded once for every watcher they go to.
+                    let parts = encoder.parts(changes, watchID: delivery.watchID, revision: delivery.revision)
+                    state.call.send(serializedParts: parts, flush: false)
+                    unflushed += parts.reduce(0) { $0 + $1.count }
+                } else {
+                    for response in responses(for: delivery, state) {
+                        state.call.send(response, flush: false)
+                        unflushed += response.events.reduce(64) { $0 + $1.kv.key.count + $1.kv.value.count }
+                    }
+                }
+                if unflushed >= 64 << 10 {
+                    state.call.flush()
+                    unflushed = 0
                 }
             }
             if room { server.watchHub.sinkHasRoom(self) }
         }
+    }
+
+    /// `deliveries` with each watcher's consecutive events joined into one response: a stream
+    /// that fell behind its hub (its client reads slower than the puts come) catches up in
+    /// fewer, larger responses, as etcd's do, while one that keeps up gets every batch at once.
+    /// Each watcher's deliveries keep their order; a stream-wide one (watch ID -1, such as a
+    /// progress answer) is a barrier nothing moves across.
+    static func merged(_ deliveries: [WatchDelivery]) -> [WatchDelivery] {
+        var merged: [WatchDelivery] = []
+        merged.reserveCapacity(deliveries.count)
+        // Where each watcher's events may still join: its latest delivery, when that is events.
+        var joinable: [Int64: Int] = [:]
+        for delivery in deliveries {
+            guard delivery.watchID >= 0 else {
+                joinable.removeAll()
+                merged.append(delivery)
+                continue
+            }
+            guard case .events(let changes) = delivery.kind else {
+                joinable[delivery.watchID] = nil
+                merged.append(delivery)
+                continue
+            }
+            if let index = joinable[delivery.watchID], case .events(let earlier) = merged[index].kind {
+                merged[index] = WatchDelivery(watchID: delivery.watchID, kind: .events(earlier + changes), revision: delivery.revision)
+            } else {
+                joinable[delivery.watchID] = merged.count
+                merged.append(delivery)
+            }
+        }
+        return merged
     }
 
     /// The wire responses for one delivery: one, or several fragments of a large event batch
