@@ -238,6 +238,7 @@ final class WatchStream: WatchSink {
         merged.reserveCapacity(deliveries.count)
         // Where each watcher's events may still join: its latest delivery, when that is events.
         var joinable: [Int64: Int] = [:]
+        joinable.reserveCapacity(deliveries.count)
         for delivery in deliveries {
             guard delivery.watchID >= 0 else {
                 joinable.removeAll()
@@ -346,7 +347,7 @@ final class WatchStream: WatchSink {
 /// Encodes event responses for one drain of a stream's backlog, reusing the bytes of events
 /// and headers that many watchers share (a put watched by a thousand watchers is encoded once).
 /// A response's fields are encoded apart and joined: protobuf allows it.
-private struct FanOutEncoder {
+struct FanOutEncoder {
     let server: EtcdServer
     private var events: [[Revision]: [UInt8]] = [:]
     private var headers: [Int64: [UInt8]] = [:]
@@ -371,9 +372,21 @@ private struct FanOutEncoder {
             headers[revision] = bytes
             return bytes
         }()
-        var id = Etcdserverpb_WatchResponse()
-        id.watchID = watchID
-        return [headerBytes, (try? id.serializedBytes()) ?? [], eventBytes]
+        return [headerBytes, Self.watchIDField(watchID), eventBytes]
+    }
+
+    /// `WatchResponse.watch_id` (field 2, a varint) as protobuf encodes it; nothing for 0,
+    /// the default.
+    static func watchIDField(_ watchID: Int64) -> [UInt8] {
+        guard watchID != 0 else { return [] }
+        var bytes: [UInt8] = [0x10]
+        var rest = UInt64(bitPattern: watchID)
+        while rest >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: rest) | 0x80)
+            rest >>= 7
+        }
+        bytes.append(UInt8(rest))
+        return bytes
     }
 }
 

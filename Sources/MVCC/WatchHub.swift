@@ -216,29 +216,24 @@ public final class WatchHub: Sendable {
             state.compactionFloor = max(state.compactionFloor, store.compactedRevision)
             guard !changes.isEmpty else { return false }
             state.recent.append(changes, limits: limits)
-            var matched: [WatcherKey: [Change]] = [:]
-            for change in changes {
-                func consider(_ key: WatcherKey) {
-                    if state.streams[key.stream]?.watchers[key.id]?.wants(change) == true {
-                        matched[key, default: []].append(change)
-                    }
+            // The synced watchers that may want a change, by stream: those of each changed key
+            // (a watcher of one key is indexed under that key only), and every range watcher.
+            var candidates = state.ranged
+            for key in Set(changes.lazy.map(\.kv.key)) {
+                for (streamID, ids) in state.singleKey[key] ?? [:] {
+                    if let others = candidates[streamID] { candidates[streamID] = others.union(ids) } else { candidates[streamID] = ids }
                 }
-                if let keys = state.singleKey[change.kv.key] { keys.forEach(consider) }
-                state.ranged.forEach(consider)
             }
-            var byStream: [ObjectIdentifier: [(WatcherKey, [Change])]] = [:]
-            for (key, events) in matched { byStream[key.stream, default: []].append((key, events)) }
             var fellBehind = false
-            for (streamID, batch) in byStream {
-                guard let sink = state.streams[streamID]?.sink else { continue }
-                let taken = sink.offer(batch.map { WatchDelivery(watchID: $0.0.id, kind: .events($0.1), revision: store.revision) })
-                for (position, (key, events)) in batch.enumerated() {
-                    if position < taken {
-                        state.streams[streamID]!.watchers[key.id]!.delivered(through: events.last!.revision.main)
-                    } else {
-                        state.fallBehind(key, from: events[0].revision.main)
-                        fellBehind = true
-                    }
+            for (streamID, ids) in candidates {
+                guard let (sink, deliveries) = state.streams[streamID]?.deliveries(of: changes, to: ids, revision: store.revision)
+                else { continue }
+                let taken = deliveries.isEmpty ? 0 : sink.offer(deliveries)
+                state.streams[streamID]!.delivered(deliveries.prefix(taken))
+                for delivery in deliveries.dropFirst(taken) {
+                    guard case .events(let events) = delivery.kind else { continue }
+                    state.fallBehind(WatcherKey(stream: streamID, id: delivery.watchID), from: events[0].revision.main)
+                    fellBehind = true
                 }
             }
             return fellBehind
@@ -422,6 +417,27 @@ private struct Stream {
     var unsyncedCount = 0
     /// A progress request waits for every watcher to be synced.
     var progressWanted = false
+
+    /// What `changes` (one batch) bring each of the watchers `ids`: one delivery per watcher
+    /// that wants any. A watcher that wants them all shares the batch's array.
+    func deliveries(of changes: [Change], to ids: Set<Int64>, revision: Int64) -> (any WatchSink, [WatchDelivery]) {
+        var deliveries: [WatchDelivery] = []
+        deliveries.reserveCapacity(ids.count)
+        for id in ids {
+            guard let watcher = watchers[id] else { continue }
+            let wanted = changes.allSatisfy { watcher.wants($0) } ? changes : changes.filter { watcher.wants($0) }
+            if !wanted.isEmpty { deliveries.append(WatchDelivery(watchID: id, kind: .events(wanted), revision: revision)) }
+        }
+        return (sink, deliveries)
+    }
+
+    /// The sink took `deliveries`: their watchers have had everything up to their last event.
+    mutating func delivered(_ deliveries: ArraySlice<WatchDelivery>) {
+        for delivery in deliveries {
+            guard case .events(let events) = delivery.kind else { continue }
+            watchers[delivery.watchID]?.delivered(through: events.last!.revision.main)
+        }
+    }
 }
 
 /// Which watchers one catch-up pass serves and which history it reads.
@@ -444,10 +460,10 @@ private struct State {
     var epoch = 0
     var replacing = false
     var streams: [ObjectIdentifier: Stream] = [:]
-    /// Synced watchers of one key, by key.
-    var singleKey: [[UInt8]: Set<WatcherKey>] = [:]
-    /// Synced watchers of a range of keys.
-    var ranged: Set<WatcherKey> = []
+    /// Synced watchers of one key, by key, then by stream.
+    var singleKey: [[UInt8]: [ObjectIdentifier: Set<Int64>]] = [:]
+    /// Synced watchers of a range of keys, by stream.
+    var ranged: [ObjectIdentifier: Set<Int64>] = [:]
     var unsynced: Set<WatcherKey> = []
     var recent: RecentChanges
     var catchUpScheduled = false
@@ -461,18 +477,20 @@ private struct State {
 
     mutating func index(_ key: WatcherKey, _ range: KeyRange) {
         if range.end == nil {
-            singleKey[range.key, default: []].insert(key)
+            singleKey[range.key, default: [:]][key.stream, default: []].insert(key.id)
         } else {
-            ranged.insert(key)
+            ranged[key.stream, default: []].insert(key.id)
         }
     }
 
     private mutating func unindex(_ key: WatcherKey, _ range: KeyRange) {
         if range.end == nil {
-            singleKey[range.key]?.remove(key)
+            singleKey[range.key]?[key.stream]?.remove(key.id)
+            if singleKey[range.key]?[key.stream]?.isEmpty == true { singleKey[range.key]?[key.stream] = nil }
             if singleKey[range.key]?.isEmpty == true { singleKey[range.key] = nil }
         } else {
-            ranged.remove(key)
+            ranged[key.stream]?.remove(key.id)
+            if ranged[key.stream]?.isEmpty == true { ranged[key.stream] = nil }
         }
     }
 

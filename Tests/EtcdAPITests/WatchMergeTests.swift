@@ -1,3 +1,5 @@
+import EtcdProto
+import SwiftProtobuf
 import Testing
 
 @testable import EtcdAPI
@@ -29,5 +31,12 @@ struct WatchMergeTests {
             events(1, [2]), events(2, [2]), events(1, [3]), progress, events(1, [4]), canceled, events(2, [4]), events(1, [5]),
         ])
         #expect(merged == [events(1, [2, 3]), events(2, [2]), progress, events(1, [4, 5]), canceled, events(2, [4])])
+    }
+
+    @Test(arguments: [Int64(0), 1, 127, 128, 300, Int64.max, -1])
+    func theWatchIDFieldIsWhatProtobufWrites(watchID: Int64) throws {
+        var response = Etcdserverpb_WatchResponse()
+        response.watchID = watchID
+        #expect(FanOutEncoder.watchIDField(watchID) == (try response.serializedBytes() as [UInt8]))
     }
 }

@@ -42,12 +42,7 @@ public final class ServerCall<Request: Message, Response: Message> {
     /// share once, for example the same events fanned out to many watchers.
     @discardableResult
     public func send(serializedParts parts: [[UInt8]], flush: Bool = true) -> EventLoopFuture<Void> {
-        let length = parts.reduce(0) { $0 + $1.count }
-        var frame = ByteBufferAllocator().buffer(capacity: 5 + length)
-        frame.writeInteger(UInt8(0))
-        frame.writeInteger(UInt32(truncatingIfNeeded: length))
-        for part in parts { frame.writeBytes(part) }
-        return stream.handler.sendMessage(frame, flush: flush)
+        stream.handler.sendMessage(parts: parts, flush: flush)
     }
 
     /// Flushes responses sent with `flush: false`.

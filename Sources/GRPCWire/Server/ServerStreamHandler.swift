@@ -187,18 +187,34 @@ final class ServerStreamHandler: ChannelInboundHandler {
     /// without a flush are gathered and go out together in one DATA frame at the next flush:
     /// HTTP/2 costs per frame, and a stream fanning out many small messages sends them in bursts.
     func sendMessage(_ frame: ByteBuffer, flush: Bool) -> EventLoopFuture<Void> {
+        sendMessage(length: frame.readableBytes - 5, flush: flush) { $0.writeImmutableBuffer(frame) }
+    }
+
+    /// Sends one message given as protobuf bytes in parts, framed straight into the gathered
+    /// messages (no buffer of its own).
+    func sendMessage(parts: [[UInt8]], flush: Bool) -> EventLoopFuture<Void> {
+        let length = parts.reduce(0) { $0 + $1.count }
+        return sendMessage(length: length, flush: flush) { data in
+            data.writeInteger(UInt8(0))
+            data.writeInteger(UInt32(truncatingIfNeeded: length))
+            for part in parts { data.writeBytes(part) }
+        }
+    }
+
+    /// Checks a message of `length` bytes (without its prefix) and has `write` add it, framed,
+    /// to the gathered messages.
+    private func sendMessage(length: Int, flush: Bool, _ write: (inout ByteBuffer) -> Void) -> EventLoopFuture<Void> {
         guard state == .open, let context = channelContext else {
             return connection.eventLoop.makeFailedFuture(GRPCStatus(.failedPrecondition, "the call has already finished"))
         }
-        guard checkSendSize(frame) else {
+        guard checkSendSize(length) else {
             return context.eventLoop.makeFailedFuture(GRPCStatus(.resourceExhausted, "response too large"))
         }
         writeResponseHeadersIfNeeded(context)
         if unflushed == nil {
-            unflushed = (frame, context.eventLoop.makePromise(of: Void.self))
-        } else {
-            unflushed!.data.writeImmutableBuffer(frame)
+            unflushed = (context.channel.allocator.buffer(capacity: 5 + length), context.eventLoop.makePromise(of: Void.self))
         }
+        write(&unflushed!.data)
         let future = unflushed!.written.futureResult
         connection.noteResponseSent()
         if flush { self.flush() }
@@ -241,7 +257,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
 
     /// Writes headers, the one response message and OK trailers with a single flush.
     func sendUnaryResponse(_ frame: ByteBuffer) {
-        guard state == .open, let context = channelContext, checkSendSize(frame) else { return }
+        guard state == .open, let context = channelContext, checkSendSize(frame.readableBytes - 5) else { return }
         writeResponseHeadersIfNeeded(context)
         context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(frame)))), promise: nil)
         connection.noteResponseSent()
@@ -273,8 +289,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
         observer?.ended()
     }
 
-    private func checkSendSize(_ frame: ByteBuffer) -> Bool {
-        let size = frame.readableBytes - 5
+    private func checkSendSize(_ size: Int) -> Bool {
         guard size <= limits.maximumSendMessageSize else {
             abandon(GRPCStatus(.resourceExhausted, "grpc: trying to send message larger than max (\(size) vs. \(limits.maximumSendMessageSize))"))
             return false
