@@ -9,8 +9,8 @@ import Synchronization
 /// to the next batch while this commits the previous ones: etcd's backend commits in the
 /// background the same way. Batches that queue up during a commit go in one transaction.
 /// Until a batch's commit lands, readers find its records in the published store's
-/// uncommitted layers; once it lands, its layer goes and watchers hear of its changes (a
-/// watcher catching up reads history from the backend).
+/// uncommitted layers; once it lands, its layer goes, and the watch hub learns that watchers
+/// catching up may read it from the backend.
 final class BackendCommitter: Sendable {
     /// One applied batch, as the backend stores it.
     struct Batch: Sendable {
@@ -19,8 +19,8 @@ final class BackendCommitter: Sendable {
         var documents: [SQLiteBackend.Document: [UInt8]]
         var leases: [Int64: SQLiteBackend.LeaseRow?]
         var compaction: (main: Int64, kept: Set<Revision>)?
-        /// The store as of the batch, for its watchers.
-        var store: KeyValueStore
+        /// The store's revision after the batch.
+        var revision: Int64
     }
 
     /// Batches queued beyond this make the apply loop wait for the commits (each holds its
@@ -74,8 +74,8 @@ final class BackendCommitter: Sendable {
                 EtcdServer.fatal("failed to commit applied entries to the backend", error)
             }
             server.configuration.diskMetrics.backendCommit?(ContinuousClock.now - start)
-            server.committed(layers: batches.count, throughRevision: batches.last!.store.revision)
-            for batch in batches { server.watchHub.notify(batch.changes, store: batch.store) }
+            server.committed(layers: batches.count, throughRevision: batches.last!.revision)
+            server.watchHub.committed(through: batches.last!.revision)
         }
     }
 

@@ -558,7 +558,7 @@ final class MemberLoop {
         }
         server.publish(store: store, appliedIndex: appliedIndex, uncommitted: reader.pending)
         let batch = BackendCommitter.Batch(
-            changes: changes, meta: meta, documents: documents, leases: leaseRows, compaction: compaction, store: store)
+            changes: changes, meta: meta, documents: documents, leases: leaseRows, compaction: compaction, revision: store.revision)
         let answerAfterCommit = compaction != nil || membershipChanged
         if answerAfterCommit {
             committer.submit(batch)
@@ -567,7 +567,10 @@ final class MemberLoop {
         }
         for (waiter, result) in completions { waiter.completion(result) }
         answerReadsUpToApplied()
-        // Answered first: waking the committer's thread is not on the answers' path.
+        // Watchers hear of the changes once reads can see them (after the answers, which
+        // wait for nothing else).
+        server.watchHub.notify(changes, store: store)
+        // Waking the committer's thread is not on the answers' path either.
         if !answerAfterCommit {
             committer.submit(batch)
             if committer.isBacklogged { committer.drain() }

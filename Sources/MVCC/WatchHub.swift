@@ -209,7 +209,8 @@ public final class WatchHub: Sendable {
 
     /// Hands synced watchers the changes of one applied batch (whole revisions, in order),
     /// once `store` (which includes them) is visible to reads. A watcher whose sink is full
-    /// falls behind and catches up from the backend later.
+    /// falls behind and catches up later, from the newest changes kept in memory or from the
+    /// backend once ``committed(through:)`` says it holds them.
     public func notify(_ changes: [Change], store: KeyValueStore) {
         let fellBehind = state.withLock { state -> Bool in
             state.store = store
@@ -241,6 +242,16 @@ public final class WatchHub: Sendable {
         if fellBehind { scheduleCatchUp() }
     }
 
+    /// The backend holds every change up to `revision` (its commits lag the applied batches):
+    /// watchers catching up may read that far from it.
+    public func committed(through revision: Int64) {
+        let waiting = state.withLock { state -> Bool in
+            state.committedRevision = max(state.committedRevision, revision)
+            return state.hasUnsyncedWithRoom
+        }
+        if waiting { scheduleCatchUp() }
+    }
+
     /// The backend is about to be replaced (a snapshot from the leader): reads from now on
     /// may see another history, so catch-up passes wait.
     public func replacingBackend() {
@@ -258,6 +269,7 @@ public final class WatchHub: Sendable {
             state.replacing = false
             state.epoch += 1
             state.store = store
+            state.committedRevision = store.revision
             state.compactionFloor = max(state.compactionFloor, store.compactedRevision)
             state.recent = RecentChanges(after: store.revision)
             for (streamID, stream) in state.streams {
@@ -454,6 +466,8 @@ extension Watcher: Sendable {}
 private struct State {
     /// The store as of the newest batch the hub was told about.
     var store: KeyValueStore
+    /// The newest revision the backend holds (at most `store`'s).
+    var committedRevision: Int64
     /// History before this main revision may be gone from the backend.
     var compactionFloor: Int64
     /// Changes whenever the backend is replaced, so a pass that read across it is discarded.
@@ -471,6 +485,7 @@ private struct State {
 
     init(store: KeyValueStore) {
         self.store = store
+        committedRevision = store.revision
         compactionFloor = store.compactedRevision
         recent = RecentChanges(after: store.revision)
     }
@@ -565,6 +580,8 @@ private struct State {
             return nil
         }
         let current = store.revision
+        // History past this is not in the backend yet, only (maybe) among the recent changes.
+        let readable = min(current, committedRevision)
         var chosen: [(WatcherKey, Watcher)] = []
         for key in unsynced {
             guard let stream = streams[key.stream], let watcher = stream.watchers[key.id] else { continue }
@@ -574,15 +591,16 @@ private struct State {
                 catchUp(key)
             } else if recent.covers(from: watcher.next), stream.sink.hasRoom {
                 catchUpFromRecent(key, watcher, maxBytes: maxBytes)
-            } else if chosen.count < count, stream.sink.hasRoom {
+            } else if watcher.next <= readable, chosen.count < count, stream.sink.hasRoom {
                 chosen.append((key, watcher))
             }
+            // Otherwise it waits: for room, or for the backend to commit what it needs.
         }
         guard let from = chosen.map(\.1.next).min() else {
             catchUpScheduled = false
             return nil
         }
-        return CatchUpPlan(epoch: epoch, from: from, through: current, watchers: chosen)
+        return CatchUpPlan(epoch: epoch, from: from, through: readable, watchers: chosen)
     }
 
     var hasUnsyncedWithRoom: Bool {

@@ -28,8 +28,10 @@ final class WatchedStore {
     @discardableResult
     func write(notify: Bool = true, _ body: (inout KeyValueStore.Writer) throws -> Void) throws -> [Change] {
         let (_, changes) = try store.write(reader: backend, body)
-        try backend.commit(changes, meta: [.revision: store.revision])
+        // As a member: the hub hears of the batch, then of its commit (which may lag).
         if notify { hub.notify(changes, store: store) }
+        try backend.commit(changes, meta: [.revision: store.revision])
+        if notify { hub.committed(through: store.revision) }
         return changes
     }
 
@@ -48,6 +50,7 @@ final class WatchedStore {
         hub.compacting(atMain: main)
         try backend.commit([], meta: [.compactedRevision: main], removingAtOrBefore: (main, kept))
         hub.notify([], store: store)
+        hub.committed(through: store.revision)
     }
 }
 
@@ -361,6 +364,36 @@ struct WatchHubTests {
         #expect(events(fast.readAll(from: watched.hub)) == expected)
         #expect(events(slow.readAll(from: watched.hub)) == expected)
         #expect(slow.mostUnreadEvents <= 2)
+    }
+
+    @Test func aWatcherCatchingUpReadsOnlyWhatTheBackendCommittedAndLosesNothing() throws {
+        var limits = WatchHub.Limits()
+        limits.catchUpChanges = 2
+        limits.recentChanges = 1
+        let watched = try WatchedStore(limits: limits)
+        try watched.put("a", "1")
+        // Three more batches applied and announced whose commits lag (as a member's do).
+        var lagging: [[Change]] = []
+        for value in 2...4 {
+            let (_, changes) = watched.store.write(reader: watched.backend) { $0.put(bytes("a"), value: bytes("\(value)"), lease: 0) }
+            watched.hub.notify(changes, store: watched.store)
+            lagging.append(changes)
+        }
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("a")), startRevision: 2), on: sink)
+        func events(_ deliveries: [WatchDelivery]) -> [String] {
+            deliveries.flatMap { delivery -> [String] in
+                if case .events(let changes) = delivery.kind { changes.map { describe([$0]) } } else { [] }
+            }
+        }
+        // What the backend holds; the rest (not all kept in memory) waits for the commits.
+        #expect(events(sink.readAll(from: watched.hub)) == ["put a=1@2"])
+        try watched.backend.commit(lagging.flatMap { $0 }, meta: [.revision: watched.store.revision])
+        watched.hub.committed(through: watched.store.revision)
+        #expect(events(sink.readAll(from: watched.hub)) == ["put a=1@2", "put a=2@3", "put a=3@4", "put a=4@5"])
+        // Synced again: the next put comes straight from the hub.
+        try watched.put("a", "5")
+        #expect(events(sink.readAll(from: watched.hub)).last == "put a=5@6")
     }
 
     @Test func aTransactionsEventsStayInOneResponseWhenCatchingUpInSmallBatches() throws {
