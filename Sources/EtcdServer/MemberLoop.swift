@@ -551,11 +551,8 @@ final class MemberLoop {
         if membershipChanged {
             documents = [.membership: membership.encoded(), .confState: PeerWire.encode(confState)]
         }
-        if let compaction {
-            // Watchers hear of every earlier batch before the compaction is announced to them.
-            committer.drain()
-            server.watchHub.compacting(atMain: compaction.main)
-        }
+        // Announced before the backend deletes anything (with this batch's commit).
+        if let compaction { server.watchHub.compacting(atMain: compaction.main) }
         server.publish(store: store, appliedIndex: appliedIndex, uncommitted: reader.pending)
         let batch = BackendCommitter.Batch(
             changes: changes, meta: meta, documents: documents, leases: leaseRows, compaction: compaction, revision: store.revision)
@@ -565,12 +562,12 @@ final class MemberLoop {
             committer.drain()
             if membershipChanged { membershipApplied() }
         }
+        // Watchers hear of the changes once reads can see them, before the writers hear of
+        // them (a client that watches what it writes sees the event first, as with etcd).
+        server.watchHub.notify(changes, store: store)
         for (waiter, result) in completions { waiter.completion(result) }
         answerReadsUpToApplied()
-        // Watchers hear of the changes once reads can see them (after the answers, which
-        // wait for nothing else).
-        server.watchHub.notify(changes, store: store)
-        // Waking the committer's thread is not on the answers' path either.
+        // Waking the committer's thread is not on the answers' path.
         if !answerAfterCommit {
             committer.submit(batch)
             if committer.isBacklogged { committer.drain() }

@@ -54,7 +54,7 @@ public struct BTree<Value> {
         if !isKnownUniquelyReferenced(&root) { root = root.copy() }
         if root.keys.count == Self.maximumEntries {
             let newRoot = Node(children: [root])
-            Self.splitChild(newRoot, at: 0)
+            Self.splitChild(newRoot, at: 0, appending: Self.compare(key, root.keys[root.keys.count - 1]) > 0)
             root = newRoot
         }
         var node = root
@@ -73,8 +73,9 @@ public struct BTree<Value> {
             if !isKnownUniquelyReferenced(&node.children[childIndex]) {
                 node.children[childIndex] = node.children[childIndex].copy()
             }
-            if node.children[childIndex].keys.count == Self.maximumEntries {
-                Self.splitChild(node, at: childIndex)
+            let child = node.children[childIndex]
+            if child.keys.count == Self.maximumEntries {
+                Self.splitChild(node, at: childIndex, appending: Self.compare(key, child.keys[child.keys.count - 1]) > 0)
                 let order = Self.compare(key, node.keys[childIndex])
                 if order == 0 { return try body(&node.values[childIndex]) }
                 if order > 0 { childIndex += 1 }
@@ -119,10 +120,13 @@ public struct BTree<Value> {
         }
     }
 
-    /// Splits the full child at `index` of `parent` (which has room) around its median.
-    private static func splitChild(_ parent: Node, at index: Int) {
+    /// Splits the full child at `index` of `parent` (which has room) around its median, or,
+    /// when `appending` a key past all of its own, just before its last entry: keys that come
+    /// in order (sequential loads, compaction's rebuild) then leave full nodes behind, not
+    /// half-empty ones.
+    private static func splitChild(_ parent: Node, at index: Int, appending: Bool) {
         let child = parent.children[index]
-        let middle = child.keys.count / 2
+        let middle = appending ? child.keys.count - 2 : child.keys.count / 2
         let right = Node(
             keys: Array(child.keys[(middle + 1)...]), values: Array(child.values[(middle + 1)...]),
             children: child.isLeaf ? [] : Array(child.children[(middle + 1)...]))

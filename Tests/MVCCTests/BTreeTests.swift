@@ -32,6 +32,19 @@ struct BTreeTests {
         #expect(tree[key(n)] == nil)
     }
 
+    /// Keys in order split nodes just before their last entry (full nodes stay behind), then
+    /// keys before them land in those full nodes: every key is found, in order.
+    @Test func keysInOrderThenBeforeThemAllStayFindable() {
+        var tree = BTree<Int>()
+        for value in stride(from: 1_000, to: 21_000, by: 2) { tree.update(key(value), default: { value }) { _ in } }
+        for value in stride(from: 20_999, to: 0, by: -2) { tree.update(key(value), default: { value }) { _ in } }
+        #expect(tree.count == 20_500)
+        #expect(keys(tree) == Array(stride(from: 1, to: 1_000, by: 2)) + Array(1_000..<21_000))
+        #expect(tree[key(1_000)] == 1_000)
+        #expect(tree[key(20_999)] == 20_999)
+        #expect(tree[key(2)] == nil)
+    }
+
     @Test func rangesHonourBothBounds() {
         var tree = BTree<Int>()
         for value in stride(from: 0, to: 1_000, by: 2) { tree.update(key(value), default: { value }) { _ in } }
