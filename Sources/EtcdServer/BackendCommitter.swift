@@ -65,7 +65,7 @@ final class BackendCommitter: Sendable {
             let start = ContinuousClock.now
             do {
                 try backend.commit(
-                    batches.flatMap(\.changes),
+                    batches.count == 1 ? batches[0].changes : batches.flatMap(\.changes),
                     meta: batches.reduce(into: [:]) { meta, batch in meta.merge(batch.meta) { $1 } },
                     documents: batches.reduce(into: [:]) { documents, batch in documents.merge(batch.documents) { $1 } },
                     leases: batches.reduce(into: [:]) { leases, batch in leases.merge(batch.leases) { $1 } },

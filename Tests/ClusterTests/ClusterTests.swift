@@ -16,8 +16,7 @@ struct ClusterTests {
     func writesAndReadsThroughAnyMember() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: Self.timers)
         defer { cluster.destroy() }
-        try await cluster.start()
-        _ = try await cluster.waitForLeader()
+        _ = try await cluster.startAndElect()
         for writer in 0..<3 {
             let client = try EtcdClient(endpoints: [cluster.endpoint(writer)])
             let put = try await client.put("key-\(writer)", "from-\(writer)")
@@ -43,8 +42,7 @@ struct ClusterTests {
     func leaderKilled() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: Self.timers)
         defer { cluster.destroy() }
-        try await cluster.start()
-        let leader = try await cluster.waitForLeader()
+        let leader = try await cluster.startAndElect()
         let client = try EtcdClient(endpoints: cluster.endpoints)
         defer { Task { await client.close() } }
         for index in 0..<20 { try await client.put("before-\(index)", "\(index)") }
@@ -88,8 +86,7 @@ struct ClusterTests {
     func minorityRefuses() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: Self.timers)
         defer { cluster.destroy() }
-        try await cluster.start()
-        _ = try await cluster.waitForLeader()
+        _ = try await cluster.startAndElect()
         let client = try EtcdClient(endpoints: [cluster.endpoint(0)], requestTimeout: .seconds(30))
         defer { Task { await client.close() } }
         try await client.put("k", "before")
@@ -127,8 +124,7 @@ struct ClusterTests {
             size: 3,
             extraArguments: Self.timers + ["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10"])
         defer { cluster.destroy() }
-        try await cluster.start()
-        let leader = try await cluster.waitForLeader()
+        let leader = try await cluster.startAndElect()
         let lagging = (leader + 1) % 3
         let client = try EtcdClient(endpoints: (0..<3).filter { $0 != lagging }.map(cluster.endpoint))
         defer { Task { await client.close() } }
@@ -162,8 +158,7 @@ struct ClusterTests {
     func fiveMembers() async throws {
         let cluster = try await ClusterProcesses(size: 5, extraArguments: Self.timers)
         defer { cluster.destroy() }
-        try await cluster.start()
-        let leader = try await cluster.waitForLeader()
+        let leader = try await cluster.startAndElect()
         let victims = [leader, (leader + 1) % 5]
         for victim in victims { cluster.members[victim].kill9() }
         let survivors = (0..<5).filter { !victims.contains($0) }
@@ -188,8 +183,7 @@ struct PartitionTests {
     func isolatedLeader() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers, partitionable: true)
         defer { cluster.destroy() }
-        try await cluster.start()
-        let leader = try await cluster.waitForLeader()
+        let leader = try await cluster.startAndElect()
         let everyone = try EtcdClient(endpoints: cluster.endpoints)
         defer { Task { await everyone.close() } }
         for index in 0..<10 { try await everyone.put("before-\(index)", "\(index)") }

@@ -24,8 +24,7 @@ struct LeaseClusterTests {
     func expiryAndKeepAlive() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
         defer { cluster.destroy() }
-        try await cluster.start()
-        let leader = try await cluster.waitForLeader()
+        let leader = try await cluster.startAndElect()
         let follower = (leader + 1) % 3
         let client = try EtcdClient(endpoints: [cluster.endpoint(follower)])
         defer { Task { await client.close() } }
@@ -62,8 +61,7 @@ struct LeaseClusterTests {
     func leasesSurviveTheLeadersDeath() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
         defer { cluster.destroy() }
-        try await cluster.start()
-        let leader = try await cluster.waitForLeader()
+        let leader = try await cluster.startAndElect()
         let survivors = (0..<3).filter { $0 != leader }
         let client = try EtcdClient(endpoints: survivors.map(cluster.endpoint), requestTimeout: .seconds(30))
         defer { Task { await client.close() } }

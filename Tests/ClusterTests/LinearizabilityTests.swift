@@ -38,8 +38,7 @@ struct LinearizabilityTests {
     func stalePartitionedReadsAreFlagged() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers, partitionable: true)
         defer { cluster.destroy() }
-        try await cluster.start()
-        let leader = try await cluster.waitForLeader()
+        let leader = try await cluster.startAndElect()
         let minority = (leader + 1) % 3
         let majority = (0..<3).filter { $0 != minority }
         let recorder = HistoryRecorder()
@@ -76,8 +75,7 @@ struct LinearizabilityTests {
     static func runOnce(seed: UInt64, duration: Duration) async throws -> ([KVEvent], [String]) {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers, partitionable: true)
         defer { cluster.destroy() }
-        try await cluster.start()
-        _ = try await cluster.waitForLeader()
+        _ = try await cluster.startAndElect()
         let recorder = HistoryRecorder()
         let deadline = ContinuousClock.now + duration
         let faults = try await withThrowingTaskGroup(of: [String].self) { group in

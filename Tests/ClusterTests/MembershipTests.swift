@@ -37,8 +37,7 @@ struct MembershipTests {
     func memberListShape() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
         defer { cluster.destroy() }
-        try await cluster.start()
-        _ = try await cluster.waitForLeader()
+        _ = try await cluster.startAndElect()
         // Members publish their names and client URLs once a leader is known.
         var list = try memberList(cluster, via: [0])
         for _ in 0..<200 where list.members.contains(where: { $0.name?.isEmpty ?? true }) {
@@ -184,8 +183,7 @@ struct MembershipTests {
     func membershipErrors() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
         defer { cluster.destroy() }
-        try await cluster.start()
-        _ = try await cluster.waitForLeader()
+        _ = try await cluster.startAndElect()
         let (dupStatus, dupOutput) = try cluster.etcdctl(["member", "add", "again", "--peer-urls=\(cluster.peerURL(1))"], endpoints: [0])
         #expect(dupStatus != 0)
         #expect(dupOutput.contains("etcdserver: Peer URLs already exists"))

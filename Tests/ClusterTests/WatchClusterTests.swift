@@ -32,8 +32,7 @@ struct WatchClusterTests {
     func everyMemberDeliversWhatItApplies() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
         defer { cluster.destroy() }
-        try await cluster.start()
-        _ = try await cluster.waitForLeader()
+        _ = try await cluster.startAndElect()
         var watchers: [WatchTranscript] = []
         var clients: [EtcdClient] = []
         for member in 0..<3 {
@@ -81,8 +80,7 @@ struct WatchClusterTests {
     func watchersResumeAcrossMembers() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
         defer { cluster.destroy() }
-        try await cluster.start()
-        _ = try await cluster.waitForLeader()
+        _ = try await cluster.startAndElect()
         let writer = try EtcdClient(endpoints: [cluster.endpoint(0), cluster.endpoint(1)], requestTimeout: .seconds(30))
         defer { Task { await writer.close() } }
         let start = try await writer.put("r/start", "0").header.revision
@@ -133,8 +131,7 @@ struct WatchClusterTests {
     func aWatchRequiringALeaderEndsWhenTheMemberLosesIt() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers, partitionable: true)
         defer { cluster.destroy() }
-        try await cluster.start()
-        let leader = try await cluster.waitForLeader()
+        let leader = try await cluster.startAndElect()
         let follower = (leader + 1) % 3
         let client = try EtcdClient(endpoints: [cluster.endpoint(follower)])
         defer { Task { await client.close() } }

@@ -69,6 +69,12 @@ public final class ClusterProcesses: Sendable {
         }
     }
 
+    /// Starts every founding member and returns the index of the leader they elect.
+    public func startAndElect() async throws -> Int {
+        try await start()
+        return try await waitForLeader()
+    }
+
     /// Starts (or restarts) member `index` with its data directory as it is.
     public func start(_ index: Int) async throws {
         try await members[index].start(arguments: ownArguments(index) + arguments)
