@@ -11,7 +11,7 @@ public struct KeyIndex: Sendable, Equatable {
         public var created: Revision
         /// Every revision still kept, oldest first; the last one is the tombstone when the
         /// generation has ended.
-        public var revisions: [Revision]
+        public var revisions: RevisionList
     }
 
     /// Where a key stood at some revision.

@@ -68,7 +68,7 @@ struct KeyIndexTests {
         var index = history()
         var available = Set<Revision>()
         #expect(index.compact(atMain: at, kept: &available))
-        #expect(index.generations.map(\.revisions) == left)
+        #expect(index.generations.map { Array($0.revisions) } == left)
         #expect(available == kept)
         // Reads at or after the compaction point see exactly what they saw before.
         for read in at...max(at, 15) {
@@ -84,7 +84,7 @@ struct KeyIndexTests {
         var copy = index
         #expect(copy.compact(atMain: 3, kept: &kept))
         #expect(kept == [rev(2)])
-        #expect(copy.generations.map(\.revisions) == [[rev(2), rev(4)], []])
+        #expect(copy.generations.map { Array($0.revisions) } == [[rev(2), rev(4)], []])
         kept = []
         var later = index
         #expect(!index.compact(atMain: 4, kept: &kept))
