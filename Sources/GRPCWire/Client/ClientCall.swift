@@ -15,6 +15,7 @@ public final class ClientStreamingCall<Request: Message, Response: Message>: Sen
     public let result: EventLoopFuture<(status: GRPCStatus, trailers: HPACKHeaders)>
     private let stream: NIOLoopBoundBox<ClientStreamHandler?>
     private let eventLoop: any EventLoop
+    private let batch: EventLoopBatch
 
     init(connection: GRPCClientConnection, path: String, metadata: HPACKHeaders, timeout: TimeAmount?) {
         let eventLoop = connection.eventLoop
@@ -23,6 +24,8 @@ public final class ClientStreamingCall<Request: Message, Response: Message>: Sen
         self.responses = responses
         self.result = result.futureResult
         self.eventLoop = eventLoop
+        let batch = connection.batch
+        self.batch = batch
         self.stream = NIOLoopBoundBox.makeEmptyBox(valueType: ClientStreamHandler.self, eventLoop: eventLoop)
         let sink = ClientStreamHandler.Sink(
             response: { payload in continuation.yield(try Response(grpcPayload: payload)) },
@@ -31,13 +34,13 @@ public final class ClientStreamingCall<Request: Message, Response: Message>: Sen
                 result.succeed((status, trailers))
             })
         let stream = self.stream
-        eventLoop.execute {
+        batch.enqueue {
             stream.value = connection.openStream(path: path, metadata: metadata, timeout: timeout, sink: sink)
         }
         // A consumer that stops iterating (its task was cancelled) cancels the call.
         continuation.onTermination = { reason in
             guard case .cancelled = reason else { return }
-            eventLoop.execute { stream.value?.abort(GRPCStatus(.cancelled, "context canceled")) }
+            batch.enqueue { stream.value?.abort(GRPCStatus(.cancelled, "context canceled")) }
         }
     }
 
@@ -48,7 +51,7 @@ public final class ClientStreamingCall<Request: Message, Response: Message>: Sen
         do { frame = try request.grpcFrame() } catch { return eventLoop.makeFailedFuture(error) }
         let promise = eventLoop.makePromise(of: Void.self)
         let stream = self.stream
-        eventLoop.execute {
+        batch.enqueue {
             guard let handler = stream.value else {
                 return promise.fail(GRPCStatus(.unavailable, "the call could not be started"))
             }
@@ -60,12 +63,12 @@ public final class ClientStreamingCall<Request: Message, Response: Message>: Sen
     /// Ends the request stream (the server sees end-of-stream after the messages sent so far).
     public func finishSending() {
         let stream = self.stream
-        eventLoop.execute { stream.value?.finishSending() }
+        batch.enqueue { stream.value?.finishSending() }
     }
 
     /// Cancels the call: the server sees RST_STREAM(CANCEL) and the call ends with CANCELLED.
     public func cancel() {
         let stream = self.stream
-        eventLoop.execute { stream.value?.abort(GRPCStatus(.cancelled, "context canceled")) }
+        batch.enqueue { stream.value?.abort(GRPCStatus(.cancelled, "context canceled")) }
     }
 }

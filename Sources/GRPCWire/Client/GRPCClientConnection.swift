@@ -39,6 +39,9 @@ public final class GRPCClientConnection: Sendable {
 
     let eventLoop: any EventLoop
     let channel: any Channel
+    /// Where calls started from other threads reach the loop: a burst of them (many tasks
+    /// starting calls at once) costs one task, and ``NextTickFlush`` gives it one `writev`.
+    let batch: EventLoopBatch
     private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
     private let scheme: String
     private let authority: String
@@ -46,10 +49,11 @@ public final class GRPCClientConnection: Sendable {
     private let goAway: GoAwayState
 
     private init(
-        channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, configuration: Configuration,
-        goAway: GoAwayState
+        channel: any Channel, batch: EventLoopBatch, multiplexer: NIOHTTP2Handler.StreamMultiplexer,
+        configuration: Configuration, goAway: GoAwayState
     ) {
         self.channel = channel
+        self.batch = batch
         self.eventLoop = channel.eventLoop
         self.multiplexer = multiplexer
         self.configuration = configuration
@@ -64,7 +68,7 @@ public final class GRPCClientConnection: Sendable {
     ) async throws -> GRPCClientConnection {
         let sslContext = try configuration.tls.map(NIOSSLContext.grpc)
         let goAway = GoAwayState()
-        let (channel, multiplexer) = try await ClientBootstrap(group: group)
+        let (channel, batch, multiplexer) = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(configuration.connectTimeout)
             .connect(host: configuration.host, port: configuration.port) { channel in
@@ -74,6 +78,7 @@ public final class GRPCClientConnection: Sendable {
                         try pipeline.addHandler(
                             try NIOSSLClientHandler(context: sslContext, serverHostname: configuration.sniHostname))
                     }
+                    try pipeline.addHandler(NextTickFlush())
                     let http2 = GRPCHTTP2Configuration(
                         streamWindowSize: configuration.streamWindowSize,
                         connectionWindowSize: configuration.connectionWindowSize,
@@ -82,10 +87,11 @@ public final class GRPCClientConnection: Sendable {
                         mode: .client, connectionConfiguration: http2.connection, streamConfiguration: http2.stream
                     ) { channel in channel.close() }
                     try pipeline.addHandler(ClientConnectionHandler(goAway: goAway))
-                    return (channel, multiplexer)
+                    return (channel, EventLoopBatch(eventLoop: channel.eventLoop), multiplexer)
                 }
             }
-        return GRPCClientConnection(channel: channel, multiplexer: multiplexer, configuration: configuration, goAway: goAway)
+        return GRPCClientConnection(
+            channel: channel, batch: batch, multiplexer: multiplexer, configuration: configuration, goAway: goAway)
     }
 
     /// Whether new calls can go on this connection (it is open and the server sent no GOAWAY).
@@ -100,7 +106,7 @@ public final class GRPCClientConnection: Sendable {
         try? await channel.close()
     }
 
-    /// Starts a unary call without any task hop; the future completes on the connection's loop.
+    /// Starts a unary call; the future completes on the connection's loop.
     public func startUnary<Request: Message, Response: Message>(
         _ path: String, _ request: Request, metadata: HPACKHeaders = [:], timeout: TimeAmount? = nil,
         responseType: Response.Type = Response.self
@@ -126,7 +132,7 @@ public final class GRPCClientConnection: Sendable {
                 })
             openStream(path: path, metadata: metadata, timeout: timeout, sink: sink)?.sendOnly(frame)
         }
-        if eventLoop.inEventLoop { start() } else { eventLoop.execute(start) }
+        batch.submit(start)
         return promise.futureResult
     }
 
@@ -174,6 +180,24 @@ public final class GRPCClientConnection: Sendable {
             bound.value.abort(GRPCStatus(.unavailable, "cannot open a stream: \(error)"))
         }
         return handler
+    }
+}
+
+/// Sits below HTTP/2 and turns the flushes asked for by the tasks the loop is running into one,
+/// issued after them. nio-http2 opens each stream in a task of its own, so a burst of calls
+/// would otherwise cost a `writev` (and a TCP segment, and a read on the server) per call.
+private final class NextTickFlush: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+
+    private var flushPending = false
+
+    func flush(context: ChannelHandlerContext) {
+        guard !flushPending else { return }
+        flushPending = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            flushPending = false
+            context.flush()
+        }
     }
 }
 

@@ -60,7 +60,7 @@ public final class GRPCServer: Sendable {
     ) async throws -> GRPCServer {
         let sslContext = try configuration.tls.map(NIOSSLContext.grpc)
         let connections = ConnectionRegistry()
-        let batches = ResponseBatches()
+        let batches = EventLoopBatches()
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -83,7 +83,7 @@ public final class GRPCServer: Sendable {
 
     private static func configureConnection(
         _ channel: any Channel, router: ServerRouter, configuration: Configuration, sslContext: NIOSSLContext?,
-        batch: ResponseBatch
+        batch: EventLoopBatch
     ) throws {
         let pipeline = channel.pipeline.syncOperations
         if let sslContext {
@@ -91,21 +91,32 @@ public final class GRPCServer: Sendable {
         }
         try pipeline.addHandler(FlushCoalescer(batch: batch))
         let manager = ServerConnectionManager(eventLoop: channel.eventLoop, policy: configuration.keepalive)
-        let loopBoundManager = NIOLoopBound(manager, eventLoop: channel.eventLoop)
         let http2 = GRPCHTTP2Configuration(
             streamWindowSize: configuration.streamWindowSize, connectionWindowSize: configuration.connectionWindowSize,
             extraSettings: [HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams)])
-        _ = try pipeline.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: http2.connection, streamConfiguration: http2.stream,
-            streamDelegate: ServerConnectionManager.StreamCounter(manager: loopBoundManager)
-        ) { stream in
-            stream.eventLoop.makeCompletedFuture {
-                let handler = ServerStreamHandler(
-                    router: router, limits: configuration.limits, connection: loopBoundManager.value, batch: batch)
-                try stream.pipeline.syncOperations.addHandler(handler)
-            }
-        }
+        try pipeline.addHandler(
+            NIOHTTP2Handler(mode: .server, connectionConfiguration: http2.connection, streamConfiguration: http2.stream))
         try pipeline.addHandler(manager)
+        let makeCall = { (output: ServerStreamHandler.Output?) in
+            ServerStreamHandler(router: router, limits: configuration.limits, connection: manager, batch: batch, output: output)
+        }
+        // A unary request must fit its stream's window: these streams never return window.
+        if configuration.limits.maximumReceiveMessageSize + 5 <= configuration.streamWindowSize {
+            try pipeline.addHandler(UnaryStreams(router: router, makeCall: makeCall))
+        }
+        let loopBoundMakeCall = NIOLoopBound(makeCall, eventLoop: channel.eventLoop)
+        // The multiplexer tops up the connection's window for every stream, and each of its
+        // streams' windows; it has one target for both.
+        try pipeline.addHandler(
+            HTTP2StreamMultiplexer(
+                mode: .server, channel: channel, targetWindowSize: configuration.connectionWindowSize,
+                outboundBufferSizeHighWatermark: http2.stream.outboundBufferSizeHighWatermark,
+                outboundBufferSizeLowWatermark: http2.stream.outboundBufferSizeLowWatermark
+            ) { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandler(loopBoundMakeCall.value(nil))
+                }
+            })
     }
 
     /// Stops accepting connections, asks every client to open no new calls (two-phase GOAWAY),

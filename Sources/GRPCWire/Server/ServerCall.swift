@@ -109,11 +109,11 @@ public struct ServerStreamSender<Response: Message>: Sendable {
 
 /// Completes a unary call from any thread, exactly once (later completions are ignored).
 ///
-/// Completions from other threads reach the event loop in bursts (see ``ResponseBatch``).
+/// Completions from other threads reach the event loop in bursts (see ``EventLoopBatch``).
 public struct UnaryResponder<Response: Message>: Sendable {
     public let context: ServerContext
     private let stream: NIOLoopBound<ServerStreamHandler>
-    private let batch: ResponseBatch
+    private let batch: EventLoopBatch
 
     init(stream: ServerStreamHandler.Handle) {
         self.context = stream.context

@@ -105,16 +105,21 @@ final class ServerConnectionManager: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is GracefulShutdownEvent { beginDraining() }
+        switch event {
+        case is GracefulShutdownEvent: beginDraining()
+        case let created as NIOHTTP2StreamCreatedEvent: streamOpened(created.streamID)
+        case is StreamClosedEvent: streamClosed()
+        default: break
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
-    fileprivate func streamOpened(_ id: HTTP2StreamID) {
+    private func streamOpened(_ id: HTTP2StreamID) {
         openStreams += 1
         if id > lastStreamID { lastStreamID = id }
     }
 
-    fileprivate func streamClosed() {
+    private func streamClosed() {
         openStreams -= 1
         if phase == .closing, openStreams == 0 { goAway(lastStreamID, .noError, debug: nil, thenClose: true) }
     }
@@ -168,20 +173,6 @@ final class ServerConnectionManager: ChannelDuplexHandler {
         phase = .closing
         drainTimeout?.cancel()
         goAway(lastStreamID, .noError, debug: nil, thenClose: openStreams == 0)
-    }
-
-    /// Reports stream openings and closings from the HTTP/2 handler (which runs on the
-    /// connection's event loop) to the manager.
-    struct StreamCounter: NIOHTTP2StreamDelegate {
-        let manager: NIOLoopBound<ServerConnectionManager>
-
-        func streamCreated(_ id: HTTP2StreamID, channel: any Channel) {
-            manager.value.streamOpened(id)
-        }
-
-        func streamClosed(_ id: HTTP2StreamID, channel: any Channel) {
-            manager.value.streamClosed()
-        }
     }
 
     /// Sends GOAWAY. With `thenClose`, closes the connection once the frame was written: the

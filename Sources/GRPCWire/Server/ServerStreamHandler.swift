@@ -4,6 +4,9 @@ import NIOHTTP2
 
 /// Serves one gRPC call on one HTTP/2 stream: validates the request headers, routes the path,
 /// deframes request messages, enforces the deadline and writes responses, trailers and errors.
+///
+/// It runs as the handler of a stream's child channel (streaming calls), or without one, fed
+/// by ``UnaryStreams`` on the connection channel (unary calls).
 final class ServerStreamHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
@@ -20,13 +23,46 @@ final class ServerStreamHandler: ChannelInboundHandler {
         case finished
     }
 
+    /// Where the call's frames go.
+    enum Output {
+        /// The stream's own child channel.
+        case child(ChannelHandlerContext)
+        /// The connection channel, as frames of stream `HTTP2StreamID`.
+        case connection(ChannelHandlerContext, HTTP2StreamID)
+
+        var context: ChannelHandlerContext {
+            switch self {
+            case .child(let context), .connection(let context, _): context
+            }
+        }
+
+        var remoteAddress: SocketAddress? {
+            switch self {
+            case .child(let context): context.channel.parent?.remoteAddress
+            case .connection(let context, _): context.channel.remoteAddress
+            }
+        }
+
+        func write(_ payload: HTTP2Frame.FramePayload, promise: EventLoopPromise<Void>?) {
+            switch self {
+            case .child(let context): context.write(NIOAny(payload), promise: promise)
+            case .connection(let context, let id): context.write(NIOAny(HTTP2Frame(streamID: id, payload: payload)), promise: promise)
+            }
+        }
+
+        func writeAndFlush(_ payload: HTTP2Frame.FramePayload, promise: EventLoopPromise<Void>?) {
+            write(payload, promise: promise)
+            context.flush()
+        }
+    }
+
     private let router: ServerRouter
     private let limits: GRPCServer.MessageLimits
     private let connection: ServerConnectionManager
     /// Where other threads hand this stream's responses to its event loop.
-    let batch: ResponseBatch
+    let batch: EventLoopBatch
     private var state = State.awaitingHeaders
-    private var channelContext: ChannelHandlerContext?
+    private var output: Output?
     private var deframer: MessageDeframer
     private var implementation: ServerRouter.Implementation?
     private var observer: (any StreamObserver)?
@@ -40,22 +76,34 @@ final class ServerStreamHandler: ChannelInboundHandler {
 
     private static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
 
-    init(router: ServerRouter, limits: GRPCServer.MessageLimits, connection: ServerConnectionManager, batch: ResponseBatch) {
+    /// `output` is nil for a child channel's handler, which learns its context when added.
+    init(
+        router: ServerRouter, limits: GRPCServer.MessageLimits, connection: ServerConnectionManager, batch: EventLoopBatch,
+        output: Output? = nil
+    ) {
         self.router = router
         self.limits = limits
         self.connection = connection
         self.batch = batch
+        self.output = output
         self.deframer = MessageDeframer(maximumMessageSize: limits.maximumReceiveMessageSize)
     }
 
-    var isWritable: Bool { channelContext?.channel.isWritable ?? false }
+    var isWritable: Bool { output?.context.channel.isWritable ?? false }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        channelContext = context
+        output = .child(context)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        channelContext = nil
+        streamClosed()
+    }
+
+    /// The stream is gone (its channel was removed, or the connection closed it): a call still
+    /// open is cancelled, and nothing more is written.
+    func streamClosed() {
+        cancel(GRPCStatus(.cancelled, "the client closed the stream"))
+        output = nil
         dropUnflushed()
         releaseObserver()
     }
@@ -63,11 +111,16 @@ final class ServerStreamHandler: ChannelInboundHandler {
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        receive(unwrapInboundIn(data))
+    }
+
+    /// Handles one frame of the stream.
+    func receive(_ payload: HTTP2Frame.FramePayload) {
+        switch payload {
         case .headers(let headers):
             switch state {
             case .awaitingHeaders:
-                openCall(headers.headers, endStream: headers.endStream, context: context)
+                openCall(headers.headers, endStream: headers.endStream)
             case .open:
                 if headers.endStream {
                     endOfRequests()
@@ -104,7 +157,9 @@ final class ServerStreamHandler: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    private func openCall(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
+    private func openCall(_ headers: HPACKHeaders, endStream: Bool) {
+        guard let output else { return }
+        let context = output.context
         requestEnded = endStream
         guard headers.first(name: ":method") == "POST" else {
             return rejectHTTP(status: "405", GRPCStatus(.internal, "grpc: request method must be POST"))
@@ -130,7 +185,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
         }
         let callContext = ServerContext(
             path: path, requestHeaders: headers, deadline: deadline,
-            remoteAddress: context.channel.parent?.remoteAddress, eventLoop: context.eventLoop,
+            remoteAddress: output.remoteAddress, eventLoop: context.eventLoop,
             cancellation: CallCancellation())
         self.callContext = callContext
         self.implementation = implementation
@@ -204,13 +259,14 @@ final class ServerStreamHandler: ChannelInboundHandler {
     /// Checks a message of `length` bytes (without its prefix) and has `write` add it, framed,
     /// to the gathered messages.
     private func sendMessage(length: Int, flush: Bool, _ write: (inout ByteBuffer) -> Void) -> EventLoopFuture<Void> {
-        guard state == .open, let context = channelContext else {
+        guard state == .open, let output else {
             return connection.eventLoop.makeFailedFuture(GRPCStatus(.failedPrecondition, "the call has already finished"))
         }
+        let context = output.context
         guard checkSendSize(length) else {
             return context.eventLoop.makeFailedFuture(GRPCStatus(.resourceExhausted, "response too large"))
         }
-        writeResponseHeadersIfNeeded(context)
+        writeResponseHeadersIfNeeded(output)
         if unflushed == nil {
             unflushed = (context.channel.allocator.buffer(capacity: 5 + length), context.eventLoop.makePromise(of: Void.self))
         }
@@ -223,27 +279,28 @@ final class ServerStreamHandler: ChannelInboundHandler {
 
     /// Writes the gathered messages as one DATA frame and flushes.
     func flush() {
-        guard let context = channelContext else { return }
-        writeUnflushed(context)
-        context.flush()
+        guard let output else { return }
+        writeUnflushed(output)
+        output.context.flush()
     }
 
     /// Writes the gathered messages in DATA frames of at most 16 KiB. As each frame reaches
     /// the wire (which flow control may delay), the connection counts it as data sent: a
     /// client's pings while data flows are then no strikes, as in gRPC-Go, whose BDP pings
     /// come once per round trip during a large transfer.
-    private func writeUnflushed(_ context: ChannelHandlerContext) {
+    private func writeUnflushed(_ output: Output) {
         guard let (unflushedData, written) = unflushed else { return }
+        let context = output.context
         var data = unflushedData
         unflushed = nil
         let connection = self.connection
         while data.readableBytes > Self.dataFrameSize, let chunk = data.readSlice(length: Self.dataFrameSize) {
             let sent = context.eventLoop.makePromise(of: Void.self)
             sent.futureResult.assumeIsolated().whenSuccess { connection.noteResponseSent() }
-            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(chunk)))), promise: sent)
+            output.write(.data(.init(data: .byteBuffer(chunk))), promise: sent)
         }
         written.futureResult.assumeIsolated().whenSuccess { connection.noteResponseSent() }
-        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(data)))), promise: written)
+        output.write(.data(.init(data: .byteBuffer(data))), promise: written)
     }
 
     /// HTTP/2's default largest frame payload.
@@ -257,9 +314,9 @@ final class ServerStreamHandler: ChannelInboundHandler {
 
     /// Writes headers, the one response message and OK trailers with a single flush.
     func sendUnaryResponse(_ frame: ByteBuffer) {
-        guard state == .open, let context = channelContext, checkSendSize(frame.readableBytes - 5) else { return }
-        writeResponseHeadersIfNeeded(context)
-        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(frame)))), promise: nil)
+        guard state == .open, let output, checkSendSize(frame.readableBytes - 5) else { return }
+        writeResponseHeadersIfNeeded(output)
+        output.write(.data(.init(data: .byteBuffer(frame))), promise: nil)
         connection.noteResponseSent()
         finish(.ok)
     }
@@ -267,8 +324,8 @@ final class ServerStreamHandler: ChannelInboundHandler {
     /// Ends the call with trailers (or a trailers-only response when nothing was sent yet), as
     /// its handler decided.
     func finish(_ status: GRPCStatus, trailers: HPACKHeaders = [:]) {
-        guard state == .open, let context = channelContext else { return }
-        writeTrailers(status, extra: trailers, context: context)
+        guard state == .open, let output else { return }
+        writeTrailers(status, extra: trailers, output: output)
         releaseObserver()
     }
 
@@ -276,8 +333,8 @@ final class ServerStreamHandler: ChannelInboundHandler {
     /// the client gets `status`, and the handler hears it through `onCancel` and the context's
     /// cancellation, so nothing keeps waiting on a call that is over.
     func abandon(_ status: GRPCStatus) {
-        guard state == .open, let context = channelContext else { return }
-        writeTrailers(status, extra: [:], context: context)
+        guard state == .open, let output else { return }
+        writeTrailers(status, extra: [:], output: output)
         callContext?.cancellation.cancel(status)
         observer?.cancelled(status)
         releaseObserver()
@@ -297,15 +354,15 @@ final class ServerStreamHandler: ChannelInboundHandler {
         return true
     }
 
-    private func writeResponseHeadersIfNeeded(_ context: ChannelHandlerContext) {
+    private func writeResponseHeadersIfNeeded(_ output: Output) {
         guard !responseHeadersSent else { return }
         responseHeadersSent = true
-        context.write(wrapOutboundOut(.headers(.init(headers: Self.responseHeaders))), promise: nil)
+        output.write(.headers(.init(headers: Self.responseHeaders)), promise: nil)
         connection.noteResponseSent()
     }
 
-    private func writeTrailers(_ status: GRPCStatus, extra: HPACKHeaders, context: ChannelHandlerContext) {
-        writeUnflushed(context)
+    private func writeTrailers(_ status: GRPCStatus, extra: HPACKHeaders, output: Output) {
+        writeUnflushed(output)
         var trailers: HPACKHeaders
         if responseHeadersSent {
             trailers = HPACKHeaders()
@@ -322,42 +379,42 @@ final class ServerStreamHandler: ChannelInboundHandler {
         deadlineTimer?.cancel()
         deadlineTimer = nil
         connection.noteResponseSent()
-        writeFinalHeaders(trailers, context: context)
+        writeFinalHeaders(trailers, output: output)
     }
 
     /// Writes the closing HEADERS frame. A client that is still sending is then told to stop
     /// with RST_STREAM(NO_ERROR), as the gRPC spec allows, but only once the trailers are out:
     /// a reset would overtake them in the flow-control buffer.
-    private func writeFinalHeaders(_ headers: HPACKHeaders, context: ChannelHandlerContext) {
-        let frame = wrapOutboundOut(.headers(.init(headers: headers, endStream: true)))
+    private func writeFinalHeaders(_ headers: HPACKHeaders, output: Output) {
+        let frame = HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: true))
         guard !requestEnded else {
-            return context.writeAndFlush(frame, promise: nil)
+            return output.writeAndFlush(frame, promise: nil)
         }
         requestEnded = true
-        let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(frame, promise: written)
+        let written = output.context.eventLoop.makePromise(of: Void.self)
+        output.writeAndFlush(frame, promise: written)
         written.futureResult.assumeIsolated().whenSuccess { [self] in
-            channelContext?.writeAndFlush(wrapOutboundOut(.rstStream(.noError)), promise: nil)
+            self.output?.writeAndFlush(.rstStream(.noError), promise: nil)
         }
     }
 
     /// Answers before any handler ran (routing, encoding or timeout errors).
     private func finishEarly(_ status: GRPCStatus) {
-        guard let context = channelContext else { return }
+        guard let output else { return }
         state = .open
-        writeTrailers(status, extra: [:], context: context)
+        writeTrailers(status, extra: [:], output: output)
     }
 
     /// Answers a request that is not gRPC at the HTTP level.
     private func rejectHTTP(status httpStatus: String, _ status: GRPCStatus) {
-        guard let context = channelContext else { return }
+        guard let output else { return }
         let headers: HPACKHeaders = [
             ":status": httpStatus, "content-type": "application/grpc",
             "grpc-status": String(status.code.rawValue), "grpc-message": GRPCStatus.percentEncoded(status.message),
         ]
         state = .finished
         responseHeadersSent = true
-        writeFinalHeaders(headers, context: context)
+        writeFinalHeaders(headers, output: output)
     }
 
     private func deadlineExceeded() {

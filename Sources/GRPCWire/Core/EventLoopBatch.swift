@@ -1,14 +1,14 @@
 import NIOCore
 import Synchronization
 
-/// Carries completions that other threads hand to one event loop, in bursts.
+/// Carries work that other threads hand to one event loop, in bursts.
 ///
 /// A server that answers requests from another thread (swift-etcd's apply loop answers a whole
 /// batch of writes at once) would otherwise cost the loop one task per call, and each call's
-/// response one flush, one `writev` and one TCP segment. Here a burst costs one task, and each
-/// connection one flush at its end: the connection's ``FlushCoalescer`` holds back the flushes
-/// asked for while the burst runs.
-final class ResponseBatch: Sendable {
+/// response one flush, one `writev` and one TCP segment; so would a client whose many tasks
+/// start calls at once. Here a burst costs one task, and each connection one flush at its end:
+/// the connection's ``FlushCoalescer`` holds back the flushes asked for while the burst runs.
+final class EventLoopBatch: Sendable {
     private struct Drain {
         var running = false
         var heldBack: [FlushCoalescer] = []
@@ -27,6 +27,13 @@ final class ResponseBatch: Sendable {
     /// completions queued before the loop gets to them, in the order they were submitted.
     func submit(_ body: @escaping @Sendable () -> Void) {
         if eventLoop.inEventLoop { return body() }
+        enqueue(body)
+    }
+
+    /// Runs `body` on the event loop after everything enqueued or submitted before it, even
+    /// when called there: the order of a call's operations is kept whatever thread each
+    /// comes from.
+    func enqueue(_ body: @escaping @Sendable () -> Void) {
         let first = queued.withLock { queued in
             queued.append(body)
             return queued.count == 1
@@ -54,16 +61,16 @@ final class ResponseBatch: Sendable {
     }
 }
 
-/// The connection's place in its event loop's ``ResponseBatch``: sits below HTTP/2 in the
+/// The connection's place in its event loop's ``EventLoopBatch``: sits below HTTP/2 in the
 /// connection pipeline and turns the flushes of a burst of responses into one.
 final class FlushCoalescer: ChannelOutboundHandler {
     typealias OutboundIn = ByteBuffer
 
-    private let batch: ResponseBatch
+    private let batch: EventLoopBatch
     private var context: ChannelHandlerContext?
     private var isHeldBack = false
 
-    init(batch: ResponseBatch) {
+    init(batch: EventLoopBatch) {
         self.batch = batch
     }
 
@@ -90,14 +97,14 @@ final class FlushCoalescer: ChannelOutboundHandler {
     }
 }
 
-/// The ``ResponseBatch`` of each event loop a server's connections live on.
-final class ResponseBatches: Sendable {
-    private let batches = Mutex<[ObjectIdentifier: ResponseBatch]>([:])
+/// The ``EventLoopBatch`` of each event loop a server's connections live on.
+final class EventLoopBatches: Sendable {
+    private let batches = Mutex<[ObjectIdentifier: EventLoopBatch]>([:])
 
-    func batch(for eventLoop: any EventLoop) -> ResponseBatch {
+    func batch(for eventLoop: any EventLoop) -> EventLoopBatch {
         batches.withLock { batches in
             if let batch = batches[ObjectIdentifier(eventLoop)] { return batch }
-            let batch = ResponseBatch(eventLoop: eventLoop)
+            let batch = EventLoopBatch(eventLoop: eventLoop)
             batches[ObjectIdentifier(eventLoop)] = batch
             return batch
         }
