@@ -279,6 +279,7 @@ struct Watch: AsyncParsableCommand {
         // Phase 1: create every watcher, timing each creation until the server confirms it.
         let watchers = streams * watchPerStream
         let delivered = Counter()
+        let responses = Counter()
         let latencies = Locked(Report(name: "watch-event"))
         var creation = Report(name: "watch-create")
         let created = ContinuousClock.now
@@ -301,6 +302,7 @@ struct Watch: AsyncParsableCommand {
                 var iterator = iterator
                 while let response = try? await iterator.next() {
                     let now = ContinuousClock.now
+                    if !response.events.isEmpty { responses.add(1) }
                     for event in response.events {
                         // The value names the put, so its send time is known even when the event
                         // arrives before the put's own answer.
@@ -343,6 +345,8 @@ struct Watch: AsyncParsableCommand {
         print("Watch events received summary:")
         printReports([events])
         print("events delivered: \(got) of \(expected)\(got == expected ? "" : " (INCOMPLETE)")")
+        // How many events the server put in each response: etcd's lagging watchers get many.
+        print(String(format: "events per response: %.2f", Double(got) / Double(max(responses.current, 1))))
         for stream in opened { stream.close() }
         await runner.close()
         if got != expected { throw ExitCode(1) }
