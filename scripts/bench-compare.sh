@@ -84,6 +84,8 @@ for round in $(seq 1 "$rounds"); do
     run_workload "$server" "$round" put-1 put --endpoints "$ep" --clients 1 --conns 1 --total "$(total 2000)" --key-space-size 100000 --val-size 256
     run_workload "$server" "$round" put-16 put --endpoints "$ep" --clients 16 --conns 4 --total "$(total 20000)" --key-space-size 100000 --val-size 256
     run_workload "$server" "$round" put-256 put --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
+    # etcd's own benchmark defaults to one key: 100,000 puts rewrite it, with no compaction.
+    run_workload "$server" "$round" put-1key-256 put --endpoints "$ep" --clients 256 --conns 16 --total "$(total 100000)" --val-size 256
     run_workload "$server" "$round" range-l-256 range foo --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
     run_workload "$server" "$round" range-s-256 range foo --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --consistency s
     run_workload "$server" "$round" txn-put txn-put --endpoints "$ep" --clients 64 --conns 8 --total "$(total 20000)" --txn-ops 4 --key-space-size 100000 --val-size 256
