@@ -198,6 +198,35 @@ struct KeyValueStoreTests {
         #expect(try h.pairs("\u{0}", end: "\u{0}") == ["x=new", "y=added"])
     }
 
+    /// A hot key's revisions are shared between the store and its snapshots (appends do not
+    /// copy them): every snapshot keeps reading its own version of the key.
+    @Test func snapshotsOfAKeyRewrittenOftenKeepTheirOwnHistory() throws {
+        var h = Harness()
+        var snapshots: [(store: KeyValueStore, puts: Int64)] = []
+        for n in Int64(1)...300 {
+            h.put("hot", "v\(n)")
+            if n % 37 == 0 { snapshots.append((h.store, n)) }
+        }
+        for (snapshot, puts) in snapshots {
+            let kv = try #require(try snapshot.range(bytes("hot"), end: nil, reader: h.backend).kvs.first)
+            #expect(kv.version == puts)
+            #expect(kv.modRevision == puts + 1)
+            #expect(text(kv.value) == "v\(puts)")
+        }
+        #expect(try h.pairs("hot", .init(revision: 38)) == ["hot=v37"])
+        // A writer starting from a snapshot whose storage the store still shares (the last
+        // one) diverges from the newer history, not into it.
+        var old = snapshots.last!.store
+        _ = old.write(reader: h.backend) { $0.put(bytes("cold"), value: bytes("x"), lease: 0) }
+        let (diverged, _) = old.write(reader: h.backend) { $0.put(bytes("hot"), value: bytes("other"), lease: 0) }
+        #expect(diverged.version == 297)
+        #expect(diverged.modRevision == 299)
+        #expect(try h.get("hot").kvs.first?.version == 300)
+        #expect(try h.get("hot", .init(revision: 298)).kvs.first?.modRevision == 298)
+        #expect(try h.pairs("hot", .init(revision: 298)) == ["hot=v297"])
+        #expect(try h.pairs("hot", .init(revision: 299)) == ["hot=v298"])
+    }
+
     @Test func keysAndValuesAreArbitraryBytes() throws {
         var h = Harness()
         let key: [UInt8] = [0xFF, 0x00, 0xC3]
