@@ -116,6 +116,8 @@ for round in $(seq 1 "$rounds"); do
     echo "round $round: $server, 3 members" >&2
     run_workload "$server" "$round" cluster3-put-256 put --endpoints "$eps" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
     run_workload "$server" "$round" cluster3-range-l-256 range foo --endpoints "$eps" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
+    # Two thirds of the keep-alives reach followers, which forward them to the leader.
+    run_workload "$server" "$round" cluster3-lease-keepalive lease-keepalive --endpoints "$eps" --clients 64 --conns 8 --total "$(total 50000)"
     for p in "${cluster_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${cluster_pids[@]}"; do wait "$p" 2>/dev/null || true; done
   done

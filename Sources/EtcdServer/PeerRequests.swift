@@ -3,11 +3,11 @@ import NIOCore
 import NIOPosix
 import Raft
 
-/// Requests one member makes of another outside Raft, on a short connection of their own: a
-/// joining member asks who is in the cluster; a follower forwards to the leader a learner's
-/// promotion (only the leader knows whether the learner has caught up), a lease keep-alive
-/// and a lease's time to live (only the leader's lessor knows when leases expire), as etcd
-/// does over HTTP.
+/// Requests one member makes of another outside Raft, on a request connection (see
+/// ``PeerRequester``): a joining member asks who is in the cluster; a follower forwards to the
+/// leader a learner's promotion (only the leader knows whether the learner has caught up), a
+/// lease keep-alive and a lease's time to live (only the leader's lessor knows when leases
+/// expire), as etcd does over HTTP.
 enum PeerRequest: Codable, Equatable {
     case membership
     case promote(id: UInt64)
@@ -35,11 +35,15 @@ public struct LeaseTimeToLive: Codable, Equatable, Sendable {
 
 extension PeerTransport {
     /// Asks the members at `urls` (any one that answers) for the cluster ID and membership.
+    /// Blocks: call it off the event loops.
     static func fetchMembership(from urls: [String], group: any EventLoopGroup) throws -> (UInt64, Membership) {
         var failures: [String] = []
         for url in urls {
+            let requester = PeerRequester(
+                url: url, hello: PeerHello(clusterID: 0, from: noNode, to: noNode, stream: .request), group: group)
+            defer { requester.close() }
             do {
-                let response = try ask(url: url, PeerRequest.membership, hello: PeerHello(clusterID: 0, from: noNode, to: noNode, stream: .request), group: group)
+                let response = try requester.send(.membership).wait()
                 guard let membership = response.membership else { throw PeerWire.DecodingError(description: "no membership in the answer") }
                 return (response.clusterID, membership)
             } catch {
@@ -48,60 +52,131 @@ extension PeerTransport {
         }
         throw ConfigurationError("could not get the cluster's membership from any peer (\(failures.joined(separator: "; ")))")
     }
+}
 
-    /// Sends `request` on a new connection and waits (bounded) for the answer. Blocks: call it
-    /// off the event loops.
-    static func ask(url: String, _ request: PeerRequest, hello: PeerHello, group: any EventLoopGroup) throws -> PeerResponse {
-        guard let (host, port) = PeerURL.hostAndPort(url) else { throw PeerWire.DecodingError(description: "bad peer URL \(url)") }
-        let answer = group.next().makePromise(of: ByteBuffer.self)
-        let channel: any Channel
-        do {
-            channel = try ClientBootstrap(group: group)
-                .connectTimeout(.seconds(2))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(AnswerReader(answer: answer))
-                    }
+/// Requests to one peer (forwarded keep-alives, times to live and promotions) on one connection
+/// kept open between the two, which the peer answers in order.
+///
+/// etcd's followers forward these over pooled HTTP connections; a connection per request cost
+/// a TCP handshake, and a blocked thread, for every keep-alive a follower forwards. The
+/// connection opens on first use and again after it closes. A request unanswered within 15 s
+/// fails and closes the connection, since the answers queued behind it would no longer match.
+final class PeerRequester: Sendable {
+    private let url: String
+    private let hello: PeerHello
+    private let eventLoop: any EventLoop
+    /// The open (or opening) connection and the handler that pairs answers with requests.
+    private let connection: NIOLoopBoundBox<EventLoopFuture<(any Channel, NIOLoopBound<AnswerQueue>)>?>
+
+    init(url: String, hello: PeerHello, group: any EventLoopGroup) {
+        self.url = url
+        self.hello = hello
+        self.eventLoop = group.next()
+        self.connection = NIOLoopBoundBox.makeEmptyBox(
+            valueType: EventLoopFuture<(any Channel, NIOLoopBound<AnswerQueue>)>.self, eventLoop: eventLoop)
+    }
+
+    /// Sends `request` and completes with the peer's answer, or fails when the peer cannot be
+    /// reached or does not answer in time.
+    func send(_ request: PeerRequest) -> EventLoopFuture<PeerResponse> {
+        let body: Data
+        do { body = try JSONEncoder().encode(request) } catch { return eventLoop.makeFailedFuture(error) }
+        return eventLoop.flatSubmit { self.sendOnLoop(body) }.flatMapThrowing { frame in
+            try JSONDecoder().decode(PeerResponse.self, from: Data(frame.readableBytesView))
+        }
+    }
+
+    /// Closes the connection; requests waiting for answers fail.
+    func close() {
+        eventLoop.execute {
+            self.connection.value?.whenSuccess { channel, _ in channel.close(promise: nil) }
+            self.connection.value = nil
+        }
+    }
+
+    private func sendOnLoop(_ body: Data) -> EventLoopFuture<ByteBuffer> {
+        let eventLoop = eventLoop
+        return open().flatMap { channel, answers in
+            let answer = eventLoop.makePromise(of: ByteBuffer.self)
+            answers.value.expect(answer)
+            var buffer = channel.allocator.buffer(capacity: body.count + 4)
+            PeerWire.writeFrame(&buffer) { $0.writeBytes(body) }
+            channel.writeAndFlush(buffer, promise: nil)
+            let url = self.url
+            let timeout = eventLoop.scheduleTask(in: .seconds(15)) {
+                answer.fail(PeerWire.DecodingError(description: "no answer from \(url) within 15 s"))
+                channel.close(promise: nil)
+            }
+            answer.futureResult.whenComplete { _ in timeout.cancel() }
+            return answer.futureResult
+        }
+    }
+
+    private func open() -> EventLoopFuture<(any Channel, NIOLoopBound<AnswerQueue>)> {
+        if let open = connection.value { return open }
+        guard let (host, port) = PeerURL.hostAndPort(url) else {
+            return eventLoop.makeFailedFuture(PeerWire.DecodingError(description: "bad peer URL \(url)"))
+        }
+        let (eventLoop, hello) = (eventLoop, hello)
+        let answers = NIOLoopBound(AnswerQueue(), eventLoop: eventLoop)
+        let opening = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(2))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(answers.value)
                 }
-                .connect(host: host, port: port).wait()
-        } catch {
-            // A peer that cannot be reached (it may have just died) answers nothing.
-            answer.fail(error)
-            throw error
+            }
+            .connect(host: host, port: port)
+            .map { channel -> (any Channel, NIOLoopBound<AnswerQueue>) in
+                var buffer = channel.allocator.buffer(capacity: 64)
+                hello.write(to: &buffer)
+                channel.write(buffer, promise: nil)
+                return (channel, answers)
+            }
+        connection.value = opening
+        opening.whenComplete { result in
+            switch result {
+            case .success(let (channel, _)):
+                channel.closeFuture.whenComplete { _ in
+                    if self.connection.value === opening { self.connection.value = nil }
+                }
+            case .failure:
+                if self.connection.value === opening { self.connection.value = nil }
+            }
         }
-        defer { channel.close(promise: nil) }
-        var buffer = channel.allocator.buffer(capacity: 128)
-        hello.write(to: &buffer)
-        let body = try JSONEncoder().encode(request)
-        PeerWire.writeFrame(&buffer) { $0.writeBytes(body) }
-        try channel.writeAndFlush(buffer).wait()
-        let timeout = channel.eventLoop.scheduleTask(in: .seconds(15)) {
-            answer.fail(PeerWire.DecodingError(description: "no answer from \(url) within 15 s"))
-        }
-        defer { timeout.cancel() }
-        let frame = try answer.futureResult.wait()
-        return try JSONDecoder().decode(PeerResponse.self, from: Data(frame.readableBytesView))
+        return opening
     }
 }
 
-/// Takes the first frame a peer answers with.
-private final class AnswerReader: ChannelInboundHandler {
+/// Pairs a peer's answers, in order, with the requests waiting for them.
+final class AnswerQueue: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    private let answer: EventLoopPromise<ByteBuffer>
+    private var waiting: [EventLoopPromise<ByteBuffer>] = []
 
-    init(answer: EventLoopPromise<ByteBuffer>) { self.answer = answer }
+    func expect(_ answer: EventLoopPromise<ByteBuffer>) {
+        waiting.append(answer)
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        answer.succeed(unwrapInboundIn(data))
+        guard !waiting.isEmpty else {
+            // An answer nobody asked for: the two ends disagree; start over.
+            return context.close(promise: nil)
+        }
+        waiting.removeFirst().succeed(unwrapInboundIn(data))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        answer.fail(PeerWire.DecodingError(description: "the peer closed the connection without answering"))
+        let failed = waiting
+        waiting = []
+        for answer in failed {
+            answer.fail(PeerWire.DecodingError(description: "the peer closed the connection without answering"))
+        }
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        answer.fail(error)
         context.close(promise: nil)
     }
 }

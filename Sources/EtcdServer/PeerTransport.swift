@@ -164,21 +164,19 @@ final class PeerTransport: Sendable {
         }
     }
 
-    /// Sends `request` to the leader on a short connection of its own and completes with its
-    /// answer (an error it answers with, or `request timed out` when it cannot be reached),
-    /// off the event loops and the loop thread.
+    /// Sends `request` to the leader on the connection kept for such requests and completes
+    /// with its answer (an error it answers with, or `request timed out` when it cannot be
+    /// reached), on an event loop.
     func forward(_ request: PeerRequest, to leader: NodeID, completion: @escaping @Sendable (Result<PeerResponse, EtcdError>) -> Void) {
-        guard let urls = senders.withLock({ $0[leader]?.urls }), let url = urls.first else {
+        guard let requests = senders.withLock({ $0[leader]?.requests }) else {
             return completion(.failure(.noLeader))
         }
-        let (group, clusterID, localID) = (group, clusterID, localID)
-        snapshotQueue.async {
-            do {
-                let response = try Self.ask(
-                    url: url, request, hello: PeerHello(clusterID: clusterID, from: localID, to: leader, stream: .request), group: group)
+        requests.send(request).whenComplete { result in
+            switch result {
+            case .success(let response):
                 if let error = response.error { return completion(.failure(error)) }
                 completion(.success(response))
-            } catch {
+            case .failure:
                 completion(.failure(.timeout))
             }
         }
@@ -195,6 +193,8 @@ final class PeerTransport: Sendable {
 /// a bounded queue while connecting, and drops (reporting the peer unreachable) beyond it.
 private final class PeerSender: Sendable {
     let urls: [String]
+    /// Requests forwarded to this peer, on a connection of their own.
+    let requests: PeerRequester
     private let hello: PeerHello
     private let group: any EventLoopGroup
     private let unreachable: @Sendable (NodeID) -> Void
@@ -218,6 +218,9 @@ private final class PeerSender: Sendable {
     init(hello: PeerHello, urls: [String], group: any EventLoopGroup, unreachable: @escaping @Sendable (NodeID) -> Void) {
         self.hello = hello
         self.urls = urls
+        var requestHello = hello
+        requestHello.stream = .request
+        self.requests = PeerRequester(url: urls[0], hello: requestHello, group: group)
         self.group = group
         self.unreachable = unreachable
     }
@@ -334,6 +337,7 @@ private final class PeerSender: Sendable {
     }
 
     func close() {
+        requests.close()
         let channel = state.withLock { state -> (any Channel)? in
             state.closed = true
             state.queued = []
@@ -379,6 +383,11 @@ private final class PeerReceiver: ChannelInboundHandler {
     private var hello: PeerHello?
     private var pending: [Message] = []
     private var snapshot: IncomingSnapshot?
+    /// Requests answered so far and answers ready out of order: a connection's answers go out
+    /// in the order of its requests (a promotion answers later than a keep-alive behind it).
+    private var requestsReceived = 0
+    private var answersSent = 0
+    private var readyAnswers: [Int: ByteBuffer] = [:]
 
     init(localID: NodeID, clusterID: UInt64, snapshotDirectory: String, logger: Logger, callbacks: PeerTransport.Callbacks) {
         self.localID = localID
@@ -471,11 +480,15 @@ private final class PeerReceiver: ChannelInboundHandler {
         let channel = context.channel
         let clusterID = clusterID
         let membership = callbacks.membership
+        let slot = requestsReceived
+        requestsReceived += 1
+        let receiver = NIOLoopBound(self, eventLoop: context.eventLoop)
         @Sendable func reply(_ response: PeerResponse) {
             var buffer = channel.allocator.buffer(capacity: 256)
             let bytes = try! JSONEncoder().encode(response)
             PeerWire.writeFrame(&buffer) { $0.writeBytes(bytes) }
-            channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+            let answer = buffer
+            channel.eventLoop.execute { receiver.value.sendAnswer(answer, slot: slot, on: channel) }
         }
         switch request {
         case .membership:
@@ -503,6 +516,16 @@ private final class PeerReceiver: ChannelInboundHandler {
             case .failure(let error): reply(PeerResponse(clusterID: clusterID, error: error))
             }
         }
+    }
+
+    /// Writes the answers that are next in line; the connection stays open for more requests.
+    private func sendAnswer(_ answer: ByteBuffer, slot: Int, on channel: any Channel) {
+        readyAnswers[slot] = answer
+        while let next = readyAnswers.removeValue(forKey: answersSent) {
+            channel.write(next, promise: nil)
+            answersSent += 1
+        }
+        channel.flush()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

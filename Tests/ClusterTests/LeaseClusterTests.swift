@@ -57,6 +57,43 @@ struct LeaseClusterTests {
         #expect(ttl.keys == [Data("kept".utf8)])
     }
 
+    /// A follower forwards keep-alives and time-to-live questions to the leader on one kept
+    /// connection, whose answers come back in order: each must reach the request it answers.
+    @Test("300 keep-alives through a follower, for leases of distinct TTLs and unknown ones, each get their own answer")
+    func keepAlivesThroughAFollowerGetTheirOwnAnswers() async throws {
+        let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
+        defer { cluster.destroy() }
+        let leader = try await cluster.startAndElect()
+        let client = try EtcdClient(endpoints: [cluster.endpoint((leader + 1) % 3)])
+        defer { Task { await client.close() } }
+
+        var ttls: [Int64: Int64] = [:]
+        for n in Int64(0)..<100 {
+            let lease = try await client.grantLease(ttl: 100 + n)
+            ttls[lease.id] = 100 + n
+        }
+        // Unknown leases (answered TTL 0) in between known ones.
+        let asked = ttls.keys.sorted().flatMap { [$0, $0 + 7_000_000, $0] }
+        let keepAlive = try await client.keepAliveStream()
+        defer { keepAlive.close() }
+        for id in asked { try await keepAlive.keepAlive(id) }
+        var answers = keepAlive.responses.makeAsyncIterator()
+        var answered: [(id: Int64, ttl: Int64)] = []
+        for _ in asked {
+            let answer = try #require(try await answers.next())
+            answered.append((answer.id, answer.ttl))
+        }
+        #expect(answered.map(\.id) == asked)
+        #expect(answered.map(\.ttl) == asked.map { ttls[$0] ?? 0 })
+        let remaining = try await withThrowingTaskGroup(of: (Int64, Int64).self) { group in
+            for id in ttls.keys {
+                group.addTask { (id, try await client.leaseTimeToLive(id).grantedTtl) }
+            }
+            return try await group.reduce(into: [Int64: Int64]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(remaining == ttls)
+    }
+
     @Test("the leader killed while 1,000 leases of 60 s live: none expires early, none outlives TTL + election timeout")
     func leasesSurviveTheLeadersDeath() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
