@@ -181,6 +181,23 @@ public final class SQLiteBackend: RevisionReader, Sendable {
         }
     }
 
+    /// Visits every stored change in revision order with an empty value: what rebuilding the
+    /// key index needs (values stay on disk). A restart with 1M keys spent a fifth of its time
+    /// copying values it then dropped and finding columns by name.
+    public func forEachChangeWithoutValue(_ body: (Change) throws -> Void) throws {
+        try pool.read { db in
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT main, sub, tombstone, key, create_revision, version, lease FROM kv ORDER BY main, sub")
+            while let row = try rows.next() {
+                let main: Int64 = row[0]
+                let key = try row.withUnsafeData(atIndex: 3) { [UInt8]($0 ?? Data()) }
+                let kv = KeyValue(key: key, value: [], createRevision: row[4], modRevision: main, version: row[5], lease: row[6])
+                let kind: Change.Kind = (row[2] as Int64) == 1 ? .delete : .put
+                try body(Change(kind: kind, revision: Revision(main: main, sub: row[1]), kv: kv))
+            }
+        }
+    }
+
     /// The stored changes of main revisions `from...through`, in order, whole revisions only:
     /// once `limit` changes or `maxBytes` (estimated) are read, the read stops at the end of
     /// that revision. Returns them with the last main revision they cover (`through`, unless
@@ -255,7 +272,7 @@ extension KeyValueStore {
     /// Rebuilds the store from the backend: replays every stored change into the key index.
     public init(restoringFrom backend: SQLiteBackend) throws {
         self.init()
-        try backend.forEachChange { change in
+        try backend.forEachChangeWithoutValue { change in
             restore(change)
         }
         let stored = try backend.meta(.revision) ?? 1
