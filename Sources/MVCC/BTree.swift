@@ -11,9 +11,10 @@ public struct BTree<Value> {
     static var maximumEntries: Int { 16 }
 
     /// Its arrays are exempt from run-time exclusivity checks, which cost 5 % of a restart's
-    /// CPU (rebuilding the index) and 2 % of a put's: a node is only written by the tree's one
-    /// writer after `isKnownUniquelyReferenced` showed the writer owns it, and no access to one
-    /// of its arrays stays open across code that could reach the same node.
+    /// CPU (rebuilding the index) and part of the 2 % a put spends on them: a node is only
+    /// written by the tree's one writer after `isKnownUniquelyReferenced` showed the writer
+    /// owns it, and no access to one of its arrays stays open across code that could reach
+    /// the same node.
     final class Node {
         @exclusivity(unchecked) var keys: [[UInt8]]
         @exclusivity(unchecked) var values: [Value]
