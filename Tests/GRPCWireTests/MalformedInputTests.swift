@@ -2,6 +2,7 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 import NIOPosix
+import SwiftProtobuf
 import Testing
 
 @testable import GRPCWire
@@ -126,6 +127,94 @@ struct NonGRPCTrafficTests {
             #expect(try await sendRaw(preface, to: harness.port))
             let echoed = try await harness.connection.unary(TestService.echo, Bytes("alive"), responseType: Bytes.self)
             #expect(echoed.text == "alive")
+        }
+    }
+}
+
+/// Emulates gRPC-Go's BDP estimator on a client connection: whenever data arrives and no ping
+/// is outstanding, it pings, and the ping's ack makes it idle again. While a large response
+/// arrives that is one ping per round trip, as etcdctl and clientv3 send them.
+private final class BDPPings {
+    var outstanding = false
+    var sent = 0
+    var frameSide: ChannelHandlerContext?
+
+    func pingIfIdle() {
+        guard !outstanding, let frameSide else { return }
+        outstanding = true
+        sent += 1
+        let ping = HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: UInt64(sent)), ack: false))
+        frameSide.writeAndFlush(NIOAny(ping), promise: nil)
+    }
+
+    /// Sees the bytes as they arrive, before HTTP/2 parses them: a read of more than 1 KiB
+    /// holds data (control frames, ping acks among them, are far smaller).
+    final class ByteSide: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        let pings: BDPPings
+        init(_ pings: BDPPings) { self.pings = pings }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let holdsData = unwrapInboundIn(data).readableBytes > 1024
+            context.fireChannelRead(data)
+            if holdsData { pings.pingIfIdle() }
+        }
+    }
+
+    /// Sees the connection's frames after HTTP/2: sends the pings and hears their acks.
+    final class FrameSide: ChannelInboundHandler {
+        typealias InboundIn = HTTP2Frame
+        typealias OutboundOut = HTTP2Frame
+        let pings: BDPPings
+        init(_ pings: BDPPings) { self.pings = pings }
+
+        func handlerAdded(context: ChannelHandlerContext) { pings.frameSide = context }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if case .ping(_, ack: true) = unwrapInboundIn(data).payload { pings.outstanding = false }
+            context.fireChannelRead(data)
+        }
+    }
+}
+
+@Suite("Large responses to a client that pings once per round trip")
+struct BDPPingTests {
+    /// gRPC-Go's defaults: 64 KiB windows, grown only by its BDP estimator (not emulated), so a
+    /// 1 MiB response takes dozens of round trips and as many pings. Data frames the server
+    /// writes between two pings clear its strikes; counting the response as sent when it is
+    /// queued (before flow control lets it out) cut such clients off with `too_many_pings`.
+    @Test(arguments: [TestService.echo, TestService.chat])
+    func aLargeResponseKeepsTheConnection(_ path: String) async throws {
+        try await withTestServer { harness in
+            var configuration = GRPCClientConnection.Configuration(host: "127.0.0.1", port: harness.port)
+            configuration.streamWindowSize = 65_535
+            configuration.connectionWindowSize = 65_535
+            let connection = try await GRPCClientConnection.connect(configuration)
+            let counter = try await connection.eventLoop.submit {
+                let pings = BDPPings()
+                try connection.channel.pipeline.syncOperations.addHandler(BDPPings.ByteSide(pings), position: .first)
+                try connection.channel.pipeline.syncOperations.addHandler(BDPPings.FrameSide(pings), position: .last)
+                return NIOLoopBound(pings, eventLoop: connection.eventLoop)
+            }.get()
+            let large = Bytes(String(repeating: "x", count: 1024 * 1024))
+            for round in 0..<3 {
+                let answer: Bytes
+                if path == TestService.echo {
+                    answer = try await connection.unary(TestService.echo, large, responseType: Bytes.self)
+                } else {
+                    let call = connection.makeStreamingCall(TestService.chat, requestType: Bytes.self, responseType: Bytes.self)
+                    _ = call.send(large)
+                    var iterator = call.responses.makeAsyncIterator()
+                    answer = try await iterator.next() ?? Bytes("")
+                    call.finishSending()
+                    #expect(try await iterator.next() == nil)
+                }
+                #expect(answer.value.count == large.value.count + (path == TestService.echo ? 0 : 5), "round \(round)")
+            }
+            let sent = try await connection.eventLoop.submit { counter.value.sent }.get()
+            #expect(sent >= 20)
+            #expect(connection.isUsable)
+            await connection.close()
         }
     }
 }

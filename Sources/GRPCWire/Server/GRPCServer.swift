@@ -95,7 +95,9 @@ public final class GRPCServer: Sendable {
             streamWindowSize: configuration.streamWindowSize, connectionWindowSize: configuration.connectionWindowSize,
             extraSettings: [HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams)])
         try pipeline.addHandler(
-            NIOHTTP2Handler(mode: .server, connectionConfiguration: http2.connection, streamConfiguration: http2.stream))
+            NIOHTTP2Handler(
+                mode: .server, frameDelegate: manager, connectionConfiguration: http2.connection,
+                streamConfiguration: http2.stream))
         try pipeline.addHandler(manager)
         let makeCall = { (output: ServerStreamHandler.Output?) in
             ServerStreamHandler(router: router, limits: configuration.limits, connection: manager, batch: batch, output: output)

@@ -24,7 +24,7 @@ struct GracefulShutdownEvent: Sendable {}
 /// Watches one server connection at the HTTP/2 level: counts open calls, polices client pings
 /// the way gRPC-Go does (so its BDP-estimation pings are welcome but ping floods are not),
 /// pings idle clients, and drains the connection on graceful shutdown with the two-phase GOAWAY.
-final class ServerConnectionManager: ChannelDuplexHandler {
+final class ServerConnectionManager: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     typealias InboundIn = HTTP2Frame
     typealias InboundOut = HTTP2Frame
     typealias OutboundIn = HTTP2Frame
@@ -59,10 +59,15 @@ final class ServerConnectionManager: ChannelDuplexHandler {
         self.policy = policy
     }
 
-    /// Called by the streams whenever they send headers or data: a ping after a response is a
-    /// normal BDP probe, not abuse.
-    func noteResponseSent() {
-        respondedSinceLastPing = true
+    /// Called by the HTTP/2 handler for each frame it writes to the socket, after flow control
+    /// (the manager is its frame delegate). Headers or data sent make the client's next ping a
+    /// normal BDP probe, not abuse: gRPC-Go clears its strikes on each such frame it writes,
+    /// and a client reading a large response pings once per round trip while it arrives.
+    func wroteFrame(_ frame: HTTP2Frame) {
+        switch frame.payload {
+        case .headers, .data: respondedSinceLastPing = true
+        default: break
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

@@ -272,7 +272,6 @@ final class ServerStreamHandler: ChannelInboundHandler {
         }
         write(&unflushed!.data)
         let future = unflushed!.written.futureResult
-        connection.noteResponseSent()
         if flush { self.flush() }
         return future
     }
@@ -284,27 +283,13 @@ final class ServerStreamHandler: ChannelInboundHandler {
         output.context.flush()
     }
 
-    /// Writes the gathered messages in DATA frames of at most 16 KiB. As each frame reaches
-    /// the wire (which flow control may delay), the connection counts it as data sent: a
-    /// client's pings while data flows are then no strikes, as in gRPC-Go, whose BDP pings
-    /// come once per round trip during a large transfer.
+    /// Writes the gathered messages as one DATA frame; HTTP/2 splits it as flow control and
+    /// the peer's frame size allow, and completes the messages' promise once all of it is out.
     private func writeUnflushed(_ output: Output) {
-        guard let (unflushedData, written) = unflushed else { return }
-        let context = output.context
-        var data = unflushedData
+        guard let (data, written) = unflushed else { return }
         unflushed = nil
-        let connection = self.connection
-        while data.readableBytes > Self.dataFrameSize, let chunk = data.readSlice(length: Self.dataFrameSize) {
-            let sent = context.eventLoop.makePromise(of: Void.self)
-            sent.futureResult.assumeIsolated().whenSuccess { connection.noteResponseSent() }
-            output.write(.data(.init(data: .byteBuffer(chunk))), promise: sent)
-        }
-        written.futureResult.assumeIsolated().whenSuccess { connection.noteResponseSent() }
         output.write(.data(.init(data: .byteBuffer(data))), promise: written)
     }
-
-    /// HTTP/2's default largest frame payload.
-    private static let dataFrameSize = 16_384
 
     /// Messages that could not be written any more: the call is over.
     private func dropUnflushed() {
@@ -317,7 +302,6 @@ final class ServerStreamHandler: ChannelInboundHandler {
         guard state == .open, let output, checkSendSize(frame.readableBytes - 5) else { return }
         writeResponseHeadersIfNeeded(output)
         output.write(.data(.init(data: .byteBuffer(frame))), promise: nil)
-        connection.noteResponseSent()
         finish(.ok)
     }
 
@@ -358,7 +342,6 @@ final class ServerStreamHandler: ChannelInboundHandler {
         guard !responseHeadersSent else { return }
         responseHeadersSent = true
         output.write(.headers(.init(headers: Self.responseHeaders)), promise: nil)
-        connection.noteResponseSent()
     }
 
     private func writeTrailers(_ status: GRPCStatus, extra: HPACKHeaders, output: Output) {
@@ -378,7 +361,6 @@ final class ServerStreamHandler: ChannelInboundHandler {
         state = .finished
         deadlineTimer?.cancel()
         deadlineTimer = nil
-        connection.noteResponseSent()
         writeFinalHeaders(trailers, output: output)
     }
 
