@@ -1,0 +1,168 @@
+import Dispatch
+import EtcdProto
+import Foundation
+import Lease
+import Logging
+import MVCC
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+import WAL
+
+/// Bootstrap (etcd's `bootstrap.go`): who this member is, and the state it restarts from.
+extension EtcdServer {
+    /// Who this member is and what its log holds, before the Raft state is rebuilt.
+    struct Start {
+        var memberID: UInt64
+        var clusterID: UInt64
+        var log: WriteAheadLog
+        /// Entries and hard state after the snapshot the log was opened from.
+        var contents: WriteAheadLog.Contents?
+        var snapshot: SnapshotFile?
+        /// For a data directory made now: the membership to start with and the entries a new
+        /// cluster's log begins with.
+        var membership: Membership?
+        var bootstrapEntries: [Entry] = []
+    }
+
+    static func identify(
+        configuration: Configuration, backend: SQLiteBackend, walDirectory: String, snapDirectory: String,
+        group: any EventLoopGroup
+    ) throws -> Start {
+        var walOptions = WriteAheadLog.Options(segmentSize: configuration.walSegmentSize)
+        walOptions.fsyncObserver = configuration.diskMetrics.walFsync
+        if WriteAheadLog.exists(directory: walDirectory) {
+            let (log, contents, snapshot) = try openLog(directory: walDirectory, snapDirectory: snapDirectory, options: walOptions)
+            return Start(
+                memberID: contents.metadata.memberID, clusterID: contents.metadata.clusterID, log: log, contents: contents,
+                snapshot: snapshot)
+        }
+        let bootstrap = try ClusterConfiguration(initialCluster: configuration.initialCluster, token: configuration.initialClusterToken)
+        guard let local = bootstrap.members.first(where: { $0.name == configuration.name }) else {
+            throw ConfigurationError("couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
+        }
+        var start: Start
+        if configuration.joinExistingCluster {
+            // Ask the running members who is in the cluster; this member must have been added
+            // (etcdctl member add) with the peer URLs it advertises.
+            let others = bootstrap.members.filter { $0.name != configuration.name }.flatMap(\.peerURLs)
+            let (clusterID, membership) = try PeerTransport.fetchMembership(from: others, group: group)
+            guard let added = membership.members.first(where: { Set($0.peerURLs) == Set(local.peerURLs) }) else {
+                throw ConfigurationError(
+                    "member with peer URLs \(local.peerURLs.joined(separator: ",")) is not in the existing cluster; "
+                        + "add it first with 'etcdctl member add \(configuration.name) --peer-urls=\(local.peerURLs.joined(separator: ","))'")
+            }
+            // Stored before the log exists, so a restart before anything is applied still knows its peers.
+            try backend.commit([], meta: [:], documents: [.membership: membership.encoded()])
+            start = Start(
+                memberID: added.id, clusterID: clusterID,
+                log: try WriteAheadLog.create(
+                    directory: walDirectory, metadata: WALMetadata(memberID: added.id, clusterID: clusterID),
+                    snapshot: WALSnapshot(index: 0, term: 0), options: walOptions),
+                membership: membership)
+        } else {
+            start = Start(
+                memberID: local.id, clusterID: bootstrap.id,
+                log: try WriteAheadLog.create(
+                    directory: walDirectory, metadata: WALMetadata(memberID: local.id, clusterID: bootstrap.id),
+                    snapshot: WALSnapshot(index: 0, term: 0), options: walOptions),
+                membership: Membership(), bootstrapEntries: bootstrap.bootstrapEntries())
+        }
+        return start
+    }
+
+    /// Rebuilds the Raft storage and the store from disk: the newest snapshot the log has a
+    /// marker for, the entries after it, and the backend (which may be ahead of the snapshot,
+    /// never behind it). The membership Raft starts with is the backend's, which is at the
+    /// backend's applied index, so membership changes before it are never replayed.
+    static func recover(
+        _ start: Start, configuration: Configuration, backend: SQLiteBackend, snapDirectory: String
+    ) throws -> MemberLoop.Recovered {
+        let store = try KeyValueStore(restoringFrom: backend)
+        let applied = UInt64(try backend.meta(.consistentIndex) ?? 0)
+        let appliedTerm = UInt64(try backend.meta(.consistentTerm) ?? 0)
+        let log = start.log
+        let snapshotIndex = start.snapshot?.index ?? 0
+        guard applied >= snapshotIndex else {
+            throw ConfigurationError(
+                "backend: it applied entries up to \(applied) but the snapshot at \(snapshotIndex) says more are applied; "
+                    + "the backend is older than the log")
+        }
+        var confState = ConfState()
+        if let stored = try backend.document(.confState) {
+            confState = try PeerWire.decodeConfState(stored)
+        } else if let snapshot = start.snapshot {
+            confState = try PeerWire.decodeConfState(snapshot.confState)
+        }
+        var membership = start.membership ?? Membership()
+        if let stored = try backend.document(.membership) { membership = try Membership(encoded: stored) }
+
+        var storage = MemoryStorage(
+            snapshot: SnapshotMetadata(index: snapshotIndex, term: start.snapshot?.term ?? 0, confState: confState))
+        if let contents = start.contents {
+            storage.append(contents.entries.map(EntryEnvelope.raftEntry))
+            // A snapshot is committed by definition; the logged commit index may predate it.
+            storage.setHardState(HardState(
+                term: contents.hardState.term, vote: contents.hardState.vote, commit: max(contents.hardState.commit, snapshotIndex)))
+        } else if !start.bootstrapEntries.isEmpty {
+            // A new cluster's first entries are committed by definition: every founding member has them.
+            let hardState = HardState(term: 1, vote: noNode, commit: UInt64(start.bootstrapEntries.count))
+            try log.save(
+                hardState: WALHardState(term: hardState.term, vote: hardState.vote, commit: hardState.commit),
+                entries: start.bootstrapEntries.map(EntryEnvelope.logEntry))
+            storage.append(start.bootstrapEntries)
+            storage.setHardState(hardState)
+        }
+        var recoveredSnapshotIndex = snapshotIndex
+        if try storage.lastIndex() < applied {
+            // The backend is ahead of the log: its log was removed, or a snapshot from the leader
+            // was installed and the member stopped before recording it. The backend is then the
+            // newest snapshot, and the log continues after it.
+            let hardState = storage.hardState
+            try DurableSnapshot.record(
+                index: applied, term: appliedTerm, confState: confState, backend: backend, log: log, snapDirectory: snapDirectory)
+            storage = MemoryStorage(snapshot: SnapshotMetadata(index: applied, term: appliedTerm, confState: confState))
+            let term = max(hardState.term, appliedTerm)
+            let vote = term == hardState.term ? hardState.vote : noNode
+            try log.save(hardState: WALHardState(term: term, vote: vote, commit: applied), entries: [])
+            storage.setHardState(HardState(term: term, vote: vote, commit: applied))
+            recoveredSnapshotIndex = applied
+        }
+        var raft = RaftConfig(id: start.memberID, storage: storage)
+        raft.electionTick = configuration.electionTicks
+        raft.heartbeatTick = 1
+        raft.applied = min(applied, storage.hardState.commit)
+        raft.checkQuorum = true
+        raft.preVote = true
+        raft.maxSizePerMessage = 1 << 20
+        raft.maxInflightMessages = 256
+        let node = try RaftNode(config: raft)
+        return MemberLoop.Recovered(
+            node: node, storage: storage, log: log, store: store, appliedIndex: applied, appliedTerm: appliedTerm,
+            snapshotIndex: recoveredSnapshotIndex, confState: confState, membership: membership)
+    }
+
+    /// Opens the log from the newest snapshot it has a marker for (a crash between writing a
+    /// snapshot file and its marker leaves a newer file without one).
+    static func openLog(directory: String, snapDirectory: String, options: WriteAheadLog.Options) throws
+        -> (WriteAheadLog, WriteAheadLog.Contents, SnapshotFile?)
+    {
+        let snapshots = try Snapshotter.loadAll(directory: snapDirectory) { name, error in
+            Logger(label: "swift-etcd").warning(
+                "failed to load snapshot file; renamed to .broken", metadata: ["file": "\(name)", "error": "\(error)"])
+        }
+        var lastError: WALError = .snapshotNotFound(WALSnapshot(index: 0, term: 0))
+        for snapshot in snapshots.map(Optional.some) + [nil] {
+            do {
+                let (log, contents) = try WriteAheadLog.open(
+                    directory: directory, from: snapshot?.marker ?? WALSnapshot(index: 0, term: 0), options: options)
+                return (log, contents, snapshot)
+            } catch {
+                guard case .snapshotNotFound = error else { throw error }
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+}

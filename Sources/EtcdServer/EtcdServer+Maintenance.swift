@@ -1,0 +1,71 @@
+import Dispatch
+import EtcdProto
+import Foundation
+import Lease
+import Logging
+import MVCC
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+import WAL
+
+/// `Maintenance`: status and the keyspace hash.
+extension EtcdServer {
+    /// `Maintenance.Status` for this member.
+    public func status() throws -> Etcdserverpb_StatusResponse {
+        let (revision, raft) = published.withLock { ($0.store.revision, $0.raft) }
+        var response = Etcdserverpb_StatusResponse()
+        response.header = header(revision: revision, term: raft.term)
+        response.version = Self.version
+        response.dbSize = try backend.sizeInBytes()
+        response.dbSizeInUse = response.dbSize
+        response.leader = raft.leader
+        response.raftIndex = raft.commitIndex
+        response.raftAppliedIndex = raft.appliedIndex
+        response.raftTerm = raft.term
+        response.storageVersion = Self.version
+        response.dbSizeQuota = configuration.quotaBackendBytes
+        response.isLearner = isLearner
+        if raft.leader == noNode { response.errors = [EtcdError.noLeader.description] }
+        return response
+    }
+
+    /// `Maintenance.HashKV`: a CRC-32C of every record kept at or before `revision` (0: the
+    /// newest), in revision order. Members that applied the same log agree on it, which is how
+    /// to check that they converged; the value is swift-etcd's own, not comparable with etcd's.
+    public func hashKV(revision: Int64) throws -> Etcdserverpb_HashKVResponse {
+        let store = published.withLock { $0.store }
+        let target = revision > 0 ? revision : store.revision
+        if target > store.revision { throw EtcdError.futureRevision }
+        if target < store.compactedRevision { throw EtcdError.compacted }
+        // The hash reads the backend: wait for the commit of `target`, which follows its
+        // acknowledgement within a backend transaction or two (bounded all the same).
+        let deadline = ContinuousClock.now + .seconds(5)
+        while published.withLock({ $0.committedRevision }) < target {
+            guard ContinuousClock.now < deadline else { throw EtcdError.timeout }
+            usleep(200)
+        }
+        var crc: UInt32 = 0
+        var bytes: [UInt8] = []
+        try backend.forEachChange { change in
+            guard change.revision.main <= target else { return }
+            bytes.removeAll(keepingCapacity: true)
+            for number in [change.revision.main, change.revision.sub, change.kv.createRevision, change.kv.version, change.kv.lease] {
+                withUnsafeBytes(of: number.bigEndian) { bytes.append(contentsOf: $0) }
+            }
+            bytes.append(change.kind == .delete ? 1 : 0)
+            for field in [change.kv.key, change.kv.value] {
+                withUnsafeBytes(of: UInt32(field.count).bigEndian) { bytes.append(contentsOf: $0) }
+                bytes += field
+            }
+            crc = CRC32C.checksum(bytes, continuing: crc)
+        }
+        var response = Etcdserverpb_HashKVResponse()
+        response.header = header(revision: store.revision)
+        response.hash = crc
+        response.compactRevision = store.compactedRevision
+        response.hashRevision = target
+        return response
+    }
+}

@@ -1,0 +1,144 @@
+import Dispatch
+import EtcdProto
+import Foundation
+import Lease
+import Logging
+import MVCC
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+import WAL
+
+/// Writes and reads of the keyspace: proposals through Raft, linearizable and serializable ranges.
+extension EtcdServer {
+    /// Proposes a write; `completion` runs once it is committed, applied and visible to reads
+    /// here, or with etcd's error when it cannot be (no leader, timeout, stopping).
+    public func propose(_ request: WriteRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
+        if isLearner { return completion(.failure(.notSupportedForLearner)) }
+        let proposal = Proposal(request: request, completion: completion, deadline: .now + configuration.requestTimeout)
+        if !inbox.submit({ $0.proposals.append(proposal) }) { completion(.failure(.stopped)) }
+    }
+
+    /// Calls `completion` once a linearizable read may be served from the published store: the
+    /// leader confirmed its leadership after the call and this member applied everything
+    /// committed before it (Raft's ReadIndex). Concurrent reads share one confirmation.
+    public func linearizableRead(completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
+        // A member that leads a cluster of one voter is the only one that can commit, and it
+        // answers writes only once applied: its published store already holds every write
+        // acknowledged before this read began.
+        let (alone, learner) = published.withLock { ($0.raft.role == .leader && $0.voters == 1, $0.membership[memberID]?.isLearner ?? false) }
+        if alone { return completion(.success(())) }
+        // A learner's applied state may lag without bound; etcd refuses it linearizable reads too.
+        if learner { return completion(.failure(.notSupportedForLearner)) }
+        let read = ReadWaiter(completion: completion, deadline: .now + configuration.requestTimeout)
+        if !inbox.submit({ $0.reads.append(read) }) { completion(.failure(.stopped)) }
+    }
+
+    /// Answers a range from the latest published snapshot, on the caller's thread.
+    public func range(_ request: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
+        try TxnRules.validate(request)
+        do throws(EtcdError) {
+            return try range(request, in: readableStore())
+        } catch .compacted where request.revision <= 0 {
+            // A compaction committed after the snapshot was taken removed a record it names;
+            // a newer snapshot has the record that replaced it.
+            return try range(request, in: readableStore())
+        }
+    }
+
+    func range(
+        _ request: Etcdserverpb_RangeRequest, in state: (store: KeyValueStore, reader: any RevisionReader, term: UInt64)
+    ) throws(EtcdError) -> Etcdserverpb_RangeResponse {
+        var response = try RangeRules.answer(request) { key, end, options in
+            try state.store.range(key, end: end, options: options, reader: state.reader)
+        }
+        response.header = header(revision: state.store.revision, term: state.term)
+        return response
+    }
+
+    /// Rejects a put etcd would reject before proposing it.
+    public func validate(_ request: Etcdserverpb_PutRequest) throws(EtcdError) {
+        try TxnRules.validate(request)
+    }
+
+    /// Rejects a transaction etcd would reject before proposing it.
+    public func validate(_ request: Etcdserverpb_TxnRequest) throws(EtcdError) {
+        try TxnRules.validate(request, maxOperations: configuration.maxTxnOperations)
+    }
+
+    /// A response header for this member at `revision`, with the current Raft term.
+    public func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
+        header(revision: revision, term: published.withLock { $0.raft.term })
+    }
+
+    func header(revision: Int64, term: UInt64) -> Etcdserverpb_ResponseHeader {
+        var header = Etcdserverpb_ResponseHeader()
+        header.clusterID = clusterID
+        header.memberID = memberID
+        header.revision = revision
+        header.raftTerm = term
+        return header
+    }
+
+    public var currentRevision: Int64 { published.withLock { $0.store.revision } }
+
+    /// The record `key` had at main revision `revision`, if it existed then and is still kept
+    /// (what a watch event's `prev_kv` reports).
+    public func keyValue(_ key: [UInt8], atRevision revision: Int64) -> KeyValue? {
+        let (store, reader, _) = readableStore()
+        let options = KeyValueStore.RangeOptions(limit: 1, revision: revision)
+        return (try? store.range(key, end: nil, options: options, reader: reader))?.kvs.first
+    }
+
+    /// Publishes the store as applied, with the records of its batch the backend has not
+    /// committed yet (``committed(layers:throughRevision:)`` says when it has).
+    func publish(store: KeyValueStore, appliedIndex: UInt64, uncommitted: [Revision: KeyValue]) {
+        published.withLock {
+            $0.store = store
+            $0.appliedIndex = appliedIndex
+            $0.uncommitted.append(uncommitted)
+        }
+    }
+
+    /// Publishes a store the backend holds entirely (a member starting, or one that installed
+    /// a snapshot).
+    func publish(committedStore store: KeyValueStore, appliedIndex: UInt64) {
+        published.withLock {
+            $0.store = store
+            $0.appliedIndex = appliedIndex
+            $0.uncommitted = []
+            $0.committedRevision = store.revision
+        }
+    }
+
+    /// The backend committed the oldest `layers` uncommitted batches, up to `revision`.
+    func committed(layers: Int, throughRevision revision: Int64) {
+        published.withLock {
+            $0.uncommitted.removeFirst(layers)
+            $0.committedRevision = revision
+        }
+    }
+
+    /// The records applied but not yet committed to the backend, oldest batch first.
+    var uncommittedLayers: [[Revision: KeyValue]] { published.withLock { $0.uncommitted } }
+
+    /// The latest published store and how to read its records.
+    func readableStore() -> (store: KeyValueStore, reader: any RevisionReader, term: UInt64) {
+        published.withLock { state in
+            let reader: any RevisionReader = state.uncommitted.isEmpty ? backend : OverlayReader(layers: state.uncommitted, base: backend)
+            return (state.store, reader, state.raft.term)
+        }
+    }
+
+    func publish(raft: RaftSummary, voters: Int) {
+        published.withLock {
+            $0.raft = raft
+            $0.voters = voters
+        }
+    }
+
+    func publish(membership: Membership) {
+        published.withLock { $0.membership = membership }
+    }
+}

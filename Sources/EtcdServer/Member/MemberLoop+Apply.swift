@@ -1,0 +1,202 @@
+import Dispatch
+import EtcdProto
+import Foundation
+import Lease
+import Logging
+import MVCC
+import Raft
+import WAL
+
+/// Applying committed entries and snapshots: the store, leases, the backend batch, waiters.
+extension MemberLoop {
+    /// Takes a snapshot from the leader: its backend replaces ours (one transaction readers see
+    /// atomically), the store is rebuilt from it, and only then the snapshot is recorded in the
+    /// log, so a crash in between leaves a backend ahead of the log, which a restart takes as
+    /// its snapshot, never a log pointing at a backend that does not have the data.
+    func install(_ snapshot: Snapshot) {
+        let path = String(decoding: snapshot.data, as: UTF8.self)
+        let metadata = snapshot.metadata
+        committer.drain()
+        server.watchHub.replacingBackend()
+        do {
+            try backend.restore(from: path)
+            store = try KeyValueStore(restoringFrom: backend)
+            try EtcdServer.restoreLeases(server.lessor, from: backend, store: store)
+            appliedIndex = UInt64(try backend.meta(.consistentIndex) ?? 0)
+            appliedTerm = UInt64(try backend.meta(.consistentTerm) ?? 0)
+            try DurableSnapshot.record(
+                index: metadata.index, term: metadata.term, confState: metadata.confState, backend: backend, log: log,
+                snapDirectory: server.snapDirectory)
+            try storage.applySnapshot(Snapshot(metadata: metadata))
+        } catch {
+            EtcdServer.fatal("failed to install the snapshot from the leader", error)
+        }
+        Self.removeDatabaseFiles(path)
+        confState = metadata.confState
+        snapshotIndex = metadata.index
+        // The member list comes with the backend, at its applied index.
+        if let stored = try? backend.document(.membership), let restored = try? Membership(encoded: stored) {
+            membership = restored
+            transport.setPeers(membership.peers)
+            server.publish(membership: membership)
+        }
+        logger.info("applied snapshot from the leader", metadata: [
+            "snapshot-index": "\(metadata.index)", "backend-applied-index": "\(appliedIndex)", "revision": "\(store.revision)",
+        ])
+        server.publish(committedStore: store, appliedIndex: appliedIndex)
+        server.watchHub.replacedBackend(store: store)
+        answerReadsUpToApplied()
+    }
+
+    static func removeDatabaseFiles(_ path: String) {
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+    }
+
+    /// Applies committed entries in order, publishes the new store, hands the batch to the
+    /// committer (which commits it to the backend with the applied index), then completes the
+    /// proposals made here.
+    ///
+    /// Proposals are answered before the backend commit (see ``BackendCommitter``); a
+    /// compaction or a membership change is answered after it, when its effect is on disk.
+    func apply(_ entries: [Entry]) {
+        // Entries the backend already holds (a snapshot from the leader may be ahead of its own
+        // index) are skipped, but their membership changes still reach Raft.
+        let alreadyApplied = entries.prefix { $0.index <= appliedIndex }
+        for entry in alreadyApplied where entry.kind == .confChange { applyMembershipChange(entry, replaying: true) }
+        let entries = entries.dropFirst(alreadyApplied.count)
+        guard let last = entries.last else { return }
+        var reader = OverlayReader(layers: server.uncommittedLayers, base: backend)
+        var changes: [Change] = []
+        var compaction: (main: Int64, kept: Set<Revision>)?
+        var completions: [(ProposalTracker.WriteCompletion, Result<WriteResponse, EtcdError>)] = []
+        var leaseRows: [Int64: SQLiteBackend.LeaseRow?] = [:]
+        let header = server.header(revision: 0, term: term)
+        for entry in entries {
+            switch entry.kind {
+            case .normal:
+                // An empty entry is a new leader's no-op: applied, everything before this term
+                // is too, so the leader now decides when leases expire (etcd's promotion).
+                guard !entry.data.isEmpty else {
+                    if soft.role == .leader, entry.term == term {
+                        server.lessor.promote(extend: configuration.electionTimeout, now: .now)
+                    }
+                    continue
+                }
+                if let update = EntryEnvelope.attributesUpdate(entry.data) {
+                    applyAttributesUpdate(update)
+                    continue
+                }
+                let envelope: EntryEnvelope
+                do {
+                    envelope = try EntryEnvelope(entry.data)
+                } catch {
+                    EtcdServer.fatal("committed entry \(entry.index) does not decode", error)
+                }
+                let outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header, lessor: server.lessor)
+                apply(outcome.leaseEffects, recordingIn: &leaseRows)
+                reader.add(outcome.changes)
+                changes += outcome.changes
+                if let compacted = outcome.compaction { compaction = compacted }
+                if envelope.proposer == localID, let waiter = proposals.appliedWrite(envelope.requestID) {
+                    completions.append((waiter.completion, outcome.response))
+                }
+            case .confChange:
+                applyMembershipChange(entry, replaying: false)
+            }
+        }
+        appliedIndex = last.index
+        appliedTerm = last.term
+        var meta: [SQLiteBackend.Meta: Int64] = [
+            .consistentIndex: Int64(appliedIndex), .consistentTerm: Int64(appliedTerm), .revision: store.revision,
+        ]
+        if compaction != nil { meta[.compactedRevision] = store.compactedRevision }
+        var documents: [SQLiteBackend.Document: [UInt8]] = [:]
+        if membershipChanged {
+            documents = [.membership: membership.encoded(), .confState: PeerWire.encode(confState)]
+        }
+        // Announced before the backend deletes anything (with this batch's commit).
+        if let compaction { server.watchHub.compacting(atMain: compaction.main) }
+        server.publish(store: store, appliedIndex: appliedIndex, uncommitted: reader.pending)
+        let batch = BackendCommitter.Batch(
+            changes: changes, meta: meta, documents: documents, leases: leaseRows, compaction: compaction, revision: store.revision)
+        let answerAfterCommit = compaction != nil || membershipChanged
+        if answerAfterCommit {
+            committer.submit(batch)
+            committer.drain()
+            if membershipChanged { membershipApplied() }
+        }
+        // Watchers hear of the changes once reads can see them, before the writers hear of
+        // them (a client that watches what it writes sees the event first, as with etcd).
+        server.watchHub.notify(changes, store: store)
+        for (complete, result) in completions { complete(result) }
+        answerReadsUpToApplied()
+        // Waking the committer's thread is not on the answers' path.
+        if !answerAfterCommit {
+            committer.submit(batch)
+            if committer.isBacklogged { committer.drain() }
+        }
+        if appliedIndex - snapshotIndex >= configuration.snapshotCount {
+            snapshot()
+        }
+    }
+
+    /// Carries out what an applied request did to leases, noting the rows the backend batch
+    /// must write (the checkpoint's own figures, so every member stores the same).
+    func apply(_ effects: [LeaseEffect], recordingIn rows: inout [Int64: SQLiteBackend.LeaseRow?]) {
+        let lessor = server.lessor
+        for effect in effects {
+            switch effect {
+            case .grant(let id, let ttl):
+                if (try? lessor.grant(id: id, ttl: ttl, now: .now)) != nil {
+                    rows[id] = SQLiteBackend.LeaseRow(id: id, ttl: ttl, remainingMilliseconds: nil)
+                }
+            case .revoke(let id):
+                _ = try? lessor.revoke(id: id)
+                rows[id] = .some(nil)
+            case .attach(let key, let lease):
+                lessor.attach(key, to: lease)
+            case .detach(let key, let lease):
+                lessor.detach(key, from: lease)
+            case .checkpoint(let remaining):
+                lessor.checkpoint(remaining, now: .now)
+                for (id, milliseconds) in remaining {
+                    guard let ttl = lessor.timeToLive(id: id, now: .now)?.grantedTTL else { continue }
+                    rows[id] = SQLiteBackend.LeaseRow(id: id, ttl: ttl, remainingMilliseconds: milliseconds)
+                }
+            }
+        }
+    }
+
+    /// On the leader, each tick: proposes what ``LeaseDuties`` says is due. Nobody waits for
+    /// these entries. They are dropped, not kept for a later leader, when this member cannot
+    /// propose now: what this leader decided about its leases is not the next one's to carry out.
+    func tendLeases(_ now: ContinuousClock.Instant) {
+        let requests = leaseDuties.due(lessor: server.lessor, now: now, tickInterval: configuration.heartbeatInterval)
+        guard !requests.isEmpty else { return }
+        let batch = requests.map { EntryEnvelope.encode(proposer: localID, requestID: proposals.nextRequestID(), request: $0) }
+        try? node.propose(batch: batch)
+    }
+
+    // MARK: Snapshots
+
+    /// Records a snapshot at the applied index: makes the backend durable up to it, writes the
+    /// snapshot file, then its marker in the log; keeps `snapshotCatchUpEntries` behind it in memory
+    /// and purges old files in the background. A crash at any point leaves a state a restart
+    /// recovers from: the previous snapshot, or this one.
+    func snapshot() {
+        committer.drain()
+        do {
+            try DurableSnapshot.record(
+                index: appliedIndex, term: appliedTerm, confState: confState, backend: backend, log: log,
+                snapDirectory: server.snapDirectory)
+            try storage.createSnapshot(at: appliedIndex, confState: confState, data: [])
+            if appliedIndex > configuration.snapshotCatchUpEntries {
+                try? storage.compact(through: appliedIndex - configuration.snapshotCatchUpEntries)
+            }
+        } catch {
+            EtcdServer.fatal("failed to save a snapshot", error)
+        }
+        snapshotIndex = appliedIndex
+        server.purgeOldFiles(snapshotIndex: appliedIndex)
+    }
+}

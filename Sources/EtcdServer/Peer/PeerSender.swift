@@ -1,0 +1,165 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+
+/// The outbound connection to one peer: connects on first use, reconnects with backoff, holds
+/// a bounded queue while connecting, and drops (reporting the peer unreachable) beyond it.
+final class PeerSender: Sendable {
+    let urls: [String]
+    /// Requests forwarded to this peer, on a connection of their own.
+    let requests: PeerRequester
+    private let hello: PeerHello
+    private let group: any EventLoopGroup
+    private let unreachable: @Sendable (NodeID) -> Void
+    private let state = Mutex(State())
+
+    /// Messages held while a connection is being made; more than this and they are dropped.
+    private static let maxQueued = 4096
+    private static let minBackoff: Duration = .milliseconds(50)
+    private static let maxBackoff: Duration = .seconds(1)
+
+    private struct State {
+        var channel: (any Channel)?
+        var connecting = false
+        var queued: [Message] = []
+        var nextAttempt = ContinuousClock.now
+        var backoff = PeerSender.minBackoff
+        var urlIndex = 0
+        var closed = false
+    }
+
+    init(hello: PeerHello, urls: [String], group: any EventLoopGroup, unreachable: @escaping @Sendable (NodeID) -> Void) {
+        self.hello = hello
+        self.urls = urls
+        var requestHello = hello
+        requestHello.stream = .request
+        self.requests = PeerRequester(url: urls[0], hello: requestHello, group: group)
+        self.group = group
+        self.unreachable = unreachable
+    }
+
+    var isConnected: Bool { state.withLock { $0.channel != nil } }
+
+    func send(_ messages: [Message]) {
+        enum Action { case write(any Channel), connect, drop, none }
+        let action = state.withLock { state -> Action in
+            if state.closed { return .none }
+            if let channel = state.channel { return .write(channel) }
+            guard state.queued.count + messages.count <= Self.maxQueued else { return .drop }
+            state.queued += messages
+            guard !state.connecting, ContinuousClock.now >= state.nextAttempt else { return .none }
+            state.connecting = true
+            return .connect
+        }
+        switch action {
+        case .write(let channel): write(messages, on: channel)
+        case .connect: connect()
+        case .drop: unreachable(hello.to)
+        case .none: break
+        }
+    }
+
+    private func write(_ messages: [Message], on channel: any Channel) {
+        guard channel.isWritable else {
+            // The peer is not keeping up: Raft resends once it hears from it again.
+            unreachable(hello.to)
+            return
+        }
+        var buffer = channel.allocator.buffer(capacity: 256)
+        // Frames stay well under the receiver's limit however many entries a batch carries.
+        var start = 0
+        var bytes = 0
+        for (index, message) in messages.enumerated() {
+            bytes += message.entries.reduce(64) { $0 + $1.data.count + 32 }
+            if bytes > PeerWire.targetFrameSize || index == messages.count - 1 {
+                PeerWire.write(Array(messages[start...index]), to: &buffer)
+                start = index + 1
+                bytes = 0
+            }
+        }
+        channel.writeAndFlush(buffer, promise: nil)
+    }
+
+    private func connect() {
+        let url = state.withLock { state in
+            defer { state.urlIndex += 1 }
+            return urls[state.urlIndex % urls.count]
+        }
+        guard let (host, port) = PeerURL.hostAndPort(url) else {
+            connectionFailed()
+            return
+        }
+        let hello = hello
+        ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: .init(low: 1 << 20, high: 8 << 20))
+            .connectTimeout(.seconds(1))
+            .channelInitializer { channel in
+                // Peers never answer on this connection; anything they send is ignored.
+                channel.eventLoop.makeSucceededVoidFuture()
+            }
+            .connect(host: host, port: port)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    var buffer = channel.allocator.buffer(capacity: 64)
+                    hello.write(to: &buffer)
+                    channel.write(buffer, promise: nil)
+                    channel.closeFuture.whenComplete { [self] _ in disconnected(channel) }
+                    let queued = state.withLock { state -> [Message]? in
+                        guard !state.closed else { return nil }
+                        state.channel = channel
+                        state.connecting = false
+                        state.backoff = Self.minBackoff
+                        defer { state.queued = [] }
+                        return state.queued
+                    }
+                    guard let queued else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    if queued.isEmpty {
+                        channel.flush()
+                    } else {
+                        write(queued, on: channel)
+                    }
+                case .failure:
+                    connectionFailed()
+                }
+            }
+    }
+
+    private func connectionFailed() {
+        state.withLock { state in
+            state.connecting = false
+            state.queued = []
+            state.nextAttempt = ContinuousClock.now + state.backoff
+            state.backoff = min(state.backoff * 2, Self.maxBackoff)
+        }
+        unreachable(hello.to)
+    }
+
+    private func disconnected(_ channel: any Channel) {
+        let wasCurrent = state.withLock { state -> Bool in
+            guard let current = state.channel, current === channel else { return false }
+            state.channel = nil
+            state.nextAttempt = ContinuousClock.now + state.backoff
+            return true
+        }
+        if wasCurrent { unreachable(hello.to) }
+    }
+
+    func close() {
+        requests.close()
+        let channel = state.withLock { state -> (any Channel)? in
+            state.closed = true
+            state.queued = []
+            defer { state.channel = nil }
+            return state.channel
+        }
+        channel?.close(promise: nil)
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+
+/// Carries Raft messages between members: one long-lived outbound TCP connection to each peer
+/// (messages to it go in order, batched into one frame per send), and a listener on this
+/// member's peer URL that accepts connections from members of the same cluster only.
+///
+/// Delivery is best effort, as Raft expects: a message that cannot be sent soon is dropped and
+/// the peer reported unreachable, so the leader probes it instead of streaming into a void.
+final class PeerTransport: Sendable {
+    struct Callbacks: Sendable {
+        /// Messages that arrived from peers, in arrival order per peer. A snapshot message
+        /// arrives once its backend file is on disk; its data is that file's path.
+        var deliver: @Sendable ([Message]) -> Void
+        /// A peer could not be reached: messages to it were dropped.
+        var unreachable: @Sendable (NodeID) -> Void
+        /// How sending a snapshot to a peer ended.
+        var snapshotStatus: @Sendable (NodeID, SnapshotStatus) -> Void
+        /// Writes a consistent copy of this member's backend to the given path.
+        var copyBackend: @Sendable (String) throws -> Void
+        /// The membership as this member has applied it (for a joining member's question).
+        var membership: @Sendable () -> Membership
+        /// Promotes a learner on behalf of a follower (this member should be the leader).
+        var promote: @Sendable (UInt64, @escaping @Sendable (EtcdServer.MembershipResult) -> Void) -> Void
+        /// Renews a lease on behalf of a follower (this member should be the leader).
+        var renewLease: @Sendable (Int64) -> Result<Int64, EtcdError>
+        /// A lease's time to live, for a follower (this member should be the leader).
+        var leaseTimeToLive: @Sendable (Int64) -> Result<LeaseTimeToLive?, EtcdError>
+    }
+
+    private let localID: NodeID
+    private let clusterID: UInt64
+    private let group: any EventLoopGroup
+    private let callbacks: Callbacks
+    private let logger: Logger
+    /// Where snapshots being sent or received are staged.
+    private let snapshotDirectory: String
+    private let senders = Mutex<[NodeID: PeerSender]>([:])
+    private let listeners = Mutex<[any Channel]>([])
+    private let snapshotQueue = DispatchQueue(label: "swift-etcd snapshot sender", attributes: .concurrent)
+
+    init(
+        localID: NodeID, clusterID: UInt64, group: any EventLoopGroup, snapshotDirectory: String, logger: Logger,
+        callbacks: Callbacks
+    ) {
+        self.localID = localID
+        self.clusterID = clusterID
+        self.group = group
+        self.snapshotDirectory = snapshotDirectory
+        self.logger = logger
+        self.callbacks = callbacks
+    }
+
+    /// Starts accepting peer connections on `host:port`.
+    func listen(host: String, port: Int) throws {
+        let (localID, clusterID, callbacks, logger, directory) = (localID, clusterID, callbacks, logger, snapshotDirectory)
+        let channel = try ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(
+                        PeerReceiver(
+                            localID: localID, clusterID: clusterID, snapshotDirectory: directory, logger: logger,
+                            callbacks: callbacks))
+                }
+            }
+            .bind(host: host, port: port).wait()
+        listeners.withLock { $0.append(channel) }
+    }
+
+    /// Makes `peers` (ID to peer URLs) the members messages can go to.
+    func setPeers(_ peers: [NodeID: [String]]) {
+        let removed = senders.withLock { senders -> [PeerSender] in
+            var removed: [PeerSender] = []
+            for (id, sender) in senders where peers[id] == nil || peers[id]! != sender.urls {
+                removed.append(sender)
+                senders[id] = nil
+            }
+            for (id, urls) in peers where id != localID && senders[id] == nil {
+                senders[id] = PeerSender(
+                    hello: PeerHello(clusterID: clusterID, from: localID, to: id), urls: urls, group: group,
+                    unreachable: callbacks.unreachable)
+            }
+            return removed
+        }
+        for sender in removed { sender.close() }
+    }
+
+    /// Sends each message to its addressee; messages to unknown members are dropped. A snapshot
+    /// message goes on its own connection, followed by a copy of the backend.
+    func send(_ messages: [Message]) {
+        guard !messages.isEmpty else { return }
+        if messages.contains(where: { $0.type == .snapshot }) {
+            for message in messages where message.type == .snapshot { sendSnapshot(message) }
+            send(messages.filter { $0.type != .snapshot })
+            return
+        }
+        if messages.count == 1 || messages.allSatisfy({ $0.to == messages[0].to }) {
+            sender(for: messages[0].to)?.send(messages)
+            return
+        }
+        var byPeer: [NodeID: [Message]] = [:]
+        for message in messages { byPeer[message.to, default: []].append(message) }
+        for (peer, batch) in byPeer { sender(for: peer)?.send(batch) }
+    }
+
+    private func sender(for peer: NodeID) -> PeerSender? {
+        let sender = senders.withLock { $0[peer] }
+        if sender == nil { callbacks.unreachable(peer) }
+        return sender
+    }
+
+    /// Streams a copy of the backend with `message` to its addressee, off the loop thread, and
+    /// reports how it went. The leader keeps serving meanwhile: the copy is one read snapshot.
+    private func sendSnapshot(_ message: Message) {
+        guard let urls = senders.withLock({ $0[message.to]?.urls }) else {
+            callbacks.snapshotStatus(message.to, .failure)
+            return
+        }
+        let (group, callbacks, logger, clusterID, localID) = (group, callbacks, logger, clusterID, localID)
+        let path = "\(snapshotDirectory)/\(String(message.to, radix: 16))-\(message.snapshot?.metadata.index ?? 0).sending.sqlite"
+        snapshotQueue.async {
+            defer {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            }
+            do {
+                try? FileManager.default.removeItem(atPath: path)
+                try callbacks.copyBackend(path)
+                let hello = PeerHello(clusterID: clusterID, from: localID, to: message.to, stream: .snapshot)
+                let total = try SnapshotStreamer.stream(file: path, with: message, hello: hello, urls: urls, group: group)
+                logger.info("sent database snapshot", metadata: [
+                    "remote-peer-id": "\(String(message.to, radix: 16))", "bytes": "\(total)",
+                    "snapshot-index": "\(message.snapshot?.metadata.index ?? 0)",
+                ])
+                callbacks.snapshotStatus(message.to, .finished)
+            } catch {
+                logger.warning("failed to send database snapshot", metadata: [
+                    "remote-peer-id": "\(String(message.to, radix: 16))", "error": "\(error)",
+                ])
+                callbacks.snapshotStatus(message.to, .failure)
+            }
+        }
+    }
+
+    /// Whether a connection to `peer` is up now: etcd's "started member" for reconfiguration checks.
+    func isConnected(_ peer: NodeID) -> Bool {
+        senders.withLock { $0[peer] }?.isConnected ?? false
+    }
+
+    /// Forwards a learner's promotion to the leader and completes with its answer (off the loop thread).
+    func forwardPromotion(of id: UInt64, to leader: NodeID, completion: @escaping @Sendable (EtcdServer.MembershipResult) -> Void) {
+        forward(.promote(id: id), to: leader) { result in
+            completion(result.flatMap { response in
+                guard let member = response.member, let membership = response.membership else { return .failure(.timeout) }
+                return .success((member, membership.members))
+            })
+        }
+    }
+
+    /// Sends `request` to the leader on the connection kept for such requests and completes
+    /// with its answer (an error it answers with, or `request timed out` when it cannot be
+    /// reached), on an event loop.
+    func forward(_ request: PeerRequest, to leader: NodeID, completion: @escaping @Sendable (Result<PeerResponse, EtcdError>) -> Void) {
+        guard let requests = senders.withLock({ $0[leader]?.requests }) else {
+            return completion(.failure(.noLeader))
+        }
+        requests.send(request).whenComplete { result in
+            switch result {
+            case .success(let response):
+                if let error = response.error { return completion(.failure(error)) }
+                completion(.success(response))
+            case .failure:
+                completion(.failure(.timeout))
+            }
+        }
+    }
+
+    /// Closes every connection and stops listening.
+    func stop() {
+        for channel in listeners.withLock({ $0 }) { try? channel.close().wait() }
+        for sender in senders.withLock({ $0.values }) { sender.close() }
+    }
+}
