@@ -23,7 +23,7 @@ enum EchoService {
             for _ in 0..<3 { call.send(request, flush: false) }
             call.finish()
         }
-        router.streaming(clientStream) { (call: ServerCall<Google_Protobuf_BytesValue, Google_Protobuf_BytesValue>) in
+        router.streaming(clientStream, kind: .clientStreaming) { (call: ServerCall<Google_Protobuf_BytesValue, Google_Protobuf_BytesValue>) in
             var collected = Google_Protobuf_BytesValue()
             call.onMessage = { collected.value.append($0.value) }
             call.onEnd = {

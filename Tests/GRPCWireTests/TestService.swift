@@ -65,7 +65,7 @@ enum TestService {
             for index in 1...3 { call.send(Bytes("\(request.text)-\(index)")) }
             call.finish()
         }
-        router.streaming(collect) { (call: ServerCall<Bytes, Bytes>) in
+        router.streaming(collect, kind: .clientStreaming) { (call: ServerCall<Bytes, Bytes>) in
             var parts: [String] = []
             call.onMessage = { parts.append($0.text) }
             call.onEnd = {

@@ -33,6 +33,8 @@ public final class GRPCServer: Sendable {
         /// (etcd allows 1.5 MiB requests) through in one round trip.
         public var streamWindowSize = 4 * 1024 * 1024
         public var connectionWindowSize = 16 * 1024 * 1024
+        /// Sees every routed call (auth, metrics, logging); nil costs nothing measurable.
+        public var interceptor: (any ServerInterceptor)?
 
         public init(host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil) {
             self.host = host
@@ -100,7 +102,9 @@ public final class GRPCServer: Sendable {
                 streamConfiguration: http2.stream))
         try pipeline.addHandler(manager)
         let makeCall = { (output: ServerStreamHandler.Output?) in
-            ServerStreamHandler(router: router, limits: configuration.limits, connection: manager, batch: batch, output: output)
+            ServerStreamHandler(
+                router: router, limits: configuration.limits, connection: manager, batch: batch,
+                interceptor: configuration.interceptor, output: output)
         }
         // A unary request must fit its stream's window: these streams never return window.
         if configuration.limits.maximumReceiveMessageSize + 5 <= configuration.streamWindowSize {

@@ -15,7 +15,13 @@ public struct ServerRouter: Sendable {
         case streaming(@Sendable (ServerStreamHandler.Handle) -> any StreamObserver)
     }
 
-    private(set) var methods: [String: Implementation] = [:]
+    /// A registered method: how to start it, and what interceptors are told about it.
+    struct Route: Sendable {
+        let implementation: Implementation
+        let method: ServerMethod
+    }
+
+    private(set) var methods: [String: Route] = [:]
     private var services: Set<Substring> = []
 
     public init() {}
@@ -30,7 +36,7 @@ public struct ServerRouter: Sendable {
         _ path: String,
         _ handler: @escaping @Sendable (Request, UnaryResponder<Response>) -> Void
     ) {
-        register(path, .unary { payload, stream in
+        register(path, kind: .unary, .unary { payload, stream in
             let request: Request
             do {
                 request = try Request(grpcPayload: payload)
@@ -67,7 +73,7 @@ public struct ServerRouter: Sendable {
         _ path: String,
         _ handler: @escaping @Sendable (Request, ServerCall<Request, Response>) -> Void
     ) {
-        register(path, .streaming { stream in
+        register(path, kind: .serverStreaming, .streaming { stream in
             let call = ServerCall<Request, Response>(stream: stream)
             var started = false
             call.onMessage = { request in
@@ -85,25 +91,29 @@ public struct ServerRouter: Sendable {
         })
     }
 
-    /// Registers a client-streaming or bidirectional-streaming method. The handler runs when the
-    /// request headers arrive and sets the call's callbacks; for client streaming it sends its
-    /// one response and finishes once ``ServerCall/onEnd`` fires.
+    /// Registers a client-streaming or bidirectional-streaming method (`kind` says which, for
+    /// interceptors). The handler runs when the request headers arrive and sets the call's
+    /// callbacks; for client streaming it sends its one response and finishes once
+    /// ``ServerCall/onEnd`` fires.
     public mutating func streaming<Request: Message, Response: Message>(
         _ path: String,
+        kind: ServerMethod.Kind = .bidirectionalStreaming,
         _ handler: @escaping @Sendable (ServerCall<Request, Response>) -> Void
     ) {
-        register(path, .streaming { stream in
+        register(path, kind: kind, .streaming { stream in
             let call = ServerCall<Request, Response>(stream: stream)
             handler(call)
             return call
         })
     }
 
-    private mutating func register(_ path: String, _ implementation: Implementation) {
+    private mutating func register(_ path: String, kind: ServerMethod.Kind, _ implementation: Implementation) {
         precondition(methods[path] == nil, "method \(path) registered twice")
-        precondition(Self.service(of: path) != nil, "method path \(path) is not /package.Service/Method")
-        methods[path] = implementation
-        services.insert(Self.service(of: path)!)
+        guard let service = Self.service(of: path) else { preconditionFailure("method path \(path) is not /package.Service/Method") }
+        let name = String(path[path.index(after: service.endIndex)...])
+        methods[path] = Route(
+            implementation: implementation, method: ServerMethod(path: path, service: String(service), name: name, kind: kind))
+        services.insert(service)
     }
 
     /// The UNIMPLEMENTED status for a path with no handler, worded as gRPC-Go words it.

@@ -6,7 +6,9 @@ import NIOHTTP2
 /// deframes request messages, enforces the deadline and writes responses, trailers and errors.
 ///
 /// It runs as the handler of a stream's child channel (streaming calls), or without one, fed
-/// by ``UnaryStreams`` on the connection channel (unary calls).
+/// by ``UnaryStreams`` on the connection channel (unary calls). The stream's life is
+/// ``ServerStreamStateMachine``'s to decide; this class carries out what it says, and tells the
+/// server's ``ServerInterceptor``, if any, what happens to the call.
 final class ServerStreamHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
@@ -15,12 +17,6 @@ final class ServerStreamHandler: ChannelInboundHandler {
     struct Handle {
         let handler: ServerStreamHandler
         let context: ServerContext
-    }
-
-    private enum State {
-        case awaitingHeaders
-        case open
-        case finished
     }
 
     /// Where the call's frames go.
@@ -61,17 +57,17 @@ final class ServerStreamHandler: ChannelInboundHandler {
     private let connection: ServerConnectionManager
     /// Where other threads hand this stream's responses to its event loop.
     let batch: EventLoopBatch
-    private var state = State.awaitingHeaders
+    private let interceptor: (any ServerInterceptor)?
+    private var machine = ServerStreamStateMachine()
     private var output: Output?
     private var deframer: MessageDeframer
-    private var implementation: ServerRouter.Implementation?
+    private var route: ServerRouter.Route?
+    /// When the interceptor saw the call start; nil while it has not (or there is none).
+    private var interceptedAt: NIODeadline?
     private var observer: (any StreamObserver)?
     /// Framed messages sent without a flush, and the promise of their write.
     private var unflushed: (data: ByteBuffer, written: EventLoopPromise<Void>)?
     private var callContext: ServerContext?
-    private var unaryDispatched = false
-    private var responseHeadersSent = false
-    private var requestEnded = false
     private var deadlineTimer: Scheduled<Void>?
 
     private static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
@@ -79,10 +75,11 @@ final class ServerStreamHandler: ChannelInboundHandler {
     /// `output` is nil for a child channel's handler, which learns its context when added.
     init(
         router: ServerRouter, limits: GRPCServer.MessageLimits, connection: ServerConnectionManager, batch: EventLoopBatch,
-        output: Output? = nil
+        interceptor: (any ServerInterceptor)? = nil, output: Output? = nil
     ) {
         self.router = router
         self.limits = limits
+        self.interceptor = interceptor
         self.connection = connection
         self.batch = batch
         self.output = output
@@ -118,28 +115,19 @@ final class ServerStreamHandler: ChannelInboundHandler {
     func receive(_ payload: HTTP2Frame.FramePayload) {
         switch payload {
         case .headers(let headers):
-            switch state {
-            case .awaitingHeaders:
-                openCall(headers.headers, endStream: headers.endStream)
-            case .open:
-                if headers.endStream {
-                    endOfRequests()
-                } else {
-                    abandon(GRPCStatus(.internal, "grpc: unexpected HEADERS frame in the middle of a request"))
-                }
-            case .finished:
-                break
+            switch machine.receivedHeaders(endStream: headers.endStream) {
+            case .openCall: openCall(headers.headers, endStream: headers.endStream)
+            case .requestsEnded: endOfRequests()
+            case .protocolViolation: abandon(GRPCStatus(.internal, "grpc: unexpected HEADERS frame in the middle of a request"))
+            case .ignore: break
             }
         case .data(let frame):
-            guard state == .open else { return }
-            // Known before the messages are handled, so a handler that answers at once knows
-            // the client has finished sending.
-            if frame.endStream { requestEnded = true }
+            guard case .deliver(let endsRequests) = machine.receivedData(endStream: frame.endStream) else { return }
             if case .byteBuffer(let buffer) = frame.data, buffer.readableBytes > 0 {
                 deframer.append(buffer)
                 deliverMessages()
             }
-            if frame.endStream, state == .open { endOfRequests() }
+            if endsRequests, machine.isOpen { endOfRequests() }
         case .rstStream(let code):
             cancel(GRPCStatus(.cancelled, "the client reset the stream (\(code))"))
         default:
@@ -160,7 +148,6 @@ final class ServerStreamHandler: ChannelInboundHandler {
     private func openCall(_ headers: HPACKHeaders, endStream: Bool) {
         guard let output else { return }
         let context = output.context
-        requestEnded = endStream
         guard headers.first(name: ":method") == "POST" else {
             return rejectHTTP(status: "405", GRPCStatus(.internal, "grpc: request method must be POST"))
         }
@@ -170,7 +157,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
                 GRPCStatus(.internal, "grpc: invalid gRPC request content-type \"\(headers.first(name: "content-type") ?? "")\""))
         }
         let path = headers.first(name: ":path") ?? ""
-        guard let implementation = router.methods[path] else {
+        guard let route = router.methods[path] else {
             return finishEarly(router.unknownMethodStatus(path))
         }
         if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
@@ -181,56 +168,57 @@ final class ServerStreamHandler: ChannelInboundHandler {
             guard let amount = GRPCTimeout.parse(timeout[...]) else {
                 return finishEarly(GRPCStatus(.internal, "transport: malformed grpc-timeout: \(timeout)"))
             }
-            deadline = .now() + amount
+            // The loop's clock (an embedded loop's in tests).
+            deadline = context.eventLoop.now + amount
         }
         let callContext = ServerContext(
             path: path, requestHeaders: headers, deadline: deadline,
             remoteAddress: output.remoteAddress, eventLoop: context.eventLoop,
             cancellation: CallCancellation())
         self.callContext = callContext
-        self.implementation = implementation
-        state = .open
+        self.route = route
+        if let interceptor {
+            interceptedAt = context.eventLoop.now
+            if let refusal = interceptor.callStarted(route.method, context: callContext) { return finishEarly(refusal) }
+        }
         if let deadline {
             deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
                 deadlineExceeded()
             }
         }
-        if case .streaming(let start) = implementation {
+        if case .streaming(let start) = route.implementation {
             observer = start(Handle(handler: self, context: callContext))
         }
-        if endStream, state == .open { endOfRequests() }
+        if endStream, machine.isOpen { endOfRequests() }
     }
 
     private func deliverMessages() {
-        while state == .open {
+        while machine.isOpen {
             let message: ByteBuffer?
             do throws(MessageDeframer.Failure) {
                 message = try deframer.next()
             } catch {
                 return abandon(error.status)
             }
-            guard let message else { return }
-            switch implementation {
+            guard let message, let route else { return }
+            interceptor?.receivedMessage(route.method, bytes: message.readableBytes)
+            switch route.implementation {
             case .unary(let handle):
-                guard !unaryDispatched else {
+                guard machine.receivedUnaryRequest() else {
                     return abandon(GRPCStatus(.internal, "grpc: more than one request message for a unary method"))
                 }
-                unaryDispatched = true
                 handle(message, Handle(handler: self, context: callContext!))
             case .streaming:
                 observer?.receive(message)
-            case nil:
-                return
             }
         }
     }
 
     private func endOfRequests() {
-        requestEnded = true
         if deframer.hasPartialMessage {
             return abandon(GRPCStatus(.internal, "grpc: request stream ended in the middle of a message"))
         }
-        if case .unary = implementation, !unaryDispatched {
+        if case .unary = route?.implementation, !machine.unaryRequestDispatched {
             return abandon(GRPCStatus(.internal, "grpc: no request message for a unary method"))
         }
         observer?.requestsEnded()
@@ -259,7 +247,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
     /// Checks a message of `length` bytes (without its prefix) and has `write` add it, framed,
     /// to the gathered messages.
     private func sendMessage(length: Int, flush: Bool, _ write: (inout ByteBuffer) -> Void) -> EventLoopFuture<Void> {
-        guard state == .open, let output else {
+        guard machine.isOpen, let output else {
             return connection.eventLoop.makeFailedFuture(GRPCStatus(.failedPrecondition, "the call has already finished"))
         }
         let context = output.context
@@ -267,6 +255,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
             return context.eventLoop.makeFailedFuture(GRPCStatus(.resourceExhausted, "response too large"))
         }
         writeResponseHeadersIfNeeded(output)
+        if let route { interceptor?.sentMessage(route.method, bytes: length) }
         if unflushed == nil {
             unflushed = (context.channel.allocator.buffer(capacity: 5 + length), context.eventLoop.makePromise(of: Void.self))
         }
@@ -299,8 +288,9 @@ final class ServerStreamHandler: ChannelInboundHandler {
 
     /// Writes headers, the one response message and OK trailers with a single flush.
     func sendUnaryResponse(_ frame: ByteBuffer) {
-        guard state == .open, let output, checkSendSize(frame.readableBytes - 5) else { return }
+        guard machine.isOpen, let output, checkSendSize(frame.readableBytes - 5) else { return }
         writeResponseHeadersIfNeeded(output)
+        if let route { interceptor?.sentMessage(route.method, bytes: frame.readableBytes - 5) }
         output.write(.data(.init(data: .byteBuffer(frame))), promise: nil)
         finish(.ok)
     }
@@ -308,7 +298,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
     /// Ends the call with trailers (or a trailers-only response when nothing was sent yet), as
     /// its handler decided.
     func finish(_ status: GRPCStatus, trailers: HPACKHeaders = [:]) {
-        guard state == .open, let output else { return }
+        guard machine.isOpen, let output else { return }
         writeTrailers(status, extra: trailers, output: output)
         releaseObserver()
     }
@@ -317,7 +307,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
     /// the client gets `status`, and the handler hears it through `onCancel` and the context's
     /// cancellation, so nothing keeps waiting on a call that is over.
     func abandon(_ status: GRPCStatus) {
-        guard state == .open, let output else { return }
+        guard machine.isOpen, let output else { return }
         writeTrailers(status, extra: [:], output: output)
         callContext?.cancellation.cancel(status)
         observer?.cancelled(status)
@@ -339,40 +329,40 @@ final class ServerStreamHandler: ChannelInboundHandler {
     }
 
     private func writeResponseHeadersIfNeeded(_ output: Output) {
-        guard !responseHeadersSent else { return }
-        responseHeadersSent = true
+        guard machine.sendingMessage() == .writeHeadersAndMessage else { return }
         output.write(.headers(.init(headers: Self.responseHeaders)), promise: nil)
     }
 
     private func writeTrailers(_ status: GRPCStatus, extra: HPACKHeaders, output: Output) {
         writeUnflushed(output)
-        var trailers: HPACKHeaders
-        if responseHeadersSent {
-            trailers = HPACKHeaders()
-        } else {
-            trailers = Self.responseHeaders
-            responseHeadersSent = true
-        }
+        guard case .writeTrailers(let trailersOnly, let thenReset) = machine.finishing() else { return }
+        var trailers = trailersOnly ? Self.responseHeaders : HPACKHeaders()
         trailers.add(name: "grpc-status", value: String(status.code.rawValue))
         if !status.message.isEmpty {
             trailers.add(name: "grpc-message", value: GRPCStatus.percentEncoded(status.message))
         }
         trailers.add(contentsOf: extra)
-        state = .finished
         deadlineTimer?.cancel()
         deadlineTimer = nil
-        writeFinalHeaders(trailers, output: output)
+        reportEnd(status)
+        writeFinalHeaders(trailers, thenReset: thenReset, output: output)
+    }
+
+    /// Tells the interceptor, if it saw the call start, how the call ended.
+    private func reportEnd(_ status: GRPCStatus) {
+        guard let interceptedAt, let route else { return }
+        self.interceptedAt = nil
+        interceptor?.callEnded(route.method, status: status, startedAt: interceptedAt)
     }
 
     /// Writes the closing HEADERS frame. A client that is still sending is then told to stop
     /// with RST_STREAM(NO_ERROR), as the gRPC spec allows, but only once the trailers are out:
     /// a reset would overtake them in the flow-control buffer.
-    private func writeFinalHeaders(_ headers: HPACKHeaders, output: Output) {
+    private func writeFinalHeaders(_ headers: HPACKHeaders, thenReset: Bool, output: Output) {
         let frame = HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: true))
-        guard !requestEnded else {
+        guard thenReset else {
             return output.writeAndFlush(frame, promise: nil)
         }
-        requestEnded = true
         let written = output.context.eventLoop.makePromise(of: Void.self)
         output.writeAndFlush(frame, promise: written)
         written.futureResult.assumeIsolated().whenSuccess { [self] in
@@ -380,23 +370,20 @@ final class ServerStreamHandler: ChannelInboundHandler {
         }
     }
 
-    /// Answers before any handler ran (routing, encoding or timeout errors).
+    /// Answers before any handler ran (routing, encoding, timeout or interceptor refusals).
     private func finishEarly(_ status: GRPCStatus) {
         guard let output else { return }
-        state = .open
         writeTrailers(status, extra: [:], output: output)
     }
 
     /// Answers a request that is not gRPC at the HTTP level.
     private func rejectHTTP(status httpStatus: String, _ status: GRPCStatus) {
-        guard let output else { return }
+        guard let output, case .writeTrailers(_, let thenReset) = machine.finishing() else { return }
         let headers: HPACKHeaders = [
             ":status": httpStatus, "content-type": "application/grpc",
             "grpc-status": String(status.code.rawValue), "grpc-message": GRPCStatus.percentEncoded(status.message),
         ]
-        state = .finished
-        responseHeadersSent = true
-        writeFinalHeaders(headers, output: output)
+        writeFinalHeaders(headers, thenReset: thenReset, output: output)
     }
 
     private func deadlineExceeded() {
@@ -404,9 +391,9 @@ final class ServerStreamHandler: ChannelInboundHandler {
     }
 
     private func cancel(_ reason: GRPCStatus) {
-        guard state == .open else { return }
-        state = .finished
+        guard machine.cancelled() else { return }
         dropUnflushed()
+        reportEnd(reason)
         deadlineTimer?.cancel()
         deadlineTimer = nil
         callContext?.cancellation.cancel(reason)

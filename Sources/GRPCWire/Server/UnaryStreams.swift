@@ -31,7 +31,7 @@ final class UnaryStreams: ChannelInboundHandler {
             return call.receive(frame.payload)
         }
         guard frame.streamID != .rootStream, case .headers(let headers) = frame.payload,
-            let path = headers.headers.first(name: ":path"), case .unary = router.methods[path]
+            let path = headers.headers.first(name: ":path"), case .unary = router.methods[path]?.implementation
         else {
             return context.fireChannelRead(data)
         }

@@ -1,0 +1,47 @@
+import NIOCore
+
+/// A method a server serves, as interceptors see it: precomputed once when it is registered.
+public struct ServerMethod: Sendable, Hashable {
+    /// How the call's messages flow, with the names gRPC's Prometheus metrics give them.
+    public enum Kind: String, Sendable, Hashable {
+        case unary = "unary"
+        case clientStreaming = "client_stream"
+        case serverStreaming = "server_stream"
+        case bidirectionalStreaming = "bidi_stream"
+    }
+
+    /// `/package.Service/Method`.
+    public let path: String
+    /// `package.Service`.
+    public let service: String
+    /// `Method`.
+    public let name: String
+    public let kind: Kind
+}
+
+/// Sees every routed call of a server: where auth checks a call's token, metrics count calls
+/// and bytes, and request logs are written, without each handler knowing.
+///
+/// Install one with ``GRPCServer/Configuration/interceptor``. Every method is called on the
+/// call's event loop and must be cheap (hand slow work elsewhere). Calls to unknown methods and
+/// requests that are not gRPC never reach it. A server without an interceptor pays one nil
+/// check per call and per message.
+public protocol ServerInterceptor: Sendable {
+    /// The call's headers were accepted and routed; its handler runs next, unless this returns
+    /// a status, which ends the call with that status instead (the handler never runs).
+    func callStarted(_ method: ServerMethod, context: ServerContext) -> GRPCStatus?
+    /// A request message arrived: `bytes` of protobuf payload, without the 5-byte prefix.
+    func receivedMessage(_ method: ServerMethod, bytes: Int)
+    /// A response message was handed to HTTP/2: `bytes` of protobuf payload.
+    func sentMessage(_ method: ServerMethod, bytes: Int)
+    /// The call ended, once: with the status of its trailers (refusals included), or with the
+    /// reason it was cancelled (the client reset it, the connection closed). `startedAt` is when
+    /// ``callStarted(_:context:)`` ran.
+    func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline)
+}
+
+extension ServerInterceptor {
+    public func receivedMessage(_ method: ServerMethod, bytes: Int) {}
+    public func sentMessage(_ method: ServerMethod, bytes: Int) {}
+    public func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline) {}
+}
