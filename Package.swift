@@ -74,10 +74,17 @@ let package = Package(
             dependencies: ["WAL"],
             swiftSettings: strictSettings
         ),
+        // The storage records and the SQLite backend: key revisions, meta, leases, documents.
+        .target(
+            name: "Backend",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings
+        ),
         // The revisioned keyspace: revisions, per-key generations, the in-memory ordered index, watchers.
         .target(
             name: "MVCC",
             dependencies: [
+                "Backend",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -93,14 +100,14 @@ let package = Package(
         // Leases: which exist, their TTLs and keys, expiry on the leader (etcd's lessor).
         .target(
             name: "Lease",
-            dependencies: ["MVCC", .product(name: "HeapModule", package: "swift-collections")],
+            dependencies: ["Backend", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: strictSettings
         ),
         // One member: the apply loop, etcd's apply rules, reads, status and membership.
         .target(
             name: "EtcdServer",
             dependencies: [
-                "EtcdProto", "Lease", "MVCC", "Raft", "WAL",
+                "Backend", "EtcdProto", "Lease", "MVCC", "Raft", "WAL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -112,7 +119,7 @@ let package = Package(
         .target(
             name: "EtcdAPI",
             dependencies: [
-                "EtcdProto", "EtcdServer", "GRPCWire", "MVCC",
+                "Backend", "EtcdProto", "EtcdServer", "GRPCWire", "MVCC",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -217,7 +224,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LeaseTests",
-            dependencies: ["Lease", "MVCC"],
+            dependencies: ["Backend", "Lease", "MVCC"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -227,7 +234,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MVCCTests",
-            dependencies: ["MVCC", "TestSupport"],
+            dependencies: ["Backend", "MVCC", "TestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -238,7 +245,7 @@ let package = Package(
         .testTarget(
             name: "EtcdServerTests",
             dependencies: [
-                "EtcdServer", "EtcdProto", "MVCC", "Raft", "WAL",
+                "Backend", "EtcdServer", "EtcdProto", "MVCC", "Raft", "WAL",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -249,6 +256,7 @@ let package = Package(
         .testTarget(
             name: "EtcdAPITests",
             dependencies: [
+                "Backend",
                 "EtcdAPI",
                 "TestSupport",
                 "EtcdProto",

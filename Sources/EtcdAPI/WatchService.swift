@@ -1,3 +1,4 @@
+import Backend
 import DequeModule
 import EtcdProto
 import EtcdServer

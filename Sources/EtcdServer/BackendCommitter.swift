@@ -1,3 +1,4 @@
+import Backend
 import Dispatch
 import MVCC
 import Synchronization

@@ -1,3 +1,4 @@
+import Backend
 import Dispatch
 import EtcdProto
 import Foundation

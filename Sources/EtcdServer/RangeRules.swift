@@ -1,3 +1,4 @@
+import Backend
 import EtcdProto
 import Foundation
 import MVCC

@@ -1,5 +1,5 @@
 import HeapModule
-import MVCC
+import Backend
 import Synchronization
 
 /// One member's leases (etcd's lessor): which exist, with their granted TTL and the keys

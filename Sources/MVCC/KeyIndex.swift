@@ -1,3 +1,5 @@
+import Backend
+
 /// The history of one key: the revisions at which it was written, grouped into generations.
 ///
 /// A generation runs from the key's creation to its deletion (the tombstone, the generation's

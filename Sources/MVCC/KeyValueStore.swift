@@ -1,3 +1,5 @@
+import Backend
+
 /// The revisioned keyspace: the key index and the store's revision counters, with etcd's rules
 /// for reading at a revision, writing one main revision at a time, and compacting.
 ///

@@ -1,4 +1,5 @@
 import Atomics
+import Backend
 
 /// The revisions of one generation of a key, oldest first, with an array's value semantics.
 ///

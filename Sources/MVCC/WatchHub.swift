@@ -1,3 +1,4 @@
+import Backend
 import DequeModule
 import Dispatch
 import Synchronization
@@ -665,9 +666,4 @@ private struct RecentChanges {
         }
         return result.reversed()
     }
-}
-
-extension Change {
-    /// Roughly the bytes the change occupies, for memory bounds.
-    public var estimatedSize: Int { kv.key.count + kv.value.count + 48 }
 }

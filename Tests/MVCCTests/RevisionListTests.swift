@@ -1,3 +1,4 @@
+import Backend
 import Testing
 
 @testable import MVCC

@@ -33,19 +33,15 @@ public struct Change: Sendable, Hashable {
     public var revision: Revision
     /// For a put, the new record; for a delete, the tombstone: key and mod revision only.
     public var kv: KeyValue
-}
 
-/// Why a read or compaction cannot be served; messages are etcd's.
-public enum MVCCError: Error, Equatable, Sendable, CustomStringConvertible {
-    case compacted
-    case futureRevision
-
-    public var description: String {
-        switch self {
-        case .compacted: "mvcc: required revision has been compacted"
-        case .futureRevision: "mvcc: required revision is a future revision"
-        }
+    package init(kind: Kind, revision: Revision, kv: KeyValue) {
+        self.kind = kind
+        self.revision = revision
+        self.kv = kv
     }
+
+    /// Roughly the bytes the change occupies, for memory bounds.
+    public var estimatedSize: Int { kv.key.count + kv.value.count + 48 }
 }
 
 /// Finds stored records by revision (the backend, plus changes not yet committed to it).

@@ -267,15 +267,3 @@ public final class SQLiteBackend: RevisionReader, Sendable {
             createRevision: row["create_revision"], modRevision: main, version: row["version"], lease: row["lease"])
     }
 }
-
-extension KeyValueStore {
-    /// Rebuilds the store from the backend: replays every stored change into the key index.
-    public init(restoringFrom backend: SQLiteBackend) throws {
-        self.init()
-        try backend.forEachChangeWithoutValue { change in
-            restore(change)
-        }
-        let stored = try backend.meta(.revision) ?? 1
-        restoreCounters(revision: max(stored, revision), compacted: try backend.meta(.compactedRevision) ?? -1)
-    }
-}
