@@ -34,13 +34,17 @@ final class BackendCommitter: Sendable {
     }
 
     private let backend: SQLiteBackend
-    private let server: EtcdServer
+    private let published: PublishedState
+    private let watchHub: WatchHub
+    private let diskMetrics: DiskMetrics
     private let queue = DispatchQueue(label: "swift-etcd backend commits")
     private let queued = Mutex(Queue())
 
-    init(backend: SQLiteBackend, server: EtcdServer) {
+    init(backend: SQLiteBackend, published: PublishedState, watchHub: WatchHub, diskMetrics: DiskMetrics) {
         self.backend = backend
-        self.server = server
+        self.published = published
+        self.watchHub = watchHub
+        self.diskMetrics = diskMetrics
     }
 
     /// Queues `batch` for commit after those queued before it.
@@ -74,9 +78,9 @@ final class BackendCommitter: Sendable {
             } catch {
                 EtcdServer.fatal("failed to commit applied entries to the backend", error)
             }
-            server.configuration.diskMetrics.backendCommit?(ContinuousClock.now - start)
-            server.committed(layers: batches.count, throughRevision: batches.last!.revision)
-            server.watchHub.committed(through: batches.last!.revision)
+            diskMetrics.backendCommit?(ContinuousClock.now - start)
+            published.committed(layers: batches.count, throughRevision: batches.last!.revision)
+            watchHub.committed(through: batches.last!.revision)
         }
     }
 

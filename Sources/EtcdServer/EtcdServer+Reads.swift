@@ -74,12 +74,7 @@ extension EtcdServer {
     }
 
     func header(revision: Int64, term: UInt64) -> Etcdserverpb_ResponseHeader {
-        var header = Etcdserverpb_ResponseHeader()
-        header.clusterID = clusterID
-        header.memberID = memberID
-        header.revision = revision
-        header.raftTerm = term
-        return header
+        headers.header(revision: revision, term: term)
     }
 
     public var currentRevision: Int64 { published.withLock { $0.store.revision } }
@@ -92,54 +87,11 @@ extension EtcdServer {
         return (try? store.range(key, end: nil, options: options, reader: reader))?.kvs.first
     }
 
-    /// Publishes the store as applied, with the records of its batch the backend has not
-    /// committed yet (``committed(layers:throughRevision:)`` says when it has).
-    func publish(store: KeyValueStore, appliedIndex: UInt64, uncommitted: [Revision: KeyValue]) {
-        published.withLock {
-            $0.store = store
-            $0.appliedIndex = appliedIndex
-            $0.uncommitted.append(uncommitted)
-        }
-    }
-
-    /// Publishes a store the backend holds entirely (a member starting, or one that installed
-    /// a snapshot).
-    func publish(committedStore store: KeyValueStore, appliedIndex: UInt64) {
-        published.withLock {
-            $0.store = store
-            $0.appliedIndex = appliedIndex
-            $0.uncommitted = []
-            $0.committedRevision = store.revision
-        }
-    }
-
-    /// The backend committed the oldest `layers` uncommitted batches, up to `revision`.
-    func committed(layers: Int, throughRevision revision: Int64) {
-        published.withLock {
-            $0.uncommitted.removeFirst(layers)
-            $0.committedRevision = revision
-        }
-    }
-
-    /// The records applied but not yet committed to the backend, oldest batch first.
-    var uncommittedLayers: [[Revision: KeyValue]] { published.withLock { $0.uncommitted } }
-
     /// The latest published store and how to read its records.
     func readableStore() -> (store: KeyValueStore, reader: any RevisionReader, term: UInt64) {
         published.withLock { state in
             let reader: any RevisionReader = state.uncommitted.isEmpty ? backend : OverlayReader(layers: state.uncommitted, base: backend)
             return (state.store, reader, state.raft.term)
         }
-    }
-
-    func publish(raft: RaftSummary, voters: Int) {
-        published.withLock {
-            $0.raft = raft
-            $0.voters = voters
-        }
-    }
-
-    func publish(membership: Membership) {
-        published.withLock { $0.membership = membership }
     }
 }

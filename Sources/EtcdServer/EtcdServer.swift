@@ -28,7 +28,6 @@ public final class EtcdServer: Sendable {
     public let memberID: UInt64
     public let clusterID: UInt64
     let snapDirectory: String
-    let walDirectory: String
     let backend: SQLiteBackend
     /// Every watcher on this member, fed by the loop with each applied batch.
     public let watchHub: WatchHub
@@ -39,8 +38,8 @@ public final class EtcdServer: Sendable {
     /// refused as `lease already exists`).
     let nextLeaseIDs: Mutex<UInt64>
     let logger = Logger(label: "swift-etcd")
-    /// Purges old log segments and snapshot files off the loop thread.
-    let purgeQueue = DispatchQueue(label: "swift-etcd purge")
+    let purger: FilePurger
+    let headers: ResponseHeaders
     let inbox = MemberInbox()
     let loopExited = DispatchSemaphore(value: 0)
     let published: PublishedState
@@ -93,7 +92,10 @@ public final class EtcdServer: Sendable {
         self.configuration = configuration
         let memberDirectory = (configuration.dataDirectory as NSString).appendingPathComponent("member")
         snapDirectory = (memberDirectory as NSString).appendingPathComponent("snap")
-        walDirectory = configuration.walDirectory ?? (memberDirectory as NSString).appendingPathComponent("wal")
+        let walDirectory = configuration.walDirectory ?? (memberDirectory as NSString).appendingPathComponent("wal")
+        purger = FilePurger(
+            walDirectory: walDirectory, snapDirectory: snapDirectory, maxWALs: configuration.maxWALs,
+            maxSnapshots: configuration.maxSnapshots, logger: Logger(label: "swift-etcd"))
         try FileManager.default.createDirectory(atPath: snapDirectory, withIntermediateDirectories: true)
         // Snapshots being sent or received when the member stopped are of no use now.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: snapDirectory)) ?? []
@@ -115,6 +117,7 @@ public final class EtcdServer: Sendable {
         }
         memberID = start.memberID
         clusterID = start.clusterID
+        headers = ResponseHeaders(clusterID: start.clusterID, memberID: start.memberID)
         lessor = Lessor(minTTL: Lessor.minTTL(electionTimeout: configuration.electionTimeout))
         do {
             try Self.restoreLeases(lessor, from: backend, store: recovered.store)
@@ -169,7 +172,10 @@ public final class EtcdServer: Sendable {
             try? group.syncShutdownGracefully()
             throw error
         }
-        let loop = HandOff(MemberLoop(server: self, recovered: recovered, backend: backend, transport: transport, logger: logger))
+        let collaborators = MemberLoop.Collaborators(
+            inbox: inbox, published: published, lessor: lessor, watchHub: watchHub, backend: backend, transport: transport,
+            purger: purger, headers: headers, snapDirectory: snapDirectory, logger: logger)
+        let loop = HandOff(MemberLoop(configuration: configuration, recovered: recovered, collaborators: collaborators))
         let thread = Thread { [self] in
             loop.take().run()
             loopExited.signal()
@@ -188,22 +194,8 @@ public final class EtcdServer: Sendable {
         guard first else { return }
         loopExited.wait()
         watchHub.stop()
-        purgeQueue.sync {}
+        purger.wait()
         try? peerEventLoops.syncShutdownGracefully()
-    }
-
-    /// Removes log segments and snapshot files a snapshot at `snapshotIndex` made unnecessary, in the background.
-    func purgeOldFiles(snapshotIndex: UInt64) {
-        let (walDirectory, snapDirectory, configuration, logger) = (walDirectory, snapDirectory, configuration, logger)
-        purgeQueue.async {
-            do {
-                try WriteAheadLog.purge(directory: walDirectory, snapshotIndex: snapshotIndex, maxFiles: configuration.maxWALs)
-                try Snapshotter.purge(directory: snapDirectory, keep: configuration.maxSnapshots)
-            } catch {
-                // Old files stay until the next snapshot's purge; nothing needed is at risk.
-                logger.warning("failed to purge old files", metadata: ["error": "\(error)"])
-            }
-        }
     }
 
     /// Stops the process: after a failed write or sync nothing may be acknowledged, and the

@@ -18,16 +18,16 @@ extension MemberLoop {
         let path = String(decoding: snapshot.data, as: UTF8.self)
         let metadata = snapshot.metadata
         committer.drain()
-        server.watchHub.replacingBackend()
+        watchHub.replacingBackend()
         do {
             try backend.restore(from: path)
             store = try KeyValueStore(restoringFrom: backend)
-            try EtcdServer.restoreLeases(server.lessor, from: backend, store: store)
+            try EtcdServer.restoreLeases(lessor, from: backend, store: store)
             appliedIndex = UInt64(try backend.meta(.consistentIndex) ?? 0)
             appliedTerm = UInt64(try backend.meta(.consistentTerm) ?? 0)
             try DurableSnapshot.record(
                 index: metadata.index, term: metadata.term, confState: metadata.confState, backend: backend, log: log,
-                snapDirectory: server.snapDirectory)
+                snapDirectory: snapDirectory)
             try storage.applySnapshot(Snapshot(metadata: metadata))
         } catch {
             EtcdServer.fatal("failed to install the snapshot from the leader", error)
@@ -39,13 +39,13 @@ extension MemberLoop {
         if let stored = try? backend.document(.membership), let restored = try? Membership(encoded: stored) {
             membership = restored
             transport.setPeers(membership.peers)
-            server.publish(membership: membership)
+            published.publish(membership: membership)
         }
         logger.info("applied snapshot from the leader", metadata: [
             "snapshot-index": "\(metadata.index)", "backend-applied-index": "\(appliedIndex)", "revision": "\(store.revision)",
         ])
-        server.publish(committedStore: store, appliedIndex: appliedIndex)
-        server.watchHub.replacedBackend(store: store)
+        published.publish(committedStore: store, appliedIndex: appliedIndex)
+        watchHub.replacedBackend(store: store)
         answerReadsUpToApplied()
     }
 
@@ -66,12 +66,12 @@ extension MemberLoop {
         for entry in alreadyApplied where entry.kind == .confChange { applyMembershipChange(entry, replaying: true) }
         let entries = entries.dropFirst(alreadyApplied.count)
         guard let last = entries.last else { return }
-        var reader = OverlayReader(layers: server.uncommittedLayers, base: backend)
+        var reader = OverlayReader(layers: published.uncommittedLayers, base: backend)
         var changes: [Change] = []
         var compaction: (main: Int64, kept: Set<Revision>)?
         var completions: [(ProposalTracker.WriteCompletion, Result<WriteResponse, EtcdError>)] = []
         var leaseRows: [Int64: SQLiteBackend.LeaseRow?] = [:]
-        let header = server.header(revision: 0, term: term)
+        let header = headers.header(revision: 0, term: term)
         for entry in entries {
             switch entry.kind {
             case .normal:
@@ -79,7 +79,7 @@ extension MemberLoop {
                 // is too, so the leader now decides when leases expire (etcd's promotion).
                 guard !entry.data.isEmpty else {
                     if soft.role == .leader, entry.term == term {
-                        server.lessor.promote(extend: configuration.electionTimeout, now: .now)
+                        lessor.promote(extend: configuration.electionTimeout, now: .now)
                     }
                     continue
                 }
@@ -93,7 +93,7 @@ extension MemberLoop {
                 } catch {
                     EtcdServer.fatal("committed entry \(entry.index) does not decode", error)
                 }
-                let outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header, lessor: server.lessor)
+                let outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header, lessor: lessor)
                 apply(outcome.leaseEffects, recordingIn: &leaseRows)
                 reader.add(outcome.changes)
                 changes += outcome.changes
@@ -116,8 +116,8 @@ extension MemberLoop {
             documents = [.membership: membership.encoded(), .confState: PeerWire.encode(confState)]
         }
         // Announced before the backend deletes anything (with this batch's commit).
-        if let compaction { server.watchHub.compacting(atMain: compaction.main) }
-        server.publish(store: store, appliedIndex: appliedIndex, uncommitted: reader.pending)
+        if let compaction { watchHub.compacting(atMain: compaction.main) }
+        published.publish(store: store, appliedIndex: appliedIndex, uncommitted: reader.pending)
         let batch = BackendCommitter.Batch(
             changes: changes, meta: meta, documents: documents, leases: leaseRows, compaction: compaction, revision: store.revision)
         let answerAfterCommit = compaction != nil || membershipChanged
@@ -128,7 +128,7 @@ extension MemberLoop {
         }
         // Watchers hear of the changes once reads can see them, before the writers hear of
         // them (a client that watches what it writes sees the event first, as with etcd).
-        server.watchHub.notify(changes, store: store)
+        watchHub.notify(changes, store: store)
         for (complete, result) in completions { complete(result) }
         answerReadsUpToApplied()
         // Waking the committer's thread is not on the answers' path.
@@ -144,7 +144,7 @@ extension MemberLoop {
     /// Carries out what an applied request did to leases, noting the rows the backend batch
     /// must write (the checkpoint's own figures, so every member stores the same).
     func apply(_ effects: [LeaseEffect], recordingIn rows: inout [Int64: SQLiteBackend.LeaseRow?]) {
-        let lessor = server.lessor
+        let lessor = lessor
         for effect in effects {
             switch effect {
             case .grant(let id, let ttl):
@@ -172,7 +172,7 @@ extension MemberLoop {
     /// these entries. They are dropped, not kept for a later leader, when this member cannot
     /// propose now: what this leader decided about its leases is not the next one's to carry out.
     func tendLeases(_ now: ContinuousClock.Instant) {
-        let requests = leaseDuties.due(lessor: server.lessor, now: now, tickInterval: configuration.heartbeatInterval)
+        let requests = leaseDuties.due(lessor: lessor, now: now, tickInterval: configuration.heartbeatInterval)
         guard !requests.isEmpty else { return }
         let batch = requests.map { EntryEnvelope.encode(proposer: localID, requestID: proposals.nextRequestID(), request: $0) }
         try? node.propose(batch: batch)
@@ -189,7 +189,7 @@ extension MemberLoop {
         do {
             try DurableSnapshot.record(
                 index: appliedIndex, term: appliedTerm, confState: confState, backend: backend, log: log,
-                snapDirectory: server.snapDirectory)
+                snapDirectory: snapDirectory)
             try storage.createSnapshot(at: appliedIndex, confState: confState, data: [])
             if appliedIndex > configuration.snapshotCatchUpEntries {
                 try? storage.compact(through: appliedIndex - configuration.snapshotCatchUpEntries)
@@ -198,6 +198,6 @@ extension MemberLoop {
             EtcdServer.fatal("failed to save a snapshot", error)
         }
         snapshotIndex = appliedIndex
-        server.purgeOldFiles(snapshotIndex: appliedIndex)
+        purger.purge(snapshotIndex: appliedIndex)
     }
 }

@@ -81,7 +81,7 @@ extension MemberLoop {
     func membershipApplied() {
         membershipChanged = false
         transport.setPeers(membership.peers)
-        server.publish(membership: membership)
+        published.publish(membership: membership)
         let completions = pendingMembershipCompletions
         pendingMembershipCompletions = []
         for complete in completions { complete() }

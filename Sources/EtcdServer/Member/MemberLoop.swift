@@ -9,7 +9,9 @@ import Raft
 import WAL
 
 /// The member's one loop thread: it owns the Raft node, its log, and the store, and is the
-/// only code that touches them. Everything else talks to it through ``EtcdServer``'s inbox.
+/// only code that touches them. Everything else talks to it through the inbox; what it shares
+/// with the rest of the member is passed in (``Collaborators``), never reached through the
+/// server.
 ///
 /// Each turn: tick when a heartbeat interval has passed, take everything the inbox holds
 /// (peer messages, proposals, reads) into the node, then work off every `Ready`: send what may
@@ -17,14 +19,36 @@ import WAL
 /// to the log with one `fdatasync`, send acknowledgements, apply committed entries to the store
 /// in one backend transaction, answer reads whose read index is applied, and advance.
 final class MemberLoop {
-    let server: EtcdServer
+    /// What the loop shares with the rest of the member.
+    struct Collaborators {
+        /// Where requests, peer messages and reports arrive.
+        let inbox: MemberInbox
+        /// What requests read without the loop: the loop publishes each applied state there.
+        let published: PublishedState
+        let lessor: Lessor
+        let watchHub: WatchHub
+        let backend: SQLiteBackend
+        let transport: PeerTransport
+        let purger: FilePurger
+        let headers: ResponseHeaders
+        let snapDirectory: String
+        let logger: Logger
+    }
+
     let configuration: EtcdServer.Configuration
     var node: RaftNode
     let storage: MemoryStorage
     let log: WriteAheadLog
-    let backend: SQLiteBackend
     let committer: BackendCommitter
+    let inbox: MemberInbox
+    let published: PublishedState
+    let lessor: Lessor
+    let watchHub: WatchHub
+    let backend: SQLiteBackend
     let transport: PeerTransport
+    let purger: FilePurger
+    let headers: ResponseHeaders
+    let snapDirectory: String
     let logger: Logger
     var store: KeyValueStore
     var appliedIndex: UInt64
@@ -66,9 +90,8 @@ final class MemberLoop {
         var membership: Membership
     }
 
-    init(server: EtcdServer, recovered: Recovered, backend: SQLiteBackend, transport: PeerTransport, logger: Logger) {
-        self.server = server
-        configuration = server.configuration
+    init(configuration: EtcdServer.Configuration, recovered: Recovered, collaborators: Collaborators) {
+        self.configuration = configuration
         node = recovered.node
         storage = recovered.storage
         log = recovered.log
@@ -78,10 +101,19 @@ final class MemberLoop {
         snapshotIndex = recovered.snapshotIndex
         confState = recovered.confState
         membership = recovered.membership
-        self.backend = backend
-        committer = BackendCommitter(backend: backend, server: server)
-        self.transport = transport
-        self.logger = logger
+        inbox = collaborators.inbox
+        published = collaborators.published
+        lessor = collaborators.lessor
+        watchHub = collaborators.watchHub
+        backend = collaborators.backend
+        transport = collaborators.transport
+        purger = collaborators.purger
+        headers = collaborators.headers
+        snapDirectory = collaborators.snapDirectory
+        logger = collaborators.logger
+        committer = BackendCommitter(
+            backend: collaborators.backend, published: collaborators.published, watchHub: collaborators.watchHub,
+            diskMetrics: configuration.diskMetrics)
         term = recovered.storage.hardState.term
         commitIndex = recovered.storage.hardState.commit
     }
@@ -104,7 +136,7 @@ final class MemberLoop {
             let untilTick = nextTick - ContinuousClock.now
             if untilTick > .zero {
                 let (seconds, attoseconds) = untilTick.components
-                _ = server.inbox.wake.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
+                _ = inbox.wake.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
             }
             let now = ContinuousClock.now
             if now >= nextTick {
@@ -114,7 +146,7 @@ final class MemberLoop {
                 nextTick = max(nextTick + interval, now)
                 onTick(now)
             }
-            let inbox = server.inbox.take()
+            let inbox = inbox.take()
             var receivedSnapshots: [String] = []
             for message in inbox.messages {
                 if let snapshot = message.snapshot, !snapshot.data.isEmpty {
@@ -335,7 +367,7 @@ final class MemberLoop {
         if soft.leader == noNode && newSoft.leader != noNode { leaderAppeared = true }
         // A leader takes over lease expiry once it applies its first entry (below); one that
         // steps down hands it back at once.
-        if soft.role == .leader, newSoft.role != .leader { server.lessor.demote() }
+        if soft.role == .leader, newSoft.role != .leader { lessor.demote() }
         soft = newSoft
     }
 
@@ -357,7 +389,7 @@ final class MemberLoop {
     }
 
     func publishStatus() {
-        server.publish(
+        published.publish(
             raft: EtcdServer.RaftSummary(
                 term: term, leader: soft.leader, role: soft.role, commitIndex: commitIndex, appliedIndex: appliedIndex),
             voters: confState.voters.count)
