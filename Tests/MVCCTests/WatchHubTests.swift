@@ -13,11 +13,11 @@ final class WatchedStore {
     let hub: WatchHub
     private let directory: URL
 
-    init(limits: WatchHub.Limits = WatchHub.Limits()) throws {
+    init(limits: WatchHub.Limits = WatchHub.Limits(), timer: any WatchTimer = DispatchWatchTimer()) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("watch-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         backend = try SQLiteBackend(path: directory.appendingPathComponent("backend.sqlite").path, synchronousCommits: false)
-        hub = WatchHub(backend: backend, store: store, limits: limits)
+        hub = WatchHub(backend: backend, store: store, limits: limits, timer: timer)
     }
 
     deinit {
@@ -326,23 +326,30 @@ struct WatchHubTests {
         #expect(describe(sink.read(from: hub)) == ["progress -1 @5"])
     }
 
-    @Test func idleWatchersThatAskedGetPeriodicProgress() async throws {
+    @Test func idleWatchersThatAskedGetPeriodicProgress() throws {
         var limits = WatchHub.Limits()
-        limits.progressInterval = .milliseconds(20)
-        let watched = try WatchedStore(limits: limits)
+        limits.progressInterval = .seconds(600)
+        let timer = ManualWatchTimer()
+        let watched = try WatchedStore(limits: limits, timer: timer)
         let sink = TestSink()
         watched.hub.watch(WatchRequest(range: .single(bytes("a")), progressNotify: true), on: sink)
         watched.hub.watch(WatchRequest(range: .single(bytes("b"))), on: sink)
         watched.hub.watch(WatchRequest(range: .single(bytes("c")), startRevision: 100, progressNotify: true), on: sink)
         try watched.put("x", "1")
-        var progress: [String] = []
-        let deadline = ContinuousClock.now + .seconds(30)
-        while progress.count < 2, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-            progress += describe(sink.read(from: watched.hub)).filter { $0.hasPrefix("progress") }
-        }
+        func progress() -> [String] { describe(sink.read(from: watched.hub)).filter { $0.hasPrefix("progress") } }
+        _ = progress()
+        timer.advance(by: .seconds(599))
+        #expect(progress().isEmpty)
+        timer.advance(by: .seconds(1))
         // Only the idle watcher that asked, never the one whose start is in the future.
-        #expect(progress.prefix(2) == ["progress 0 @2", "progress 0 @2"])
+        #expect(progress() == ["progress 0 @2"])
+        timer.advance(by: .seconds(600))
+        #expect(progress() == ["progress 0 @2"])
+        // A watcher that received an event in the interval is not idle.
+        try watched.put("a", "2")
+        _ = sink.read(from: watched.hub)
+        timer.advance(by: .seconds(600))
+        #expect(progress().isEmpty)
     }
 
     @Test func aSlowStreamFallsBehindWithinItsBoundAndCatchesUpCompletely() throws {
@@ -437,5 +444,36 @@ struct WatchHubTests {
         watched.hub.close(sink)
         try watched.put("k", "1")
         #expect(describe(sink.readAll(from: watched.hub)) == ["created 0 @1"])
+    }
+}
+
+/// A clock for ``WatchHub`` that moves only when a test advances it: work comes due in order,
+/// each run on its queue before `advance` returns.
+final class ManualWatchTimer: WatchTimer {
+    private struct Scheduled {
+        let due: Duration
+        let queue: DispatchQueue
+        let work: @Sendable () -> Void
+    }
+
+    private let state = Mutex((now: Duration.zero, scheduled: [Scheduled]()))
+
+    func schedule(after delay: Duration, on queue: DispatchQueue, _ work: @escaping @Sendable () -> Void) {
+        state.withLock { $0.scheduled.append(Scheduled(due: $0.now + delay, queue: queue, work: work)) }
+    }
+
+    func advance(by duration: Duration) {
+        let target = state.withLock { state in
+            state.now += duration
+            return state.now
+        }
+        while let next = state.withLock({ state -> Scheduled? in
+            guard let index = state.scheduled.indices.min(by: { state.scheduled[$0].due < state.scheduled[$1].due }),
+                state.scheduled[index].due <= target
+            else { return nil }
+            return state.scheduled.remove(at: index)
+        }) {
+            next.queue.sync(execute: next.work)
+        }
     }
 }
