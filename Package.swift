@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "swift-etcd-benchmark", targets: ["swift-etcd-benchmark"]),
         .library(name: "GRPCWire", targets: ["GRPCWire"]),
         .library(name: "EtcdProto", targets: ["EtcdProto"]),
+        .library(name: "EtcdEmbed", targets: ["EtcdEmbed"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -126,8 +127,9 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .executableTarget(
-            name: "swift-etcd",
+        // An embeddable server (etcd's embed): flags, ETCD_* variables, logs, listeners, lifecycle.
+        .target(
+            name: "EtcdEmbed",
             dependencies: [
                 "EtcdAPI",
                 "EtcdServer",
@@ -135,7 +137,18 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The server executable: a few lines over EtcdEmbed.
+        .executableTarget(
+            name: "swift-etcd",
+            dependencies: [
+                "EtcdEmbed",
+                "EtcdServer",
+                "GRPCWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -220,6 +233,16 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: ["EtcdClient", "EtcdProto", "GRPCWire", "TestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "EtcdEmbedTests",
+            dependencies: [
+                "EtcdClient", "EtcdEmbed", "EtcdProto", "EtcdServer", "TestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -147,6 +147,7 @@ if (cd scripts/goclient && GO111MODULE=off GOPATH="$PWD:/usr/share/gocode" GOCAC
     else
       "$bin/swift-etcd" --name large --data-dir "$work/large-swift.data" \
         --initial-cluster "large=http://127.0.0.1:$peer_port" --listen-peer-urls "http://127.0.0.1:$peer_port" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
         --listen-client-urls "http://127.0.0.1:$client_port" --advertise-client-urls "http://127.0.0.1:$client_port" \
         >"$work/large-swift.log" 2>&1 &
     fi

@@ -27,9 +27,35 @@ extension EtcdServer {
         var bootstrapEntries: [Entry] = []
     }
 
+    /// etcd's checks before a new data directory is made: this member's name is in
+    /// `--initial-cluster`, and its `--initial-advertise-peer-urls` are the URLs listed for it
+    /// there. They run before anything is written, so a refused start leaves no half-made data
+    /// directory behind (etcd 3.4 leaves `member/`).
+    static func verifyBootstrap(_ configuration: Configuration) throws(ConfigurationError) -> (cluster: ClusterConfiguration, local: Member) {
+        let cluster = try ClusterConfiguration(initialCluster: configuration.initialCluster, token: configuration.initialClusterToken)
+        guard let local = cluster.members.first(where: { $0.name == configuration.name }) else {
+            throw ConfigurationError("couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
+        }
+        let advertised = configuration.initialAdvertisePeerURLs
+        guard !advertised.isEmpty else { return (cluster, local) }
+        let listed = local.peerURLs.map { "\(configuration.name)=\($0)" }
+        let missing = local.peerURLs.filter { !advertised.contains($0) }
+        if !missing.isEmpty {
+            throw ConfigurationError(
+                "--initial-cluster has \(missing.map { "\(configuration.name)=\($0)" }.joined(separator: ",")) but missing from "
+                    + "--initial-advertise-peer-urls=\(advertised.joined(separator: ","))")
+        }
+        let extra = advertised.filter { !local.peerURLs.contains($0) }
+        if !extra.isEmpty {
+            throw ConfigurationError(
+                "--initial-advertise-peer-urls has \(extra.joined(separator: ",")) but missing from --initial-cluster=\(listed.joined(separator: ","))")
+        }
+        return (cluster, local)
+    }
+
     static func identify(
-        configuration: Configuration, backend: SQLiteBackend, walDirectory: String, snapDirectory: String,
-        group: any EventLoopGroup
+        configuration: Configuration, bootstrap verified: (cluster: ClusterConfiguration, local: Member)?, backend: SQLiteBackend,
+        walDirectory: String, snapDirectory: String, group: any EventLoopGroup
     ) throws -> Start {
         var walOptions = WriteAheadLog.Options(segmentSize: configuration.walSegmentSize)
         walOptions.fsyncObserver = configuration.diskMetrics.walFsync
@@ -39,10 +65,7 @@ extension EtcdServer {
                 memberID: contents.metadata.memberID, clusterID: contents.metadata.clusterID, log: log, contents: contents,
                 snapshot: snapshot)
         }
-        let bootstrap = try ClusterConfiguration(initialCluster: configuration.initialCluster, token: configuration.initialClusterToken)
-        guard let local = bootstrap.members.first(where: { $0.name == configuration.name }) else {
-            throw ConfigurationError("couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
-        }
+        let (bootstrap, local) = try verified ?? verifyBootstrap(configuration)
         var start: Start
         if configuration.joinExistingCluster {
             // Ask the running members who is in the cluster; this member must have been added

@@ -19,6 +19,10 @@ extension EtcdServer {
         public var advertiseClientURLs: [String]
         /// etcd's `--listen-peer-urls`: where this member hears from the others.
         public var listenPeerURLs: [String] = []
+        /// etcd's `--initial-advertise-peer-urls`: this member's peer URLs as the cluster knows
+        /// them. When a data directory is made they must be the URLs `--initial-cluster` lists
+        /// for this member (empty: take those).
+        public var initialAdvertisePeerURLs: [String] = []
         /// etcd's `--heartbeat-interval`: one Raft tick.
         public var heartbeatInterval: Duration = .milliseconds(100)
         /// etcd's `--election-timeout`.

@@ -96,6 +96,7 @@ public final class EtcdServer: Sendable {
         purger = FilePurger(
             walDirectory: walDirectory, snapDirectory: snapDirectory, maxWALs: configuration.maxWALs,
             maxSnapshots: configuration.maxSnapshots, logger: Logger(label: "swift-etcd"))
+        let bootstrap = WriteAheadLog.exists(directory: walDirectory) ? nil : try Self.verifyBootstrap(configuration)
         try FileManager.default.createDirectory(atPath: snapDirectory, withIntermediateDirectories: true)
         // Snapshots being sent or received when the member stopped are of no use now.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: snapDirectory)) ?? []
@@ -109,7 +110,8 @@ public final class EtcdServer: Sendable {
         let recovered: MemberLoop.Recovered
         do {
             start = try Self.identify(
-                configuration: configuration, backend: backend, walDirectory: walDirectory, snapDirectory: snapDirectory, group: group)
+                configuration: configuration, bootstrap: bootstrap, backend: backend, walDirectory: walDirectory,
+                snapDirectory: snapDirectory, group: group)
             recovered = try Self.recover(start, configuration: configuration, backend: backend, snapDirectory: snapDirectory)
         } catch {
             try? group.syncShutdownGracefully()

@@ -1,20 +1,26 @@
+import EtcdServer
 import Foundation
 import Logging
 import Synchronization
 
 /// Structured logs in the shape of etcd's zap logger: one JSON object per line with `level`,
 /// `ts`, `caller`, `msg` and the metadata fields, so log pipelines built for etcd keep working.
-struct JSONLogHandler: LogHandler {
-    var logLevel: Logger.Level
-    var metadata: Logger.Metadata = [:]
+public struct JSONLogHandler: LogHandler {
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
     let outputs: LogOutputs
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    public init(logLevel: Logger.Level, outputs: LogOutputs) {
+        self.logLevel = logLevel
+        self.outputs = outputs
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    public func log(event: LogEvent) {
         let caller = "\((event.file as NSString).lastPathComponent):\(event.line)"
         var line = "{\"level\":\"\(Self.zapLevel(event.level))\",\"ts\":\"\(Self.timestamp())\","
         line += "\"caller\":\(Self.quoted(caller)),\"msg\":\(Self.quoted(event.message.description))"
@@ -70,10 +76,10 @@ struct JSONLogHandler: LogHandler {
 }
 
 /// Where logs go (etcd's `--log-outputs`): `stderr` (also `default`), `stdout`, or file paths.
-final class LogOutputs: Sendable {
+public final class LogOutputs: Sendable {
     private let handles: Mutex<[FileHandle]>
 
-    init(_ names: [String]) throws {
+    public init(_ names: [String]) throws(ConfigurationError) {
         var handles: [FileHandle] = []
         for name in names {
             switch name {
@@ -84,7 +90,7 @@ final class LogOutputs: Sendable {
                     _ = FileManager.default.createFile(atPath: name, contents: nil)
                 }
                 guard let file = FileHandle(forWritingAtPath: name) else {
-                    throw ConfigurationFailure("--log-outputs: cannot open \(name) for writing")
+                    throw ConfigurationError("--log-outputs: cannot open \(name) for writing")
                 }
                 file.seekToEndOfFile()
                 handles.append(file)
@@ -99,10 +105,4 @@ final class LogOutputs: Sendable {
             for handle in handles { handle.write(data) }
         }
     }
-}
-
-/// A flag value the server cannot start with.
-struct ConfigurationFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

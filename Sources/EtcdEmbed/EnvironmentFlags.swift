@@ -4,9 +4,9 @@ import Foundation
 ///
 /// As in etcd, a flag given on the command line wins over its variable. A variable that names no
 /// flag of ours is reported, so a misspelt setting never passes silently.
-enum EnvironmentFlags {
+public enum EnvironmentFlags {
     /// The command line with the flags that only the environment sets appended.
-    static func arguments(
+    public static func arguments(
         _ commandLine: [String], environment: [String: String], knownFlags: Set<String>, warn: (String) -> Void
     ) -> [String] {
         var arguments = commandLine

@@ -1,0 +1,102 @@
+import EtcdServer
+import Logging
+
+/// Everything a swift-etcd member starts with, as etcd's `embed.Config` holds it: what the
+/// command-line flags, the `ETCD_*` variables (and later the YAML config file) set, with etcd's
+/// defaults. ``EmbeddedEtcd/start(_:)`` starts a member from it, in a process of one's own or
+/// inside a test.
+public struct EmbedConfiguration: Sendable {
+    /// etcd's `--initial-cluster-state`.
+    public enum ClusterState: String, Sendable {
+        case new
+        case existing
+    }
+
+    public var name = "default"
+    /// `--data-dir`; nil means `<name>.etcd`.
+    public var dataDirectory: String?
+    public var listenClientURLs = ["http://localhost:2379"]
+    public var advertiseClientURLs = ["http://localhost:2379"]
+    public var listenPeerURLs = ["http://localhost:2380"]
+    /// `--initial-advertise-peer-urls`: this member's peer URLs as the cluster knows them; they
+    /// must be the ones `--initial-cluster` lists under this member's name.
+    public var initialAdvertisePeerURLs = ["http://localhost:2380"]
+    public var initialCluster = "default=http://localhost:2380"
+    public var initialClusterToken = "etcd-cluster"
+    public var initialClusterState = ClusterState.new
+    /// Milliseconds.
+    public var heartbeatInterval = 100
+    /// Milliseconds.
+    public var electionTimeout = 1000
+    public var strictReconfigCheck = true
+    /// Not in etcd: promote a learner once it has caught up.
+    public var autoPromoteLearners = false
+    public var maxRequestBytes = 1_572_864
+    public var maxTxnOperations = 128
+    /// 0 means etcd's default, 2 GiB.
+    public var quotaBackendBytes: Int64 = 0
+    public var snapshotCount: UInt64 = 10_000
+    public var snapshotCatchUpEntries: UInt64 = 5000
+    public var watchProgressNotifyInterval: Duration = .seconds(600)
+    public var maxSnapshots = 5
+    public var maxWALs = 5
+    public var walDirectory: String?
+    /// Only smaller to exercise log rollover and purge in tests.
+    public var walSegmentBytes = 64 * 1024 * 1024
+    public var logLevel: Logger.Level = .info
+    /// `stderr` (also `default`), `stdout` or file paths.
+    public var logOutputs = ["default"]
+    /// Called once when the member learns it was removed from the cluster: it should stop (the
+    /// `swift-etcd` process sends itself SIGTERM, for the same graceful stop).
+    public var onRemovedFromCluster: (@Sendable () -> Void)?
+
+    public init() {}
+
+    /// etcd's checks on the settings, with its wording where etcd has one.
+    public func validate() throws(ConfigurationError) {
+        guard walSegmentBytes >= 4096 else { throw ConfigurationError("--wal-segment-bytes: must be at least 4096") }
+        guard maxSnapshots >= 0, maxWALs >= 0 else { throw ConfigurationError("--max-snapshots and --max-wals must not be negative") }
+        guard watchProgressNotifyInterval > .zero else {
+            throw ConfigurationError("--experimental-watch-progress-notify-interval must be positive")
+        }
+        guard heartbeatInterval > 0, electionTimeout > 0 else {
+            throw ConfigurationError("--heartbeat-interval and --election-timeout must be positive")
+        }
+        guard electionTimeout >= 5 * heartbeatInterval else {
+            throw ConfigurationError(
+                "--election-timeout[\(electionTimeout)ms] should be at least as 5 times as --heartbeat-interval[\(heartbeatInterval)ms]")
+        }
+        guard electionTimeout <= 50000 else {
+            throw ConfigurationError("--election-timeout[\(electionTimeout)ms] is too long, and should be set less than 50 seconds")
+        }
+        for url in listenClientURLs where !url.hasPrefix("http://") {
+            throw ConfigurationError("--listen-client-urls: \(url) is not an http://host:port URL (TLS is not supported yet)")
+        }
+    }
+
+    /// The member's own configuration (the parts ``EtcdServer`` takes).
+    public var memberConfiguration: EtcdServer.Configuration {
+        var configuration = EtcdServer.Configuration(
+            name: name, dataDirectory: dataDirectory ?? "\(name).etcd", initialCluster: initialCluster,
+            initialClusterToken: initialClusterToken, advertiseClientURLs: advertiseClientURLs)
+        configuration.listenPeerURLs = listenPeerURLs
+        configuration.initialAdvertisePeerURLs = initialAdvertisePeerURLs
+        configuration.joinExistingCluster = initialClusterState == .existing
+        configuration.strictReconfigCheck = strictReconfigCheck
+        configuration.autoPromoteLearners = autoPromoteLearners
+        configuration.onRemovedFromCluster = onRemovedFromCluster
+        configuration.heartbeatInterval = .milliseconds(heartbeatInterval)
+        configuration.electionTimeout = .milliseconds(electionTimeout)
+        configuration.maxRequestBytes = maxRequestBytes
+        configuration.maxTxnOperations = maxTxnOperations
+        if quotaBackendBytes > 0 { configuration.quotaBackendBytes = quotaBackendBytes }
+        configuration.snapshotCount = max(snapshotCount, 1)
+        configuration.maxSnapshots = maxSnapshots
+        configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
+        configuration.watchProgressNotifyInterval = watchProgressNotifyInterval
+        configuration.maxWALs = maxWALs
+        configuration.walDirectory = walDirectory
+        configuration.walSegmentSize = walSegmentBytes
+        return configuration
+    }
+}

@@ -1,0 +1,155 @@
+import ArgumentParser
+import EtcdServer
+
+/// etcd's server flags, declared once: the command line parses them, ``flagNames`` (the names
+/// the `ETCD_*` variables map to) is read off these declarations, and ``configuration()``
+/// turns them into an ``EmbedConfiguration``.
+public struct ServerFlags: ParsableArguments {
+    public init() {}
+
+    @Option(name: .customLong("name"), help: "Human-readable name for this member.")
+    var name = "default"
+
+    @Option(name: .customLong("data-dir"), help: "Path to the data directory (default: <name>.etcd).")
+    var dataDir: String?
+
+    @Option(name: .customLong("listen-client-urls"), help: "Comma-separated URLs to listen on for client traffic.")
+    var listenClientURLs = "http://localhost:2379"
+
+    @Option(name: .customLong("advertise-client-urls"), help: "Comma-separated client URLs to advertise to the cluster.")
+    var advertiseClientURLs = "http://localhost:2379"
+
+    @Option(name: .customLong("listen-peer-urls"), help: "Comma-separated URLs to listen on for peer traffic.")
+    var listenPeerURLs = "http://localhost:2380"
+
+    @Option(name: .customLong("initial-advertise-peer-urls"), help: "This member's peer URLs to advertise to the cluster.")
+    var initialAdvertisePeerURLs = "http://localhost:2380"
+
+    @Option(name: .customLong("initial-cluster"), help: "Initial cluster configuration for bootstrapping.")
+    var initialCluster = "default=http://localhost:2380"
+
+    @Option(name: .customLong("initial-cluster-token"), help: "Initial cluster token for the etcd cluster during bootstrap.")
+    var initialClusterToken = "etcd-cluster"
+
+    @Option(name: .customLong("initial-cluster-state"), help: "Initial cluster state ('new' or 'existing').")
+    var initialClusterState = "new"
+
+    @Option(name: .customLong("heartbeat-interval"), help: "Time (in milliseconds) of a heartbeat interval.")
+    var heartbeatInterval = 100
+
+    @Option(name: .customLong("election-timeout"), help: "Time (in milliseconds) for an election to timeout.")
+    var electionTimeout = 1000
+
+    @Option(name: .customLong("strict-reconfig-check"), help: "Reject reconfiguration requests that would cause quorum loss.")
+    var strictReconfigCheck = true
+
+    @Flag(name: .customLong("auto-promote-learners"), help: "Promote a learner to a voting member once it has caught up with the leader (not in etcd).")
+    var autoPromoteLearners = false
+
+    @Option(name: .customLong("max-request-bytes"), help: "Maximum client request size in bytes the server will accept.")
+    var maxRequestBytes = 1_572_864
+
+    @Option(name: .customLong("max-txn-ops"), help: "Maximum number of operations permitted in a transaction.")
+    var maxTxnOps = 128
+
+    @Option(name: .customLong("quota-backend-bytes"), help: "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).")
+    var quotaBackendBytes: Int64 = 0
+
+    @Option(name: .customLong("snapshot-count"), help: "Number of committed transactions to trigger a snapshot to disk.")
+    var snapshotCount: UInt64 = 10_000
+
+    @Option(
+        name: .customLong("experimental-snapshot-catchup-entries"),
+        help: "Number of entries for a slow follower to catch-up after compacting the raft storage entries.")
+    var snapshotCatchUpEntries: UInt64 = 5000
+
+    @Option(
+        name: .customLong("experimental-watch-progress-notify-interval"),
+        help: "Duration of periodic watch progress notifications (Go syntax: 10m, 30s, 500ms).")
+    var watchProgressNotifyInterval = "10m"
+
+    @Option(name: .customLong("max-snapshots"), help: "Maximum number of snapshot files to retain (0 is unlimited).")
+    var maxSnapshots = 5
+
+    @Option(name: .customLong("max-wals"), help: "Maximum number of wal files to retain (0 is unlimited).")
+    var maxWALs = 5
+
+    @Option(name: .customLong("wal-dir"), help: "Path to the dedicated wal directory (default: <data-dir>/member/wal).")
+    var walDir: String?
+
+    @Option(
+        name: .customLong("wal-segment-bytes"),
+        help: ArgumentHelp("Size of a wal segment file; smaller only for testing rollover and purge.", visibility: .hidden))
+    var walSegmentBytes = 64 * 1024 * 1024
+
+    @Option(name: .customLong("logger"), help: "Logger: only 'zap' (structured JSON) is supported.")
+    var logger = "zap"
+
+    @Option(name: .customLong("log-level"), help: "Log level: debug, info, warn, error, panic, or fatal.")
+    var logLevel = "info"
+
+    @Option(name: .customLong("log-outputs"), help: "Comma-separated log outputs: stderr, stdout, or file paths.")
+    var logOutputs = "default"
+
+    /// Every long flag declared above (hidden ones included), without the dashes: what an
+    /// `ETCD_*` variable may name.
+    public static let flagNames: Set<String> = {
+        let help = helpMessage(includeHidden: true, columns: 10_000)
+        var names: Set<String> = []
+        for line in help.split(separator: "\n") {
+            let trimmed = line.drop { $0 == " " }
+            guard trimmed.hasPrefix("--") else { continue }
+            let name = trimmed.dropFirst(2).prefix { $0.isLetter || $0.isNumber || $0 == "-" }
+            if name != "help" { names.insert(String(name)) }
+        }
+        return names
+    }()
+
+    /// The flags as an ``EmbedConfiguration``, refused with the flag's name when a value is
+    /// not one etcd takes.
+    public func configuration() throws(ConfigurationError) -> EmbedConfiguration {
+        guard logger == "zap" else { throw ConfigurationError("--logger: only 'zap' is supported, got '\(logger)'") }
+        guard let level = JSONLogHandler.level(named: logLevel) else {
+            throw ConfigurationError("--log-level: '\(logLevel)' is not one of debug, info, warn, error, panic, fatal")
+        }
+        guard let state = EmbedConfiguration.ClusterState(rawValue: initialClusterState) else {
+            throw ConfigurationError("--initial-cluster-state: '\(initialClusterState)' is not 'new' or 'existing'")
+        }
+        guard let interval = GoDuration.parse(watchProgressNotifyInterval), interval > .zero else {
+            throw ConfigurationError(
+                "--experimental-watch-progress-notify-interval: '\(watchProgressNotifyInterval)' is not a positive duration")
+        }
+        var configuration = EmbedConfiguration()
+        configuration.name = name
+        configuration.dataDirectory = dataDir
+        configuration.listenClientURLs = Self.list(listenClientURLs)
+        configuration.advertiseClientURLs = Self.list(advertiseClientURLs)
+        configuration.listenPeerURLs = Self.list(listenPeerURLs)
+        configuration.initialAdvertisePeerURLs = Self.list(initialAdvertisePeerURLs)
+        configuration.initialCluster = initialCluster
+        configuration.initialClusterToken = initialClusterToken
+        configuration.initialClusterState = state
+        configuration.heartbeatInterval = heartbeatInterval
+        configuration.electionTimeout = electionTimeout
+        configuration.strictReconfigCheck = strictReconfigCheck
+        configuration.autoPromoteLearners = autoPromoteLearners
+        configuration.maxRequestBytes = maxRequestBytes
+        configuration.maxTxnOperations = maxTxnOps
+        configuration.quotaBackendBytes = quotaBackendBytes
+        configuration.snapshotCount = snapshotCount
+        configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
+        configuration.watchProgressNotifyInterval = interval
+        configuration.maxSnapshots = maxSnapshots
+        configuration.maxWALs = maxWALs
+        configuration.walDirectory = walDir
+        configuration.walSegmentBytes = walSegmentBytes
+        configuration.logLevel = level
+        configuration.logOutputs = Self.list(logOutputs)
+        try configuration.validate()
+        return configuration
+    }
+
+    private static func list(_ text: String) -> [String] {
+        text.split(separator: ",").map(String.init)
+    }
+}

@@ -1,0 +1,70 @@
+import EtcdClient
+import EtcdProto
+import EtcdServer
+import Foundation
+import NIOCore
+import Testing
+import TestSupport
+
+@testable import EtcdEmbed
+
+@Suite("EmbeddedEtcd: a member started in the test's own process")
+struct EmbeddedEtcdTests {
+    func configuration(directory: URL) async throws -> EmbedConfiguration {
+        let client = try await ServerProcess.freePort()
+        let peer = try await ServerProcess.freePort()
+        var configuration = EmbedConfiguration()
+        configuration.name = "embedded"
+        configuration.dataDirectory = directory.path
+        configuration.listenClientURLs = ["http://127.0.0.1:\(client)"]
+        configuration.advertiseClientURLs = configuration.listenClientURLs
+        configuration.listenPeerURLs = ["http://127.0.0.1:\(peer)"]
+        configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
+        configuration.initialCluster = "embedded=http://127.0.0.1:\(peer)"
+        return configuration
+    }
+
+    func temporaryDirectory() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("embed-\(UUID().uuidString)")
+    }
+
+    @Test func servesClientsAndStops() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let etcd = try await EmbeddedEtcd.start(try await configuration(directory: directory))
+        let port = try #require(etcd.clientAddresses.first?.port)
+        let client = try EtcdClient(endpoints: ["127.0.0.1:\(port)"])
+        let put = try await client.put("embedded", "yes")
+        let got = try await client.get("embedded")
+        #expect(got.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["yes"])
+        #expect(got.header.revision == put.header.revision)
+        #expect(got.header.memberID == etcd.server.memberID)
+        await client.close()
+        await etcd.stop()
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("member/wal").path))
+    }
+
+    @Test func advertisedPeerURLsMustBeTheInitialClustersAndNothingIsWrittenOtherwise() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var configuration = try await configuration(directory: directory)
+        let listed = configuration.initialAdvertisePeerURLs[0]
+        configuration.initialAdvertisePeerURLs = ["http://127.0.0.1:1"]
+        await #expect(throws: ConfigurationError(
+            "--initial-cluster has embedded=\(listed) but missing from --initial-advertise-peer-urls=http://127.0.0.1:1"))
+        {
+            _ = try await EmbeddedEtcd.start(configuration)
+        }
+        configuration.initialAdvertisePeerURLs = [listed, "http://127.0.0.1:1"]
+        await #expect(throws: ConfigurationError(
+            "--initial-advertise-peer-urls has http://127.0.0.1:1 but missing from --initial-cluster=embedded=\(listed)"))
+        {
+            _ = try await EmbeddedEtcd.start(configuration)
+        }
+        configuration.name = "stranger"
+        await #expect(throws: ConfigurationError("couldn't find local name \"stranger\" in the initial cluster configuration")) {
+            _ = try await EmbeddedEtcd.start(configuration)
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory.path))
+    }
+}
