@@ -3,22 +3,22 @@
 ///
 /// The apply loop uses one over a whole batch, so a write sees the writes before it in the
 /// batch although the backend commits the batch only later.
-public struct OverlayReader: RevisionReader {
-    public var pending: [Revision: KeyValue]
-    public let layers: [[Revision: KeyValue]]
-    public let base: any RevisionReader
+package struct OverlayReader: RevisionReader {
+    package var pending: [Revision: KeyValue]
+    package let layers: [[Revision: KeyValue]]
+    package let base: any RevisionReader
 
-    public init(pending: [Revision: KeyValue] = [:], layers: [[Revision: KeyValue]] = [], base: any RevisionReader) {
+    package init(pending: [Revision: KeyValue] = [:], layers: [[Revision: KeyValue]] = [], base: any RevisionReader) {
         self.pending = pending
         self.layers = layers
         self.base = base
     }
 
-    public mutating func add(_ changes: [Change]) {
+    package mutating func add(_ changes: [Change]) {
         for change in changes where change.kind == .put { pending[change.revision] = change.kv }
     }
 
-    public func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {
+    package func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {
         // A revision is written once, so at most one layer holds it.
         var found = revisions.map { revision in pending[revision] ?? layers.lazy.compactMap { $0[revision] }.first }
         let missing = found.indices.filter { found[$0] == nil }

@@ -5,9 +5,9 @@ import GRDB
 /// record and the store's meta values, committed one batch of applied writes at a time.
 ///
 /// Readers on any thread read committed data concurrently with the apply loop's writes.
-public final class SQLiteBackend: RevisionReader, Sendable {
+package final class SQLiteBackend: RevisionReader, Sendable {
     /// Names of the meta values.
-    public enum Meta: String, Sendable {
+    package enum Meta: String, Sendable {
         /// The index of the last applied log entry; a restart replays the log after it.
         case consistentIndex = "consistent_index"
         /// The term of the entry at the consistent index.
@@ -21,7 +21,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     }
 
     /// Names of the documents the server keeps beside the keyspace, each one encoded value.
-    public enum Document: String, Sendable {
+    package enum Document: String, Sendable {
         /// The cluster's members (IDs, names, URLs, learner flags) and the IDs ever removed.
         case membership
         /// The Raft membership (voters, learners, joint state) at the consistent index.
@@ -35,7 +35,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     /// is fsynced; without, commits are crash-consistent but the newest may be lost on power
     /// failure (SQLite's `synchronous=NORMAL` in WAL mode), which is right when a write-ahead
     /// log in front of the backend is the durability point and is replayed after it.
-    public init(path: String, synchronousCommits: Bool) throws {
+    package init(path: String, synchronousCommits: Bool) throws {
         self.synchronousCommits = synchronousCommits
         var configuration = Configuration()
         configuration.label = "swift-etcd backend"
@@ -61,7 +61,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     /// Makes every commit so far durable against power loss, however the database is
     /// configured: one `synchronous = FULL` commit syncs SQLite's log, which holds all earlier ones.
     /// A snapshot needs this before the write-ahead log before it may be purged.
-    public func makeDurable(snapshotIndex: Int64) throws {
+    package func makeDurable(snapshotIndex: Int64) throws {
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
             defer { try? db.execute(sql: "PRAGMA synchronous = \(synchronousCommits ? "FULL" : "NORMAL")") }
@@ -76,12 +76,12 @@ public final class SQLiteBackend: RevisionReader, Sendable {
 
     /// A lease as the backend keeps it: its granted TTL in seconds, and the milliseconds it had
     /// left at its newest checkpoint (nil until one is taken).
-    public struct LeaseRow: Equatable, Sendable {
-        public var id: Int64
-        public var ttl: Int64
-        public var remainingMilliseconds: Int64?
+    package struct LeaseRow: Equatable, Sendable {
+        package var id: Int64
+        package var ttl: Int64
+        package var remainingMilliseconds: Int64?
 
-        public init(id: Int64, ttl: Int64, remainingMilliseconds: Int64?) {
+        package init(id: Int64, ttl: Int64, remainingMilliseconds: Int64?) {
             self.id = id
             self.ttl = ttl
             self.remainingMilliseconds = remainingMilliseconds
@@ -90,7 +90,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
 
     /// Stores one batch of changes, meta values, documents and leases (nil removes one) in a
     /// single transaction.
-    public func commit(
+    package func commit(
         _ changes: [Change], meta: [Meta: Int64], documents: [Document: [UInt8]] = [:], leases: [Int64: LeaseRow?] = [:],
         removingAtOrBefore compaction: (main: Int64, kept: Set<Revision>)? = nil
     ) throws {
@@ -133,7 +133,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     }
 
     /// Every stored lease, by ID.
-    public func leases() throws -> [LeaseRow] {
+    package func leases() throws -> [LeaseRow] {
         try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT id, ttl, remaining_ms FROM leases ORDER BY id").map {
                 LeaseRow(id: $0["id"], ttl: $0["ttl"], remainingMilliseconds: $0["remaining_ms"])
@@ -143,7 +143,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
 
     /// The stored records that name a lease, newest last: the attachments a restart rebuilds
     /// (the caller keeps those that are still their key's current record).
-    public func recordsWithLeases() throws -> [(revision: Revision, key: [UInt8], lease: Int64)] {
+    package func recordsWithLeases() throws -> [(revision: Revision, key: [UInt8], lease: Int64)] {
         try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT main, sub, key, lease FROM kv WHERE lease != 0 AND tombstone = 0 ORDER BY main, sub").map {
                 (Revision(main: $0["main"], sub: $0["sub"]), [UInt8]($0["key"] as Data), $0["lease"])
@@ -151,17 +151,17 @@ public final class SQLiteBackend: RevisionReader, Sendable {
         }
     }
 
-    public func document(_ name: Document) throws -> [UInt8]? {
+    package func document(_ name: Document) throws -> [UInt8]? {
         try pool.read { db in
             try Data.fetchOne(db, sql: "SELECT value FROM documents WHERE name = ?", arguments: [name.rawValue]).map { [UInt8]($0) }
         }
     }
 
-    public func meta(_ name: Meta) throws -> Int64? {
+    package func meta(_ name: Meta) throws -> Int64? {
         try pool.read { db in try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = ?", arguments: [name.rawValue]) }
     }
 
-    public func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {
+    package func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {
         guard !revisions.isEmpty else { return [] }
         return try pool.read { db in
             let select = try db.cachedStatement(sql: """
@@ -174,7 +174,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     }
 
     /// Visits every stored change in revision order (to rebuild the key index at start).
-    public func forEachChange(_ body: (Change) throws -> Void) throws {
+    package func forEachChange(_ body: (Change) throws -> Void) throws {
         try pool.read { db in
             let rows = try Row.fetchCursor(db, sql: "SELECT \(Self.changeColumns) FROM kv ORDER BY main, sub")
             while let row = try rows.next() { try body(Self.change(row)) }
@@ -184,7 +184,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     /// Visits every stored change in revision order with an empty value: what rebuilding the
     /// key index needs (values stay on disk). A restart with 1M keys spent a fifth of its time
     /// copying values it then dropped and finding columns by name.
-    public func forEachChangeWithoutValue(_ body: (Change) throws -> Void) throws {
+    package func forEachChangeWithoutValue(_ body: (Change) throws -> Void) throws {
         try pool.read { db in
             let rows = try Row.fetchCursor(
                 db, sql: "SELECT main, sub, tombstone, key, create_revision, version, lease FROM kv ORDER BY main, sub")
@@ -202,7 +202,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     /// once `limit` changes or `maxBytes` (estimated) are read, the read stops at the end of
     /// that revision. Returns them with the last main revision they cover (`through`, unless
     /// cut short). A watcher catching up reads its history this way, one bounded batch at a time.
-    public func changes(from: Int64, through: Int64, limit: Int, maxBytes: Int = .max) throws -> (changes: [Change], through: Int64) {
+    package func changes(from: Int64, through: Int64, limit: Int, maxBytes: Int = .max) throws -> (changes: [Change], through: Int64) {
         guard from <= through else { return ([], through) }
         return try pool.read { db in
             let rows = try Row.fetchCursor(
@@ -232,7 +232,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
 
     /// Writes a consistent copy of the whole database (one read snapshot) to a new single file
     /// at `path`, while commits go on: what a leader streams to a follower that needs a snapshot.
-    public func copy(to path: String) throws {
+    package func copy(to path: String) throws {
         let destination = try DatabasePool(path: path)
         try pool.backup(to: destination)
         // Closing checkpoints the copy's own log into its main file and removes the log.
@@ -241,7 +241,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
 
     /// Replaces the whole database with the copy at `path` (made by ``copy(to:)`` on another
     /// member) in one transaction readers see atomically, and makes it durable.
-    public func restore(from path: String) throws {
+    package func restore(from path: String) throws {
         let source = try DatabasePool(path: path)
         try source.backup(to: pool)
         try source.close()
@@ -253,7 +253,7 @@ public final class SQLiteBackend: RevisionReader, Sendable {
     }
 
     /// Bytes the database occupies on disk (etcd's `dbSize`).
-    public func sizeInBytes() throws -> Int64 {
+    package func sizeInBytes() throws -> Int64 {
         try pool.read { db in
             let pages = try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0
             let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 0

@@ -4,11 +4,11 @@ import GRPCWire
 import SwiftProtobuf
 
 /// Builds the routing table for everything a swift-etcd member serves over gRPC.
-public enum EtcdRouter {
+package enum EtcdRouter {
     /// The full table for `server`: every RPC of etcd's v3 API has an entry. RPCs whose service
     /// has not landed yet answer UNIMPLEMENTED with a message naming the RPC, so clients fail
     /// fast and clearly instead of hanging.
-    public static func make(serving server: EtcdServer) -> ServerRouter {
+    package static func make(serving server: EtcdServer) -> ServerRouter {
         var router = ServerRouter()
         registerHealth(&router)
         KVService.register(server, on: &router)
@@ -25,7 +25,7 @@ public enum EtcdRouter {
     /// gRPC message limits for a member: requests up to `--max-request-bytes` plus 512 KiB of
     /// gRPC overhead reach the handlers, which refuse those above `--max-request-bytes` with
     /// etcd's `request is too large`; larger messages are refused by the gRPC layer, as etcd does.
-    public static func messageLimits(for server: EtcdServer) -> GRPCServer.MessageLimits {
+    package static func messageLimits(for server: EtcdServer) -> GRPCServer.MessageLimits {
         var limits = GRPCServer.MessageLimits()
         limits.maximumReceiveMessageSize = server.configuration.maxRequestBytes + 512 * 1024
         return limits

@@ -75,7 +75,7 @@ public struct EmbedConfiguration: Sendable {
     }
 
     /// The member's own configuration (the parts ``EtcdServer`` takes).
-    public var memberConfiguration: EtcdServer.Configuration {
+    package var memberConfiguration: EtcdServer.Configuration {
         var configuration = EtcdServer.Configuration(
             name: name, dataDirectory: dataDirectory ?? "\(name).etcd", initialCluster: initialCluster,
             initialClusterToken: initialClusterToken, advertiseClientURLs: advertiseClientURLs)

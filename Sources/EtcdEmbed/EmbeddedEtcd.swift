@@ -9,7 +9,7 @@ import NIOCore
 /// start one in their own process.
 public final class EmbeddedEtcd: Sendable {
     /// The member: Raft, the log, the store, the peer transport.
-    public let server: EtcdServer
+    package let server: EtcdServer
     private let listeners: [GRPCServer]
     private let logger: Logger
 
@@ -18,6 +18,10 @@ public final class EmbeddedEtcd: Sendable {
         self.listeners = listeners
         self.logger = logger
     }
+
+    /// This member's ID, as etcd computes it (hex in logs and `etcdctl member list`).
+    public var memberID: UInt64 { server.memberID }
+    public var clusterID: UInt64 { server.clusterID }
 
     /// Where the client listeners listen, in the order of `--listen-client-urls`.
     public var clientAddresses: [SocketAddress] { listeners.compactMap(\.localAddress) }

@@ -6,7 +6,7 @@ import MVCC
 import SwiftProtobuf
 
 /// A write request as the apply loop receives it.
-public enum WriteRequest: Sendable {
+package enum WriteRequest: Sendable {
     case put(Etcdserverpb_PutRequest)
     case deleteRange(Etcdserverpb_DeleteRangeRequest)
     case txn(Etcdserverpb_TxnRequest)
@@ -51,7 +51,7 @@ extension WriteRequest {
 }
 
 /// The response to a ``WriteRequest``; its header's revision is filled in, the rest by the caller.
-public enum WriteResponse: Sendable {
+package enum WriteResponse: Sendable {
     case put(Etcdserverpb_PutResponse)
     case deleteRange(Etcdserverpb_DeleteRangeResponse)
     case txn(Etcdserverpb_TxnResponse)

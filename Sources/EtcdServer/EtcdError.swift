@@ -2,7 +2,7 @@ import MVCC
 
 /// The errors a member answers requests with. Messages are etcd's exactly: clients match on
 /// them. `EtcdAPI` maps each to its gRPC code in one place.
-public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Codable {
+package enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Codable {
     case emptyKey
     case keyNotFound
     case valueProvided
@@ -35,7 +35,7 @@ public enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Coda
     case tooManyLearners
     case notEnoughStartedMembers
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .emptyKey: "etcdserver: key is not provided"
         case .keyNotFound: "etcdserver: key not found"

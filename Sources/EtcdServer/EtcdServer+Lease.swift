@@ -26,7 +26,7 @@ extension EtcdServer {
 
     /// `LeaseGrant`: etcd refuses TTLs above its maximum before proposing; an ID of 0 gets one
     /// of this member's.
-    public func grantLease(_ request: Etcdserverpb_LeaseGrantRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
+    package func grantLease(_ request: Etcdserverpb_LeaseGrantRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
         guard request.ttl <= Lessor.maxTTL else { return completion(.failure(.leaseTTLTooLarge)) }
         var request = request
         if request.id == 0 {
@@ -40,7 +40,7 @@ extension EtcdServer {
 
     /// `LeaseKeepAlive` for one lease: renewed by the leader (a follower forwards it); the
     /// lease's TTL, or `lease not found`.
-    public func renewLease(_ id: Int64, completion: @escaping @Sendable (Result<Int64, EtcdError>) -> Void) {
+    package func renewLease(_ id: Int64, completion: @escaping @Sendable (Result<Int64, EtcdError>) -> Void) {
         if lessor.isPrimary { return completion(Self.renew(id, on: lessor)) }
         guard let leader = leaderID else { return completion(.failure(.noLeader)) }
         transport.forward(.renewLease(id: id), to: leader) { result in
@@ -49,14 +49,14 @@ extension EtcdServer {
     }
 
     /// `LeaseTimeToLive`: the leader's exact answer (a follower asks it); nil for no such lease.
-    public func leaseTimeToLive(_ id: Int64, completion: @escaping @Sendable (Result<LeaseTimeToLive?, EtcdError>) -> Void) {
+    package func leaseTimeToLive(_ id: Int64, completion: @escaping @Sendable (Result<LeaseTimeToLive?, EtcdError>) -> Void) {
         if lessor.isPrimary { return completion(Self.timeToLive(id, on: lessor)) }
         guard let leader = leaderID else { return completion(.failure(.noLeader)) }
         transport.forward(.leaseTimeToLive(id: id), to: leader) { result in completion(result.map(\.timeToLive)) }
     }
 
     /// `LeaseLeases`: every lease this member knows, by ID.
-    public var leaseIDs: [Int64] { lessor.ids }
+    package var leaseIDs: [Int64] { lessor.ids }
 
     static func renew(_ id: Int64, on lessor: Lessor) -> Result<Int64, EtcdError> {
         guard lessor.isPrimary else { return .failure(.notLeader) }

@@ -14,7 +14,7 @@ import WAL
 /// `Maintenance`: status and the keyspace hash.
 extension EtcdServer {
     /// `Maintenance.Status` for this member.
-    public func status() throws -> Etcdserverpb_StatusResponse {
+    package func status() throws -> Etcdserverpb_StatusResponse {
         let (revision, raft) = published.withLock { ($0.store.revision, $0.raft) }
         var response = Etcdserverpb_StatusResponse()
         response.header = header(revision: revision, term: raft.term)
@@ -35,7 +35,7 @@ extension EtcdServer {
     /// `Maintenance.HashKV`: a CRC-32C of every record kept at or before `revision` (0: the
     /// newest), in revision order. Members that applied the same log agree on it, which is how
     /// to check that they converged; the value is swift-etcd's own, not comparable with etcd's.
-    public func hashKV(revision: Int64) throws -> Etcdserverpb_HashKVResponse {
+    package func hashKV(revision: Int64) throws -> Etcdserverpb_HashKVResponse {
         let store = published.withLock { $0.store }
         let target = revision > 0 ? revision : store.revision
         if target > store.revision { throw EtcdError.futureRevision }

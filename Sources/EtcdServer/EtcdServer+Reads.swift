@@ -15,7 +15,7 @@ import WAL
 extension EtcdServer {
     /// Proposes a write; `completion` runs once it is committed, applied and visible to reads
     /// here, or with etcd's error when it cannot be (no leader, timeout, stopping).
-    public func propose(_ request: WriteRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
+    package func propose(_ request: WriteRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
         if isLearner { return completion(.failure(.notSupportedForLearner)) }
         let proposal = Proposal(request: request, completion: completion, deadline: .now + configuration.requestTimeout)
         if !inbox.submit({ $0.proposals.append(proposal) }) { completion(.failure(.stopped)) }
@@ -24,7 +24,7 @@ extension EtcdServer {
     /// Calls `completion` once a linearizable read may be served from the published store: the
     /// leader confirmed its leadership after the call and this member applied everything
     /// committed before it (Raft's ReadIndex). Concurrent reads share one confirmation.
-    public func linearizableRead(completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
+    package func linearizableRead(completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
         // A member that leads a cluster of one voter is the only one that can commit, and it
         // answers writes only once applied: its published store already holds every write
         // acknowledged before this read began.
@@ -37,7 +37,7 @@ extension EtcdServer {
     }
 
     /// Answers a range from the latest published snapshot, on the caller's thread.
-    public func range(_ request: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
+    package func range(_ request: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
         try TxnRules.validate(request)
         do throws(EtcdError) {
             return try range(request, in: readableStore())
@@ -59,17 +59,17 @@ extension EtcdServer {
     }
 
     /// Rejects a put etcd would reject before proposing it.
-    public func validate(_ request: Etcdserverpb_PutRequest) throws(EtcdError) {
+    package func validate(_ request: Etcdserverpb_PutRequest) throws(EtcdError) {
         try TxnRules.validate(request)
     }
 
     /// Rejects a transaction etcd would reject before proposing it.
-    public func validate(_ request: Etcdserverpb_TxnRequest) throws(EtcdError) {
+    package func validate(_ request: Etcdserverpb_TxnRequest) throws(EtcdError) {
         try TxnRules.validate(request, maxOperations: configuration.maxTxnOperations)
     }
 
     /// A response header for this member at `revision`, with the current Raft term.
-    public func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
+    package func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
         header(revision: revision, term: published.withLock { $0.raft.term })
     }
 
@@ -77,11 +77,11 @@ extension EtcdServer {
         headers.header(revision: revision, term: term)
     }
 
-    public var currentRevision: Int64 { published.withLock { $0.store.revision } }
+    package var currentRevision: Int64 { published.withLock { $0.store.revision } }
 
     /// The record `key` had at main revision `revision`, if it existed then and is still kept
     /// (what a watch event's `prev_kv` reports).
-    public func keyValue(_ key: [UInt8], atRevision revision: Int64) -> KeyValue? {
+    package func keyValue(_ key: [UInt8], atRevision revision: Int64) -> KeyValue? {
         let (store, reader, _) = readableStore()
         let options = KeyValueStore.RangeOptions(limit: 1, revision: revision)
         return (try? store.range(key, end: nil, options: options, reader: reader))?.kvs.first

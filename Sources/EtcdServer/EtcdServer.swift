@@ -18,21 +18,21 @@ import WAL
 /// through an inbox, batched, and it answers through completions. Reads take the latest
 /// published store on the caller's thread and never wait for the loop, except that a
 /// linearizable read first waits for its read index to be applied.
-public final class EtcdServer: Sendable {
+package final class EtcdServer: Sendable {
 
     /// The version this member reports (the etcd API level it speaks).
-    public static let version = "3.6.0"
+    package static let version = "3.6.0"
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     /// This member's ID (etcd's, for the same bootstrap flags).
-    public let memberID: UInt64
-    public let clusterID: UInt64
+    package let memberID: UInt64
+    package let clusterID: UInt64
     let snapDirectory: String
     let backend: SQLiteBackend
     /// Every watcher on this member, fed by the loop with each applied batch.
-    public let watchHub: WatchHub
+    package let watchHub: WatchHub
     /// This member's leases; the loop applies what Raft decides, the leader's keep-alives renew.
-    public let lessor: Lessor
+    package let lessor: Lessor
     /// Lease IDs this member hands out: its ID's low 12 bits, then a millisecond clock and a
     /// counter (after etcd's generator), so members rarely pick the same one (a clash is
     /// refused as `lease already exists`).
@@ -67,7 +67,7 @@ public final class EtcdServer: Sendable {
     }
 
     /// The member a change added, removed, updated or promoted, and the members after it.
-    public typealias MembershipResult = Result<(member: Member, members: [Member]), EtcdError>
+    package typealias MembershipResult = Result<(member: Member, members: [Member]), EtcdError>
 
     struct MembershipProposal {
         let request: MembershipRequest
@@ -88,7 +88,7 @@ public final class EtcdServer: Sendable {
     /// A member's identity (its ID and its cluster's) is fixed when its data directory is made:
     /// from `--initial-cluster` for a new cluster, from the running cluster's membership when
     /// joining one; later starts take it from the log and ignore the bootstrap flags, as etcd does.
-    public init(_ configuration: Configuration) throws {
+    package init(_ configuration: Configuration) throws {
         self.configuration = configuration
         let memberDirectory = (configuration.dataDirectory as NSString).appendingPathComponent("member")
         snapDirectory = (memberDirectory as NSString).appendingPathComponent("snap")
@@ -188,7 +188,7 @@ public final class EtcdServer: Sendable {
 
     /// Stops the loop after the requests already queued; later requests fail with
     /// `etcdserver: server stopped`.
-    public func stop() {
+    package func stop() {
         let first = inbox.enqueue { inbox in
             defer { inbox.stopping = true }
             return !inbox.stopping

@@ -3,16 +3,16 @@ import Foundation
 import Raft
 
 /// One member of the cluster.
-public struct Member: Sendable, Equatable, Codable {
-    public var id: UInt64
+package struct Member: Sendable, Equatable, Codable {
+    package var id: UInt64
     /// Empty until the member has started and published its name.
-    public var name: String
-    public var peerURLs: [String]
+    package var name: String
+    package var peerURLs: [String]
     /// Empty until the member has started and published them.
-    public var clientURLs: [String]
-    public var isLearner = false
+    package var clientURLs: [String]
+    package var isLearner = false
 
-    public init(id: UInt64, name: String, peerURLs: [String], clientURLs: [String], isLearner: Bool = false) {
+    package init(id: UInt64, name: String, peerURLs: [String], clientURLs: [String], isLearner: Bool = false) {
         self.id = id
         self.name = name
         self.peerURLs = peerURLs
@@ -23,15 +23,15 @@ public struct Member: Sendable, Equatable, Codable {
 
 /// The cluster's members as the applied log says, and every ID ever removed (a removed member
 /// may never come back under the same ID). Stored in the backend with the applied index.
-public struct Membership: Sendable, Equatable, Codable {
-    public private(set) var members: [Member] = []
-    public private(set) var removed: Set<UInt64> = []
+package struct Membership: Sendable, Equatable, Codable {
+    package private(set) var members: [Member] = []
+    package private(set) var removed: Set<UInt64> = []
 
-    public init(members: [Member] = []) {
+    package init(members: [Member] = []) {
         self.members = members.sorted { $0.id < $1.id }
     }
 
-    public subscript(id: UInt64) -> Member? {
+    package subscript(id: UInt64) -> Member? {
         members.first { $0.id == id }
     }
 
@@ -67,9 +67,9 @@ public struct Membership: Sendable, Equatable, Codable {
 }
 
 /// The cluster a new member bootstraps, from `--initial-cluster` and `--initial-cluster-token`.
-public struct ClusterConfiguration: Sendable, Equatable {
-    public var id: UInt64
-    public var members: [Member]
+package struct ClusterConfiguration: Sendable, Equatable {
+    package var id: UInt64
+    package var members: [Member]
 
     /// Parses `name=url[,name=url...]` (a name may repeat for several peer URLs).
     ///
@@ -77,7 +77,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// the same member and cluster IDs under swift-etcd and etcd: a member's ID is the first 8
     /// bytes (big-endian) of SHA-1 over its sorted peer URLs joined, then the token; the
     /// cluster's ID is the same over the sorted member IDs as 8-byte big-endian values.
-    public init(initialCluster: String, token: String) throws(ConfigurationError) {
+    package init(initialCluster: String, token: String) throws(ConfigurationError) {
         var urlsByName: [(name: String, urls: [String])] = []
         for entry in initialCluster.split(separator: ",", omittingEmptySubsequences: true) {
             let parts = entry.split(separator: "=", maxSplits: 1)
@@ -104,7 +104,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
 
     /// etcd's member ID: bootstrap members hash their peer URLs and the token; a member added
     /// later also hashes the time it was added (in Unix seconds), so re-adding gives a new ID.
-    public static func memberID(peerURLs: [String], token: String, addedAt: Date? = nil) -> UInt64 {
+    package static func memberID(peerURLs: [String], token: String, addedAt: Date? = nil) -> UInt64 {
         var text = peerURLs.sorted().joined() + token
         if let addedAt { text += String(Int64(addedAt.timeIntervalSince1970)) }
         return firstWord(of: Array(text.utf8))

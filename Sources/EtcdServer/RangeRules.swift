@@ -80,7 +80,7 @@ enum RangeRules {
 
 extension Mvccpb_KeyValue {
     /// The wire form of a stored record.
-    public init(_ kv: KeyValue) {
+    package init(_ kv: KeyValue) {
         self.init()
         key = Data(kv.key)
         value = Data(kv.value)

@@ -14,38 +14,38 @@ import Synchronization
 /// expires any early: it extends every lease by the election timeout, as etcd does.
 ///
 /// Every method takes the current time, so tests drive it with a made-up clock.
-public final class Lessor: Sendable {
+package final class Lessor: Sendable {
     /// The largest TTL etcd grants, in seconds.
-    public static let maxTTL: Int64 = 9_000_000_000
+    package static let maxTTL: Int64 = 9_000_000_000
     /// How long the leader waits before proposing again the revocation of an expired lease
     /// whose first proposal did not apply (etcd's `expiredLeaseRetryInterval`).
-    public static let revokeRetry: Duration = .seconds(3)
+    package static let revokeRetry: Duration = .seconds(3)
 
-    public enum LeaseError: Error, Equatable, Sendable {
+    package enum LeaseError: Error, Equatable, Sendable {
         case notFound
         case exists
     }
 
     /// What `LeaseTimeToLive` reports.
-    public struct TimeToLive: Equatable, Sendable {
-        public var grantedTTL: Int64
+    package struct TimeToLive: Equatable, Sendable {
+        package var grantedTTL: Int64
         /// Time left before expiry (never negative).
-        public var remaining: Duration
+        package var remaining: Duration
         /// The attached keys, in order.
-        public var keys: [[UInt8]]
+        package var keys: [[UInt8]]
     }
 
     /// The shortest TTL granted, in seconds: a shorter request is raised to it.
-    public let minTTL: Int64
+    package let minTTL: Int64
     private let state = Mutex(State())
 
-    public init(minTTL: Int64) {
+    package init(minTTL: Int64) {
         self.minTTL = minTTL
     }
 
     /// etcd's minimum TTL for an election timeout: one and a half election timeouts, rounded
     /// up to whole seconds, so a lease outlives a leader change.
-    public static func minTTL(electionTimeout: Duration) -> Int64 {
+    package static func minTTL(electionTimeout: Duration) -> Int64 {
         let milliseconds = electionTimeout.components.seconds * 1000 + electionTimeout.components.attoseconds / 1_000_000_000_000_000
         return (milliseconds * 3 / 2 + 999) / 1000
     }
@@ -53,7 +53,7 @@ public final class Lessor: Sendable {
     // MARK: Applied through Raft (every member alike)
 
     /// Grants lease `id` for `ttl` seconds (raised to the minimum); returns the TTL granted.
-    public func grant(id: Int64, ttl: Int64, now: ContinuousClock.Instant) throws(LeaseError) -> Int64 {
+    package func grant(id: Int64, ttl: Int64, now: ContinuousClock.Instant) throws(LeaseError) -> Int64 {
         try state.withLock { state throws(LeaseError) -> Int64 in
             guard state.leases[id] == nil else { throw .exists }
             let granted = max(ttl, minTTL)
@@ -64,7 +64,7 @@ public final class Lessor: Sendable {
 
     /// Removes lease `id`; returns the keys that were attached (in order), for the caller to
     /// delete. Throws when there is no such lease.
-    public func revoke(id: Int64) throws(LeaseError) -> [[UInt8]] {
+    package func revoke(id: Int64) throws(LeaseError) -> [[UInt8]] {
         try state.withLock { state throws(LeaseError) -> [[UInt8]] in
             guard let lease = state.leases.removeValue(forKey: id) else { throw .notFound }
             for key in lease.keys { state.attachments[key] = nil }
@@ -74,22 +74,22 @@ public final class Lessor: Sendable {
         }
     }
 
-    public func contains(_ id: Int64) -> Bool {
+    package func contains(_ id: Int64) -> Bool {
         state.withLock { $0.leases[id] != nil }
     }
 
     /// The keys attached to lease `id`, in order (empty for an unknown lease).
-    public func keys(of id: Int64) -> [[UInt8]] {
+    package func keys(of id: Int64) -> [[UInt8]] {
         state.withLock { ($0.leases[id]?.keys ?? []).sorted { $0.lexicographicallyPrecedes($1) } }
     }
 
     /// Attaches `key` to lease `id` (a put with the lease). Unknown leases are ignored.
-    public func attach(_ key: [UInt8], to id: Int64) {
+    package func attach(_ key: [UInt8], to id: Int64) {
         state.withLock { $0.attach(key, to: id) }
     }
 
     /// Detaches `key` from lease `id` (the key was deleted or put with another lease).
-    public func detach(_ key: [UInt8], from id: Int64) {
+    package func detach(_ key: [UInt8], from id: Int64) {
         state.withLock { state in
             guard state.leases[id]?.keys.remove(key) != nil else { return }
             state.attachments[key] = nil
@@ -98,13 +98,13 @@ public final class Lessor: Sendable {
 
     /// The lease `key` is attached to, 0 for none: what its current record says, known
     /// without reading the record (a put must detach its key from the lease it had).
-    public func lease(attachedTo key: [UInt8]) -> Int64 {
+    package func lease(attachedTo key: [UInt8]) -> Int64 {
         state.withLock { $0.attachments[key] ?? 0 }
     }
 
     /// Applies a checkpoint: each lease had this many milliseconds left when the leader took
     /// it. Followers count down from now; the leader keeps its own, exact expiry.
-    public func checkpoint(_ remaining: [(id: Int64, milliseconds: Int64)], now: ContinuousClock.Instant) {
+    package func checkpoint(_ remaining: [(id: Int64, milliseconds: Int64)], now: ContinuousClock.Instant) {
         state.withLock { state in
             guard !state.primary else { return }
             for (id, milliseconds) in remaining where state.leases[id] != nil {
@@ -119,7 +119,7 @@ public final class Lessor: Sendable {
     /// Renews lease `id` (a keep-alive) on the leader; returns its TTL. A lease whose
     /// revocation was already proposed (it expired) is not found, as in etcd: renewing it
     /// now would be undone when the revocation applies.
-    public func renew(id: Int64, now: ContinuousClock.Instant) throws(LeaseError) -> Int64 {
+    package func renew(id: Int64, now: ContinuousClock.Instant) throws(LeaseError) -> Int64 {
         try state.withLock { state throws(LeaseError) -> Int64 in
             guard let lease = state.leases[id], state.revoking[id] == nil else { throw .notFound }
             state.leases[id]!.expiry = now + .seconds(lease.ttl)
@@ -133,7 +133,7 @@ public final class Lessor: Sendable {
     /// This member became leader: it now decides expiry. Every lease gets `extend` (the
     /// election timeout) beyond what this member knew of it, so a client has time to reach
     /// the new leader with its keep-alive.
-    public func promote(extend: Duration, now: ContinuousClock.Instant) {
+    package func promote(extend: Duration, now: ContinuousClock.Instant) {
         state.withLock { state in
             state.primary = true
             state.revoking = [:]
@@ -145,7 +145,7 @@ public final class Lessor: Sendable {
     }
 
     /// This member is no longer leader.
-    public func demote() {
+    package func demote() {
         state.withLock { state in
             state.primary = false
             state.renewed = []
@@ -153,11 +153,11 @@ public final class Lessor: Sendable {
         }
     }
 
-    public var isPrimary: Bool { state.withLock { $0.primary } }
+    package var isPrimary: Bool { state.withLock { $0.primary } }
 
     /// On the leader: up to `limit` expired leases to revoke. Each is returned again after
     /// ``revokeRetry`` if it is still there (its revocation was lost).
-    public func expired(now: ContinuousClock.Instant, limit: Int) -> [Int64] {
+    package func expired(now: ContinuousClock.Instant, limit: Int) -> [Int64] {
         state.withLock { state in
             guard state.primary else { return [] }
             var found: [Int64] = []
@@ -177,7 +177,7 @@ public final class Lessor: Sendable {
 
     /// On the leader: the leases renewed since the last call, with the milliseconds they have
     /// left, for a checkpoint that tells the followers.
-    public func takeRenewals(now: ContinuousClock.Instant) -> [(id: Int64, milliseconds: Int64)] {
+    package func takeRenewals(now: ContinuousClock.Instant) -> [(id: Int64, milliseconds: Int64)] {
         state.withLock { state in
             defer { state.renewed = [] }
             return state.renewed.sorted().compactMap { id in
@@ -189,7 +189,7 @@ public final class Lessor: Sendable {
     // MARK: Reads
 
     /// `LeaseTimeToLive` for lease `id`: exact on the leader, this member's estimate elsewhere.
-    public func timeToLive(id: Int64, now: ContinuousClock.Instant) -> TimeToLive? {
+    package func timeToLive(id: Int64, now: ContinuousClock.Instant) -> TimeToLive? {
         state.withLock { state in
             state.leases[id].map { lease in
                 TimeToLive(
@@ -200,10 +200,10 @@ public final class Lessor: Sendable {
     }
 
     /// Every lease ID, in order.
-    public var ids: [Int64] { state.withLock { $0.leases.keys.sorted() } }
+    package var ids: [Int64] { state.withLock { $0.leases.keys.sorted() } }
 
     /// The backend record of lease `id` as of now (its countdown), nil when there is none.
-    public func record(of id: Int64, now: ContinuousClock.Instant) -> SQLiteBackend.LeaseRow? {
+    package func record(of id: Int64, now: ContinuousClock.Instant) -> SQLiteBackend.LeaseRow? {
         state.withLock { state in
             state.leases[id].map {
                 SQLiteBackend.LeaseRow(id: id, ttl: $0.ttl, remainingMilliseconds: Self.milliseconds(max($0.expiry - now, .zero)))
@@ -214,7 +214,7 @@ public final class Lessor: Sendable {
     // MARK: Restart
 
     /// Restores leases from the backend, counting down from now, and their attached keys.
-    public func restore(_ records: [SQLiteBackend.LeaseRow], attachments: [(key: [UInt8], lease: Int64)], now: ContinuousClock.Instant) {
+    package func restore(_ records: [SQLiteBackend.LeaseRow], attachments: [(key: [UInt8], lease: Int64)], now: ContinuousClock.Instant) {
         state.withLock { state in
             state = State()
             for record in records {
@@ -227,7 +227,7 @@ public final class Lessor: Sendable {
     }
 
     /// `duration` in whole milliseconds.
-    public static func milliseconds(_ duration: Duration) -> Int64 {
+    package static func milliseconds(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -3,7 +3,7 @@
 /// Copying the tree is O(1) and the copy is an immutable snapshot: a writer that mutates a
 /// shared tree copies only the nodes on the path it changes. This is how readers on the event
 /// loops read the key index while the apply loop keeps writing, without holding a lock.
-public struct BTree<Value> {
+package struct BTree<Value> {
     /// Entries per node, at most. A write after a snapshot was taken copies each node on its
     /// path, retaining every key and value in it (and the snapshot's release frees the old
     /// ones): narrow nodes keep that cheap. 16 measured best for puts at 256 clients (64 cost
@@ -33,15 +33,15 @@ public struct BTree<Value> {
     }
 
     private var root: Node
-    public private(set) var count: Int
+    package private(set) var count: Int
 
-    public init() {
+    package init() {
         root = Node()
         count = 0
     }
 
     /// The value stored for `key`.
-    public subscript(key: [UInt8]) -> Value? {
+    package subscript(key: [UInt8]) -> Value? {
         var node = root
         while true {
             let (index, found) = Self.search(node.keys, key)
@@ -53,7 +53,7 @@ public struct BTree<Value> {
 
     /// Changes the value for `key` in place, inserting `makeDefault()` first when absent.
     @discardableResult
-    public mutating func update<Result>(
+    package mutating func update<Result>(
         _ key: [UInt8], default makeDefault: () -> Value, _ body: (inout Value) throws -> Result
     ) rethrows -> Result {
         if !isKnownUniquelyReferenced(&root) { root = root.copy() }
@@ -91,13 +91,13 @@ public struct BTree<Value> {
 
     /// Visits entries with `lower <= key < upper` (no upper bound when `upper` is nil) in key
     /// order until `body` returns false.
-    public func forEach(from lower: [UInt8], below upper: [UInt8]?, _ body: ([UInt8], Value) throws -> Bool) rethrows {
+    package func forEach(from lower: [UInt8], below upper: [UInt8]?, _ body: ([UInt8], Value) throws -> Bool) rethrows {
         _ = try Self.visit(root, lower, upper, body)
     }
 
     /// A tree of the entries `transform` keeps (returning their new value) or drops (nil); built in
     /// one ordered pass (used by compaction, which rewrites many keys at once).
-    public func compactMap(_ transform: ([UInt8], Value) throws -> Value?) rethrows -> BTree<Value> {
+    package func compactMap(_ transform: ([UInt8], Value) throws -> Value?) rethrows -> BTree<Value> {
         var result = BTree()
         try forEach(from: [], below: nil) { key, value in
             if let kept = try transform(key, value) { result.append(key, kept) }

@@ -5,38 +5,38 @@ import Backend
 /// A generation runs from the key's creation to its deletion (the tombstone, the generation's
 /// last revision); writing a deleted key starts a new generation. The last generation is
 /// empty while the key is deleted. Values live in the backend, found by revision.
-public struct KeyIndex: Sendable, Equatable {
-    public struct Generation: Sendable, Equatable {
+package struct KeyIndex: Sendable, Equatable {
+    package struct Generation: Sendable, Equatable {
         /// Puts in this generation so far (a key's `version`).
-        public var version: Int64
+        package var version: Int64
         /// The revision that created the key in this generation.
-        public var created: Revision
+        package var created: Revision
         /// Every revision still kept, oldest first; the last one is the tombstone when the
         /// generation has ended.
-        public var revisions: RevisionList
+        package var revisions: RevisionList
     }
 
     /// Where a key stood at some revision.
-    public struct Snapshot: Equatable, Sendable {
-        public var modified: Revision
-        public var created: Revision
-        public var version: Int64
+    package struct Snapshot: Equatable, Sendable {
+        package var modified: Revision
+        package var created: Revision
+        package var version: Int64
     }
 
-    public private(set) var generations: [Generation] = [Generation(version: 0, created: Revision(main: 0), revisions: [])]
+    package private(set) var generations: [Generation] = [Generation(version: 0, created: Revision(main: 0), revisions: [])]
 
-    public init() {}
+    package init() {}
 
     /// The latest revision that wrote the key (a put or its deletion).
-    public var modified: Revision? {
+    package var modified: Revision? {
         generations.last(where: { !$0.revisions.isEmpty })?.revisions.last
     }
 
     /// Whether the key exists now (it has a live, non-empty last generation).
-    public var isLive: Bool { !generations[generations.count - 1].revisions.isEmpty }
+    package var isLive: Bool { !generations[generations.count - 1].revisions.isEmpty }
 
     /// Records a put at `revision`, which must be newer than every recorded one.
-    public mutating func put(_ revision: Revision) {
+    package mutating func put(_ revision: Revision) {
         precondition(modified.map { $0 < revision } ?? true, "revision \(revision) not after \(modified!)")
         let last = generations.count - 1
         if generations[last].revisions.isEmpty { generations[last].created = revision }
@@ -46,7 +46,7 @@ public struct KeyIndex: Sendable, Equatable {
 
     /// Re-records a stored put when rebuilding the index. The record's own version and create
     /// revision are authoritative: compaction may have removed the earlier puts.
-    public mutating func restore(_ revision: Revision, createdMain: Int64, version: Int64) {
+    package mutating func restore(_ revision: Revision, createdMain: Int64, version: Int64) {
         put(revision)
         let last = generations.count - 1
         generations[last].version = version
@@ -54,14 +54,14 @@ public struct KeyIndex: Sendable, Equatable {
     }
 
     /// Records the key's deletion at `revision`, ending the current generation.
-    public mutating func tombstone(_ revision: Revision) {
+    package mutating func tombstone(_ revision: Revision) {
         precondition(isLive, "tombstone of a deleted key")
         put(revision)
         generations.append(Generation(version: 0, created: Revision(main: 0), revisions: []))
     }
 
     /// Where the key stood at main revision `atMain`: nil if it did not exist then.
-    public func snapshot(atMain: Int64) -> Snapshot? {
+    package func snapshot(atMain: Int64) -> Snapshot? {
         for index in generations.indices.reversed() {
             let generation = generations[index]
             guard let first = generation.revisions.first, first.main <= atMain else { continue }
@@ -85,7 +85,7 @@ public struct KeyIndex: Sendable, Equatable {
     /// A deletion at exactly `atMain` leaves the index but stays in `kept`, so a watcher
     /// starting at the compaction revision (which etcd allows) still receives it. The next
     /// compaction removes it from the backend.
-    public mutating func compact(atMain: Int64, kept: inout Set<Revision>) -> Bool {
+    package mutating func compact(atMain: Int64, kept: inout Set<Revision>) -> Bool {
         // The first generation still alive after atMain (or the current one).
         var start = 0
         while start < generations.count - 1, let tombstone = generations[start].revisions.last, tombstone.main <= atMain {

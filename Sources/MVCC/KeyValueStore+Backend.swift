@@ -4,7 +4,7 @@ import GRDB
 
 extension KeyValueStore {
     /// Rebuilds the store from the backend: replays every stored change into the key index.
-    public init(restoringFrom backend: SQLiteBackend) throws {
+    package init(restoringFrom backend: SQLiteBackend) throws {
         self.init()
         try backend.forEachChangeWithoutValue { change in
             restore(change)

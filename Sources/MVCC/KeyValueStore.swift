@@ -6,46 +6,46 @@ import Backend
 /// A value type: copying it is O(1) and gives a consistent snapshot for readers while the
 /// single writer goes on. Record values are not held here; reads fetch them by revision from
 /// a ``RevisionReader`` and writes return their ``Change``s for the caller to store.
-public struct KeyValueStore: Sendable {
+package struct KeyValueStore: Sendable {
     /// The key index. Internal so tests can inspect it.
     private(set) var index = BTree<KeyIndex>()
     /// The newest main revision (etcd starts an empty store at 1).
-    public private(set) var revision: Int64 = 1
+    package private(set) var revision: Int64 = 1
     /// History before this main revision is gone; -1 until the first compaction (so, as in
     /// etcd, a fresh store accepts compaction at revision 0 once).
-    public private(set) var compactedRevision: Int64 = -1
+    package private(set) var compactedRevision: Int64 = -1
 
-    public init() {}
+    package init() {}
 
     /// What a range request selects.
-    public struct RangeOptions: Sendable {
+    package struct RangeOptions: Sendable {
         /// Keep at most this many records (0: all); ``RangeResult/count`` still counts every key.
-        public var limit = 0
+        package var limit = 0
         /// Read as of this main revision; 0 or less reads the newest.
-        public var revision: Int64 = 0
+        package var revision: Int64 = 0
         /// Count the keys without fetching any record.
-        public var countOnly = false
+        package var countOnly = false
 
-        public init(limit: Int = 0, revision: Int64 = 0, countOnly: Bool = false) {
+        package init(limit: Int = 0, revision: Int64 = 0, countOnly: Bool = false) {
             self.limit = limit
             self.revision = revision
             self.countOnly = countOnly
         }
     }
 
-    public struct RangeResult: Sendable, Equatable {
+    package struct RangeResult: Sendable, Equatable {
         /// Records in key order (at most the limit).
-        public var kvs: [KeyValue]
+        package var kvs: [KeyValue]
         /// Keys in the range that existed at the revision read.
-        public var count: Int
+        package var count: Int
         /// The store's newest revision when the range was read (what etcd's header reports,
         /// also for reads of older revisions).
-        public var revision: Int64
+        package var revision: Int64
     }
 
     /// The keys in `[key, end)` as of a revision. `end` nil selects `key` alone; `end == [0]`
     /// selects every key from `key` on (etcd's conventions).
-    public func range(
+    package func range(
         _ key: [UInt8], end: [UInt8]?, options: RangeOptions = .init(), reader: some RevisionReader
     ) throws -> RangeResult {
         let atRevision = options.revision <= 0 ? revision : options.revision
@@ -88,7 +88,7 @@ public struct KeyValueStore: Sendable {
 
     /// Runs one write transaction: everything `body` changes gets the next main revision, with
     /// sub revisions in call order. The revision advances only if something changed.
-    public mutating func write<Result>(
+    package mutating func write<Result>(
         reader: some RevisionReader, _ body: (inout Writer) throws -> Result
     ) rethrows -> (result: Result, changes: [Change]) {
         var writer = Writer(store: self, main: revision + 1, reader: reader)
@@ -99,11 +99,11 @@ public struct KeyValueStore: Sendable {
     }
 
     /// Writes inside one main revision; reads through it see its own earlier changes.
-    public struct Writer {
+    package struct Writer {
         fileprivate var store: KeyValueStore
-        public let main: Int64
+        package let main: Int64
         private let reader: any RevisionReader
-        public private(set) var changes: [Change] = []
+        package private(set) var changes: [Change] = []
         private var pending: [Revision: KeyValue] = [:]
 
         fileprivate init(store: KeyValueStore, main: Int64, reader: any RevisionReader) {
@@ -115,13 +115,13 @@ public struct KeyValueStore: Sendable {
         private var nextRevision: Revision { Revision(main: main, sub: Int64(changes.count)) }
 
         /// The key's current record (including this write's changes), if it exists.
-        public func current(_ key: [UInt8]) throws -> KeyValue? {
+        package func current(_ key: [UInt8]) throws -> KeyValue? {
             guard let snapshot = store.index[key]?.snapshot(atMain: main) else { return nil }
             return try keyValues(at: [snapshot.modified])[0]
         }
 
         /// Reads a range as it stands within this write (or at an older revision, if asked).
-        public func range(_ key: [UInt8], end: [UInt8]?, options: RangeOptions = .init()) throws -> RangeResult {
+        package func range(_ key: [UInt8], end: [UInt8]?, options: RangeOptions = .init()) throws -> RangeResult {
             var view = store
             view.revision = changes.isEmpty ? main - 1 : main
             return try view.range(key, end: end, options: options, reader: PendingReader(writer: self))
@@ -129,7 +129,7 @@ public struct KeyValueStore: Sendable {
 
         /// Puts `value` at `key`, returning the record written.
         @discardableResult
-        public mutating func put(_ key: [UInt8], value: [UInt8], lease: Int64) -> KeyValue {
+        package mutating func put(_ key: [UInt8], value: [UInt8], lease: Int64) -> KeyValue {
             let revision = nextRevision
             let main = self.main
             var record = KeyValue(key: key, value: value, createRevision: main, modRevision: main, version: 1, lease: lease)
@@ -148,7 +148,7 @@ public struct KeyValueStore: Sendable {
         /// Deletes the live keys of `[key, end)` (see ``KeyValueStore/range(_:end:options:reader:)``
         /// for `end`), returning their records as they were before.
         @discardableResult
-        public mutating func delete(_ key: [UInt8], end: [UInt8]?) throws -> [KeyValue] {
+        package mutating func delete(_ key: [UInt8], end: [UInt8]?) throws -> [KeyValue] {
             let doomed = try range(key, end: end).kvs
             for record in doomed {
                 let revision = nextRevision
@@ -170,7 +170,7 @@ public struct KeyValueStore: Sendable {
     }
 
     /// The revision of `key`'s current record, nil when it does not exist now.
-    public func currentRevision(of key: [UInt8]) -> Revision? {
+    package func currentRevision(of key: [UInt8]) -> Revision? {
         index[key]?.snapshot(atMain: revision)?.modified
     }
 
@@ -194,7 +194,7 @@ public struct KeyValueStore: Sendable {
 
     /// Drops history before main revision `atMain`. Returns the revisions at or before it that
     /// must stay in the backend; the backend removes every other revision at or before it.
-    public mutating func compact(atMain: Int64) throws -> Set<Revision> {
+    package mutating func compact(atMain: Int64) throws -> Set<Revision> {
         guard atMain > compactedRevision else { throw MVCCError.compacted }
         guard atMain <= revision else { throw MVCCError.futureRevision }
         var kept = Set<Revision>()

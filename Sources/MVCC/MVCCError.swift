@@ -1,9 +1,9 @@
 /// Why a read or compaction cannot be served; messages are etcd's.
-public enum MVCCError: Error, Equatable, Sendable, CustomStringConvertible {
+package enum MVCCError: Error, Equatable, Sendable, CustomStringConvertible {
     case compacted
     case futureRevision
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .compacted: "mvcc: required revision has been compacted"
         case .futureRevision: "mvcc: required revision is a future revision"

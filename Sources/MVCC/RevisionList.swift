@@ -17,16 +17,16 @@ import Backend
 /// read slot `n` only through such a list, which reaches it through the synchronization that
 /// passes any value between threads. (The storage, a `ManagedBuffer`, cannot be marked
 /// Sendable itself.)
-public struct RevisionList: @unchecked Sendable {
+package struct RevisionList: @unchecked Sendable {
     private var storage: RevisionStorage?
-    public private(set) var count: Int
+    package private(set) var count: Int
 
-    public init() {
+    package init() {
         storage = nil
         count = 0
     }
 
-    public init(_ revisions: some Collection<Revision>) {
+    package init(_ revisions: some Collection<Revision>) {
         self.init()
         guard !revisions.isEmpty else { return }
         let storage = RevisionStorage.make(capacity: revisions.count)
@@ -36,7 +36,7 @@ public struct RevisionList: @unchecked Sendable {
     }
 
     /// Adds `revision` at the end; older copies of the list do not see it.
-    public mutating func append(_ revision: Revision) {
+    package mutating func append(_ revision: Revision) {
         if let storage, storage.append(revision, at: count) {
             count += 1
             return
@@ -52,30 +52,30 @@ public struct RevisionList: @unchecked Sendable {
     }
 
     /// Drops the first `k` revisions (compaction), into storage of its own.
-    public mutating func removeFirst(_ k: Int) {
+    package mutating func removeFirst(_ k: Int) {
         guard k > 0 else { return }
         self = RevisionList(dropFirst(k))
     }
 }
 
 extension RevisionList: RandomAccessCollection {
-    public var startIndex: Int { 0 }
-    public var endIndex: Int { count }
+    package var startIndex: Int { 0 }
+    package var endIndex: Int { count }
 
-    public subscript(position: Int) -> Revision {
+    package subscript(position: Int) -> Revision {
         precondition(position >= 0 && position < count, "revision index out of range")
         return storage.unsafelyUnwrapped[position]
     }
 }
 
 extension RevisionList: Equatable {
-    public static func == (lhs: RevisionList, rhs: RevisionList) -> Bool {
+    package static func == (lhs: RevisionList, rhs: RevisionList) -> Bool {
         lhs.elementsEqual(rhs)
     }
 }
 
 extension RevisionList: ExpressibleByArrayLiteral {
-    public init(arrayLiteral revisions: Revision...) {
+    package init(arrayLiteral revisions: Revision...) {
         self.init(revisions)
     }
 }

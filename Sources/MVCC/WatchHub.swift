@@ -5,7 +5,7 @@ import Synchronization
 
 /// Where a watch stream takes the hub's deliveries: the gRPC stream in the server, a collector
 /// in tests. One sink carries many watchers, each known by its ID on that sink.
-public protocol WatchSink: AnyObject, Sendable {
+package protocol WatchSink: AnyObject, Sendable {
     /// Takes deliveries, in order, while its backlog has room; returns how many it took.
     /// Deliveries without events (creation, cancellation, progress) must always be taken.
     /// Called with the hub's lock held: it must only enqueue.
@@ -18,8 +18,8 @@ public protocol WatchSink: AnyObject, Sendable {
 }
 
 /// One response the hub hands a sink for one watcher.
-public struct WatchDelivery: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
+package struct WatchDelivery: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
         /// The watcher exists.
         case created
         /// The watcher was not created (`watchID` is -1), for this reason.
@@ -35,12 +35,12 @@ public struct WatchDelivery: Sendable, Equatable {
         case canceled
     }
 
-    public var watchID: Int64
-    public var kind: Kind
+    package var watchID: Int64
+    package var kind: Kind
     /// The store revision the response reports.
-    public var revision: Int64
+    package var revision: Int64
 
-    public init(watchID: Int64, kind: Kind, revision: Int64) {
+    package init(watchID: Int64, kind: Kind, revision: Int64) {
         self.watchID = watchID
         self.kind = kind
         self.revision = revision
@@ -48,18 +48,18 @@ public struct WatchDelivery: Sendable, Equatable {
 }
 
 /// What one watcher asks for.
-public struct WatchRequest: Sendable {
-    public var range: KeyRange
+package struct WatchRequest: Sendable {
+    package var range: KeyRange
     /// The first revision to report: 0 for changes after now; an older one replays history.
-    public var startRevision: Int64
+    package var startRevision: Int64
     /// The ID the client chose, or 0 for the stream's next free one.
-    public var watchID: Int64
-    public var skipsPuts: Bool
-    public var skipsDeletes: Bool
+    package var watchID: Int64
+    package var skipsPuts: Bool
+    package var skipsDeletes: Bool
     /// Whether the watcher wants periodic progress notifications when idle.
-    public var progressNotify: Bool
+    package var progressNotify: Bool
 
-    public init(
+    package init(
         range: KeyRange, startRevision: Int64 = 0, watchID: Int64 = 0, skipsPuts: Bool = false, skipsDeletes: Bool = false,
         progressNotify: Bool = false
     ) {
@@ -82,23 +82,23 @@ public struct WatchRequest: Sendable {
 /// once it has reached the newest revision, it rejoins the synced watchers. So a stream that
 /// does not read holds at most its sink's backlog in memory, never delays the apply thread or
 /// other streams, and loses nothing: its watchers resume from the backend when it reads again.
-public final class WatchHub: Sendable {
-    public struct Limits: Sendable {
+package final class WatchHub: Sendable {
+    package struct Limits: Sendable {
         /// Changes, and bytes of them, read from the backend per catch-up batch and handed to
         /// one watcher at once (whole revisions: one may add more).
-        public var catchUpChanges = 1000
-        public var catchUpBytes = 1 << 20
+        package var catchUpChanges = 1000
+        package var catchUpBytes = 1 << 20
         /// Unsynced watchers served by one catch-up pass.
-        public var watchersPerPass = 512
+        package var watchersPerPass = 512
         /// The newest changes kept in memory, so a watcher a little behind catches up without
         /// reading the backend (and one behind under heavy writes always reaches the head).
-        public var recentChanges = 10_000
-        public var recentBytes = 8 << 20
+        package var recentChanges = 10_000
+        package var recentBytes = 8 << 20
         /// How often idle watchers that asked for it get a progress notification
         /// (etcd's `--experimental-watch-progress-notify-interval`).
-        public var progressInterval: Duration = .seconds(600)
+        package var progressInterval: Duration = .seconds(600)
 
-        public init() {}
+        package init() {}
     }
 
     private let backend: SQLiteBackend
@@ -109,7 +109,7 @@ public final class WatchHub: Sendable {
 
     /// `timer` decides when timed work runs (progress notifications, retrying a failed read):
     /// real time unless a test passes a clock it advances by hand.
-    public init(backend: SQLiteBackend, store: KeyValueStore, limits: Limits = Limits(), timer: any WatchTimer = DispatchWatchTimer()) {
+    package init(backend: SQLiteBackend, store: KeyValueStore, limits: Limits = Limits(), timer: any WatchTimer = DispatchWatchTimer()) {
         self.backend = backend
         self.limits = limits
         self.timer = timer
@@ -122,7 +122,7 @@ public final class WatchHub: Sendable {
     /// Creates a watcher on `sink`'s stream and returns its ID (nil when refused). The sink is
     /// offered its `created` response (or the refusal) before any event, then its events.
     @discardableResult
-    public func watch(_ request: WatchRequest, on sink: any WatchSink) -> Int64? {
+    package func watch(_ request: WatchRequest, on sink: any WatchSink) -> Int64? {
         let (id, behind) = state.withLock { state -> (Int64?, Bool) in
             let streamID = ObjectIdentifier(sink)
             let current = state.store.revision
@@ -166,7 +166,7 @@ public final class WatchHub: Sendable {
 
     /// Cancels watcher `id` of `sink`'s stream, offering its `canceled` response; an unknown
     /// ID is ignored, as etcd does.
-    public func cancel(_ id: Int64, on sink: any WatchSink) {
+    package func cancel(_ id: Int64, on sink: any WatchSink) {
         state.withLock { state in
             let streamID = ObjectIdentifier(sink)
             guard let watcher = state.streams[streamID]?.watchers[id] else { return }
@@ -179,7 +179,7 @@ public final class WatchHub: Sendable {
     /// The stream asks for progress: once every watcher on it is synced (now, or when the
     /// last one catches up), it is offered one progress delivery with watch ID -1 for the
     /// newest revision. A stream without watchers gets nothing, as in etcd.
-    public func requestProgress(on sink: any WatchSink) {
+    package func requestProgress(on sink: any WatchSink) {
         state.withLock { state in
             let streamID = ObjectIdentifier(sink)
             guard state.streams[streamID]?.watchers.isEmpty == false else { return }
@@ -189,7 +189,7 @@ public final class WatchHub: Sendable {
     }
 
     /// The stream is over: forget its watchers.
-    public func close(_ sink: any WatchSink) {
+    package func close(_ sink: any WatchSink) {
         state.withLock { state in
             let streamID = ObjectIdentifier(sink)
             guard let stream = state.streams[streamID] else { return }
@@ -199,7 +199,7 @@ public final class WatchHub: Sendable {
     }
 
     /// The sink's backlog has room again: its unsynced watchers may catch up.
-    public func sinkHasRoom(_ sink: any WatchSink) {
+    package func sinkHasRoom(_ sink: any WatchSink) {
         let behind = state.withLock { $0.streams[ObjectIdentifier(sink)].map { $0.unsyncedCount > 0 } ?? false }
         if behind { scheduleCatchUp() }
     }
@@ -208,7 +208,7 @@ public final class WatchHub: Sendable {
 
     /// A compaction at `main` is about to be committed to the backend: history before it may
     /// disappear from any read that follows.
-    public func compacting(atMain main: Int64) {
+    package func compacting(atMain main: Int64) {
         state.withLock { $0.compactionFloor = max($0.compactionFloor, main) }
     }
 
@@ -216,7 +216,7 @@ public final class WatchHub: Sendable {
     /// once `store` (which includes them) is visible to reads. A watcher whose sink is full
     /// falls behind and catches up later, from the newest changes kept in memory or from the
     /// backend once ``committed(through:)`` says it holds them.
-    public func notify(_ changes: [Change], store: KeyValueStore) {
+    package func notify(_ changes: [Change], store: KeyValueStore) {
         let fellBehind = state.withLock { state -> Bool in
             state.store = store
             state.compactionFloor = max(state.compactionFloor, store.compactedRevision)
@@ -249,7 +249,7 @@ public final class WatchHub: Sendable {
 
     /// The backend holds every change up to `revision` (its commits lag the applied batches):
     /// watchers catching up may read that far from it.
-    public func committed(through revision: Int64) {
+    package func committed(through revision: Int64) {
         let waiting = state.withLock { state -> Bool in
             state.committedRevision = max(state.committedRevision, revision)
             return state.hasUnsyncedWithRoom
@@ -259,7 +259,7 @@ public final class WatchHub: Sendable {
 
     /// The backend is about to be replaced (a snapshot from the leader): reads from now on
     /// may see another history, so catch-up passes wait.
-    public func replacingBackend() {
+    package func replacingBackend() {
         state.withLock { state in
             state.replacing = true
             state.epoch += 1
@@ -268,7 +268,7 @@ public final class WatchHub: Sendable {
 
     /// The backend was replaced and `store` rebuilt from it: every watcher catches up from
     /// the new backend (or learns that its history was compacted).
-    public func replacedBackend(store: KeyValueStore) {
+    package func replacedBackend(store: KeyValueStore) {
         state.withLock { state in
             let previous = state.store.revision
             state.replacing = false
@@ -287,7 +287,7 @@ public final class WatchHub: Sendable {
     }
 
     /// Stops background work (the member is shutting down).
-    public func stop() {
+    package func stop() {
         state.withLock { $0.stopped = true }
     }
 

@@ -1,7 +1,7 @@
 /// CRC-32C (Castagnoli), the checksum of every WAL record: table-driven, eight bytes per step.
-public enum CRC32C {
+package enum CRC32C {
     /// Extends `crc` (0 to start) over `bytes`.
-    public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+    package static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         var value = ~crc
         var index = 0
         let count = bytes.count
@@ -21,7 +21,7 @@ public enum CRC32C {
         return ~value
     }
 
-    public static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
+    package static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0, continuing: crc) }
     }
 

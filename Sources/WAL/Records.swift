@@ -1,10 +1,10 @@
 /// One logged entry: its Raft position and the bytes the server gave it.
-public struct LogEntry: Sendable, Equatable {
-    public var index: UInt64
-    public var term: UInt64
-    public var data: [UInt8]
+package struct LogEntry: Sendable, Equatable {
+    package var index: UInt64
+    package var term: UInt64
+    package var data: [UInt8]
 
-    public init(index: UInt64, term: UInt64, data: [UInt8]) {
+    package init(index: UInt64, term: UInt64, data: [UInt8]) {
         self.index = index
         self.term = term
         self.data = data
@@ -12,23 +12,23 @@ public struct LogEntry: Sendable, Equatable {
 }
 
 /// Who wrote a log: repeated at the start of every segment so each file names its member.
-public struct WALMetadata: Sendable, Equatable {
-    public var memberID: UInt64
-    public var clusterID: UInt64
+package struct WALMetadata: Sendable, Equatable {
+    package var memberID: UInt64
+    package var clusterID: UInt64
 
-    public init(memberID: UInt64, clusterID: UInt64) {
+    package init(memberID: UInt64, clusterID: UInt64) {
         self.memberID = memberID
         self.clusterID = clusterID
     }
 }
 
 /// Raft's durable vote state, logged whenever it changes.
-public struct WALHardState: Sendable, Equatable {
-    public var term: UInt64
-    public var vote: UInt64
-    public var commit: UInt64
+package struct WALHardState: Sendable, Equatable {
+    package var term: UInt64
+    package var vote: UInt64
+    package var commit: UInt64
 
-    public init(term: UInt64 = 0, vote: UInt64 = 0, commit: UInt64 = 0) {
+    package init(term: UInt64 = 0, vote: UInt64 = 0, commit: UInt64 = 0) {
         self.term = term
         self.vote = vote
         self.commit = commit
@@ -37,11 +37,11 @@ public struct WALHardState: Sendable, Equatable {
 
 /// Marks that a snapshot at (`index`, `term`) exists: a log is read from the marker of the
 /// snapshot the member restarts from.
-public struct WALSnapshot: Sendable, Equatable, Hashable {
-    public var index: UInt64
-    public var term: UInt64
+package struct WALSnapshot: Sendable, Equatable, Hashable {
+    package var index: UInt64
+    package var term: UInt64
 
-    public init(index: UInt64, term: UInt64) {
+    package init(index: UInt64, term: UInt64) {
         self.index = index
         self.term = term
     }

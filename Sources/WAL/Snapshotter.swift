@@ -1,29 +1,29 @@
 /// A snapshot record kept in `member/snap/`: where the snapshot sits in the log and the
 /// membership there. The state itself is the backend's.
-public struct SnapshotFile: Sendable, Equatable {
-    public var index: UInt64
-    public var term: UInt64
+package struct SnapshotFile: Sendable, Equatable {
+    package var index: UInt64
+    package var term: UInt64
     /// The server's encoding of the membership (Raft conf state) at `index`.
-    public var confState: [UInt8]
+    package var confState: [UInt8]
 
-    public init(index: UInt64, term: UInt64, confState: [UInt8]) {
+    package init(index: UInt64, term: UInt64, confState: [UInt8]) {
         self.index = index
         self.term = term
         self.confState = confState
     }
 
-    public var marker: WALSnapshot { WALSnapshot(index: index, term: term) }
+    package var marker: WALSnapshot { WALSnapshot(index: index, term: term) }
 }
 
 /// Saves, loads and prunes snapshot files: `<term>-<index>.snap` (16 hex digits each), holding a
 /// CRC-32C and the record, written under a temporary name, synced and renamed so a crash never
 /// leaves half a snapshot.
-public enum Snapshotter {
+package enum Snapshotter {
     static let suffix = ".snap"
     /// etcd's suffix for a snapshot file found corrupt: kept for inspection, never loaded again.
     static let brokenSuffix = ".broken"
 
-    public static func save(_ snapshot: SnapshotFile, directory: String) throws(WALError) {
+    package static func save(_ snapshot: SnapshotFile, directory: String) throws(WALError) {
         try FileSystem.makeDirectory(directory)
         var payload: [UInt8] = []
         RecordCodec.appendLittleEndian(snapshot.index, to: &payload)
@@ -45,7 +45,7 @@ public enum Snapshotter {
 
     /// Every readable snapshot, newest first. Leftover temporary files are removed; a file that
     /// fails its CRC is renamed to `.broken` (as etcd does) and skipped, and `onBroken` hears of it.
-    public static func loadAll(directory: String, onBroken: (String, WALError) -> Void = { _, _ in }) throws(WALError)
+    package static func loadAll(directory: String, onBroken: (String, WALError) -> Void = { _, _ in }) throws(WALError)
         -> [SnapshotFile]
     {
         try FileSystem.makeDirectory(directory)
@@ -69,7 +69,7 @@ public enum Snapshotter {
 
     /// Removes all but the newest `keep` snapshot files (0 keeps all).
     @discardableResult
-    public static func purge(directory: String, keep: Int) throws(WALError) -> [String] {
+    package static func purge(directory: String, keep: Int) throws(WALError) -> [String] {
         guard keep > 0 else { return [] }
         let names = try FileSystem.list(directory, suffix: suffix)
         guard names.count > keep else { return [] }

@@ -6,13 +6,13 @@ import Glibc
 #endif
 
 /// Why a log cannot be opened or written; each names the file (and offset) so an operator can act.
-public enum WALError: Error, Equatable, CustomStringConvertible {
+package enum WALError: Error, Equatable, CustomStringConvertible {
     case corrupt(file: String, offset: Int, reason: String)
     case missingSegment(expected: UInt64, found: String)
     case snapshotNotFound(WALSnapshot)
     case io(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .corrupt(let file, let offset, let reason): "wal: \(reason) in \(file) at offset \(offset)"
         case .missingSegment(let expected, let found): "wal: segment \(expected) is missing (found \(found))"
@@ -37,28 +37,28 @@ public enum WALError: Error, Equatable, CustomStringConvertible {
 ///
 /// Not thread-safe: one owner appends (the server's apply or Raft loop). ``purge(directory:snapshotIndex:maxFiles:)``
 /// may run on another thread: it only removes closed segments.
-public final class WriteAheadLog {
-    public struct Options: Sendable {
+package final class WriteAheadLog {
+    package struct Options: Sendable {
         /// A segment is closed and the next one started once it grows past this.
-        public var segmentSize: Int
+        package var segmentSize: Int
         /// Called with the duration of every `fdatasync` (etcd's `etcd_disk_wal_fsync_duration_seconds`).
-        public var fsyncObserver: (@Sendable (Duration) -> Void)?
+        package var fsyncObserver: (@Sendable (Duration) -> Void)?
 
-        public init(segmentSize: Int = WriteAheadLog.defaultSegmentSize, fsyncObserver: (@Sendable (Duration) -> Void)? = nil) {
+        package init(segmentSize: Int = WriteAheadLog.defaultSegmentSize, fsyncObserver: (@Sendable (Duration) -> Void)? = nil) {
             self.segmentSize = segmentSize
             self.fsyncObserver = fsyncObserver
         }
     }
 
     /// What a log holds from a snapshot on.
-    public struct Contents: Sendable, Equatable {
-        public var metadata: WALMetadata
-        public var hardState: WALHardState
+    package struct Contents: Sendable, Equatable {
+        package var metadata: WALMetadata
+        package var hardState: WALHardState
         /// Entries after the snapshot's index, in order (later records replace earlier ones at the same index).
-        public var entries: [LogEntry]
+        package var entries: [LogEntry]
     }
 
-    public static let defaultSegmentSize = 64 * 1024 * 1024
+    package static let defaultSegmentSize = 64 * 1024 * 1024
 
     private let directory: String
     private let options: Options
@@ -73,7 +73,7 @@ public final class WriteAheadLog {
     private var isClosed = false
     /// The first write or sync error; the log accepts nothing after it.
     private var failure: WALError?
-    public private(set) var lastIndex: UInt64
+    package private(set) var lastIndex: UInt64
 
     private init(
         directory: String, options: Options, metadata: WALMetadata, file: FileDescriptor, path: String,
@@ -96,14 +96,14 @@ public final class WriteAheadLog {
     }
 
     /// Whether `directory` holds a log.
-    public static func exists(directory: String) -> Bool {
+    package static func exists(directory: String) -> Bool {
         ((try? FileSystem.list(directory, suffix: ".wal")) ?? []).isEmpty == false
     }
 
     /// Creates a new log whose first segment records `metadata` and a marker for `snapshot` (the
     /// state the log continues from; (0, 0) for a brand-new member). The segment appears
     /// atomically: written under a temporary name, synced, then renamed.
-    public static func create(
+    package static func create(
         directory: String, metadata: WALMetadata, snapshot: WALSnapshot = WALSnapshot(index: 0, term: 0),
         options: Options = Options()
     ) throws(WALError) -> WriteAheadLog {
@@ -134,7 +134,7 @@ public final class WriteAheadLog {
     ///
     /// A torn tail is repaired; a bad record elsewhere, a gap in the segment sequence, a missing
     /// marker or a log of another format is an error.
-    public static func open(directory: String, from snapshot: WALSnapshot, options: Options = Options())
+    package static func open(directory: String, from snapshot: WALSnapshot, options: Options = Options())
         throws(WALError) -> (WriteAheadLog, Contents)
     {
         for leftover in try FileSystem.list(directory, suffix: SegmentPipeline.suffix) {
@@ -227,7 +227,7 @@ public final class WriteAheadLog {
 
     /// Closes the file and removes the prepared next segment. Closing again does nothing (a
     /// descriptor closed twice could close a file another thread opened in between).
-    public func close() {
+    package func close() {
         guard !isClosed else { return }
         isClosed = true
         pipeline?.close()
@@ -239,7 +239,7 @@ public final class WriteAheadLog {
     /// from there) and, when given, the new hard state, with one `fdatasync` unless `sync` is
     /// false (Raft asks for none when only the commit index moved: a lost commit index is
     /// learned again from the leader).
-    public func save(hardState newState: WALHardState? = nil, entries: [LogEntry], sync: Bool = true) throws(WALError) {
+    package func save(hardState newState: WALHardState? = nil, entries: [LogEntry], sync: Bool = true) throws(WALError) {
         guard !entries.isEmpty || newState != nil else { return }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(entries.reduce(32) { $0 + RecordCodec.headerSize + 16 + $1.data.count })
@@ -265,7 +265,7 @@ public final class WriteAheadLog {
 
     /// Records that a snapshot at `snapshot` exists, durably. A snapshot beyond the log (one
     /// received from a leader) moves the log's end: the next entry follows the snapshot.
-    public func saveSnapshot(_ snapshot: WALSnapshot) throws(WALError) {
+    package func saveSnapshot(_ snapshot: WALSnapshot) throws(WALError) {
         var buffer: [UInt8] = []
         var nextCRC = crc
         RecordCodec.append(.snapshot, RecordCodec.payload(snapshot), crc: &nextCRC, to: &buffer)
@@ -281,7 +281,7 @@ public final class WriteAheadLog {
     /// Safe to run while the log is appended to: it only touches closed segments. A crash midway
     /// leaves a shorter, still contiguous, run of segments.
     @discardableResult
-    public static func purge(directory: String, snapshotIndex: UInt64, maxFiles: Int) throws(WALError) -> [String] {
+    package static func purge(directory: String, snapshotIndex: UInt64, maxFiles: Int) throws(WALError) -> [String] {
         guard maxFiles > 0 else { return [] }
         let segments = try Segment.list(directory)
         guard let keepFrom = segments.lastIndex(where: { $0.firstIndex <= snapshotIndex }) else { return [] }

@@ -38,7 +38,7 @@ struct EmbeddedEtcdTests {
         let got = try await client.get("embedded")
         #expect(got.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["yes"])
         #expect(got.header.revision == put.header.revision)
-        #expect(got.header.memberID == etcd.server.memberID)
+        #expect(got.header.memberID == etcd.memberID)
         await client.close()
         await etcd.stop()
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("member/wal").path))

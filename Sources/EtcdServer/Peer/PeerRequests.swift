@@ -27,10 +27,10 @@ struct PeerResponse: Codable {
 }
 
 /// `LeaseTimeToLive` as the leader answers it.
-public struct LeaseTimeToLive: Codable, Equatable, Sendable {
-    public var grantedTTL: Int64
-    public var remainingMilliseconds: Int64
-    public var keys: [[UInt8]]
+package struct LeaseTimeToLive: Codable, Equatable, Sendable {
+    package var grantedTTL: Int64
+    package var remainingMilliseconds: Int64
+    package var keys: [[UInt8]]
 }
 
 extension PeerTransport {
