@@ -233,69 +233,6 @@ struct RaftCore {
         }
     }
 
-    // MARK: - Elections
-
-    enum CampaignKind {
-        case preElection, election, transfer
-    }
-
-    mutating func hup(_ kind: CampaignKind) {
-        guard role != .leader, isPromotable else { return }
-        // A membership change committed but not applied could change who may vote: wait for it.
-        if hasUnappliedConfChanges { return }
-        campaign(kind)
-    }
-
-    private var hasUnappliedConfChanges: Bool {
-        guard log.committed > log.applied else { return false }
-        var index = log.applied + 1
-        while index <= log.committed {
-            guard let batch = try? log.slice(index, log.committed + 1, maxSize: log.maxApplyingSize), !batch.isEmpty
-            else { return false }
-            if batch.contains(where: { $0.kind == .confChange }) { return true }
-            index = batch[batch.count - 1].index + 1
-        }
-        return false
-    }
-
-    mutating func campaign(_ kind: CampaignKind) {
-        let voteType: MessageType
-        let voteTerm: UInt64
-        if kind == .preElection {
-            becomePreCandidate()
-            voteType = .preVote
-            // A pre-vote asks about the term this node would campaign in, without moving to it.
-            voteTerm = term + 1
-        } else {
-            becomeCandidate()
-            voteType = .vote
-            voteTerm = term
-        }
-        let context = kind == .transfer ? campaignTransferContext : []
-        for voter in tracker.config.voters.allVoters.sorted() {
-            if voter == id {
-                // Our own vote counts only once it is durable.
-                send(Message(type: voteType.responseType, to: id, term: voteTerm))
-                continue
-            }
-            send(
-                Message(
-                    type: voteType,
-                    to: voter,
-                    term: voteTerm,
-                    logTerm: log.lastTerm,
-                    index: log.lastIndex,
-                    context: context
-                )
-            )
-        }
-    }
-
-    private mutating func poll(_ from: NodeID, granted: Bool) -> VoteResult {
-        tracker.recordVote(from, granted: granted)
-        return tracker.tallyVotes().result
-    }
-
     // MARK: - Stepping
 
     /// Handles one message from the network or from this node itself.
@@ -346,57 +283,6 @@ struct RaftCore {
         }
     }
 
-    private mutating func handleVoteRequest(_ m: Message) {
-        // We may vote again for the same candidate (a repeated request), vote for anyone when we
-        // have neither voted nor know a leader in this term, and pre-vote for any future term.
-        let canVote = vote == m.from || (vote == noNode && lead == noNode) || (m.type == .preVote && m.term > term)
-        if canVote && log.isUpToDate(index: m.index, term: m.logTerm) {
-            send(Message(type: m.type.responseType, to: m.from, term: m.term))
-            if m.type == .vote {
-                electionElapsed = 0
-                vote = m.from
-            }
-        } else {
-            send(Message(type: m.type.responseType, to: m.from, term: term, reject: true))
-        }
-    }
-
-    private mutating func stepCandidate(_ m: Message) throws(RaftError) {
-        let ownResponseType: MessageType = role == .preCandidate ? .preVoteResponse : .voteResponse
-        switch m.type {
-        case .propose:
-            throw .proposalDropped(.noLeader)
-        case .append:
-            becomeFollower(term: m.term, leader: m.from)
-            handleAppend(m)
-        case .heartbeat:
-            becomeFollower(term: m.term, leader: m.from)
-            handleHeartbeat(m)
-        case .snapshot:
-            becomeFollower(term: m.term, leader: m.from)
-            handleSnapshot(m)
-        case ownResponseType:
-            switch poll(m.from, granted: !m.reject) {
-            case .won:
-                if role == .preCandidate {
-                    campaign(.election)
-                } else {
-                    becomeLeader()
-                    broadcastAppend()
-                }
-            case .lost:
-                // A pre-vote response may carry a newer term; take it up with no leader.
-                becomeFollower(term: term, leader: noNode)
-            case .pending:
-                break
-            }
-        case .readIndex:
-            throw .proposalDropped(.noLeader)
-        default:
-            break
-        }
-    }
-
     private mutating func stepFollower(_ m: Message) throws(RaftError) {
         switch m.type {
         case .propose:
@@ -438,77 +324,6 @@ struct RaftCore {
         send(forwarded)
     }
 
-    // MARK: - Follower side of replication
-
-    mutating func handleAppend(_ m: Message) {
-        if m.index < log.committed {
-            send(Message(type: .appendResponse, to: m.from, index: log.committed))
-            return
-        }
-        if let lastNew = log.maybeAppend(index: m.index, logTerm: m.logTerm, committed: m.commit, entries: m.entries) {
-            send(Message(type: .appendResponse, to: m.from, index: lastNew))
-            return
-        }
-        // Rejected: suggest where the leader should probe next, skipping a whole conflicting term at once.
-        let hint = log.findConflictByTerm(index: min(m.index, log.lastIndex), term: m.logTerm)
-        send(
-            Message(
-                type: .appendResponse,
-                to: m.from,
-                logTerm: hint.term,
-                index: m.index,
-                reject: true,
-                rejectHint: hint.index
-            )
-        )
-    }
-
-    mutating func handleHeartbeat(_ m: Message) {
-        // The leader sends min(our match, its commit), which our durable log holds. A commit past
-        // our log means storage lost acknowledged entries: never commit whatever stands there instead.
-        if m.commit <= log.lastIndex {
-            log.commit(to: m.commit)
-        }
-        send(Message(type: .heartbeatResponse, to: m.from, context: m.context))
-    }
-
-    mutating func handleSnapshot(_ m: Message) {
-        guard let snapshot = m.snapshot else { return }
-        if restore(snapshot) {
-            send(Message(type: .appendResponse, to: m.from, index: log.lastIndex))
-        } else {
-            send(Message(type: .appendResponse, to: m.from, index: log.committed))
-        }
-    }
-
-    /// Replaces the log with `snapshot` when it is newer than what we have; false when it is ignored.
-    mutating func restore(_ snapshot: Snapshot) -> Bool {
-        let meta = snapshot.metadata
-        guard meta.index > log.committed else { return false }
-        if role != .follower {
-            // Only a leader of a newer term sends snapshots, and stepping made us its follower.
-            becomeFollower(term: term + 1, leader: noNode)
-            return false
-        }
-        let cs = meta.confState
-        let isMember = cs.voters.contains(id) || cs.learners.contains(id) || cs.votersOutgoing.contains(id)
-        guard isMember else { return false }
-        if log.matchTerm(index: meta.index, term: meta.term) {
-            // We already have the entries: just learn that they are committed.
-            log.commit(to: meta.index)
-            return false
-        }
-        log.restore(snapshot)
-        let fresh = ProgressTracker(maxInflight: tracker.maxInflight, maxInflightBytes: tracker.maxInflightBytes)
-        do {
-            let changer = try ConfChanger.restore(cs, tracker: fresh, lastIndex: log.lastIndex)
-            tracker = fresh
-            switchToConfig(changer.config, changer.progress)
-        } catch {
-            preconditionFailure("unable to restore config \(cs): \(error)")
-        }
-        return true
-    }
 }
 
 extension MessageType {
