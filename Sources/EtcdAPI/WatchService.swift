@@ -43,6 +43,8 @@ final class WatchStream: WatchSink {
         var bytes = 0
         /// A drain is scheduled on the event loop, or waits for the stream to be writable.
         var draining = false
+        /// ``offer(_:)`` started draining under the hub's lock; ``deliveriesOffered()`` schedules it.
+        var drainToSchedule = false
         var waitingForWritability = false
         /// Events were refused (or the hub was told there is no room) since the backlog was
         /// last at or below half its limit: the hub hears when it is again.
@@ -130,8 +132,8 @@ final class WatchStream: WatchSink {
     // MARK: WatchSink (any thread, hub lock held)
 
     func offer(_ deliveries: [WatchDelivery]) -> Int {
-        let (taken, schedule) = backlog.withLock { backlog -> (Int, Bool) in
-            guard !backlog.closed else { return (deliveries.count, false) }
+        backlog.withLock { backlog -> Int in
+            guard !backlog.closed else { return deliveries.count }
             var taken = 0
             for delivery in deliveries {
                 let size = delivery.size
@@ -143,12 +145,21 @@ final class WatchStream: WatchSink {
                 backlog.bytes += size
                 taken += 1
             }
-            let schedule = taken > 0 && !backlog.draining
-            if schedule { backlog.draining = true }
-            return (taken, schedule)
+            if taken > 0 && !backlog.draining {
+                backlog.draining = true
+                backlog.drainToSchedule = true
+            }
+            return taken
+        }
+    }
+
+    /// The hub released its lock: schedule the drain ``offer(_:)`` decided on, if any.
+    func deliveriesOffered() {
+        let schedule = backlog.withLock { backlog in
+            defer { backlog.drainToSchedule = false }
+            return backlog.drainToSchedule
         }
         if schedule { eventLoop.execute { self.drain() } }
-        return taken
     }
 
     var hasRoom: Bool {

@@ -8,8 +8,12 @@ import Synchronization
 package protocol WatchSink: AnyObject, Sendable {
     /// Takes deliveries, in order, while its backlog has room; returns how many it took.
     /// Deliveries without events (creation, cancellation, progress) must always be taken.
-    /// Called with the hub's lock held: it must only enqueue.
+    /// Called with the hub's lock held: it must only append to its backlog, and leave starting
+    /// to write them to ``deliveriesOffered()``.
     func offer(_ deliveries: [WatchDelivery]) -> Int
+    /// Called once the hub released its lock, for each sink that took deliveries while it
+    /// held it: start writing them (schedule the drain on the stream's event loop).
+    func deliveriesOffered()
     /// Whether the backlog has room for events now.
     ///
     /// A sink that refused events or answered false here must call ``WatchHub/sinkHasRoom(_:)``
@@ -117,18 +121,30 @@ package final class WatchHub: Sendable {
         scheduleProgressTick()
     }
 
+    /// Runs `body` under the hub's lock, then, with the lock released, tells each sink that
+    /// took deliveries to start writing them: nothing but appends to backlogs happens under
+    /// the lock.
+    private func withState<Result>(_ body: (inout State) -> Result) -> Result {
+        let (result, offered) = state.withLock { state in
+            let result = body(&state)
+            return (result, state.takeOffered())
+        }
+        for sink in offered { sink.deliveriesOffered() }
+        return result
+    }
+
     // MARK: Streams
 
     /// Creates a watcher on `sink`'s stream and returns its ID (nil when refused). The sink is
     /// offered its `created` response (or the refusal) before any event, then its events.
     @discardableResult
     package func watch(_ request: WatchRequest, on sink: any WatchSink) -> Int64? {
-        let (id, behind) = state.withLock { state -> (Int64?, Bool) in
+        let (id, behind) = withState { state -> (Int64?, Bool) in
             let streamID = ObjectIdentifier(sink)
             let current = state.store.revision
             var stream = state.streams[streamID] ?? Stream(sink: sink)
             func refuse(_ reason: String) -> (Int64?, Bool) {
-                _ = sink.offer([WatchDelivery(watchID: -1, kind: .refused(reason), revision: current)])
+                _ = state.offer([WatchDelivery(watchID: -1, kind: .refused(reason), revision: current)], to: sink)
                 return (nil, false)
             }
             if request.range.isEmpty { return refuse("mvcc: watcher range is empty") }
@@ -144,7 +160,7 @@ package final class WatchHub: Sendable {
                 id = stream.nextAutoID
                 stream.nextAutoID += 1
             }
-            _ = sink.offer([WatchDelivery(watchID: id, kind: .created, revision: current)])
+            _ = state.offer([WatchDelivery(watchID: id, kind: .created, revision: current)], to: sink)
             let start = request.startRevision
             let synced = start == 0 || start > current
             stream.watchers[id] = Watcher(
@@ -167,11 +183,11 @@ package final class WatchHub: Sendable {
     /// Cancels watcher `id` of `sink`'s stream, offering its `canceled` response; an unknown
     /// ID is ignored, as etcd does.
     package func cancel(_ id: Int64, on sink: any WatchSink) {
-        state.withLock { state in
+        withState { state in
             let streamID = ObjectIdentifier(sink)
             guard let watcher = state.streams[streamID]?.watchers[id] else { return }
             state.remove(WatcherKey(stream: streamID, id: id), watcher)
-            _ = sink.offer([WatchDelivery(watchID: id, kind: .canceled, revision: state.store.revision)])
+            _ = state.offer([WatchDelivery(watchID: id, kind: .canceled, revision: state.store.revision)], to: sink)
             state.answerProgressIfSynced(streamID)
         }
     }
@@ -180,7 +196,7 @@ package final class WatchHub: Sendable {
     /// last one catches up), it is offered one progress delivery with watch ID -1 for the
     /// newest revision. A stream without watchers gets nothing, as in etcd.
     package func requestProgress(on sink: any WatchSink) {
-        state.withLock { state in
+        withState { state in
             let streamID = ObjectIdentifier(sink)
             guard state.streams[streamID]?.watchers.isEmpty == false else { return }
             state.streams[streamID]!.progressWanted = true
@@ -190,7 +206,7 @@ package final class WatchHub: Sendable {
 
     /// The stream is over: forget its watchers.
     package func close(_ sink: any WatchSink) {
-        state.withLock { state in
+        withState { state in
             let streamID = ObjectIdentifier(sink)
             guard let stream = state.streams[streamID] else { return }
             for watcher in stream.watchers.values { state.remove(WatcherKey(stream: streamID, id: watcher.id), watcher) }
@@ -200,7 +216,7 @@ package final class WatchHub: Sendable {
 
     /// The sink's backlog has room again: its unsynced watchers may catch up.
     package func sinkHasRoom(_ sink: any WatchSink) {
-        let behind = state.withLock { $0.streams[ObjectIdentifier(sink)].map { $0.unsyncedCount > 0 } ?? false }
+        let behind = withState { $0.streams[ObjectIdentifier(sink)].map { $0.unsyncedCount > 0 } ?? false }
         if behind { scheduleCatchUp() }
     }
 
@@ -209,7 +225,7 @@ package final class WatchHub: Sendable {
     /// A compaction at `main` is about to be committed to the backend: history before it may
     /// disappear from any read that follows.
     package func compacting(atMain main: Int64) {
-        state.withLock { $0.compactionFloor = max($0.compactionFloor, main) }
+        withState { $0.compactionFloor = max($0.compactionFloor, main) }
     }
 
     /// Hands synced watchers the changes of one applied batch (whole revisions, in order),
@@ -217,7 +233,7 @@ package final class WatchHub: Sendable {
     /// falls behind and catches up later, from the newest changes kept in memory or from the
     /// backend once ``committed(through:)`` says it holds them.
     package func notify(_ changes: [Change], store: KeyValueStore) {
-        let fellBehind = state.withLock { state -> Bool in
+        let fellBehind = withState { state -> Bool in
             state.store = store
             state.compactionFloor = max(state.compactionFloor, store.compactedRevision)
             guard !changes.isEmpty else { return false }
@@ -234,7 +250,7 @@ package final class WatchHub: Sendable {
             for (streamID, ids) in candidates {
                 guard let (sink, deliveries) = state.streams[streamID]?.deliveries(of: changes, to: ids, revision: store.revision)
                 else { continue }
-                let taken = deliveries.isEmpty ? 0 : sink.offer(deliveries)
+                let taken = deliveries.isEmpty ? 0 : state.offer(deliveries, to: sink)
                 state.streams[streamID]!.delivered(deliveries.prefix(taken))
                 for delivery in deliveries.dropFirst(taken) {
                     guard case .events(let events) = delivery.kind else { continue }
@@ -250,7 +266,7 @@ package final class WatchHub: Sendable {
     /// The backend holds every change up to `revision` (its commits lag the applied batches):
     /// watchers catching up may read that far from it.
     package func committed(through revision: Int64) {
-        let waiting = state.withLock { state -> Bool in
+        let waiting = withState { state -> Bool in
             state.committedRevision = max(state.committedRevision, revision)
             return state.hasUnsyncedWithRoom
         }
@@ -260,7 +276,7 @@ package final class WatchHub: Sendable {
     /// The backend is about to be replaced (a snapshot from the leader): reads from now on
     /// may see another history, so catch-up passes wait.
     package func replacingBackend() {
-        state.withLock { state in
+        withState { state in
             state.replacing = true
             state.epoch += 1
         }
@@ -269,7 +285,7 @@ package final class WatchHub: Sendable {
     /// The backend was replaced and `store` rebuilt from it: every watcher catches up from
     /// the new backend (or learns that its history was compacted).
     package func replacedBackend(store: KeyValueStore) {
-        state.withLock { state in
+        withState { state in
             let previous = state.store.revision
             state.replacing = false
             state.epoch += 1
@@ -288,13 +304,13 @@ package final class WatchHub: Sendable {
 
     /// Stops background work (the member is shutting down).
     package func stop() {
-        state.withLock { $0.stopped = true }
+        withState { $0.stopped = true }
     }
 
     // MARK: Catching up
 
     private func scheduleCatchUp() {
-        let schedule = state.withLock { state -> Bool in
+        let schedule = withState { state -> Bool in
             guard !state.catchUpScheduled, !state.stopped else { return false }
             state.catchUpScheduled = true
             return true
@@ -306,7 +322,7 @@ package final class WatchHub: Sendable {
     /// history from the backend (outside the lock), hands each its events, and moves those
     /// that reached the newest revision to the synced watchers.
     private func catchUp() {
-        let (planned, more) = state.withLock { state -> (CatchUpPlan?, Bool) in
+        let (planned, more) = withState { state -> (CatchUpPlan?, Bool) in
             let plan = state.planCatchUp(watchers: limits.watchersPerPass, maxBytes: limits.catchUpBytes)
             // Watchers served from memory in part still have history to read.
             return (plan, plan == nil && !state.stopped && !state.replacing && state.hasUnsyncedWithRoom)
@@ -321,11 +337,11 @@ package final class WatchHub: Sendable {
                 from: plan.from, through: plan.through, limit: limits.catchUpChanges, maxBytes: limits.catchUpBytes)
         } catch {
             // A failed read is retried; the watchers keep their place.
-            state.withLock { $0.catchUpScheduled = false }
+            withState { $0.catchUpScheduled = false }
             timer.schedule(after: .milliseconds(100), on: queue) { self.scheduleCatchUp() }
             return
         }
-        let again = state.withLock { state -> Bool in
+        let again = withState { state -> Bool in
             state.catchUpScheduled = false
             guard state.epoch == plan.epoch else { return true }
             for (key, planned) in plan.watchers {
@@ -351,7 +367,7 @@ package final class WatchHub: Sendable {
                 }
                 if !events.isEmpty {
                     let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: plan.through)
-                    guard state.streams[key.stream]!.sink.offer([delivery]) == 1 else { continue }
+                    guard state.offer([delivery], to: state.streams[key.stream]!.sink) == 1 else { continue }
                 }
                 state.streams[key.stream]!.watchers[key.id]!.delivered(through: through, sentEvents: !events.isEmpty)
                 if through >= state.store.revision { state.catchUp(key) }
@@ -365,7 +381,7 @@ package final class WatchHub: Sendable {
     func settle() {
         for _ in 0..<10_000 {
             queue.sync {}
-            if !state.withLock({ $0.catchUpScheduled }) { return }
+            if !withState({ $0.catchUpScheduled }) { return }
         }
     }
 
@@ -387,8 +403,8 @@ package final class WatchHub: Sendable {
 
     private func scheduleProgressTick() {
         timer.schedule(after: limits.progressInterval, on: queue) { [weak self] in
-            guard let self, !self.state.withLock({ $0.stopped }) else { return }
-            self.state.withLock { $0.notifyIdleWatchers() }
+            guard let self, !self.withState({ $0.stopped }) else { return }
+            self.withState { $0.notifyIdleWatchers() }
             self.scheduleProgressTick()
         }
     }

@@ -94,12 +94,29 @@ struct State {
     var recent: RecentChanges
     var catchUpScheduled = false
     var stopped = false
+    /// Sinks that took deliveries under the current hold of the lock, to be told once it is
+    /// released (``WatchSink/deliveriesOffered()``).
+    private var offered: [any WatchSink] = []
 
     init(store: KeyValueStore) {
         self.store = store
         committedRevision = store.revision
         compactionFloor = store.compactedRevision
         recent = RecentChanges(after: store.revision)
+    }
+
+    /// Hands `deliveries` to `sink`; how many it took.
+    mutating func offer(_ deliveries: [WatchDelivery], to sink: any WatchSink) -> Int {
+        let taken = sink.offer(deliveries)
+        if taken > 0 { offered.append(sink) }
+        return taken
+    }
+
+    /// The sinks that took deliveries since the last call (a sink may appear more than once).
+    mutating func takeOffered() -> [any WatchSink] {
+        guard !offered.isEmpty else { return [] }
+        defer { offered = [] }
+        return offered
     }
 
     mutating func index(_ key: WatcherKey, _ range: KeyRange) {
@@ -163,7 +180,7 @@ struct State {
         }
         if !events.isEmpty {
             let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: store.revision)
-            guard streams[key.stream]!.sink.offer([delivery]) == 1 else { return }
+            guard offer([delivery], to: streams[key.stream]!.sink) == 1 else { return }
         }
         streams[key.stream]!.watchers[key.id]!.delivered(through: through, sentEvents: !events.isEmpty)
         if through >= store.revision { catchUp(key) }
@@ -173,7 +190,7 @@ struct State {
         guard let sink = streams[key.stream]?.sink else { return }
         remove(key, watcher)
         // etcd reports the compaction with no revision in the header.
-        _ = sink.offer([WatchDelivery(watchID: key.id, kind: .compacted(compactionFloor), revision: 0)])
+        _ = offer([WatchDelivery(watchID: key.id, kind: .compacted(compactionFloor), revision: 0)], to: sink)
         answerProgressIfSynced(key.stream)
     }
 
@@ -181,7 +198,7 @@ struct State {
         guard let stream = streams[streamID], stream.progressWanted, stream.unsyncedCount == 0 else { return }
         streams[streamID]!.progressWanted = false
         guard !stream.watchers.isEmpty else { return }
-        _ = stream.sink.offer([WatchDelivery(watchID: -1, kind: .progress, revision: store.revision)])
+        _ = offer([WatchDelivery(watchID: -1, kind: .progress, revision: store.revision)], to: stream.sink)
     }
 
     /// Settles what needs no history (compacted or future starts) and picks up to `count`
@@ -231,7 +248,7 @@ struct State {
                 }
                 streams[streamID]!.watchers[watcher.id]!.sentEventsSinceProgress = false
             }
-            if !deliveries.isEmpty { _ = stream.sink.offer(deliveries) }
+            if !deliveries.isEmpty { _ = offer(deliveries, to: stream.sink) }
         }
     }
 }

@@ -170,6 +170,21 @@ struct WatchHubTests {
         #expect(describe(sink.read(from: hub)) == ["progress -1 @5"])
     }
 
+    /// The hub tells a sink to start writing only after it released its lock: the sink here
+    /// calls back into the hub at that moment, which would deadlock under the lock.
+    @Test(.timeLimit(.minutes(1))) func sinksHearOfDeliveriesAfterTheLockIsReleased() throws {
+        let watched = try WatchedStore()
+        let sink = TestSink()
+        let hub = watched.hub
+        sink.onNotice { hub.sinkHasRoom(sink) }
+        hub.watch(WatchRequest(range: .single(bytes("a"))), on: sink)
+        #expect(sink.notices == 1)
+        try watched.put("a", "1")
+        try watched.put("b", "1")
+        #expect(sink.notices == 2)
+        #expect(describe(sink.read(from: hub)) == ["created 0 @1", "events 0 @2: put a=1@2"])
+    }
+
     @Test func idleWatchersThatAskedGetPeriodicProgress() throws {
         var limits = WatchHub.Limits()
         limits.progressInterval = .seconds(600)

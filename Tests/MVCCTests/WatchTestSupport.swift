@@ -62,6 +62,10 @@ final class TestSink: WatchSink {
         var capacity: Int
         var refused = false
         var mostUnreadEvents = 0
+        /// Calls of ``deliveriesOffered()``.
+        var notices = 0
+        /// Called from ``deliveriesOffered()`` (with the hub's lock released, as it must be).
+        var onNotice: (@Sendable () -> Void)?
 
         var unreadEvents: Int {
             unread.count { if case .events = $0.kind { true } else { false } }
@@ -72,6 +76,20 @@ final class TestSink: WatchSink {
 
     init(capacity: Int = .max) {
         state = Mutex(State(capacity: capacity))
+    }
+
+    func deliveriesOffered() {
+        let onNotice = state.withLock { state in
+            state.notices += 1
+            return state.onNotice
+        }
+        onNotice?()
+    }
+
+    var notices: Int { state.withLock { $0.notices } }
+
+    func onNotice(_ body: @escaping @Sendable () -> Void) {
+        state.withLock { $0.onNotice = body }
     }
 
     func offer(_ deliveries: [WatchDelivery]) -> Int {
