@@ -174,10 +174,10 @@ package final class EtcdServer: Sendable {
             try? group.syncShutdownGracefully()
             throw error
         }
-        let collaborators = MemberLoop.Collaborators(
-            inbox: inbox, published: published, lessor: lessor, watchHub: watchHub, backend: backend, transport: transport,
-            purger: purger, headers: headers, snapDirectory: snapDirectory, logger: logger)
-        let loop = HandOff(MemberLoop(configuration: configuration, recovered: recovered, collaborators: collaborators))
+        let loop = HandOff(MemberLoop(
+            configuration: configuration, recovered: recovered, inbox: inbox, published: published, lessor: lessor,
+            watchHub: watchHub, backend: backend, transport: transport, purger: purger, headers: headers,
+            snapDirectory: snapDirectory, logger: logger))
         let thread = Thread { [self] in
             loop.take().run()
             loopExited.signal()

@@ -10,8 +10,7 @@ import WAL
 
 /// The member's one loop thread: it owns the Raft node, its log, and the store, and is the
 /// only code that touches them. Everything else talks to it through the inbox; what it shares
-/// with the rest of the member is passed in (``Collaborators``), never reached through the
-/// server.
+/// with the rest of the member is passed in, never reached through the server.
 ///
 /// Each turn: tick when a heartbeat interval has passed, take everything the inbox holds
 /// (peer messages, proposals, reads) into the node, then work off every `Ready`: send what may
@@ -19,28 +18,14 @@ import WAL
 /// to the log with one `fdatasync`, send acknowledgements, apply committed entries to the store
 /// in one backend transaction, answer reads whose read index is applied, and advance.
 final class MemberLoop {
-    /// What the loop shares with the rest of the member.
-    struct Collaborators {
-        /// Where requests, peer messages and reports arrive.
-        let inbox: MemberInbox
-        /// What requests read without the loop: the loop publishes each applied state there.
-        let published: PublishedState
-        let lessor: Lessor
-        let watchHub: WatchHub
-        let backend: SQLiteBackend
-        let transport: PeerTransport
-        let purger: FilePurger
-        let headers: ResponseHeaders
-        let snapDirectory: String
-        let logger: Logger
-    }
-
     let configuration: EtcdServer.Configuration
     var node: RaftNode
     let storage: MemoryStorage
     let log: WriteAheadLog
     let committer: BackendCommitter
+    /// Where requests, peer messages and reports arrive.
     let inbox: MemberInbox
+    /// What requests read without the loop: the loop publishes each applied state there.
     let published: PublishedState
     let lessor: Lessor
     let watchHub: WatchHub
@@ -90,7 +75,13 @@ final class MemberLoop {
         var membership: Membership
     }
 
-    init(configuration: EtcdServer.Configuration, recovered: Recovered, collaborators: Collaborators) {
+    /// What the loop shares with the rest of the member is passed in; it never holds the
+    /// ``EtcdServer`` facade.
+    init(
+        configuration: EtcdServer.Configuration, recovered: Recovered, inbox: MemberInbox, published: PublishedState,
+        lessor: Lessor, watchHub: WatchHub, backend: SQLiteBackend, transport: PeerTransport, purger: FilePurger,
+        headers: ResponseHeaders, snapDirectory: String, logger: Logger
+    ) {
         self.configuration = configuration
         node = recovered.node
         storage = recovered.storage
@@ -101,19 +92,18 @@ final class MemberLoop {
         snapshotIndex = recovered.snapshotIndex
         confState = recovered.confState
         membership = recovered.membership
-        inbox = collaborators.inbox
-        published = collaborators.published
-        lessor = collaborators.lessor
-        watchHub = collaborators.watchHub
-        backend = collaborators.backend
-        transport = collaborators.transport
-        purger = collaborators.purger
-        headers = collaborators.headers
-        snapDirectory = collaborators.snapDirectory
-        logger = collaborators.logger
+        self.inbox = inbox
+        self.published = published
+        self.lessor = lessor
+        self.watchHub = watchHub
+        self.backend = backend
+        self.transport = transport
+        self.purger = purger
+        self.headers = headers
+        self.snapDirectory = snapDirectory
+        self.logger = logger
         committer = BackendCommitter(
-            backend: collaborators.backend, published: collaborators.published, watchHub: collaborators.watchHub,
-            diskMetrics: configuration.diskMetrics)
+            backend: backend, published: published, watchHub: watchHub, diskMetrics: configuration.diskMetrics)
         term = recovered.storage.hardState.term
         commitIndex = recovered.storage.hardState.commit
     }
