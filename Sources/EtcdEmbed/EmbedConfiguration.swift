@@ -1,5 +1,6 @@
 import EtcdServer
 import Logging
+import TransportSecurity
 
 /// Everything a swift-etcd member starts with, as etcd's `embed.Config` holds it: what the
 /// command-line flags, the `ETCD_*` variables (and later the YAML config file) set, with etcd's
@@ -46,6 +47,14 @@ public struct EmbedConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// `stderr` (also `default`), `stdout` or file paths.
     public var logOutputs = ["default"]
+    /// Client TLS: `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`, … for
+    /// `https://` and `unixs://` client URLs.
+    public var clientTLS = TLSInfo(side: .client)
+    /// Peer TLS: `--peer-cert-file`, … for `https://` peer URLs.
+    public var peerTLS = TLSInfo(side: .peer)
+    /// How long a client or peer has to finish its TLS handshake before it is disconnected
+    /// (etcd's client listener has no limit; a silent client holds a connection forever).
+    public var tlsHandshakeTimeout: Duration = .seconds(10)
     /// Called once when the member learns it was removed from the cluster: it should stop (the
     /// `swift-etcd` process sends itself SIGTERM, for the same graceful stop).
     public var onRemovedFromCluster: (@Sendable () -> Void)?
@@ -69,15 +78,25 @@ public struct EmbedConfiguration: Sendable {
         guard electionTimeout <= 50000 else {
             throw ConfigurationError("--election-timeout[\(electionTimeout)ms] is too long, and should be set less than 50 seconds")
         }
-        for url in listenClientURLs where !url.hasPrefix("http://") {
-            throw ConfigurationError("--listen-client-urls: \(url) is not an http://host:port URL (TLS is not supported yet)")
+        for url in try listenClientURLs.map(ClientListenURL.init) where url.isSecure && !clientTLS.isConfigured {
+            throw ConfigurationError(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url \(url.url) with HTTPS scheme")
+        }
+        do {
+            try TLSProtocolSettings.validate(
+                minimum: clientTLS.minimumVersion, maximum: clientTLS.maximumVersion, cipherSuites: clientTLS.cipherSuites)
+        } catch {
+            throw ConfigurationError(error.description)
         }
     }
+
+    /// The data directory as the member uses it.
+    var resolvedDataDirectory: String { dataDirectory ?? "\(name).etcd" }
 
     /// The member's own configuration (the parts ``EtcdServer`` takes).
     package var memberConfiguration: EtcdServer.Configuration {
         var configuration = EtcdServer.Configuration(
-            name: name, dataDirectory: dataDirectory ?? "\(name).etcd", initialCluster: initialCluster,
+            name: name, dataDirectory: resolvedDataDirectory, initialCluster: initialCluster,
             initialClusterToken: initialClusterToken, advertiseClientURLs: advertiseClientURLs)
         configuration.listenPeerURLs = listenPeerURLs
         configuration.initialAdvertisePeerURLs = initialAdvertisePeerURLs

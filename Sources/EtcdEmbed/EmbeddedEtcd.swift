@@ -1,8 +1,10 @@
 import EtcdAPI
 import EtcdServer
+import Foundation
 import GRPCWire
 import Logging
 import NIOCore
+import TransportSecurity
 
 /// A running swift-etcd member with its client listeners: etcd's `embed.Etcd`. The
 /// `swift-etcd` executable is this plus flags, logging and signals; tests and Swift programs
@@ -32,13 +34,11 @@ public final class EmbeddedEtcd: Sendable {
         -> EmbeddedEtcd
     {
         try configuration.validate()
-        let endpoints = try configuration.listenClientURLs.map { url throws(ConfigurationError) -> GRPCClient.Endpoint in
-            guard let endpoint = GRPCClient.Endpoint(url) else {
-                throw ConfigurationError("--listen-client-urls: \(url) is not an http://host:port URL")
-            }
-            return endpoint
-        }
-        let member = configuration.memberConfiguration
+        let urls = try configuration.listenClientURLs.map(ClientListenURL.init)
+        var member = configuration.memberConfiguration
+        let clientTLS = try clientCredentials(configuration, urls: urls, logger: logger)
+        member.peerTLS = try peerCredentials(configuration, logger: logger)
+        member.peerHandshakeTimeout = configuration.tlsHandshakeTimeout
         logger.info("starting an etcd server", metadata: [
             "name": "\(configuration.name)", "data-dir": "\(member.dataDirectory)", "etcd-version": "\(EtcdServer.version)",
             "max-request-bytes": "\(configuration.maxRequestBytes)", "max-txn-ops": "\(configuration.maxTxnOperations)",
@@ -57,15 +57,30 @@ public final class EmbeddedEtcd: Sendable {
         let router = EtcdRouter.make(serving: server)
         var listeners: [GRPCServer] = []
         do {
-            for endpoint in endpoints {
-                let host = endpoint.host == "localhost" ? "127.0.0.1" : endpoint.host
-                var grpc = GRPCServer.Configuration(host: host, port: endpoint.port)
+            for url in urls {
+                var grpc = GRPCServer.Configuration()
+                switch url.address {
+                case .tcp(let host, let port):
+                    grpc.host = host
+                    grpc.port = port
+                case .unixSocket(let path):
+                    grpc.unixSocketPath = path
+                }
                 grpc.limits = EtcdRouter.messageLimits(for: server)
+                if url.isSecure, let clientTLS {
+                    grpc.security = SecuredListener(
+                        credentials: clientTLS, handshakeTimeout: .nanoseconds(
+                            Int64(configuration.tlsHandshakeTimeout / .nanoseconds(1))))
+                }
                 listeners.append(try await GRPCServer.start(router: router, configuration: grpc))
                 logger.info("ready to serve client requests", metadata: ["local-member-id": "\(memberID)"])
-                logger.warning("serving client traffic insecurely; this is strongly discouraged!", metadata: [
-                    "address": "\(host):\(endpoint.port)",
-                ])
+                if url.isSecure {
+                    logger.info("serving client traffic securely", metadata: ["traffic": "grpc", "address": "\(url.url)"])
+                } else {
+                    logger.warning("serving client traffic insecurely; this is strongly discouraged!", metadata: [
+                        "traffic": "grpc", "address": "\(url.url)",
+                    ])
+                }
             }
         } catch {
             for listener in listeners { await listener.shutdown(gracePeriod: .zero) }
@@ -75,10 +90,57 @@ public final class EmbeddedEtcd: Sendable {
         return EmbeddedEtcd(server: server, listeners: listeners, logger: logger)
     }
 
+    /// Client TLS for the `https` and `unixs` listeners, read and checked before anything starts.
+    private static func clientCredentials(_ configuration: EmbedConfiguration, urls: [ClientListenURL], logger: Logger)
+        throws(ConfigurationError) -> TLSCredentials?
+    {
+        guard urls.contains(where: \.isSecure) else { return nil }
+        return try credentials(
+            configuration.clientTLS, configuration: configuration, hosts: urls.compactMap(\.host),
+            applicationProtocols: ["h2"], logger: logger)
+    }
+
+    /// Peer TLS, when any is configured: `https` peer URLs listen and dial with it.
+    private static func peerCredentials(_ configuration: EmbedConfiguration, logger: Logger) throws(ConfigurationError)
+        -> TLSCredentials?
+    {
+        guard configuration.peerTLS.isConfigured else { return nil }
+        let hosts = configuration.listenPeerURLs.compactMap { URLComponents(string: $0)?.host }
+        return try credentials(configuration.peerTLS, configuration: configuration, hosts: hosts, logger: logger)
+    }
+
+    private static func credentials(
+        _ info: TLSInfo, configuration: EmbedConfiguration, hosts: [String], applicationProtocols: [String] = [],
+        logger: Logger
+    ) throws(ConfigurationError) -> TLSCredentials {
+        logger.info("starting with \(info.side.rawValue) TLS", metadata: [
+            "cert-file": "\(info.certFile)", "key-file": "\(info.keyFile)", "trusted-ca-file": "\(info.trustedCAFile)",
+            "client-cert-auth": "\(info.clientCertAuth)", "crl-file": "\(info.crlFile)", "auto-tls": "\(info.autoTLS)",
+            "cipher-suites": "\(info.cipherSuites)",
+        ])
+        do {
+            return try TLSCredentials(
+                info, autoTLSDirectory: "\(configuration.resolvedDataDirectory)/fixtures/\(info.side.rawValue)", hosts: hosts,
+                applicationProtocols: applicationProtocols, logger: logger)
+        } catch {
+            throw ConfigurationError(error.description)
+        }
+    }
+
     /// Lets the calls in flight finish (5 s at most), then stops the member.
     public func stop() async {
         for listener in listeners { await listener.shutdown(gracePeriod: .seconds(5)) }
         server.stop()
         logger.info("stopped serving", metadata: ["local-member-id": "\(String(server.memberID, radix: 16))"])
+    }
+}
+
+/// A client listener's TLS: the member's credentials, read again as they rotate.
+private struct SecuredListener: ServerConnectionSecurity {
+    let credentials: TLSCredentials
+    let handshakeTimeout: TimeAmount
+
+    func secure(_ channel: any Channel) throws {
+        try credentials.secureAccepted(channel, handshakeTimeout: handshakeTimeout)
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// etcd's configuration through environment variables: `ETCD_DATA_DIR=/x` is `--data-dir /x`.
+/// etcd's configuration through environment variables: `ETCD_DATA_DIR=/x` is `--data-dir=/x`.
 ///
 /// As in etcd, a flag given on the command line wins over its variable. A variable that names no
 /// flag of ours is reported, so a misspelt setting never passes silently.
@@ -24,7 +24,7 @@ public enum EnvironmentFlags {
                 warn("recognized environment variable \(name), but unused: shadowed by corresponding flag")
                 continue
             }
-            arguments += ["--\(flag)", value]
+            arguments.append("--\(flag)=\(value)")
         }
         return arguments
     }

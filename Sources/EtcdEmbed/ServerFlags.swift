@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcdServer
+import TransportSecurity
 
 /// etcd's server flags, declared once: the command line parses them, ``flagNames`` (the names
 /// the `ETCD_*` variables map to) is read off these declarations, and ``configuration()``
@@ -40,10 +41,14 @@ public struct ServerFlags: ParsableArguments {
     @Option(name: .customLong("election-timeout"), help: "Time (in milliseconds) for an election to timeout.")
     var electionTimeout = 1000
 
-    @Option(name: .customLong("strict-reconfig-check"), help: "Reject reconfiguration requests that would cause quorum loss.")
+    @Flag(
+        name: .customLong("strict-reconfig-check"), inversion: .prefixedNo,
+        help: "Reject reconfiguration requests that would cause quorum loss.")
     var strictReconfigCheck = true
 
-    @Flag(name: .customLong("auto-promote-learners"), help: "Promote a learner to a voting member once it has caught up with the leader (not in etcd).")
+    @Flag(
+        name: .customLong("auto-promote-learners"), inversion: .prefixedNo,
+        help: "Promote a learner to a voting member once it has caught up with the leader (not in etcd).")
     var autoPromoteLearners = false
 
     @Option(name: .customLong("max-request-bytes"), help: "Maximum client request size in bytes the server will accept.")
@@ -81,6 +86,8 @@ public struct ServerFlags: ParsableArguments {
         name: .customLong("wal-segment-bytes"),
         help: ArgumentHelp("Size of a wal segment file; smaller only for testing rollover and purge.", visibility: .hidden))
     var walSegmentBytes = 64 * 1024 * 1024
+
+    @OptionGroup(title: "Security") var security: SecurityFlags
 
     @Option(name: .customLong("logger"), help: "Logger: only 'zap' (structured JSON) is supported.")
     var logger = "zap"
@@ -145,11 +152,40 @@ public struct ServerFlags: ParsableArguments {
         configuration.walSegmentBytes = walSegmentBytes
         configuration.logLevel = level
         configuration.logOutputs = Self.list(logOutputs)
+        (configuration.clientTLS, configuration.peerTLS) = try security.tlsInfo()
         try configuration.validate()
         return configuration
     }
 
-    private static func list(_ text: String) -> [String] {
+    /// The flags that take no value (`--client-cert-auth`); Go also accepts `--flag=true` and
+    /// `--flag=false` for them, which ``goBooleanSyntax(_:)`` turns into ours.
+    public static let booleanFlagNames: Set<String> = {
+        let help = helpMessage(includeHidden: true, columns: 10_000)
+        var names: Set<String> = []
+        for line in help.split(separator: "\n") {
+            let trimmed = line.drop { $0 == " " }
+            guard trimmed.hasPrefix("--") else { continue }
+            let name = trimmed.dropFirst(2).prefix { $0.isLetter || $0.isNumber || $0 == "-" }
+            if trimmed.dropFirst(2 + name.count).hasPrefix("/--no-") { names.insert(String(name)) }
+        }
+        return names
+    }()
+
+    /// Rewrites Go's `--flag=true` / `--flag=false` for boolean flags as `--flag` / `--no-flag`.
+    public static func goBooleanSyntax(_ arguments: [String]) -> [String] {
+        arguments.map { argument in
+            guard argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") else { return argument }
+            let name = String(argument[argument.index(argument.startIndex, offsetBy: 2)..<equals])
+            guard booleanFlagNames.contains(name) else { return argument }
+            switch argument[argument.index(after: equals)...].lowercased() {
+            case "true", "1", "t": return "--\(name)"
+            case "false", "0", "f": return "--no-\(name)"
+            default: return argument
+            }
+        }
+    }
+
+    static func list(_ text: String) -> [String] {
         text.split(separator: ",").map(String.init)
     }
 }

@@ -71,7 +71,8 @@ extension EtcdServer {
             // Ask the running members who is in the cluster; this member must have been added
             // (etcdctl member add) with the peer URLs it advertises.
             let others = bootstrap.members.filter { $0.name != configuration.name }.flatMap(\.peerURLs)
-            let (clusterID, membership) = try PeerTransport.fetchMembership(from: others, group: group)
+            let (clusterID, membership) = try PeerTransport.fetchMembership(
+                from: others, group: group, tls: configuration.peerTLS)
             guard let added = membership.members.first(where: { Set($0.peerURLs) == Set(local.peerURLs) }) else {
                 throw ConfigurationError(
                     "member with peer URLs \(local.peerURLs.joined(separator: ",")) is not in the existing cluster; "

@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import Raft
 import Synchronization
+import TransportSecurity
 import WAL
 
 extension EtcdServer {
@@ -23,6 +24,10 @@ extension EtcdServer {
         /// them. When a data directory is made they must be the URLs `--initial-cluster` lists
         /// for this member (empty: take those).
         package var initialAdvertisePeerURLs: [String] = []
+        /// Peer TLS (`--peer-cert-file` …): used on `https` peer URLs, listening and dialing.
+        package var peerTLS: TLSCredentials?
+        /// How long a peer connecting over TLS has to finish its handshake.
+        package var peerHandshakeTimeout: Duration = .seconds(5)
         /// etcd's `--heartbeat-interval`: one Raft tick.
         package var heartbeatInterval: Duration = .milliseconds(100)
         /// etcd's `--election-timeout`.

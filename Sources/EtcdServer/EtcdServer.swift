@@ -140,7 +140,8 @@ package final class EtcdServer: Sendable {
         let (inbox, backend, lessor) = (inbox, backend, lessor)
         let published = published
         let transport = PeerTransport(
-            localID: memberID, clusterID: clusterID, group: group, snapshotDirectory: snapDirectory, logger: logger,
+            localID: memberID, clusterID: clusterID, group: group, snapshotDirectory: snapDirectory,
+            tls: configuration.peerTLS, handshakeTimeout: configuration.peerHandshakeTimeout, logger: logger,
             callbacks: PeerTransport.Callbacks(
                 deliver: { messages in inbox.enqueue { $0.messages += messages } },
                 unreachable: { peer in inbox.enqueue { _ = $0.unreachable.insert(peer) } },
@@ -159,14 +160,19 @@ package final class EtcdServer: Sendable {
         transport.setPeers(recovered.membership.peers)
         do {
             for url in configuration.listenPeerURLs {
-                guard let (host, port) = PeerURL.hostAndPort(url) else {
-                    throw ConfigurationError("--listen-peer-urls: \(url) is not an http://host:port URL (TLS is not supported yet)")
+                guard let peerURL = PeerURL(url) else {
+                    throw ConfigurationError("--listen-peer-urls: \(url) is not an http:// or https://host:port URL")
+                }
+                if peerURL.isSecure && configuration.peerTLS == nil {
+                    throw ConfigurationError(
+                        "cannot listen on TLS for \(peerURL.host):\(peerURL.port): KeyFile and CertFile are not presented (--peer-cert-file, --peer-key-file or --peer-auto-tls)")
                 }
                 do {
-                    try transport.listen(host: host, port: port)
+                    try transport.listen(on: peerURL)
                 } catch {
-                    throw ConfigurationError("listen tcp \(host):\(port): \(error)")
+                    throw ConfigurationError("listen tcp \(peerURL.host):\(peerURL.port): \(error)")
                 }
+                logger.info("serving peer traffic", metadata: ["address": "\(url)"])
             }
         } catch {
             transport.stop()

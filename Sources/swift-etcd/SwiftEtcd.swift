@@ -9,10 +9,10 @@ import Logging
 @main
 enum Main {
     static func main() async {
-        let arguments = EnvironmentFlags.arguments(
+        let arguments = ServerFlags.goBooleanSyntax(EnvironmentFlags.arguments(
             Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
             knownFlags: ServerFlags.flagNames,
-            warn: { FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"\($0)\"}\n".utf8)) })
+            warn: { FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"\($0)\"}\n".utf8)) }))
         await SwiftEtcd.main(arguments)
     }
 }

@@ -16,7 +16,53 @@ struct ServerFlagsTests {
             "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
             "election-timeout", "experimental-snapshot-catchup-entries", "experimental-watch-progress-notify-interval",
             "strict-reconfig-check", "auto-promote-learners",
+            "cert-file", "key-file", "client-cert-file", "client-key-file", "client-cert-auth", "client-crl-file",
+            "trusted-ca-file", "auto-tls", "peer-cert-file", "peer-key-file", "peer-client-cert-file",
+            "peer-client-key-file", "peer-client-cert-auth", "peer-trusted-ca-file", "peer-auto-tls", "peer-crl-file",
+            "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-skip-client-san-verification",
+            "experimental-peer-skip-client-san-verification", "self-signed-cert-validity", "cipher-suites",
+            "tls-min-version", "tls-max-version",
         ])
+        #expect(ServerFlags.booleanFlagNames == [
+            "strict-reconfig-check", "auto-promote-learners", "client-cert-auth", "auto-tls", "peer-client-cert-auth",
+            "peer-auto-tls", "peer-skip-client-san-verification", "experimental-peer-skip-client-san-verification",
+        ])
+    }
+
+    @Test func goBooleanSyntaxIsAccepted() throws {
+        let arguments = ServerFlags.goBooleanSyntax([
+            "--client-cert-auth=true", "--strict-reconfig-check=false", "--peer-auto-tls", "--name=x=true",
+        ])
+        #expect(arguments == ["--client-cert-auth", "--no-strict-reconfig-check", "--peer-auto-tls", "--name=x=true"])
+        let configuration = try ServerFlags.parse(arguments).configuration()
+        #expect(configuration.clientTLS.clientCertAuth)
+        #expect(!configuration.strictReconfigCheck)
+        #expect(configuration.peerTLS.autoTLS)
+        #expect(configuration.name == "x=true")
+    }
+
+    @Test func tlsFlagsBecomeEachSidesSettings() throws {
+        let flags = try ServerFlags.parse([
+            "--cert-file", "s.pem", "--key-file", "s-key.pem", "--trusted-ca-file", "ca.pem", "--client-cert-auth",
+            "--client-crl-file", "crl.pem", "--peer-cert-file", "p.pem", "--peer-key-file", "p-key.pem",
+            "--peer-trusted-ca-file", "pca.pem", "--peer-client-cert-auth", "--peer-cert-allowed-cn", "a,b",
+            "--experimental-peer-skip-client-san-verification", "--cipher-suites",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "--tls-max-version", "TLS1.3",
+            "--self-signed-cert-validity", "3",
+        ])
+        let configuration = try flags.configuration()
+        let client = configuration.clientTLS
+        #expect(client.side == .client)
+        #expect([client.certFile, client.keyFile, client.trustedCAFile, client.crlFile] == ["s.pem", "s-key.pem", "ca.pem", "crl.pem"])
+        #expect(client.clientCertAuth)
+        #expect(client.maximumVersion == .tls13 && client.minimumVersion == .tls12)
+        let peer = configuration.peerTLS
+        #expect([peer.certFile, peer.keyFile, peer.trustedCAFile] == ["p.pem", "p-key.pem", "pca.pem"])
+        #expect(peer.clientCertAuth && peer.skipClientSANVerification)
+        #expect(peer.allowedCommonNames == ["a", "b"])
+        #expect(peer.cipherSuites.count == 2 && peer.selfSignedCertificateValidityYears == 3)
+        #expect(peer.flag(.crlFile) == "--peer-crl-file" && client.flag(.crlFile) == "--client-crl-file")
+        #expect(peer.flag(.clientCertAuth) == "--peer-client-cert-auth" && client.flag(.certFile) == "--cert-file")
     }
 
     @Test func variablesAddFlagsTheCommandLineLacks() {
@@ -25,7 +71,7 @@ struct ServerFlagsTests {
             ["--name", "a"],
             environment: ["ETCD_NAME": "b", "ETCD_DATA_DIR": "/tmp/x", "ETCD_NOPE": "1", "HOME": "/root"],
             knownFlags: ServerFlags.flagNames, warn: { warnings.append($0) })
-        #expect(arguments == ["--name", "a", "--data-dir", "/tmp/x"])
+        #expect(arguments == ["--name", "a", "--data-dir=/tmp/x"])
         #expect(warnings == [
             "recognized environment variable ETCD_NAME, but unused: shadowed by corresponding flag",
             "unrecognized environment variable ETCD_NOPE=1",
@@ -59,7 +105,13 @@ struct ServerFlagsTests {
         (["--experimental-watch-progress-notify-interval", "soon"], "--experimental-watch-progress-notify-interval: 'soon' is not a positive duration"),
         (["--election-timeout", "400"], "--election-timeout[400ms] should be at least as 5 times as --heartbeat-interval[100ms]"),
         (["--election-timeout", "60000"], "--election-timeout[60000ms] is too long, and should be set less than 50 seconds"),
-        (["--listen-client-urls", "https://127.0.0.1:2379"], "--listen-client-urls: https://127.0.0.1:2379 is not an http://host:port URL (TLS is not supported yet)"),
+        (["--listen-client-urls", "https://127.0.0.1:2379"], "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"),
+        (["--listen-client-urls", "ftp://127.0.0.1:2379"], "--listen-client-urls: URL scheme must be http, https, unix, or unixs: ftp://127.0.0.1:2379"),
+        (["--tls-min-version", "TLS1.1"], "unexpected TLS version \"TLS1.1\" (must be one of: TLS1.2, TLS1.3)"),
+        (["--tls-min-version", "TLS1.3", "--tls-max-version", "TLS1.2"], "min version (TLS1.3) is greater than max version (TLS1.2)"),
+        (["--tls-min-version", "TLS1.3", "--cipher-suites", "TLS_RSA_WITH_AES_128_CBC_SHA"], "cipher suites cannot be configured when only TLS1.3 is enabled"),
+        (["--cipher-suites", "FOO"], "unexpected TLS cipher suite \"FOO\""),
+        (["--cipher-suites", "TLS_RSA_WITH_RC4_128_SHA"], "--cipher-suites: TLS_RSA_WITH_RC4_128_SHA is an insecure cipher suite swift-etcd does not offer"),
     ])
     func badValuesAreRefusedByName(_ arguments: [String], _ expected: String) throws {
         let flags = try ServerFlags.parse(arguments)

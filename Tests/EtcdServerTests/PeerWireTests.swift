@@ -73,7 +73,8 @@ struct PeerWireTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         func transport(id: NodeID, cluster: UInt64) -> PeerTransport {
             PeerTransport(
-                localID: id, clusterID: cluster, group: group, snapshotDirectory: directory.path, logger: Logger(label: "test"),
+                localID: id, clusterID: cluster, group: group, snapshotDirectory: directory.path, tls: nil,
+                handshakeTimeout: .seconds(5), logger: Logger(label: "test"),
                 callbacks: PeerTransport.Callbacks(
                     deliver: { messages in delivered.withLock { $0 += messages } }, unreachable: { _ in },
                     snapshotStatus: { _, _ in }, copyBackend: { _ in }, membership: { Membership() },
@@ -85,7 +86,7 @@ struct PeerWireTests {
             return channel.close().map { port }
         }.get()
         let receiver = transport(id: 2, cluster: 100)
-        try receiver.listen(host: "127.0.0.1", port: port)
+        try receiver.listen(on: #require(PeerURL("http://127.0.0.1:\(port)")))
         defer { receiver.stop() }
         let stranger = transport(id: 1, cluster: 999)
         stranger.setPeers([2: ["http://127.0.0.1:\(port)"]])

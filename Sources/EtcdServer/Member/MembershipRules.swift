@@ -92,7 +92,7 @@ struct MembershipRules {
 
     /// Peer URLs that are empty or malformed, or that a member other than `except` uses.
     private func badOrUsed(_ peerURLs: [String], except: UInt64?) -> EtcdError? {
-        guard !peerURLs.isEmpty, peerURLs.allSatisfy({ PeerURL.hostAndPort($0) != nil }) else { return .memberBadURLs }
+        guard !peerURLs.isEmpty, peerURLs.allSatisfy({ PeerURL($0) != nil }) else { return .memberBadURLs }
         let inUse = Set(membership.members.filter { $0.id != except }.flatMap(\.peerURLs))
         guard peerURLs.allSatisfy({ !inUse.contains($0) }) else { return .peerURLExists }
         return nil

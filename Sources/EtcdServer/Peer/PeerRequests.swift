@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Raft
+import TransportSecurity
 
 /// Requests one member makes of another outside Raft, on a request connection (see
 /// ``PeerRequester``): a joining member asks who is in the cluster; a follower forwards to the
@@ -36,11 +37,13 @@ package struct LeaseTimeToLive: Codable, Equatable, Sendable {
 extension PeerTransport {
     /// Asks the members at `urls` (any one that answers) for the cluster ID and membership.
     /// Blocks: call it off the event loops.
-    static func fetchMembership(from urls: [String], group: any EventLoopGroup) throws -> (UInt64, Membership) {
+    static func fetchMembership(from urls: [String], group: any EventLoopGroup, tls: TLSCredentials?) throws
+        -> (UInt64, Membership)
+    {
         var failures: [String] = []
         for url in urls {
             let requester = PeerRequester(
-                url: url, hello: PeerHello(clusterID: 0, from: noNode, to: noNode, stream: .request), group: group)
+                url: url, hello: PeerHello(clusterID: 0, from: noNode, to: noNode, stream: .request), group: group, tls: tls)
             defer { requester.close() }
             do {
                 let response = try requester.send(.membership).wait()
@@ -65,13 +68,15 @@ final class PeerRequester: Sendable {
     private let url: String
     private let hello: PeerHello
     private let eventLoop: any EventLoop
+    private let tls: TLSCredentials?
     /// The open (or opening) connection and the handler that pairs answers with requests.
     private let connection: NIOLoopBoundBox<EventLoopFuture<(any Channel, NIOLoopBound<AnswerQueue>)>?>
 
-    init(url: String, hello: PeerHello, group: any EventLoopGroup) {
+    init(url: String, hello: PeerHello, group: any EventLoopGroup, tls: TLSCredentials?) {
         self.url = url
         self.hello = hello
         self.eventLoop = group.next()
+        self.tls = tls
         self.connection = NIOLoopBoundBox.makeEmptyBox(
             valueType: EventLoopFuture<(any Channel, NIOLoopBound<AnswerQueue>)>.self, eventLoop: eventLoop)
     }
@@ -114,21 +119,15 @@ final class PeerRequester: Sendable {
 
     private func open() -> EventLoopFuture<(any Channel, NIOLoopBound<AnswerQueue>)> {
         if let open = connection.value { return open }
-        guard let (host, port) = PeerURL.hostAndPort(url) else {
+        guard let peerURL = PeerURL(url) else {
             return eventLoop.makeFailedFuture(PeerWire.DecodingError(description: "bad peer URL \(url)"))
         }
         let (eventLoop, hello) = (eventLoop, hello)
         let answers = NIOLoopBound(AnswerQueue(), eventLoop: eventLoop)
-        let opening = ClientBootstrap(group: eventLoop)
-            .connectTimeout(.seconds(2))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(answers.value)
-                }
-            }
-            .connect(host: host, port: port)
+        let opening = peerURL.connect(group: eventLoop, tls: tls, timeout: .seconds(2)) { channel in
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
+            try channel.pipeline.syncOperations.addHandler(answers.value)
+        }
             .map { channel -> (any Channel, NIOLoopBound<AnswerQueue>) in
                 var buffer = channel.allocator.buffer(capacity: 64)
                 hello.write(to: &buffer)

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import Raft
 import Synchronization
+import TransportSecurity
 
 /// The outbound connection to one peer: connects on first use, reconnects with backoff, holds
 /// a bounded queue while connecting, and drops (reporting the peer unreachable) beyond it.
@@ -13,6 +14,7 @@ final class PeerSender: Sendable {
     let requests: PeerRequester
     private let hello: PeerHello
     private let group: any EventLoopGroup
+    private let tls: TLSCredentials?
     private let unreachable: @Sendable (NodeID) -> Void
     private let state = Mutex(State())
 
@@ -31,13 +33,17 @@ final class PeerSender: Sendable {
         var closed = false
     }
 
-    init(hello: PeerHello, urls: [String], group: any EventLoopGroup, unreachable: @escaping @Sendable (NodeID) -> Void) {
+    init(
+        hello: PeerHello, urls: [String], group: any EventLoopGroup, tls: TLSCredentials?,
+        unreachable: @escaping @Sendable (NodeID) -> Void
+    ) {
         self.hello = hello
         self.urls = urls
         var requestHello = hello
         requestHello.stream = .request
-        self.requests = PeerRequester(url: urls[0], hello: requestHello, group: group)
+        self.requests = PeerRequester(url: urls[0], hello: requestHello, group: group, tls: tls)
         self.group = group
+        self.tls = tls
         self.unreachable = unreachable
     }
 
@@ -88,20 +94,13 @@ final class PeerSender: Sendable {
             defer { state.urlIndex += 1 }
             return urls[state.urlIndex % urls.count]
         }
-        guard let (host, port) = PeerURL.hostAndPort(url) else {
+        guard let peerURL = PeerURL(url) else {
             connectionFailed()
             return
         }
         let hello = hello
-        ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(.writeBufferWaterMark, value: .init(low: 1 << 20, high: 8 << 20))
-            .connectTimeout(.seconds(1))
-            .channelInitializer { channel in
-                // Peers never answer on this connection; anything they send is ignored.
-                channel.eventLoop.makeSucceededVoidFuture()
-            }
-            .connect(host: host, port: port)
+        // Peers never answer on this connection; anything they send is ignored.
+        peerURL.connect(group: group, tls: tls, timeout: .seconds(1))
             .whenComplete { [self] result in
                 switch result {
                 case .success(let channel):

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import Raft
 import Synchronization
+import TransportSecurity
 
 /// Carries Raft messages between members: one long-lived outbound TCP connection to each peer
 /// (messages to it go in order, batched into one frame per send), and a listener on this
@@ -39,14 +40,19 @@ final class PeerTransport: Sendable {
     private let logger: Logger
     /// Where snapshots being sent or received are staged.
     private let snapshotDirectory: String
+    /// Peer TLS, for `https` peer URLs.
+    private let tls: TLSCredentials?
+    private let handshakeTimeout: Duration
     private let senders = Mutex<[NodeID: PeerSender]>([:])
     private let listeners = Mutex<[any Channel]>([])
     private let snapshotQueue = DispatchQueue(label: "swift-etcd snapshot sender", attributes: .concurrent)
 
     init(
-        localID: NodeID, clusterID: UInt64, group: any EventLoopGroup, snapshotDirectory: String, logger: Logger,
-        callbacks: Callbacks
+        localID: NodeID, clusterID: UInt64, group: any EventLoopGroup, snapshotDirectory: String, tls: TLSCredentials?,
+        handshakeTimeout: Duration, logger: Logger, callbacks: Callbacks
     ) {
+        self.tls = tls
+        self.handshakeTimeout = handshakeTimeout
         self.localID = localID
         self.clusterID = clusterID
         self.group = group
@@ -55,15 +61,18 @@ final class PeerTransport: Sendable {
         self.callbacks = callbacks
     }
 
-    /// Starts accepting peer connections on `host:port`.
-    func listen(host: String, port: Int) throws {
+    /// Starts accepting peer connections on `url`'s address, over TLS for an `https` URL.
+    func listen(on url: PeerURL) throws {
         let (localID, clusterID, callbacks, logger, directory) = (localID, clusterID, callbacks, logger, snapshotDirectory)
+        let tls = url.isSecure ? tls : nil
+        let handshakeTimeout = TimeAmount.nanoseconds(Int64(handshakeTimeout / .nanoseconds(1)))
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try tls?.secureAccepted(channel, handshakeTimeout: handshakeTimeout)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
                     try channel.pipeline.syncOperations.addHandler(
                         PeerReceiver(
@@ -71,7 +80,7 @@ final class PeerTransport: Sendable {
                             callbacks: callbacks))
                 }
             }
-            .bind(host: host, port: port).wait()
+            .bind(host: url.host, port: url.port).wait()
         listeners.withLock { $0.append(channel) }
     }
 
@@ -85,7 +94,7 @@ final class PeerTransport: Sendable {
             }
             for (id, urls) in peers where id != localID && senders[id] == nil {
                 senders[id] = PeerSender(
-                    hello: PeerHello(clusterID: clusterID, from: localID, to: id), urls: urls, group: group,
+                    hello: PeerHello(clusterID: clusterID, from: localID, to: id), urls: urls, group: group, tls: tls,
                     unreachable: callbacks.unreachable)
             }
             return removed
@@ -124,7 +133,7 @@ final class PeerTransport: Sendable {
             callbacks.snapshotStatus(message.to, .failure)
             return
         }
-        let (group, callbacks, logger, clusterID, localID) = (group, callbacks, logger, clusterID, localID)
+        let (group, callbacks, logger, clusterID, localID, tls) = (group, callbacks, logger, clusterID, localID, tls)
         let path = "\(snapshotDirectory)/\(String(message.to, radix: 16))-\(message.snapshot?.metadata.index ?? 0).sending.sqlite"
         snapshotQueue.async {
             defer {
@@ -134,7 +143,8 @@ final class PeerTransport: Sendable {
                 try? FileManager.default.removeItem(atPath: path)
                 try callbacks.copyBackend(path)
                 let hello = PeerHello(clusterID: clusterID, from: localID, to: message.to, stream: .snapshot)
-                let total = try SnapshotStreamer.stream(file: path, with: message, hello: hello, urls: urls, group: group)
+                let total = try SnapshotStreamer.stream(
+                    file: path, with: message, hello: hello, urls: urls, group: group, tls: tls)
                 logger.info("sent database snapshot", metadata: [
                     "remote-peer-id": "\(String(message.to, radix: 16))", "bytes": "\(total)",
                     "snapshot-index": "\(message.snapshot?.metadata.index ?? 0)",

@@ -4,24 +4,23 @@ import NIOCore
 import NIOPosix
 import Raft
 import Synchronization
+import TransportSecurity
 
 /// Sends one snapshot on a new connection, blocking the calling (non-event-loop) thread.
 enum SnapshotStreamer {
     static let chunkSize = 1 << 20
 
     /// Returns the bytes of the file sent.
-    static func stream(file path: String, with message: Message, hello: PeerHello, urls: [String], group: any EventLoopGroup)
-        throws -> UInt64
-    {
-        guard let url = urls.first, let (host, port) = PeerURL.hostAndPort(url) else {
+    static func stream(
+        file path: String, with message: Message, hello: PeerHello, urls: [String], group: any EventLoopGroup,
+        tls: TLSCredentials?
+    ) throws -> UInt64 {
+        guard let url = urls.first, let peerURL = PeerURL(url) else {
             throw PeerWire.DecodingError(description: "no usable peer URL in \(urls)")
         }
         guard let file = FileHandle(forReadingAtPath: path) else { throw PeerWire.DecodingError(description: "cannot read \(path)") }
         defer { try? file.close() }
-        let channel = try ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(5))
-            .connect(host: host, port: port).wait()
+        let channel = try peerURL.connect(group: group, tls: tls, timeout: .seconds(5)).wait()
         defer { channel.close(promise: nil) }
         var head = channel.allocator.buffer(capacity: 256)
         hello.write(to: &head)

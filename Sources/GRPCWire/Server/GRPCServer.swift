@@ -2,7 +2,15 @@ import NIOCore
 import NIOHTTP2
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import Synchronization
+
+/// Secures each accepted connection before gRPC sees it: puts the TLS handler (and any checks
+/// of its own) first in the connection's pipeline. Implement it to manage certificates
+/// yourself (reloading, revocation); ``GRPCServer/Configuration/tls`` covers a fixed certificate.
+public protocol ServerConnectionSecurity: Sendable {
+    func secure(_ channel: any Channel) throws
+}
 
 /// A gRPC server listening on one address.
 ///
@@ -22,9 +30,14 @@ public final class GRPCServer: Sendable {
         public var host: String
         /// 0 picks a free port; read the chosen one from ``GRPCServer/localAddress``.
         public var port: Int
+        /// When set, the server listens on this Unix domain socket instead of `host:port` (a
+        /// stale socket file is replaced).
+        public var unixSocketPath: String?
         /// When set, connections use TLS with ALPN `h2`; set `certificateVerification` and
         /// `trustRoots` on it to require client certificates.
         public var tls: TLSConfiguration?
+        /// When set, secures connections instead of ``tls``. It should offer ALPN `h2`.
+        public var security: (any ServerConnectionSecurity)?
         public var limits = MessageLimits()
         public var keepalive = KeepalivePolicy()
         /// SETTINGS_MAX_CONCURRENT_STREAMS; etcd's `--max-concurrent-streams` default is 2^32-1.
@@ -60,37 +73,57 @@ public final class GRPCServer: Sendable {
         configuration: Configuration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> GRPCServer {
-        let sslContext = try configuration.tls.map(NIOSSLContext.grpc)
+        let security = try configuration.security ?? configuration.tls.map { FixedTLS(context: try NIOSSLContext.grpc($0)) }
         let connections = ConnectionRegistry()
         let batches = EventLoopBatches()
-        let listener = try await ServerBootstrap(group: group)
+        let isUnixSocket = configuration.unixSocketPath != nil
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: isUnixSocket ? 0 : 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard connections.add(channel) else {
                         // Accepted while the server was shutting down.
                         return channel.close(promise: nil)
                     }
-                    try configureConnection(
-                        channel, router: router, configuration: configuration, sslContext: sslContext,
-                        batch: batches.batch(for: channel.eventLoop))
+                    let batch = batches.batch(for: channel.eventLoop)
+                    if !isUnixSocket {
+                        try channel.syncOptions?.setOption(.socketOption(.tcp_nodelay), value: 1)
+                    }
+                    guard let security else {
+                        return try configureGRPC(channel, router: router, configuration: configuration, batch: batch)
+                    }
+                    try security.secure(channel)
+                    // ALPN picks the protocol: gRPC on `h2`, or when the client offered none
+                    // (gRPC clients always offer `h2`). HTTP/1.1 on the same TLS listener
+                    // branches here once the server speaks it.
+                    try channel.pipeline.syncOperations.addHandler(
+                        ApplicationProtocolNegotiationHandler { result, channel in
+                            switch result {
+                            case .negotiated("h2"), .fallback:
+                                channel.eventLoop.makeCompletedFuture {
+                                    try configureGRPC(channel, router: router, configuration: configuration, batch: batch)
+                                }
+                            case .negotiated:
+                                channel.close()
+                            }
+                        })
                 }
             }
-            .bind(host: configuration.host, port: configuration.port)
-            .get()
+        let listener: any Channel
+        if let path = configuration.unixSocketPath {
+            listener = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+        } else {
+            listener = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        }
         return GRPCServer(listener: listener, connections: connections)
     }
 
-    private static func configureConnection(
-        _ channel: any Channel, router: ServerRouter, configuration: Configuration, sslContext: NIOSSLContext?,
-        batch: EventLoopBatch
+    /// The gRPC pipeline over a connection's (decrypted) bytes.
+    private static func configureGRPC(
+        _ channel: any Channel, router: ServerRouter, configuration: Configuration, batch: EventLoopBatch
     ) throws {
         let pipeline = channel.pipeline.syncOperations
-        if let sslContext {
-            try pipeline.addHandler(NIOSSLServerHandler(context: sslContext))
-        }
         try pipeline.addHandler(FlushCoalescer(batch: batch))
         let manager = ServerConnectionManager(eventLoop: channel.eventLoop, policy: configuration.keepalive)
         let http2 = GRPCHTTP2Configuration(
@@ -142,6 +175,15 @@ public final class GRPCServer: Sendable {
             try? await channel.closeFuture.get()
         }
         for timer in timers { timer.cancel() }
+    }
+}
+
+/// TLS with one certificate for the server's lifetime: ``GRPCServer/Configuration/tls``.
+private struct FixedTLS: ServerConnectionSecurity {
+    let context: NIOSSLContext
+
+    func secure(_ channel: any Channel) throws {
+        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
     }
 }
 
