@@ -178,6 +178,7 @@ let package = Package(
                 "GRPCWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSettings
@@ -256,10 +257,21 @@ let package = Package(
         .testTarget(
             name: "EtcdEmbedTests",
             dependencies: [
-                "EtcdClient", "EtcdEmbed", "EtcdProto", "EtcdServer", "TestSupport",
+                "EtcdClient", "EtcdEmbed", "EtcdProto", "EtcdServer", "TestSupport", "TransportSecurity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "TransportSecurityTests",
+            dependencies: [
+                "TestSupport", "TransportSecurity",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strictSettings
         ),

@@ -6,7 +6,8 @@
 #   client.pem         client certificate, CN=root (etcd takes the CN as the user name)
 #   revoked.pem        client certificate listed in crl.pem
 #   expired.pem        a certificate that expired in 2020
-#   other-ca.pem       a second CA, and other-client.pem signed by it
+#   faraway.pem        peer-usable certificate naming only 10.9.9.9 (fails etcd's peer address check)
+#   other-ca.pem       a second CA; other-client.pem and other-server.pem are signed by it
 # Every certificate has its key next to it as NAME-key.pem. Usage: make-test-certs.sh DIR
 set -euo pipefail
 dir=${1:?usage: make-test-certs.sh DIR}
@@ -62,7 +63,9 @@ leaf peer peer "DNS:localhost,IP:127.0.0.1" serverAuth,clientAuth ca
 leaf client root "DNS:localhost" clientAuth ca
 leaf revoked revoked "DNS:localhost" clientAuth ca
 leaf expired expired "DNS:localhost,IP:127.0.0.1" serverAuth,clientAuth ca -startdate 20200101000000Z -enddate 20200102000000Z
+leaf faraway faraway "IP:10.9.9.9" serverAuth,clientAuth ca
 leaf other-client root "DNS:localhost" clientAuth other-ca
+leaf other-server other-server "DNS:localhost,IP:127.0.0.1" serverAuth,clientAuth other-ca
 openssl ca -config ca.cnf -cert ca.pem -keyfile ca-key.pem -revoke revoked.pem 2>/dev/null
 openssl ca -config ca.cnf -cert ca.pem -keyfile ca-key.pem -gencrl -out crl.pem 2>/dev/null
 rm -f ./*.old ./*.attr ca.cnf index.txt* serial.txt* crlnumber.txt* ./[0-9A-F][0-9A-F]*.pem

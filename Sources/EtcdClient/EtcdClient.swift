@@ -3,6 +3,7 @@ import Foundation
 import GRPCWire
 import NIOCore
 import NIOHPACK
+import NIOSSL
 import SwiftProtobuf
 
 /// A failed etcd call: the gRPC status code and etcd's own message (for example
@@ -45,20 +46,59 @@ public final class EtcdClient: Sendable {
     public let requestTimeout: Duration?
     private let grpc: GRPCClient
 
-    /// - Parameter endpoints: `host:port` or `http://host:port`, as etcdctl's `--endpoints` takes them.
-    public init(endpoints: [String], requestTimeout: Duration? = .seconds(5)) throws(EtcdClientError) {
-        var parsed: [GRPCClient.Endpoint] = []
-        for text in endpoints {
-            let trimmed = text.hasPrefix("http://") ? String(text.dropFirst("http://".count)) : text
-            guard !text.hasPrefix("https://"), let endpoint = GRPCClient.Endpoint(trimmed) else {
-                throw EtcdClientError(code: .invalidArgument, message: "invalid endpoint \(text) (want host:port or http://host:port)")
+    /// TLS as etcdctl's `--cacert`, `--cert`, `--key`, `--insecure-skip-tls-verify` set it.
+    public struct TLSOptions: Sendable {
+        /// PEM file of the CAs that sign the server's certificate; nil trusts the system's CAs.
+        public var caFile: String?
+        /// PEM files of the client certificate and its key, for servers that require one.
+        public var certFile: String?
+        public var keyFile: String?
+        /// The name checked against the server's certificate (default: the endpoint's host).
+        public var serverName: String?
+        /// Accept any server certificate (for tests and auto TLS only).
+        public var insecureSkipVerify = false
+
+        public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil) {
+            self.caFile = caFile
+            self.certFile = certFile
+            self.keyFile = keyFile
+        }
+
+        /// The TLS configuration these options make.
+        public func configuration() throws(EtcdClientError) -> TLSConfiguration {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            do {
+                if let caFile { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile)) }
+                if let certFile { tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certFile).map { .certificate($0) } }
+                if let keyFile { tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem)) }
+            } catch {
+                throw EtcdClientError(code: .invalidArgument, message: "cannot read TLS files: \(error)")
             }
+            if insecureSkipVerify { tls.certificateVerification = .none }
+            return tls
+        }
+    }
+
+    /// - Parameters:
+    ///   - endpoints: `host:port`, `http://host:port`, `https://host:port` or `unix://path`, as
+    ///     etcdctl's `--endpoints` takes them.
+    ///   - tls: TLS for every endpoint; `https://` endpoints without it use the system's CAs.
+    public init(endpoints: [String], tls: TLSOptions? = nil, requestTimeout: Duration? = .seconds(5)) throws(EtcdClientError) {
+        var parsed: [GRPCClient.Endpoint] = []
+        var wantsTLS = tls != nil
+        for text in endpoints {
+            guard let endpoint = GRPCClient.Endpoint(text) else {
+                throw EtcdClientError(
+                    code: .invalidArgument, message: "invalid endpoint \(text) (want host:port, http(s)://host:port or unix://path)")
+            }
+            if text.hasPrefix("https://") || text.hasPrefix("unixs://") { wantsTLS = true }
             parsed.append(endpoint)
         }
         guard !parsed.isEmpty else { throw EtcdClientError(code: .invalidArgument, message: "no endpoints") }
         self.endpoints = parsed
         self.requestTimeout = requestTimeout
-        grpc = GRPCClient(endpoints: parsed)
+        let options = wantsTLS ? tls ?? TLSOptions() : nil
+        grpc = GRPCClient(endpoints: parsed, tls: try options?.configuration(), serverHostname: options?.serverName)
     }
 
     /// Closes every connection; calls in flight fail.

@@ -38,9 +38,11 @@ enum SelfSignedCertificate {
                 version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey), notValidBefore: now - 60,
                 notValidAfter: notAfter, issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
                 extensions: try Certificate.Extensions {
-                    Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
+                    // Its own issuer: clients can trust exactly this certificate (etcdctl --cacert
+                    // cert.pem) instead of skipping verification.
+                    Critical(KeyUsage(digitalSignature: true, keyEncipherment: true, keyCertSign: true))
                     try ExtendedKeyUsage([.serverAuth, .clientAuth])
-                    Critical(BasicConstraints.notCertificateAuthority)
+                    Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
                     SubjectAlternativeNames(alternativeNames)
                 },
                 issuerPrivateKey: .init(key))

@@ -26,10 +26,30 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Total number of concurrent clients.")
     var clients = 1
 
+    @Option(help: "Verify certificates of TLS-enabled secure servers using this CA bundle.")
+    var cacert: String?
+
+    @Option(help: "Identify secure client using this TLS certificate file.")
+    var cert: String?
+
+    @Option(help: "Identify secure client using this TLS key file.")
+    var key: String?
+
+    @Flag(name: .customLong("insecure-skip-tls-verify"), help: "Skip server certificate verification.")
+    var insecureSkipTLSVerify = false
+
     var endpointList: [String] { endpoints.split(separator: ",").map(String.init) }
 
+    /// TLS as etcd's benchmark takes it: any of the TLS flags turns it on.
+    var tls: EtcdClient.TLSOptions? {
+        guard cacert != nil || cert != nil || key != nil || insecureSkipTLSVerify else { return nil }
+        var options = EtcdClient.TLSOptions(caFile: cacert, certFile: cert, keyFile: key)
+        options.insecureSkipVerify = insecureSkipTLSVerify
+        return options
+    }
+
     func runner() throws -> Runner {
-        try Runner(endpoints: endpointList, connections: conns, clients: clients)
+        try Runner(endpoints: endpointList, tls: tls, connections: conns, clients: clients)
     }
 }
 

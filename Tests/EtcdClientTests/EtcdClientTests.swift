@@ -88,8 +88,11 @@ struct EtcdClientTests {
     }
 
     @Test func invalidEndpointsAreRefused() {
-        #expect(throws: EtcdClientError(code: .invalidArgument, message: "invalid endpoint https://x:1 (want host:port or http://host:port)")) {
-            try EtcdClient(endpoints: ["https://x:1"])
+        #expect(throws: EtcdClientError(code: .invalidArgument, message: "invalid endpoint https://x (want host:port, http(s)://host:port or unix://path)")) {
+            try EtcdClient(endpoints: ["https://x"])
+        }
+        #expect(throws: EtcdClientError(code: .invalidArgument, message: "invalid endpoint unix:// (want host:port, http(s)://host:port or unix://path)")) {
+            try EtcdClient(endpoints: ["unix://"])
         }
         #expect(throws: EtcdClientError(code: .invalidArgument, message: "no endpoints")) { try EtcdClient(endpoints: []) }
     }

@@ -3,6 +3,7 @@ import EtcdServer
 import Foundation
 import Logging
 import Testing
+import TransportSecurity
 
 @testable import EtcdEmbed
 

@@ -11,16 +11,31 @@ public final class GRPCClient: Sendable {
     public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         public var host: String
         public var port: Int
+        /// Set for a `unix://path` endpoint: the socket to connect to instead of `host:port`.
+        public var unixSocketPath: String?
 
         public init(host: String, port: Int) {
             self.host = host
             self.port = port
         }
 
-        /// Parses `host:port`, `http://host:port` or `https://host:port`.
+        public init(unixSocketPath: String) {
+            self.host = "localhost"
+            self.port = 0
+            self.unixSocketPath = unixSocketPath
+        }
+
+        /// Parses `host:port`, `http://host:port`, `https://host:port`, or `unix://path` /
+        /// `unixs://path` (the path is everything after the scheme, as etcd reads it).
         public init?(_ text: String) {
+            for scheme in ["unix://", "unixs://"] where text.hasPrefix(scheme) {
+                let path = String(text.dropFirst(scheme.count))
+                guard !path.isEmpty else { return nil }
+                self.init(unixSocketPath: path)
+                return
+            }
             var rest = Substring(text)
-            for scheme in ["http://", "https://", "unix://"] where rest.hasPrefix(scheme) {
+            for scheme in ["http://", "https://"] where rest.hasPrefix(scheme) {
                 rest = rest.dropFirst(scheme.count)
             }
             if rest.hasSuffix("/") { rest = rest.dropLast() }
@@ -32,7 +47,7 @@ public final class GRPCClient: Sendable {
             self.init(host: String(host), port: port)
         }
 
-        public var description: String { "\(host):\(port)" }
+        public var description: String { unixSocketPath.map { "unix://\($0)" } ?? "\(host):\(port)" }
     }
 
     private struct State {
@@ -45,16 +60,18 @@ public final class GRPCClient: Sendable {
 
     public let endpoints: [Endpoint]
     private let tls: TLSConfiguration?
+    private let serverHostname: String?
     private let group: any EventLoopGroup
     private let state: Mutex<State>
 
     public init(
-        endpoints: [Endpoint], tls: TLSConfiguration? = nil,
+        endpoints: [Endpoint], tls: TLSConfiguration? = nil, serverHostname: String? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         precondition(!endpoints.isEmpty, "a client needs at least one endpoint")
         self.endpoints = endpoints
         self.tls = tls
+        self.serverHostname = serverHostname
         self.group = group
         self.state = Mutex(State(connections: Array(repeating: nil, count: endpoints.count)))
     }
@@ -71,8 +88,11 @@ public final class GRPCClient: Sendable {
             }
             if let existing, existing.isUsable { return existing }
             do {
-                let fresh = try await GRPCClientConnection.connect(
-                    .init(host: endpoints[index].host, port: endpoints[index].port, tls: tls), group: group)
+                var configuration = GRPCClientConnection.Configuration(
+                    host: endpoints[index].host, port: endpoints[index].port, tls: tls)
+                configuration.unixSocketPath = endpoints[index].unixSocketPath
+                configuration.serverHostname = serverHostname
+                let fresh = try await GRPCClientConnection.connect(configuration, group: group)
                 state.withLock { state in
                     state.draining.removeAll { !$0.isActive }
                     if let stale = state.connections[index], stale.isActive { state.draining.append(stale) }

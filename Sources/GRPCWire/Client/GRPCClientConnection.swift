@@ -11,6 +11,8 @@ public final class GRPCClientConnection: Sendable {
     public struct Configuration: Sendable {
         public var host: String
         public var port: Int
+        /// When set, connects to this Unix domain socket instead of `host:port`.
+        public var unixSocketPath: String?
         /// When set, the connection uses TLS with ALPN `h2` (add a certificate chain and key to
         /// present a client certificate).
         public var tls: TLSConfiguration?
@@ -68,27 +70,33 @@ public final class GRPCClientConnection: Sendable {
     ) async throws -> GRPCClientConnection {
         let sslContext = try configuration.tls.map(NIOSSLContext.grpc)
         let goAway = GoAwayState()
-        let (channel, batch, multiplexer) = try await ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(configuration.connectTimeout)
-            .connect(host: configuration.host, port: configuration.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    if let sslContext {
-                        try pipeline.addHandler(
-                            try NIOSSLClientHandler(context: sslContext, serverHostname: configuration.sniHostname))
-                    }
-                    try pipeline.addHandler(NextTickFlush())
-                    let http2 = GRPCHTTP2Configuration(
-                        streamWindowSize: configuration.streamWindowSize,
-                        connectionWindowSize: configuration.connectionWindowSize,
-                        extraSettings: [HTTP2Setting(parameter: .enablePush, value: 0)])
-                    let multiplexer = try pipeline.configureHTTP2Pipeline(
-                        mode: .client, connectionConfiguration: http2.connection, streamConfiguration: http2.stream
-                    ) { channel in channel.close() }
-                    try pipeline.addHandler(ClientConnectionHandler(goAway: goAway))
-                    return (channel, EventLoopBatch(eventLoop: channel.eventLoop), multiplexer)
+        let isUnixSocket = configuration.unixSocketPath != nil
+        let initialize = { @Sendable (channel: any Channel) in
+            channel.eventLoop.makeCompletedFuture {
+                if !isUnixSocket { try channel.syncOptions?.setOption(.socketOption(.tcp_nodelay), value: 1) }
+                let pipeline = channel.pipeline.syncOperations
+                if let sslContext {
+                    try pipeline.addHandler(
+                        try NIOSSLClientHandler(context: sslContext, serverHostname: configuration.sniHostname))
                 }
+                try pipeline.addHandler(NextTickFlush())
+                let http2 = GRPCHTTP2Configuration(
+                    streamWindowSize: configuration.streamWindowSize,
+                    connectionWindowSize: configuration.connectionWindowSize,
+                    extraSettings: [HTTP2Setting(parameter: .enablePush, value: 0)])
+                let multiplexer = try pipeline.configureHTTP2Pipeline(
+                    mode: .client, connectionConfiguration: http2.connection, streamConfiguration: http2.stream
+                ) { channel in channel.close() }
+                try pipeline.addHandler(ClientConnectionHandler(goAway: goAway))
+                return (channel, EventLoopBatch(eventLoop: channel.eventLoop), multiplexer)
+            }
+        }
+        let bootstrap = ClientBootstrap(group: group).connectTimeout(configuration.connectTimeout)
+        let (channel, batch, multiplexer) =
+            if let path = configuration.unixSocketPath {
+                try await bootstrap.connect(to: SocketAddress(unixDomainSocketPath: path), channelInitializer: initialize)
+            } else {
+                try await bootstrap.connect(host: configuration.host, port: configuration.port, channelInitializer: initialize)
             }
         return GRPCClientConnection(
             channel: channel, batch: batch, multiplexer: multiplexer, configuration: configuration, goAway: goAway)
