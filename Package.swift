@@ -251,7 +251,11 @@ let package = Package(
         // Multi-process clusters of real swift-etcd members.
         .testTarget(
             name: "ClusterTests",
-            dependencies: ["EtcdClient", "EtcdProto", "GRPCWire", "TestSupport"],
+            dependencies: [
+                "EtcdClient", "EtcdProto", "GRPCWire", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

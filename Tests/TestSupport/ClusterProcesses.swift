@@ -1,3 +1,4 @@
+import EtcdClient
 import EtcdProto
 import EtcdServer
 import Foundation
@@ -21,13 +22,20 @@ public final class ClusterProcesses: Sendable {
     /// Creates (but does not start) `size` members, the first `founding` (all by default) of
     /// which bootstrap the cluster; `extraArguments` go to every member. With `partitionable`,
     /// peer traffic goes through ``PeerLinkProxies`` so tests can cut links.
-    public init(size: Int, founding: Int? = nil, extraArguments: [String] = [], partitionable: Bool = false) async throws {
+    /// With `tls`, every client and peer URL is `https` (``TestTLS/kubeadm()``).
+    public init(
+        size: Int, founding: Int? = nil, extraArguments: [String] = [], partitionable: Bool = false, tls: TestTLS? = nil
+    ) async throws {
+        precondition(!(partitionable && tls != nil), "link proxies read the peer hello, which TLS encrypts")
+        self.tls = tls
+        let scheme = tls == nil ? "http" : "https"
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-cluster-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var members: [ServerProcess] = []
         for index in 0..<size {
             members.append(try await ServerProcess(
-                dataDirectory: directory.appendingPathComponent("m\(index)"), logFile: directory.appendingPathComponent("m\(index).log")))
+                dataDirectory: directory.appendingPathComponent("m\(index)"), logFile: directory.appendingPathComponent("m\(index).log"),
+                tls: tls))
         }
         self.members = members
         let names = (0..<size).map { "m\($0)" }
@@ -37,7 +45,7 @@ public final class ClusterProcesses: Sendable {
         self.extraArguments = extraArguments
         let token = "test-cluster"
         func initialCluster(_ ports: [Int]) -> String {
-            zip(names, ports).map { "\($0)=http://127.0.0.1:\($1)" }.joined(separator: ",")
+            zip(names, ports).map { "\($0)=\(scheme)://127.0.0.1:\($1)" }.joined(separator: ",")
         }
         if partitionable {
             let advertised = try await (0..<size).asyncMap { _ in try await ServerProcess.freePort() }
@@ -53,11 +61,13 @@ public final class ClusterProcesses: Sendable {
         ] + extraArguments
     }
 
+    public let tls: TestTLS?
+
     /// The peer port each member advertises (a proxy's when links are partitionable).
     public let advertisedPeerPorts: [Int]
 
     /// The peer URL member `index` advertises (what `etcdctl member add --peer-urls` takes).
-    public func peerURL(_ index: Int) -> String { "http://127.0.0.1:\(advertisedPeerPorts[index])" }
+    public func peerURL(_ index: Int) -> String { "\(members[index].scheme)://127.0.0.1:\(advertisedPeerPorts[index])" }
 
     /// Starts every founding member (concurrently: each waits for its peers to elect a leader).
     public func start() async throws {
@@ -92,7 +102,7 @@ public final class ClusterProcesses: Sendable {
 
     private func ownArguments(_ index: Int) -> [String] {
         [
-            "--name", names[index], "--listen-peer-urls", "http://127.0.0.1:\(members[index].peerPort)",
+            "--name", names[index], "--listen-peer-urls", "\(members[index].scheme)://127.0.0.1:\(members[index].peerPort)",
             "--initial-advertise-peer-urls", peerURL(index),
         ]
     }
@@ -101,7 +111,8 @@ public final class ClusterProcesses: Sendable {
     public func etcdctl(_ arguments: [String], endpoints: [Int]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
-        process.arguments = ["--endpoints", endpoints.map(endpoint).joined(separator: ","), "--command-timeout=10s"] + arguments
+        process.arguments = ["--endpoints", endpoints.map(endpoint).joined(separator: ","), "--command-timeout=10s"]
+            + (tls?.etcdctlArguments ?? []) + arguments
         process.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -112,13 +123,18 @@ public final class ClusterProcesses: Sendable {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    public func endpoint(_ index: Int) -> String { "127.0.0.1:\(members[index].port)" }
+    public func endpoint(_ index: Int) -> String { tls == nil ? "127.0.0.1:\(members[index].port)" : members[index].clientURL }
+
+    /// A client of `members` (all by default), with the test client certificate under TLS.
+    public func client(_ members: [Int]? = nil, requestTimeout: Duration? = .seconds(5)) throws -> EtcdClient {
+        try EtcdClient(endpoints: (members ?? Array(self.members.indices)).map(endpoint), tls: tls?.clientOptions, requestTimeout: requestTimeout)
+    }
 
     public var endpoints: [String] { members.indices.map(endpoint) }
 
     /// Asks one member for its `Maintenance.Status`.
     public func status(_ index: Int) async throws -> Etcdserverpb_StatusResponse {
-        let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: members[index].port))
+        let connection = try await members[index].connect()
         defer { Task { await connection.close() } }
         return try await connection.unary(
             Etcdserverpb_MaintenanceRPCs.status.path, Etcdserverpb_StatusRequest(), timeout: .seconds(2),

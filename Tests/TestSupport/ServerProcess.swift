@@ -19,6 +19,8 @@ public final class ServerProcess: Sendable {
     public let port: Int
     public let kind: Kind
     public let peerPort: Int
+    /// When set, client and peer URLs are `https` and the server runs with these certificates.
+    public let tls: TestTLS?
     private let process = Mutex<Process?>(nil)
 
     /// The package's executable sits beside the test bundle in the build folder, unless
@@ -32,10 +34,11 @@ public final class ServerProcess: Sendable {
     /// Where the process's log goes (appended across restarts); nowhere when nil.
     public let logFile: URL?
 
-    public init(dataDirectory: URL, kind: Kind = .swiftEtcd, logFile: URL? = nil) async throws {
+    public init(dataDirectory: URL, kind: Kind = .swiftEtcd, logFile: URL? = nil, tls: TestTLS? = nil) async throws {
         self.dataDirectory = dataDirectory
         self.kind = kind
         self.logFile = logFile
+        self.tls = tls
         port = try await Self.freePort()
         peerPort = try await Self.freePort()
     }
@@ -70,12 +73,11 @@ public final class ServerProcess: Sendable {
         let process = Process()
         process.executableURL = binary
         var flags = [
-            "--data-dir", dataDirectory.path, "--listen-client-urls", "http://127.0.0.1:\(port)",
-            "--advertise-client-urls", "http://127.0.0.1:\(port)",
-        ]
+            "--data-dir", dataDirectory.path, "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+        ] + (tls?.serverArguments ?? [])
         if !arguments.contains("--listen-peer-urls") {
             // Members listen for peers; a free port keeps parallel tests apart.
-            let peer = "http://127.0.0.1:\(peerPort)"
+            let peer = "\(scheme)://127.0.0.1:\(peerPort)"
             flags += ["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "default=\(peer)"]
         }
         process.arguments = flags + arguments
@@ -100,7 +102,7 @@ public final class ServerProcess: Sendable {
                 self.process.withLock { $0 = nil }
                 throw GRPCStatus(.unavailable, "swift-etcd exited with status \(process.terminationStatus) before serving\(logTail())")
             }
-            if let connection = try? await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: port)) {
+            if let connection = try? await connect() {
                 let healthy = (try? await connection.unary(
                     Grpc_Health_V1_HealthRPCs.check.path, Grpc_Health_V1_HealthCheckRequest(), timeout: .seconds(1),
                     responseType: Grpc_Health_V1_HealthCheckResponse.self)) != nil
@@ -111,6 +113,17 @@ public final class ServerProcess: Sendable {
         }
         kill9()
         throw GRPCStatus(.unavailable, "swift-etcd did not start within 30 s\(logTail())")
+    }
+
+    /// `http`, or `https` with TLS.
+    public var scheme: String { tls == nil ? "http" : "https" }
+
+    /// The client URL it listens on.
+    public var clientURL: String { "\(scheme)://127.0.0.1:\(port)" }
+
+    /// A gRPC connection to its client port (with the test client certificate under TLS).
+    public func connect() async throws -> GRPCClientConnection {
+        try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: port, tls: try tls?.clientConfiguration()))
     }
 
     /// The last lines of the log file, for an error saying why a start failed.

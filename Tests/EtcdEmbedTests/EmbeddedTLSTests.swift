@@ -1,0 +1,103 @@
+import EtcdClient
+import EtcdProto
+import EtcdServer
+import Foundation
+import Testing
+import TestSupport
+import TransportSecurity
+
+@testable import EtcdEmbed
+
+@Suite("EmbeddedEtcd with TLS and Unix socket listeners")
+struct EmbeddedTLSTests {
+    func temporaryDirectory() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("embed-tls-\(UUID().uuidString)")
+    }
+
+    func configuration(directory: URL, clientURLs: [String]) async throws -> EmbedConfiguration {
+        let peer = try await ServerProcess.freePort()
+        var configuration = EmbedConfiguration()
+        configuration.name = "tls"
+        configuration.dataDirectory = directory.appendingPathComponent("data").path
+        configuration.listenClientURLs = clientURLs
+        configuration.advertiseClientURLs = [clientURLs[0]]
+        configuration.listenPeerURLs = ["http://127.0.0.1:\(peer)"]
+        configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
+        configuration.initialCluster = "tls=http://127.0.0.1:\(peer)"
+        configuration.clientTLS.certFile = try TestCertificates.file("server.pem")
+        configuration.clientTLS.keyFile = try TestCertificates.file("server-key.pem")
+        configuration.clientTLS.trustedCAFile = try TestCertificates.file("ca.pem")
+        configuration.clientTLS.clientCertAuth = true
+        return configuration
+    }
+
+    @Test func plainTLSAndUnixSocketListenersServeTogether() async throws {
+        let directory = temporaryDirectory()
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (secure, plain) = (try await ServerProcess.freePort(), try await ServerProcess.freePort())
+        let socket = directory.appendingPathComponent("etcd.sock").path
+        let secureSocket = directory.appendingPathComponent("etcds.sock").path
+        let etcd = try await EmbeddedEtcd.start(configuration(directory: directory, clientURLs: [
+            "https://127.0.0.1:\(secure)", "http://127.0.0.1:\(plain)", "unix://\(socket)", "unixs://\(secureSocket)",
+        ]))
+        let tls = EtcdClient.TLSOptions(
+            caFile: try TestCertificates.file("ca.pem"), certFile: try TestCertificates.file("client.pem"),
+            keyFile: try TestCertificates.file("client-key.pem"))
+        let overTLS = try EtcdClient(endpoints: ["https://127.0.0.1:\(secure)"], tls: tls)
+        _ = try await overTLS.put("through", "tls")
+        for (endpoint, options) in [
+            ("http://127.0.0.1:\(plain)", nil), ("unix://\(socket)", nil), ("unixs://\(secureSocket)", tls),
+        ] as [(String, EtcdClient.TLSOptions?)] {
+            let client = try EtcdClient(endpoints: [endpoint], tls: options)
+            let got = try await client.get("through")
+            #expect(got.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["tls"], "\(endpoint)")
+            await client.close()
+        }
+        // No client certificate: the TLS listener refuses; the others keep serving.
+        let anonymous = try EtcdClient(endpoints: ["https://127.0.0.1:\(secure)"], tls: .init(caFile: tls.caFile))
+        await #expect(throws: EtcdClientError.self) { _ = try await anonymous.get("through") }
+        await anonymous.close()
+        #expect(try await overTLS.get("through").count == 1)
+        await overTLS.close()
+        await etcd.stop()
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+
+    @Test func autoTLSServesWithACertificateKeptInTheDataDirectory() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let port = try await ServerProcess.freePort()
+        var configuration = try await configuration(directory: directory, clientURLs: ["https://127.0.0.1:\(port)"])
+        configuration.clientTLS = TLSInfo(side: .client)
+        configuration.clientTLS.autoTLS = true
+        let etcd = try await EmbeddedEtcd.start(configuration)
+        let certificate = "\(configuration.resolvedDataDirectory)/fixtures/client/cert.pem"
+        let client = try EtcdClient(endpoints: ["https://127.0.0.1:\(port)"], tls: .init(caFile: certificate))
+        _ = try await client.put("auto", "tls")
+        await client.close()
+        await etcd.stop()
+    }
+
+    @Test func unusableTLSSettingsStopTheStartAndNameTheFlag() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let port = try await ServerProcess.freePort()
+        var configuration = try await configuration(directory: directory, clientURLs: ["https://127.0.0.1:\(port)"])
+        configuration.clientTLS.keyFile = try TestCertificates.file("client-key.pem")
+        await #expect(throws: ConfigurationError(
+            "--key-file: the private key in \(try TestCertificates.file("client-key.pem")) does not match the certificate in \(try TestCertificates.file("server.pem"))"))
+        {
+            _ = try await EmbeddedEtcd.start(configuration)
+        }
+        configuration.clientTLS = TLSInfo(side: .client)
+        await #expect(throws: ConfigurationError(
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:\(port) with HTTPS scheme"))
+        {
+            _ = try await EmbeddedEtcd.start(configuration)
+        }
+        configuration.listenPeerURLs = ["https://127.0.0.1:\(port)"]
+        configuration.listenClientURLs = ["http://127.0.0.1:\(try await ServerProcess.freePort())"]
+        await #expect(throws: ConfigurationError.self) { _ = try await EmbeddedEtcd.start(configuration) }
+    }
+}
