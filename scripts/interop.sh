@@ -5,6 +5,9 @@
 #   2. the real etcdctl (Debian etcd-client) against swift-etcd: RPCs not built yet answer a
 #      clean, prompt UNIMPLEMENTED; then the etcdctl-diff scenarios (the same etcdctl commands
 #      against the real etcd and swift-etcd must print the same);
+#   2c. the same over TLS as kubeadm runs etcd (scripts/with-tls.sh, one throwaway PKI for
+#      both servers): the scenarios, endpoint health and status, clients without a trusted
+#      certificate refused;
 #   3. our Swift client against the real etcd (Debian etcd-server): INTEROP_CALLS calls of
 #      Maintenance.Status on one connection without being dropped;
 #   4. the Go clientv3 library (Debian golang-etcd-server-dev, GOPATH mode) against the real
@@ -105,6 +108,60 @@ status=$?
 set -e
 grep -vE '^PASS' "$work/diff.out" || true
 report "etcdctl-diff: $(tail -1 "$work/diff.out")" "$status"
+
+echo "== 2c. over TLS as kubeadm runs etcd: the scenarios, endpoint checks, refused clients"
+"$PWD/scripts/make-test-certs.sh" "$work/pki" >/dev/null
+for server in etcd swift-etcd; do
+  real=$([ "$server" = etcd ] && command -v etcd || echo "$bin/swift-etcd")
+  printf '#!/bin/sh\nREAL_BINARY=%s TLS_DIR=%s exec %s "$@"\n' "$real" "$work/pki" "$PWD/scripts/with-tls.sh" >"$work/$server-tls"
+  chmod +x "$work/$server-tls"
+done
+tls_scenarios=()
+for name in kv txn watch lease; do tls_scenarios+=("$shared/tools/scenarios/$name.txt"); done
+tls_scenarios+=(scripts/scenarios/cluster.txt)
+set +e
+ETCDCTL_CACERT="$work/pki/ca.pem" ETCDCTL_CERT="$work/pki/client.pem" ETCDCTL_KEY="$work/pki/client-key.pem" \
+  timeout 900 python3 "$shared/tools/etcdctl-diff" --candidate "$work/swift-etcd-tls" --reference "$work/etcd-tls" \
+  "${tls_scenarios[@]}" >"$work/diff-tls.out" 2>&1
+status=$?
+set -e
+grep -vE '^PASS' "$work/diff-tls.out" || true
+report "etcdctl-diff over TLS: $(tail -1 "$work/diff-tls.out")" "$status"
+for server in etcd swift-etcd; do
+  client_port=$(free_port)
+  peer_port=$(free_port)
+  "$work/$server-tls" --name tls --data-dir "$work/tls-$server.data" \
+    --initial-cluster "tls=http://127.0.0.1:$peer_port" --listen-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --listen-client-urls "http://127.0.0.1:$client_port" --advertise-client-urls "http://127.0.0.1:$client_port" \
+    >"$work/tls-$server.log" 2>&1 &
+  pids+=($!)
+  if wait_for_port "$client_port" 30; then
+    ctl=(etcdctl --endpoints "https://127.0.0.1:$client_port" --cacert "$work/pki/ca.pem" --dial-timeout 3s --command-timeout 5s)
+    set +e
+    health=$("${ctl[@]}" --cert "$work/pki/client.pem" --key "$work/pki/client-key.pem" endpoint health 2>&1)
+    code=$?
+    status_out=$("${ctl[@]}" --cert "$work/pki/client.pem" --key "$work/pki/client-key.pem" endpoint status 2>&1)
+    [ $? = 0 ] || code=1
+    set -e
+    echo "$health" | grep -q "is healthy" || code=1
+    report "etcdctl endpoint health and status over TLS against $server" "$code" "$health $status_out"
+    for refused in "no client certificate|" \
+      "a certificate from another CA|--cert $work/pki/other-client.pem --key $work/pki/other-client-key.pem"; do
+      name=${refused%%|*}
+      set +e
+      # shellcheck disable=SC2086
+      out=$(timeout 20 "${ctl[@]}" ${refused#*|} get a 2>&1)
+      code=$?
+      set -e
+      [ "$code" != 0 ] && code=0 || code=1
+      report "$server refuses a client with $name" "$code" "$out"
+    done
+  else
+    report "$server started with TLS" 1 "$(tail -5 "$work/tls-$server.log")"
+  fi
+  kill "${pids[-1]}" 2>/dev/null || true
+done
 
 echo "== 3. Swift client -> real etcd $(etcd --version | head -1)"
 client_port=$(free_port)
