@@ -3,6 +3,8 @@
 # disk, same client (swift-etcd-benchmark), in alternation (etcd, swift-etcd, etcd, ...) for
 # ROUNDS rounds; prints per-workload medians and the swift-etcd/etcd ratio, the disk's fdatasync
 # floor, and each server's RSS after loading 1,000,000 keys and its restart-to-ready time.
+# The *-tls workloads run both servers as kubeadm runs etcd (scripts/with-tls.sh: client and
+# peer certificates from one throwaway PKI, --client-cert-auth) and the client with a certificate.
 #   scripts/bench-compare.sh [ROUNDS] [--quick]      (ROUNDS defaults to 3)
 # --quick uses smaller totals and 100,000 keys for the memory test (a smoke run).
 set -euo pipefail
@@ -23,27 +25,36 @@ bench="$bin/swift-etcd-benchmark"
 work="$PWD/.bench-compare"
 rm -rf "$work"; mkdir -p "$work"
 results="$work/results.tsv"
+pki="$work/pki"
+scripts/make-test-certs.sh "$pki" >/dev/null
+tls_client=(--cacert "$pki/ca.pem" --cert "$pki/client.pem" --key "$pki/client-key.pem")
 : > "$results"
 pid=""
 cluster_pids=()
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true; for p in "${cluster_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work/data"' EXIT
 
-# start_server NAME DATA_DIR PORT PEER_PORT: starts etcd or swift-etcd with the same flags.
+# start_server NAME DATA_DIR PORT PEER_PORT [tls]: starts etcd or swift-etcd with the same
+# flags (and the same certificates with tls).
 start_server() {
-  local name=$1 dir=$2 port=$3 peer=$4
-  local server=etcd
+  local name=$1 dir=$2 port=$3 peer=$4 tls=${5:-}
+  local server
+  server=$(command -v etcd)
   [ "$name" = etcd ] || server="$bin/swift-etcd"
-  "$server" --data-dir "$dir" --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+  local launch=("$server")
+  [ -n "$tls" ] && launch=(env REAL_BINARY="$server" TLS_DIR="$pki" scripts/with-tls.sh)
+  "${launch[@]}" --data-dir "$dir" --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
     --initial-cluster "default=http://127.0.0.1:$peer" --log-level error >"$work/$name.log" 2>&1 &
   pid=$!
   wait_for_port "$port"
 }
 
-# wait_ready PORT: until a status call answers (bounded).
+# wait_ready PORT [tls]: until a status call answers (bounded).
 wait_ready() {
+  local flags=()
+  [ -n "${2:-}" ] && flags=("${tls_client[@]}")
   for _ in $(seq 1 600); do
-    ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$1" --command-timeout=1s endpoint status >/dev/null 2>&1 && return 0
+    ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$1" "${flags[@]}" --command-timeout=1s endpoint status >/dev/null 2>&1 && return 0
     sleep 0.05
   done
   echo "server on port $1 did not become ready" >&2; return 1
@@ -91,6 +102,15 @@ for round in $(seq 1 "$rounds"); do
     run_workload "$server" "$round" txn-put txn-put --endpoints "$ep" --clients 64 --conns 8 --total "$(total 20000)" --txn-ops 4 --key-space-size 100000 --val-size 256
     run_workload "$server" "$round" lease-keepalive lease-keepalive --endpoints "$ep" --clients 64 --conns 8 --total "$(total 50000)"
     run_workload "$server" "$round" watch-fanout watch --endpoints "$ep" --clients 10 --conns 10 --streams 10 --watch-per-stream 100 --put-total "$(total 1000)"
+    stop_server
+    rm -rf "$work/data"; mkdir -p "$work/data"
+    port=$(free_port); peer=$(free_port)
+    start_server "$server" "$work/data/$server" "$port" "$peer" tls
+    wait_ready "$port" tls
+    ep="https://127.0.0.1:$port"
+    run_workload "$server" "$round" put-256-tls put --endpoints "$ep" "${tls_client[@]}" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
+    run_workload "$server" "$round" range-l-256-tls range foo --endpoints "$ep" "${tls_client[@]}" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
+    run_workload "$server" "$round" range-s-256-tls range foo --endpoints "$ep" "${tls_client[@]}" --clients 256 --conns 16 --total "$(total 50000)" --consistency s
     stop_server
   done
 done
