@@ -67,6 +67,11 @@ public final class EmbeddedEtcd: Sendable {
                     grpc.unixSocketPath = path
                 }
                 grpc.limits = EtcdRouter.messageLimits(for: server)
+                grpc.onRejectedConnection = { reason, address in
+                    logger.warning("rejected connection on client endpoint", metadata: [
+                        "remote-addr": "\(address?.hostAndPort ?? "")", "error": "\(reason)",
+                    ])
+                }
                 if url.isSecure, let clientTLS {
                     grpc.security = SecuredListener(
                         credentials: clientTLS, handshakeTimeout: .nanoseconds(

@@ -152,7 +152,7 @@ final class TLSConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         deadline?.cancel()
         heldReads = []
         logger.warning("rejected connection on \(side.rawValue) endpoint", metadata: [
-            "remote-addr": "\(Self.text(context.channel.remoteAddress))", "error": "\(reason)",
+            "remote-addr": "\(context.channel.remoteAddress?.hostAndPort ?? "")", "error": "\(reason)",
         ])
         context.close(promise: nil)
     }
@@ -174,9 +174,12 @@ final class TLSConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// `ip:port` as etcd logs it.
-    private static func text(_ address: SocketAddress?) -> String {
-        guard let address, let ip = address.ipAddress, let port = address.port else { return "" }
+}
+
+extension SocketAddress {
+    /// `ip:port` (`[ip]:port` for IPv6) as etcd logs a remote address; a socket's path otherwise.
+    public var hostAndPort: String {
+        guard let ip = ipAddress, let port else { return pathname ?? "\(self)" }
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 }

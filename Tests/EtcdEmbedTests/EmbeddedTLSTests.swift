@@ -64,6 +64,35 @@ struct EmbeddedTLSTests {
         #expect(!FileManager.default.fileExists(atPath: socket))
     }
 
+    @Test func wrongProtocolsAreClosedAndLoggedWhileGoodClientsAreServed() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (secure, plain) = (try await ServerProcess.freePort(), try await ServerProcess.freePort())
+        let log = RecordingLog()
+        let etcd = try await EmbeddedEtcd.start(
+            configuration(directory: directory, clientURLs: ["https://127.0.0.1:\(secure)", "http://127.0.0.1:\(plain)"]),
+            logger: log.logger)
+        let tls = EtcdClient.TLSOptions(
+            caFile: try TestCertificates.file("ca.pem"), certFile: try TestCertificates.file("client.pem"),
+            keyFile: try TestCertificates.file("client-key.pem"))
+        // TLS to the plaintext port, plaintext to the TLS port.
+        let tlsToPlain = try EtcdClient(endpoints: ["https://127.0.0.1:\(plain)"], tls: tls, requestTimeout: .seconds(2))
+        await #expect(throws: EtcdClientError.self) { _ = try await tlsToPlain.get("k") }
+        await tlsToPlain.close()
+        let plainToTLS = try EtcdClient(endpoints: ["http://127.0.0.1:\(secure)"], requestTimeout: .seconds(2))
+        await #expect(throws: EtcdClientError.self) { _ = try await plainToTLS.get("k") }
+        await plainToTLS.close()
+        let refusals = log.entries.filter { $0.hasPrefix("rejected connection on client endpoint") }
+        #expect(refusals.contains { $0.contains("tls: client sent a TLS handshake to a plaintext listener") }, "\(refusals)")
+        #expect(refusals.contains { $0.contains("tls: first record does not look like a TLS handshake") }, "\(refusals)")
+        for (endpoint, options) in [("https://127.0.0.1:\(secure)", tls), ("http://127.0.0.1:\(plain)", nil)] as [(String, EtcdClient.TLSOptions?)] {
+            let client = try EtcdClient(endpoints: [endpoint], tls: options)
+            _ = try await client.put("served", endpoint)
+            await client.close()
+        }
+        await etcd.stop()
+    }
+
     @Test func autoTLSServesWithACertificateKeptInTheDataDirectory() async throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

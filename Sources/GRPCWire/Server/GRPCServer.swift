@@ -46,6 +46,9 @@ public final class GRPCServer: Sendable {
         /// (etcd allows 1.5 MiB requests) through in one round trip.
         public var streamWindowSize = 4 * 1024 * 1024
         public var connectionWindowSize = 16 * 1024 * 1024
+        /// Told why a plaintext connection was closed before gRPC began (a TLS handshake on a
+        /// plaintext port, HTTP/1.x, garbage), with the client's address, for logging.
+        public var onRejectedConnection: (@Sendable (_ reason: String, _ remoteAddress: SocketAddress?) -> Void)?
         /// Sees every routed call (auth, metrics, logging); nil costs nothing measurable.
         public var interceptor: (any ServerInterceptor)?
 
@@ -91,6 +94,8 @@ public final class GRPCServer: Sendable {
                         try channel.syncOptions?.setOption(.socketOption(.tcp_nodelay), value: 1)
                     }
                     guard let security else {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ConnectionPrefaceCheck(rejected: configuration.onRejectedConnection))
                         return try configureGRPC(channel, router: router, configuration: configuration, batch: batch)
                     }
                     try security.secure(channel)
