@@ -3,6 +3,7 @@ import Foundation
 import GRPCWire
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SwiftProtobuf
 import Synchronization
 import TestSupport
@@ -61,6 +62,54 @@ struct ServerProcessTests {
             await connection.close()
             server.terminate()
         }
+    }
+
+    /// kubeadm's settings through `ETCD_*` variables, as a systemd unit or a manifest sets them.
+    @Test func tlsFromEnvironmentVariables() async throws {
+        try await withDataDirectory { directory in
+            let file = TestCertificates.file
+            let server = try await ServerProcess(dataDirectory: directory, tls: .kubeadm())
+            // The flags TestTLS adds are dropped in favour of the variables: only the URLs stay https.
+            try await server.start(environment: [
+                "ETCD_CERT_FILE": try file("server.pem"), "ETCD_KEY_FILE": try file("server-key.pem"),
+                "ETCD_TRUSTED_CA_FILE": try file("ca.pem"), "ETCD_CLIENT_CERT_AUTH": "true",
+                "ETCD_PEER_CERT_FILE": try file("peer.pem"), "ETCD_PEER_KEY_FILE": try file("peer-key.pem"),
+                "ETCD_PEER_TRUSTED_CA_FILE": try file("ca.pem"), "ETCD_PEER_CLIENT_CERT_AUTH": "true",
+            ], arguments: [], tlsFlags: false)
+            let connection = try await server.connect()
+            #expect(try await Self.put(connection, "over", "tls") > 1)
+            await connection.close()
+            // Without a client certificate the same port refuses.
+            var anonymous = TLSConfiguration.makeClientConfiguration()
+            anonymous.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(file("ca.pem")))
+            await #expect(throws: (any Error).self) {
+                let refused = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.port, tls: anonymous))
+                defer { Task { await refused.close() } }
+                _ = try await Self.get(refused, "over")
+            }
+            server.terminate()
+        }
+    }
+
+    @Test func unusableCertificatesStopTheStartWithTheFlagAndFile() throws {
+        let process = Process()
+        process.executableURL = ServerProcess.binary
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-tls-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        process.arguments = [
+            "--data-dir", directory.path, "--listen-client-urls", "https://127.0.0.1:1", "--advertise-client-urls", "https://127.0.0.1:1",
+            "--cert-file", try TestCertificates.file("expired.pem"), "--key-file", try TestCertificates.file("expired-key.pem"),
+        ]
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(output.contains("--cert-file: the certificate in \(try TestCertificates.file("expired.pem")) expired at 2020-01-02"), "\(output)")
+        // Nothing was written: the data directory was never made.
+        #expect(!FileManager.default.fileExists(atPath: directory.path))
     }
 
     /// 2,000 concurrent puts, SIGKILL once a few hundred are acknowledged, restart: every

@@ -93,6 +93,53 @@ struct EmbeddedTLSTests {
         await etcd.stop()
     }
 
+    @Test func certificatesRotateWhileAClientWritesWithoutAFailedWrite() async throws {
+        let directory = temporaryDirectory()
+        let certificates = directory.appendingPathComponent("certs")
+        try FileManager.default.createDirectory(at: certificates, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func install(_ name: String) throws {
+            for (from, to) in [("\(name)-key.pem", "server-key.pem"), ("\(name).pem", "server.pem")] {
+                let data = try Data(contentsOf: URL(fileURLWithPath: try TestCertificates.file(from)))
+                try data.write(to: certificates.appendingPathComponent(to), options: .atomic)
+            }
+        }
+        try install("server")
+        let port = try await ServerProcess.freePort()
+        var configuration = try await configuration(directory: directory, clientURLs: ["https://127.0.0.1:\(port)"])
+        configuration.clientTLS.certFile = certificates.appendingPathComponent("server.pem").path
+        configuration.clientTLS.keyFile = certificates.appendingPathComponent("server-key.pem").path
+        configuration.clientTLS.clientCertAuth = false
+        let etcd = try await EmbeddedEtcd.start(configuration)
+        let writer = try EtcdClient(endpoints: ["https://127.0.0.1:\(port)"], tls: .init(caFile: try TestCertificates.file("ca.pem")))
+        _ = try await writer.put("warm", "up")
+        // One client writes without pause on its open connection while the files are replaced
+        // by a certificate from another CA.
+        let writes = Task {
+            var count = 0
+            let deadline = ContinuousClock.now + .seconds(3)
+            while ContinuousClock.now < deadline {
+                _ = try await writer.put("key-\(count % 100)", "\(count)")
+                count += 1
+            }
+            return count
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        try install("other-server")
+        let newClient = try EtcdClient(
+            endpoints: ["https://127.0.0.1:\(port)"], tls: .init(caFile: try TestCertificates.file("other-ca.pem")))
+        _ = try await newClient.put("rotated", "yes")
+        let oldTrust = try EtcdClient(
+            endpoints: ["https://127.0.0.1:\(port)"], tls: .init(caFile: try TestCertificates.file("ca.pem")), requestTimeout: .seconds(2))
+        await #expect(throws: EtcdClientError.self) { _ = try await oldTrust.get("rotated") }
+        let written = try await writes.value
+        #expect(written > 10)
+        await oldTrust.close()
+        await newClient.close()
+        await writer.close()
+        await etcd.stop()
+    }
+
     @Test func autoTLSServesWithACertificateKeptInTheDataDirectory() async throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

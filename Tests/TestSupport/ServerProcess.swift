@@ -65,7 +65,9 @@ public final class ServerProcess: Sendable {
     /// (campaign scripts) mostly draw from different stretches.
     private static let nextPort = Mutex(portRange.lowerBound + Int(getpid()) * 211 % portRange.count)
 
-    public func start(environment: [String: String] = [:], arguments: [String] = []) async throws {
+    /// Starts the process; with `tlsFlags` false a TLS server gets its certificates from
+    /// `environment` instead of ``TestTLS/serverArguments``.
+    public func start(environment: [String: String] = [:], arguments: [String] = [], tlsFlags: Bool = true) async throws {
         let binary = kind == .etcd ? Self.etcdBinary : Self.binary
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw GRPCStatus(.failedPrecondition, "\(binary.path) is missing (swift build, or apt-get install etcd-server)")
@@ -74,7 +76,7 @@ public final class ServerProcess: Sendable {
         process.executableURL = binary
         var flags = [
             "--data-dir", dataDirectory.path, "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-        ] + (tls?.serverArguments ?? [])
+        ] + (tlsFlags ? tls?.serverArguments ?? [] : [])
         if !arguments.contains("--listen-peer-urls") {
             // Members listen for peers; a free port keeps parallel tests apart.
             let peer = "\(scheme)://127.0.0.1:\(peerPort)"
