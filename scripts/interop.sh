@@ -130,11 +130,8 @@ report "etcdctl-diff over TLS: $(tail -1 "$work/diff-tls.out")" "$status"
 for server in etcd swift-etcd; do
   client_port=$(free_port)
   peer_port=$(free_port)
-  "$work/$server-tls" --name tls --data-dir "$work/tls-$server.data" \
-    --initial-cluster "tls=http://127.0.0.1:$peer_port" --listen-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --listen-client-urls "http://127.0.0.1:$client_port" --advertise-client-urls "http://127.0.0.1:$client_port" \
-    >"$work/tls-$server.log" 2>&1 &
+  # The wrapper turns these http:// URLs into https:// ones.
+  start_member "$work/$server-tls" tls "$work/tls-$server.data" "$client_port" "$peer_port" "$work/tls-$server.log"
   pids+=($!)
   if wait_for_port "$client_port" 30; then
     ctl=(etcdctl --endpoints "https://127.0.0.1:$client_port" --cacert "$work/pki/ca.pem" --dial-timeout 3s --command-timeout 5s)
@@ -199,15 +196,8 @@ if (cd scripts/goclient && GO111MODULE=off GOPATH="$PWD:/usr/share/gocode" GOCAC
   for server in etcd swift-etcd; do
     client_port=$(free_port)
     peer_port=$(free_port)
-    if [ "$server" = etcd ]; then
-      start_etcd large "$work/large-etcd.data" "$client_port" "$peer_port" "$work/large-etcd.log"
-    else
-      "$bin/swift-etcd" --name large --data-dir "$work/large-swift.data" \
-        --initial-cluster "large=http://127.0.0.1:$peer_port" --listen-peer-urls "http://127.0.0.1:$peer_port" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-        --listen-client-urls "http://127.0.0.1:$client_port" --advertise-client-urls "http://127.0.0.1:$client_port" \
-        >"$work/large-swift.log" 2>&1 &
-    fi
+    binary=$([ "$server" = etcd ] && echo etcd || echo "$bin/swift-etcd")
+    start_member "$binary" large "$work/large-$server.data" "$client_port" "$peer_port" "$work/large-$server.log"
     pids+=($!)
     if wait_for_port "$client_port" 30; then
       set +e

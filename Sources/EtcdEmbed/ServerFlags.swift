@@ -100,16 +100,19 @@ public struct ServerFlags: ParsableArguments {
 
     /// Every long flag declared above (hidden ones included), without the dashes: what an
     /// `ETCD_*` variable may name.
-    public static let flagNames: Set<String> = {
+    public static let flagNames = Set(declaredFlags.map(\.name))
+
+    /// Each long flag in the help text (hidden ones included), and whether it is a boolean
+    /// one (shown as `--flag/--no-flag`).
+    private static let declaredFlags: [(name: String, isBoolean: Bool)] = {
         let help = helpMessage(includeHidden: true, columns: 10_000)
-        var names: Set<String> = []
-        for line in help.split(separator: "\n") {
+        return help.split(separator: "\n").compactMap { line in
             let trimmed = line.drop { $0 == " " }
-            guard trimmed.hasPrefix("--") else { continue }
+            guard trimmed.hasPrefix("--") else { return nil }
             let name = trimmed.dropFirst(2).prefix { $0.isLetter || $0.isNumber || $0 == "-" }
-            if name != "help" { names.insert(String(name)) }
+            guard name != "help" else { return nil }
+            return (String(name), trimmed.dropFirst(2 + name.count).hasPrefix("/--no-"))
         }
-        return names
     }()
 
     /// The flags as an ``EmbedConfiguration``, refused with the flag's name when a value is
@@ -159,17 +162,7 @@ public struct ServerFlags: ParsableArguments {
 
     /// The flags that take no value (`--client-cert-auth`); Go also accepts `--flag=true` and
     /// `--flag=false` for them, which ``goBooleanSyntax(_:)`` turns into ours.
-    public static let booleanFlagNames: Set<String> = {
-        let help = helpMessage(includeHidden: true, columns: 10_000)
-        var names: Set<String> = []
-        for line in help.split(separator: "\n") {
-            let trimmed = line.drop { $0 == " " }
-            guard trimmed.hasPrefix("--") else { continue }
-            let name = trimmed.dropFirst(2).prefix { $0.isLetter || $0.isNumber || $0 == "-" }
-            if trimmed.dropFirst(2 + name.count).hasPrefix("/--no-") { names.insert(String(name)) }
-        }
-        return names
-    }()
+    public static let booleanFlagNames = Set(declaredFlags.filter(\.isBoolean).map(\.name))
 
     /// Rewrites Go's `--flag=true` / `--flag=false` for boolean flags as `--flag` / `--no-flag`.
     public static func goBooleanSyntax(_ arguments: [String]) -> [String] {

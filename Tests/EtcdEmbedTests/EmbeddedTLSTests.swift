@@ -2,6 +2,7 @@ import EtcdClient
 import EtcdProto
 import EtcdServer
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 import TransportSecurity
@@ -114,17 +115,20 @@ struct EmbeddedTLSTests {
         let writer = try EtcdClient(endpoints: ["https://127.0.0.1:\(port)"], tls: .init(caFile: try TestCertificates.file("ca.pem")))
         _ = try await writer.put("warm", "up")
         // One client writes without pause on its open connection while the files are replaced
-        // by a certificate from another CA.
+        // by a certificate from another CA, and goes on until five writes after the swap.
+        let rotated = Mutex(false)
         let writes = Task {
-            var count = 0
-            let deadline = ContinuousClock.now + .seconds(3)
-            while ContinuousClock.now < deadline {
+            var (count, afterRotation) = (0, 0)
+            let deadline = ContinuousClock.now + .seconds(60)
+            while afterRotation < 5, ContinuousClock.now < deadline {
+                let swapped = rotated.withLock { $0 }
                 _ = try await writer.put("key-\(count % 100)", "\(count)")
                 count += 1
+                if swapped { afterRotation += 1 }
             }
-            return count
+            return (count, afterRotation)
         }
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(200))
         try install("other-server")
         let newClient = try EtcdClient(
             endpoints: ["https://127.0.0.1:\(port)"], tls: .init(caFile: try TestCertificates.file("other-ca.pem")))
@@ -132,8 +136,10 @@ struct EmbeddedTLSTests {
         let oldTrust = try EtcdClient(
             endpoints: ["https://127.0.0.1:\(port)"], tls: .init(caFile: try TestCertificates.file("ca.pem")), requestTimeout: .seconds(2))
         await #expect(throws: EtcdClientError.self) { _ = try await oldTrust.get("rotated") }
-        let written = try await writes.value
-        #expect(written > 10)
+        rotated.withLock { $0 = true }
+        let (written, afterRotation) = try await writes.value
+        #expect(afterRotation == 5)
+        #expect(written >= 5)
         await oldTrust.close()
         await newClient.close()
         await writer.close()
