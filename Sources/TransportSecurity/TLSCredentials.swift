@@ -45,6 +45,7 @@ public final class TLSCredentials: Sendable {
                 logger.warning("ignoring \(info.flag(.autoTLS)) since certificates were given", metadata: [
                     "cert-file": "\(info.certFile)", "key-file": "\(info.keyFile)",
                 ])
+                info.autoTLS = false
             }
         }
         try Self.checkFlags(info)
@@ -127,7 +128,10 @@ public final class TLSCredentials: Sendable {
         var server = TLSConfiguration.makeServerConfiguration(
             certificateChain: identity.chain.map { .certificate($0) }, privateKey: .privateKey(identity.key))
         if let roots { server.trustRoots = .certificates(roots) }
-        server.certificateVerification = info.clientCertAuth ? .noHostnameVerification : .none
+        // A self-signed certificate with no CA to check others against: as in etcd, nobody is
+        // asked for a certificate (auto TLS encrypts; it does not authenticate).
+        let selfSignedOnly = info.autoTLS && roots == nil
+        server.certificateVerification = info.clientCertAuth && !selfSignedOnly ? .noHostnameVerification : .none
         server.applicationProtocols = applicationProtocols
         try TLSProtocolSettings.apply(to: &server, from: info)
 
@@ -136,12 +140,13 @@ public final class TLSCredentials: Sendable {
         client.privateKey = .privateKey(clientIdentity.key)
         if let roots { client.trustRoots = .certificates(roots) }
         // Self-signed peers cannot be verified: etcd skips verification with auto TLS too.
-        client.certificateVerification = info.autoTLS && info.trustedCAFile.isEmpty ? .none : .fullVerification
+        client.certificateVerification = selfSignedOnly ? .none : .fullVerification
         try TLSProtocolSettings.apply(to: &client, from: info)
 
         let rules = ConnectionRules(
             revocations: revocations, allowedCommonNames: info.allowedCommonNames, allowedHostnames: info.allowedHostnames,
-            checksAddressAgainstNames: info.side == .peer && info.clientCertAuth && !info.skipClientSANVerification)
+            checksAddressAgainstNames: info.side == .peer && info.clientCertAuth && !selfSignedOnly
+                && !info.skipClientSANVerification)
         do {
             return Loaded(
                 stamps: stamps, server: try NIOSSLContext(configuration: server), client: try NIOSSLContext(configuration: client),

@@ -76,6 +76,23 @@ struct TLSClusterTests {
         _ = newLeader
     }
 
+    @Test("members with --auto-tls and --peer-auto-tls form a cluster over self-signed certificates")
+    func automaticTLS() async throws {
+        let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers, tls: .automatic())
+        defer { cluster.destroy() }
+        _ = try await cluster.startAndElect()
+        let client = try cluster.client()
+        defer { Task { await client.close() } }
+        try await client.put("self", "signed")
+        for member in 0..<3 { #expect(try await waitUntil(cluster, member: member, holds: "self")) }
+        for member in 0..<3 {
+            for side in ["client", "peer"] {
+                let file = cluster.members[member].dataDirectory.appendingPathComponent("fixtures/\(side)/cert.pem").path
+                #expect(FileManager.default.fileExists(atPath: file))
+            }
+        }
+    }
+
     @Test("a peer with a certificate from another CA, or from an address its certificate does not name, is refused and logged; the cluster keeps serving")
     func strangersAreRefusedOnThePeerPort() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers, tls: .kubeadm())

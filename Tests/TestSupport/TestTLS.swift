@@ -25,6 +25,16 @@ public struct TestTLS: Sendable {
             etcdctlArguments: ["--cacert", options.caFile!, "--cert", options.certFile!, "--key", options.keyFile!])
     }
 
+    /// `--auto-tls --peer-auto-tls`: self-signed certificates made by each member; clients and
+    /// peers do not verify them.
+    public static func automatic() -> TestTLS {
+        var options = EtcdClient.TLSOptions()
+        options.insecureSkipVerify = true
+        return TestTLS(
+            serverArguments: ["--auto-tls", "--peer-auto-tls"], clientOptions: options,
+            etcdctlArguments: ["--insecure-skip-tls-verify"])
+    }
+
     /// The client TLS configuration for raw gRPC connections (health probes, status).
     public func clientConfiguration() throws -> TLSConfiguration {
         try clientOptions.configuration()

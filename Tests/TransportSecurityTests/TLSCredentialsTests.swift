@@ -69,7 +69,7 @@ struct TLSCredentialsTests {
         }
     }
 
-    @Test func aClientThatNeverFinishesTheHandshakeIsDisconnected() async throws {
+    @Test func clientsThatNeverFinishTheHandshakeAreDisconnected() async throws {
         let log = RecordingLog()
         let credentials = try TLSCredentials(tlsInfo(.client), autoTLSDirectory: "/nonexistent", hosts: [], logger: log.logger)
         let server = try await EchoServer.start(credentials, handshakeTimeout: .milliseconds(300))
@@ -79,6 +79,11 @@ struct TLSCredentialsTests {
             while true { _ = try await silent.echo("") }
         }
         #expect(log.entries.contains { $0.contains("TLS handshake did not complete within") })
+        // Half a ClientHello, then nothing.
+        let halfway = try await EchoClient.connect(port: server.port, tls: nil)
+        await #expect(throws: (any Error).self) {
+            while true { _ = try await halfway.echo("\u{16}\u{03}\u{01}\u{02}\u{00}\u{01}") }
+        }
         let plaintext = try await EchoClient.connect(port: server.port, tls: nil)
         await #expect(throws: (any Error).self) { try await plaintext.echo("GET / HTTP/1.1\r\n\r\n") }
         #expect(log.entries.contains { $0.contains("tls: first record does not look like a TLS handshake") })
