@@ -171,6 +171,25 @@ struct DeadlineTests {
         }
     }
 
+    /// A client that half-closes and cancels at once (grpcio when its caller stops reading)
+    /// resets a stream the server may already have closed; nio-http2 reports that stream's
+    /// error unwrapped, and the connection, with every other call on it, must go on.
+    @Test func cancellingRightAfterHalfClosingKeepsTheConnection() async throws {
+        try await withTestServer { harness in
+            for round in 0..<20 {
+                let call = harness.connection.makeStreamingCall(TestService.chat, requestType: Bytes.self, responseType: Bytes.self)
+                var responses = call.responses.makeAsyncIterator()
+                call.send(Bytes("round \(round)"))
+                #expect(try await responses.next()?.text == "echo:round \(round)")
+                call.finishSending()
+                call.cancel()
+                let echoed = try await harness.connection.unary(TestService.echo, Bytes("after \(round)"), responseType: Bytes.self)
+                #expect(echoed.text == "after \(round)")
+            }
+            #expect(harness.connection.isUsable)
+        }
+    }
+
     @Test func disconnectCancelsAUnaryHandler() async throws {
         try await withTestServer { harness in
             let pending = harness.connection.startUnary(TestService.stall, Bytes(""), responseType: Bytes.self)

@@ -50,6 +50,9 @@ final class ServerConnectionManager: ChannelDuplexHandler, NIOHTTP2FrameDelegate
     private var lastPingReceived: NIODeadline?
     private var pingStrikes = 0
     private var phase = Phase.serving
+    /// Set once a GOAWAY with an error code was written: the connection has failed, and the
+    /// next error closes it.
+    private var connectionFailed = false
     private var keepaliveTask: Scheduled<Void>?
     private var keepaliveTimeout: Scheduled<Void>?
     private var drainTimeout: Scheduled<Void>?
@@ -66,6 +69,7 @@ final class ServerConnectionManager: ChannelDuplexHandler, NIOHTTP2FrameDelegate
     func wroteFrame(_ frame: HTTP2Frame) {
         switch frame.payload {
         case .headers, .data: respondedSinceLastPing = true
+        case .goAway(_, let errorCode, _) where errorCode != .noError: connectionFailed = true
         default: break
         }
     }
@@ -101,12 +105,24 @@ final class ServerConnectionManager: ChannelDuplexHandler, NIOHTTP2FrameDelegate
         context.fireChannelRead(data)
     }
 
-    /// Connection-level errors (a bad preface, a protocol violation, a TLS failure) end the
-    /// connection; nio-http2 has already sent GOAWAY where it could. Errors of one stream
-    /// only reset that stream.
+    /// Connection-level errors (a bad preface, a protocol violation, a TLS failure, I/O) end
+    /// the connection; nio-http2 has already sent its GOAWAY. An error of one stream only
+    /// resets that stream, and every other call on the connection goes on. nio-http2 reports
+    /// a stream's protocol error (a frame for a stream it has closed, which a client cancelling
+    /// right after half-closing sends) unwrapped, after its RST_STREAM: it is told from a
+    /// connection error by the GOAWAY a connection error writes first.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is NIOHTTP2Errors.StreamError { return }
-        context.close(promise: nil)
+        switch error {
+        case is NIOHTTP2Errors.StreamError:
+            // The multiplexer hands it to its stream.
+            context.fireErrorCaught(error)
+        case is NIOHTTP2Errors.UnableToSerializeFrame:
+            context.close(promise: nil)
+        case is any NIOHTTP2Error where !connectionFailed:
+            break
+        default:
+            context.close(promise: nil)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
