@@ -246,6 +246,7 @@ let package = Package(
                 "EtcdProto",
                 "GRPCWire",
                 "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSettings

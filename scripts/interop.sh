@@ -13,6 +13,8 @@
 #   4. the Go clientv3 library (Debian golang-etcd-server-dev, GOPATH mode) against the real
 #      etcd and swift-etcd: large values, responses and watch catch-ups past 4 MiB, refused
 #      oversized requests, then INTEROP_LARGE_MIB (default 2100) MiB read on one connection.
+#   5. scripts/stream_endings.py: how LeaseKeepAlive and Watch streams end (half-close, cancel,
+#      deadline, bad input, leader lost, server stop) against the real etcd and swift-etcd.
 # Needs: etcd, etcdctl, go, and a Python with grpcio ($PYTHON, default .venv/bin/python).
 # Uses the binaries of `swift build` (debug unless SWIFT_BUILD_FLAGS says otherwise).
 set -euo pipefail
@@ -213,6 +215,14 @@ if (cd scripts/goclient && GO111MODULE=off GOPATH="$PWD:/usr/share/gocode" GOCAC
 else
   report "the Go clientv3 program builds" 1 "$(tail -5 "$work/gobuild.log")"
 fi
+
+echo "== 5. stream endings: the same streaming cases against the real etcd and swift-etcd (Python grpcio)"
+set +e
+timeout 900 "$python" scripts/stream_endings.py --etcd "$(command -v etcd)" --swift-etcd "$bin/swift-etcd" >"$work/endings.out" 2>&1
+status=$?
+set -e
+grep -vE '^PASS' "$work/endings.out" || true
+report "stream endings: $(tail -1 "$work/endings.out")" "$status"
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]

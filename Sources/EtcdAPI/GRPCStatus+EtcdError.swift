@@ -3,7 +3,7 @@ import GRPCWire
 
 extension GRPCStatus {
     /// The gRPC status etcd answers each of its errors with: the one place codes are chosen.
-    init(_ error: EtcdError) {
+    package init(_ error: EtcdError) {
         let code: Code =
             switch error {
             case .emptyKey, .keyNotFound, .valueProvided, .leaseProvided, .tooManyOperations, .duplicateKey,

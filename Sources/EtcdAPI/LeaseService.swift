@@ -2,6 +2,7 @@ import EtcdProto
 import EtcdServer
 import Foundation
 import GRPCWire
+import NIOCore
 import SwiftProtobuf
 
 /// `etcdserverpb.Lease`. Grants and revocations go through Raft; keep-alives and time-to-live
@@ -48,22 +49,53 @@ enum LeaseService {
         router.streaming(Etcdserverpb_LeaseRPCs.leaseKeepAlive.path) {
             (call: ServerCall<Etcdserverpb_LeaseKeepAliveRequest, Etcdserverpb_LeaseKeepAliveResponse>) in
             let sender = call.sender
+            let eventLoop = call.context.eventLoop
+            let requiresLeader = RequireLeader.isRequired(by: call.context)
+            if requiresLeader, server.leaderID == nil { return call.finish(GRPCStatus(EtcdError.noLeader)) }
+            // As etcd: every request is answered, and once the client has half-closed and the
+            // last answer is out, the stream ends with OK (clients refresh a lease this way).
+            let progress = NIOLoopBoundBox(KeepAliveProgress(), eventLoop: eventLoop)
+            let end: @Sendable (GRPCStatus) -> Void = { status in
+                progress.value.leaderCheck?.cancel()
+                sender.finish(status)
+            }
+            if requiresLeader {
+                progress.value.leaderCheck = RequireLeader.monitor(server, on: eventLoop) { end(GRPCStatus(EtcdError.noLeader)) }
+            }
             call.onMessage = { request in
+                progress.value.inFlight += 1
                 // The header is taken before the renewal, as etcd does.
                 let header = server.header(revision: server.currentRevision)
                 server.renewLease(request.id) { result in
-                    var response = Etcdserverpb_LeaseKeepAliveResponse()
-                    response.header = header
-                    response.id = request.id
-                    switch result {
-                    case .success(let ttl): response.ttl = ttl
-                    // An unknown lease is answered with TTL 0, and the stream goes on.
-                    case .failure(.leaseNotFound): response.ttl = 0
-                    case .failure(let error): return sender.finish(GRPCStatus(error))
+                    eventLoop.execute {
+                        progress.value.inFlight -= 1
+                        var response = Etcdserverpb_LeaseKeepAliveResponse()
+                        response.header = header
+                        response.id = request.id
+                        switch result {
+                        case .success(let ttl): response.ttl = ttl
+                        // An unknown lease is answered with TTL 0, and the stream goes on.
+                        case .failure(.leaseNotFound): response.ttl = 0
+                        case .failure(let error): return end(GRPCStatus(error))
+                        }
+                        _ = sender.send(response)
+                        if progress.value.clientEnded && progress.value.inFlight == 0 { end(.ok) }
                     }
-                    _ = sender.send(response)
                 }
             }
+            call.onEnd = {
+                progress.value.clientEnded = true
+                if progress.value.inFlight == 0 { end(.ok) }
+            }
+            call.onCancel = { _ in progress.value.leaderCheck?.cancel() }
         }
     }
+}
+
+/// A keep-alive stream's renewals in flight, whether the client has half-closed, and the
+/// leader check of a stream that requires a leader.
+private struct KeepAliveProgress {
+    var inFlight = 0
+    var clientEnded = false
+    var leaderCheck: RepeatedTask?
 }

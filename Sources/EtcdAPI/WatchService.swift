@@ -16,9 +16,7 @@ enum WatchService {
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
         router.streaming(Etcdserverpb_WatchRPCs.watch.path) {
             (call: ServerCall<Etcdserverpb_WatchRequest, Etcdserverpb_WatchResponse>) in
-            // etcd's clients ask with `hasleader` metadata that a stream fail without a leader,
-            // so they move to a member that has one.
-            let requiresLeader = call.context.metadata("hasleader") == "true"
+            let requiresLeader = RequireLeader.isRequired(by: call.context)
             if requiresLeader, server.leaderID == nil {
                 return call.finish(GRPCStatus(EtcdError.noLeader))
             }
@@ -71,7 +69,6 @@ final class WatchStream: WatchSink {
         var cancelled: Set<Int64> = []
         /// Checks for a leader, for a stream that requires one.
         var leaderCheck: RepeatedTask?
-        var checksWithoutLeader = 0
 
         init(call: ServerCall<Etcdserverpb_WatchRequest, Etcdserverpb_WatchResponse>) {
             self.call = call
@@ -104,17 +101,11 @@ final class WatchStream: WatchSink {
         }
     }
 
-    /// Ends the stream with `etcdserver: no leader` once the member has been without a
-    /// leader for three election timeouts in a row, as etcd does for streams that require one.
+    /// Ends the stream with `etcdserver: no leader` when the member loses its leader (``RequireLeader``).
     func endWhenLeaderIsLost() {
-        let interval = TimeAmount.nanoseconds(Int64(server.configuration.electionTimeout / .nanoseconds(1)))
         let loop = self.loop
-        loop.value.leaderCheck = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] task in
-            let state = loop.value
-            state.checksWithoutLeader = server.leaderID == nil ? state.checksWithoutLeader + 1 : 0
-            guard state.checksWithoutLeader >= 3 else { return }
-            task.cancel()
-            state.call.finish(GRPCStatus(EtcdError.noLeader))
+        loop.value.leaderCheck = RequireLeader.monitor(server, on: eventLoop) { [self] in
+            loop.value.call.finish(GRPCStatus(EtcdError.noLeader))
             close()
         }
     }

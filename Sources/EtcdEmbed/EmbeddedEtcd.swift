@@ -67,6 +67,9 @@ public final class EmbeddedEtcd: Sendable {
                     grpc.unixSocketPath = path
                 }
                 grpc.limits = EtcdRouter.messageLimits(for: server)
+                // Watches and keep-alives end at once when the member stops, so their clients
+                // fail over to another member instead of waiting out the grace period.
+                grpc.streamsEndAtShutdown = GRPCStatus(EtcdError.stopped)
                 grpc.onRejectedConnection = { reason, address in
                     logger.warning("rejected connection on client endpoint", metadata: [
                         "remote-addr": "\(address?.hostAndPort ?? "")", "error": "\(reason)",

@@ -2,6 +2,7 @@ import EtcdClient
 import EtcdProto
 import Foundation
 import GRPCWire
+import NIOCore
 import SwiftProtobuf
 import TestSupport
 import Testing
@@ -15,6 +16,26 @@ struct LeaseTests {
 
     private func keys(_ response: Etcdserverpb_LeaseTimeToLiveResponse) -> [String] {
         response.keys.map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// A client refreshing a lease sends one request, half-closes and reads until the end:
+    /// etcd answers every request, then ends the stream with OK.
+    @Test(arguments: EtcdClientTests.kinds)
+    func keepAliveEndsWithOKAfterTheClientHalfCloses(kind: ServerProcess.Kind) async throws {
+        try await ServerProcess.withFreshServer(kind) { server, client in
+            let lease = try await client.grantLease(ttl: 60)
+            let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.port))
+            defer { Task { await connection.close() } }
+            let call = connection.makeStreamingCall(
+                Etcdserverpb_LeaseRPCs.leaseKeepAlive.path, timeout: .seconds(10),
+                requestType: Etcdserverpb_LeaseKeepAliveRequest.self, responseType: Etcdserverpb_LeaseKeepAliveResponse.self)
+            for _ in 0..<3 { call.send(.with { $0.id = lease.id }) }
+            call.finishSending()
+            var ttls: [Int64] = []
+            for try await response in call.responses { ttls.append(response.ttl) }
+            #expect(ttls == [60, 60, 60])
+            #expect(try await call.result.get().status == .ok)
+        }
     }
 
     @Test(arguments: EtcdClientTests.kinds)

@@ -190,6 +190,25 @@ struct DeadlineTests {
         }
     }
 
+    /// A graceful shutdown ends open streams at once with the configured status (their
+    /// handlers hear it as a cancellation), instead of keeping them for the grace period.
+    @Test func shutdownEndsOpenStreamsAtOnce() async throws {
+        let stopped = GRPCStatus(.unavailable, "server stopped")
+        try await withTestServer(streamsEndAtShutdown: stopped) { harness in
+            let call = harness.connection.makeStreamingCall(TestService.chat, requestType: Bytes.self, responseType: Bytes.self)
+            var responses = call.responses.makeAsyncIterator()
+            call.send(Bytes("hi"))
+            #expect(try await responses.next()?.text == "echo:hi")
+            let began = ContinuousClock.now
+            let shutdown = Task { await harness.server.shutdown(gracePeriod: .seconds(30)) }
+            let result = try await call.result.get()
+            #expect(result.status == stopped)
+            #expect(ContinuousClock.now - began < .seconds(10))
+            #expect(await harness.observations.waitFor { $0.hasPrefix("chat cancelled") } == "chat cancelled: unavailable")
+            await shutdown.value
+        }
+    }
+
     @Test func disconnectCancelsAUnaryHandler() async throws {
         try await withTestServer { harness in
             let pending = harness.connection.startUnary(TestService.stall, Bytes(""), responseType: Bytes.self)

@@ -49,6 +49,10 @@ public final class GRPCServer: Sendable {
         /// Told why a plaintext connection was closed before gRPC began (a TLS handshake on a
         /// plaintext port, HTTP/1.x, garbage), with the client's address, for logging.
         public var onRejectedConnection: (@Sendable (_ reason: String, _ remoteAddress: SocketAddress?) -> Void)?
+        /// When set, a graceful shutdown ends every open streaming call at once with this
+        /// status, while unary calls get the grace period: a watch never ends by itself, and
+        /// its client should fail over now, not when the grace period runs out.
+        public var streamsEndAtShutdown: GRPCStatus?
         /// Sees every routed call (auth, metrics, logging); nil costs nothing measurable.
         public var interceptor: (any ServerInterceptor)?
 
@@ -130,7 +134,8 @@ public final class GRPCServer: Sendable {
     ) throws {
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(FlushCoalescer(batch: batch))
-        let manager = ServerConnectionManager(eventLoop: channel.eventLoop, policy: configuration.keepalive)
+        let manager = ServerConnectionManager(
+            eventLoop: channel.eventLoop, policy: configuration.keepalive, streamsEndAtShutdown: configuration.streamsEndAtShutdown)
         let http2 = GRPCHTTP2Configuration(
             streamWindowSize: configuration.streamWindowSize, connectionWindowSize: configuration.connectionWindowSize,
             extraSettings: [HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams)])

@@ -67,7 +67,8 @@ extension ServerCall: StreamObserver {
             let request = try Request(grpcPayload: payload)
             onMessage?(request)
         } catch {
-            stream.handler.abandon(GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)"))
+            // gRPC-Go's wording for a stream's message (a unary request's is in ServerRouter).
+            stream.handler.abandon(GRPCStatus(.internal, "grpc: failed to unmarshal the received message \(error)"))
         }
     }
 

@@ -57,9 +57,25 @@ final class ServerConnectionManager: ChannelDuplexHandler, NIOHTTP2FrameDelegate
     private var keepaliveTimeout: Scheduled<Void>?
     private var drainTimeout: Scheduled<Void>?
 
-    init(eventLoop: any EventLoop, policy: KeepalivePolicy) {
+    /// How open streaming calls end when a graceful shutdown begins (nil: they get the grace period).
+    private let streamsEndAtShutdown: GRPCStatus?
+    /// The streaming calls open on this connection, to end them at shutdown.
+    private var streamingCalls: [ObjectIdentifier: ServerStreamHandler] = [:]
+
+    init(eventLoop: any EventLoop, policy: KeepalivePolicy, streamsEndAtShutdown: GRPCStatus? = nil) {
         self.eventLoop = eventLoop
         self.policy = policy
+        self.streamsEndAtShutdown = streamsEndAtShutdown
+    }
+
+    /// A streaming call began on this connection (called on its event loop).
+    func streamingCallStarted(_ call: ServerStreamHandler) {
+        streamingCalls[ObjectIdentifier(call)] = call
+    }
+
+    /// A streaming call ended, however it ended.
+    func streamingCallEnded(_ call: ServerStreamHandler) {
+        streamingCalls[ObjectIdentifier(call)] = nil
     }
 
     /// Called by the HTTP/2 handler for each frame it writes to the socket, after flow control
@@ -184,6 +200,9 @@ final class ServerConnectionManager: ChannelDuplexHandler, NIOHTTP2FrameDelegate
         guard phase == .serving, let context else { return }
         phase = .draining
         goAway(.maxID, .noError, debug: nil)
+        if let status = streamsEndAtShutdown {
+            for call in Array(streamingCalls.values) { call.abandon(status) }
+        }
         context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .ping(Self.shutdownPing, ack: false))), promise: nil)
         drainTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [self] in sendFinalGoAway() }
     }

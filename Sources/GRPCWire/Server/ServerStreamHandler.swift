@@ -154,6 +154,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
             }
         }
         if case .streaming(let start) = route.implementation {
+            connection.streamingCallStarted(self)
             observer = start(Handle(handler: self, context: callContext))
         }
         if endStream, machine.isOpen { endOfRequests() }
@@ -285,6 +286,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
         let observer = self.observer
         self.observer = nil
         observer?.ended()
+        if case .streaming = route?.implementation { connection.streamingCallEnded(self) }
     }
 
     private func checkSendSize(_ size: Int) -> Bool {
