@@ -1,0 +1,61 @@
+import EtcdClient
+import EtcdProto
+import Foundation
+import GRPCWire
+import TestSupport
+import Testing
+
+/// `resumingWatch` and `keepingAlive` through a member that stops and starts again, as
+/// clientv3's watch and keep-alive survive it.
+@Suite("Streams that resume as clientv3's do", .serialized)
+struct ResumingStreamTests {
+    private func withServer(_ body: (ServerProcess, EtcdClient) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("resuming-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let server = try await ServerProcess(dataDirectory: directory)
+        try await server.start()
+        defer { server.kill9() }
+        let client = try EtcdClient(endpoints: ["http://127.0.0.1:\(server.port)"])
+        try await body(server, client)
+        await client.close()
+    }
+
+    @Test func aWatchResumesAfterItsMemberRestartsWithNoEventLostOrRepeated() async throws {
+        try await withServer { server, client in
+            let events = client.resumingWatch(Data("r/".utf8), rangeEnd: prefixEnd("r/"))
+            var iterator = events.makeAsyncIterator()
+            var seen: [String] = []
+            func collect(until count: Int) async throws {
+                while seen.count < count, let response = try await iterator.next() {
+                    seen += response.events.map { String(decoding: $0.kv.key, as: UTF8.self) }
+                }
+            }
+            // The watcher exists once this put is seen; the next five follow it.
+            try await client.put("r/0", "x")
+            try await collect(until: 1)
+            for index in 1...5 { try await client.put("r/\(index)", "x") }
+            try await collect(until: 6)
+            server.terminate()
+            try await server.start()
+            for index in 6...10 { try await client.put("r/\(index)", "x") }
+            try await collect(until: 11)
+            #expect(seen == (0...10).map { "r/\($0)" })
+        }
+    }
+
+    @Test func aKeepAliveGoesOnThroughARestartAndEndsWhenTheLeaseIsGone() async throws {
+        try await withServer { server, client in
+            let lease = try await client.grantLease(ttl: 3)
+            var renewals = client.keepingAlive(lease: lease.id).makeAsyncIterator()
+            #expect(try await renewals.next()?.ttl == 3)
+            server.terminate()
+            try await server.start()
+            // Renewed again through a new stream (each second: a third of 3 s).
+            #expect(try await renewals.next()?.ttl == 3)
+            try await client.revokeLease(lease.id)
+            await #expect(throws: EtcdClientError(code: .notFound, message: "etcdserver: requested lease not found")) {
+                while try await renewals.next() != nil {}
+            }
+        }
+    }
+}
