@@ -15,43 +15,27 @@ extension EtcdClient {
     public func resumingWatch(_ key: Data, rangeEnd: Data = Data(), startRevision: Int64 = 0, prevKV: Bool = false)
         -> AsyncThrowingStream<Etcdserverpb_WatchResponse, any Error>
     {
-        AsyncThrowingStream { continuation in
-            let task = Task {
-                var next = startRevision
-                var retry = Backoff()
-                while !Task.isCancelled {
-                    do {
-                        let stream = try await watchStream(requireLeader: true)
-                        defer { stream.close() }
-                        try await stream.create(.with {
-                            $0.key = key
-                            $0.rangeEnd = rangeEnd
-                            $0.startRevision = next
-                            $0.prevKv = prevKV
-                        })
-                        for try await response in stream {
-                            if response.canceled {
-                                throw response.compactRevision > 0
-                                    ? EtcdClientError(code: .outOfRange, message: "etcdserver: mvcc: required revision has been compacted")
-                                    : EtcdClientError(code: .cancelled, message: response.cancelReason)
-                            }
-                            // "From now" becomes a revision once the watcher exists.
-                            if next == 0 { next = response.header.revision + 1 }
-                            if let last = response.events.last { next = last.kv.modRevision + 1 }
-                            retry.reset()
-                            if !response.created { continuation.yield(response) }
-                        }
-                    } catch {
-                        let failure = EtcdClientError(error)
-                        guard !Task.isCancelled, Self.isRetriable(failure) else {
-                            return continuation.finish(throwing: Task.isCancelled ? nil : failure)
-                        }
-                        try? await retry.wait()
-                    }
+        resuming(from: startRevision, firstPause: .milliseconds(50)) { continuation, next, retry in
+            let stream = try await self.watchStream(requireLeader: true)
+            defer { stream.close() }
+            try await stream.create(.with {
+                $0.key = key
+                $0.rangeEnd = rangeEnd
+                $0.startRevision = next
+                $0.prevKv = prevKV
+            })
+            for try await response in stream {
+                if response.canceled {
+                    throw response.compactRevision > 0
+                        ? EtcdClientError(code: .outOfRange, message: "etcdserver: mvcc: required revision has been compacted")
+                        : EtcdClientError(code: .cancelled, message: response.cancelReason)
                 }
-                continuation.finish()
+                // "From now" becomes a revision once the watcher exists.
+                if next == 0 { next = response.header.revision + 1 }
+                if let last = response.events.last { next = last.kv.modRevision + 1 }
+                retry.reset()
+                if !response.created { continuation.yield(response) }
             }
-            continuation.onTermination = { _ in task.cancel() }
         }
     }
 
@@ -60,34 +44,48 @@ extension EtcdClient {
     /// each renewal's answer; ends with `etcdserver: requested lease not found` once the lease
     /// is gone, and ends when the consuming task is cancelled.
     public func keepingAlive(lease id: Int64) -> AsyncThrowingStream<Etcdserverpb_LeaseKeepAliveResponse, any Error> {
+        resuming(from: (), firstPause: .milliseconds(500)) { continuation, _, retry in
+            let stream = try await self.keepAliveStream()
+            defer { stream.close() }
+            var responses = stream.responses.makeAsyncIterator()
+            while !Task.isCancelled {
+                do {
+                    try await stream.keepAlive(id)
+                } catch {
+                    // The stream has ended; how it ended says whether to go on.
+                    _ = try await responses.next()
+                    throw EtcdClientError(code: .unavailable, message: "the keep-alive stream ended")
+                }
+                guard let response = try await responses.next() else { return }
+                guard response.ttl > 0 else {
+                    throw EtcdClientError(code: .notFound, message: "etcdserver: requested lease not found")
+                }
+                retry.reset()
+                continuation.yield(response)
+                try await Task.sleep(for: .seconds(max(1, response.ttl / 3)))
+            }
+        }
+    }
+
+    /// Runs `attempt` (one stream's life) again and again, as clientv3 reopens its streams:
+    /// after `Unavailable` or `Internal` (no leader, a stopped member, a lost connection) with
+    /// a pause, or when the stream simply ended; any other error ends the sequence with it, and
+    /// cancelling the consumer ends it quietly. `state` carries over from one stream to the next.
+    private func resuming<Element: Sendable, State: Sendable>(
+        from state: State, firstPause: Duration,
+        _ attempt: @escaping @Sendable (AsyncThrowingStream<Element, any Error>.Continuation, inout State, inout Backoff) async throws
+            -> Void
+    ) -> AsyncThrowingStream<Element, any Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
-                var retry = Backoff(first: .milliseconds(500))
+                var state = state
+                var retry = Backoff(first: firstPause)
                 while !Task.isCancelled {
                     do {
-                        let stream = try await keepAliveStream()
-                        defer { stream.close() }
-                        var responses = stream.responses.makeAsyncIterator()
-                        while !Task.isCancelled {
-                            do {
-                                try await stream.keepAlive(id)
-                            } catch {
-                                // The stream has ended; how it ended says whether to go on.
-                                _ = try await responses.next()
-                                throw EtcdClientError(code: .unavailable, message: "the keep-alive stream ended")
-                            }
-                            guard let response = try await responses.next() else { break }
-                            guard response.ttl > 0 else {
-                                return continuation.finish(
-                                    throwing: EtcdClientError(code: .notFound, message: "etcdserver: requested lease not found"))
-                            }
-                            retry.reset()
-                            continuation.yield(response)
-                            try await Task.sleep(for: .seconds(max(1, response.ttl / 3)))
-                        }
+                        try await attempt(continuation, &state, &retry)
                     } catch {
                         let failure = EtcdClientError(error)
-                        guard !Task.isCancelled, Self.isRetriable(failure) else {
+                        guard !Task.isCancelled, failure.code == .unavailable || failure.code == .internal else {
                             return continuation.finish(throwing: Task.isCancelled ? nil : failure)
                         }
                         try? await retry.wait()
@@ -98,20 +96,14 @@ extension EtcdClient {
             continuation.onTermination = { _ in task.cancel() }
         }
     }
-
-    /// clientv3's rule: streams are reopened after `Unavailable` (no leader, a stopped member,
-    /// a lost connection) and `Internal`; other errors end them.
-    static func isRetriable(_ error: EtcdClientError) -> Bool {
-        error.code == .unavailable || error.code == .internal
-    }
 }
 
 /// Pauses between attempts to reopen a stream: doubling from `first` up to a second.
-private struct Backoff {
+struct Backoff: Sendable {
     let first: Duration
     private var current: Duration
 
-    init(first: Duration = .milliseconds(50)) {
+    init(first: Duration) {
         self.first = first
         current = first
     }
