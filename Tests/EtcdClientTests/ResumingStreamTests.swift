@@ -9,20 +9,32 @@ import Testing
 /// clientv3's watch and keep-alive survive it.
 @Suite("Streams that resume as clientv3's do", .serialized)
 struct ResumingStreamTests {
-    private func withServer(_ body: (ServerProcess, EtcdClient) async throws -> Void) async throws {
+    /// Runs `body` against a fresh member; a stream that stops delivering fails the test after
+    /// 60 s instead of hanging it.
+    private func withServer(_ body: @escaping @Sendable (ServerProcess, EtcdClient) async throws -> Void) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("resuming-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let server = try await ServerProcess(dataDirectory: directory)
         try await server.start()
         defer { server.kill9() }
         let client = try EtcdClient(endpoints: ["http://127.0.0.1:\(server.port)"])
-        try await body(server, client)
-        await client.close()
+        defer { Task { await client.close() } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await body(server, client) }
+            group.addTask {
+                try await Task.sleep(for: .seconds(60))
+                throw EtcdClientError(code: .deadlineExceeded, message: "the stream stopped delivering")
+            }
+            try await group.next()
+            group.cancelAll()
+        }
     }
 
     @Test func aWatchResumesAfterItsMemberRestartsWithNoEventLostOrRepeated() async throws {
         try await withServer { server, client in
-            let events = client.resumingWatch(Data("r/".utf8), rangeEnd: prefixEnd("r/"))
+            // From an explicit revision: a watch "from now" could be created after the first put.
+            let start = try await client.get("r/").header.revision + 1
+            let events = client.resumingWatch(Data("r/".utf8), rangeEnd: prefixEnd("r/"), startRevision: start)
             var iterator = events.makeAsyncIterator()
             var seen: [String] = []
             func collect(until count: Int) async throws {
@@ -30,7 +42,6 @@ struct ResumingStreamTests {
                     seen += response.events.map { String(decoding: $0.kv.key, as: UTF8.self) }
                 }
             }
-            // The watcher exists once this put is seen; the next five follow it.
             try await client.put("r/0", "x")
             try await collect(until: 1)
             for index in 1...5 { try await client.put("r/\(index)", "x") }
