@@ -413,6 +413,8 @@ UNMARSHAL = "grpc: failed to unmarshal the received message"
 
 def outcome_text(result):
     answers, code, message, timing = result
+    if code == "DEADLINE_EXCEEDED":
+        message = ""  # whether the client or the server notices the deadline first is a race
     if message.startswith(UNMARSHAL):
         message = UNMARSHAL + " <the decoder's reason>"  # Go's protobuf library words it its own way
     text = f"{', '.join(answers) or 'no answer'}; {code}"
