@@ -156,7 +156,10 @@ struct EmbeddedTLSTests {
         let etcd = try await EmbeddedEtcd.start(configuration)
         let certificate = "\(configuration.resolvedDataDirectory)/fixtures/client/cert.pem"
         let client = try EtcdClient(endpoints: ["https://127.0.0.1:\(port)"], tls: .init(caFile: certificate))
-        _ = try await client.put("auto", "tls")
+        let put = try await client.put("auto", "tls")
+        let got = try await client.get("auto")
+        #expect(got.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["tls"])
+        #expect(got.header.revision == put.header.revision)
         await client.close()
         await etcd.stop()
     }
