@@ -38,6 +38,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
     ],
     targets: [
         // Generated messages for etcd's v3 API (regenerate with scripts/generate-protos.sh).
@@ -121,11 +123,20 @@ let package = Package(
             dependencies: ["Backend", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: strictSettings
         ),
+        // Users, roles and key-range grants; simple and JWT tokens; bcrypt password hashing.
+        .target(
+            name: "Auth",
+            dependencies: [
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // One member: the apply loop, etcd's apply rules, reads, status and membership.
         .target(
             name: "EtcdServer",
             dependencies: [
-                "Backend", "EtcdProto", "Lease", "MVCC", "Raft", "TransportSecurity", "WAL",
+                "Auth", "Backend", "EtcdProto", "Lease", "MVCC", "Raft", "TransportSecurity", "WAL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -137,8 +148,9 @@ let package = Package(
         .target(
             name: "EtcdAPI",
             dependencies: [
-                "Backend", "EtcdProto", "EtcdServer", "GRPCWire", "MVCC",
+                "Auth", "Backend", "EtcdProto", "EtcdServer", "GRPCWire", "MVCC", "TransportSecurity",
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
@@ -148,6 +160,7 @@ let package = Package(
         .target(
             name: "EtcdEmbed",
             dependencies: [
+                "Auth",
                 "EtcdAPI",
                 "EtcdServer",
                 "GRPCWire",

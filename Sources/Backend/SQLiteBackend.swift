@@ -26,6 +26,9 @@ package final class SQLiteBackend: RevisionReader, Sendable {
         case membership
         /// The Raft membership (voters, learners, joint state) at the consistent index.
         case confState = "conf_state"
+        /// Users, roles, permissions, whether auth is on and its revision (JSON; passwords only
+        /// as bcrypt hashes).
+        case auth
     }
 
     private let pool: DatabasePool

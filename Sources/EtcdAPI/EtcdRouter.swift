@@ -16,6 +16,7 @@ package enum EtcdRouter {
         ClusterService.register(server, on: &router)
         WatchService.register(server, on: &router)
         LeaseService.register(server, on: &router)
+        AuthService.register(server, on: &router)
         for (path, kind) in RPCCatalog.all where !router.handles(path) {
             router.answerUnimplemented(path, kind: kind)
         }

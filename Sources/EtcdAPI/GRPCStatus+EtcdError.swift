@@ -1,3 +1,4 @@
+import Auth
 import EtcdServer
 import GRPCWire
 
@@ -19,7 +20,27 @@ extension GRPCStatus {
             case .leaderTransferTimeout, .notSupportedForLearner: .unavailable
             case .memberNotFound: .notFound
             case .memberBadURLs: .invalidArgument
+            case .auth(let error): Self.code(error)
             }
         self.init(code, error.description)
+    }
+
+    package init(_ error: AuthError) {
+        self.init(EtcdError.auth(error))
+    }
+
+    /// etcd's codes for auth errors; the two it never mapped (a login of a certificate-only
+    /// user, a bare "permission not given") go out as UNKNOWN, as etcd sends them.
+    private static func code(_ error: AuthError) -> Code {
+        switch error {
+        case .userEmpty, .roleEmpty, .authFailed, .invalidAuthManagement, .oldRevision: .invalidArgument
+        case .permissionDenied: .permissionDenied
+        case .invalidAuthToken: .unauthenticated
+        case .rootUserNotExist, .rootRoleNotExist, .userAlreadyExists, .userNotFound, .roleAlreadyExists, .roleNotFound,
+            .roleNotGranted, .permissionNotGranted, .notEnabled:
+            .failedPrecondition
+        case .noPasswordUser, .verifyOnly: .unknown
+        case .permissionNotGiven: .invalidArgument
+        }
     }
 }

@@ -26,14 +26,14 @@ enum KVService {
         router.unary(Etcdserverpb_KVRPCs.put.path) {
             (request: Etcdserverpb_PutRequest, responder: UnaryResponder<Etcdserverpb_PutResponse>) in
             if let error = check(request, server) { return responder.fail(GRPCStatus(error)) }
-            server.propose(.put(request)) { result in
+            server.propose(.put(request), by: responder.context.caller) { result in
                 responder.complete(result, as: { if case .put(let response) = $0 { response } else { nil } })
             }
         }
         router.unary(Etcdserverpb_KVRPCs.deleteRange.path) {
             (request: Etcdserverpb_DeleteRangeRequest, responder: UnaryResponder<Etcdserverpb_DeleteRangeResponse>) in
             guard !request.key.isEmpty else { return responder.fail(GRPCStatus(EtcdError.emptyKey)) }
-            server.propose(.deleteRange(request)) { result in
+            server.propose(.deleteRange(request), by: responder.context.caller) { result in
                 responder.complete(result, as: { if case .deleteRange(let response) = $0 { response } else { nil } })
             }
         }
@@ -45,13 +45,13 @@ enum KVService {
             } catch {
                 return responder.fail(GRPCStatus(error))
             }
-            server.propose(.txn(request)) { result in
+            server.propose(.txn(request), by: responder.context.caller) { result in
                 responder.complete(result, as: { if case .txn(let response) = $0 { response } else { nil } })
             }
         }
         router.unary(Etcdserverpb_KVRPCs.compact.path) {
             (request: Etcdserverpb_CompactionRequest, responder: UnaryResponder<Etcdserverpb_CompactionResponse>) in
-            server.propose(.compaction(request)) { result in
+            server.propose(.compaction(request), by: responder.context.caller) { result in
                 responder.complete(result, as: { if case .compaction(let response) = $0 { response } else { nil } })
             }
         }
@@ -61,7 +61,7 @@ enum KVService {
         _ request: Etcdserverpb_RangeRequest, _ server: EtcdServer, _ responder: UnaryResponder<Etcdserverpb_RangeResponse>
     ) {
         do throws(EtcdError) {
-            responder.succeed(try server.range(request))
+            responder.succeed(try server.range(request, by: responder.context.caller))
         } catch {
             responder.fail(GRPCStatus(error))
         }

@@ -1,3 +1,4 @@
+import Auth
 import EtcdProto
 import EtcdServer
 import Foundation
@@ -11,18 +12,23 @@ enum LeaseService {
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
         router.unary(Etcdserverpb_LeaseRPCs.leaseGrant.path) {
             (request: Etcdserverpb_LeaseGrantRequest, responder: UnaryResponder<Etcdserverpb_LeaseGrantResponse>) in
-            server.grantLease(request) { result in
+            server.grantLease(request, by: responder.context.caller) { result in
                 responder.complete(result, as: { if case .leaseGrant(let response) = $0 { response } else { nil } })
             }
         }
         router.unary(Etcdserverpb_LeaseRPCs.leaseRevoke.path) {
             (request: Etcdserverpb_LeaseRevokeRequest, responder: UnaryResponder<Etcdserverpb_LeaseRevokeResponse>) in
-            server.propose(.leaseRevoke(request)) { result in
+            server.propose(.leaseRevoke(request), by: responder.context.caller) { result in
                 responder.complete(result, as: { if case .leaseRevoke(let response) = $0 { response } else { nil } })
             }
         }
         router.unary(Etcdserverpb_LeaseRPCs.leaseTimeToLive.path) {
             (request: Etcdserverpb_LeaseTimeToLiveRequest, responder: UnaryResponder<Etcdserverpb_LeaseTimeToLiveResponse>) in
+            if request.keys, let refusal = refusal({ () throws(AuthError) in
+                try server.checkLeaseKeys(request.id, .read, caller: responder.context.caller)
+            }) {
+                return responder.fail(refusal)
+            }
             server.leaseTimeToLive(request.id) { result in
                 switch result {
                 case .success(let timeToLive):
@@ -41,6 +47,9 @@ enum LeaseService {
         }
         router.unary(Etcdserverpb_LeaseRPCs.leaseLeases.path) {
             (_: Etcdserverpb_LeaseLeasesRequest, responder: UnaryResponder<Etcdserverpb_LeaseLeasesResponse>) in
+            if let refusal = refusal({ () throws(AuthError) in try server.checkLeaseList(caller: responder.context.caller) }) {
+                return responder.fail(refusal)
+            }
             var response = Etcdserverpb_LeaseLeasesResponse()
             response.header = server.header(revision: server.currentRevision)
             response.leases = server.leaseIDs.map { id in .with { $0.id = id } }
@@ -62,7 +71,12 @@ enum LeaseService {
             if requiresLeader {
                 progress.value.leaderCheck = RequireLeader.monitor(server, on: eventLoop) { end(GRPCStatus(EtcdError.noLeader)) }
             }
+            let caller = call.context.caller
             call.onMessage = { request in
+                // Keeping a lease alive keeps its keys: WRITE on them, as etcd checks.
+                if let refusal = refusal({ () throws(AuthError) in try server.checkLeaseKeys(request.id, .write, caller: caller) }) {
+                    return end(refusal)
+                }
                 progress.value.inFlight += 1
                 // The header is taken before the renewal, as etcd does.
                 let header = server.header(revision: server.currentRevision)
@@ -89,6 +103,16 @@ enum LeaseService {
             }
             call.onCancel = { _ in progress.value.leaderCheck?.cancel() }
         }
+    }
+}
+
+/// The status a failed auth check answers with; nil when it passed.
+private func refusal(_ check: () throws(AuthError) -> Void) -> GRPCStatus? {
+    do throws(AuthError) {
+        try check()
+        return nil
+    } catch {
+        return GRPCStatus(error)
     }
 }
 

@@ -1,5 +1,6 @@
 import Backend
 import DequeModule
+import Auth
 import EtcdProto
 import EtcdServer
 import Foundation
@@ -84,6 +85,11 @@ final class WatchStream: WatchSink {
             // etcd's conventions: no end is one key, "\0" every key from the key on.
             let key = create.key.isEmpty ? [0] : [UInt8](create.key)
             let end: [UInt8]? = create.rangeEnd.isEmpty ? nil : [UInt8](create.rangeEnd)
+            do throws(AuthError) {
+                try server.checkRead(key: key, rangeEnd: create.rangeEnd, caller: loop.value.call.context.caller)
+            } catch {
+                return refuse(error)
+            }
             let watch = WatchRequest(
                 range: KeyRange(key: key, end: end), startRevision: create.startRevision, watchID: create.watchID,
                 skipsPuts: create.filters.contains(.noput), skipsDeletes: create.filters.contains(.nodelete),
@@ -99,6 +105,19 @@ final class WatchStream: WatchSink {
         case nil:
             break
         }
+    }
+
+    /// Answers a watch auth refuses as etcd does: created and cancelled at once, with ID -1 and
+    /// the status as Go prints it; the stream goes on.
+    private func refuse(_ error: AuthError) {
+        let status = GRPCStatus(error)
+        var response = Etcdserverpb_WatchResponse()
+        response.header = server.header(revision: server.currentRevision)
+        response.watchID = -1
+        response.created = true
+        response.canceled = true
+        response.cancelReason = "rpc error: code = \(status.code.goName) desc = \(status.message)"
+        loop.value.call.send(response, flush: true)
     }
 
     /// Ends the stream with `etcdserver: no leader` when the member loses its leader (``RequireLeader``).

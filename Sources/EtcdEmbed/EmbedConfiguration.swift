@@ -1,3 +1,4 @@
+import Auth
 import EtcdServer
 import Logging
 import TransportSecurity
@@ -55,6 +56,12 @@ public struct EmbedConfiguration: Sendable {
     /// How long a client or peer has to finish its TLS handshake before it is disconnected
     /// (etcd's client listener has no limit; a silent client holds a connection forever).
     public var tlsHandshakeTimeout: Duration = .seconds(10)
+    /// `--auth-token`: simple tokens, or JWTs with the keys it names.
+    package var authToken = AuthTokenOptions.simple
+    /// `--auth-token-ttl`: seconds a simple token lives without use (0 or less: etcd's 300).
+    public var authTokenTTL = 300
+    /// `--bcrypt-cost`.
+    public var bcryptCost = 10
     /// Called once when the member learns it was removed from the cluster: it should stop (the
     /// `swift-etcd` process sends itself SIGTERM, for the same graceful stop).
     public var onRemovedFromCluster: (@Sendable () -> Void)?
@@ -77,6 +84,10 @@ public struct EmbedConfiguration: Sendable {
         }
         guard electionTimeout <= 50000 else {
             throw ConfigurationError("--election-timeout[\(electionTimeout)ms] is too long, and should be set less than 50 seconds")
+        }
+        // etcd falls back to the default cost with a warning; a typo should not weaken passwords silently.
+        guard PasswordHasher.costs.contains(bcryptCost) else {
+            throw ConfigurationError("--bcrypt-cost: \(bcryptCost) is outside bcrypt's range \(PasswordHasher.costs.lowerBound) to \(PasswordHasher.costs.upperBound)")
         }
         for url in try listenClientURLs.map(ClientListenURL.init) where url.isSecure && !clientTLS.isConfigured {
             throw ConfigurationError(
@@ -116,6 +127,8 @@ public struct EmbedConfiguration: Sendable {
         configuration.maxWALs = maxWALs
         configuration.walDirectory = walDirectory
         configuration.walSegmentSize = walSegmentBytes
+        configuration.authTokenTTL = .seconds(authTokenTTL > 0 ? authTokenTTL : 300)
+        configuration.bcryptCost = bcryptCost
         return configuration
     }
 }

@@ -1,3 +1,4 @@
+import Auth
 import EtcdAPI
 import EtcdServer
 import Foundation
@@ -39,6 +40,13 @@ public final class EmbeddedEtcd: Sendable {
         let clientTLS = try clientCredentials(configuration, urls: urls, logger: logger)
         member.peerTLS = try peerCredentials(configuration, logger: logger)
         member.peerHandshakeTimeout = configuration.tlsHandshakeTimeout
+        if case .jwt(let options) = configuration.authToken {
+            do {
+                member.jwtTokens = try await JWTTokens.load(options)
+            } catch let failure as AuthTokenOptions.Failure {
+                throw ConfigurationError("--auth-token: \(failure.description)")
+            }
+        }
         logger.info("starting an etcd server", metadata: [
             "name": "\(configuration.name)", "data-dir": "\(member.dataDirectory)", "etcd-version": "\(EtcdServer.version)",
             "max-request-bytes": "\(configuration.maxRequestBytes)", "max-txn-ops": "\(configuration.maxTxnOperations)",
@@ -67,6 +75,7 @@ public final class EmbeddedEtcd: Sendable {
                     grpc.unixSocketPath = path
                 }
                 grpc.limits = EtcdRouter.messageLimits(for: server)
+                grpc.interceptor = AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth)
                 // Watches and keep-alives end at once when the member stops, so their clients
                 // fail over to another member instead of waiting out the grace period.
                 grpc.streamsEndAtShutdown = GRPCStatus(EtcdError.stopped)

@@ -1,3 +1,4 @@
+import Auth
 import ArgumentParser
 import EtcdServer
 import TransportSecurity
@@ -89,6 +90,17 @@ public struct ServerFlags: ParsableArguments {
 
     @OptionGroup(title: "Security") var security: SecurityFlags
 
+    @Option(
+        name: .customLong("auth-token"),
+        help: "Auth token type: 'simple', or 'jwt,pub-key=<file>,priv-key=<file>,sign-method=<method>,ttl=<duration>'.")
+    var authToken = "simple"
+
+    @Option(name: .customLong("auth-token-ttl"), help: "Seconds a simple token lives without use.")
+    var authTokenTTL = 300
+
+    @Option(name: .customLong("bcrypt-cost"), help: "bcrypt cost for hashing passwords (4 to 31).")
+    var bcryptCost = PasswordHasher.defaultCost
+
     @Option(name: .customLong("logger"), help: "Logger: only 'zap' (structured JSON) is supported.")
     var logger = "zap"
 
@@ -156,6 +168,13 @@ public struct ServerFlags: ParsableArguments {
         configuration.logLevel = level
         configuration.logOutputs = Self.list(logOutputs)
         (configuration.clientTLS, configuration.peerTLS) = try security.tlsInfo()
+        do {
+            configuration.authToken = try AuthTokenOptions(parsing: authToken) { GoDuration.parse($0).map { Double($0 / .milliseconds(1)) / 1000 } }
+        } catch {
+            throw ConfigurationError("--auth-token: \(error.description)")
+        }
+        configuration.authTokenTTL = authTokenTTL
+        configuration.bcryptCost = bcryptCost
         try configuration.validate()
         return configuration
     }

@@ -1,3 +1,4 @@
+import Auth
 import Backend
 import EtcdProto
 import Foundation
@@ -16,11 +17,13 @@ package enum WriteRequest: Sendable {
     /// What the leader's leases had left when it took the checkpoint. In our log,
     /// `remaining_TTL` holds milliseconds (etcd's holds seconds): followers count down from it.
     case leaseCheckpoint(Etcdserverpb_LeaseCheckpointRequest)
+    case auth(AuthRequest)
 }
 
 extension WriteRequest {
     /// The request as a write-ahead log entry: a kind byte, then the protobuf message.
     var logData: [UInt8] {
+        if case .auth(let request) = self { return [8] + request.logData }
         let (kind, message): (UInt8, any SwiftProtobuf.Message) =
             switch self {
             case .put(let request): (1, request)
@@ -30,6 +33,7 @@ extension WriteRequest {
             case .leaseGrant(let request): (5, request)
             case .leaseRevoke(let request): (6, request)
             case .leaseCheckpoint(let request): (7, request)
+            case .auth: preconditionFailure("handled above")
             }
         // Encoding a message built from a decoded one cannot fail.
         return [kind] + (try! message.serializedBytes() as [UInt8])
@@ -45,6 +49,7 @@ extension WriteRequest {
         case 5: self = .leaseGrant(try .init(serializedBytes: Array(message)))
         case 6: self = .leaseRevoke(try .init(serializedBytes: Array(message)))
         case 7: self = .leaseCheckpoint(try .init(serializedBytes: Array(message)))
+        case 8: self = .auth(try AuthRequest(logData: message))
         default: throw ConfigurationError("wal: unknown entry kind \(logData.first.map(String.init) ?? "none")")
         }
     }
@@ -59,6 +64,8 @@ package enum WriteResponse: Sendable {
     case leaseGrant(Etcdserverpb_LeaseGrantResponse)
     case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
     case leaseCheckpoint(Etcdserverpb_LeaseCheckpointResponse)
+    /// The response to an ``AuthRequest``, header included.
+    case auth(any SwiftProtobuf.Message)
 }
 
 /// What applying a request did to leases, for the loop to carry out on the lessor once the
@@ -129,7 +136,7 @@ enum Applier {
                 case .deleteRange(let delete): .deleteRange(try applyDelete(delete, &writer, &leases))
                 case .txn(let txn): .txn(try applyTxn(txn, path: try branches(of: txn, writer), &writer, &leases))
                 case .leaseRevoke(let revoke): .leaseRevoke(try applyRevoke(revoke, &writer, &leases))
-                case .compaction, .leaseGrant, .leaseCheckpoint: preconditionFailure("handled above")
+                case .compaction, .leaseGrant, .leaseCheckpoint, .auth: preconditionFailure("handled above")
                 }
             }
             store = attempt
@@ -298,6 +305,8 @@ extension WriteResponse {
         case .leaseCheckpoint(var response):
             response.header = header
             return .leaseCheckpoint(response)
+        case .auth:
+            return self
         }
     }
 }

@@ -1,3 +1,4 @@
+import Auth
 import Backend
 import Dispatch
 import EtcdProto
@@ -165,7 +166,8 @@ extension EtcdServer {
         let node = try RaftNode(config: raft)
         return MemberLoop.Recovered(
             node: node, storage: storage, log: log, store: store, appliedIndex: applied, appliedTerm: appliedTerm,
-            snapshotIndex: recoveredSnapshotIndex, confState: confState, membership: membership)
+            snapshotIndex: recoveredSnapshotIndex, confState: confState, membership: membership,
+            auth: try backend.document(.auth).map(AuthState.init(encoded:)) ?? AuthState())
     }
 
     /// Opens the log from the newest snapshot it has a marker for (a crash between writing a

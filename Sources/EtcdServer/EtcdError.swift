@@ -1,3 +1,4 @@
+import Auth
 import MVCC
 
 /// The errors a member answers requests with. Messages are etcd's exactly: clients match on
@@ -34,6 +35,7 @@ package enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Cod
     case learnerNotReady
     case tooManyLearners
     case notEnoughStartedMembers
+    case auth(AuthError)
 
     package var description: String {
         switch self {
@@ -68,6 +70,7 @@ package enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Cod
         case .learnerNotReady: "etcdserver: can only promote a learner member which is in sync with leader"
         case .tooManyLearners: "etcdserver: too many learner members in cluster"
         case .notEnoughStartedMembers: "etcdserver: re-configuration failed due to not enough started members"
+        case .auth(let error): error.description
         }
     }
 

@@ -1,3 +1,4 @@
+import Auth
 import Dispatch
 import EtcdProto
 import Foundation
@@ -56,6 +57,12 @@ extension EtcdServer {
         /// etcd's `--strict-reconfig-check`: refuse membership changes that would leave fewer
         /// started voters than a quorum.
         package var strictReconfigCheck = true
+        /// etcd's `--auth-token-ttl`: how long a simple token lives without use.
+        package var authTokenTTL: Duration = .seconds(300)
+        /// JWT keys, with etcd's `--auth-token jwt,…` (nil: simple tokens).
+        package var jwtTokens: JWTTokens?
+        /// etcd's `--bcrypt-cost`.
+        package var bcryptCost = PasswordHasher.defaultCost
         /// Promote a learner by itself once it has caught up with the leader (not in etcd).
         package var autoPromoteLearners = false
         /// Called once when this member learns it was removed from the cluster; it should stop.

@@ -1,3 +1,4 @@
+import Auth
 import Backend
 import Dispatch
 import EtcdProto
@@ -26,7 +27,10 @@ extension EtcdServer {
 
     /// `LeaseGrant`: etcd refuses TTLs above its maximum before proposing; an ID of 0 gets one
     /// of this member's.
-    package func grantLease(_ request: Etcdserverpb_LeaseGrantRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
+    package func grantLease(
+        _ request: Etcdserverpb_LeaseGrantRequest, by caller: AuthIdentity?,
+        completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void
+    ) {
         guard request.ttl <= Lessor.maxTTL else { return completion(.failure(.leaseTTLTooLarge)) }
         var request = request
         if request.id == 0 {
@@ -35,7 +39,7 @@ extension EtcdServer {
                 return Int64(bitPattern: next & UInt64(Int64.max))
             }
         }
-        propose(.leaseGrant(request), completion: completion)
+        propose(.leaseGrant(request), by: caller, completion: completion)
     }
 
     /// `LeaseKeepAlive` for one lease: renewed by the leader (a follower forwards it); the

@@ -1,3 +1,4 @@
+import Auth
 import Backend
 import Dispatch
 import EtcdProto
@@ -15,9 +16,12 @@ import WAL
 extension EtcdServer {
     /// Proposes a write; `completion` runs once it is committed, applied and visible to reads
     /// here, or with etcd's error when it cannot be (no leader, timeout, stopping).
-    package func propose(_ request: WriteRequest, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void) {
+    /// `caller` is who made it (nil: no credentials); auth checks it when the write is applied.
+    package func propose(
+        _ request: WriteRequest, by caller: AuthIdentity?, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void
+    ) {
         if isLearner { return completion(.failure(.notSupportedForLearner)) }
-        let proposal = Proposal(request: request, completion: completion, deadline: .now + configuration.requestTimeout)
+        let proposal = Proposal(request: request, caller: caller, completion: completion, deadline: .now + configuration.requestTimeout)
         if !inbox.submit({ $0.proposals.append(proposal) }) { completion(.failure(.stopped)) }
     }
 
@@ -36,9 +40,15 @@ extension EtcdServer {
         if !inbox.submit({ $0.reads.append(read) }) { completion(.failure(.stopped)) }
     }
 
-    /// Answers a range from the latest published snapshot, on the caller's thread.
-    package func range(_ request: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
+    /// Answers a range from the latest published snapshot, on the caller's thread, if `caller`
+    /// may read it.
+    package func range(_ request: Etcdserverpb_RangeRequest, by caller: AuthIdentity?) throws(EtcdError) -> Etcdserverpb_RangeResponse {
         try TxnRules.validate(request)
+        do throws(AuthError) {
+            try checkRead(key: request.key, rangeEnd: request.rangeEnd, caller: caller)
+        } catch {
+            throw .auth(error)
+        }
         do throws(EtcdError) {
             return try range(request, in: readableStore())
         } catch .compacted where request.revision <= 0 {

@@ -1,3 +1,4 @@
+import Auth
 import Backend
 import Dispatch
 import EtcdProto
@@ -39,6 +40,8 @@ package final class EtcdServer: Sendable {
     let nextLeaseIDs: Mutex<UInt64>
     let logger = Logger(label: "swift-etcd")
     let purger: FilePurger
+    /// Tokens, JWT keys and the bcrypt pool.
+    let auth: AuthServices
     let headers: ResponseHeaders
     let inbox = MemberInbox()
     let loopExited = DispatchSemaphore(value: 0)
@@ -48,6 +51,7 @@ package final class EtcdServer: Sendable {
 
     struct Proposal {
         let request: WriteRequest
+        let caller: AuthIdentity?
         let completion: @Sendable (Result<WriteResponse, EtcdError>) -> Void
         let deadline: ContinuousClock.Instant
     }
@@ -135,8 +139,12 @@ package final class EtcdServer: Sendable {
         watchHub = WatchHub(backend: backend, store: recovered.store, limits: watchLimits)
         published = PublishedState(Published(
             store: recovered.store, appliedIndex: recovered.appliedIndex, committedRevision: recovered.store.revision,
-            voters: recovered.confState.voters.count, membership: recovered.membership))
+            voters: recovered.confState.voters.count, membership: recovered.membership, auth: recovered.auth))
 
+        auth = AuthServices(
+            simple: SimpleTokens(ttl: configuration.authTokenTTL), jwt: configuration.jwtTokens,
+            hasher: PasswordHasher(cost: configuration.bcryptCost))
+        let authTokens = auth
         let (inbox, backend, lessor) = (inbox, backend, lessor)
         let published = published
         let transport = PeerTransport(
@@ -183,7 +191,7 @@ package final class EtcdServer: Sendable {
         let loop = HandOff(MemberLoop(
             configuration: configuration, recovered: recovered, inbox: inbox, published: published, lessor: lessor,
             watchHub: watchHub, backend: backend, transport: transport, purger: purger, headers: headers,
-            snapDirectory: snapDirectory, logger: logger))
+            snapDirectory: snapDirectory, tokens: authTokens.simple, logger: logger))
         let thread = Thread { [self] in
             loop.take().run()
             loopExited.signal()

@@ -1,3 +1,4 @@
+import Auth
 import Backend
 import EtcdProto
 import MVCC
@@ -26,6 +27,8 @@ extension EtcdServer {
         var raft = RaftSummary()
         var voters: Int
         var membership: Membership
+        /// Users, roles and grants as of ``appliedIndex``.
+        var auth: AuthState
     }
 }
 

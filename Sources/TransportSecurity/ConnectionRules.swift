@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 import SwiftASN1
 import X509
 
@@ -123,5 +124,14 @@ struct ConnectionRules: Sendable {
             cursor = entry.pointee.ai_next
         }
         return addresses
+    }
+}
+
+/// The user name a client certificate stands for.
+package enum ClientCertificateName {
+    /// The first common name of the certificate's subject (etcd's user for `--client-cert-auth`).
+    package static func commonName(of certificate: NIOSSLCertificate) -> String? {
+        guard let parsed = try? Certificate(derEncoded: certificate.toDERBytes()) else { return nil }
+        return ConnectionRules.commonNames(of: parsed).first
     }
 }

@@ -39,7 +39,7 @@ final class TestMember: Sendable {
     }
 
     func write(_ request: WriteRequest) async -> Result<WriteResponse, EtcdError> {
-        await withCheckedContinuation { continuation in server.propose(request) { continuation.resume(returning: $0) } }
+        await withCheckedContinuation { continuation in server.propose(request, by: nil) { continuation.resume(returning: $0) } }
     }
 
     @discardableResult
@@ -52,7 +52,7 @@ final class TestMember: Sendable {
         request.key = Data(key.utf8)
         request.rangeEnd = Data(end.utf8)
         configure(&request)
-        return try server.range(request)
+        return try server.range(request, by: nil)
     }
 }
 
@@ -237,10 +237,10 @@ struct ApplyTests {
             member.server.stop()
             // Reopen the same data directory before the member's cleanup removes it.
             let reopened = try EtcdServer(member.server.configuration)
-            let response = try reopened.range(.with { $0.key = Data("durable".utf8) })
+            let response = try reopened.range(.with { $0.key = Data("durable".utf8) }, by: nil)
             #expect(String(decoding: response.kvs[0].value, as: UTF8.self) == "yes")
             #expect(response.header.revision == 2)
-            #expect(throws: EtcdError.compacted) { try reopened.range(.with { $0.key = Data("durable".utf8); $0.revision = 1 }) }
+            #expect(throws: EtcdError.compacted) { try reopened.range(.with { $0.key = Data("durable".utf8); $0.revision = 1 }, by: nil) }
             reopened.stop()
         }
         #expect(!FileManager.default.fileExists(atPath: directory.path))
@@ -271,7 +271,7 @@ struct ApplyTests {
                 entries: unapplied.enumerated().map {
                     LogEntry(
                         index: 5 + UInt64($0.offset), term: 2,
-                        data: EntryEnvelope.encode(proposer: id, requestID: UInt64($0.offset), request: $0.element))
+                        data: EntryEnvelope.encode(proposer: id, requestID: UInt64($0.offset), origin: .member, request: $0.element))
                 })
             log.close()
         }
@@ -284,7 +284,7 @@ struct ApplyTests {
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(try reopened.status().raftAppliedIndex == applied)
-            let all = try reopened.range(.with { $0.key = Data([0]); $0.rangeEnd = Data([0]) })
+            let all = try reopened.range(.with { $0.key = Data([0]); $0.rangeEnd = Data([0]) }, by: nil)
             #expect(all.kvs.map { String(decoding: $0.key, as: UTF8.self) } == ["after"])
             #expect(all.header.revision == 4)
             reopened.stop()
@@ -317,7 +317,7 @@ struct ApplyTests {
         // A snapshot file whose log marker never got written (a crash between the two) is skipped.
         try Snapshotter.save(SnapshotFile(index: 95, term: 1, confState: []), directory: snap)
         let reopened = try EtcdServer(configuration)
-        let response = try reopened.range(.with { $0.key = Data("key".utf8); $0.rangeEnd = Data("kez".utf8); $0.countOnly = true })
+        let response = try reopened.range(.with { $0.key = Data("key".utf8); $0.rangeEnd = Data("kez".utf8); $0.countOnly = true }, by: nil)
         #expect(response.count == 95)
         #expect(response.header.revision == 96)
         reopened.stop()

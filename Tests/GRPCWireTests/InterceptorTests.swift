@@ -9,9 +9,9 @@ import Testing
 private final class RecordingInterceptor: ServerInterceptor {
     let events = Mutex<[String]>([])
 
-    func callStarted(_ method: ServerMethod, context: ServerContext) -> GRPCStatus? {
+    func callStarted(_ method: ServerMethod, context: inout ServerContext) -> CallAdmission {
         events.withLock { $0.append("start \(method.service) \(method.name) \(method.kind.rawValue)") }
-        return context.metadata("token") == "bad" ? GRPCStatus(.unauthenticated, "etcdserver: invalid auth token") : nil
+        return context.metadata("token") == "bad" ? .refuse(GRPCStatus(.unauthenticated, "etcdserver: invalid auth token")) : .proceed
     }
 
     func receivedMessage(_ method: ServerMethod, bytes: Int) {

@@ -1,3 +1,4 @@
+import Auth
 import Backend
 import Dispatch
 import EtcdProto
@@ -35,6 +36,9 @@ extension MemberLoop {
         Self.removeDatabaseFiles(path)
         confState = metadata.confState
         snapshotIndex = metadata.index
+        // Auth comes with the backend too.
+        auth = (try? backend.document(.auth)).flatMap { $0.flatMap { try? AuthState(encoded: $0) } } ?? AuthState()
+        published.withLock { $0.auth = auth }
         // The member list comes with the backend, at its applied index.
         if let stored = try? backend.document(.membership), let restored = try? Membership(encoded: stored) {
             membership = restored
@@ -47,6 +51,17 @@ extension MemberLoop {
         published.publish(committedStore: store, appliedIndex: appliedIndex)
         watchHub.replacedBackend(store: store)
         answerReadsUpToApplied()
+    }
+
+    /// Why auth refuses a client's write at apply time, against the grants of this moment.
+    func authRefusal(_ request: WriteRequest, _ identity: AuthIdentity?) -> AuthError? {
+        let lessor = lessor
+        do throws(AuthError) {
+            try AuthRules.check(request, identity: identity, in: auth) { lessor.keys(of: $0) }
+        } catch {
+            return error
+        }
+        return nil
     }
 
     static func removeDatabaseFiles(_ path: String) {
@@ -93,7 +108,16 @@ extension MemberLoop {
                 } catch {
                     EtcdServer.fatal("committed entry \(entry.index) does not decode", error)
                 }
-                let outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header, lessor: lessor)
+                let outcome: Applier.Outcome
+                if case .client(let identity) = envelope.origin, let refusal = authRefusal(envelope.request, identity) {
+                    outcome = Applier.Outcome(response: .failure(.auth(refusal)))
+                } else if case .auth(let change) = envelope.request {
+                    var authHeader = header
+                    authHeader.revision = store.revision
+                    outcome = Applier.Outcome(response: apply(change, index: entry.index, header: authHeader))
+                } else {
+                    outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header, lessor: lessor)
+                }
                 apply(outcome.leaseEffects, recordingIn: &leaseRows)
                 reader.add(outcome.changes)
                 changes += outcome.changes
@@ -114,6 +138,11 @@ extension MemberLoop {
         var documents: [SQLiteBackend.Document: [UInt8]] = [:]
         if membershipChanged {
             documents = [.membership: membership.encoded(), .confState: PeerWire.encode(confState)]
+        }
+        if authChanged {
+            documents[.auth] = auth.encoded()
+            published.withLock { $0.auth = auth }
+            authChanged = false
         }
         // Announced before the backend deletes anything (with this batch's commit).
         if let compaction { watchHub.compacting(atMain: compaction.main) }
@@ -174,7 +203,7 @@ extension MemberLoop {
     func tendLeases(_ now: ContinuousClock.Instant) {
         let requests = leaseDuties.due(lessor: lessor, now: now, tickInterval: configuration.heartbeatInterval)
         guard !requests.isEmpty else { return }
-        let batch = requests.map { EntryEnvelope.encode(proposer: localID, requestID: proposals.nextRequestID(), request: $0) }
+        let batch = requests.map { EntryEnvelope.encode(proposer: localID, requestID: proposals.nextRequestID(), origin: .member, request: $0) }
         try? node.propose(batch: batch)
     }
 

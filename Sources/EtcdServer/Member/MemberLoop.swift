@@ -1,3 +1,4 @@
+import Auth
 import Backend
 import Dispatch
 import EtcdProto
@@ -43,6 +44,12 @@ final class MemberLoop {
     var membership: Membership
     /// Set when applying changed the membership, so the batch's commit stores it.
     var membershipChanged = false
+    /// Users, roles and grants; every write from a client is checked against them when applied.
+    var auth: AuthState
+    /// Set when applying changed `auth`, so the batch's commit stores it.
+    var authChanged = false
+    /// Simple tokens: logins applied here register theirs.
+    let tokens: SimpleTokens
     /// The request ID of this member's own attributes update while it is in flight.
     var publishing: (id: UInt64, deadline: ContinuousClock.Instant)?
     var campaignedAlone = false
@@ -73,6 +80,7 @@ final class MemberLoop {
         var snapshotIndex: UInt64
         var confState: ConfState
         var membership: Membership
+        var auth: AuthState
     }
 
     /// What the loop shares with the rest of the member is passed in; it never holds the
@@ -80,7 +88,7 @@ final class MemberLoop {
     init(
         configuration: EtcdServer.Configuration, recovered: Recovered, inbox: MemberInbox, published: PublishedState,
         lessor: Lessor, watchHub: WatchHub, backend: SQLiteBackend, transport: PeerTransport, purger: FilePurger,
-        headers: ResponseHeaders, snapDirectory: String, logger: Logger
+        headers: ResponseHeaders, snapDirectory: String, tokens: SimpleTokens, logger: Logger
     ) {
         self.configuration = configuration
         node = recovered.node
@@ -92,6 +100,8 @@ final class MemberLoop {
         snapshotIndex = recovered.snapshotIndex
         confState = recovered.confState
         membership = recovered.membership
+        auth = recovered.auth
+        self.tokens = tokens
         self.inbox = inbox
         self.published = published
         self.lessor = lessor
@@ -293,7 +303,7 @@ final class MemberLoop {
         guard !requests.isEmpty else { return }
         let batch = requests.map { request in
             let id = proposals.waitForWrite(request.completion, deadline: request.deadline)
-            return (id, EntryEnvelope.encode(proposer: localID, requestID: id, request: request.request))
+            return (id, EntryEnvelope.encode(proposer: localID, requestID: id, origin: .client(request.caller), request: request.request))
         }
         offer(batch)
     }

@@ -23,6 +23,29 @@ public struct GRPCStatus: Error, Hashable, Sendable, CustomStringConvertible {
         case unavailable = 14
         case dataLoss = 15
         case unauthenticated = 16
+
+        /// The code's name as gRPC-Go prints it (`rpc error: code = PermissionDenied desc = …`).
+        public var goName: String {
+            switch self {
+            case .ok: "OK"
+            case .cancelled: "Canceled"
+            case .unknown: "Unknown"
+            case .invalidArgument: "InvalidArgument"
+            case .deadlineExceeded: "DeadlineExceeded"
+            case .notFound: "NotFound"
+            case .alreadyExists: "AlreadyExists"
+            case .permissionDenied: "PermissionDenied"
+            case .resourceExhausted: "ResourceExhausted"
+            case .failedPrecondition: "FailedPrecondition"
+            case .aborted: "Aborted"
+            case .outOfRange: "OutOfRange"
+            case .unimplemented: "Unimplemented"
+            case .internal: "Internal"
+            case .unavailable: "Unavailable"
+            case .dataLoss: "DataLoss"
+            case .unauthenticated: "Unauthenticated"
+            }
+        }
     }
 
     public var code: Code

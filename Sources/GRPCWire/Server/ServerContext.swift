@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHPACK
+import NIOSSL
 import Synchronization
 
 /// What a handler knows about the call it serves.
@@ -16,6 +17,18 @@ public struct ServerContext: Sendable {
     /// Fires when the call ends before the handler finished it: client cancel, reset, disconnect
     /// or deadline.
     public let cancellation: CallCancellation
+    /// What the server's ``ServerInterceptor`` attached to the call for its handler, such as
+    /// the caller's identity; nil when it attached nothing.
+    public var attachment: (any Sendable)?
+    /// The channel of the call's connection (its TLS handler lives there).
+    let connectionChannel: (any Channel)?
+
+    /// The certificate the client presented in the TLS handshake; nil on plaintext connections
+    /// or when it sent none. Call on ``eventLoop``.
+    public func peerCertificate() -> NIOSSLCertificate? {
+        guard let connectionChannel else { return nil }
+        return try? connectionChannel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
+    }
 
     /// The first value of request metadata `name` (lowercase), if sent.
     public func metadata(_ name: String) -> String? {

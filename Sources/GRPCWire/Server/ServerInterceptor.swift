@@ -27,9 +27,9 @@ public struct ServerMethod: Sendable, Hashable {
 /// requests that are not gRPC never reach it. A server without an interceptor pays one nil
 /// check per call and per message.
 public protocol ServerInterceptor: Sendable {
-    /// The call's headers were accepted and routed; its handler runs next, unless this returns
-    /// a status, which ends the call with that status instead (the handler never runs).
-    func callStarted(_ method: ServerMethod, context: ServerContext) -> GRPCStatus?
+    /// The call's headers were accepted and routed; what this answers decides whether its
+    /// handler runs. It may set the context's ``ServerContext/attachment`` for the handler.
+    func callStarted(_ method: ServerMethod, context: inout ServerContext) -> CallAdmission
     /// A request message arrived: `bytes` of protobuf payload, without the 5-byte prefix.
     func receivedMessage(_ method: ServerMethod, bytes: Int)
     /// A response message was handed to HTTP/2: `bytes` of protobuf payload.
@@ -38,6 +38,18 @@ public protocol ServerInterceptor: Sendable {
     /// reason it was cancelled (the client reset it, the connection closed). `startedAt` is when
     /// ``callStarted(_:context:)`` ran.
     func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline)
+}
+
+/// What an interceptor decides about a call that started.
+public enum CallAdmission: Sendable {
+    /// The handler runs.
+    case proceed
+    /// The call ends with this status; the handler never runs.
+    case refuse(GRPCStatus)
+    /// The interceptor needs time (its state must catch up): the call waits, its messages held
+    /// back, until the future succeeds with the attachment for the handler, or fails with the
+    /// ``GRPCStatus`` to end the call with. The call's deadline keeps running meanwhile.
+    case wait(EventLoopFuture<(any Sendable)?>)
 }
 
 extension ServerInterceptor {

@@ -16,9 +16,13 @@ extension ServerStreamHandler {
         }
 
         var remoteAddress: SocketAddress? {
+            connectionChannel?.remoteAddress
+        }
+
+        var connectionChannel: (any Channel)? {
             switch self {
-            case .child(let context): context.channel.parent?.remoteAddress
-            case .connection(let context, _): context.channel.remoteAddress
+            case .child(let context): context.channel.parent
+            case .connection(let context, _): context.channel
             }
         }
 

@@ -36,6 +36,9 @@ final class ServerStreamHandler: ChannelInboundHandler {
     private var unflushed: (data: ByteBuffer, written: EventLoopPromise<Void>)?
     private var callContext: ServerContext?
     private var deadlineTimer: Scheduled<Void>?
+    /// False while the interceptor makes the call wait: messages stay in the deframer.
+    private var admitted = true
+    private var requestsEndedWhileWaiting = false
 
     private static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
 
@@ -138,30 +141,58 @@ final class ServerStreamHandler: ChannelInboundHandler {
             // The loop's clock (an embedded loop's in tests).
             deadline = context.eventLoop.now + amount
         }
-        let callContext = ServerContext(
+        var callContext = ServerContext(
             path: path, requestHeaders: headers, deadline: deadline,
             remoteAddress: output.remoteAddress, eventLoop: context.eventLoop,
-            cancellation: CallCancellation())
-        self.callContext = callContext
+            cancellation: CallCancellation(), connectionChannel: output.connectionChannel)
         self.route = route
+        var admission = CallAdmission.proceed
         if let interceptor {
             interceptedAt = context.eventLoop.now
-            if let refusal = interceptor.callStarted(route.method, context: callContext) { return finishEarly(refusal) }
+            admission = interceptor.callStarted(route.method, context: &callContext)
         }
+        self.callContext = callContext
+        if case .refuse(let status) = admission { return finishEarly(status) }
         if let deadline {
             deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
                 deadlineExceeded()
             }
         }
-        if case .streaming(let start) = route.implementation {
-            connection.streamingCallStarted(self)
-            observer = start(Handle(handler: self, context: callContext))
+        if case .wait(let decision) = admission {
+            admitted = false
+            decision.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                admit(result)
+            }
+        } else {
+            startCall()
         }
         if endStream, machine.isOpen { endOfRequests() }
     }
 
+    /// The interceptor decided about a call it made wait.
+    private func admit(_ result: Result<(any Sendable)?, any Error>) {
+        guard machine.isOpen else { return }
+        switch result {
+        case .success(let attachment):
+            callContext?.attachment = attachment
+            admitted = true
+            startCall()
+            deliverMessages()
+            if requestsEndedWhileWaiting, machine.isOpen { endOfRequests() }
+        case .failure(let error):
+            finishEarly(error as? GRPCStatus ?? GRPCStatus(.internal, "\(error)"))
+        }
+    }
+
+    /// Starts a streaming call's handler (a unary one starts when its message arrives).
+    private func startCall() {
+        guard case .streaming(let start) = route?.implementation, let callContext else { return }
+        connection.streamingCallStarted(self)
+        observer = start(Handle(handler: self, context: callContext))
+    }
+
     private func deliverMessages() {
-        while machine.isOpen {
+        while admitted, machine.isOpen {
             let message: ByteBuffer?
             do throws(MessageDeframer.Failure) {
                 message = try deframer.next()
@@ -183,6 +214,10 @@ final class ServerStreamHandler: ChannelInboundHandler {
     }
 
     private func endOfRequests() {
+        guard admitted else {
+            requestsEndedWhileWaiting = true
+            return
+        }
         if deframer.hasPartialMessage {
             return abandon(GRPCStatus(.internal, "grpc: request stream ended in the middle of a message"))
         }
