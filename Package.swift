@@ -277,8 +277,9 @@ let package = Package(
         .testTarget(
             name: "EtcdEmbedTests",
             dependencies: [
-                "EtcdClient", "EtcdEmbed", "EtcdProto", "EtcdServer", "TestSupport", "TransportSecurity",
+                "EtcdClient", "EtcdEmbed", "EtcdProto", "EtcdServer", "GRPCWire", "TestSupport", "TransportSecurity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -293,6 +294,11 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AuthTests",
+            dependencies: ["Auth"],
             swiftSettings: strictSettings
         ),
         .testTarget(

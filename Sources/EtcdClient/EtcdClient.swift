@@ -45,6 +45,8 @@ public final class EtcdClient: Sendable {
     /// server takes (etcd's `benchmark` tool calls that way).
     public let requestTimeout: Duration?
     private let grpc: GRPCClient
+    /// The login, when the client was given credentials.
+    private let session: AuthSession?
 
     /// TLS as etcdctl's `--cacert`, `--cert`, `--key`, `--insecure-skip-tls-verify` set it.
     public struct TLSOptions: Sendable {
@@ -83,7 +85,12 @@ public final class EtcdClient: Sendable {
     ///   - endpoints: `host:port`, `http://host:port`, `https://host:port` or `unix://path`, as
     ///     etcdctl's `--endpoints` takes them.
     ///   - tls: TLS for every endpoint; `https://` endpoints without it use the system's CAs.
-    public init(endpoints: [String], tls: TLSOptions? = nil, requestTimeout: Duration? = .seconds(5)) throws(EtcdClientError) {
+    ///   - credentials: a user to log in as (auth): every call carries the login's token, and a
+    ///     call refused because the token lapsed or predates an auth change logs in again and
+    ///     is retried once, as clientv3 does.
+    public init(
+        endpoints: [String], tls: TLSOptions? = nil, credentials: EtcdCredentials? = nil, requestTimeout: Duration? = .seconds(5)
+    ) throws(EtcdClientError) {
         var parsed: [GRPCClient.Endpoint] = []
         var wantsTLS = tls != nil
         for text in endpoints {
@@ -97,6 +104,7 @@ public final class EtcdClient: Sendable {
         guard !parsed.isEmpty else { throw EtcdClientError(code: .invalidArgument, message: "no endpoints") }
         self.endpoints = parsed
         self.requestTimeout = requestTimeout
+        session = credentials.map(AuthSession.init)
         let options = wantsTLS ? tls ?? TLSOptions() : nil
         grpc = GRPCClient(endpoints: parsed, tls: try options?.configuration(), serverHostname: options?.serverName)
     }
@@ -111,11 +119,32 @@ public final class EtcdClient: Sendable {
         _ rpc: RPC<Request, Response>, _ request: Request
     ) async throws(EtcdClientError) -> Response {
         let timeout = requestTimeout.map { TimeAmount.nanoseconds($0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000) }
+        guard let session else {
+            do {
+                return try await grpc.unary(rpc.path, request, timeout: timeout, responseType: Response.self)
+            } catch {
+                throw EtcdClientError(error)
+            }
+        }
+        var token = try await session.token(via: grpc)
         do {
-            return try await grpc.unary(rpc.path, request, timeout: timeout, responseType: Response.self)
+            return try await grpc.unary(rpc.path, request, metadata: ["token": token], timeout: timeout, responseType: Response.self)
+        } catch {
+            let failure = EtcdClientError(error)
+            guard AuthSession.meansLoginAgain(failure) else { throw failure }
+            token = try await session.token(replacing: token, via: grpc)
+        }
+        do {
+            return try await grpc.unary(rpc.path, request, metadata: ["token": token], timeout: timeout, responseType: Response.self)
         } catch {
             throw EtcdClientError(error)
         }
+    }
+
+    /// The metadata a stream opens with: the login's token, if the client has credentials.
+    private func streamMetadata() async throws(EtcdClientError) -> HPACKHeaders {
+        guard let session else { return [:] }
+        return ["token": try await session.token(via: grpc)]
     }
 
     // MARK: - KV
@@ -193,9 +222,10 @@ public final class EtcdClient: Sendable {
     /// Opens a keep-alive stream; each `keepAlive(_:)` on it renews a lease and its answer
     /// arrives on `responses`.
     public func keepAliveStream() async throws(EtcdClientError) -> LeaseKeepAliveStream {
+        let metadata = try await streamMetadata()
         do {
             let call = try await grpc.makeStreamingCall(
-                Etcdserverpb_LeaseRPCs.leaseKeepAlive.path, requestType: Etcdserverpb_LeaseKeepAliveRequest.self,
+                Etcdserverpb_LeaseRPCs.leaseKeepAlive.path, metadata: metadata, requestType: Etcdserverpb_LeaseKeepAliveRequest.self,
                 responseType: Etcdserverpb_LeaseKeepAliveResponse.self)
             return LeaseKeepAliveStream(call: call)
         } catch {
@@ -234,9 +264,11 @@ public final class EtcdClient: Sendable {
     /// member ends the stream with `etcdserver: no leader` when it has none (etcd's
     /// `WithRequireLeader`), so the caller can resume on another member.
     public func watchStream(requireLeader: Bool = false) async throws(EtcdClientError) -> WatchStream {
+        var metadata = try await streamMetadata()
+        if requireLeader { metadata.add(name: "hasleader", value: "true") }
         do {
             let call = try await grpc.makeStreamingCall(
-                Etcdserverpb_WatchRPCs.watch.path, metadata: requireLeader ? ["hasleader": "true"] : [:],
+                Etcdserverpb_WatchRPCs.watch.path, metadata: metadata,
                 requestType: Etcdserverpb_WatchRequest.self,
                 responseType: Etcdserverpb_WatchResponse.self)
             return WatchStream(call: call)

@@ -38,7 +38,17 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .customLong("insecure-skip-tls-verify"), help: "Skip server certificate verification.")
     var insecureSkipTLSVerify = false
 
+    @Option(help: "Username[:password] for authentication.")
+    var user: String?
+
     var endpointList: [String] { endpoints.split(separator: ",").map(String.init) }
+
+    /// `--user name:password` as credentials (a name alone has an empty password).
+    var credentials: EtcdCredentials? {
+        guard let user else { return nil }
+        let parts = user.split(separator: ":", maxSplits: 1).map(String.init)
+        return EtcdCredentials(user: parts[0], password: parts.count > 1 ? parts[1] : "")
+    }
 
     /// TLS as etcd's benchmark takes it: any of the TLS flags turns it on.
     var tls: EtcdClient.TLSOptions? {
@@ -49,7 +59,7 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func runner() throws -> Runner {
-        try Runner(endpoints: endpointList, tls: tls, connections: conns, clients: clients)
+        try Runner(endpoints: endpointList, tls: tls, credentials: credentials, connections: conns, clients: clients)
     }
 }
 
@@ -394,7 +404,7 @@ struct WatchLatency: AsyncParsableCommand {
             iterators.append(iterator)
             streams.append(stream)
         }
-        let putter = try EtcdClient(endpoints: global.endpointList)
+        let putter = try EtcdClient(endpoints: global.endpointList, tls: global.tls, credentials: global.credentials)
         var report = Report(name: "watch-latency")
         let start = ContinuousClock.now
         for n in 0..<total {

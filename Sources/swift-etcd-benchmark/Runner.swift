@@ -13,10 +13,10 @@ struct Runner: Sendable {
     let connections: [EtcdClient]
     let clients: Int
 
-    init(endpoints: [String], tls: EtcdClient.TLSOptions?, connections: Int, clients: Int) throws {
+    init(endpoints: [String], tls: EtcdClient.TLSOptions?, credentials: EtcdCredentials?, connections: Int, clients: Int) throws {
         self.connections = try (0..<max(connections, 1)).map { n in
             // No deadlines, as etcd's benchmark: a deadline costs each call a timer on both sides.
-            try EtcdClient(endpoints: [endpoints[n % endpoints.count]], tls: tls, requestTimeout: nil)
+            try EtcdClient(endpoints: [endpoints[n % endpoints.count]], tls: tls, credentials: credentials, requestTimeout: nil)
         }
         self.clients = max(clients, 1)
     }

@@ -1,0 +1,71 @@
+import EtcdProto
+import GRPCWire
+import SwiftProtobuf
+import Synchronization
+
+/// A user name and password, as etcdctl's `--user name:password` gives them.
+public struct EtcdCredentials: Sendable {
+    public var user: String
+    public var password: String
+
+    public init(user: String, password: String) {
+        self.user = user
+        self.password = password
+    }
+}
+
+/// The client's login: one token shared by every call, fetched on first use and fetched again
+/// (once per failure, however many calls saw it) when the server says it is no longer good.
+/// The password stays in memory only; it is never logged or put in an error.
+final class AuthSession: Sendable {
+    private struct State {
+        var token: String?
+        /// A login in flight; calls arriving meanwhile wait for it.
+        var login: Task<String, any Error>?
+    }
+
+    private let credentials: EtcdCredentials
+    private let state = Mutex(State())
+
+    init(_ credentials: EtcdCredentials) {
+        self.credentials = credentials
+    }
+
+    /// The errors after which clientv3 logs in again and retries: the token lapsed or is
+    /// unknown, it predates an auth change, or the member lost it (a restart).
+    static func meansLoginAgain(_ error: EtcdClientError) -> Bool {
+        error.message == "etcdserver: invalid auth token" || error.message == "etcdserver: revision of auth store is old"
+            || error.message == "etcdserver: user name is empty"
+    }
+
+    /// The token to send, logging in when there is none yet or `stale` (the one a call was just
+    /// refused with) is still the current one.
+    func token(replacing stale: String? = nil, via grpc: GRPCClient) async throws(EtcdClientError) -> String {
+        let login = state.withLock { state -> Task<String, any Error>? in
+            if let token = state.token, token != stale { return nil }
+            if let login = state.login { return login }
+            let credentials = credentials
+            let login = Task {
+                try await grpc.unary(
+                    Etcdserverpb_AuthRPCs.authenticate.path,
+                    Etcdserverpb_AuthenticateRequest.with {
+                        $0.name = credentials.user
+                        $0.password = credentials.password
+                    }, responseType: Etcdserverpb_AuthenticateResponse.self
+                ).token
+            }
+            state = State(token: nil, login: login)
+            return login
+        }
+        guard let login else { return state.withLock { $0.token! } }
+        do {
+            let token = try await login.value
+            state.withLock { if $0.login == login { $0 = State(token: token, login: nil) } }
+            return token
+        } catch {
+            // A failed login is not kept: the next call tries again.
+            state.withLock { if $0.login == login { $0.login = nil } }
+            throw EtcdClientError(error)
+        }
+    }
+}
