@@ -279,6 +279,7 @@ let package = Package(
             dependencies: [
                 "EtcdClient", "EtcdEmbed", "EtcdProto", "EtcdServer", "GRPCWire", "TestSupport", "TransportSecurity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
