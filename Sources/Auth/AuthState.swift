@@ -59,7 +59,7 @@ package struct AuthState: Sendable, Equatable {
         }
     }
 
-    /// A role: its permissions, ordered by key then range end (etcd's order).
+    /// A role: its permissions, ordered by key (etcd's order).
     package struct Role: Sendable, Equatable, Codable {
         package var name: String
         package var permissions: [Permission]
@@ -184,9 +184,8 @@ package struct AuthState: Sendable, Equatable {
             role.permissions[index].access = permission.access
         } else {
             role.permissions.append(permission)
-            role.permissions.sort { a, b in
-                a.key == b.key ? a.rangeEnd.lexicographicallyPrecedes(b.rangeEnd) : a.key.lexicographicallyPrecedes(b.key)
-            }
+            // By key; permissions on one key stay in the order they were granted (as etcd lists them).
+            role.permissions.sort { $0.key.lexicographicallyPrecedes($1.key) }
         }
         roles[name] = role
         changed()

@@ -48,11 +48,11 @@ enum AuthService {
         lookup(Etcdserverpb_AuthRPCs.roleGet, server, &router) { request, auth, caller throws(AuthError) in
             let holds = caller.flatMap { auth.users[$0.user]?.roles.contains(request.role) } ?? false
             if !holds { try server.requireRoot(caller) }
-            // The root role may do everything, whatever permissions were granted to it.
-            if request.role == AuthState.rootRole {
+            guard let role = auth.roles[request.role] else { throw .roleNotFound }
+            // The root role may do everything, whatever permissions were granted to it (etcd 3.6).
+            if role.name == AuthState.rootRole {
                 return .with { $0.perm = [.with { $0.permType = .readwrite; $0.key = Data(); $0.rangeEnd = Data([0]) }] }
             }
-            guard let role = auth.roles[request.role] else { throw .roleNotFound }
             return .with {
                 $0.perm = role.permissions.map { permission in
                     .with {
