@@ -277,7 +277,7 @@ let package = Package(
         .testTarget(
             name: "EtcdEmbedTests",
             dependencies: [
-                "EtcdClient", "EtcdEmbed", "EtcdProto", "EtcdServer", "GRPCWire", "TestSupport", "TransportSecurity",
+                "Auth", "EtcdClient", "EtcdEmbed", "EtcdProto", "EtcdServer", "GRPCWire", "TestSupport", "TransportSecurity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

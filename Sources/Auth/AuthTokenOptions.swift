@@ -10,6 +10,13 @@ package enum AuthTokenOptions: Sendable, Equatable {
         package var privateKeyPath: String?
         /// Seconds a token is valid for (etcd's default: 5 minutes).
         package var ttl: Double = 300
+
+        package init(signMethod: SignMethod, publicKeyPath: String?, privateKeyPath: String?, ttl: Double = 300) {
+            self.signMethod = signMethod
+            self.publicKeyPath = publicKeyPath
+            self.privateKeyPath = privateKeyPath
+            self.ttl = ttl
+        }
     }
 
     /// A problem with the option, in etcd's words where etcd has them.

@@ -44,8 +44,10 @@ package final class JWTTokens: Sendable {
                 throw AuthTokenOptions.Failure("auth: failed to read JWT key file \(path): \(error.localizedDescription)")
             }
         }
-        let privatePEM = try pem(options.privateKeyPath)
-        let publicPEM = try pem(options.publicKeyPath)
+        // An HMAC secret is the file's bytes, whatever they are.
+        let isHMAC = if case .hmac = method.family { true } else { false }
+        let privatePEM = isHMAC ? nil : try pem(options.privateKeyPath)
+        let publicPEM = isHMAC ? nil : try pem(options.publicKeyPath)
         do {
             switch method.family {
             case .hmac(let digest):
@@ -81,7 +83,7 @@ package final class JWTTokens: Sendable {
         } catch {
             throw AuthTokenOptions.Failure("auth: failed to load the \(method.rawValue) key: \(error)")
         }
-        return JWTTokens(options: options, keys: keys, canSign: privatePEM != nil)
+        return JWTTokens(options: options, keys: keys, canSign: isHMAC || privatePEM != nil)
     }
 
     private static func required(_ pem: String?, _ method: AuthTokenOptions.SignMethod) throws -> String {
