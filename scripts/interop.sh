@@ -15,7 +15,9 @@
 #      oversized requests, then INTEROP_LARGE_MIB (default 2100) MiB read on one connection.
 #   5. scripts/stream_endings.py: how LeaseKeepAlive and Watch streams end (half-close, cancel,
 #      deadline, bad input, leader lost, server stop) against the real etcd and swift-etcd.
-# Needs: etcd, etcdctl, go, and a Python with grpcio ($PYTHON, default .venv/bin/python).
+#   6. scripts/auth_jwt.py: JWT tokens issued by each server verified with PyJWT, tokens PyJWT
+#      signs accepted, foreign, expired and stale ones refused, against both servers.
+# Needs: etcd, etcdctl, go, and a Python with grpcio and pyjwt ($PYTHON, default .venv/bin/python).
 # Uses the binaries of `swift build` (debug unless SWIFT_BUILD_FLAGS says otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -237,6 +239,14 @@ status=$?
 set -e
 grep -vE '^PASS' "$work/endings.out" || true
 report "stream endings: $(tail -1 "$work/endings.out")" "$status"
+
+echo "== 6. JWT auth tokens checked with PyJWT, against the real etcd and swift-etcd"
+set +e
+(cd scripts && timeout 300 "../$python" auth_jwt.py --etcd "$(command -v etcd)" --swift-etcd "$bin/swift-etcd") >"$work/jwt.out" 2>&1
+status=$?
+set -e
+grep -vE '^PASS' "$work/jwt.out" || true
+report "JWT tokens: $(tail -1 "$work/jwt.out")" "$status"
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]
