@@ -242,7 +242,7 @@ report "stream endings: $(tail -1 "$work/endings.out")" "$status"
 
 echo "== 6. JWT auth tokens checked with PyJWT, against the real etcd and swift-etcd"
 set +e
-(cd scripts && timeout 300 "../$python" auth_jwt.py --etcd "$(command -v etcd)" --swift-etcd "$bin/swift-etcd") >"$work/jwt.out" 2>&1
+timeout 300 "$python" scripts/auth_jwt.py --etcd "$(command -v etcd)" --swift-etcd "$bin/swift-etcd" >"$work/jwt.out" 2>&1
 status=$?
 set -e
 grep -vE '^PASS' "$work/jwt.out" || true
