@@ -5,15 +5,22 @@
 # floor, and each server's RSS after loading 1,000,000 keys and its restart-to-ready time.
 # The *-tls workloads run both servers as kubeadm runs etcd (scripts/with-tls.sh: client and
 # peer certificates from one throwaway PKI, --client-cert-auth) and the client with a certificate.
-#   scripts/bench-compare.sh [ROUNDS] [--quick]      (ROUNDS defaults to 3)
-# --quick uses smaller totals and 100,000 keys for the memory test (a smoke run).
+# The *-auth workloads run with auth on (simple tokens) as user bench, whose role grants
+# readwrite on a prefix (the empty one: every key) beside an unrelated prefix.
+#   scripts/bench-compare.sh [ROUNDS] [--quick] [--single]      (ROUNDS defaults to 3)
+# --quick uses smaller totals and 100,000 keys for the memory test (a smoke run); --single runs
+# only the single-member workloads (plain, TLS, auth).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 [ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
 rounds=${1:-3}
 quick=false
-[ "${2:-}" = "--quick" ] && quick=true
+single=false
+for option in "${@:2}"; do
+  [ "$option" = "--quick" ] && quick=true
+  [ "$option" = "--single" ] && single=true
+done
 scale=1
 $quick && scale=10
 
@@ -84,6 +91,18 @@ run_workload() {
 
 total() { echo $(( $1 / scale )); }
 
+# enable_auth PORT: root, and user bench whose role may read and write every key (the empty
+# prefix) and one unrelated prefix; then auth on.
+enable_auth() {
+  local etcdctl=(env ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$1")
+  for command in "user add root:root" "role add root" "user grant-role root root" "user add bench:bench" "role add bench" \
+    "role grant-permission bench --prefix=true readwrite /unrelated/" "user grant-role bench bench" "auth enable"; do
+    # shellcheck disable=SC2086
+    "${etcdctl[@]}" $command >/dev/null
+  done
+  "${etcdctl[@]}" role grant-permission bench --prefix=true readwrite "" >/dev/null
+}
+
 for round in $(seq 1 "$rounds"); do
   for server in etcd swift-etcd; do
     rm -rf "$work/data"; mkdir -p "$work/data"
@@ -112,12 +131,23 @@ for round in $(seq 1 "$rounds"); do
     run_workload "$server" "$round" range-l-256-tls range foo --endpoints "$ep" "${tls_client[@]}" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
     run_workload "$server" "$round" range-s-256-tls range foo --endpoints "$ep" "${tls_client[@]}" --clients 256 --conns 16 --total "$(total 50000)" --consistency s
     stop_server
+    rm -rf "$work/data"; mkdir -p "$work/data"
+    port=$(free_port); peer=$(free_port)
+    start_server "$server" "$work/data/$server" "$port" "$peer"
+    wait_ready "$port"
+    enable_auth "$port"
+    ep="127.0.0.1:$port"
+    run_workload "$server" "$round" put-256-auth put --endpoints "$ep" --user bench:bench --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
+    run_workload "$server" "$round" range-l-256-auth range foo --endpoints "$ep" --user bench:bench --clients 256 --conns 16 --total "$(total 50000)" --consistency l
+    run_workload "$server" "$round" range-s-256-auth range foo --endpoints "$ep" --user bench:bench --clients 256 --conns 16 --total "$(total 50000)" --consistency s
+    stop_server
   done
 done
 
 # 3-member clusters (the same machine, so this measures the replication path, not a network):
 # puts from 256 clients spread over all three members' endpoints.
-for round in $(seq 1 "$rounds"); do
+$single && rounds_cluster=0 || rounds_cluster=$rounds
+for round in $(seq 1 "$rounds_cluster"); do
   for server in etcd swift-etcd; do
     rm -rf "$work/data"; mkdir -p "$work/data"
     binary=etcd; [ "$server" = etcd ] || binary="$bin/swift-etcd"
@@ -185,7 +215,7 @@ load_growth_kib() { # load_growth_kib SERVER NAME PAUSED: sets result to the RSS
   if [ -n "$slow" ]; then kill -9 "$slow"; wait "$slow" 2>/dev/null || true; fi
   result=$((after - before))
 }
-for server in etcd swift-etcd; do
+for server in $($single || echo etcd swift-etcd); do
   echo "watch: $server" >&2
   fresh_server "$server"
   run_workload "$server" 1 watch-keys watch --endpoints "$ep" --clients 10 --conns 10 --streams 100 --watch-per-stream 100 \
@@ -227,6 +257,7 @@ for w in order:
     print(f"{w:22} {fmt(eq):>10} {fmt(sq):>10} {ratio:>7} {fmt(ep, 2):>9} {fmt(sp, 2):>9} {latency:>7} {fmt(e9, 2):>9} {fmt(s9, 2):>9}")
 PY
 
+$single && exit 0
 echo
 echo "watch memory (one round):"
 cat "$work/watch-memory.txt"
