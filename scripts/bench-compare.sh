@@ -6,7 +6,8 @@
 # The *-tls workloads run both servers as kubeadm runs etcd (scripts/with-tls.sh: client and
 # peer certificates from one throwaway PKI, --client-cert-auth) and the client with a certificate.
 # The *-auth workloads run with auth on (simple tokens) as user bench, whose role grants
-# readwrite on a prefix (the empty one: every key) beside an unrelated prefix.
+# readwrite on a prefix (the empty one: every key) beside an unrelated prefix; login-16 measures
+# logins (bcrypt at cost 10), put-256-auth-flood puts while 8 clients send wrong passwords.
 #   scripts/bench-compare.sh [ROUNDS] [--quick] [--single]      (ROUNDS defaults to 3)
 # --quick uses smaller totals and 100,000 keys for the memory test (a smoke run); --single runs
 # only the single-member workloads (plain, TLS, auth).
@@ -96,11 +97,12 @@ total() { echo $(( $1 / scale )); }
 enable_auth() {
   local etcdctl=(env ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$1")
   for command in "user add root:root" "role add root" "user grant-role root root" "user add bench:bench" "role add bench" \
-    "role grant-permission bench --prefix=true readwrite /unrelated/" "user grant-role bench bench" "auth enable"; do
+    "role grant-permission bench --prefix=true readwrite /unrelated/" "user grant-role bench bench"; do
     # shellcheck disable=SC2086
     "${etcdctl[@]}" $command >/dev/null
   done
   "${etcdctl[@]}" role grant-permission bench --prefix=true readwrite "" >/dev/null
+  "${etcdctl[@]}" auth enable >/dev/null
 }
 
 for round in $(seq 1 "$rounds"); do
@@ -140,6 +142,13 @@ for round in $(seq 1 "$rounds"); do
     run_workload "$server" "$round" put-256-auth put --endpoints "$ep" --user bench:bench --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
     run_workload "$server" "$round" range-l-256-auth range foo --endpoints "$ep" --user bench:bench --clients 256 --conns 16 --total "$(total 50000)" --consistency l
     run_workload "$server" "$round" range-s-256-auth range foo --endpoints "$ep" --user bench:bench --clients 256 --conns 16 --total "$(total 50000)" --consistency s
+    # bcrypt (cost 10) throughput, then puts while 8 clients try wrong passwords without pause.
+    run_workload "$server" "$round" login-16 login --endpoints "$ep" --login bench:bench --clients 16 --conns 4 --total "$(total 300)"
+    "$bench" login --endpoints "$ep" --login bench:wrong --clients 8 --conns 2 --total 10000000 >/dev/null 2>&1 &
+    flood=$!
+    sleep 1
+    run_workload "$server" "$round" put-256-auth-flood put --endpoints "$ep" --user bench:bench --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
+    kill "$flood" 2>/dev/null || true; wait "$flood" 2>/dev/null || true
     stop_server
   done
 done

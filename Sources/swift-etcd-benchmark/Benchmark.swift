@@ -12,7 +12,7 @@ struct Benchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swift-etcd-benchmark",
         abstract: "A low-level benchmark tool for etcd's v3 API (etcd or swift-etcd).",
-        subcommands: [Put.self, RangeCommand.self, TxnPut.self, TxnMixed.self, LeaseKeepalive.self, LeaseGrant.self, Watch.self, WatchLatency.self]
+        subcommands: [Put.self, RangeCommand.self, TxnPut.self, TxnMixed.self, LeaseKeepalive.self, LeaseGrant.self, Login.self, Watch.self, WatchLatency.self]
     )
 }
 
@@ -137,6 +137,30 @@ struct LeaseGrant: AsyncParsableCommand {
         let reports = await runner.run(total: total, rate: 0, names: ["lease-grant"]) { client, _ in
             _ = try await client.grantLease(ttl: ttl)
             return "lease-grant"
+        }
+        printReports(reports)
+        await runner.close()
+    }
+}
+
+/// Not in etcd's tool: logins (`Authenticate`), right or wrong, to measure what bcrypt costs a
+/// server, and — run beside another workload — whether a flood of wrong passwords slows others.
+struct Login: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "login", abstract: "Benchmark logins (wrong passwords count as errors).")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "name:password to log in as.") var login: String
+    @Option(help: "Total number of logins.") var total = 1_000
+
+    func run() async throws {
+        let runner = try global.runner()
+        let parts = login.split(separator: ":", maxSplits: 1).map(String.init)
+        let request = Etcdserverpb_AuthenticateRequest.with {
+            $0.name = parts[0]
+            $0.password = parts.count > 1 ? parts[1] : ""
+        }
+        let reports = await runner.run(total: total, rate: 0, names: ["login"]) { client, _ in
+            _ = try await client.call(Etcdserverpb_AuthRPCs.authenticate, request)
+            return "login"
         }
         printReports(reports)
         await runner.close()

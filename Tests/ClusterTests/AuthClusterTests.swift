@@ -3,7 +3,6 @@ import EtcdProto
 import Foundation
 import GRPCWire
 import NIOCore
-import NIOHPACK
 import SwiftProtobuf
 import Testing
 import TestSupport
@@ -17,16 +16,7 @@ struct AuthClusterTests {
     func call<Request: Message, Response: Message>(
         _ rpc: RPC<Request, Response>, _ request: Request, token: String?, member index: Int, _ cluster: ClusterProcesses
     ) async -> Result<Response, GRPCStatus> {
-        do {
-            let connection = try await cluster.members[index].connect()
-            defer { Task { await connection.close() } }
-            let metadata: HPACKHeaders = token.map { ["token": $0] } ?? [:]
-            return .success(try await connection.unary(rpc.path, request, metadata: metadata, timeout: .seconds(10), responseType: Response.self))
-        } catch let status as GRPCStatus {
-            return .failure(status)
-        } catch {
-            return .failure(GRPCStatus(.unknown, "\(error)"))
-        }
+        await GRPCClientConnection.call(rpc, request, token: token) { try await cluster.members[index].connect() }
     }
 
     func get(_ key: String, token: String?, member: Int, _ cluster: ClusterProcesses) async -> GRPCStatus.Code {

@@ -19,15 +19,8 @@ struct AuthErrorTests {
         _ rpc: RPC<Request, Response>, _ request: Request, token: String?, _ fixture: AuthFixture
     ) async -> Result<Response, GRPCStatus> {
         let port = Int(fixture.endpoint.split(separator: ":")[1])!
-        do {
-            let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: port))
-            defer { Task { await connection.close() } }
-            let metadata: HPACKHeaders = token.map { ["token": $0] } ?? [:]
-            return .success(try await connection.unary(rpc.path, request, metadata: metadata, timeout: .seconds(10), responseType: Response.self))
-        } catch let status as GRPCStatus {
-            return .failure(status)
-        } catch {
-            return .failure(GRPCStatus(.unknown, "\(error)"))
+        return await GRPCClientConnection.call(rpc, request, token: token) {
+            try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: port))
         }
     }
 
@@ -187,16 +180,10 @@ struct AuthErrorTests {
         try await fixture.addUser("alice", roles: ["app": [.on("/app/", rangeEnd: Array("/app0".utf8), .readwrite)]])
         await fixture.root.close()
         await fixture.etcd.stop()
-        var configuration = EmbedConfiguration()
         let port = Int(fixture.endpoint.split(separator: ":")[1])!
-        configuration.name = "auth"
-        configuration.dataDirectory = fixture.directory.path
+        var configuration = try await EmbeddedEtcdTests().configuration(directory: fixture.directory)
         configuration.listenClientURLs = ["http://\(fixture.endpoint)"]
         configuration.advertiseClientURLs = configuration.listenClientURLs
-        let peer = try await ServerProcess.freePort()
-        configuration.listenPeerURLs = ["http://127.0.0.1:\(peer)"]
-        configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
-        configuration.initialCluster = "auth=http://127.0.0.1:\(peer)"
         let restarted = try await EmbeddedEtcd.start(configuration)
         let alice = try EtcdClient(endpoints: ["127.0.0.1:\(port)"], credentials: EtcdCredentials(user: "alice", password: "pw-alice"))
         try await alice.put("/app/x", "1")

@@ -17,20 +17,11 @@ struct AuthFixture {
 
     static func start(configure: (inout EmbedConfiguration) -> Void = { _ in }) async throws -> AuthFixture {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("auth-\(UUID().uuidString)")
-        let client = try await ServerProcess.freePort()
-        let peer = try await ServerProcess.freePort()
-        var configuration = EmbedConfiguration()
-        configuration.name = "auth"
-        configuration.dataDirectory = directory.path
-        configuration.listenClientURLs = ["http://127.0.0.1:\(client)"]
-        configuration.advertiseClientURLs = configuration.listenClientURLs
-        configuration.listenPeerURLs = ["http://127.0.0.1:\(peer)"]
-        configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
-        configuration.initialCluster = "auth=http://127.0.0.1:\(peer)"
+        var configuration = try await EmbeddedEtcdTests().configuration(directory: directory)
         configuration.bcryptCost = 4
         configure(&configuration)
         let etcd = try await EmbeddedEtcd.start(configuration)
-        let endpoint = "127.0.0.1:\(client)"
+        let endpoint = String(configuration.listenClientURLs[0].dropFirst("http://".count))
         let setup = try EtcdClient(endpoints: [endpoint])
         _ = try await setup.call(Etcdserverpb_AuthRPCs.userAdd, .with { $0.name = "root"; $0.password = "root" })
         _ = try await setup.call(Etcdserverpb_AuthRPCs.roleAdd, .with { $0.name = "root" })
