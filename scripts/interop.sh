@@ -75,7 +75,7 @@ if wait_for_port "$port" 30; then
   while IFS='|' read -r command rpc; do
     set +e
     # shellcheck disable=SC2086
-    output=$(ETCDCTL_API=3 timeout 20 etcdctl --endpoints "127.0.0.1:$port" --command-timeout=5s $command 2>&1)
+    output=$(ETCDCTL_API=3 timeout 20 etcdctl --endpoints "127.0.0.1:$port" --command-timeout=5s ${command/SNAPSHOT_FILE/$work/snapshot.db} 2>&1)
     code=$?
     set -e
     expected="code = Unimplemented desc = swift-etcd: $rpc is not implemented yet"
@@ -87,7 +87,7 @@ if wait_for_port "$port" 30; then
   done <<'COMMANDS'
 alarm list|etcdserverpb.Maintenance/Alarm
 defrag|etcdserverpb.Maintenance/Defragment
-user list|etcdserverpb.Auth/UserList
+snapshot save SNAPSHOT_FILE|etcdserverpb.Maintenance/Snapshot
 COMMANDS
   kill -0 "${pids[-1]}" 2>/dev/null
   report "swift-etcd still running after every command" $?
