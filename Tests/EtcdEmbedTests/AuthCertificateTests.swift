@@ -50,6 +50,23 @@ struct AuthCertificateTests {
         await #expect(throws: EtcdClientError(code: .permissionDenied, message: "etcdserver: permission denied")) {
             _ = try await asPeer.call(Etcdserverpb_AuthRPCs.userList, .init())
         }
+        // A watch stream opened before an auth change goes on creating watchers (the certificate
+        // is current at every revision); the new grants apply to them.
+        let stream = try await asPeer.watchStream()
+        var responses = stream.makeAsyncIterator()
+        try await stream.create(.with { $0.key = Data("/app/x".utf8) })
+        #expect(try await responses.next()?.canceled == false)
+        _ = try await asRoot.call(Etcdserverpb_AuthRPCs.roleGrantPermission, .with {
+            $0.name = "reader"
+            $0.perm = .with { $0.permType = .read; $0.key = Data("/more/".utf8); $0.rangeEnd = Data("/more0".utf8) }
+        })
+        try await stream.create(.with { $0.key = Data("/more/y".utf8) })
+        #expect(try await responses.next()?.canceled == false)
+        try await stream.create(.with { $0.key = Data("/other".utf8) })
+        let refused = try await responses.next()
+        #expect(refused?.canceled == true && refused?.watchID == -1)
+        #expect(refused?.cancelReason == "rpc error: code = PermissionDenied desc = etcdserver: permission denied")
+        stream.close()
         // A certificate-only user cannot log in with a password.
         await #expect(throws: EtcdClientError(code: .unknown, message: "auth: authentication failed, password was given for no password user")) {
             _ = try await asPeer.call(Etcdserverpb_AuthRPCs.authenticate, .with { $0.name = "peer"; $0.password = "" })
