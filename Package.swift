@@ -156,12 +156,24 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The HTTP/1.1 side of the client port: health and version (metrics and the /v3 gateway next).
+        .target(
+            name: "EtcdHTTP",
+            dependencies: [
+                "EtcdServer",
+                "GRPCWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // An embeddable server (etcd's embed): flags, ETCD_* variables, logs, listeners, lifecycle.
         .target(
             name: "EtcdEmbed",
             dependencies: [
                 "Auth",
                 "EtcdAPI",
+                "EtcdHTTP",
                 "EtcdServer",
                 "GRPCWire",
                 "TransportSecurity",

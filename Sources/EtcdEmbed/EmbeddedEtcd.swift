@@ -1,5 +1,6 @@
 import Auth
 import EtcdAPI
+import EtcdHTTP
 import EtcdServer
 import Foundation
 import GRPCWire
@@ -63,6 +64,8 @@ public final class EmbeddedEtcd: Sendable {
         ])
         logger.info("enabled capabilities for version", metadata: ["cluster-version": "3.6"])
         let router = EtcdRouter.make(serving: server)
+        // Health, version (and next metrics and the /v3 gateway) over HTTP/1.1 on the same ports.
+        let http = HTTPService(endpoints: ClientEndpoints(server: server), maximumBodyBytes: configuration.maxRequestBytes)
         var listeners: [GRPCServer] = []
         do {
             for url in urls {
@@ -75,6 +78,7 @@ public final class EmbeddedEtcd: Sendable {
                     grpc.unixSocketPath = path
                 }
                 grpc.limits = EtcdRouter.messageLimits(for: server)
+                grpc.http1 = http
                 grpc.interceptor = AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth)
                 // Watches and keep-alives end at once when the member stops, so their clients
                 // fail over to another member instead of waiting out the grace period.
@@ -114,7 +118,7 @@ public final class EmbeddedEtcd: Sendable {
         guard urls.contains(where: \.isSecure) else { return nil }
         return try credentials(
             configuration.clientTLS, configuration: configuration, hosts: urls.compactMap(\.host),
-            applicationProtocols: ["h2"], logger: logger)
+            applicationProtocols: ["h2", "http/1.1"], logger: logger)
     }
 
     /// Peer TLS, when any is configured: `https` peer URLs listen and dial with it.

@@ -10,6 +10,7 @@ import NIOCore
 import NIOPosix
 import Raft
 import Synchronization
+import SwiftProtobuf
 import WAL
 
 /// Writes and reads of the keyspace: proposals through Raft, linearizable and serializable ranges.
@@ -66,6 +67,26 @@ extension EtcdServer {
         }
         response.header = header(revision: state.store.revision, term: state.term)
         return response
+    }
+
+    /// The read health checks make (etcd's: one key, keys only, as root): `completion` gets
+    /// nil when it was served, else why not.
+    package func probeRead(serializable: Bool, completion: @escaping @Sendable (EtcdError?) -> Void) {
+        let read: @Sendable () -> EtcdError? = { [self] in
+            do throws(EtcdError) {
+                _ = try range(.with { $0.key = Data([0]); $0.keysOnly = true; $0.limit = 1 }, in: readableStore())
+                return nil
+            } catch {
+                return error
+            }
+        }
+        guard !serializable else { return completion(read()) }
+        linearizableRead { result in
+            switch result {
+            case .success: completion(read())
+            case .failure(let error): completion(error)
+            }
+        }
     }
 
     /// Rejects a put etcd would reject before proposing it.

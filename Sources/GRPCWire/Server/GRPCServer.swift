@@ -55,6 +55,9 @@ public final class GRPCServer: Sendable {
         public var streamsEndAtShutdown: GRPCStatus?
         /// Sees every routed call (auth, metrics, logging); nil costs nothing measurable.
         public var interceptor: (any ServerInterceptor)?
+        /// Takes connections that speak HTTP/1.1 (a request line, or ALPN `http/1.1` under TLS;
+        /// the TLS context must offer it); without one they are closed as not gRPC.
+        public var http1: (any HTTP1ConnectionHandler)?
 
         public init(host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil) {
             self.host = host
@@ -97,24 +100,31 @@ public final class GRPCServer: Sendable {
                     if !isUnixSocket {
                         try channel.syncOptions?.setOption(.socketOption(.tcp_nodelay), value: 1)
                     }
+                    // The first bytes tell gRPC from HTTP/1.1 (and from garbage).
+                    let sniff = {
+                        ConnectionPrefaceCheck(rejected: configuration.onRejectedConnection, http1: configuration.http1) { channel in
+                            try configureGRPC(channel, router: router, configuration: configuration, batch: batch)
+                        }
+                    }
                     guard let security else {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ConnectionPrefaceCheck(rejected: configuration.onRejectedConnection))
-                        return try configureGRPC(channel, router: router, configuration: configuration, batch: batch)
+                        return try channel.pipeline.syncOperations.addHandler(sniff())
                     }
                     try security.secure(channel)
-                    // ALPN picks the protocol: gRPC on `h2`, or when the client offered none
-                    // (gRPC clients always offer `h2`). HTTP/1.1 on the same TLS listener
-                    // branches here once the server speaks it.
+                    // ALPN picks the protocol: gRPC on `h2`, HTTP/1.1 on `http/1.1`; a client
+                    // that offered none is told apart by its first bytes.
                     try channel.pipeline.syncOperations.addHandler(
                         ApplicationProtocolNegotiationHandler { result, channel in
-                            switch result {
-                            case .negotiated("h2"), .fallback:
-                                channel.eventLoop.makeCompletedFuture {
+                            channel.eventLoop.makeCompletedFuture {
+                                switch result {
+                                case .negotiated("h2"):
                                     try configureGRPC(channel, router: router, configuration: configuration, batch: batch)
+                                case .negotiated("http/1.1") where configuration.http1 != nil:
+                                    try configuration.http1!.configure(channel)
+                                case .fallback:
+                                    try channel.pipeline.syncOperations.addHandler(sniff())
+                                case .negotiated:
+                                    channel.close(promise: nil)
                                 }
-                            case .negotiated:
-                                channel.close()
                             }
                         })
                 }

@@ -1,0 +1,30 @@
+import EtcdServer
+import NIOHTTP1
+
+/// Everything a client listener answers over HTTP/1.1, as etcd's client port: the health and
+/// version endpoints (metrics and the `/v3` gateway come next), etcd's CORS headers on every
+/// response, 200 to any `OPTIONS`, 404 `404 page not found` for other paths.
+package struct ClientEndpoints: HTTPEndpoints {
+    let health: HealthEndpoints
+
+    package init(server: EtcdServer) {
+        health = HealthEndpoints(server: server)
+    }
+
+    static let cors: HTTPHeaders = [
+        "Access-Control-Allow-Methods": "POST, GET, OPTIONS, PUT, DELETE",
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Headers": "accept, content-type, authorization",
+    ]
+
+    package func respond(to request: HTTPRequest, completion: @escaping @Sendable (HTTPResponse) -> Void) {
+        let withCORS: @Sendable (HTTPResponse) -> Void = { response in
+            var response = response
+            for (name, value) in Self.cors { response.headers.replaceOrAdd(name: name, value: value) }
+            completion(response)
+        }
+        if request.method == .OPTIONS { return withCORS(HTTPResponse(.ok, contentType: "text/plain; charset=utf-8", body: "")) }
+        if health.respond(to: request, completion: withCORS) { return }
+        withCORS(.error(.notFound, "404 page not found"))
+    }
+}

@@ -1,0 +1,63 @@
+import EtcdClient
+import EtcdProto
+import Foundation
+import NIOCore
+import Testing
+import TestSupport
+
+@testable import EtcdEmbed
+
+/// The HTTP/1.1 side of the client port: etcd 3.6's health and version endpoints beside gRPC.
+@Suite("HTTP health and version endpoints on the client port")
+struct HTTPHealthTests {
+    @Test func endpointsAnswerAsEtcdsDoBesideGRPC() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("http-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let etcd = try await EmbeddedEtcd.start(try await EmbeddedEtcdTests().configuration(directory: directory))
+        let port = try #require(etcd.clientAddresses.first?.port)
+        let client = try EtcdClient(endpoints: ["127.0.0.1:\(port)"])
+        try await client.put("k", "v")
+
+        let health = try await HTTPProbe.request("/health", port: port)
+        #expect(health.status == 200)
+        #expect(health.body == #"{"health":"true","reason":""}"#)
+        #expect(health.headers["access-control-allow-origin"] == "*")
+        #expect(try await HTTPProbe.request("/health?serializable=true", port: port).body == #"{"health":"true","reason":""}"#)
+        let livez = try await HTTPProbe.request("/livez", port: port)
+        #expect(livez.status == 200 && livez.body == "ok\n")
+        #expect(livez.headers["x-content-type-options"] == "nosniff")
+        let verbose = try await HTTPProbe.request("/readyz?verbose", port: port)
+        #expect(verbose.body == "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\n[+]non_learner ok\nok\n")
+        #expect(try await HTTPProbe.request("/readyz?verbose&exclude=linearizable_read&exclude=non_learner", port: port).body
+            == "[+]data_corruption ok\n[+]serializable_read ok\nok\n")
+        #expect(try await HTTPProbe.request("/readyz/non_learner?verbose", port: port).body == "[+]non_learner ok\nok\n")
+        let version = try await HTTPProbe.request("/version", port: port)
+        #expect(version.body == #"{"etcdserver":"3.6.0","etcdcluster":"3.6.0","storage":"3.6.0"}"#)
+        #expect(version.headers["content-type"] == "application/json")
+
+        for method in ["POST", "PUT", "DELETE", "HEAD"] {
+            let refused = try await HTTPProbe.request(method, "/health", port: port)
+            #expect(refused.status == 405 && refused.headers["allow"] == "GET", "\(method)")
+        }
+        #expect(try await HTTPProbe.request("POST", "/version", port: port).status == 405)
+        #expect(try await HTTPProbe.request("OPTIONS", "/anything", port: port).status == 200)
+        let missing = try await HTTPProbe.request("/readyz/nope", port: port)
+        #expect(missing.status == 404 && missing.body == "404 page not found\n")
+        #expect(try await HTTPProbe.request("/nothing", port: port).status == 404)
+
+        // HTTP/1.0, and two requests on one kept-alive connection.
+        let old = try await HTTPProbe.exchange(Array("GET /version HTTP/1.0\r\n\r\n".utf8), port: port)
+        #expect(old.raw.hasPrefix("HTTP/1.0 200 OK"))
+        let twice = try await HTTPProbe.exchange(
+            Array("GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8), port: port)
+        #expect(twice.raw.components(separatedBy: "HTTP/1.1 200 OK").count == 3)
+
+        // Neither protocol: that connection closes; gRPC and HTTP go on.
+        let garbage = try await HTTPProbe.exchange(Array("\u{1}\u{2}garbage\r\n\r\n".utf8), port: port, timeout: .seconds(5))
+        #expect(garbage.raw.isEmpty)
+        #expect(try await client.get("k").count == 1)
+        #expect(try await HTTPProbe.request("/health", port: port).status == 200)
+        await client.close()
+        await etcd.stop()
+    }
+}

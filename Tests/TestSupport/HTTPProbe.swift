@@ -1,0 +1,58 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A raw HTTP/1.x exchange over TCP, for testing what a server answers byte for byte: sends
+/// `request` as given, reads until the server closes the connection (or `timeout` passes).
+public enum HTTPProbe {
+    /// An answer split into status code, headers (lowercased names) and body.
+    public struct Answer: Sendable {
+        public var raw: String
+        public var status: Int { Int(raw.split(separator: " ", maxSplits: 2).dropFirst().first ?? "") ?? 0 }
+        public var headers: [String: String] {
+            let head = raw.components(separatedBy: "\r\n\r\n").first ?? ""
+            var headers: [String: String] = [:]
+            for line in head.components(separatedBy: "\r\n").dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            return headers
+        }
+        public var body: String { raw.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n") }
+    }
+
+    /// `GET path` with `Connection: close`.
+    public static func request(_ path: String, port: Int, timeout: TimeAmount = .seconds(15)) async throws -> Answer {
+        try await request("GET", path, port: port, timeout: timeout)
+    }
+
+    /// `method path` with `Connection: close`.
+    public static func request(_ method: String, _ path: String, port: Int, timeout: TimeAmount = .seconds(15)) async throws -> Answer {
+        try await exchange(Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8), port: port, timeout: timeout)
+    }
+
+    /// Sends `bytes` and returns everything the server sent until it closed the connection.
+    public static func exchange(_ bytes: [UInt8], port: Int, timeout: TimeAmount = .seconds(15)) async throws -> Answer {
+        let collector = Collector()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) } }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).get()
+        let timer = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        try? await channel.closeFuture.get()
+        timer.cancel()
+        return Answer(raw: collector.text)
+    }
+
+    private final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        private let received = Mutex("")
+        var text: String { received.withLock { $0 } }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let chunk = String(buffer: unwrapInboundIn(data))
+            received.withLock { $0 += chunk }
+        }
+    }
+}
