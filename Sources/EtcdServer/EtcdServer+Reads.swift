@@ -29,7 +29,8 @@ extension EtcdServer {
     /// Calls `completion` once a linearizable read may be served from the published store: the
     /// leader confirmed its leadership after the call and this member applied everything
     /// committed before it (Raft's ReadIndex). Concurrent reads share one confirmation.
-    package func linearizableRead(completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
+    /// `timeout` bounds the wait (default: the request timeout).
+    package func linearizableRead(timeout: Duration? = nil, completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
         // A member that leads a cluster of one voter is the only one that can commit, and it
         // answers writes only once applied: its published store already holds every write
         // acknowledged before this read began.
@@ -37,7 +38,7 @@ extension EtcdServer {
         if alone { return completion(.success(())) }
         // A learner's applied state may lag without bound; etcd refuses it linearizable reads too.
         if learner { return completion(.failure(.notSupportedForLearner)) }
-        let read = ReadWaiter(completion: completion, deadline: .now + configuration.requestTimeout)
+        let read = ReadWaiter(completion: completion, deadline: .now + (timeout ?? configuration.requestTimeout))
         if !inbox.submit({ $0.reads.append(read) }) { completion(.failure(.stopped)) }
     }
 
@@ -70,7 +71,9 @@ extension EtcdServer {
     }
 
     /// The read health checks make (etcd's: one key, keys only, as root): `completion` gets
-    /// nil when it was served, else why not.
+    /// nil when it was served, else why not. A linearizable one gives up after an election
+    /// timeout (etcd waits its 7 s request timeout): a member cut off from its quorum reports
+    /// so within the time the cluster takes to notice.
     package func probeRead(serializable: Bool, completion: @escaping @Sendable (EtcdError?) -> Void) {
         let read: @Sendable () -> EtcdError? = { [self] in
             do throws(EtcdError) {
@@ -81,7 +84,7 @@ extension EtcdServer {
             }
         }
         guard !serializable else { return completion(read()) }
-        linearizableRead { result in
+        linearizableRead(timeout: configuration.electionTimeout) { result in
             switch result {
             case .success: completion(read())
             case .failure(let error): completion(error)
