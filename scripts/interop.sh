@@ -17,7 +17,9 @@
 #      deadline, bad input, leader lost, server stop) against the real etcd and swift-etcd.
 #   6. scripts/auth_jwt.py: JWT tokens issued by each server verified with PyJWT, tokens PyJWT
 #      signs accepted, foreign, expired and stale ones refused, against both servers.
-# Needs: etcd, etcdctl, go, and a Python with grpcio and pyjwt ($PYTHON, default .venv/bin/python).
+#   7. curl against both servers: /health, 405 and 404, /version, over plaintext and over TLS
+#      (ALPN http/1.1) on the gRPC port; swift-etcd's /readyz; gRPC still served beside.
+# Needs: etcd, etcdctl, go, curl, and a Python with grpcio and pyjwt ($PYTHON, default .venv/bin/python).
 # Uses the binaries of `swift build` (debug unless SWIFT_BUILD_FLAGS says otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -247,6 +249,44 @@ status=$?
 set -e
 grep -vE '^PASS' "$work/jwt.out" || true
 report "JWT tokens: $(tail -1 "$work/jwt.out")" "$status"
+
+echo "== 7. curl: HTTP/1.1 beside gRPC on the client port (plaintext, and TLS with ALPN http/1.1)"
+# What both servers answer alike (etcd 3.4 has no `reason` in /health and no /livez or /readyz:
+# docs/HTTP.md); then swift-etcd's 3.6 endpoints.
+for server in etcd swift-etcd; do
+  for scheme in http https; do
+    client_port=$(free_port)
+    peer_port=$(free_port)
+    binary=$([ "$server" = etcd ] && command -v etcd || echo "$bin/swift-etcd")
+    curl_tls=()
+    if [ "$scheme" = https ]; then
+      binary="$work/$server-tls"
+      curl_tls=(--cacert "$work/pki/ca.pem" --cert "$work/pki/client.pem" --key "$work/pki/client-key.pem")
+    fi
+    start_member "$binary" curl "$work/curl-$server-$scheme" "$client_port" "$peer_port" "$work/curl-$server-$scheme.log"
+    pids+=($!)
+    base="$scheme://127.0.0.1:$client_port"
+    ok=1
+    for _ in $(seq 1 100); do curl -s "${curl_tls[@]}" "$base/health" 2>/dev/null | grep -q '"health":"true"' && { ok=0; break; }; sleep 0.1; done
+    report "curl $scheme /health answers healthy ($server)" "$ok" "$(curl -s -i "${curl_tls[@]}" "$base/health" 2>&1 | head -5)"
+    answer=$(curl -s -o /dev/null -w '%{http_code} %header{allow}' -X POST "${curl_tls[@]}" "$base/health")
+    [ "$answer" = "405 GET" ]; report "curl $scheme POST /health -> 405, Allow: GET ($server)" $? "$answer"
+    answer=$(curl -s -o /dev/null -w '%{http_code}' "${curl_tls[@]}" "$base/nothing")
+    [ "$answer" = 404 ]; report "curl $scheme unknown path -> 404 ($server)" $? "$answer"
+    curl -s "${curl_tls[@]}" "$base/version" | grep -q '"etcdserver":"3\.'; report "curl $scheme /version ($server)" $?
+    if [ "$server" = swift-etcd ]; then
+      answer=$(curl -s "${curl_tls[@]}" "$base/readyz?verbose")
+      [ "$answer" = "$(printf '[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\n[+]non_learner ok\nok')" ]
+      report "curl $scheme /readyz?verbose (swift-etcd)" $? "$answer"
+      etcdctl_tls=()
+      [ "$scheme" = https ] && etcdctl_tls=(--cacert "$work/pki/ca.pem" --cert "$work/pki/client.pem" --key "$work/pki/client-key.pem")
+      ETCDCTL_API=3 etcdctl --endpoints "$base" "${etcdctl_tls[@]}" put curl-check yes >/dev/null
+      report "etcdctl $scheme on the same port still works (swift-etcd)" $?
+    fi
+    kill "${pids[-1]}" 2>/dev/null || true
+    wait "${pids[-1]}" 2>/dev/null || true
+  done
+done
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -116,9 +116,12 @@ public final class EmbeddedEtcd: Sendable {
         throws(ConfigurationError) -> TLSCredentials?
     {
         guard urls.contains(where: \.isSecure) else { return nil }
+        // The server picks the first of these the client offers: gRPC clients offer only `h2`;
+        // curl, browsers and Prometheus offer both and get HTTP/1.1, which the health, metrics
+        // and gateway endpoints speak (etcd serves them over HTTP/2 too).
         return try credentials(
             configuration.clientTLS, configuration: configuration, hosts: urls.compactMap(\.host),
-            applicationProtocols: ["h2", "http/1.1"], logger: logger)
+            applicationProtocols: ["http/1.1", "h2"], logger: logger)
     }
 
     /// Peer TLS, when any is configured: `https` peer URLs listen and dial with it.
