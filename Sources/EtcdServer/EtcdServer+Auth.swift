@@ -73,7 +73,7 @@ extension EtcdServer {
     /// The certificate, not a login, vouches for it, so it never goes stale: a watch stream opened
     /// before an auth change keeps creating watchers, checked against the grants of the moment.
     package func identity(commonName: String) -> AuthIdentity {
-        AuthIdentity(user: commonName, revision: .max)
+        .current(user: commonName)
     }
 
     // MARK: Checks for requests answered without the log

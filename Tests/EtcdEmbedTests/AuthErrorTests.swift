@@ -66,11 +66,11 @@ struct AuthErrorTests {
         let token = try await login("alice", "pw-alice", fixture).get()
         _ = try await call(Etcdserverpb_KVRPCs.put, .with { $0.key = Data("/app/a".utf8); $0.value = Data("1".utf8) }, token: token, fixture).get()
         _ = try await fixture.root.call(Etcdserverpb_AuthRPCs.userRevokeRole, .with { $0.name = "alice"; $0.role = "app" })
-        // The token predates the change: refused, and nothing is written.
+        // The very next request is checked against the new grants: refused, nothing written.
         #expect(await call(Etcdserverpb_KVRPCs.put, .with { $0.key = Data("/app/a".utf8); $0.value = Data("2".utf8) }, token: token, fixture).failure
-            == Self.oldRevision)
-        #expect(await get("/app/a", token: token, fixture).failure == Self.oldRevision)
-        // Logged in again, the user has no grants left.
+            == Self.denied)
+        #expect(await get("/app/a", token: token, fixture).failure == Self.denied)
+        // Logged in again, the same.
         let fresh = try await login("alice", "pw-alice", fixture).get()
         #expect(await get("/app/a", token: fresh, fixture).failure == Self.denied)
         #expect(await call(Etcdserverpb_KVRPCs.put, .with { $0.key = Data("/app/a".utf8); $0.value = Data("3".utf8) }, token: fresh, fixture).failure

@@ -35,7 +35,7 @@ extension MemberLoop {
             // The password was checked against other grants: the caller checks it again.
             guard auth.revision == checkedRevision else { throw .oldRevision }
             let token = "\(prefix).\(index)"
-            tokens.register(token, for: AuthIdentity(user: account.name, revision: auth.revision))
+            tokens.register(token, for: .current(user: account.name))
             return Etcdserverpb_AuthenticateResponse.with {
                 $0.header = header
                 $0.token = token
