@@ -17,10 +17,10 @@
 #      deadline, bad input, leader lost, server stop) against the real etcd and swift-etcd.
 #   6. scripts/auth_jwt.py: JWT tokens issued by each server verified with PyJWT, tokens PyJWT
 #      signs accepted, foreign, expired and stale ones refused, against both servers.
-#   8. scripts/goclient/src/authclient: Go clientv3 as alice across an auth change (unary calls,
-#      a watch stream opened before it and a watcher created after it, a kept-alive lease).
 #   7. curl against both servers: /health, 405 and 404, /version, over plaintext and over TLS
 #      (ALPN http/1.1) on the gRPC port; swift-etcd's /readyz; gRPC still served beside.
+#   8. scripts/goclient/src/authclient: Go clientv3 as alice across an auth change (unary calls,
+#      a watch stream opened before it and a watcher created after it, a kept-alive lease).
 # Needs: etcd, etcdctl, go, curl, and a Python with grpcio and pyjwt ($PYTHON, default .venv/bin/python).
 # Uses the binaries of `swift build` (debug unless SWIFT_BUILD_FLAGS says otherwise).
 set -euo pipefail
