@@ -40,6 +40,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Generated messages for etcd's v3 API (regenerate with scripts/generate-protos.sh).
@@ -156,10 +157,23 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // etcd's Prometheus metrics for one member: its registry, what the loop and disk report,
+        // the gRPC server metrics (an interceptor), the process metrics.
+        .target(
+            name: "EtcdMetrics",
+            dependencies: [
+                "EtcdServer",
+                "GRPCWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The HTTP/1.1 side of the client port: health and version (metrics and the /v3 gateway next).
         .target(
             name: "EtcdHTTP",
             dependencies: [
+                "EtcdMetrics",
                 "EtcdServer",
                 "GRPCWire",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -174,6 +188,7 @@ let package = Package(
                 "Auth",
                 "EtcdAPI",
                 "EtcdHTTP",
+                "EtcdMetrics",
                 "EtcdServer",
                 "GRPCWire",
                 "TransportSecurity",

@@ -257,10 +257,17 @@ package final class SQLiteBackend: RevisionReader, Sendable {
 
     /// Bytes the database occupies on disk (etcd's `dbSize`).
     package func sizeInBytes() throws -> Int64 {
+        try sizes().total
+    }
+
+    /// Bytes the database occupies, and those of its pages in use (not on the free list): etcd's
+    /// `dbSize` and `dbSizeInUse`.
+    package func sizes() throws -> (total: Int64, inUse: Int64) {
         try pool.read { db in
             let pages = try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            let free = try Int64.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
             let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 0
-            return pages * pageSize
+            return (pages * pageSize, (pages - free) * pageSize)
         }
     }
 

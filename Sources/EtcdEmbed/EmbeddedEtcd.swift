@@ -1,6 +1,7 @@
 import Auth
 import EtcdAPI
 import EtcdHTTP
+import EtcdMetrics
 import EtcdServer
 import Foundation
 import GRPCWire
@@ -41,6 +42,8 @@ public final class EmbeddedEtcd: Sendable {
         let clientTLS = try clientCredentials(configuration, urls: urls, logger: logger)
         member.peerTLS = try peerCredentials(configuration, logger: logger)
         member.peerHandshakeTimeout = configuration.tlsHandshakeTimeout
+        let metrics = EtcdMetrics()
+        member.diskMetrics = metrics.diskHooks
         if case .jwt(let options) = configuration.authToken {
             do {
                 member.jwtTokens = try await JWTTokens.load(options)
@@ -64,8 +67,10 @@ public final class EmbeddedEtcd: Sendable {
         ])
         logger.info("enabled capabilities for version", metadata: ["cluster-version": "3.6"])
         let router = EtcdRouter.make(serving: server)
-        // Health, version (and next metrics and the /v3 gateway) over HTTP/1.1 on the same ports.
-        let http = HTTPService(endpoints: ClientEndpoints(server: server), maximumBodyBytes: configuration.maxRequestBytes)
+        metrics.attach(server)
+        // Health, version, metrics (and next the /v3 gateway) over HTTP/1.1 on the same ports.
+        let http = HTTPService(endpoints: ClientEndpoints(server: server, metrics: metrics), maximumBodyBytes: configuration.maxRequestBytes)
+        let grpcMetrics = GRPCMetricsInterceptor(metrics: metrics)
         var listeners: [GRPCServer] = []
         do {
             for url in urls {
@@ -79,7 +84,9 @@ public final class EmbeddedEtcd: Sendable {
                 }
                 grpc.limits = EtcdRouter.messageLimits(for: server)
                 grpc.http1 = http
-                grpc.interceptor = AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth)
+                grpc.interceptor = ServerInterceptors([
+                    grpcMetrics, AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth),
+                ])
                 // Watches and keep-alives end at once when the member stops, so their clients
                 // fail over to another member instead of waiting out the grace period.
                 grpc.streamsEndAtShutdown = GRPCStatus(EtcdError.stopped)

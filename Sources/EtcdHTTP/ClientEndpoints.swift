@@ -1,14 +1,22 @@
+import EtcdMetrics
 import EtcdServer
 import NIOHTTP1
 
 /// Everything a client listener answers over HTTP/1.1, as etcd's client port: the health and
-/// version endpoints (metrics and the `/v3` gateway come next), etcd's CORS headers on every
+/// version endpoints, `/metrics` (the `/v3` gateway comes next), etcd's CORS headers on every
 /// response, 200 to any `OPTIONS`, 404 `404 page not found` for other paths.
 package struct ClientEndpoints: HTTPEndpoints {
     let health: HealthEndpoints
+    let metrics: EtcdMetrics
 
-    package init(server: EtcdServer) {
-        health = HealthEndpoints(server: server)
+    package init(server: EtcdServer, metrics: EtcdMetrics) {
+        health = HealthEndpoints(server: server, metrics: metrics)
+        self.metrics = metrics
+    }
+
+    /// Prometheus' text format, as etcd's promhttp handler labels it (any method is answered).
+    static func metricsResponse(_ metrics: EtcdMetrics) -> HTTPResponse {
+        HTTPResponse(.ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition())
     }
 
     static let cors: HTTPHeaders = [
@@ -24,6 +32,7 @@ package struct ClientEndpoints: HTTPEndpoints {
             completion(response)
         }
         if request.method == .OPTIONS { return withCORS(HTTPResponse(.ok, contentType: "text/plain; charset=utf-8", body: "")) }
+        if request.path == "/metrics" { return withCORS(Self.metricsResponse(metrics)) }
         if health.respond(to: request, completion: withCORS) { return }
         withCORS(.error(.notFound, "404 page not found"))
     }

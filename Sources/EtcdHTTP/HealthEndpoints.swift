@@ -1,3 +1,4 @@
+import EtcdMetrics
 import EtcdServer
 import NIOHTTP1
 
@@ -7,9 +8,11 @@ import NIOHTTP1
 /// (etcd's order varies from request to request).
 package struct HealthEndpoints: Sendable {
     let server: EtcdServer
+    let metrics: EtcdMetrics
 
-    package init(server: EtcdServer) {
+    package init(server: EtcdServer, metrics: EtcdMetrics) {
         self.server = server
+        self.metrics = metrics
     }
 
     /// A named check; `completion` gets nil when it passed, else why not.
@@ -73,12 +76,15 @@ package struct HealthEndpoints: Sendable {
     /// `/health`: alarms (none yet), a leader unless `serializable=true`, then a read.
     private func health(_ request: HTTPRequest, _ completion: @escaping @Sendable (HTTPResponse) -> Void) {
         let serializable = request.parameter("serializable") == "true"
+        let metrics = metrics
         let unhealthy: @Sendable (String) -> Void = { reason in
+            metrics.healthChecked(healthy: false)
             completion(.error(.serviceUnavailable, #"{"health":"false","reason":"\#(reason)"}"#))
         }
         if !serializable, server.leaderID == nil { return unhealthy("RAFT NO LEADER") }
         server.probeRead(serializable: serializable) { error in
             if let error { return unhealthy("RANGE ERROR:\(error)") }
+            metrics.healthChecked(healthy: true)
             completion(HTTPResponse(.ok, contentType: "text/plain; charset=utf-8", body: #"{"health":"true","reason":""}"#))
         }
     }

@@ -74,6 +74,15 @@ package enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Cod
         }
     }
 
+    /// A proposal that failed for want of consensus (etcd's `etcd_server_proposals_failed_total`),
+    /// not for what it asked.
+    package var isConsensusFailure: Bool {
+        switch self {
+        case .stopped, .noLeader, .timeout, .timeoutDueToLeaderFail, .leaderChanged, .tooManyRequests: true
+        default: false
+        }
+    }
+
     init(_ error: MVCCError) {
         switch error {
         case .compacted: self = .compacted

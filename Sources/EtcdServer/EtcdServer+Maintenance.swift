@@ -70,3 +70,31 @@ extension EtcdServer {
         return response
     }
 }
+
+extension EtcdServer {
+    /// What etcd's `etcd_server_*` and `etcd_mvcc_db_*` metrics report, read when scraped.
+    package struct MetricFacts: Sendable {
+        package var hasLeader: Bool
+        package var isLeader: Bool
+        package var leaderChanges: UInt64
+        package var committedIndex: UInt64
+        package var appliedIndex: UInt64
+        package var pendingProposals: Int
+        package var failedProposals: UInt64
+        package var quotaBackendBytes: Int64
+        package var databaseBytes: Int64
+        package var databaseBytesInUse: Int64
+        package var memberID: UInt64
+    }
+
+    package func metricFacts() -> MetricFacts {
+        let raft = published.withLock { $0.raft }
+        let (size, inUse) = (try? backend.sizes()) ?? (0, 0)
+        return MetricFacts(
+            hasLeader: raft.leader != noNode, isLeader: raft.role == .leader, leaderChanges: raft.leaderChanges,
+            committedIndex: raft.commitIndex, appliedIndex: raft.appliedIndex,
+            pendingProposals: max(0, proposalCounts.pending.load(ordering: .relaxed)),
+            failedProposals: proposalCounts.failed.load(ordering: .relaxed), quotaBackendBytes: configuration.quotaBackendBytes,
+            databaseBytes: size, databaseBytesInUse: inUse, memberID: memberID)
+    }
+}

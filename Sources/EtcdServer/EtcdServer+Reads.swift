@@ -22,8 +22,15 @@ extension EtcdServer {
         _ request: WriteRequest, by caller: AuthIdentity?, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void
     ) {
         if isLearner { return completion(.failure(.notSupportedForLearner)) }
-        let proposal = Proposal(request: request, caller: caller, completion: completion, deadline: .now + configuration.requestTimeout)
-        if !inbox.submit({ $0.proposals.append(proposal) }) { completion(.failure(.stopped)) }
+        let counts = proposalCounts
+        counts.pending.add(1, ordering: .relaxed)
+        let counted: @Sendable (Result<WriteResponse, EtcdError>) -> Void = { result in
+            counts.pending.subtract(1, ordering: .relaxed)
+            if case .failure(let error) = result, error.isConsensusFailure { counts.failed.add(1, ordering: .relaxed) }
+            completion(result)
+        }
+        let proposal = Proposal(request: request, caller: caller, completion: counted, deadline: .now + configuration.requestTimeout)
+        if !inbox.submit({ $0.proposals.append(proposal) }) { counted(.failure(.stopped)) }
     }
 
     /// Calls `completion` once a linearizable read may be served from the published store: the

@@ -42,6 +42,13 @@ package final class EtcdServer: Sendable {
     let purger: FilePurger
     /// Tokens, JWT keys and the bcrypt pool.
     let auth: AuthServices
+    /// Proposals waiting for their answer, and those that failed for want of consensus.
+    let proposalCounts = ProposalCounts()
+
+    final class ProposalCounts: Sendable {
+        let pending = Atomic<Int>(0)
+        let failed = Atomic<UInt64>(0)
+    }
     let headers: ResponseHeaders
     let inbox = MemberInbox()
     let loopExited = DispatchSemaphore(value: 0)

@@ -13,6 +13,7 @@ extension EtcdServer {
         var role: StateRole = .follower
         var commitIndex: UInt64 = 0
         var appliedIndex: UInt64 = 0
+        var leaderChanges: UInt64 = 0
     }
 
     struct Published {

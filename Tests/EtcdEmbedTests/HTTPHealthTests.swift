@@ -52,6 +52,24 @@ struct HTTPHealthTests {
             Array("GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8), port: port)
         #expect(twice.raw.components(separatedBy: "HTTP/1.1 200 OK").count == 3)
 
+        // Prometheus' text format with etcd's names, read fresh at each scrape.
+        let metrics = try await HTTPProbe.request("/metrics", port: port)
+        #expect(metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
+        let lines = Set(metrics.body.split(separator: "\n").map(String.init))
+        for expected in [
+            "# TYPE etcd_server_has_leader gauge", "etcd_server_has_leader 1.0", "etcd_server_is_leader 1.0",
+            "# TYPE etcd_server_leader_changes_seen_total counter", "etcd_server_leader_changes_seen_total 1",
+            "# TYPE etcd_disk_wal_fsync_duration_seconds histogram", "# TYPE grpc_server_handled_total counter",
+            #"grpc_server_handled_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="OK"} 1"#,
+            #"grpc_server_started_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put"} 1"#,
+            "etcd_server_health_success 2", "etcd_server_quota_backend_bytes 2147483648.0", "etcd_server_proposals_pending 0.0",
+            #"etcd_server_version{server_version="3.6.0"} 1.0"#,
+        ] {
+            #expect(lines.contains(expected), "\(expected)")
+        }
+        #expect(lines.contains { $0.hasPrefix("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"}") })
+        #expect(lines.contains { $0.hasPrefix("process_resident_memory_bytes ") })
+
         // Neither protocol: that connection closes; gRPC and HTTP go on.
         let garbage = try await HTTPProbe.exchange(Array("\u{1}\u{2}garbage\r\n\r\n".utf8), port: port, timeout: .seconds(5))
         #expect(garbage.raw.isEmpty)

@@ -68,6 +68,8 @@ final class MemberLoop {
     var transfers: [EtcdServer.LeaderTransfer] = []
     /// Set when a leader became known since the last turn.
     var leaderAppeared = false
+    /// Leaders this member has seen elected (etcd's `etcd_server_leader_changes_seen_total`).
+    var leaderChanges: UInt64 = 0
 
     /// Where the member restarts from, as ``EtcdServer`` recovered it.
     struct Recovered {
@@ -365,6 +367,7 @@ final class MemberLoop {
             }
         }
         if soft.leader == noNode && newSoft.leader != noNode { leaderAppeared = true }
+        if newSoft.leader != noNode, newSoft.leader != soft.leader { leaderChanges += 1 }
         // A leader takes over lease expiry once it applies its first entry (below); one that
         // steps down hands it back at once.
         if soft.role == .leader, newSoft.role != .leader { lessor.demote() }
@@ -391,7 +394,8 @@ final class MemberLoop {
     func publishStatus() {
         published.publish(
             raft: EtcdServer.RaftSummary(
-                term: term, leader: soft.leader, role: soft.role, commitIndex: commitIndex, appliedIndex: appliedIndex),
+                term: term, leader: soft.leader, role: soft.role, commitIndex: commitIndex, appliedIndex: appliedIndex,
+                leaderChanges: leaderChanges),
             voters: confState.voters.count)
     }
 

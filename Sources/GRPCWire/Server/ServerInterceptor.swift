@@ -57,3 +57,34 @@ extension ServerInterceptor {
     public func sentMessage(_ method: ServerMethod, bytes: Int) {}
     public func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline) {}
 }
+
+/// Several interceptors as one, in order: each sees every call; the first that does not let a
+/// call proceed decides for it (those after it do not see it start, but see it end).
+public struct ServerInterceptors: ServerInterceptor {
+    private let interceptors: [any ServerInterceptor]
+
+    public init(_ interceptors: [any ServerInterceptor]) {
+        self.interceptors = interceptors
+    }
+
+    public func callStarted(_ method: ServerMethod, context: inout ServerContext) -> CallAdmission {
+        for interceptor in interceptors {
+            let admission = interceptor.callStarted(method, context: &context)
+            if case .proceed = admission { continue }
+            return admission
+        }
+        return .proceed
+    }
+
+    public func receivedMessage(_ method: ServerMethod, bytes: Int) {
+        for interceptor in interceptors { interceptor.receivedMessage(method, bytes: bytes) }
+    }
+
+    public func sentMessage(_ method: ServerMethod, bytes: Int) {
+        for interceptor in interceptors { interceptor.sentMessage(method, bytes: bytes) }
+    }
+
+    public func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline) {
+        for interceptor in interceptors { interceptor.callEnded(method, status: status, startedAt: startedAt) }
+    }
+}
