@@ -162,6 +162,7 @@ let package = Package(
         .target(
             name: "EtcdMetrics",
             dependencies: [
+                "EtcdProto",
                 "EtcdServer",
                 "GRPCWire",
                 .product(name: "NIOCore", package: "swift-nio"),
