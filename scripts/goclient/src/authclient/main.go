@@ -6,6 +6,7 @@
 package main
 
 import (
+	"checks"
 	"context"
 	"fmt"
 	"os"
@@ -13,18 +14,6 @@ import (
 
 	"go.etcd.io/etcd/clientv3"
 )
-
-var passed, failed int
-
-func check(name string, err error) {
-	if err != nil {
-		failed++
-		fmt.Printf("FAIL %s: %v\n", name, err)
-		return
-	}
-	passed++
-	fmt.Printf("PASS %s\n", name)
-}
 
 func expectEvent(ch clientv3.WatchChan, key string) error {
 	select {
@@ -73,75 +62,72 @@ func main() {
 		}
 	}
 	setup.Close()
-	check("setup as root, auth enabled", nil)
+	checks.Check("setup as root, auth enabled", nil)
 
 	alice, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Username: "alice", Password: "alicepw"})
-	check("alice logs in", err)
+	checks.Check("alice logs in", err)
 	if err != nil {
 		os.Exit(1)
 	}
 	defer alice.Close()
 	root, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Username: "root", Password: "rootpw"})
-	check("root logs in", err)
+	checks.Check("root logs in", err)
 	if err != nil {
 		os.Exit(1)
 	}
 	defer root.Close()
 
 	_, err = alice.Put(ctx, "/app/a", "1")
-	check("alice puts inside her prefix", err)
+	checks.Check("alice puts inside her prefix", err)
 	_, err = alice.Put(ctx, "/other", "1")
 	if err == nil || err.Error() != "etcdserver: permission denied" {
-		check("alice is refused outside her prefix", fmt.Errorf("got %v", err))
+		checks.Check("alice is refused outside her prefix", fmt.Errorf("got %v", err))
 	} else {
-		check("alice is refused outside her prefix", nil)
+		checks.Check("alice is refused outside her prefix", nil)
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	watch := alice.Watch(watchCtx, "/app/", clientv3.WithPrefix())
 	lease, err := alice.Grant(ctx, 60)
-	check("alice grants a lease", err)
+	checks.Check("alice grants a lease", err)
 	keepAlive, err := alice.KeepAlive(ctx, lease.ID)
-	check("alice keeps it alive", err)
+	checks.Check("alice keeps it alive", err)
 	_, err = alice.Put(ctx, "/app/b", "2")
-	check("put before the auth change", err)
-	check("the watch sees it", expectEvent(watch, "/app/b"))
+	checks.Check("put before the auth change", err)
+	checks.Check("the watch sees it", expectEvent(watch, "/app/b"))
 
 	// root changes auth: alice's role gains a prefix.
 	_, err = root.RoleGrantPermission(ctx, "app", "/more/", clientv3.GetPrefixRangeEnd("/more/"), clientv3.PermissionType(clientv3.PermReadWrite))
-	check("root grants alice's role more", err)
+	checks.Check("root grants alice's role more", err)
 	_, err = alice.Put(ctx, "/app/c", "3")
-	check("alice puts after the auth change", err)
-	check("the watch opened before the change sees it", expectEvent(watch, "/app/c"))
+	checks.Check("alice puts after the auth change", err)
+	checks.Check("the watch opened before the change sees it", expectEvent(watch, "/app/c"))
 	_, err = alice.Put(ctx, "/more/x", "4")
-	check("alice uses the new grant at once", err)
+	checks.Check("alice uses the new grant at once", err)
 	// A new watcher on the same stream (same context) after the change.
 	more := alice.Watch(watchCtx, "/more/", clientv3.WithPrefix())
 	time.Sleep(500 * time.Millisecond)
 	_, err = alice.Put(ctx, "/more/y", "5")
-	check("put under the new grant", err)
-	check("a watcher created after the change sees it", expectEvent(more, "/more/y"))
+	checks.Check("put under the new grant", err)
+	checks.Check("a watcher created after the change sees it", expectEvent(more, "/more/y"))
 	select {
 	case resp, ok := <-keepAlive:
 		if !ok || resp == nil {
-			check("the keep-alive goes on", fmt.Errorf("keep-alive channel closed"))
+			checks.Check("the keep-alive goes on", fmt.Errorf("keep-alive channel closed"))
 		} else {
-			check("the keep-alive goes on", nil)
+			checks.Check("the keep-alive goes on", nil)
 		}
 	case <-time.After(10 * time.Second):
-		check("the keep-alive goes on", fmt.Errorf("no keep-alive answer within 10 s"))
+		checks.Check("the keep-alive goes on", fmt.Errorf("no keep-alive answer within 10 s"))
 	}
 	// root takes the role away: alice's next request is refused.
 	_, err = root.UserRevokeRole(ctx, "alice", "app")
-	check("root revokes alice's role", err)
+	checks.Check("root revokes alice's role", err)
 	_, err = alice.Put(ctx, "/app/d", "6")
 	if err == nil || err.Error() != "etcdserver: permission denied" {
-		check("alice is refused after the revoke", fmt.Errorf("got %v", err))
+		checks.Check("alice is refused after the revoke", fmt.Errorf("got %v", err))
 	} else {
-		check("alice is refused after the revoke", nil)
+		checks.Check("alice is refused after the revoke", nil)
 	}
-	fmt.Printf("authclient: %d passed, %d failed\n", passed, failed)
-	if failed > 0 {
-		os.Exit(1)
-	}
+	checks.Finish("authclient")
 }

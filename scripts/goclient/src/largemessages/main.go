@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"checks"
 	"context"
 	"fmt"
 	"os"
@@ -17,18 +18,6 @@ import (
 )
 
 const mib = 1024 * 1024
-
-var passed, failed int
-
-func check(name string, err error) {
-	if err != nil {
-		failed++
-		fmt.Printf("FAIL %s: %v\n", name, err)
-		return
-	}
-	passed++
-	fmt.Printf("PASS %s\n", name)
-}
 
 func main() {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{os.Args[1]}, DialTimeout: 5 * time.Second})
@@ -42,9 +31,9 @@ func main() {
 
 	_, err = cli.Put(ctx, "big/over", string(bytes.Repeat([]byte("x"), 1600*1024)))
 	if err == nil || err.Error() != "etcdserver: request is too large" {
-		check("a 1.6 MiB put is refused as too large", fmt.Errorf("got %v", err))
+		checks.Check("a 1.6 MiB put is refused as too large", fmt.Errorf("got %v", err))
 	} else {
-		check("a 1.6 MiB put is refused as too large", nil)
+		checks.Check("a 1.6 MiB put is refused as too large", nil)
 	}
 
 	const keys = 12
@@ -53,7 +42,7 @@ func main() {
 	for i := 0; i < keys && putErr == nil; i++ {
 		_, putErr = cli.Put(ctx, fmt.Sprintf("big/%02d", i), string(value(i)))
 	}
-	check(fmt.Sprintf("%d puts of 1 MiB after the refused one, same connection", keys), putErr)
+	checks.Check(fmt.Sprintf("%d puts of 1 MiB after the refused one, same connection", keys), putErr)
 
 	var getErr error
 	for i := 0; i < keys && getErr == nil; i++ {
@@ -64,13 +53,13 @@ func main() {
 			getErr = fmt.Errorf("key %d: %d kvs", i, len(r.Kvs))
 		}
 	}
-	check("each 1 MiB value reads back", getErr)
+	checks.Check("each 1 MiB value reads back", getErr)
 
 	r, err := cli.Get(ctx, "big/", clientv3.WithPrefix())
 	if err == nil && (len(r.Kvs) != keys || !bytes.Equal(r.Kvs[keys-1].Value, value(keys-1))) {
 		err = fmt.Errorf("%d kvs", len(r.Kvs))
 	}
-	check(fmt.Sprintf("one range answer of %d MiB", keys), err)
+	checks.Check(fmt.Sprintf("one range answer of %d MiB", keys), err)
 
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 	events := 0
@@ -94,7 +83,7 @@ func main() {
 	if watchErr == nil && events != keys {
 		watchErr = fmt.Errorf("%d events of %d", events, keys)
 	}
-	check(fmt.Sprintf("a watch from revision 1 catches up over %d MiB", keys), watchErr)
+	checks.Check(fmt.Sprintf("a watch from revision 1 catches up over %d MiB", keys), watchErr)
 
 	var roundErr error
 	for round := 0; round < 3 && roundErr == nil; round++ {
@@ -105,7 +94,7 @@ func main() {
 			roundErr = err
 		}
 	}
-	check("refused oversized puts alternating with reads, same connection", roundErr)
+	checks.Check("refused oversized puts alternating with reads, same connection", roundErr)
 
 	totalMiB := 0
 	if len(os.Args) > 2 {
@@ -120,10 +109,7 @@ func main() {
 				read += keys * mib
 			}
 		}
-		check(fmt.Sprintf("%d MiB read on one connection (%.0f MiB/s)", read/mib, float64(read)/mib/time.Since(start).Seconds()), err)
+		checks.Check(fmt.Sprintf("%d MiB read on one connection (%.0f MiB/s)", read/mib, float64(read)/mib/time.Since(start).Seconds()), err)
 	}
-	fmt.Printf("largemessages: %d passed, %d failed\n", passed, failed)
-	if failed > 0 {
-		os.Exit(1)
-	}
+	checks.Finish("largemessages")
 }
