@@ -18,6 +18,9 @@ public struct EmbedConfiguration: Sendable {
     /// `--data-dir`; nil means `<name>.etcd`.
     public var dataDirectory: String?
     public var listenClientURLs = ["http://localhost:2379"]
+    /// `--listen-metrics-urls`: listeners for `/metrics` and the health endpoints alone
+    /// (`http://` or `https://`, the latter with the client TLS files).
+    public var listenMetricsURLs: [String] = []
     public var advertiseClientURLs = ["http://localhost:2379"]
     public var listenPeerURLs = ["http://localhost:2380"]
     /// `--initial-advertise-peer-urls`: this member's peer URLs as the cluster knows them; they
@@ -89,7 +92,12 @@ public struct EmbedConfiguration: Sendable {
         guard PasswordHasher.costs.contains(bcryptCost) else {
             throw ConfigurationError("--bcrypt-cost: \(bcryptCost) is outside bcrypt's range \(PasswordHasher.costs.lowerBound) to \(PasswordHasher.costs.upperBound)")
         }
-        for url in try listenClientURLs.map(ClientListenURL.init) where url.isSecure && !clientTLS.isConfigured {
+        for url in try listenMetricsURLs.map(ClientListenURL.init) {
+            guard case .tcp = url.address else {
+                throw ConfigurationError("--listen-metrics-urls: \(url.url) is not an http:// or https:// URL")
+            }
+        }
+        for url in try (listenClientURLs + listenMetricsURLs).map(ClientListenURL.init) where url.isSecure && !clientTLS.isConfigured {
             throw ConfigurationError(
                 "TLS key/cert (--cert-file, --key-file) must be provided for client url \(url.url) with HTTPS scheme")
         }

@@ -16,11 +16,13 @@ public final class EmbeddedEtcd: Sendable {
     /// The member: Raft, the log, the store, the peer transport.
     package let server: EtcdServer
     private let listeners: [GRPCServer]
+    private let metricsListeners: [GRPCServer]
     private let logger: Logger
 
-    private init(server: EtcdServer, listeners: [GRPCServer], logger: Logger) {
+    private init(server: EtcdServer, listeners: [GRPCServer], metricsListeners: [GRPCServer], logger: Logger) {
         self.server = server
         self.listeners = listeners
+        self.metricsListeners = metricsListeners
         self.logger = logger
     }
 
@@ -31,6 +33,9 @@ public final class EmbeddedEtcd: Sendable {
     /// Where the client listeners listen, in the order of `--listen-client-urls`.
     public var clientAddresses: [SocketAddress] { listeners.compactMap(\.localAddress) }
 
+    /// Where the `--listen-metrics-urls` listeners listen, in their order.
+    public var metricsAddresses: [SocketAddress] { metricsListeners.compactMap(\.localAddress) }
+
     /// Opens the data directory, starts the member, then listens on every client URL, logging
     /// what etcd logs as it starts.
     public static func start(_ configuration: EmbedConfiguration, logger: Logger = Logger(label: "swift-etcd")) async throws
@@ -38,8 +43,9 @@ public final class EmbeddedEtcd: Sendable {
     {
         try configuration.validate()
         let urls = try configuration.listenClientURLs.map(ClientListenURL.init)
+        let metricsURLs = try configuration.listenMetricsURLs.map(ClientListenURL.init)
         var member = configuration.memberConfiguration
-        let clientTLS = try clientCredentials(configuration, urls: urls, logger: logger)
+        let clientTLS = try clientCredentials(configuration, urls: urls + metricsURLs, logger: logger)
         member.peerTLS = try peerCredentials(configuration, logger: logger)
         member.peerHandshakeTimeout = configuration.tlsHandshakeTimeout
         let metrics = EtcdMetrics()
@@ -72,6 +78,7 @@ public final class EmbeddedEtcd: Sendable {
         let http = HTTPService(endpoints: ClientEndpoints(server: server, metrics: metrics), maximumBodyBytes: configuration.maxRequestBytes)
         let grpcMetrics = GRPCMetricsInterceptor(metrics: metrics)
         var listeners: [GRPCServer] = []
+        var metricsListeners: [GRPCServer] = []
         do {
             for url in urls {
                 var grpc = GRPCServer.Configuration()
@@ -110,12 +117,26 @@ public final class EmbeddedEtcd: Sendable {
                     ])
                 }
             }
+            // etcd's --listen-metrics-urls: /metrics and the health endpoints alone, HTTP/1.1 only.
+            let metricsHTTP = HTTPService(endpoints: MetricsEndpoints(server: server, metrics: metrics), maximumBodyBytes: 0)
+            for url in metricsURLs {
+                guard case .tcp(let host, let port) = url.address else { continue }
+                var listener = GRPCServer.Configuration(host: host, port: port)
+                listener.http1 = metricsHTTP
+                listener.servesGRPC = false
+                if url.isSecure, let clientTLS {
+                    listener.security = SecuredListener(
+                        credentials: clientTLS, handshakeTimeout: .nanoseconds(Int64(configuration.tlsHandshakeTimeout / .nanoseconds(1))))
+                }
+                metricsListeners.append(try await GRPCServer.start(router: ServerRouter(), configuration: listener))
+                logger.info("serving metrics", metadata: ["address": "\(url.url)"])
+            }
         } catch {
-            for listener in listeners { await listener.shutdown(gracePeriod: .zero) }
+            for listener in listeners + metricsListeners { await listener.shutdown(gracePeriod: .zero) }
             server.stop()
             throw error
         }
-        return EmbeddedEtcd(server: server, listeners: listeners, logger: logger)
+        return EmbeddedEtcd(server: server, listeners: listeners, metricsListeners: metricsListeners, logger: logger)
     }
 
     /// Client TLS for the `https` and `unixs` listeners, read and checked before anything starts.
@@ -160,7 +181,7 @@ public final class EmbeddedEtcd: Sendable {
 
     /// Lets the calls in flight finish (5 s at most), then stops the member.
     public func stop() async {
-        for listener in listeners { await listener.shutdown(gracePeriod: .seconds(5)) }
+        for listener in listeners + metricsListeners { await listener.shutdown(gracePeriod: .seconds(5)) }
         server.stop()
         logger.info("stopped serving", metadata: ["local-member-id": "\(String(server.memberID, radix: 16))"])
     }

@@ -21,6 +21,11 @@ public struct ServerFlags: ParsableArguments {
     @Option(name: .customLong("advertise-client-urls"), help: "Comma-separated client URLs to advertise to the cluster.")
     var advertiseClientURLs = "http://localhost:2379"
 
+    @Option(
+        name: .customLong("listen-metrics-urls"),
+        help: "Comma-separated http:// or https:// URLs that serve only /metrics and the health endpoints.")
+    var listenMetricsURLs = ""
+
     @Option(name: .customLong("listen-peer-urls"), help: "Comma-separated URLs to listen on for peer traffic.")
     var listenPeerURLs = "http://localhost:2380"
 
@@ -146,6 +151,7 @@ public struct ServerFlags: ParsableArguments {
         configuration.dataDirectory = dataDir
         configuration.listenClientURLs = Self.list(listenClientURLs)
         configuration.advertiseClientURLs = Self.list(advertiseClientURLs)
+        configuration.listenMetricsURLs = Self.list(listenMetricsURLs)
         configuration.listenPeerURLs = Self.list(listenPeerURLs)
         configuration.initialAdvertisePeerURLs = Self.list(initialAdvertisePeerURLs)
         configuration.initialCluster = initialCluster

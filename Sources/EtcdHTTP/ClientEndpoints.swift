@@ -37,3 +37,21 @@ package struct ClientEndpoints: HTTPEndpoints {
         withCORS(.error(.notFound, "404 page not found"))
     }
 }
+
+/// What a `--listen-metrics-urls` listener answers, as etcd's: `/metrics` and the health
+/// endpoints only (no `/version`, no CORS), 404 for the rest.
+package struct MetricsEndpoints: HTTPEndpoints {
+    let health: HealthEndpoints
+    let metrics: EtcdMetrics
+
+    package init(server: EtcdServer, metrics: EtcdMetrics) {
+        health = HealthEndpoints(server: server, metrics: metrics)
+        self.metrics = metrics
+    }
+
+    package func respond(to request: HTTPRequest, completion: @escaping @Sendable (HTTPResponse) -> Void) {
+        if request.path == "/metrics" { return completion(ClientEndpoints.metricsResponse(metrics)) }
+        if request.path != "/version", health.respond(to: request, completion: completion) { return }
+        completion(.error(.notFound, "404 page not found"))
+    }
+}

@@ -78,4 +78,26 @@ struct HTTPHealthTests {
         await client.close()
         await etcd.stop()
     }
+
+    @Test func metricsListenersServeMetricsAndHealthOnly() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("http-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var configuration = try await EmbeddedEtcdTests().configuration(directory: directory)
+        configuration.listenMetricsURLs = ["http://127.0.0.1:0"]
+        let etcd = try await EmbeddedEtcd.start(configuration)
+        let port = try #require(etcd.metricsAddresses.first?.port)
+        // What kubeadm's probes ask.
+        let health = try await HTTPProbe.request("/health?exclude=NOSPACE&serializable=true", port: port)
+        #expect(health.status == 200 && health.body == #"{"health":"true","reason":""}"#)
+        #expect(health.headers["access-control-allow-origin"] == nil)
+        #expect(try await HTTPProbe.request("/readyz", port: port).body == "ok\n")
+        #expect(try await HTTPProbe.request("/livez", port: port).body == "ok\n")
+        let metrics = try await HTTPProbe.request("/metrics", port: port)
+        #expect(metrics.status == 200 && metrics.body.contains("etcd_server_has_leader 1.0"))
+        #expect(try await HTTPProbe.request("/version", port: port).status == 404)
+        // No gRPC here: the HTTP/2 preface is closed.
+        let preface = try await HTTPProbe.exchange(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8), port: port, timeout: .seconds(5))
+        #expect(preface.raw.isEmpty)
+        await etcd.stop()
+    }
 }

@@ -20,14 +20,15 @@ final class ConnectionPrefaceCheck: ChannelInboundHandler, RemovableChannelHandl
     /// The first four bytes of an HTTP/1.x request's method (and its space).
     private static let http1Starts = ["GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI", "PATC", "CONN", "TRAC"].map { Array($0.utf8) }
     private let rejected: (@Sendable (String, SocketAddress?) -> Void)?
-    private let http2: (any Channel) throws -> Void
+    private let http2: ((any Channel) throws -> Void)?
     private let http1: (any HTTP1ConnectionHandler)?
     private var received: ByteBuffer?
 
-    /// `http2` adds the gRPC pipeline; `http1`, when set, takes HTTP/1.x connections.
+    /// `http2` adds the gRPC pipeline (nil: HTTP/2 is refused); `http1`, when set, takes
+    /// HTTP/1.x connections.
     init(
         rejected: (@Sendable (String, SocketAddress?) -> Void)?, http1: (any HTTP1ConnectionHandler)?,
-        http2: @escaping (any Channel) throws -> Void
+        http2: ((any Channel) throws -> Void)?
     ) {
         self.rejected = rejected
         self.http1 = http1
@@ -43,7 +44,7 @@ final class ConnectionPrefaceCheck: ChannelInboundHandler, RemovableChannelHandl
         }
         let bytes = received!.readableBytesView
         let compared = min(bytes.count, Self.preface.count)
-        if bytes.prefix(compared).elementsEqual(Self.preface.prefix(compared)) {
+        if let http2, bytes.prefix(compared).elementsEqual(Self.preface.prefix(compared)) {
             guard bytes.count >= Self.preface.count else { return }
             return handOver(context, to: http2)
         }
@@ -76,6 +77,9 @@ final class ConnectionPrefaceCheck: ChannelInboundHandler, RemovableChannelHandl
         }
         if http1Starts.contains(where: { start.starts(with: $0) }) {
             return "HTTP/1.x request on a gRPC listener"
+        }
+        if preface.starts(with: start) {
+            return "HTTP/2 on an HTTP/1.1-only listener"
         }
         return "not an HTTP/2 connection preface"
     }

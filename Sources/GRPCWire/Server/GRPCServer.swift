@@ -58,6 +58,9 @@ public final class GRPCServer: Sendable {
         /// Takes connections that speak HTTP/1.1 (a request line, or ALPN `http/1.1` under TLS;
         /// the TLS context must offer it); without one they are closed as not gRPC.
         public var http1: (any HTTP1ConnectionHandler)?
+        /// False makes an HTTP/1.1-only listener (etcd's `--listen-metrics-urls`): HTTP/2 and
+        /// gRPC are refused as anything else that is not HTTP/1.1 is.
+        public var servesGRPC = true
 
         public init(host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil) {
             self.host = host
@@ -102,9 +105,11 @@ public final class GRPCServer: Sendable {
                     }
                     // The first bytes tell gRPC from HTTP/1.1 (and from garbage).
                     let sniff = {
-                        ConnectionPrefaceCheck(rejected: configuration.onRejectedConnection, http1: configuration.http1) { channel in
-                            try configureGRPC(channel, router: router, configuration: configuration, batch: batch)
-                        }
+                        ConnectionPrefaceCheck(
+                            rejected: configuration.onRejectedConnection, http1: configuration.http1,
+                            http2: !configuration.servesGRPC ? nil : { channel in
+                                try configureGRPC(channel, router: router, configuration: configuration, batch: batch)
+                            })
                     }
                     guard let security else {
                         return try channel.pipeline.syncOperations.addHandler(sniff())
@@ -116,7 +121,7 @@ public final class GRPCServer: Sendable {
                         ApplicationProtocolNegotiationHandler { result, channel in
                             channel.eventLoop.makeCompletedFuture {
                                 switch result {
-                                case .negotiated("h2"):
+                                case .negotiated("h2") where configuration.servesGRPC:
                                     try configureGRPC(channel, router: router, configuration: configuration, batch: batch)
                                 case .negotiated("http/1.1") where configuration.http1 != nil:
                                     try configuration.http1!.configure(channel)
