@@ -306,9 +306,10 @@ let package = Package(
         .testTarget(
             name: "EtcdEmbedTests",
             dependencies: [
-                "Auth", "EtcdClient", "EtcdEmbed", "EtcdProto", "EtcdServer", "GRPCWire", "TestSupport", "TransportSecurity",
+                "Auth", "EtcdClient", "EtcdEmbed", "EtcdHTTP", "EtcdProto", "EtcdServer", "GRPCWire", "TestSupport", "TransportSecurity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
