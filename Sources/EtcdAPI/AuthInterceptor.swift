@@ -36,7 +36,7 @@ package struct AuthInterceptor: ServerInterceptor {
     }
 
     package func callStarted(_ method: ServerMethod, context: inout ServerContext) -> CallAdmission {
-        guard server.authState.enabled else { return .proceed }
+        guard server.isAuthEnabled else { return .proceed }
         let rule = Self.rules[method.path] ?? .caller
         if case .open = rule { return .proceed }
         if let token = context.metadata("token") ?? context.metadata("authorization") {

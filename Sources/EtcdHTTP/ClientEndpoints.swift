@@ -41,17 +41,16 @@ package struct ClientEndpoints: HTTPEndpoints {
 /// What a `--listen-metrics-urls` listener answers, as etcd's: `/metrics` and the health
 /// endpoints only (no `/version`, no CORS), 404 for the rest.
 package struct MetricsEndpoints: HTTPEndpoints {
-    let health: HealthEndpoints
-    let metrics: EtcdMetrics
+    /// The client port's endpoints, of which this listener serves a part.
+    let client: ClientEndpoints
 
     package init(server: EtcdServer, metrics: EtcdMetrics) {
-        health = HealthEndpoints(server: server, metrics: metrics)
-        self.metrics = metrics
+        client = ClientEndpoints(server: server, metrics: metrics)
     }
 
     package func respond(to request: HTTPRequest, completion: @escaping @Sendable (HTTPResponse) -> Void) {
-        if request.path == "/metrics" { return completion(ClientEndpoints.metricsResponse(metrics)) }
-        if request.path != "/version", health.respond(to: request, completion: completion) { return }
+        if request.path == "/metrics" { return completion(ClientEndpoints.metricsResponse(client.metrics)) }
+        if request.path != "/version", client.health.respond(to: request, completion: completion) { return }
         completion(.error(.notFound, "404 page not found"))
     }
 }

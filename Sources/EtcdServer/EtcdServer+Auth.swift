@@ -24,6 +24,12 @@ extension EtcdServer {
     /// Users, roles and grants as this member last applied them.
     package var authState: AuthState { published.withLock { $0.auth } }
 
+    /// Whether auth is on: read once per call, without copying the users and roles out.
+    package var isAuthEnabled: Bool { published.withLock { $0.auth.enabled } }
+
+    /// The auth state when auth is on; nil (nothing copied) when it is off, the common case.
+    private var enabledAuthState: AuthState? { published.withLock { $0.auth.enabled ? $0.auth : nil } }
+
     // MARK: Who is calling
 
     /// What a token tells this member right now.
@@ -82,34 +88,33 @@ extension EtcdServer {
     /// anyone). Returns the user, nil when auth is off.
     @discardableResult
     package func requireCaller(_ caller: AuthIdentity?) throws(AuthError) -> String? {
-        try AuthRules.caller(caller, in: authState)
+        guard let auth = enabledAuthState else { return nil }
+        return try AuthRules.caller(caller, in: auth)
     }
 
     /// A caller holding the root role (auth off: anyone).
     package func requireRoot(_ caller: AuthIdentity?) throws(AuthError) {
-        try AuthRules.requireRoot(caller, in: authState)
+        guard let auth = enabledAuthState else { return }
+        try AuthRules.requireRoot(caller, in: auth)
     }
 
     /// READ on a range (a range request, or a watch when it is created). An empty key counts
     /// as `"\0"`, the smallest key there is.
     package func checkRead(key: some Collection<UInt8>, rangeEnd: some Collection<UInt8>, caller: AuthIdentity?) throws(AuthError) {
-        let auth = authState
-        guard let user = try AuthRules.caller(caller, in: auth) else { return }
+        guard let auth = enabledAuthState, let user = try AuthRules.caller(caller, in: auth) else { return }
         try AuthRules.check(user, .read, key: key.isEmpty ? [0] : Array(key), rangeEnd: rangeEnd, in: auth)
     }
 
     /// What a lease's keys need from a caller: READ to list them (`LeaseTimeToLive` with keys),
     /// WRITE to keep them alive.
     package func checkLeaseKeys(_ id: Int64, _ access: AuthState.Access, caller: AuthIdentity?) throws(AuthError) {
-        let auth = authState
-        guard let user = try AuthRules.caller(caller, in: auth), !auth.isRoot(user) else { return }
+        guard let auth = enabledAuthState, let user = try AuthRules.caller(caller, in: auth), !auth.isRoot(user) else { return }
         for key in lessor.keys(of: id) { try AuthRules.check(user, access, key: key, rangeEnd: [], in: auth) }
     }
 
     /// `LeaseLeases`: READ on the keys of every lease.
     package func checkLeaseList(caller: AuthIdentity?) throws(AuthError) {
-        let auth = authState
-        guard let user = try AuthRules.caller(caller, in: auth), !auth.isRoot(user) else { return }
+        guard let auth = enabledAuthState, let user = try AuthRules.caller(caller, in: auth), !auth.isRoot(user) else { return }
         for id in lessor.ids {
             for key in lessor.keys(of: id) { try AuthRules.check(user, .read, key: key, rangeEnd: [], in: auth) }
         }
