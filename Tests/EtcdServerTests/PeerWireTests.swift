@@ -64,27 +64,48 @@ struct PeerWireTests {
         #expect(throws: PeerWire.DecodingError.self) { try PeerHello(&http) }
     }
 
+    /// What a transport received, and how often it found a peer unreachable.
+    private final class Recorder: Sendable {
+        let delivered = Mutex<[Message]>([])
+        let unreachable = Mutex(0)
+    }
+
+    /// A transport for member `id` of `cluster` that records what happens in `recorder`.
+    private static func transport(id: NodeID, cluster: UInt64, directory: URL, recorder: Recorder) -> PeerTransport {
+        PeerTransport(
+            localID: id, clusterID: cluster, group: MultiThreadedEventLoopGroup.singleton, snapshotDirectory: directory.path,
+            tls: nil, handshakeTimeout: .seconds(5), logger: Logger(label: "test"),
+            callbacks: PeerTransport.Callbacks(
+                deliver: { messages in recorder.delivered.withLock { $0 += messages } },
+                unreachable: { _ in recorder.unreachable.withLock { $0 += 1 } },
+                snapshotStatus: { _, _ in }, copyBackend: { _ in }, membership: { Membership() },
+                promote: { _, completion in completion(.failure(.notLeader)) },
+                renewLease: { _ in .failure(.notLeader) }, leaseTimeToLive: { _ in .failure(.notLeader) }))
+    }
+
+    /// A loopback port nobody listens on (yet).
+    private static func freePort() async throws -> Int {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0)
+            .flatMap { channel in
+                let port = channel.localAddress!.port!
+                return channel.close().map { port }
+            }.get()
+    }
+
+    private static func waitUntil(_ condition: () -> Bool) async throws {
+        for _ in 0..<300 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
+    }
+
     @Test("a transport delivers messages from its own cluster only")
     func transportRefusesAnotherCluster() async throws {
-        let delivered = Mutex<[Message]>([])
-        let group = MultiThreadedEventLoopGroup.singleton
+        let recorder = Recorder()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         func transport(id: NodeID, cluster: UInt64) -> PeerTransport {
-            PeerTransport(
-                localID: id, clusterID: cluster, group: group, snapshotDirectory: directory.path, tls: nil,
-                handshakeTimeout: .seconds(5), logger: Logger(label: "test"),
-                callbacks: PeerTransport.Callbacks(
-                    deliver: { messages in delivered.withLock { $0 += messages } }, unreachable: { _ in },
-                    snapshotStatus: { _, _ in }, copyBackend: { _ in }, membership: { Membership() },
-                    promote: { _, completion in completion(.failure(.notLeader)) },
-                    renewLease: { _ in .failure(.notLeader) }, leaseTimeToLive: { _ in .failure(.notLeader) }))
+            Self.transport(id: id, cluster: cluster, directory: directory, recorder: recorder)
         }
-        let port = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).flatMap { channel in
-            let port = channel.localAddress!.port!
-            return channel.close().map { port }
-        }.get()
+        let port = try await Self.freePort()
         let receiver = transport(id: 2, cluster: 100)
         try receiver.listen(on: #require(PeerURL("http://127.0.0.1:\(port)")))
         defer { receiver.stop() }
@@ -99,10 +120,35 @@ struct PeerWireTests {
         let heartbeat = Message(type: .heartbeat, to: 2, from: 1, term: 3)
         stranger.send([heartbeat])
         member.send([Message(type: .heartbeat, to: 2, from: 1, term: 4)])
-        for _ in 0..<200 where delivered.withLock({ $0.isEmpty }) {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await Self.waitUntil { !recorder.delivered.withLock { $0.isEmpty } }
         try await Task.sleep(for: .milliseconds(100))
-        #expect(delivered.withLock { $0.map(\.term) } == [4])
+        #expect(recorder.delivered.withLock { $0.map(\.term) } == [4])
+    }
+
+    @Test("a message sent while a peer is down is dropped, never delivered when it comes back")
+    func messagesBetweenAttemptsAreDropped() async throws {
+        let (sent, received) = (Recorder(), Recorder())
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let port = try await Self.freePort()
+        let follower = Self.transport(id: 1, cluster: 100, directory: directory, recorder: sent)
+        follower.setPeers([2: ["http://127.0.0.1:\(port)"]])
+        defer { follower.stop() }
+        // The first attempt is refused; a proposal forwarded during the backoff that follows
+        // must not wait for the next attempt (a follower may not send again for a long time).
+        follower.send([Message(type: .heartbeatResponse, to: 2, from: 1, term: 5)])
+        try await Self.waitUntil { sent.unreachable.withLock { $0 } > 0 }
+        follower.send([Message(type: .propose, to: 2, from: 1, entries: [Entry(term: 0, index: 0, data: Array("stale".utf8))])])
+        try await Task.sleep(for: .milliseconds(300))
+
+        let restarted = Self.transport(id: 2, cluster: 100, directory: directory, recorder: received)
+        try restarted.listen(on: #require(PeerURL("http://127.0.0.1:\(port)")))
+        defer { restarted.stop() }
+        follower.send([Message(type: .heartbeatResponse, to: 2, from: 1, term: 7)])
+        try await Self.waitUntil { !received.delivered.withLock { $0.isEmpty } }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(received.delivered.withLock { $0.map(\.type) } == [.heartbeatResponse])
+        #expect(received.delivered.withLock { $0.map(\.term) } == [7])
     }
 }

@@ -7,7 +7,14 @@ import Synchronization
 import TransportSecurity
 
 /// The outbound connection to one peer: connects on first use, reconnects with backoff, holds
-/// a bounded queue while connecting, and drops (reporting the peer unreachable) beyond it.
+/// a bounded queue while a connection attempt is under way, and drops (reporting the peer
+/// unreachable) beyond it and between attempts.
+///
+/// Nothing waits for a later attempt: Raft resends what still matters, while a message held
+/// across a backoff could arrive long after it was sent. A follower sends a peer that is down
+/// nothing for as long as it stays down, so a proposal it forwarded to a dying leader would
+/// wait for the restarted member and be appended again, long after its client gave up and
+/// retried (a write applied twice).
 final class PeerSender: Sendable {
     let urls: [String]
     /// Requests forwarded to this peer, on a connection of their own.
@@ -18,7 +25,7 @@ final class PeerSender: Sendable {
     private let unreachable: @Sendable (NodeID) -> Void
     private let state = Mutex(State())
 
-    /// Messages held while a connection is being made; more than this and they are dropped.
+    /// Messages held while a connection attempt is under way; more than this and they are dropped.
     private static let maxQueued = 4096
     private static let minBackoff: Duration = .milliseconds(50)
     private static let maxBackoff: Duration = .seconds(1)
@@ -54,9 +61,10 @@ final class PeerSender: Sendable {
         let action = state.withLock { state -> Action in
             if state.closed { return .none }
             if let channel = state.channel { return .write(channel) }
+            guard state.connecting || ContinuousClock.now >= state.nextAttempt else { return .drop }
             guard state.queued.count + messages.count <= Self.maxQueued else { return .drop }
             state.queued += messages
-            guard !state.connecting, ContinuousClock.now >= state.nextAttempt else { return .none }
+            if state.connecting { return .none }
             state.connecting = true
             return .connect
         }
