@@ -177,8 +177,25 @@ let package = Package(
                 "EtcdMetrics",
                 "EtcdServer",
                 "GRPCWire",
+                "TransportSecurity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // etcd's JSON gateway: /v3 HTTP requests as gRPC calls to the member, streams included.
+        .target(
+            name: "EtcdGateway",
+            dependencies: [
+                "EtcdAPI",
+                "EtcdHTTP",
+                "EtcdProto",
+                "GRPCWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSettings
         ),
@@ -188,6 +205,7 @@ let package = Package(
             dependencies: [
                 "Auth",
                 "EtcdAPI",
+                "EtcdGateway",
                 "EtcdHTTP",
                 "EtcdMetrics",
                 "EtcdServer",

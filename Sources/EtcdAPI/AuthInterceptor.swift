@@ -29,10 +29,18 @@ package struct AuthInterceptor: ServerInterceptor {
     let server: EtcdServer
     /// Whether a certificate's common name stands for a user (`--client-cert-auth`).
     let certificateIdentities: Bool
+    /// Whether the common name comes from metadata ``forwardedCommonNameKey`` instead of the
+    /// connection: only on the gateway's private socket, where the gateway passes on the name
+    /// in the certificate its HTTP client presented.
+    let commonNameForwarded: Bool
 
-    package init(server: EtcdServer, certificateIdentities: Bool) {
+    /// The metadata the gateway passes a verified client certificate's common name in.
+    package static let forwardedCommonNameKey = "swift-etcd-gateway-common-name"
+
+    package init(server: EtcdServer, certificateIdentities: Bool, commonNameForwarded: Bool = false) {
         self.server = server
         self.certificateIdentities = certificateIdentities
+        self.commonNameForwarded = commonNameForwarded
     }
 
     package func callStarted(_ method: ServerMethod, context: inout ServerContext) -> CallAdmission {
@@ -61,13 +69,17 @@ package struct AuthInterceptor: ServerInterceptor {
             }
         }
         var identity: AuthIdentity?
-        if certificateIdentities, let certificate = context.peerCertificate(),
-            let name = ClientCertificateName.commonName(of: certificate)
-        {
+        if certificateIdentities, let name = commonName(context) {
             identity = server.identity(commonName: name)
             context.attachment = identity
         }
         return admission(rule, identity)
+    }
+
+    /// The common name of the caller's verified client certificate, if it presented one.
+    private func commonName(_ context: ServerContext) -> String? {
+        if commonNameForwarded { return context.metadata(Self.forwardedCommonNameKey) }
+        return context.peerCertificate().flatMap(ClientCertificateName.commonName(of:))
     }
 
     private func admission(_ rule: Rule, _ identity: AuthIdentity?) -> CallAdmission {

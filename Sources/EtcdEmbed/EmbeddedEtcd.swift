@@ -1,5 +1,6 @@
 import Auth
 import EtcdAPI
+import EtcdGateway
 import EtcdHTTP
 import EtcdMetrics
 import EtcdServer
@@ -17,12 +18,16 @@ public final class EmbeddedEtcd: Sendable {
     package let server: EtcdServer
     private let listeners: [GRPCServer]
     private let metricsListeners: [GRPCServer]
+    private let gatewayChannel: GatewayChannel
     private let logger: Logger
 
-    private init(server: EtcdServer, listeners: [GRPCServer], metricsListeners: [GRPCServer], logger: Logger) {
+    private init(
+        server: EtcdServer, listeners: [GRPCServer], metricsListeners: [GRPCServer], gatewayChannel: GatewayChannel, logger: Logger
+    ) {
         self.server = server
         self.listeners = listeners
         self.metricsListeners = metricsListeners
+        self.gatewayChannel = gatewayChannel
         self.logger = logger
     }
 
@@ -74,9 +79,25 @@ public final class EmbeddedEtcd: Sendable {
         logger.info("enabled capabilities for version", metadata: ["cluster-version": "3.6"])
         let router = EtcdRouter.make(serving: server)
         metrics.attach(server)
-        // Health, version, metrics (and next the /v3 gateway) over HTTP/1.1 on the same ports.
-        let http = HTTPService(endpoints: ClientEndpoints(server: server, metrics: metrics), maximumBodyBytes: configuration.maxRequestBytes)
         let grpcMetrics = GRPCMetricsInterceptor(metrics: metrics)
+        var gatewayConfiguration = GRPCServer.Configuration()
+        gatewayConfiguration.limits = EtcdRouter.messageLimits(for: server)
+        gatewayConfiguration.streamsEndAtShutdown = GRPCStatus(EtcdError.stopped)
+        gatewayConfiguration.interceptor = ServerInterceptors([
+            grpcMetrics,
+            AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth, commonNameForwarded: true),
+        ])
+        let gatewayChannel: GatewayChannel
+        do {
+            gatewayChannel = try await GatewayChannel.start(router: router, configuration: gatewayConfiguration)
+        } catch {
+            server.stop()
+            throw error
+        }
+        // Health, version, metrics and the /v3 gateway over HTTP/1.1 on the same ports.
+        let gateway = Gateway(channel: gatewayChannel, maximumBodyBytes: configuration.maxRequestBytes)
+        let http = HTTPService(
+            endpoints: ClientEndpoints(server: server, metrics: metrics, gateway: gateway), maximumBodyBytes: configuration.maxRequestBytes)
         var listeners: [GRPCServer] = []
         var metricsListeners: [GRPCServer] = []
         do {
@@ -133,10 +154,12 @@ public final class EmbeddedEtcd: Sendable {
             }
         } catch {
             for listener in listeners + metricsListeners { await listener.shutdown(gracePeriod: .zero) }
+            await gatewayChannel.stop(gracePeriod: .zero)
             server.stop()
             throw error
         }
-        return EmbeddedEtcd(server: server, listeners: listeners, metricsListeners: metricsListeners, logger: logger)
+        return EmbeddedEtcd(
+            server: server, listeners: listeners, metricsListeners: metricsListeners, gatewayChannel: gatewayChannel, logger: logger)
     }
 
     /// Client TLS for the `https` and `unixs` listeners, read and checked before anything starts.
@@ -182,6 +205,7 @@ public final class EmbeddedEtcd: Sendable {
     /// Lets the calls in flight finish (5 s at most), then stops the member.
     public func stop() async {
         for listener in listeners + metricsListeners { await listener.shutdown(gracePeriod: .seconds(5)) }
+        await gatewayChannel.stop(gracePeriod: .seconds(1))
         server.stop()
         logger.info("stopped serving", metadata: ["local-member-id": "\(String(server.memberID, radix: 16))"])
     }

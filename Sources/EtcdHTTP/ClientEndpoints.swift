@@ -3,15 +3,23 @@ import EtcdServer
 import NIOHTTP1
 
 /// Everything a client listener answers over HTTP/1.1, as etcd's client port: the health and
-/// version endpoints, `/metrics` (the `/v3` gateway comes next), etcd's CORS headers on every
-/// response, 200 to any `OPTIONS`, 404 `404 page not found` for other paths.
+/// version endpoints, `/metrics`, the `/v3` JSON gateway (`/v3/…` and `/v3beta/…`, given as
+/// `gateway`), etcd's CORS headers on every response, 200 to any `OPTIONS`, 404
+/// `404 page not found` for other paths.
 package struct ClientEndpoints: HTTPEndpoints {
     let health: HealthEndpoints
     let metrics: EtcdMetrics
+    let gateway: (any HTTPEndpoints)?
 
-    package init(server: EtcdServer, metrics: EtcdMetrics) {
+    package init(server: EtcdServer, metrics: EtcdMetrics, gateway: (any HTTPEndpoints)? = nil) {
         health = HealthEndpoints(server: server, metrics: metrics)
         self.metrics = metrics
+        self.gateway = gateway
+    }
+
+    /// Whether `path` is the gateway's.
+    static func isGatewayPath(_ path: String) -> Bool {
+        path.hasPrefix("/v3/") || path.hasPrefix("/v3beta/")
     }
 
     /// Prometheus' text format, as etcd's promhttp handler labels it (any method is answered).
@@ -33,9 +41,30 @@ package struct ClientEndpoints: HTTPEndpoints {
         }
         if request.method == .OPTIONS { return withCORS(HTTPResponse(.ok, contentType: "text/plain; charset=utf-8", body: "")) }
         if request.path == "/metrics" { return withCORS(Self.metricsResponse(metrics)) }
+        if let gateway, Self.isGatewayPath(request.path) { return gateway.respond(to: request, completion: withCORS) }
         if health.respond(to: request, completion: withCORS) { return }
         withCORS(.error(.notFound, "404 page not found"))
     }
+
+    package func streamingExchange(for request: HTTPRequest, responses: any HTTPStreamWriter) -> (any HTTPStreamingExchange)? {
+        guard let gateway, Self.isGatewayPath(request.path) else { return nil }
+        return gateway.streamingExchange(for: request, responses: CORSWriter(writer: responses))
+    }
+}
+
+/// Adds etcd's CORS headers to a streamed answer's head.
+private struct CORSWriter: HTTPStreamWriter {
+    let writer: any HTTPStreamWriter
+
+    func head(_ status: HTTPResponseStatus, headers: HTTPHeaders) {
+        var headers = headers
+        for (name, value) in ClientEndpoints.cors { headers.replaceOrAdd(name: name, value: value) }
+        writer.head(status, headers: headers)
+    }
+
+    func send(_ piece: String) { writer.send(piece) }
+    func finish() { writer.finish() }
+    func close() { writer.close() }
 }
 
 /// What a `--listen-metrics-urls` listener answers, as etcd's: `/metrics` and the health

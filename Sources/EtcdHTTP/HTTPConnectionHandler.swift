@@ -1,6 +1,8 @@
 import GRPCWire
 import NIOCore
 import NIOHTTP1
+import NIOSSL
+import TransportSecurity
 
 /// The HTTP/1.1 side of a client listener: NIO's HTTP/1.1 server pipeline, then each request
 /// read whole (a body above `maximumBodyBytes` is refused with 413) and answered by `endpoints`.
@@ -25,7 +27,10 @@ package struct HTTPService: HTTP1ConnectionHandler {
 }
 
 /// Reads requests one at a time (NIO's pipelining assistance holds the next until this one is
-/// answered) and writes each answer on the connection's event loop.
+/// answered) and writes each answer on the connection's event loop. A request the endpoints
+/// stream (``HTTPEndpoints/streamingExchange(for:responses:)``) takes the connection over: its
+/// body goes to the exchange as it arrives, its answer goes out in chunks, and the connection
+/// closes when it ends.
 final class HTTPRequestHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -37,6 +42,9 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     private var body: ByteBuffer?
     private var tooLarge = false
     private var headerDeadline: Scheduled<Void>?
+    private var streaming: (any HTTPStreamingExchange)?
+    /// The verified client certificate's common name, read at the first request.
+    private var clientCommonName: String??
 
     init(endpoints: any HTTPEndpoints, maximumBodyBytes: Int, headerTimeout: TimeAmount) {
         self.endpoints = endpoints
@@ -60,10 +68,32 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         }
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        streaming?.closed()
+        streaming = nil
+        context.fireChannelInactive()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if let streaming {
+            switch part {
+            case .head: break  // pipelining assistance holds later requests back
+            case .body(let chunk): streaming.received(chunk)
+            case .end: streaming.receivedEnd()
+            }
+            return
+        }
+        switch part {
         case .head(let head):
             headerDeadline?.cancel()
+            let writer = ChunkedStreamWriter(context: context, version: head.version)
+            var request = HTTPRequest(head: head, body: context.channel.allocator.buffer(capacity: 0))
+            request.clientCommonName = commonName(context)
+            if let exchange = endpoints.streamingExchange(for: request, responses: writer) {
+                streaming = exchange
+                return
+            }
             self.head = head
             body = context.channel.allocator.buffer(capacity: 0)
             tooLarge = false
@@ -82,7 +112,8 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             if tooLarge {
                 return write(.error(.payloadTooLarge, "http: request body too large"), version: head.version, keepAlive: false, context)
             }
-            let request = HTTPRequest(head: head, body: body ?? context.channel.allocator.buffer(capacity: 0))
+            var request = HTTPRequest(head: head, body: body ?? context.channel.allocator.buffer(capacity: 0))
+            request.clientCommonName = commonName(context)
             body = nil
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let eventLoop = context.eventLoop
@@ -93,6 +124,14 @@ final class HTTPRequestHandler: ChannelInboundHandler {
                 }
             }
         }
+    }
+
+    private func commonName(_ context: ChannelHandlerContext) -> String? {
+        if let clientCommonName { return clientCommonName }
+        let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
+        let name = certificate.flatMap(ClientCertificateName.commonName(of:))
+        clientCommonName = .some(name)
+        return name
     }
 
     private func write(_ response: HTTPResponse, version: HTTPVersion, keepAlive: Bool, _ context: ChannelHandlerContext) {
@@ -109,6 +148,82 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         } else {
             let channel = context.channel
             written.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+}
+
+/// A streamed answer over HTTP/1.1: chunked transfer encoding (NIO frames a body without a
+/// length that way), each piece flushed as it comes. A client that reads slower than its
+/// answer grows is disconnected once `maximumUnsentBytes` wait to be sent, so one slow reader
+/// cannot hold an unbounded amount of memory.
+final class ChunkedStreamWriter: HTTPStreamWriter {
+    static let maximumUnsentBytes = 16 * 1024 * 1024
+
+    private struct State {
+        var headSent = false
+        var finished = false
+        var unsentBytes = 0
+    }
+
+    private let context: NIOLoopBound<ChannelHandlerContext>
+    private let state: NIOLoopBoundBox<State>
+    private let version: HTTPVersion
+    private let eventLoop: any EventLoop
+
+    init(context: ChannelHandlerContext, version: HTTPVersion) {
+        self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.state = NIOLoopBoundBox(State(), eventLoop: context.eventLoop)
+        self.version = version
+        self.eventLoop = context.eventLoop
+    }
+
+    /// Runs `body` on the loop unless the answer already ended.
+    private func onLoop(_ body: @escaping @Sendable (ChannelHandlerContext, NIOLoopBoundBox<State>) -> Void) {
+        let (context, state) = (self.context, self.state)
+        let run: @Sendable () -> Void = {
+            guard !state.value.finished, context.value.channel.isActive else { return }
+            body(context.value, state)
+        }
+        if eventLoop.inEventLoop { run() } else { eventLoop.execute(run) }
+    }
+
+    func head(_ status: HTTPResponseStatus, headers: HTTPHeaders) {
+        let version = version
+        onLoop { context, state in
+            guard !state.value.headSent else { return }
+            state.value.headSent = true
+            context.write(
+                NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: headers))),
+                promise: nil)
+        }
+    }
+
+    func send(_ piece: String) {
+        onLoop { context, state in
+            let buffer = context.channel.allocator.buffer(string: piece)
+            let size = buffer.readableBytes
+            guard state.value.unsentBytes + size <= Self.maximumUnsentBytes else {
+                state.value.finished = true
+                return context.close(promise: nil)
+            }
+            state.value.unsentBytes += size
+            context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))))
+                .assumeIsolated().whenComplete { _ in state.value.unsentBytes -= size }
+        }
+    }
+
+    func finish() {
+        onLoop { context, state in
+            state.value.finished = true
+            let channel = context.channel
+            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func close() {
+        onLoop { context, state in
+            state.value.finished = true
+            context.close(promise: nil)
         }
     }
 }

@@ -11,8 +11,10 @@ package struct HTTPRequest: Sendable {
     package var query: [(name: String, value: String)]
     package var headers: HTTPHeaders
     package var body: ByteBuffer
+    /// The common name in the client certificate the connection's TLS verified, if any.
+    package var clientCommonName: String?
 
-    init(head: HTTPRequestHead, body: ByteBuffer) {
+    package init(head: HTTPRequestHead, body: ByteBuffer) {
         method = head.method
         headers = head.headers
         self.body = body
@@ -73,6 +75,43 @@ package struct HTTPResponse: Sendable {
 /// Answers requests; `respond` may complete from any thread.
 package protocol HTTPEndpoints: Sendable {
     func respond(to request: HTTPRequest, completion: @escaping @Sendable (HTTPResponse) -> Void)
+
+    /// An exchange for `request` (its head; the body follows) if its path streams, as the
+    /// gateway's watch does; nil to read the request whole and ``respond(to:completion:)``.
+    /// Called on the connection's event loop; `responses` sends what the exchange answers.
+    func streamingExchange(for request: HTTPRequest, responses: any HTTPStreamWriter) -> (any HTTPStreamingExchange)?
+}
+
+extension HTTPEndpoints {
+    package func streamingExchange(for request: HTTPRequest, responses: any HTTPStreamWriter) -> (any HTTPStreamingExchange)? {
+        nil
+    }
+}
+
+/// A request whose body arrives, and whose answer leaves, a piece at a time (a watch over the
+/// gateway, over chunked HTTP/1.1 or a WebSocket). Its methods run on the connection's event
+/// loop, in order.
+package protocol HTTPStreamingExchange: AnyObject {
+    /// More of the request body (for a WebSocket, one text message and a newline).
+    func received(_ body: ByteBuffer)
+    /// The client sent its whole body (it keeps reading).
+    func receivedEnd()
+    /// The connection closed, or the exchange was ended by ``HTTPStreamWriter/close()``:
+    /// nothing more is sent or received.
+    func closed()
+}
+
+/// Sends a streamed answer: a head, then pieces, then the end. Callable from any thread; what
+/// comes after the end (or a second head) is ignored.
+package protocol HTTPStreamWriter: Sendable {
+    /// The status line and headers, before any piece (a WebSocket ignores them).
+    func head(_ status: HTTPResponseStatus, headers: HTTPHeaders)
+    /// One piece of the body: a chunk, or a WebSocket text message.
+    func send(_ piece: String)
+    /// Ends the answer and closes the connection.
+    func finish()
+    /// Closes the connection at once (a client too slow to read what it asked for).
+    func close()
 }
 
 extension HTTPResponse {

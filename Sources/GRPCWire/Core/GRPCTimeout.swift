@@ -1,9 +1,9 @@
 import NIOCore
 
 /// The `grpc-timeout` header: at most eight digits and a unit (`H M S m u n`).
-enum GRPCTimeout {
+public enum GRPCTimeout {
     /// Parses a header value into a duration; nil when the value is malformed.
-    static func parse(_ value: Substring) -> TimeAmount? {
+    public static func parse(_ value: Substring) -> TimeAmount? {
         guard let unit = value.last, value.count >= 2, value.count <= 9,
             let amount = Int64(value.dropLast()), amount >= 0
         else { return nil }

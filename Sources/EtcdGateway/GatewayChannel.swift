@@ -1,0 +1,61 @@
+import EtcdAPI
+import Foundation
+import GRPCWire
+import NIOCore
+
+/// The gateway's own way in to its member: a gRPC server on a Unix socket in a fresh
+/// directory only this process's user can enter, serving the member's router, and a client
+/// connected to it. etcd's gateway dials the member's public client URL instead, through its
+/// TLS, with the member's certificate as its client certificate; a private socket needs no
+/// TLS and lets the gateway pass on its HTTP client's own certificate name.
+package final class GatewayChannel: Sendable {
+    let client: GRPCClient
+    private let server: GRPCServer
+    private let directory: String
+
+    private init(client: GRPCClient, server: GRPCServer, directory: String) {
+        self.client = client
+        self.server = server
+        self.directory = directory
+    }
+
+    /// Starts serving `router` with `configuration` (whose address it replaces) privately.
+    package static func start(router: ServerRouter, configuration: GRPCServer.Configuration) async throws -> GatewayChannel {
+        let directory = try makePrivateDirectory()
+        let path = directory + "/grpc.sock"
+        var configuration = configuration
+        configuration.unixSocketPath = path
+        configuration.http1 = nil
+        configuration.security = nil
+        configuration.tls = nil
+        let server: GRPCServer
+        do {
+            server = try await GRPCServer.start(router: router, configuration: configuration)
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        return GatewayChannel(
+            client: GRPCClient(endpoints: [GRPCClient.Endpoint(unixSocketPath: path)]), server: server, directory: directory)
+    }
+
+    /// Closes the client, stops the server (calls in flight get `gracePeriod`) and removes the socket.
+    package func stop(gracePeriod: TimeAmount) async {
+        await client.close()
+        await server.shutdown(gracePeriod: gracePeriod)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// A new directory with mode 0700 under the temporary directory (or `/tmp`, when that path
+    /// would leave too little room in a socket address).
+    private static func makePrivateDirectory() throws -> String {
+        var base = FileManager.default.temporaryDirectory.path
+        if base.utf8.count > 60 { base = "/tmp" }
+        var template = Array((base + "/swift-etcd-gateway-XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!).map { String(cString: $0) } }
+        guard let made else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: base])
+        }
+        return made
+    }
+}
