@@ -47,7 +47,7 @@ enum ClusterService {
             (request: Etcdserverpb_MemberListRequest, responder: UnaryResponder<Etcdserverpb_MemberListResponse>) in
             let answer: @Sendable () -> Void = {
                 var response = Etcdserverpb_MemberListResponse()
-                response.header = server.header(revision: server.currentRevision)
+                response.header = membershipHeader(server)
                 response.members = server.members.map(Etcdserverpb_Member.init)
                 responder.succeed(response)
             }
@@ -88,6 +88,11 @@ enum ClusterService {
         }
     }
 
+    /// etcd's header for membership answers: cluster, member and term, no revision.
+    private static func membershipHeader(_ server: EtcdServer) -> Etcdserverpb_ResponseHeader {
+        server.header(revision: 0)
+    }
+
     /// Answers a membership change: the response built by `fill`, or etcd's error.
     private static func respond<Response: MembershipResponse>(
         _ result: EtcdServer.MembershipResult, _ server: EtcdServer, _ responder: UnaryResponder<Response>,
@@ -96,7 +101,7 @@ enum ClusterService {
         switch result {
         case .success(let (member, members)):
             var response = Response()
-            response.header = server.header(revision: server.currentRevision)
+            response.header = membershipHeader(server)
             fill(&response, Etcdserverpb_Member(member), members.map(Etcdserverpb_Member.init))
             responder.succeed(response)
         case .failure(let error):

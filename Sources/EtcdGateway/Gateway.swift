@@ -54,6 +54,8 @@ package struct Gateway: HTTPEndpoints {
         }
     }
 
+    package var streamingPaths: Set<String> { GatewayRoute.streamingPaths }
+
     /// A streaming route's exchange, when `request` is a POST to one.
     package func streamingExchange(for request: HTTPRequest, responses: any HTTPStreamWriter) -> (any HTTPStreamingExchange)? {
         guard request.method == .POST, let route = GatewayRoute.table[request.path], case .streaming(let open) = route.call else {
@@ -77,7 +79,8 @@ package struct Gateway: HTTPEndpoints {
         for (name, value) in request.headers {
             let lowered = name.lowercased()
             if lowered == "authorization" {
-                metadata.add(name: "authorization", value: value)
+                // Tokens hold no spaces; a "Bearer " some clients put first is dropped.
+                metadata.add(name: "authorization", value: value.hasPrefix("Bearer ") ? String(value.dropFirst(7)) : value)
             } else if lowered == "grpc-timeout" {
                 guard let parsed = GRPCTimeout.parse(Substring(value)) else {
                     throw GRPCStatus(.invalidArgument, "invalid grpc-timeout value: \(value)")

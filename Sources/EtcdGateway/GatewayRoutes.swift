@@ -107,10 +107,15 @@ struct GatewayRoute: Sendable {
             ("/election/resign", .unary(Election.resign)),
         ]
         var table: [String: GatewayRoute] = [:]
+        table.reserveCapacity(routes.count * 2)
         for (path, route) in routes {
             table["/v3" + path] = route
             table["/v3beta" + path] = route
         }
         return table
     }()
+
+    static let streamingPaths = Set(table.compactMap { path, route in
+        if case .streaming = route.call { path } else { nil }
+    })
 }

@@ -46,6 +46,8 @@ package struct ClientEndpoints: HTTPEndpoints {
         withCORS(.error(.notFound, "404 page not found"))
     }
 
+    package var streamingPaths: Set<String> { gateway?.streamingPaths ?? [] }
+
     package func streamingExchange(for request: HTTPRequest, responses: any HTTPStreamWriter) -> (any HTTPStreamingExchange)? {
         guard let gateway, Self.isGatewayPath(request.path) else { return nil }
         return gateway.streamingExchange(for: request, responses: CORSWriter(writer: responses))

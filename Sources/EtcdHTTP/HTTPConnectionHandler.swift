@@ -20,9 +20,21 @@ package struct HTTPService: HTTP1ConnectionHandler {
 
     package func configure(_ channel: any Channel) throws {
         let pipeline = channel.pipeline.syncOperations
-        try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
-        try pipeline.addHandler(
-            HTTPRequestHandler(endpoints: endpoints, maximumBodyBytes: maximumBodyBytes, headerTimeout: headerTimeout))
+        let requests = HTTPRequestHandler(endpoints: endpoints, maximumBodyBytes: maximumBodyBytes, headerTimeout: headerTimeout)
+        let upgrade: NIOHTTPServerUpgradeSendableConfiguration?
+        if endpoints.streamingPaths.isEmpty {
+            upgrade = nil
+        } else {
+            // After a WebSocket upgrade the request handler has nothing more to read.
+            let loopBound = NIOLoopBound(requests, eventLoop: channel.eventLoop)
+            upgrade = (
+                upgraders: [WebSocketExchange.upgrader(endpoints: endpoints, maximumMessageBytes: maximumBodyBytes)],
+                completionHandler: { context in
+                    context.pipeline.syncOperations.removeHandler(loopBound.value, promise: nil)
+                })
+        }
+        try pipeline.configureHTTPServerPipeline(withServerUpgrade: upgrade, withErrorHandling: true)
+        try pipeline.addHandler(requests)
     }
 }
 
@@ -31,7 +43,7 @@ package struct HTTPService: HTTP1ConnectionHandler {
 /// stream (``HTTPEndpoints/streamingExchange(for:responses:)``) takes the connection over: its
 /// body goes to the exchange as it arrives, its answer goes out in chunks, and the connection
 /// closes when it ends.
-final class HTTPRequestHandler: ChannelInboundHandler {
+final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 

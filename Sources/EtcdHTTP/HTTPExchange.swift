@@ -80,12 +80,17 @@ package protocol HTTPEndpoints: Sendable {
     /// gateway's watch does; nil to read the request whole and ``respond(to:completion:)``.
     /// Called on the connection's event loop; `responses` sends what the exchange answers.
     func streamingExchange(for request: HTTPRequest, responses: any HTTPStreamWriter) -> (any HTTPStreamingExchange)?
+
+    /// The paths ``streamingExchange(for:responses:)`` takes, which a WebSocket may also open.
+    var streamingPaths: Set<String> { get }
 }
 
 extension HTTPEndpoints {
     package func streamingExchange(for request: HTTPRequest, responses: any HTTPStreamWriter) -> (any HTTPStreamingExchange)? {
         nil
     }
+
+    package var streamingPaths: Set<String> { [] }
 }
 
 /// A request whose body arrives, and whose answer leaves, a piece at a time (a watch over the
