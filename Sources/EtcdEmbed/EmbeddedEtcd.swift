@@ -95,9 +95,12 @@ public final class EmbeddedEtcd: Sendable {
             throw error
         }
         // Health, version, metrics and the /v3 gateway over HTTP/1.1 on the same ports.
-        let gateway = Gateway(channel: gatewayChannel, maximumBodyBytes: configuration.maxRequestBytes)
+        let gateway = Gateway(channel: gatewayChannel, maximumBodyBytes: 2 * EtcdRouter.messageLimits(for: server).maximumReceiveMessageSize)
+        // Base64 makes a value a third longer in JSON: a body twice the gRPC limit is surely
+        // too large; below that, the member refuses a request over --max-request-bytes itself.
         let http = HTTPService(
-            endpoints: ClientEndpoints(server: server, metrics: metrics, gateway: gateway), maximumBodyBytes: configuration.maxRequestBytes)
+            endpoints: ClientEndpoints(server: server, metrics: metrics, gateway: gateway),
+            maximumBodyBytes: 2 * EtcdRouter.messageLimits(for: server).maximumReceiveMessageSize)
         var listeners: [GRPCServer] = []
         var metricsListeners: [GRPCServer] = []
         do {

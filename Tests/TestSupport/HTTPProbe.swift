@@ -20,6 +20,10 @@ public enum HTTPProbe {
             return headers
         }
         public var body: String { raw.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n") }
+        /// The lines of a chunked body that hold JSON objects (each streamed message).
+        public var jsonLines: [String] {
+            body.components(separatedBy: "\r\n").flatMap { $0.components(separatedBy: "\n") }.filter { $0.hasPrefix("{") }
+        }
     }
 
     /// `GET path` with `Connection: close`.
@@ -30,6 +34,15 @@ public enum HTTPProbe {
     /// `method path` with `Connection: close`.
     public static func request(_ method: String, _ path: String, port: Int, timeout: TimeAmount = .seconds(15)) async throws -> Answer {
         try await exchange(Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8), port: port, timeout: timeout)
+    }
+
+    /// `POST path` with `body` (and `headers`, `Name: value` each) and `Connection: close`.
+    public static func post(
+        _ path: String, _ body: String, headers: [String] = [], port: Int, timeout: TimeAmount = .seconds(15)
+    ) async throws -> Answer {
+        let head = (["POST \(path) HTTP/1.1", "Host: 127.0.0.1", "Connection: close", "Content-Length: \(body.utf8.count)"] + headers)
+            .joined(separator: "\r\n")
+        return try await exchange(Array((head + "\r\n\r\n" + body).utf8), port: port, timeout: timeout)
     }
 
     /// Sends `bytes` and returns everything the server sent until it closed the connection.
