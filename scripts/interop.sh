@@ -21,7 +21,11 @@
 #      (ALPN http/1.1) on the gRPC port; swift-etcd's /readyz; gRPC still served beside.
 #   8. scripts/goclient/src/authclient: Go clientv3 as alice across an auth change (unary calls,
 #      a watch stream opened before it and a watcher created after it, a kept-alive lease).
-# Needs: etcd, etcdctl, go, curl, and a Python with grpcio and pyjwt ($PYTHON, default .venv/bin/python).
+#   9. the /v3 JSON gateway: scripts/gateway_curl.py (the same curl requests against etcd 3.4's
+#      gateway and swift-etcd, compared once the 3.4/3.6 differences are normalised), the
+#      functional tests of etcd3gw (PyPI) against swift-etcd, and a watch over a WebSocket.
+# Needs: etcd, etcdctl, go, curl, and a Python with grpcio, pyjwt, etcd3gw, oslotest and
+# websocket-client ($PYTHON, default .venv/bin/python).
 # Uses the binaries of `swift build` (debug unless SWIFT_BUILD_FLAGS says otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -334,6 +338,55 @@ if (cd scripts/goclient && GO111MODULE=off GOPATH="$PWD:/usr/share/gocode" GOCAC
 else
   report "the Go clientv3 auth program builds" 1 "$(tail -5 "$work/gobuild-auth.log")"
 fi
+
+echo "== 9. the /v3 JSON gateway: curl against the real etcd and swift-etcd; etcd3gw's own tests; a WebSocket watch"
+set +e
+timeout 600 "$python" scripts/gateway_curl.py --swift-etcd "$bin/swift-etcd" >"$work/gateway-curl.out" 2>&1
+status=$?
+set -e
+grep -v '^PASS' "$work/gateway-curl.out" || true
+report "gateway curl cases match etcd's ($(tail -1 "$work/gateway-curl.out"))" "$status"
+# etcd3gw (PyPI: the OpenStack client that speaks only the JSON gateway) runs its own
+# functional tests against a fresh swift-etcd.
+client_port=$(free_port)
+peer_port=$(free_port)
+start_member "$bin/swift-etcd" gateway "$work/gateway-swift-etcd" "$client_port" "$peer_port" "$work/gateway-swift-etcd.log"
+pids+=($!)
+if wait_for_port "$client_port" 30; then
+  set +e
+  TOOZ_TEST_HTTP_URL="http://localhost:$client_port" TOOZ_TEST_ETCD_PORT="$client_port" \
+    timeout 300 "$python" -m unittest etcd3gw.tests.test_etcd3gw >"$work/etcd3gw.out" 2>&1
+  status=$?
+  set -e
+  ran=$(grep -E '^Ran [0-9]+ tests' "$work/etcd3gw.out")
+  skipped=$(grep -c 'skipped' "$work/etcd3gw.out" || true)
+  [ "$status" = 0 ] && [ "$skipped" = 0 ]
+  report "etcd3gw's functional tests against swift-etcd ($ran)" $? "$(grep -E '^(FAIL|ERROR)' "$work/etcd3gw.out" | head -5)"
+  set +e
+  timeout 60 "$python" - "$client_port" >"$work/websocket.out" 2>&1 <<'PY'
+import base64, json, sys, urllib.request
+import websocket
+port = sys.argv[1]
+ws = websocket.create_connection(f"ws://127.0.0.1:{port}/v3/watch", timeout=10)
+ws.send(json.dumps({"create_request": {"key": base64.b64encode(b"ws").decode()}}))
+assert json.loads(ws.recv())["result"]["created"] is True
+request = urllib.request.Request(f"http://127.0.0.1:{port}/v3/kv/put", method="POST",
+                                 data=json.dumps({"key": "d3M=", "value": "MQ=="}).encode())
+urllib.request.urlopen(request).read()
+event = json.loads(ws.recv())["result"]["events"][0]["kv"]
+assert (event["key"], event["value"]) == ("d3M=", "MQ=="), event
+ws.send(json.dumps({"cancel_request": {"watch_id": 0}}))
+assert json.loads(ws.recv())["result"]["canceled"] is True
+ws.close()
+print("ok")
+PY
+  status=$?
+  set -e
+  report "a watch over a WebSocket: created, an event, canceled" "$status" "$(tail -3 "$work/websocket.out")"
+else
+  report "swift-etcd started for the gateway checks" 1
+fi
+kill "${pids[-1]}" 2>/dev/null || true
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]
