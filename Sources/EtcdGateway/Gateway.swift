@@ -16,12 +16,12 @@ import NIOHTTP1
 /// `--client-cert-auth` identities work through the gateway too (etcd's gateway presents its
 /// own certificate instead).
 package struct Gateway: HTTPEndpoints {
-    let client: GRPCClient
+    let channel: GatewayChannel
     /// The largest request body, and the largest object in a streamed one.
     let maximumBodyBytes: Int
 
     package init(channel: GatewayChannel, maximumBodyBytes: Int) {
-        self.client = channel.client
+        self.channel = channel
         self.maximumBodyBytes = maximumBodyBytes
     }
 
@@ -42,14 +42,12 @@ package struct Gateway: HTTPEndpoints {
         } catch {
             return completion(Self.failure(error))
         }
-        let body = Array(request.body.readableBytesView)
-        let client = client
-        Task {
-            do throws(GRPCStatus) {
-                let answer = try await call(body, client, metadata, timeout)
+        call(Array(request.body.readableBytesView), channel, metadata, timeout, channel.eventLoop).whenComplete { result in
+            switch result {
+            case .success(let answer):
                 completion(HTTPResponse(.ok, contentType: "application/json", body: answer, headers: GatewayHTTP.grpcHeaders))
-            } catch {
-                completion(Self.failure(error))
+            case .failure(let error):
+                completion(Self.failure((error as? GRPCStatus) ?? GRPCStatus(.unavailable, "\(error)")))
             }
         }
     }
@@ -63,7 +61,7 @@ package struct Gateway: HTTPEndpoints {
         }
         do throws(GRPCStatus) {
             let (metadata, timeout) = try Self.metadata(of: request)
-            return open(client, metadata, timeout, maximumBodyBytes, responses)
+            return open(channel.client, metadata, timeout, maximumBodyBytes, responses)
         } catch {
             responses.head(GatewayJSON.httpStatus(error.code), headers: GatewayHTTP.jsonHeaders)
             responses.send(GatewayJSON.errorBody(error))

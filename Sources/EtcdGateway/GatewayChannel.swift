@@ -2,6 +2,8 @@ import EtcdAPI
 import Foundation
 import GRPCWire
 import NIOCore
+import NIOPosix
+import Synchronization
 
 /// The gateway's own way in to its member: a gRPC server on a Unix socket in a fresh
 /// directory only this process's user can enter, serving the member's router, and a client
@@ -12,6 +14,10 @@ package final class GatewayChannel: Sendable {
     let client: GRPCClient
     private let server: GRPCServer
     private let directory: String
+    /// The connection in use, so a call starts without a task hop while it stays usable.
+    private let current = Mutex<GRPCClientConnection?>(nil)
+    /// Where failures found before a call starts are reported.
+    let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
 
     private init(client: GRPCClient, server: GRPCServer, directory: String) {
         self.client = client
@@ -37,6 +43,21 @@ package final class GatewayChannel: Sendable {
         }
         return GatewayChannel(
             client: GRPCClient(endpoints: [GRPCClient.Endpoint(unixSocketPath: path)]), server: server, directory: directory)
+    }
+
+    /// Runs `start` on a usable connection: at once when the last one still is, else once
+    /// the client has (re)connected.
+    func withConnection<T: Sendable>(
+        _ start: @escaping @Sendable (GRPCClientConnection) -> EventLoopFuture<T>, on eventLoop: any EventLoop
+    ) -> EventLoopFuture<T> {
+        if let connection = current.withLock({ $0 }), connection.isUsable { return start(connection) }
+        let promise = eventLoop.makePromise(of: T.self)
+        promise.completeWithTask { [self] in
+            let connection = try await client.connection()
+            current.withLock { $0 = connection }
+            return try await start(connection).get()
+        }
+        return promise.futureResult
     }
 
     /// Closes the client, stops the server (calls in flight get `gracePeriod`) and removes the socket.

@@ -8,8 +8,9 @@ import SwiftProtobuf
 /// One `/v3/…` path of the gateway: the RPC it calls, and how to call it with JSON.
 struct GatewayRoute: Sendable {
     /// A unary call: JSON body in, JSON answer out (or the call's error status).
-    typealias Unary = @Sendable (_ body: [UInt8], _ client: GRPCClient, _ metadata: HPACKHeaders, _ timeout: TimeAmount?)
-        async throws(GRPCStatus) -> String
+    typealias Unary = @Sendable (
+        _ body: [UInt8], _ channel: GatewayChannel, _ metadata: HPACKHeaders, _ timeout: TimeAmount?, _ eventLoop: any EventLoop
+    ) -> EventLoopFuture<String>
     /// A streaming call relaying one HTTP exchange.
     typealias Streaming = @Sendable (_ client: GRPCClient, _ metadata: HPACKHeaders, _ timeout: TimeAmount?, _ maximumObjectBytes: Int,
         _ responses: any HTTPStreamWriter) -> any HTTPStreamingExchange
@@ -23,16 +24,17 @@ struct GatewayRoute: Sendable {
     let call: Call
 
     static func unary<Request: Message, Response: Message>(_ rpc: RPC<Request, Response>) -> GatewayRoute {
-        GatewayRoute(rpcPath: rpc.path, call: .unary { body, client, metadata, timeout throws(GRPCStatus) in
-            let request = try GatewayJSON.decode(Request.self, from: body)
+        GatewayRoute(rpcPath: rpc.path, call: .unary { body, channel, metadata, timeout, eventLoop in
+            let request: Request
             do {
-                let response = try await client.unary(rpc.path, request, metadata: metadata, timeout: timeout, responseType: Response.self)
-                return GatewayJSON.encode(response)
-            } catch let status as GRPCStatus {
-                throw status
+                request = try GatewayJSON.decode(Request.self, from: body)
             } catch {
-                throw GRPCStatus(.unavailable, "\(error)")
+                return eventLoop.makeFailedFuture(error)
             }
+            return channel.withConnection({ connection in
+                connection.startUnary(rpc.path, request, metadata: metadata, timeout: timeout, responseType: Response.self)
+                    .map(GatewayJSON.encode)
+            }, on: eventLoop)
         })
     }
 

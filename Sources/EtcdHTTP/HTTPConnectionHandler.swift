@@ -58,8 +58,12 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The verified client certificate's common name, read at the first request.
     private var clientCommonName: String??
 
+    /// The paths whose requests stream (``HTTPEndpoints/streamingPaths``).
+    private let streamingPaths: Set<String>
+
     init(endpoints: any HTTPEndpoints, maximumBodyBytes: Int, headerTimeout: TimeAmount) {
         self.endpoints = endpoints
+        self.streamingPaths = endpoints.streamingPaths
         self.maximumBodyBytes = maximumBodyBytes
         self.headerTimeout = headerTimeout
     }
@@ -99,12 +103,14 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             headerDeadline?.cancel()
-            let writer = ChunkedStreamWriter(context: context, version: head.version)
-            var request = HTTPRequest(head: head, body: context.channel.allocator.buffer(capacity: 0))
-            request.clientCommonName = commonName(context)
-            if let exchange = endpoints.streamingExchange(for: request, responses: writer) {
-                streaming = exchange
-                return
+            if streamingPaths.contains(String(head.uri.prefix { $0 != "?" })) {
+                var request = HTTPRequest(head: head, body: context.channel.allocator.buffer(capacity: 0))
+                request.clientCommonName = commonName(context)
+                let writer = ChunkedStreamWriter(context: context, version: head.version)
+                if let exchange = endpoints.streamingExchange(for: request, responses: writer) {
+                    streaming = exchange
+                    return
+                }
             }
             self.head = head
             body = context.channel.allocator.buffer(capacity: 0)

@@ -1,0 +1,78 @@
+// gatewayload puts keys through etcd's JSON gateway (POST /v3/kv/put) from concurrent
+// workers on kept-alive HTTP/1.1 connections, and prints the rate and latency percentiles:
+// the same HTTP client against etcd and swift-etcd (scripts/gateway-bench.sh).
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+)
+
+func main() {
+	endpoint := flag.String("endpoint", "http://127.0.0.1:2379", "client URL")
+	total := flag.Int("total", 20000, "puts in all")
+	clients := flag.Int("clients", 16, "concurrent workers, one connection each")
+	size := flag.Int("val-size", 256, "value bytes")
+	flag.Parse()
+
+	value := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'v'}, *size))
+	transport := &http.Transport{MaxIdleConnsPerHost: *clients, MaxConnsPerHost: *clients}
+	client := &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	latencies := make([][]time.Duration, *clients)
+	var failures int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < *clients; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < *total; i += *clients {
+				key := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("k%08d", i)))
+				body, _ := json.Marshal(map[string]string{"key": key, "value": value})
+				began := time.Now()
+				response, err := client.Post(*endpoint+"/v3/kv/put", "application/json", bytes.NewReader(body))
+				if err == nil {
+					_, err = io.Copy(io.Discard, response.Body)
+					response.Body.Close()
+					if err == nil && response.StatusCode != 200 {
+						err = fmt.Errorf("status %d", response.StatusCode)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					failures++
+					mu.Unlock()
+					continue
+				}
+				latencies[w] = append(latencies[w], time.Since(began))
+			}
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, l := range latencies {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	if len(all) == 0 {
+		fmt.Println("no successful puts")
+		os.Exit(1)
+	}
+	at := func(p float64) float64 { return all[int(p*float64(len(all)-1))].Seconds() * 1000 }
+	fmt.Printf("puts=%d failures=%d seconds=%.2f rate=%.0f p50=%.2fms p99=%.2fms\n",
+		len(all), failures, elapsed.Seconds(), float64(len(all))/elapsed.Seconds(), at(0.5), at(0.99))
+	if failures > 0 {
+		os.Exit(1)
+	}
+}
