@@ -38,16 +38,20 @@ public enum HTTPProbe {
 
     /// `POST path` with `body` (and `headers`, `Name: value` each) and `Connection: close`.
     public static func post(
-        _ path: String, _ body: String, headers: [String] = [], port: Int, timeout: TimeAmount = .seconds(15)
+        _ path: String, _ body: String, headers: [String] = [], port: Int, timeout: TimeAmount = .seconds(15),
+        until enough: (@Sendable (Answer) -> Bool)? = nil
     ) async throws -> Answer {
         let head = (["POST \(path) HTTP/1.1", "Host: 127.0.0.1", "Connection: close", "Content-Length: \(body.utf8.count)"] + headers)
             .joined(separator: "\r\n")
-        return try await exchange(Array((head + "\r\n\r\n" + body).utf8), port: port, timeout: timeout)
+        return try await exchange(Array((head + "\r\n\r\n" + body).utf8), port: port, timeout: timeout, until: enough)
     }
 
-    /// Sends `bytes` and returns everything the server sent until it closed the connection.
-    public static func exchange(_ bytes: [UInt8], port: Int, timeout: TimeAmount = .seconds(15)) async throws -> Answer {
-        let collector = Collector()
+    /// Sends `bytes` and returns everything the server sent until it closed the connection,
+    /// `timeout` passed, or what arrived so far satisfies `enough` (then the client closes).
+    public static func exchange(
+        _ bytes: [UInt8], port: Int, timeout: TimeAmount = .seconds(15), until enough: (@Sendable (Answer) -> Bool)? = nil
+    ) async throws -> Answer {
+        let collector = Collector(enough: enough)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) } }
             .connect(host: "127.0.0.1", port: port).get()
@@ -61,11 +65,20 @@ public enum HTTPProbe {
     private final class Collector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         private let received = Mutex("")
+        private let enough: (@Sendable (Answer) -> Bool)?
         var text: String { received.withLock { $0 } }
+
+        init(enough: (@Sendable (Answer) -> Bool)?) {
+            self.enough = enough
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let chunk = String(buffer: unwrapInboundIn(data))
-            received.withLock { $0 += chunk }
+            let text = received.withLock { received in
+                received += chunk
+                return received
+            }
+            if let enough, enough(Answer(raw: text)) { context.close(promise: nil) }
         }
     }
 }
