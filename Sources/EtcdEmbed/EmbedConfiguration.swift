@@ -21,6 +21,8 @@ public struct EmbedConfiguration: Sendable {
     /// `--listen-metrics-urls`: listeners for `/metrics` and the health endpoints alone
     /// (`http://` or `https://`, the latter with the client TLS files).
     public var listenMetricsURLs: [String] = []
+    /// `--metrics extensive`: also `grpc_server_handling_seconds`, a latency histogram per RPC.
+    public var extensiveMetrics = false
     public var advertiseClientURLs = ["http://localhost:2379"]
     public var listenPeerURLs = ["http://localhost:2380"]
     /// `--initial-advertise-peer-urls`: this member's peer URLs as the cluster knows them; they

@@ -79,7 +79,7 @@ public final class EmbeddedEtcd: Sendable {
         logger.info("enabled capabilities for version", metadata: ["cluster-version": "3.6"])
         let router = EtcdRouter.make(serving: server)
         metrics.attach(server)
-        let grpcMetrics = GRPCMetricsInterceptor(metrics: metrics)
+        let grpcMetrics = GRPCMetricsInterceptor(metrics: metrics, extensive: configuration.extensiveMetrics)
         var gatewayConfiguration = GRPCServer.Configuration()
         gatewayConfiguration.limits = EtcdRouter.messageLimits(for: server)
         gatewayConfiguration.streamsEndAtShutdown = GRPCStatus(EtcdError.stopped)

@@ -26,6 +26,11 @@ public struct ServerFlags: ParsableArguments {
         help: "Comma-separated http:// or https:// URLs that serve only /metrics and the health endpoints.")
     var listenMetricsURLs = ""
 
+    @Option(
+        name: .customLong("metrics"),
+        help: "Level of detail of the exported metrics: 'basic', or 'extensive' to add server-side gRPC latency histograms.")
+    var metrics = "basic"
+
     @Option(name: .customLong("listen-peer-urls"), help: "Comma-separated URLs to listen on for peer traffic.")
     var listenPeerURLs = "http://localhost:2380"
 
@@ -146,8 +151,12 @@ public struct ServerFlags: ParsableArguments {
             throw ConfigurationError(
                 "--experimental-watch-progress-notify-interval: '\(watchProgressNotifyInterval)' is not a positive duration")
         }
+        guard metrics == "basic" || metrics == "extensive" else {
+            throw ConfigurationError("--metrics: '\(metrics)' is not 'basic' or 'extensive'")
+        }
         var configuration = EmbedConfiguration()
         configuration.name = name
+        configuration.extensiveMetrics = metrics == "extensive"
         configuration.dataDirectory = dataDir
         configuration.listenClientURLs = Self.list(listenClientURLs)
         configuration.advertiseClientURLs = Self.list(advertiseClientURLs)

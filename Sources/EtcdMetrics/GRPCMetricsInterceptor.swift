@@ -6,7 +6,8 @@ import Prometheus
 /// go-grpc-prometheus's server metrics, as etcd exports them: `grpc_server_started_total`,
 /// `grpc_server_handled_total` (one series per code), `grpc_server_msg_received_total`,
 /// `grpc_server_msg_sent_total` (labels `grpc_type`, `grpc_service`, `grpc_method`), and
-/// etcd's `etcd_network_client_grpc_{received,sent}_bytes_total`.
+/// etcd's `etcd_network_client_grpc_{received,sent}_bytes_total`; with `extensive` (etcd's
+/// `--metrics extensive`) also `grpc_server_handling_seconds`, each call's duration.
 ///
 /// Every series of every method of etcd's API is made up front, at zero, as etcd's
 /// go-grpc-prometheus registration makes them: a call then costs dictionary lookups in tables
@@ -17,13 +18,17 @@ package struct GRPCMetricsInterceptor: ServerInterceptor {
         let received: Counter
         let sent: Counter
         let handled: [GRPCStatus.Code: Counter]
+        let handling: ValueHistogram?
     }
+
+    /// go-grpc-prometheus's default buckets (Prometheus' `DefBuckets`), in seconds.
+    static let handlingBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
     private let perMethod: [String: Counters]
     private let receivedBytes: Counter
     private let sentBytes: Counter
 
-    package init(metrics: EtcdMetrics) {
+    package init(metrics: EtcdMetrics, extensive: Bool = false) {
         let registry = metrics.registry
         func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
             MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
@@ -48,7 +53,12 @@ package struct GRPCMetricsInterceptor: ServerInterceptor {
                         descriptor: descriptor(
                             "grpc_server_handled_total", "Total number of RPCs completed on the server, regardless of success or failure."),
                         labels: labels + [("grpc_code", code.goName)]))
-                }))
+                }),
+                handling: !extensive ? nil : registry.makeValueHistogram(
+                    descriptor: descriptor(
+                        "grpc_server_handling_seconds",
+                        "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server."),
+                    labels: labels, buckets: Self.handlingBuckets))
         }
         perMethod = table
     }
@@ -79,6 +89,10 @@ package struct GRPCMetricsInterceptor: ServerInterceptor {
     }
 
     package func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline) {
-        perMethod[method.path]?.handled[status.code]?.increment()
+        guard let counters = perMethod[method.path] else { return }
+        counters.handled[status.code]?.increment()
+        if let handling = counters.handling {
+            handling.record(Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9)
+        }
     }
 }
