@@ -6,21 +6,28 @@ import TransportSecurity
 
 /// The HTTP/1.1 side of a client listener: NIO's HTTP/1.1 server pipeline, then each request
 /// read whole (a body above `maximumBodyBytes` is refused with 413) and answered by `endpoints`.
-/// A client that takes longer than `headerTimeout` to send a request's head is disconnected.
+/// A client that takes longer than `headerTimeout` to send a request's head is disconnected,
+/// and so is one that lets more than `maximumUnsentBytes` of a streamed answer pile up.
 package struct HTTPService: HTTP1ConnectionHandler {
     let endpoints: any HTTPEndpoints
     let maximumBodyBytes: Int
     let headerTimeout: TimeAmount
+    let maximumUnsentBytes: Int
 
-    package init(endpoints: any HTTPEndpoints, maximumBodyBytes: Int, headerTimeout: TimeAmount = .seconds(10)) {
+    package init(
+        endpoints: any HTTPEndpoints, maximumBodyBytes: Int, headerTimeout: TimeAmount = .seconds(10),
+        maximumUnsentBytes: Int = 16 << 20
+    ) {
         self.endpoints = endpoints
         self.maximumBodyBytes = maximumBodyBytes
         self.headerTimeout = headerTimeout
+        self.maximumUnsentBytes = maximumUnsentBytes
     }
 
     package func configure(_ channel: any Channel) throws {
         let pipeline = channel.pipeline.syncOperations
-        let requests = HTTPRequestHandler(endpoints: endpoints, maximumBodyBytes: maximumBodyBytes, headerTimeout: headerTimeout)
+        let requests = HTTPRequestHandler(
+            endpoints: endpoints, maximumBodyBytes: maximumBodyBytes, headerTimeout: headerTimeout, maximumUnsentBytes: maximumUnsentBytes)
         let upgrade: NIOHTTPServerUpgradeSendableConfiguration?
         if endpoints.streamingPaths.isEmpty {
             upgrade = nil
@@ -28,7 +35,10 @@ package struct HTTPService: HTTP1ConnectionHandler {
             // After a WebSocket upgrade the request handler has nothing more to read.
             let loopBound = NIOLoopBound(requests, eventLoop: channel.eventLoop)
             upgrade = (
-                upgraders: [WebSocketExchange.upgrader(endpoints: endpoints, maximumMessageBytes: maximumBodyBytes)],
+                upgraders: [
+                    WebSocketExchange.upgrader(
+                        endpoints: endpoints, maximumMessageBytes: maximumBodyBytes, maximumUnsentBytes: maximumUnsentBytes)
+                ],
                 completionHandler: { context in
                     context.pipeline.syncOperations.removeHandler(loopBound.value, promise: nil)
                 })
@@ -50,6 +60,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let endpoints: any HTTPEndpoints
     private let maximumBodyBytes: Int
     private let headerTimeout: TimeAmount
+    private let maximumUnsentBytes: Int
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var tooLarge = false
@@ -61,8 +72,9 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The paths whose requests stream (``HTTPEndpoints/streamingPaths``).
     private let streamingPaths: Set<String>
 
-    init(endpoints: any HTTPEndpoints, maximumBodyBytes: Int, headerTimeout: TimeAmount) {
+    init(endpoints: any HTTPEndpoints, maximumBodyBytes: Int, headerTimeout: TimeAmount, maximumUnsentBytes: Int) {
         self.endpoints = endpoints
+        self.maximumUnsentBytes = maximumUnsentBytes
         self.streamingPaths = endpoints.streamingPaths
         self.maximumBodyBytes = maximumBodyBytes
         self.headerTimeout = headerTimeout
@@ -106,7 +118,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             if streamingPaths.contains(String(head.uri.prefix { $0 != "?" })) {
                 var request = HTTPRequest(head: head, body: context.channel.allocator.buffer(capacity: 0))
                 request.clientCommonName = commonName(context)
-                let writer = ChunkedStreamWriter(context: context, version: head.version)
+                let writer = ChunkedStreamWriter(context: context, version: head.version, maximumUnsentBytes: maximumUnsentBytes)
                 if let exchange = endpoints.streamingExchange(for: request, responses: writer) {
                     streaming = exchange
                     return
@@ -171,16 +183,13 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// A streamed answer over HTTP/1.1: chunked transfer encoding (NIO frames a body without a
-/// length that way), each piece flushed as it comes. A client that reads slower than its
-/// answer grows is disconnected once `maximumUnsentBytes` wait to be sent, so one slow reader
-/// cannot hold an unbounded amount of memory.
+/// length that way), each piece flushed as it comes; a reader too slow for its
+/// ``OutboundBacklog`` is disconnected.
 final class ChunkedStreamWriter: HTTPStreamWriter {
-    static let maximumUnsentBytes = 16 * 1024 * 1024
-
     private struct State {
         var headSent = false
         var finished = false
-        var unsentBytes = 0
+        var backlog: OutboundBacklog
     }
 
     private let context: NIOLoopBound<ChannelHandlerContext>
@@ -188,9 +197,9 @@ final class ChunkedStreamWriter: HTTPStreamWriter {
     private let version: HTTPVersion
     private let eventLoop: any EventLoop
 
-    init(context: ChannelHandlerContext, version: HTTPVersion) {
+    init(context: ChannelHandlerContext, version: HTTPVersion, maximumUnsentBytes: Int) {
         self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
-        self.state = NIOLoopBoundBox(State(), eventLoop: context.eventLoop)
+        self.state = NIOLoopBoundBox(State(backlog: OutboundBacklog(limit: maximumUnsentBytes)), eventLoop: context.eventLoop)
         self.version = version
         self.eventLoop = context.eventLoop
     }
@@ -220,13 +229,12 @@ final class ChunkedStreamWriter: HTTPStreamWriter {
         onLoop { context, state in
             let buffer = context.channel.allocator.buffer(string: piece)
             let size = buffer.readableBytes
-            guard state.value.unsentBytes + size <= Self.maximumUnsentBytes else {
+            guard state.value.backlog.admit(size) else {
                 state.value.finished = true
                 return context.close(promise: nil)
             }
-            state.value.unsentBytes += size
             context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))))
-                .assumeIsolated().whenComplete { _ in state.value.unsentBytes -= size }
+                .assumeIsolated().whenComplete { _ in state.value.backlog.written(size) }
         }
     }
 

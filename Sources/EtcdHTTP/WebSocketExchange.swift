@@ -14,7 +14,7 @@ import NIOWebSocket
 enum WebSocketExchange {
     /// The upgrader for a listener answering with `endpoints`: it upgrades requests for paths
     /// the endpoints stream, and refuses the rest (they are answered as plain HTTP).
-    static func upgrader(endpoints: any HTTPEndpoints, maximumMessageBytes: Int) -> NIOWebSocketServerUpgrader {
+    static func upgrader(endpoints: any HTTPEndpoints, maximumMessageBytes: Int, maximumUnsentBytes: Int) -> NIOWebSocketServerUpgrader {
         NIOWebSocketServerUpgrader(
             maxFrameSize: maximumMessageBytes,
             shouldUpgrade: { channel, head in
@@ -28,7 +28,8 @@ enum WebSocketExchange {
                     try channel.pipeline.syncOperations.addHandlers(
                         NIOWebSocketFrameAggregator(
                             minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024, maxAccumulatedFrameSize: maximumMessageBytes),
-                        WebSocketExchangeHandler(endpoints: endpoints, request: Self.request(head)))
+                        WebSocketExchangeHandler(
+                            endpoints: endpoints, request: Self.request(head), maximumUnsentBytes: maximumUnsentBytes))
                 }
             })
     }
@@ -68,15 +69,18 @@ final class WebSocketExchangeHandler: ChannelInboundHandler {
 
     private let endpoints: any HTTPEndpoints
     private let request: HTTPRequest
+    private let maximumUnsentBytes: Int
     private var exchange: (any HTTPStreamingExchange)?
 
-    init(endpoints: any HTTPEndpoints, request: HTTPRequest) {
+    init(endpoints: any HTTPEndpoints, request: HTTPRequest, maximumUnsentBytes: Int) {
         self.endpoints = endpoints
         self.request = request
+        self.maximumUnsentBytes = maximumUnsentBytes
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        exchange = endpoints.streamingExchange(for: request, responses: WebSocketWriter(context: context))
+        let writer = WebSocketWriter(context: context, maximumUnsentBytes: maximumUnsentBytes)
+        exchange = endpoints.streamingExchange(for: request, responses: writer)
         if exchange == nil { context.close(promise: nil) }
     }
 
@@ -112,13 +116,16 @@ final class WebSocketExchangeHandler: ChannelInboundHandler {
     }
 }
 
-/// Sends each line of a streamed answer as a text message; the end is a normal close.
+/// Sends each line of a streamed answer as a text message; the end is a normal close. A
+/// reader too slow for its ``OutboundBacklog`` is disconnected.
 final class WebSocketWriter: HTTPStreamWriter {
     private let context: NIOLoopBound<ChannelHandlerContext>
+    private let backlog: NIOLoopBoundBox<OutboundBacklog>
     private let eventLoop: any EventLoop
 
-    init(context: ChannelHandlerContext) {
+    init(context: ChannelHandlerContext, maximumUnsentBytes: Int) {
         self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.backlog = NIOLoopBoundBox(OutboundBacklog(limit: maximumUnsentBytes), eventLoop: context.eventLoop)
         self.eventLoop = context.eventLoop
     }
 
@@ -134,10 +141,14 @@ final class WebSocketWriter: HTTPStreamWriter {
     func head(_ status: HTTPResponseStatus, headers: HTTPHeaders) {}
 
     func send(_ piece: String) {
+        let backlog = backlog
         onLoop { context in
             for line in piece.split(separator: "\n") {
-                let frame = WebSocketFrame(fin: true, opcode: .text, data: context.channel.allocator.buffer(string: String(line)))
-                context.write(NIOAny(frame), promise: nil)
+                let data = context.channel.allocator.buffer(string: String(line))
+                let size = data.readableBytes
+                guard backlog.value.admit(size) else { return context.close(promise: nil) }
+                context.write(NIOAny(WebSocketFrame(fin: true, opcode: .text, data: data)))
+                    .assumeIsolated().whenComplete { _ in backlog.value.written(size) }
             }
             context.flush()
         }
