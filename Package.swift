@@ -164,6 +164,7 @@ let package = Package(
             dependencies: [
                 "EtcdProto",
                 "EtcdServer",
+                "MVCC",
                 "GRPCWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

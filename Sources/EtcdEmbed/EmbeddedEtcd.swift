@@ -54,7 +54,7 @@ public final class EmbeddedEtcd: Sendable {
         member.peerTLS = try peerCredentials(configuration, logger: logger)
         member.peerHandshakeTimeout = configuration.tlsHandshakeTimeout
         let metrics = EtcdMetrics()
-        member.diskMetrics = metrics.diskHooks
+        member.metricHooks = metrics.hooks
         if case .jwt(let options) = configuration.authToken {
             do {
                 member.jwtTokens = try await JWTTokens.load(options)

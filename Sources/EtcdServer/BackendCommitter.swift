@@ -36,15 +36,15 @@ final class BackendCommitter: Sendable {
     private let backend: SQLiteBackend
     private let published: PublishedState
     private let watchHub: WatchHub
-    private let diskMetrics: DiskMetrics
+    private let metricHooks: MetricHooks
     private let queue = DispatchQueue(label: "swift-etcd backend commits")
     private let queued = Mutex(Queue())
 
-    init(backend: SQLiteBackend, published: PublishedState, watchHub: WatchHub, diskMetrics: DiskMetrics) {
+    init(backend: SQLiteBackend, published: PublishedState, watchHub: WatchHub, metricHooks: MetricHooks) {
         self.backend = backend
         self.published = published
         self.watchHub = watchHub
-        self.diskMetrics = diskMetrics
+        self.metricHooks = metricHooks
     }
 
     /// Queues `batch` for commit after those queued before it.
@@ -78,7 +78,7 @@ final class BackendCommitter: Sendable {
             } catch {
                 EtcdServer.fatal("failed to commit applied entries to the backend", error)
             }
-            diskMetrics.backendCommit?(ContinuousClock.now - start)
+            metricHooks.backendCommit?(ContinuousClock.now - start)
             published.committed(layers: batches.count, throughRevision: batches.last!.revision)
             watchHub.committed(through: batches.last!.revision)
         }

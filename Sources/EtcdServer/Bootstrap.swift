@@ -59,7 +59,7 @@ extension EtcdServer {
         walDirectory: String, snapDirectory: String, group: any EventLoopGroup
     ) throws -> Start {
         var walOptions = WriteAheadLog.Options(segmentSize: configuration.walSegmentSize)
-        walOptions.fsyncObserver = configuration.diskMetrics.walFsync
+        walOptions.fsyncObserver = configuration.metricHooks.walFsync
         if WriteAheadLog.exists(directory: walDirectory) {
             let (log, contents, snapshot) = try openLog(directory: walDirectory, snapDirectory: snapDirectory, options: walOptions)
             return Start(

@@ -49,8 +49,8 @@ extension EtcdServer {
         package var walDirectory: String?
         /// Size of a log segment; smaller only to exercise rollover and purge in tests.
         package var walSegmentSize = WriteAheadLog.defaultSegmentSize
-        /// Hooks for the disk latency histograms.
-        package var diskMetrics = DiskMetrics()
+        /// Hooks for the metrics' histograms (disk latencies, peer round trips, lease TTLs).
+        package var metricHooks = MetricHooks()
         /// etcd's `--initial-cluster-state existing`: join a running cluster (after `member add`)
         /// instead of bootstrapping a new one.
         package var joinExistingCluster = false

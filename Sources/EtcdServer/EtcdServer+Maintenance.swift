@@ -85,16 +85,36 @@ extension EtcdServer {
         package var databaseBytes: Int64
         package var databaseBytesInUse: Int64
         package var memberID: UInt64
+        package var isLearner: Bool
+        package var ranges: UInt64
+        package var puts: UInt64
+        package var deletes: UInt64
+        package var txns: UInt64
+        package var putBytes: UInt64
+        package var keys: Int
+        package var currentRevision: Int64
+        package var compactRevision: Int64
+        package var leasesGranted: UInt64
+        package var leasesRevoked: UInt64
+        package var leasesRenewed: UInt64
+        package var watch: WatchHub.Statistics
+        /// Bytes and failures per peer (member ID).
+        package var peers: [UInt64: PeerTraffic]
     }
 
     package func metricFacts() -> MetricFacts {
-        let raft = published.withLock { $0.raft }
+        let (raft, store) = published.withLock { ($0.raft, $0.store) }
         let (size, inUse) = (try? backend.sizes()) ?? (0, 0)
+        let counted = operations.totals
         return MetricFacts(
             hasLeader: raft.leader != noNode, isLeader: raft.role == .leader, leaderChanges: raft.leaderChanges,
             committedIndex: raft.commitIndex, appliedIndex: raft.appliedIndex,
             pendingProposals: max(0, proposalCounts.pending.load(ordering: .relaxed)),
             failedProposals: proposalCounts.failed.load(ordering: .relaxed), quotaBackendBytes: configuration.quotaBackendBytes,
-            databaseBytes: size, databaseBytesInUse: inUse, memberID: memberID)
+            databaseBytes: size, databaseBytesInUse: inUse, memberID: memberID, isLearner: isLearner,
+            ranges: counted.ranges, puts: counted.puts, deletes: counted.deletes, txns: counted.txns, putBytes: counted.putBytes,
+            keys: store.liveKeyCount, currentRevision: store.revision, compactRevision: store.compactedRevision,
+            leasesGranted: counted.leasesGranted, leasesRevoked: counted.leasesRevoked,
+            leasesRenewed: lessor.renewalCount, watch: watchHub.statistics(), peers: transport.traffic.all)
     }
 }

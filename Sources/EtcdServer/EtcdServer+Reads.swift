@@ -58,6 +58,7 @@ extension EtcdServer {
         } catch {
             throw .auth(error)
         }
+        operations.rangeServed()
         do throws(EtcdError) {
             return try range(request, in: readableStore())
         } catch .compacted where request.revision <= 0 {

@@ -44,6 +44,7 @@ package final class EtcdServer: Sendable {
     let auth: AuthServices
     /// Proposals waiting for their answer, and those that failed for want of consensus.
     let proposalCounts = ProposalCounts()
+    let operations = OperationCounts()
 
     final class ProposalCounts: Sendable {
         let pending = Atomic<Int>(0)
@@ -195,9 +196,13 @@ package final class EtcdServer: Sendable {
             try? group.syncShutdownGracefully()
             throw error
         }
+        if let roundTrip = configuration.metricHooks.peerRoundTrip {
+            // etcd's prober asks every 4 s (its connection read timeout less a second).
+            transport.startProbing(every: .seconds(4)) { peer, duration in roundTrip(peer, duration) }
+        }
         let loop = HandOff(MemberLoop(
             configuration: configuration, recovered: recovered, inbox: inbox, published: published, lessor: lessor,
-            watchHub: watchHub, backend: backend, transport: transport, purger: purger, headers: headers,
+            watchHub: watchHub, backend: backend, transport: transport, purger: purger, headers: headers, operations: operations,
             snapDirectory: snapDirectory, tokens: authTokens.simple, logger: logger))
         let thread = Thread { [self] in
             loop.take().run()

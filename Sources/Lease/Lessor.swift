@@ -38,6 +38,10 @@ package final class Lessor: Sendable {
     /// The shortest TTL granted, in seconds: a shorter request is raised to it.
     package let minTTL: Int64
     private let state = Mutex(State())
+    private let renewals = Atomic<UInt64>(0)
+
+    /// Keep-alives this member renewed as leader (etcd's `etcd_debugging_lease_renewed_total`).
+    package var renewalCount: UInt64 { renewals.load(ordering: .relaxed) }
 
     package init(minTTL: Int64) {
         self.minTTL = minTTL
@@ -120,7 +124,7 @@ package final class Lessor: Sendable {
     /// revocation was already proposed (it expired) is not found, as in etcd: renewing it
     /// now would be undone when the revocation applies.
     package func renew(id: Int64, now: ContinuousClock.Instant) throws(LeaseError) -> Int64 {
-        try state.withLock { state throws(LeaseError) -> Int64 in
+        let ttl = try state.withLock { state throws(LeaseError) -> Int64 in
             guard let lease = state.leases[id], state.revoking[id] == nil else { throw .notFound }
             state.leases[id]!.expiry = now + .seconds(lease.ttl)
             state.revoking[id] = nil
@@ -128,6 +132,8 @@ package final class Lessor: Sendable {
             state.reschedule(id)
             return lease.ttl
         }
+        renewals.add(1, ordering: .relaxed)
+        return ttl
     }
 
     /// This member became leader: it now decides expiry. Every lease gets `extend` (the

@@ -17,6 +17,16 @@ package struct KeyValueStore: Sendable {
 
     package init() {}
 
+    /// The keys alive now (etcd's `etcd_debugging_mvcc_keys_total`); walks the index.
+    package var liveKeyCount: Int {
+        var count = 0
+        index.forEach(from: [], below: nil) { _, keyIndex in
+            if keyIndex.isLive { count += 1 }
+            return true
+        }
+        return count
+    }
+
     /// What a range request selects.
     package struct RangeOptions: Sendable {
         /// Keep at most this many records (0: all); ``RangeResult/count`` still counts every key.

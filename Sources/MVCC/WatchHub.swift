@@ -133,6 +133,22 @@ package final class WatchHub: Sendable {
         return result
     }
 
+    /// What etcd's watch metrics report: streams, watchers, those catching up, events sent.
+    package struct Statistics: Sendable, Equatable {
+        package var streams: Int
+        package var watchers: Int
+        package var unsynced: Int
+        package var events: UInt64
+    }
+
+    package func statistics() -> Statistics {
+        state.withLock { state in
+            Statistics(
+                streams: state.streams.count, watchers: state.streams.values.reduce(0) { $0 + $1.watchers.count },
+                unsynced: state.unsynced.count, events: state.eventsOffered)
+        }
+    }
+
     // MARK: Streams
 
     /// Creates a watcher on `sink`'s stream and returns its ID (nil when refused). The sink is

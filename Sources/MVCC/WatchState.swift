@@ -94,6 +94,8 @@ struct State {
     var recent: RecentChanges
     var catchUpScheduled = false
     var stopped = false
+    /// Events handed to streams so far (etcd's `etcd_debugging_mvcc_events_total`).
+    var eventsOffered: UInt64 = 0
     /// Sinks that took deliveries under the current hold of the lock, to be told once it is
     /// released (``WatchSink/deliveriesOffered()``).
     private var offered: [any WatchSink] = []
@@ -109,6 +111,9 @@ struct State {
     mutating func offer(_ deliveries: [WatchDelivery], to sink: any WatchSink) -> Int {
         let taken = sink.offer(deliveries)
         if taken > 0 { offered.append(sink) }
+        for delivery in deliveries.prefix(taken) {
+            if case .events(let changes) = delivery.kind { eventsOffered += UInt64(changes.count) }
+        }
         return taken
     }
 

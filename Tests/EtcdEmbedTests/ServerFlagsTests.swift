@@ -22,7 +22,7 @@ struct ServerFlagsTests {
             "peer-client-key-file", "peer-client-cert-auth", "peer-trusted-ca-file", "peer-auto-tls", "peer-crl-file",
             "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-skip-client-san-verification",
             "experimental-peer-skip-client-san-verification", "self-signed-cert-validity", "cipher-suites",
-            "tls-min-version", "tls-max-version", "auth-token", "auth-token-ttl", "bcrypt-cost", "listen-metrics-urls",
+            "tls-min-version", "tls-max-version", "auth-token", "auth-token-ttl", "bcrypt-cost", "listen-metrics-urls", "metrics",
         ])
         #expect(ServerFlags.booleanFlagNames == [
             "strict-reconfig-check", "auto-promote-learners", "client-cert-auth", "auto-tls", "peer-client-cert-auth",

@@ -118,6 +118,7 @@ extension MemberLoop {
                 } else {
                     outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header, lessor: lessor)
                 }
+                if case .success(let response) = outcome.response { operations.applied(envelope.request, response) }
                 apply(outcome.leaseEffects, recordingIn: &leaseRows)
                 reader.add(outcome.changes)
                 changes += outcome.changes
@@ -179,9 +180,11 @@ extension MemberLoop {
             case .grant(let id, let ttl):
                 if (try? lessor.grant(id: id, ttl: ttl, now: .now)) != nil {
                     rows[id] = SQLiteBackend.LeaseRow(id: id, ttl: ttl, remainingMilliseconds: nil)
+                    operations.leaseGrantApplied()
+                    configuration.metricHooks.leaseGranted?(ttl)
                 }
             case .revoke(let id):
-                _ = try? lessor.revoke(id: id)
+                if (try? lessor.revoke(id: id)) != nil { operations.leaseRevokeApplied() }
                 rows[id] = .some(nil)
             case .attach(let key, let lease):
                 lessor.attach(key, to: lease)

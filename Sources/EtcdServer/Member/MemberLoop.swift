@@ -34,6 +34,7 @@ final class MemberLoop {
     let transport: PeerTransport
     let purger: FilePurger
     let headers: ResponseHeaders
+    let operations: OperationCounts
     let snapDirectory: String
     let logger: Logger
     var store: KeyValueStore
@@ -90,7 +91,7 @@ final class MemberLoop {
     init(
         configuration: EtcdServer.Configuration, recovered: Recovered, inbox: MemberInbox, published: PublishedState,
         lessor: Lessor, watchHub: WatchHub, backend: SQLiteBackend, transport: PeerTransport, purger: FilePurger,
-        headers: ResponseHeaders, snapDirectory: String, tokens: SimpleTokens, logger: Logger
+        headers: ResponseHeaders, operations: OperationCounts, snapDirectory: String, tokens: SimpleTokens, logger: Logger
     ) {
         self.configuration = configuration
         node = recovered.node
@@ -112,10 +113,11 @@ final class MemberLoop {
         self.transport = transport
         self.purger = purger
         self.headers = headers
+        self.operations = operations
         self.snapDirectory = snapDirectory
         self.logger = logger
         committer = BackendCommitter(
-            backend: backend, published: published, watchHub: watchHub, diskMetrics: configuration.diskMetrics)
+            backend: backend, published: published, watchHub: watchHub, metricHooks: configuration.metricHooks)
         term = recovered.storage.hardState.term
         commitIndex = recovered.storage.hardState.commit
     }

@@ -17,6 +17,9 @@ final class PeerReceiver: ChannelInboundHandler {
     private let snapshotDirectory: String
     private let logger: Logger
     private let callbacks: PeerTransport.Callbacks
+    private let trafficTable: PeerTrafficTable
+    /// The peer's counts, once its hello named it.
+    private var traffic: PeerTraffic?
     private var deliver: @Sendable ([Message]) -> Void { callbacks.deliver }
     private var hello: PeerHello?
     private var pending: [Message] = []
@@ -27,7 +30,11 @@ final class PeerReceiver: ChannelInboundHandler {
     private var answersSent = 0
     private var readyAnswers: [Int: ByteBuffer] = [:]
 
-    init(localID: NodeID, clusterID: UInt64, snapshotDirectory: String, logger: Logger, callbacks: PeerTransport.Callbacks) {
+    init(
+        localID: NodeID, clusterID: UInt64, snapshotDirectory: String, logger: Logger, callbacks: PeerTransport.Callbacks,
+        traffic: PeerTrafficTable
+    ) {
+        self.trafficTable = traffic
         self.localID = localID
         self.clusterID = clusterID
         self.snapshotDirectory = snapshotDirectory
@@ -52,8 +59,10 @@ final class PeerReceiver: ChannelInboundHandler {
                     return
                 }
                 self.hello = hello
+                if hello.to == localID { traffic = trafficTable.traffic(of: hello.from) }
                 return
             }
+            traffic?.receivedBytes.add(UInt64(body.readableBytes + 4), ordering: .relaxed)
             switch hello.stream {
             case .messages:
                 let messages = try PeerWire.readMessages(&body)
@@ -75,6 +84,7 @@ final class PeerReceiver: ChannelInboundHandler {
             }
         } catch {
             logger.warning("closing a peer connection that sent malformed data", metadata: ["error": "\(error)"])
+            traffic?.receivedFailures.add(1, ordering: .relaxed)
             snapshot?.abandon()
             snapshot = nil
             context.close(promise: nil)
@@ -129,6 +139,8 @@ final class PeerReceiver: ChannelInboundHandler {
             channel.eventLoop.execute { receiver.value.sendAnswer(answer, slot: slot, on: channel) }
         }
         switch request {
+        case .probe:
+            reply(PeerResponse(clusterID: clusterID))
         case .membership:
             reply(PeerResponse(clusterID: clusterID, membership: membership()))
         case .promote(let id):

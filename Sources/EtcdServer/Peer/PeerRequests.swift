@@ -5,11 +5,13 @@ import Raft
 import TransportSecurity
 
 /// Requests one member makes of another outside Raft, on a request connection (see
-/// ``PeerRequester``): a joining member asks who is in the cluster; a follower forwards to the
+/// ``PeerRequester``): every member probes its peers' round trip; a joining member asks who is in the cluster; a follower forwards to the
 /// leader a learner's promotion (only the leader knows whether the learner has caught up), a
 /// lease keep-alive and a lease's time to live (only the leader's lessor knows when leases
 /// expire), as etcd does over HTTP.
 enum PeerRequest: Codable, Equatable {
+    /// Nothing but an answer: the round trip is measured (etcd's prober).
+    case probe
     case membership
     case promote(id: UInt64)
     case renewLease(id: Int64)

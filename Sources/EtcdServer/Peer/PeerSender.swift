@@ -23,6 +23,7 @@ final class PeerSender: Sendable {
     private let group: any EventLoopGroup
     private let tls: TLSCredentials?
     private let unreachable: @Sendable (NodeID) -> Void
+    private let traffic: PeerTraffic
     private let state = Mutex(State())
 
     /// Messages held while a connection attempt is under way; more than this and they are dropped.
@@ -41,9 +42,10 @@ final class PeerSender: Sendable {
     }
 
     init(
-        hello: PeerHello, urls: [String], group: any EventLoopGroup, tls: TLSCredentials?,
+        hello: PeerHello, urls: [String], group: any EventLoopGroup, tls: TLSCredentials?, traffic: PeerTraffic,
         unreachable: @escaping @Sendable (NodeID) -> Void
     ) {
+        self.traffic = traffic
         self.hello = hello
         self.urls = urls
         var requestHello = hello
@@ -71,15 +73,21 @@ final class PeerSender: Sendable {
         switch action {
         case .write(let channel): write(messages, on: channel)
         case .connect: connect()
-        case .drop: unreachable(hello.to)
+        case .drop: dropped(messages.count)
         case .none: break
         }
+    }
+
+    /// `count` messages were not sent: counted, and the peer reported unreachable.
+    private func dropped(_ count: Int) {
+        traffic.sentFailures.add(UInt64(count), ordering: .relaxed)
+        unreachable(hello.to)
     }
 
     private func write(_ messages: [Message], on channel: any Channel) {
         guard channel.isWritable else {
             // The peer is not keeping up: Raft resends once it hears from it again.
-            unreachable(hello.to)
+            dropped(messages.count)
             return
         }
         var buffer = channel.allocator.buffer(capacity: 256)
@@ -94,6 +102,7 @@ final class PeerSender: Sendable {
                 bytes = 0
             }
         }
+        traffic.sentBytes.add(UInt64(buffer.readableBytes), ordering: .relaxed)
         channel.writeAndFlush(buffer, promise: nil)
     }
 
@@ -140,13 +149,14 @@ final class PeerSender: Sendable {
     }
 
     private func connectionFailed() {
-        state.withLock { state in
+        let lost = state.withLock { state in
+            defer { state.queued = [] }
             state.connecting = false
-            state.queued = []
             state.nextAttempt = ContinuousClock.now + state.backoff
             state.backoff = min(state.backoff * 2, Self.maxBackoff)
+            return state.queued.count
         }
-        unreachable(hello.to)
+        dropped(lost)
     }
 
     private func disconnected(_ channel: any Channel) {

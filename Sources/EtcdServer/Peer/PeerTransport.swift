@@ -44,7 +44,10 @@ final class PeerTransport: Sendable {
     private let tls: TLSCredentials?
     private let handshakeTimeout: Duration
     private let senders = Mutex<[NodeID: PeerSender]>([:])
+    /// Bytes and failures to and from each peer (etcd's `etcd_network_peer_*` metrics).
+    let traffic = PeerTrafficTable()
     private let listeners = Mutex<[any Channel]>([])
+    private let probing = Mutex<RepeatedTask?>(nil)
     private let snapshotQueue = DispatchQueue(label: "swift-etcd snapshot sender", attributes: .concurrent)
 
     init(
@@ -63,7 +66,7 @@ final class PeerTransport: Sendable {
 
     /// Starts accepting peer connections on `url`'s address, over TLS for an `https` URL.
     func listen(on url: PeerURL) throws {
-        let (localID, clusterID, callbacks, logger, directory) = (localID, clusterID, callbacks, logger, snapshotDirectory)
+        let (localID, clusterID, callbacks, logger, directory, traffic) = (localID, clusterID, callbacks, logger, snapshotDirectory, traffic)
         let tls = url.isSecure ? tls : nil
         let handshakeTimeout = TimeAmount.nanoseconds(Int64(handshakeTimeout / .nanoseconds(1)))
         let channel = try ServerBootstrap(group: group)
@@ -77,7 +80,7 @@ final class PeerTransport: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         PeerReceiver(
                             localID: localID, clusterID: clusterID, snapshotDirectory: directory, logger: logger,
-                            callbacks: callbacks))
+                            callbacks: callbacks, traffic: traffic))
                 }
             }
             .bind(host: url.host, port: url.port).wait()
@@ -95,7 +98,7 @@ final class PeerTransport: Sendable {
             for (id, urls) in peers where id != localID && senders[id] == nil {
                 senders[id] = PeerSender(
                     hello: PeerHello(clusterID: clusterID, from: localID, to: id), urls: urls, group: group, tls: tls,
-                    unreachable: callbacks.unreachable)
+                    traffic: traffic.traffic(of: id), unreachable: callbacks.unreachable)
             }
             return removed
         }
@@ -192,8 +195,21 @@ final class PeerTransport: Sendable {
         }
     }
 
+    /// Every `interval`, asks each peer for an empty answer on the request connection and
+    /// reports how long it took (etcd's prober, for `etcd_network_peer_round_trip_time_seconds`).
+    func startProbing(every interval: TimeAmount, report: @escaping @Sendable (NodeID, Duration) -> Void) {
+        let prober = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            for (peer, sender) in senders.withLock({ $0 }) {
+                let start = ContinuousClock.now
+                sender.requests.send(.probe).whenSuccess { _ in report(peer, .now - start) }
+            }
+        }
+        probing.withLock { $0 = prober }
+    }
+
     /// Closes every connection and stops listening.
     func stop() {
+        probing.withLock { $0?.cancel() }
         for channel in listeners.withLock({ $0 }) { try? channel.close().wait() }
         for sender in senders.withLock({ $0.values }) { sender.close() }
     }
