@@ -62,7 +62,8 @@ final class PeerReceiver: ChannelInboundHandler {
                 if hello.to == localID { traffic = trafficTable.traffic(of: hello.from) }
                 return
             }
-            traffic?.receivedBytes.add(UInt64(body.readableBytes + 4), ordering: .relaxed)
+            // Raft's traffic, as etcd counts it: messages and snapshots, not probes and requests.
+            if hello.stream != .request { traffic?.receivedBytes.add(UInt64(body.readableBytes + 4), ordering: .relaxed) }
             switch hello.stream {
             case .messages:
                 let messages = try PeerWire.readMessages(&body)

@@ -137,6 +137,7 @@ final class PeerTransport: Sendable {
             return
         }
         let (group, callbacks, logger, clusterID, localID, tls) = (group, callbacks, logger, clusterID, localID, tls)
+        let traffic = traffic.traffic(of: message.to)
         let path = "\(snapshotDirectory)/\(String(message.to, radix: 16))-\(message.snapshot?.metadata.index ?? 0).sending.sqlite"
         snapshotQueue.async {
             defer {
@@ -148,6 +149,7 @@ final class PeerTransport: Sendable {
                 let hello = PeerHello(clusterID: clusterID, from: localID, to: message.to, stream: .snapshot)
                 let total = try SnapshotStreamer.stream(
                     file: path, with: message, hello: hello, urls: urls, group: group, tls: tls)
+                traffic.sentBytes.add(UInt64(total), ordering: .relaxed)
                 logger.info("sent database snapshot", metadata: [
                     "remote-peer-id": "\(String(message.to, radix: 16))", "bytes": "\(total)",
                     "snapshot-index": "\(message.snapshot?.metadata.index ?? 0)",
