@@ -54,7 +54,10 @@ public final class EmbeddedEtcd: Sendable {
         member.peerTLS = try peerCredentials(configuration, logger: logger)
         member.peerHandshakeTimeout = configuration.tlsHandshakeTimeout
         let metrics = EtcdMetrics()
-        member.metricHooks = metrics.hooks
+        // SWIFT_ETCD_BENCHMARK_NO_METRICS=1 records nothing as it happens (no histograms, no gRPC
+        // counters): only for measuring what recording costs (scripts/metrics-cost.sh).
+        let recordsMetrics = ProcessInfo.processInfo.environment["SWIFT_ETCD_BENCHMARK_NO_METRICS"] != "1"
+        if recordsMetrics { member.metricHooks = metrics.hooks }
         if case .jwt(let options) = configuration.authToken {
             do {
                 member.jwtTokens = try await JWTTokens.load(options)
@@ -79,12 +82,12 @@ public final class EmbeddedEtcd: Sendable {
         logger.info("enabled capabilities for version", metadata: ["cluster-version": "3.6"])
         let router = EtcdRouter.make(serving: server)
         metrics.attach(server)
-        let grpcMetrics = GRPCMetricsInterceptor(metrics: metrics, extensive: configuration.extensiveMetrics)
+        let grpcMetrics: [any ServerInterceptor] =
+            recordsMetrics ? [GRPCMetricsInterceptor(metrics: metrics, extensive: configuration.extensiveMetrics)] : []
         var gatewayConfiguration = GRPCServer.Configuration()
         gatewayConfiguration.limits = EtcdRouter.messageLimits(for: server)
         gatewayConfiguration.streamsEndAtShutdown = GRPCStatus(EtcdError.stopped)
-        gatewayConfiguration.interceptor = ServerInterceptors([
-            grpcMetrics,
+        gatewayConfiguration.interceptor = ServerInterceptors(grpcMetrics + [
             AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth, commonNameForwarded: true),
         ])
         let gatewayChannel: GatewayChannel
@@ -115,8 +118,8 @@ public final class EmbeddedEtcd: Sendable {
                 }
                 grpc.limits = EtcdRouter.messageLimits(for: server)
                 grpc.http1 = http
-                grpc.interceptor = ServerInterceptors([
-                    grpcMetrics, AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth),
+                grpc.interceptor = ServerInterceptors(grpcMetrics + [
+                    AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth),
                 ])
                 // Watches and keep-alives end at once when the member stops, so their clients
                 // fail over to another member instead of waiting out the grace period.
