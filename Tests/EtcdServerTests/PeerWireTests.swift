@@ -150,5 +150,7 @@ struct PeerWireTests {
         try await Task.sleep(for: .milliseconds(100))
         #expect(received.delivered.withLock { $0.map(\.type) } == [.heartbeatResponse])
         #expect(received.delivered.withLock { $0.map(\.term) } == [7])
+        // Both dropped messages count as send failures (etcd_network_peer_sent_failures_total).
+        #expect(follower.traffic.traffic(of: 2).totals.sentFailures == 2)
     }
 }
