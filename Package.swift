@@ -176,6 +176,7 @@ let package = Package(
             name: "EtcdHTTP",
             dependencies: [
                 "EtcdMetrics",
+                "EtcdProto",
                 "EtcdServer",
                 "GRPCWire",
                 "TransportSecurity",

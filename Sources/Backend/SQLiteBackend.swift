@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// The store's durable state: one SQLite database in WAL mode holding every kept revision's
 /// record and the store's meta values, committed one batch of applied writes at a time.
@@ -29,10 +30,18 @@ package final class SQLiteBackend: RevisionReader, Sendable {
         /// Users, roles, permissions, whether auth is on and its revision (JSON; passwords only
         /// as bcrypt hashes).
         case auth
+        /// The active alarms: which member raised which (JSON).
+        case alarms
     }
 
     private let pool: DatabasePool
     private let synchronousCommits: Bool
+    /// The database's size in bytes after the last commit (pages × page size), for the space
+    /// quota to check each write against without a query.
+    private let allocated = Atomic<Int64>(0)
+
+    /// The size the database had after the last commit (``sizes()``'s total, kept current).
+    package var allocatedBytes: Int64 { allocated.load(ordering: .relaxed) }
 
     /// Opens (creating if needed) the database at `path`. With `synchronousCommits` each commit
     /// is fsynced; without, commits are crash-consistent but the newest may be lost on power
@@ -58,6 +67,7 @@ package final class SQLiteBackend: RevisionReader, Sendable {
                 CREATE TABLE IF NOT EXISTS leases (
                     id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL, remaining_ms INTEGER) WITHOUT ROWID;
                 """)
+            try Self.recordSize(db, in: allocated)
         }
     }
 
@@ -132,7 +142,14 @@ package final class SQLiteBackend: RevisionReader, Sendable {
                     try db.execute(sql: "DELETE FROM leases WHERE id = ?", arguments: [id])
                 }
             }
+            try Self.recordSize(db, in: allocated)
         }
+    }
+
+    private static func recordSize(_ db: Database, in allocated: borrowing Atomic<Int64>) throws {
+        let pages = try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+        let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 0
+        allocated.store(pages * pageSize, ordering: .relaxed)
     }
 
     /// Every stored lease, by ID.

@@ -13,7 +13,7 @@ extension GRPCStatus {
             case .compacted, .futureRevision, .leaseTTLTooLarge: .outOfRange
             case .leaseNotFound: .notFound
             case .stopped, .noLeader, .timeout, .timeoutDueToLeaderFail, .leaderChanged: .unavailable
-            case .tooManyRequests: .resourceExhausted
+            case .tooManyRequests, .noSpace: .resourceExhausted
             case .notLeader, .badLeaderTransferee, .leaseExists, .memberExists, .peerURLExists, .memberNotLearner, .learnerNotReady,
                 .tooManyLearners, .notEnoughStartedMembers:
                 .failedPrecondition

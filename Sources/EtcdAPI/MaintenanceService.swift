@@ -3,9 +3,19 @@ import EtcdServer
 import GRPCWire
 import SwiftProtobuf
 
-/// The parts of `etcdserverpb.Maintenance` that report on and steer the cluster: `Status`, `HashKV`, `MoveLeader`.
+/// The parts of `etcdserverpb.Maintenance` that report on and steer the cluster: `Status`,
+/// `Alarm`, `HashKV`, `MoveLeader`.
 enum MaintenanceService {
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
+        router.unary(Etcdserverpb_MaintenanceRPCs.alarm.path) {
+            (request: Etcdserverpb_AlarmRequest, responder: UnaryResponder<Etcdserverpb_AlarmResponse>) in
+            server.alarm(request, by: responder.context.caller) { result in
+                switch result {
+                case .success(let response): responder.succeed(response)
+                case .failure(let error): responder.fail(GRPCStatus(error))
+                }
+            }
+        }
         router.unary(Etcdserverpb_MaintenanceRPCs.status.path) {
             (_: Etcdserverpb_StatusRequest, responder: UnaryResponder<Etcdserverpb_StatusResponse>) in
             do {

@@ -129,7 +129,8 @@ public struct EmbedConfiguration: Sendable {
         configuration.electionTimeout = .milliseconds(electionTimeout)
         configuration.maxRequestBytes = maxRequestBytes
         configuration.maxTxnOperations = maxTxnOperations
-        if quotaBackendBytes > 0 { configuration.quotaBackendBytes = quotaBackendBytes }
+        // 0 keeps the 2 GiB default; a negative quota means none (etcd).
+        if quotaBackendBytes != 0 { configuration.quotaBackendBytes = quotaBackendBytes }
         configuration.snapshotCount = max(snapshotCount, 1)
         configuration.maxSnapshots = maxSnapshots
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries

@@ -1,4 +1,5 @@
 import EtcdMetrics
+import EtcdProto
 import EtcdServer
 import NIOHTTP1
 
@@ -27,8 +28,9 @@ package struct HealthEndpoints: Sendable {
     static let linearizableRead = Check(name: "linearizable_read") { server, done in
         server.probeRead(serializable: false) { done($0.map(\.description)) }
     }
-    /// Alarms come with issue 19; until then no member has a CORRUPT alarm.
-    static let dataCorruption = Check(name: "data_corruption") { _, done in done(nil) }
+    static let dataCorruption = Check(name: "data_corruption") { server, done in
+        done(server.alarms.contains(.corrupt) ? "alarm activated: CORRUPT" : nil)
+    }
     static let nonLearner = Check(name: "non_learner") { server, done in
         done(server.isLearner ? "not supported for learner" : nil)
     }
@@ -73,13 +75,18 @@ package struct HealthEndpoints: Sendable {
         return true
     }
 
-    /// `/health`: alarms (none yet), a leader unless `serializable=true`, then a read.
+    /// `/health`: no alarm but those in `exclude` (`ALARM NOSPACE`), a leader unless
+    /// `serializable=true`, then a read.
     private func health(_ request: HTTPRequest, _ completion: @escaping @Sendable (HTTPResponse) -> Void) {
         let serializable = request.parameter("serializable") == "true"
         let metrics = metrics
         let unhealthy: @Sendable (String) -> Void = { reason in
             metrics.healthChecked(healthy: false)
             completion(.error(.serviceUnavailable, #"{"health":"false","reason":"\#(reason)"}"#))
+        }
+        let excluded = Set(request.parameters("exclude"))
+        if let alarm = server.alarms.members().first(where: { !excluded.contains(AlarmList.name(of: $0.alarm)) }) {
+            return unhealthy("ALARM \(AlarmList.name(of: alarm.alarm))")
         }
         if !serializable, server.leaderID == nil { return unhealthy("RAFT NO LEADER") }
         server.probeRead(serializable: serializable) { error in

@@ -18,9 +18,36 @@ package enum WriteRequest: Sendable {
     /// `remaining_TTL` holds milliseconds (etcd's holds seconds): followers count down from it.
     case leaseCheckpoint(Etcdserverpb_LeaseCheckpointRequest)
     case auth(AuthRequest)
+    /// Raises, clears or lists alarms (every member applies it; the loop, not the store).
+    case alarm(Etcdserverpb_AlarmRequest)
 }
 
 extension WriteRequest {
+    /// What the request may add to the backend, in etcd's quota cost model (a put: 256 bytes
+    /// of overhead plus key and value; a transaction: its costlier branch's puts; a lease
+    /// grant: 64 bytes); 0 for requests that cannot grow it.
+    package var cost: Int {
+        func put(_ request: Etcdserverpb_PutRequest) -> Int { 256 + request.key.count + request.value.count }
+        func branch(_ operations: [Etcdserverpb_RequestOp]) -> Int {
+            operations.reduce(0) { total, operation in
+                switch operation.request {
+                case .requestPut(let request)?: total + put(request)
+                case .requestTxn(let nested)?: total + WriteRequest.txn(nested).cost
+                default: total
+                }
+            }
+        }
+        switch self {
+        case .put(let request): return put(request)
+        case .txn(let request): return max(branch(request.success), branch(request.failure))
+        case .leaseGrant: return 64
+        default: return 0
+        }
+    }
+
+    /// Whether the request is refused while a NOSPACE alarm is raised (etcd's capped applier).
+    var needsSpace: Bool { cost > 0 }
+
     /// The request as a write-ahead log entry: a kind byte, then the protobuf message.
     var logData: [UInt8] {
         if case .auth(let request) = self { return [8] + request.logData }
@@ -33,6 +60,7 @@ extension WriteRequest {
             case .leaseGrant(let request): (5, request)
             case .leaseRevoke(let request): (6, request)
             case .leaseCheckpoint(let request): (7, request)
+            case .alarm(let request): (9, request)
             case .auth: preconditionFailure("handled above")
             }
         // Encoding a message built from a decoded one cannot fail.
@@ -50,6 +78,7 @@ extension WriteRequest {
         case 6: self = .leaseRevoke(try .init(serializedBytes: Array(message)))
         case 7: self = .leaseCheckpoint(try .init(serializedBytes: Array(message)))
         case 8: self = .auth(try AuthRequest(logData: message))
+        case 9: self = .alarm(try .init(serializedBytes: Array(message)))
         default: throw ConfigurationError("wal: unknown entry kind \(logData.first.map(String.init) ?? "none")")
         }
     }
@@ -66,6 +95,7 @@ package enum WriteResponse: Sendable {
     case leaseCheckpoint(Etcdserverpb_LeaseCheckpointResponse)
     /// The response to an ``AuthRequest``, header included.
     case auth(any SwiftProtobuf.Message)
+    case alarm(Etcdserverpb_AlarmResponse)
 }
 
 /// What applying a request did to leases, for the loop to carry out on the lessor once the
@@ -136,7 +166,7 @@ enum Applier {
                 case .deleteRange(let delete): .deleteRange(try applyDelete(delete, &writer, &leases))
                 case .txn(let txn): .txn(try applyTxn(txn, path: try branches(of: txn, writer), &writer, &leases))
                 case .leaseRevoke(let revoke): .leaseRevoke(try applyRevoke(revoke, &writer, &leases))
-                case .compaction, .leaseGrant, .leaseCheckpoint, .auth: preconditionFailure("handled above")
+                case .compaction, .leaseGrant, .leaseCheckpoint, .auth, .alarm: preconditionFailure("handled above")
                 }
             }
             store = attempt
@@ -305,6 +335,9 @@ extension WriteResponse {
         case .leaseCheckpoint(var response):
             response.header = header
             return .leaseCheckpoint(response)
+        case .alarm(var response):
+            response.header = header
+            return .alarm(response)
         case .auth:
             return self
         }

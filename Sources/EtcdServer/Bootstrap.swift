@@ -167,7 +167,8 @@ extension EtcdServer {
         return MemberLoop.Recovered(
             node: node, storage: storage, log: log, store: store, appliedIndex: applied, appliedTerm: appliedTerm,
             snapshotIndex: recoveredSnapshotIndex, confState: confState, membership: membership,
-            auth: try backend.document(.auth).map(AuthState.init(encoded:)) ?? AuthState())
+            auth: try backend.document(.auth).map(AuthState.init(encoded:)) ?? AuthState(),
+            alarms: try backend.document(.alarms).map(AlarmList.init(encoded:)) ?? AlarmList())
     }
 
     /// Opens the log from the newest snapshot it has a marker for (a crash between writing a

@@ -35,6 +35,7 @@ package enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Cod
     case learnerNotReady
     case tooManyLearners
     case notEnoughStartedMembers
+    case noSpace
     case auth(AuthError)
 
     package var description: String {
@@ -57,6 +58,7 @@ package enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Cod
         case .timeout: "etcdserver: request timed out"
         case .timeoutDueToLeaderFail: "etcdserver: request timed out, possibly due to previous leader failure"
         case .leaderChanged: "etcdserver: leader changed"
+        case .noSpace: "etcdserver: mvcc: database space exceeded"
         case .tooManyRequests: "etcdserver: too many requests"
         case .notLeader: "etcdserver: not leader"
         case .badLeaderTransferee: "etcdserver: bad leader transferee"

@@ -37,7 +37,8 @@ extension EtcdServer {
         package var maxRequestBytes = 1_572_864
         /// etcd's `--max-txn-ops`.
         package var maxTxnOperations = 128
-        /// etcd's `--quota-backend-bytes` (reported in Status; enforced with the NOSPACE alarm later).
+        /// etcd's `--quota-backend-bytes`: writes that would pass it are refused and raise the
+        /// NOSPACE alarm; 0 or less, no quota.
         package var quotaBackendBytes: Int64 = 2 * 1024 * 1024 * 1024
         /// etcd's `--snapshot-count`: applied entries between snapshots (etcd 3.6's default).
         package var snapshotCount: UInt64 = 10_000

@@ -1,3 +1,4 @@
+import Auth
 import Backend
 import Dispatch
 import EtcdProto
@@ -15,7 +16,7 @@ import WAL
 extension EtcdServer {
     /// `Maintenance.Status` for this member.
     package func status() throws -> Etcdserverpb_StatusResponse {
-        let (revision, raft) = published.withLock { ($0.store.revision, $0.raft) }
+        let (revision, raft, alarms) = published.withLock { ($0.store.revision, $0.raft, $0.alarms) }
         var response = Etcdserverpb_StatusResponse()
         response.header = header(revision: revision, term: raft.term)
         response.version = Self.version
@@ -28,9 +29,27 @@ extension EtcdServer {
         response.storageVersion = Self.version
         response.dbSizeQuota = configuration.quotaBackendBytes
         response.isLearner = isLearner
-        if raft.leader == noNode { response.errors = [EtcdError.noLeader.description] }
+        // etcd lists every active alarm, then a missing leader.
+        response.errors = alarms.members().map(AlarmList.describe)
+        if raft.leader == noNode { response.errors.append(EtcdError.noLeader.description) }
         return response
     }
+
+    /// `Maintenance.Alarm`: lists, raises or clears alarms, through Raft as etcd does.
+    package func alarm(
+        _ request: Etcdserverpb_AlarmRequest, by caller: AuthIdentity?,
+        completion: @escaping @Sendable (Result<Etcdserverpb_AlarmResponse, EtcdError>) -> Void
+    ) {
+        propose(.alarm(request), origin: .client(caller)) { result in
+            completion(result.flatMap { response in
+                guard case .alarm(let answer) = response else { return .failure(.stopped) }
+                return .success(answer)
+            })
+        }
+    }
+
+    /// The active alarms, as this member applied them.
+    package var alarms: AlarmList { published.withLock { $0.alarms } }
 
     /// `Maintenance.HashKV`: a CRC-32C of every record kept at or before `revision` (0: the
     /// newest), in revision order. Members that applied the same log agree on it, which is how

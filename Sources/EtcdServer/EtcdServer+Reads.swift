@@ -22,6 +22,32 @@ extension EtcdServer {
         _ request: WriteRequest, by caller: AuthIdentity?, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void
     ) {
         if isLearner { return completion(.failure(.notSupportedForLearner)) }
+        if let refusal = quotaRefusal(request) { return completion(.failure(refusal)) }
+        propose(request, origin: .client(caller), completion: completion)
+    }
+
+    /// etcd's space quota, checked before a write is proposed: a request that would take the
+    /// backend past `--quota-backend-bytes` is refused with `database space exceeded`, and this
+    /// member raises the NOSPACE alarm (once), which refuses such requests cluster-wide.
+    func quotaRefusal(_ request: WriteRequest) -> EtcdError? {
+        let quota = configuration.quotaBackendBytes
+        let cost = request.cost
+        guard quota > 0, cost > 0, backend.allocatedBytes + Int64(cost) >= quota else { return nil }
+        if !published.withLock({ $0.alarms.members(of: .nospace).contains { $0.memberID == memberID } }) {
+            let alarm = Etcdserverpb_AlarmRequest.with {
+                $0.action = .activate
+                $0.memberID = memberID
+                $0.alarm = .nospace
+            }
+            propose(.alarm(alarm), origin: .member) { _ in }
+        }
+        return .noSpace
+    }
+
+    /// Proposes `request` from `origin` (a client's, or this member's own).
+    func propose(
+        _ request: WriteRequest, origin: EntryEnvelope.Origin, completion: @escaping @Sendable (Result<WriteResponse, EtcdError>) -> Void
+    ) {
         let counts = proposalCounts
         counts.pending.add(1, ordering: .relaxed)
         let counted: @Sendable (Result<WriteResponse, EtcdError>) -> Void = { result in
@@ -29,7 +55,7 @@ extension EtcdServer {
             if case .failure(let error) = result, error.isConsensusFailure { counts.failed.add(1, ordering: .relaxed) }
             completion(result)
         }
-        let proposal = Proposal(request: request, caller: caller, completion: counted, deadline: .now + configuration.requestTimeout)
+        let proposal = Proposal(request: request, origin: origin, completion: counted, deadline: .now + configuration.requestTimeout)
         if !inbox.submit({ $0.proposals.append(proposal) }) { counted(.failure(.stopped)) }
     }
 

@@ -59,7 +59,8 @@ package final class EtcdServer: Sendable {
 
     struct Proposal {
         let request: WriteRequest
-        let caller: AuthIdentity?
+        /// A client's (checked by auth when applied), or this member's own.
+        let origin: EntryEnvelope.Origin
         let completion: @Sendable (Result<WriteResponse, EtcdError>) -> Void
         let deadline: ContinuousClock.Instant
     }
@@ -147,7 +148,8 @@ package final class EtcdServer: Sendable {
         watchHub = WatchHub(backend: backend, store: recovered.store, limits: watchLimits)
         published = PublishedState(Published(
             store: recovered.store, appliedIndex: recovered.appliedIndex, committedRevision: recovered.store.revision,
-            voters: recovered.confState.voters.count, membership: recovered.membership, auth: recovered.auth))
+            voters: recovered.confState.voters.count, membership: recovered.membership, auth: recovered.auth,
+            alarms: recovered.alarms))
 
         auth = AuthServices(
             simple: SimpleTokens(ttl: configuration.authTokenTTL), jwt: configuration.jwtTokens,

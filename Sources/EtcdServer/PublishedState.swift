@@ -30,6 +30,8 @@ extension EtcdServer {
         var membership: Membership
         /// Users, roles and grants as of ``appliedIndex``.
         var auth: AuthState
+        /// The active alarms as of ``appliedIndex``.
+        var alarms: AlarmList
     }
 }
 

@@ -29,7 +29,7 @@ struct EtcdRouterTests {
         let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.localAddress!.port!))
         let served = [
             "/grpc.health", "/etcdserverpb.KV/", "/etcdserverpb.Cluster/", "/etcdserverpb.Maintenance/Status",
-            "/etcdserverpb.Maintenance/MoveLeader", "/etcdserverpb.Maintenance/HashKV",
+            "/etcdserverpb.Maintenance/MoveLeader", "/etcdserverpb.Maintenance/HashKV", "/etcdserverpb.Maintenance/Alarm",
             "/etcdserverpb.Lease/", "/etcdserverpb.Watch/", "/etcdserverpb.Auth/",
         ]
         for (path, kind) in RPCCatalog.all where !served.contains(where: path.hasPrefix) {

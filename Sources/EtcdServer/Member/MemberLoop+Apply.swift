@@ -36,9 +36,13 @@ extension MemberLoop {
         Self.removeDatabaseFiles(path)
         confState = metadata.confState
         snapshotIndex = metadata.index
-        // Auth comes with the backend too.
+        // Auth and alarms come with the backend too.
         auth = (try? backend.document(.auth)).flatMap { $0.flatMap { try? AuthState(encoded: $0) } } ?? AuthState()
-        published.withLock { $0.auth = auth }
+        alarms = (try? backend.document(.alarms)).flatMap { $0.flatMap { try? AlarmList(encoded: $0) } } ?? AlarmList()
+        published.withLock { [auth, alarms] in
+            $0.auth = auth
+            $0.alarms = alarms
+        }
         // The member list comes with the backend, at its applied index.
         if let stored = try? backend.document(.membership), let restored = try? Membership(encoded: stored) {
             membership = restored
@@ -115,6 +119,13 @@ extension MemberLoop {
                     var authHeader = header
                     authHeader.revision = store.revision
                     outcome = Applier.Outcome(response: apply(change, index: entry.index, header: authHeader))
+                } else if case .alarm(let request) = envelope.request {
+                    var alarmHeader = header
+                    alarmHeader.revision = store.revision
+                    outcome = Applier.Outcome(response: .success(.alarm(apply(request, header: alarmHeader))))
+                } else if alarms.contains(.nospace), envelope.request.needsSpace {
+                    // etcd's capped applier: with NOSPACE raised anywhere, nothing grows the store.
+                    outcome = Applier.Outcome(response: .failure(.noSpace))
                 } else {
                     outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header, lessor: lessor)
                 }
@@ -145,6 +156,11 @@ extension MemberLoop {
             published.withLock { $0.auth = auth }
             authChanged = false
         }
+        if alarmsChanged {
+            documents[.alarms] = alarms.encoded()
+            published.withLock { [alarms] in $0.alarms = alarms }
+            alarmsChanged = false
+        }
         // Announced before the backend deletes anything (with this batch's commit).
         if let compaction { watchHub.compacting(atMain: compaction.main) }
         published.publish(store: store, appliedIndex: appliedIndex, uncommitted: reader.pending)
@@ -169,6 +185,36 @@ extension MemberLoop {
         if appliedIndex - snapshotIndex >= configuration.snapshotCount {
             snapshot()
         }
+    }
+
+    /// Applies an `Alarm` request (etcd's `applyAlarm`): raises or clears one member's alarm,
+    /// or lists them; the response names the alarms raised, cleared or listed.
+    func apply(_ request: Etcdserverpb_AlarmRequest, header: Etcdserverpb_ResponseHeader) -> Etcdserverpb_AlarmResponse {
+        var response = Etcdserverpb_AlarmResponse()
+        response.header = header
+        switch request.action {
+        case .get:
+            response.alarms = alarms.members(of: request.alarm)
+        case .activate:
+            if let raised = alarms.activate(request.alarm, member: request.memberID) {
+                response.alarms = [raised]
+                alarmsChanged = true
+                logger.warning("alarm raised", metadata: [
+                    "alarm": "\(AlarmList.name(of: request.alarm))", "from": "\(String(request.memberID, radix: 16))",
+                ])
+            }
+        case .deactivate:
+            if let cleared = alarms.deactivate(request.alarm, member: request.memberID) {
+                response.alarms = [cleared]
+                alarmsChanged = true
+                logger.warning("alarm disarmed", metadata: [
+                    "alarm": "\(AlarmList.name(of: request.alarm))", "from": "\(String(request.memberID, radix: 16))",
+                ])
+            }
+        case .UNRECOGNIZED:
+            break
+        }
+        return response
     }
 
     /// Carries out what an applied request did to leases, noting the rows the backend batch

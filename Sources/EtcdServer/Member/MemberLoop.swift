@@ -49,6 +49,9 @@ final class MemberLoop {
     var auth: AuthState
     /// Set when applying changed `auth`, so the batch's commit stores it.
     var authChanged = false
+    /// The active alarms, as applied; published and stored when they change.
+    var alarms: AlarmList
+    var alarmsChanged = false
     /// Simple tokens: logins applied here register theirs.
     let tokens: SimpleTokens
     /// The request ID of this member's own attributes update while it is in flight.
@@ -84,6 +87,7 @@ final class MemberLoop {
         var confState: ConfState
         var membership: Membership
         var auth: AuthState
+        var alarms: AlarmList
     }
 
     /// What the loop shares with the rest of the member is passed in; it never holds the
@@ -104,6 +108,7 @@ final class MemberLoop {
         confState = recovered.confState
         membership = recovered.membership
         auth = recovered.auth
+        alarms = recovered.alarms
         self.tokens = tokens
         self.inbox = inbox
         self.published = published
@@ -307,7 +312,7 @@ final class MemberLoop {
         guard !requests.isEmpty else { return }
         let batch = requests.map { request in
             let id = proposals.waitForWrite(request.completion, deadline: request.deadline)
-            return (id, EntryEnvelope.encode(proposer: localID, requestID: id, origin: .client(request.caller), request: request.request))
+            return (id, EntryEnvelope.encode(proposer: localID, requestID: id, origin: request.origin, request: request.request))
         }
         offer(batch)
     }

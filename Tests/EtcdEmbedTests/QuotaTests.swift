@@ -1,0 +1,82 @@
+import EtcdClient
+import EtcdProto
+import Foundation
+import GRPCWire
+import NIOCore
+import SwiftProtobuf
+import Testing
+import TestSupport
+
+@testable import EtcdEmbed
+
+/// The space quota and the NOSPACE alarm on one member, as etcd behaves: filled past
+/// `--quota-backend-bytes`, writes that grow the store are refused and the alarm is raised;
+/// reads, deletes and put-free transactions go on; the alarm shows in `Alarm`, `Status` and
+/// `/health`, survives a restart, and disarming it lets writes that fit through again.
+@Suite("Space quota and alarms")
+struct QuotaTests {
+    static let noSpace = EtcdClientError(code: .resourceExhausted, message: "etcdserver: mvcc: database space exceeded")
+
+    @Test func aMemberOverItsQuotaRaisesNoSpaceAndRefusesWhatGrows() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("quota-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var configuration = try await EmbeddedEtcdTests().configuration(directory: directory)
+        configuration.quotaBackendBytes = 4 << 20
+        var etcd = try await EmbeddedEtcd.start(configuration)
+        var port = try #require(etcd.clientAddresses.first?.port)
+        var client = try EtcdClient(endpoints: ["127.0.0.1:\(port)"])
+        let value = String(repeating: "x", count: 100_000)
+        var refusedAt: Int?
+        for index in 0..<100 {
+            do {
+                try await client.put("k\(index)", value)
+            } catch {
+                #expect(error == Self.noSpace)
+                refusedAt = index
+                break
+            }
+        }
+        // 4 MiB hold about 40 values of 100 kB with their overhead.
+        let first = try #require(refusedAt)
+        #expect(first > 30 && first < 42, "\(first)")
+
+        let listed = try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get })
+        #expect(listed.alarms.map(\.alarm) == [.nospace])
+        #expect(listed.alarms.map(\.memberID) == [etcd.memberID])
+        // What grows the store is refused now, however small; the rest works.
+        await #expect(throws: Self.noSpace) { try await client.put("small", "1") }
+        await #expect(throws: Self.noSpace) { try await client.grantLease(ttl: 10) }
+        await #expect(throws: Self.noSpace) {
+            try await client.txn(.with { $0.success = [.with { $0.requestPut = .with { $0.key = Data("t".utf8) } }] })
+        }
+        #expect(try await client.get("k0").kvs.count == 1)
+        #expect(try await client.delete(Data("k0".utf8)).deleted == 1)
+        let readOnly = try await client.txn(.with { $0.success = [.with { $0.requestRange = .with { $0.key = Data("k1".utf8) } }] })
+        #expect(readOnly.succeeded)
+        #expect(try await client.status().errors == ["memberID:\(etcd.memberID) alarm:NOSPACE "])
+        let health = try await HTTPProbe.request("/health", port: port)
+        #expect(health.status == 503 && health.body == "{\"health\":\"false\",\"reason\":\"ALARM NOSPACE\"}\n")
+        #expect(try await HTTPProbe.request("/health?exclude=NOSPACE", port: port).status == 200)
+
+        // The alarm is kept in the backend: a restarted member still refuses.
+        await client.close()
+        await etcd.stop()
+        etcd = try await EmbeddedEtcd.start(configuration)
+        port = try #require(etcd.clientAddresses.first?.port)
+        client = try EtcdClient(endpoints: ["127.0.0.1:\(port)"])
+        await #expect(throws: Self.noSpace) { try await client.put("small", "1") }
+
+        // Disarmed (etcdctl alarm disarm's two calls): what fits under the quota goes through.
+        let disarmed = try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with {
+            $0.action = .deactivate
+            $0.memberID = etcd.memberID
+            $0.alarm = .nospace
+        })
+        #expect(disarmed.alarms.map(\.alarm) == [.nospace])
+        #expect(try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms.isEmpty)
+        try await client.put("small", "1")
+        #expect(try await HTTPProbe.request("/health", port: port).status == 200)
+        await client.close()
+        await etcd.stop()
+    }
+}
