@@ -195,19 +195,15 @@ extension MemberLoop {
         switch request.action {
         case .get:
             response.alarms = alarms.members(of: request.alarm)
-        case .activate:
-            if let raised = alarms.activate(request.alarm, member: request.memberID) {
-                response.alarms = [raised]
+        case .activate, .deactivate:
+            let raising = request.action == .activate
+            let changed = raising
+                ? alarms.activate(request.alarm, member: request.memberID)
+                : alarms.deactivate(request.alarm, member: request.memberID)
+            if let changed {
+                response.alarms = [changed]
                 alarmsChanged = true
-                logger.warning("alarm raised", metadata: [
-                    "alarm": "\(AlarmList.name(of: request.alarm))", "from": "\(String(request.memberID, radix: 16))",
-                ])
-            }
-        case .deactivate:
-            if let cleared = alarms.deactivate(request.alarm, member: request.memberID) {
-                response.alarms = [cleared]
-                alarmsChanged = true
-                logger.warning("alarm disarmed", metadata: [
+                logger.warning(raising ? "alarm raised" : "alarm disarmed", metadata: [
                     "alarm": "\(AlarmList.name(of: request.alarm))", "from": "\(String(request.memberID, radix: 16))",
                 ])
             }
