@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "swift-etcd", targets: ["swift-etcd"]),
+        .executable(name: "swift-etcdutl", targets: ["swift-etcdutl"]),
         .executable(name: "grpc-bench", targets: ["grpc-bench"]),
         .executable(name: "raft-bench", targets: ["raft-bench"]),
         .executable(name: "wal-bench", targets: ["wal-bench"]),
@@ -230,6 +231,16 @@ let package = Package(
                 "GRPCWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // etcdutl for swift-etcd data: restore and inspect backups, defragment a stopped member.
+        .executableTarget(
+            name: "swift-etcdutl",
+            dependencies: [
+                "Backend",
+                "EtcdServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
         ),

@@ -55,6 +55,7 @@ package final class SQLiteBackend: RevisionReader, Sendable {
             try db.execute(sql: "PRAGMA synchronous = \(synchronousCommits ? "FULL" : "NORMAL")")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.useIncrementalVacuum(pool)
         try pool.write { db in
             try db.execute(sql: """
                 CREATE TABLE IF NOT EXISTS kv (
@@ -70,6 +71,50 @@ package final class SQLiteBackend: RevisionReader, Sendable {
             try Self.recordSize(db, in: allocated)
         }
     }
+
+    /// Refuses a file that is not a swift-etcd backend (opening one as a backend would add the
+    /// tables it lacks).
+    package static func requireBackendTables(at path: String) throws {
+        let database = try DatabaseQueue(path: path)
+        defer { try? database.close() }
+        let tables = try database.read { db in try String.fetchSet(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
+        guard tables.isSuperset(of: ["kv", "meta", "documents", "leases"]) else {
+            throw NotABackend(path: path, tables: tables.sorted())
+        }
+    }
+
+    /// The newest revision the backend at `path` holds (a copy made by ``copy(to:)``).
+    package static func storedRevision(ofDatabaseAt path: String) throws -> Int64 {
+        let database = try DatabaseQueue(path: path)
+        defer { try? database.close() }
+        return try database.read { db in
+            let newest = try Int64.fetchOne(db, sql: "SELECT max(main) FROM kv") ?? 0
+            let stored = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = ?", arguments: [Meta.revision.rawValue]) ?? 0
+            return max(newest, stored)
+        }
+    }
+
+    /// A database without the backend's tables.
+    package struct NotABackend: Error, CustomStringConvertible {
+        package var path: String
+        package var tables: [String]
+        package var description: String { "\(path) is an SQLite database but not a swift-etcd backend (its tables: \(tables))" }
+    }
+
+    /// Puts the database in SQLite's incremental auto-vacuum mode, in which free pages can be
+    /// returned to the file system a few at a time while commits go on (see ``defragment(pagesPerStep:)``).
+    /// The mode changes only by rebuilding the database (a `VACUUM`: instant for a new one;
+    /// once, before anything is served, for one made without it).
+    private static func useIncrementalVacuum(_ pool: DatabasePool) throws {
+        try pool.writeWithoutTransaction { db in
+            guard try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") != incrementalVacuum else { return }
+            try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
+            try db.execute(sql: "VACUUM")
+        }
+    }
+
+    /// `PRAGMA auto_vacuum`'s value for incremental mode.
+    private static let incrementalVacuum = 2
 
     /// Makes every commit so far durable against power loss, however the database is
     /// configured: one `synchronous = FULL` commit syncs SQLite's log, which holds all earlier ones.
@@ -251,11 +296,13 @@ package final class SQLiteBackend: RevisionReader, Sendable {
     }
 
     /// Writes a consistent copy of the whole database (one read snapshot) to a new single file
-    /// at `path`, while commits go on: what a leader streams to a follower that needs a snapshot.
+    /// at `path`, while commits go on: what a leader streams to a follower that needs a snapshot,
+    /// and what a backup holds. The copy is in rollback-journal mode, so it is one
+    /// self-contained file that can be read where it lies.
     package func copy(to path: String) throws {
-        let destination = try DatabasePool(path: path)
+        let destination = try DatabaseQueue(path: path)
         try pool.backup(to: destination)
-        // Closing checkpoints the copy's own log into its main file and removes the log.
+        try destination.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = DELETE") }
         try destination.close()
     }
 
@@ -272,9 +319,85 @@ package final class SQLiteBackend: RevisionReader, Sendable {
         }
     }
 
-    /// Bytes the database occupies on disk (etcd's `dbSize`).
-    package func sizeInBytes() throws -> Int64 {
-        try sizes().total
+    /// Returns the database's free pages to the file system while it keeps serving: etcd's
+    /// defragmentation without etcd's pause. Each step frees at most `pagesPerStep` pages in a
+    /// write transaction of its own, so a commit waits for one step at most (about a millisecond
+    /// for the default 1 MiB), never for the whole run. Returns the sizes before and after.
+    package func defragment(pagesPerStep: Int = 256) throws -> (before: Int64, after: Int64) {
+        let before = try sizes().total
+        // Until no page is free, or (never expected) a step frees none.
+        while try pool.writeWithoutTransaction({ db in
+            let free = try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
+            guard free > 0 else { return false }
+            let pages = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            try db.execute(sql: "PRAGMA incremental_vacuum(\(min(free, pagesPerStep)))")
+            try Self.recordSize(db, in: allocated)
+            return try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 < pages
+        }) {}
+        // Copies the moved pages into the main file, shrinks it and empties SQLite's log (which
+        // grew with the moved pages). Most were copied by the automatic checkpoints already, so
+        // this one is short; if a reader keeps it from finishing, the automatic ones finish later.
+        try pool.writeWithoutTransaction { db in _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        return (before, try sizes().total)
+    }
+
+    /// Rebuilds the whole database into the smallest file (SQLite's `VACUUM`), blocking every
+    /// other use of it until done: for `swift-etcdutl defrag` on a stopped member.
+    package func vacuum() throws {
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "VACUUM")
+            try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            try Self.recordSize(db, in: allocated)
+        }
+    }
+
+    /// Passes every stored row that is the same on every member at the same applied index, in
+    /// one read transaction, each as canonical bytes (its table's name, then each column as a
+    /// type tag, a length and the value): the keyspace, the documents, the leases' IDs and TTLs,
+    /// the meta values but the applied index, its term and the snapshot index. Returns the
+    /// newest revision stored and the number of rows passed. `Hash` and `snapshot status` hash
+    /// these bytes.
+    package func forEachSharedRow(_ body: ([UInt8]) throws -> Void) throws -> (revision: Int64, rows: Int) {
+        try pool.read { db in
+            var rows = 0
+            var revision: Int64 = 0
+            let memberLocal = [Meta.consistentIndex, .consistentTerm, .snapshotIndex].map { "'\($0.rawValue)'" }.joined(separator: ",")
+            let queries = [
+                ("kv", "SELECT main, sub, tombstone, key, value, create_revision, version, lease FROM kv ORDER BY main, sub"),
+                ("documents", "SELECT name, value FROM documents ORDER BY name"),
+                ("leases", "SELECT id, ttl FROM leases ORDER BY id"),
+                ("meta", "SELECT name, value FROM meta WHERE name NOT IN (\(memberLocal)) ORDER BY name"),
+            ]
+            var bytes: [UInt8] = []
+            for (table, sql) in queries {
+                let cursor = try Row.fetchCursor(db, sql: sql)
+                while let row = try cursor.next() {
+                    bytes.removeAll(keepingCapacity: true)
+                    bytes += Array(table.utf8)
+                    for value in row.databaseValues { Self.appendCanonical(value, to: &bytes) }
+                    try body(bytes)
+                    rows += 1
+                    if table == "kv" { revision = max(revision, row[0]) }
+                    if table == "meta", (row[0] as String) == Meta.revision.rawValue { revision = max(revision, row[1]) }
+                }
+            }
+            return (revision, rows)
+        }
+    }
+
+    private static func appendCanonical(_ value: DatabaseValue, to bytes: inout [UInt8]) {
+        func append(_ tag: UInt8, _ payload: some Collection<UInt8>) {
+            bytes.append(tag)
+            withUnsafeBytes(of: UInt32(payload.count).bigEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: payload)
+        }
+        switch value.storage {
+        case .null: append(0, [])
+        case .int64(let number): withUnsafeBytes(of: number.bigEndian) { append(1, $0) }
+        case .double(let number): withUnsafeBytes(of: number.bitPattern.bigEndian) { append(2, $0) }
+        case .string(let text): append(3, Array(text.utf8))
+        case .blob(let data): append(4, data)
+        }
     }
 
     /// Bytes the database occupies, and those of its pages in use (not on the free list): etcd's

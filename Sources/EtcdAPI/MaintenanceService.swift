@@ -1,12 +1,60 @@
+import Dispatch
 import EtcdProto
 import EtcdServer
+import Foundation
 import GRPCWire
+import NIOCore
 import SwiftProtobuf
 
-/// The parts of `etcdserverpb.Maintenance` that report on and steer the cluster: `Status`,
-/// `Alarm`, `HashKV`, `MoveLeader`.
+/// `etcdserverpb.Maintenance`: status, alarms, hashes, backups, defragmentation, leadership.
 enum MaintenanceService {
+    /// `Snapshot` messages written but not yet sent: enough to keep the connection busy, few
+    /// enough that a slow client holds little of the member's memory.
+    static let backupMessagesInFlight = 8
+
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
+        router.serverStreaming(Etcdserverpb_MaintenanceRPCs.snapshot.path) {
+            (_: Etcdserverpb_SnapshotRequest, call: ServerCall<Etcdserverpb_SnapshotRequest, Etcdserverpb_SnapshotResponse>) in
+            let sender = call.sender
+            // The transfer blocks a thread of its own for as long as the client reads.
+            Thread.detachNewThread {
+                var inFlight: [EventLoopFuture<Void>] = []
+                do {
+                    try server.streamBackup { response in
+                        inFlight.append(sender.send(response))
+                        if inFlight.count >= backupMessagesInFlight { try inFlight.removeFirst().wait() }
+                    }
+                    for future in inFlight { try future.wait() }
+                    sender.finish()
+                } catch let error as EtcdError {
+                    sender.finish(GRPCStatus(error))
+                } catch let status as GRPCStatus {
+                    sender.finish(status)
+                } catch {
+                    sender.finish(GRPCStatus(.unknown, "etcdserver: \(error)"))
+                }
+            }
+        }
+        router.unary(Etcdserverpb_MaintenanceRPCs.hash.path) {
+            (_: Etcdserverpb_HashRequest, responder: UnaryResponder<Etcdserverpb_HashResponse>) in
+            DispatchQueue.global().async {
+                do {
+                    responder.succeed(try server.backendHash())
+                } catch {
+                    responder.fail(GRPCStatus(.unknown, "etcdserver: \(error)"))
+                }
+            }
+        }
+        router.unary(Etcdserverpb_MaintenanceRPCs.defragment.path) {
+            (_: Etcdserverpb_DefragmentRequest, responder: UnaryResponder<Etcdserverpb_DefragmentResponse>) in
+            DispatchQueue.global().async {
+                do {
+                    responder.succeed(try server.defragment())
+                } catch {
+                    responder.fail(GRPCStatus(.unknown, "etcdserver: \(error)"))
+                }
+            }
+        }
         router.unary(Etcdserverpb_MaintenanceRPCs.alarm.path) {
             (request: Etcdserverpb_AlarmRequest, responder: UnaryResponder<Etcdserverpb_AlarmResponse>) in
             server.alarm(request, by: responder.context.caller) { result in

@@ -20,8 +20,7 @@ extension EtcdServer {
         var response = Etcdserverpb_StatusResponse()
         response.header = header(revision: revision, term: raft.term)
         response.version = Self.version
-        response.dbSize = try backend.sizeInBytes()
-        response.dbSizeInUse = response.dbSize
+        (response.dbSize, response.dbSizeInUse) = try backend.sizes()
         response.leader = raft.leader
         response.raftIndex = raft.commitIndex
         response.raftAppliedIndex = raft.appliedIndex

@@ -45,6 +45,8 @@ package final class EtcdServer: Sendable {
     /// Proposals waiting for their answer, and those that failed for want of consensus.
     let proposalCounts = ProposalCounts()
     let operations = OperationCounts()
+    /// Held for the length of a defragmentation: one at a time.
+    let defragmentation = Mutex(())
 
     final class ProposalCounts: Sendable {
         let pending = Atomic<Int>(0)
@@ -111,9 +113,9 @@ package final class EtcdServer: Sendable {
             maxSnapshots: configuration.maxSnapshots, logger: Logger(label: "swift-etcd"))
         let bootstrap = WriteAheadLog.exists(directory: walDirectory) ? nil : try Self.verifyBootstrap(configuration)
         try FileManager.default.createDirectory(atPath: snapDirectory, withIntermediateDirectories: true)
-        // Snapshots being sent or received when the member stopped are of no use now.
+        // Snapshots and backups being sent or received when the member stopped are of no use now.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: snapDirectory)) ?? []
-        where name.contains(".sending.sqlite") || name.contains(".receiving.sqlite") {
+        where name.contains(".sending.sqlite") || name.contains(".receiving.sqlite") || name.contains(".backup.sqlite") {
             try? FileManager.default.removeItem(atPath: (snapDirectory as NSString).appendingPathComponent(name))
         }
         backend = try SQLiteBackend(path: (snapDirectory as NSString).appendingPathComponent("backend.sqlite"), synchronousCommits: false)

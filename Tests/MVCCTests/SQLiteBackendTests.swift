@@ -39,7 +39,7 @@ struct SQLiteBackendTests {
             #expect(now.kvs == [KeyValue(key: Array("k".utf8), value: Array("v2".utf8), createRevision: 3, modRevision: 4, version: 2, lease: 0)])
             let before = try restored.range([0, 0xFF], end: nil, options: .init(revision: 4), reader: reopened)
             #expect(before.kvs.map(\.value) == [Array("binary".utf8)])
-            #expect(try reopened.sizeInBytes() > 0)
+            #expect(try reopened.sizes().total > 0)
         }
     }
 
