@@ -233,8 +233,11 @@ package struct AuthState: Sendable, Equatable {
         let stored = Stored(
             enabled: enabled, revision: revision, users: users.values.sorted { $0.name < $1.name },
             roles: roles.values.sorted { $0.name < $1.name })
+        // Sorted keys: every member stores the same bytes (backend hashes compare them).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
         // Encoding plain strings, numbers and byte arrays cannot fail.
-        return Array(try! JSONEncoder().encode(stored))
+        return Array(try! encoder.encode(stored))
     }
 
     package init(encoded: [UInt8]) throws {

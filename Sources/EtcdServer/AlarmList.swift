@@ -20,8 +20,11 @@ package struct AlarmList: Sendable, Equatable {
     }
 
     package func encoded() -> [UInt8] {
+        // Sorted keys: every member stores the same bytes (backend hashes compare them).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
         // Encoding plain integers cannot fail.
-        [UInt8](try! JSONEncoder().encode(raised))
+        return [UInt8](try! encoder.encode(raised))
     }
 
     package var isEmpty: Bool { raised.isEmpty }

@@ -58,13 +58,7 @@ extension EtcdServer {
         let target = revision > 0 ? revision : store.revision
         if target > store.revision { throw EtcdError.futureRevision }
         if target < store.compactedRevision { throw EtcdError.compacted }
-        // The hash reads the backend: wait for the commit of `target`, which follows its
-        // acknowledgement within a backend transaction or two (bounded all the same).
-        let deadline = ContinuousClock.now + .seconds(5)
-        while published.withLock({ $0.committedRevision }) < target {
-            guard ContinuousClock.now < deadline else { throw EtcdError.timeout }
-            usleep(200)
-        }
+        try waitForBackendCommit(through: target)
         var crc: UInt32 = 0
         var bytes: [UInt8] = []
         try backend.forEachChange { change in
@@ -86,6 +80,19 @@ extension EtcdServer {
         response.compactRevision = store.compactedRevision
         response.hashRevision = target
         return response
+    }
+}
+
+extension EtcdServer {
+    /// Returns once the backend holds `revision`: its commit follows the write's
+    /// acknowledgement within a backend transaction or two (bounded all the same). Hashes read
+    /// the backend, so they wait for it to hold what clients were told is written.
+    func waitForBackendCommit(through revision: Int64) throws {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while published.withLock({ $0.committedRevision }) < revision {
+            guard ContinuousClock.now < deadline else { throw EtcdError.timeout }
+            usleep(200)
+        }
     }
 }
 

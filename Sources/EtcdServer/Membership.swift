@@ -56,9 +56,23 @@ package struct Membership: Sendable, Equatable, Codable {
         Dictionary(uniqueKeysWithValues: members.map { ($0.id, $0.peerURLs) })
     }
 
+    /// The same bytes on every member for the same membership (backend hashes compare them):
+    /// keys sorted, removed IDs in order.
     func encoded() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
         // Encoding plain strings and integers cannot fail.
-        Array(try! JSONEncoder().encode(self))
+        return Array(try! encoder.encode(self))
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case members, removed
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(members, forKey: .members)
+        try container.encode(removed.sorted(), forKey: .removed)
     }
 
     init(encoded bytes: [UInt8]) throws {

@@ -12,7 +12,8 @@ import TestSupport
 /// The space quota and the NOSPACE alarm on one member, as etcd behaves: filled past
 /// `--quota-backend-bytes`, writes that grow the store are refused and the alarm is raised;
 /// reads, deletes and put-free transactions go on; the alarm shows in `Alarm`, `Status` and
-/// `/health`, survives a restart, and disarming it lets writes that fit through again.
+/// `/health`, survives a restart, and once space is given back (delete, compact, defragment)
+/// disarming it lets writes through again.
 @Suite("Space quota and alarms")
 struct QuotaTests {
     static let noSpace = EtcdClientError(code: .resourceExhausted, message: "etcdserver: mvcc: database space exceeded")
@@ -66,7 +67,14 @@ struct QuotaTests {
         client = try EtcdClient(endpoints: ["127.0.0.1:\(port)"])
         await #expect(throws: Self.noSpace) { try await client.put("small", "1") }
 
-        // Disarmed (etcdctl alarm disarm's two calls): what fits under the quota goes through.
+        // etcd's way out: delete, compact, defragment (the file shrinks), disarm (etcdctl alarm
+        // disarm's two calls); then what fits under the quota goes through.
+        let deleted = try await client.delete(Data("k".utf8), rangeEnd: Data("l".utf8))
+        #expect(deleted.deleted == Int64(first - 1))
+        try await client.compact(revision: deleted.header.revision)
+        _ = try await client.call(Etcdserverpb_MaintenanceRPCs.defragment, Etcdserverpb_DefragmentRequest())
+        let defragmented = try await client.status()
+        #expect(defragmented.dbSize < 1 << 20, "\(defragmented.dbSize)")
         let disarmed = try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with {
             $0.action = .deactivate
             $0.memberID = etcd.memberID
@@ -75,6 +83,7 @@ struct QuotaTests {
         #expect(disarmed.alarms.map(\.alarm) == [.nospace])
         #expect(try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms.isEmpty)
         try await client.put("small", "1")
+        for index in 0..<(first / 2) { try await client.put("k\(index)", value) }
         #expect(try await HTTPProbe.request("/health", port: port).status == 200)
         await client.close()
         await etcd.stop()

@@ -1,0 +1,95 @@
+import EtcdClient
+import EtcdProto
+import Foundation
+import GRPCWire
+import Testing
+import TestSupport
+
+/// etcd's disaster-recovery path with real processes and the real tools: `etcdctl snapshot
+/// save` from one member of a cluster under writes, `swift-etcdutl snapshot restore` into
+/// every member of a new cluster, which then serves exactly the backup's keys and revisions.
+@Suite("Backup and restore of a cluster")
+struct BackupClusterTests {
+    /// `swift-etcdutl` beside `swift-etcd` in the build folder.
+    static let etcdutl = ServerProcess.binary.deletingLastPathComponent().appendingPathComponent("swift-etcdutl")
+
+    static func etcdutl(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = etcdutl
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/etcdctl")))
+    func aClusterRestoredFromOneMembersBackupServesItsRevision() async throws {
+        let original = try await ClusterProcesses(size: 3)
+        defer { original.destroy() }
+        _ = try await original.startAndElect()
+        let client = try original.client()
+        defer { Task { await client.close() } }
+        for index in 0..<100 { try await client.put("before/\(index)", "\(index)") }
+        let lease = try await client.grantLease(ttl: 900)
+        try await client.put(Data("leased".utf8), Data("1".utf8), lease: lease.id)
+
+        let writer = Task {
+            for index in 0..<300 { try await client.put("during/\(index % 50)", "\(index)") }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let backup = original.directory.appendingPathComponent("backup.db").path
+        let saved = try original.etcdctl(["snapshot", "save", backup], endpoints: [1])
+        #expect(saved.status == 0, "\(saved.output)")
+        #expect(saved.output.contains("Snapshot saved at \(backup)"))
+        try await writer.value
+
+        let status = try Self.etcdutl(["snapshot", "status", backup, "-w", "json"])
+        #expect(status.status == 0, "\(status.output)")
+        let revision = try #require(
+            (try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any])?["revision"] as? Int64)
+        let expected = try await client.get(Data([0]), rangeEnd: Data([0]), revision: revision).kvs
+        #expect(expected.count > 101)
+
+        // A new cluster on new ports: every member restores the same file with its own name.
+        let restored = try await ClusterProcesses(size: 3)
+        defer { restored.destroy() }
+        let initialCluster = restored.names.indices.map { "\(restored.names[$0])=\(restored.peerURL($0))" }.joined(separator: ",")
+        for index in restored.members.indices {
+            let made = try Self.etcdutl([
+                "snapshot", "restore", backup, "--name", restored.names[index], "--data-dir", restored.members[index].dataDirectory.path,
+                "--initial-cluster", initialCluster, "--initial-cluster-token", "test-cluster",
+                "--initial-advertise-peer-urls", restored.peerURL(index),
+            ])
+            #expect(made.status == 0, "\(made.output)")
+        }
+        _ = try await restored.startAndElect()
+        let restoredClient = try restored.client()
+        defer { Task { await restoredClient.close() } }
+        let got = try await restoredClient.get(Data([0]), rangeEnd: Data([0]))
+        #expect(got.header.revision == revision)
+        #expect(got.kvs == expected)
+        #expect(try await restoredClient.leaseTimeToLive(lease.id).grantedTtl == 900)
+        let members = try await restoredClient.call(Etcdserverpb_ClusterRPCs.memberList, Etcdserverpb_MemberListRequest())
+        #expect(Set(members.members.map(\.name)) == Set(restored.names))
+        #expect(Set(members.members.flatMap(\.peerUrls)) == Set(restored.members.indices.map(restored.peerURL)))
+
+        // It takes writes, and every member holds the same data (`Hash` agrees).
+        let put = try await restoredClient.put("after", "1")
+        #expect(put.header.revision == revision + 1)
+        var hashes: [UInt32] = []
+        for index in restored.members.indices {
+            let member = try restored.client([index])
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await member.get("after", serializable: true).kvs.isEmpty, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            hashes.append(try await member.call(Etcdserverpb_MaintenanceRPCs.hash, Etcdserverpb_HashRequest()).hash)
+            await member.close()
+        }
+        #expect(Set(hashes).count == 1, "\(hashes)")
+    }
+}
