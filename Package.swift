@@ -330,7 +330,7 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "EtcdClient", "EtcdProto", "GRPCWire", "TestSupport",
+                "Backend", "EtcdClient", "EtcdProto", "GRPCWire", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

@@ -341,6 +341,12 @@ package final class SQLiteBackend: RevisionReader, Sendable {
         return (before, try sizes().total)
     }
 
+    /// Copies every commit from SQLite's log into the database file and empties the log, so a
+    /// stopped member's backend is one self-contained file (what etcd's bbolt file always is).
+    package func checkpoint() throws {
+        try pool.writeWithoutTransaction { db in _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
+
     /// Rebuilds the whole database into the smallest file (SQLite's `VACUUM`), blocking every
     /// other use of it until done: for `swift-etcdutl defrag` on a stopped member.
     package func vacuum() throws {

@@ -20,6 +20,7 @@ extension GRPCStatus {
             case .leaderTransferTimeout, .notSupportedForLearner: .unavailable
             case .memberNotFound: .notFound
             case .memberBadURLs: .invalidArgument
+            case .corrupt: .dataLoss
             case .auth(let error): Self.code(error)
             }
         self.init(code, error.description)

@@ -45,6 +45,14 @@ public struct EmbedConfiguration: Sendable {
     public var snapshotCount: UInt64 = 10_000
     public var snapshotCatchUpEntries: UInt64 = 5000
     public var watchProgressNotifyInterval: Duration = .seconds(600)
+    /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving,
+    /// and refuse to start on a mismatch.
+    public var initialCorruptCheck = false
+    /// `--experimental-corrupt-check-time`: how often the leader compares hashes (nil: never).
+    public var corruptCheckTime: Duration?
+    /// `--experimental-compact-hash-check-enabled` and `-time`: how often the leader compares
+    /// hashes at the newest compaction (nil: never).
+    public var compactHashCheckTime: Duration?
     public var maxSnapshots = 5
     public var maxWALs = 5
     public var walDirectory: String?
@@ -135,6 +143,8 @@ public struct EmbedConfiguration: Sendable {
         configuration.maxSnapshots = maxSnapshots
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.watchProgressNotifyInterval = watchProgressNotifyInterval
+        configuration.corruptCheckInterval = corruptCheckTime
+        configuration.compactHashCheckInterval = compactHashCheckTime
         configuration.maxWALs = maxWALs
         configuration.walDirectory = walDirectory
         configuration.walSegmentSize = walSegmentBytes

@@ -72,6 +72,16 @@ public final class EmbeddedEtcd: Sendable {
             "max-wals": "\(configuration.maxWALs)", "wal-dir": "\(configuration.walDirectory ?? "")",
         ])
         let server = try EtcdServer(member)
+        if configuration.initialCorruptCheck {
+            // Blocks while the peers answer (20 s at most): off the caller's executor.
+            let check = await withCheckedContinuation { continuation in
+                DispatchQueue.global().async { continuation.resume(returning: Result { try server.checkForCorruptionAtStart() }) }
+            }
+            if case .failure(let error) = check {
+                server.stop()
+                throw error
+            }
+        }
         let memberID = String(server.memberID, radix: 16)
         logger.info("opened backend db", metadata: [
             "path": "\(member.dataDirectory)/member/snap/backend.sqlite", "revision": "\(server.currentRevision)",

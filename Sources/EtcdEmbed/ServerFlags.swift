@@ -84,6 +84,26 @@ public struct ServerFlags: ParsableArguments {
         help: "Duration of periodic watch progress notifications (Go syntax: 10m, 30s, 500ms).")
     var watchProgressNotifyInterval = "10m"
 
+    @Flag(
+        name: .customLong("experimental-initial-corrupt-check"), inversion: .prefixedNo,
+        help: "Check data corruption before serving client traffic: refuse to start when the hash differs from a peer's.")
+    var initialCorruptCheck = false
+
+    @Option(
+        name: [.customLong("experimental-corrupt-check-time"), .customLong("corrupt-check-time")],
+        help: "Duration between the leader's corruption checks (0s: none; Go syntax: 10m, 30s).")
+    var corruptCheckTime = "0s"
+
+    @Flag(
+        name: .customLong("experimental-compact-hash-check-enabled"), inversion: .prefixedNo,
+        help: "Have the leader check followers' hashes at the newest compaction periodically.")
+    var compactHashCheckEnabled = false
+
+    @Option(
+        name: [.customLong("experimental-compact-hash-check-time"), .customLong("compact-hash-check-time")],
+        help: "Duration between the leader's compaction hash checks.")
+    var compactHashCheckTime = "1m"
+
     @Option(name: .customLong("max-snapshots"), help: "Maximum number of snapshot files to retain (0 is unlimited).")
     var maxSnapshots = 5
 
@@ -151,6 +171,12 @@ public struct ServerFlags: ParsableArguments {
             throw ConfigurationError(
                 "--experimental-watch-progress-notify-interval: '\(watchProgressNotifyInterval)' is not a positive duration")
         }
+        guard let corruptCheck = GoDuration.parse(corruptCheckTime), corruptCheck >= .zero else {
+            throw ConfigurationError("--experimental-corrupt-check-time: '\(corruptCheckTime)' is not a duration")
+        }
+        guard let compactHashCheck = GoDuration.parse(compactHashCheckTime), compactHashCheck > .zero else {
+            throw ConfigurationError("--experimental-compact-hash-check-time: '\(compactHashCheckTime)' is not a positive duration")
+        }
         guard metrics == "basic" || metrics == "extensive" else {
             throw ConfigurationError("--metrics: '\(metrics)' is not 'basic' or 'extensive'")
         }
@@ -176,6 +202,9 @@ public struct ServerFlags: ParsableArguments {
         configuration.snapshotCount = snapshotCount
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.watchProgressNotifyInterval = interval
+        configuration.initialCorruptCheck = initialCorruptCheck
+        configuration.corruptCheckTime = corruptCheck > .zero ? corruptCheck : nil
+        configuration.compactHashCheckTime = compactHashCheckEnabled ? compactHashCheck : nil
         configuration.maxSnapshots = maxSnapshots
         configuration.maxWALs = maxWALs
         configuration.walDirectory = walDir

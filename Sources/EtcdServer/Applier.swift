@@ -48,6 +48,15 @@ extension WriteRequest {
     /// Whether the request is refused while a NOSPACE alarm is raised (etcd's capped applier).
     var needsSpace: Bool { cost > 0 }
 
+    /// Whether the request is refused while a CORRUPT alarm is raised (etcd's corrupt applier):
+    /// everything that reads or changes the keyspace or leases.
+    var refusedWhenCorrupt: Bool {
+        switch self {
+        case .put, .deleteRange, .txn, .compaction, .leaseGrant, .leaseRevoke: true
+        case .leaseCheckpoint, .auth, .alarm: false
+        }
+    }
+
     /// The request as a write-ahead log entry: a kind byte, then the protobuf message.
     var logData: [UInt8] {
         if case .auth(let request) = self { return [8] + request.logData }

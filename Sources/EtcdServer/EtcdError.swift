@@ -36,6 +36,8 @@ package enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Cod
     case tooManyLearners
     case notEnoughStartedMembers
     case noSpace
+    /// The CORRUPT alarm is raised: a member's data differs from its peers'.
+    case corrupt
     case auth(AuthError)
 
     package var description: String {
@@ -59,6 +61,7 @@ package enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Cod
         case .timeoutDueToLeaderFail: "etcdserver: request timed out, possibly due to previous leader failure"
         case .leaderChanged: "etcdserver: leader changed"
         case .noSpace: "etcdserver: mvcc: database space exceeded"
+        case .corrupt: "etcdserver: corrupt cluster"
         case .tooManyRequests: "etcdserver: too many requests"
         case .notLeader: "etcdserver: not leader"
         case .badLeaderTransferee: "etcdserver: bad leader transferee"

@@ -58,7 +58,7 @@ extension EtcdServer {
     /// revision counters), as committed now. Members that applied the same entries agree on it.
     /// swift-etcd's own value, not comparable with etcd's, as `HashKV`'s.
     package func backendHash() throws -> Etcdserverpb_HashResponse {
-        try waitForBackendCommit(through: currentRevision)
+        try Self.waitForBackendCommit(through: currentRevision, published: published)
         let (hash, revision, _) = try BackupFile.sharedContentHash(backend)
         var response = Etcdserverpb_HashResponse()
         response.header = header(revision: revision)

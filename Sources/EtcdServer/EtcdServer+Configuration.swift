@@ -71,6 +71,13 @@ extension EtcdServer {
         /// etcd's `--experimental-snapshot-catchup-entries`: entries kept in memory behind each
         /// snapshot, so a follower that lags less than this catches up from the log, not a snapshot.
         package var snapshotCatchUpEntries: UInt64 = 5000
+        /// etcd's `--experimental-corrupt-check-time`: how often the leader compares its keyspace
+        /// hash with its followers' (nil: never).
+        package var corruptCheckInterval: Duration?
+        /// etcd's `--experimental-compact-hash-check-time`, when
+        /// `--experimental-compact-hash-check-enabled`: how often the leader compares the hashes
+        /// at the newest compaction (nil: never).
+        package var compactHashCheckInterval: Duration?
         /// How often idle watchers that asked for progress notifications get one
         /// (etcd's `--experimental-watch-progress-notify-interval`).
         package var watchProgressNotifyInterval: Duration = .seconds(600)

@@ -53,33 +53,44 @@ extension EtcdServer {
     /// `Maintenance.HashKV`: a CRC-32C of every record kept at or before `revision` (0: the
     /// newest), in revision order. Members that applied the same log agree on it, which is how
     /// to check that they converged; the value is swift-etcd's own, not comparable with etcd's.
-    package func hashKV(revision: Int64) throws -> Etcdserverpb_HashKVResponse {
+    package func hashKV(revision: Int64) throws(EtcdError) -> Etcdserverpb_HashKVResponse {
+        let answer = try Self.keyspaceHash(at: revision, published: published, backend: backend)
+        var response = Etcdserverpb_HashKVResponse()
+        response.header = header(revision: answer.revision)
+        response.hash = answer.hash
+        response.compactRevision = answer.compactRevision
+        response.hashRevision = answer.hashRevision
+        return response
+    }
+
+    /// The keyspace hash at `revision` (0: the newest) as ``hashKV(revision:)`` reports it; a
+    /// static function so the peer transport, made before the server, can answer with it.
+    static func keyspaceHash(at revision: Int64, published: PublishedState, backend: SQLiteBackend) throws(EtcdError) -> KeyspaceHash {
         let store = published.withLock { $0.store }
         let target = revision > 0 ? revision : store.revision
-        if target > store.revision { throw EtcdError.futureRevision }
-        if target < store.compactedRevision { throw EtcdError.compacted }
-        try waitForBackendCommit(through: target)
+        if target > store.revision { throw .futureRevision }
+        if target < store.compactedRevision { throw .compacted }
+        try waitForBackendCommit(through: target, published: published)
         var crc: UInt32 = 0
         var bytes: [UInt8] = []
-        try backend.forEachChange { change in
-            guard change.revision.main <= target else { return }
-            bytes.removeAll(keepingCapacity: true)
-            for number in [change.revision.main, change.revision.sub, change.kv.createRevision, change.kv.version, change.kv.lease] {
-                withUnsafeBytes(of: number.bigEndian) { bytes.append(contentsOf: $0) }
+        do {
+            try backend.forEachChange { change in
+                guard change.revision.main <= target else { return }
+                bytes.removeAll(keepingCapacity: true)
+                for number in [change.revision.main, change.revision.sub, change.kv.createRevision, change.kv.version, change.kv.lease] {
+                    withUnsafeBytes(of: number.bigEndian) { bytes.append(contentsOf: $0) }
+                }
+                bytes.append(change.kind == .delete ? 1 : 0)
+                for field in [change.kv.key, change.kv.value] {
+                    withUnsafeBytes(of: UInt32(field.count).bigEndian) { bytes.append(contentsOf: $0) }
+                    bytes += field
+                }
+                crc = CRC32C.checksum(bytes, continuing: crc)
             }
-            bytes.append(change.kind == .delete ? 1 : 0)
-            for field in [change.kv.key, change.kv.value] {
-                withUnsafeBytes(of: UInt32(field.count).bigEndian) { bytes.append(contentsOf: $0) }
-                bytes += field
-            }
-            crc = CRC32C.checksum(bytes, continuing: crc)
+        } catch {
+            fatal("failed to read the backend", error)
         }
-        var response = Etcdserverpb_HashKVResponse()
-        response.header = header(revision: store.revision)
-        response.hash = crc
-        response.compactRevision = store.compactedRevision
-        response.hashRevision = target
-        return response
+        return KeyspaceHash(hash: crc, hashRevision: target, compactRevision: store.compactedRevision, revision: store.revision)
     }
 }
 
@@ -87,10 +98,10 @@ extension EtcdServer {
     /// Returns once the backend holds `revision`: its commit follows the write's
     /// acknowledgement within a backend transaction or two (bounded all the same). Hashes read
     /// the backend, so they wait for it to hold what clients were told is written.
-    func waitForBackendCommit(through revision: Int64) throws {
+    static func waitForBackendCommit(through revision: Int64, published: PublishedState) throws(EtcdError) {
         let deadline = ContinuousClock.now + .seconds(5)
         while published.withLock({ $0.committedRevision }) < revision {
-            guard ContinuousClock.now < deadline else { throw EtcdError.timeout }
+            guard ContinuousClock.now < deadline else { throw .timeout }
             usleep(200)
         }
     }

@@ -78,6 +78,7 @@ extension EtcdServer {
     /// Answers a range from the latest published snapshot, on the caller's thread, if `caller`
     /// may read it.
     package func range(_ request: Etcdserverpb_RangeRequest, by caller: AuthIdentity?) throws(EtcdError) -> Etcdserverpb_RangeResponse {
+        if published.withLock({ $0.alarms.contains(.corrupt) }) { throw .corrupt }
         try TxnRules.validate(request)
         do throws(AuthError) {
             try checkRead(key: request.key, rangeEnd: request.rangeEnd, caller: caller)

@@ -175,7 +175,12 @@ package final class EtcdServer: Sendable {
                     if !inbox.submit({ $0.membershipChanges.append(proposal) }) { completion(.failure(.stopped)) }
                 },
                 renewLease: { id in Self.renew(id, on: lessor) },
-                leaseTimeToLive: { id in Self.timeToLive(id, on: lessor) }))
+                leaseTimeToLive: { id in Self.timeToLive(id, on: lessor) },
+                hashKV: { revision, completion in
+                    DispatchQueue.global().async {
+                        completion(Result { () throws(EtcdError) in try Self.keyspaceHash(at: revision, published: published, backend: backend) })
+                    }
+                }))
         self.transport = transport
         transport.setPeers(recovered.membership.peers)
         do {
@@ -214,6 +219,8 @@ package final class EtcdServer: Sendable {
         }
         thread.name = "swift-etcd raft"
         thread.start()
+        if let interval = configuration.corruptCheckInterval { scheduleCorruptionChecks(every: interval, atCompaction: false) }
+        if let interval = configuration.compactHashCheckInterval { scheduleCorruptionChecks(every: interval, atCompaction: true) }
     }
 
     /// Stops the loop after the requests already queued; later requests fail with
@@ -227,6 +234,11 @@ package final class EtcdServer: Sendable {
         loopExited.wait()
         watchHub.stop()
         purger.wait()
+        do {
+            try backend.checkpoint()
+        } catch {
+            logger.warning("failed to checkpoint the backend; its log is replayed at the next start", metadata: ["error": "\(error)"])
+        }
         try? peerEventLoops.syncShutdownGracefully()
     }
 

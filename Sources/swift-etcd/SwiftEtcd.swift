@@ -40,7 +40,11 @@ struct SwiftEtcd: AsyncParsableCommand {
         do {
             etcd = try await EmbeddedEtcd.start(configuration)
         } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
+            // A member that cannot start (its data disagrees with its peers', its name is not in
+            // the cluster…) says why and exits 1, as etcd does; usage is for bad flags only.
+            Logger(label: "swift-etcd").critical("failed to start", metadata: ["error": "\(error.description)"])
+            FileHandle.standardError.write(Data("Error: \(error.description)\n".utf8))
+            throw ExitCode.failure
         }
         await waitForTerminationSignal()
         Logger(label: "swift-etcd").info("received signal; shutting down")

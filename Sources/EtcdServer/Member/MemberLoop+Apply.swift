@@ -123,6 +123,9 @@ extension MemberLoop {
                     var alarmHeader = header
                     alarmHeader.revision = store.revision
                     outcome = Applier.Outcome(response: .success(.alarm(apply(request, header: alarmHeader))))
+                } else if alarms.contains(.corrupt), envelope.request.refusedWhenCorrupt {
+                    // etcd's corrupt applier: data that differs from the peers' is not served.
+                    outcome = Applier.Outcome(response: .failure(.corrupt))
                 } else if alarms.contains(.nospace), envelope.request.needsSpace {
                     // etcd's capped applier: with NOSPACE raised anywhere, nothing grows the store.
                     outcome = Applier.Outcome(response: .failure(.noSpace))

@@ -160,6 +160,14 @@ final class PeerReceiver: ChannelInboundHandler {
             case .success(let ttl): reply(PeerResponse(clusterID: clusterID, leaseTTL: ttl))
             case .failure(let error): reply(PeerResponse(clusterID: clusterID, error: error))
             }
+        case .hashKV(let revision):
+            guard !joining else { throw PeerWire.DecodingError(description: "only members may ask for a keyspace hash") }
+            callbacks.hashKV(revision) { result in
+                switch result {
+                case .success(let hash): reply(PeerResponse(clusterID: clusterID, hashKV: hash))
+                case .failure(let error): reply(PeerResponse(clusterID: clusterID, error: error))
+                }
+            }
         case .leaseTimeToLive(let id):
             guard !joining else { throw PeerWire.DecodingError(description: "only members may ask for a lease's time to live") }
             switch callbacks.leaseTimeToLive(id) {

@@ -8,7 +8,8 @@ import TransportSecurity
 /// ``PeerRequester``): every member probes its peers' round trip; a joining member asks who is in the cluster; a follower forwards to the
 /// leader a learner's promotion (only the leader knows whether the learner has caught up), a
 /// lease keep-alive and a lease's time to live (only the leader's lessor knows when leases
-/// expire), as etcd does over HTTP.
+/// expire), as etcd does over HTTP; the leader asks each member for its keyspace hash
+/// (corruption checks).
 enum PeerRequest: Codable, Equatable {
     /// Nothing but an answer: the round trip is measured (etcd's prober).
     case probe
@@ -16,6 +17,8 @@ enum PeerRequest: Codable, Equatable {
     case promote(id: UInt64)
     case renewLease(id: Int64)
     case leaseTimeToLive(id: Int64)
+    /// The peer's `HashKV` at a revision (corruption checks).
+    case hashKV(revision: Int64)
 }
 
 struct PeerResponse: Codable {
@@ -27,6 +30,16 @@ struct PeerResponse: Codable {
     var leaseTTL: Int64?
     /// A lease's time to live (nil with no error: there is no such lease).
     var timeToLive: LeaseTimeToLive?
+    var hashKV: KeyspaceHash?
+}
+
+/// `HashKV` as a member answers it: the hash of the records kept at or before `hashRevision`,
+/// the member's compaction and current revisions.
+package struct KeyspaceHash: Codable, Equatable, Sendable {
+    package var hash: UInt32
+    package var hashRevision: Int64
+    package var compactRevision: Int64
+    package var revision: Int64
 }
 
 /// `LeaseTimeToLive` as the leader answers it.

@@ -31,6 +31,8 @@ final class PeerTransport: Sendable {
         var renewLease: @Sendable (Int64) -> Result<Int64, EtcdError>
         /// A lease's time to live, for a follower (this member should be the leader).
         var leaseTimeToLive: @Sendable (Int64) -> Result<LeaseTimeToLive?, EtcdError>
+        /// This member's keyspace hash at a revision, computed off the event loops.
+        var hashKV: @Sendable (Int64, @escaping @Sendable (Result<KeyspaceHash, EtcdError>) -> Void) -> Void
     }
 
     private let localID: NodeID
@@ -179,11 +181,11 @@ final class PeerTransport: Sendable {
         }
     }
 
-    /// Sends `request` to the leader on the connection kept for such requests and completes
-    /// with its answer (an error it answers with, or `request timed out` when it cannot be
-    /// reached), on an event loop.
-    func forward(_ request: PeerRequest, to leader: NodeID, completion: @escaping @Sendable (Result<PeerResponse, EtcdError>) -> Void) {
-        guard let requests = senders.withLock({ $0[leader]?.requests }) else {
+    /// Sends `request` to `peer` (the leader, for forwarded requests) on the connection kept for
+    /// such requests and completes with its answer (an error it answers with, or `request timed
+    /// out` when it cannot be reached), on an event loop.
+    func forward(_ request: PeerRequest, to peer: NodeID, completion: @escaping @Sendable (Result<PeerResponse, EtcdError>) -> Void) {
+        guard let requests = senders.withLock({ $0[peer]?.requests }) else {
             return completion(.failure(.noLeader))
         }
         requests.send(request).whenComplete { result in
