@@ -45,6 +45,8 @@ public struct EmbedConfiguration: Sendable {
     public var snapshotCount: UInt64 = 10_000
     public var snapshotCatchUpEntries: UInt64 = 5000
     public var watchProgressNotifyInterval: Duration = .seconds(600)
+    /// `--auto-compaction-mode` and `--auto-compaction-retention` (nil: off).
+    package var autoCompaction: AutoCompactor.Mode?
     /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving,
     /// and refuse to start on a mismatch.
     public var initialCorruptCheck = false
@@ -144,6 +146,7 @@ public struct EmbedConfiguration: Sendable {
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.watchProgressNotifyInterval = watchProgressNotifyInterval
         configuration.corruptCheckInterval = corruptCheckTime
+        configuration.autoCompaction = autoCompaction
         configuration.compactHashCheckInterval = compactHashCheckTime
         configuration.maxWALs = maxWALs
         configuration.walDirectory = walDirectory

@@ -84,6 +84,14 @@ public struct ServerFlags: ParsableArguments {
         help: "Duration of periodic watch progress notifications (Go syntax: 10m, 30s, 500ms).")
     var watchProgressNotifyInterval = "10m"
 
+    @Option(name: .customLong("auto-compaction-mode"), help: "Interpret 'auto-compaction-retention' one of: periodic|revision.")
+    var autoCompactionMode = "periodic"
+
+    @Option(
+        name: .customLong("auto-compaction-retention"),
+        help: "Auto compaction retention for mvcc key value store: hours or a duration (periodic), revisions (revision). 0 disables.")
+    var autoCompactionRetention = "0"
+
     @Flag(
         name: .customLong("experimental-initial-corrupt-check"), inversion: .prefixedNo,
         help: "Check data corruption before serving client traffic: refuse to start when the hash differs from a peer's.")
@@ -203,6 +211,9 @@ public struct ServerFlags: ParsableArguments {
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.watchProgressNotifyInterval = interval
         configuration.initialCorruptCheck = initialCorruptCheck
+        configuration.autoCompaction = try AutoCompactor.parse(mode: autoCompactionMode, retention: autoCompactionRetention) {
+            GoDuration.parse($0)
+        }
         configuration.corruptCheckTime = corruptCheck > .zero ? corruptCheck : nil
         configuration.compactHashCheckTime = compactHashCheckEnabled ? compactHashCheck : nil
         configuration.maxSnapshots = maxSnapshots

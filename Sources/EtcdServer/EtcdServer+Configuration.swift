@@ -78,6 +78,10 @@ extension EtcdServer {
         /// `--experimental-compact-hash-check-enabled`: how often the leader compares the hashes
         /// at the newest compaction (nil: never).
         package var compactHashCheckInterval: Duration?
+        /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention` (nil: off).
+        package var autoCompaction: AutoCompactor.Mode?
+        /// How often revision-mode auto-compaction checks (etcd: 5 minutes; shorter in tests).
+        package var autoCompactionRevisionCheckInterval: Duration = .seconds(300)
         /// How often idle watchers that asked for progress notifications get one
         /// (etcd's `--experimental-watch-progress-notify-interval`).
         package var watchProgressNotifyInterval: Duration = .seconds(600)

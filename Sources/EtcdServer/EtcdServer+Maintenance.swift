@@ -10,6 +10,7 @@ import NIOCore
 import NIOPosix
 import Raft
 import Synchronization
+import SwiftProtobuf
 import WAL
 
 /// `Maintenance`: status and the keyspace hash.
@@ -152,5 +153,39 @@ extension EtcdServer {
             keys: store.liveKeyCount, currentRevision: store.revision, compactRevision: store.compactedRevision,
             leasesGranted: counted.leasesGranted, leasesRevoked: counted.leasesRevoked,
             leasesRenewed: lessor.renewalCount, watch: watchHub.statistics(), peers: transport.traffic.all)
+    }
+}
+
+extension EtcdServer {
+    /// Runs the automatic compaction schedule for as long as the member runs: every member
+    /// records revisions; the leader compacts when one is due, through Raft as a client would.
+    func scheduleAutoCompaction(_ mode: AutoCompactor.Mode) {
+        let compactor = AutoCompactor(mode, revisionCheckInterval: configuration.autoCompactionRevisionCheckInterval)
+        autoCompactor.withLock { $0 = compactor }
+        let (kind, retention) =
+            switch mode {
+            case .periodic(let period): ("periodic", "\(period)")
+            case .revision(let revisions): ("revision", "\(revisions) revisions")
+            }
+        logger.info("started auto compaction", metadata: ["mode": "\(kind)", "retention": "\(retention)"])
+        let interval = TimeAmount.nanoseconds(Int64(compactor.tickInterval / .nanoseconds(1)))
+        // The first tick records the revision the member starts at.
+        peerEventLoops.next().scheduleRepeatedTask(initialDelay: .zero, delay: interval) { [self] _ in
+            let (revision, isLeader) = published.withLock { ($0.store.revision, $0.raft.role == .leader) }
+            guard let target = autoCompactor.withLock({ $0?.tick(now: .now, revision: revision) }), isLeader else { return }
+            logger.info("starting auto \(kind) compaction", metadata: ["revision": "\(target)"])
+            let started = ContinuousClock.now
+            propose(.compaction(.with { $0.revision = target }), origin: .member) { [self] result in
+                switch result {
+                case .success, .failure(.compacted):
+                    autoCompactor.withLock { $0?.compacted(target, at: .now) }
+                    logger.info(
+                        "completed auto \(kind) compaction",
+                        metadata: ["revision": "\(target)", "took": "\(ContinuousClock.now - started)"])
+                case .failure(let error):
+                    logger.warning("failed auto \(kind) compaction", metadata: ["revision": "\(target)", "error": "\(error)"])
+                }
+            }
+        }
     }
 }

@@ -47,6 +47,8 @@ package final class EtcdServer: Sendable {
     let operations = OperationCounts()
     /// Held for the length of a defragmentation: one at a time.
     let defragmentation = Mutex(())
+    /// The automatic compaction schedule, when `--auto-compaction-retention` is set.
+    let autoCompactor = Mutex<AutoCompactor?>(nil)
 
     final class ProposalCounts: Sendable {
         let pending = Atomic<Int>(0)
@@ -221,6 +223,7 @@ package final class EtcdServer: Sendable {
         thread.start()
         if let interval = configuration.corruptCheckInterval { scheduleCorruptionChecks(every: interval, atCompaction: false) }
         if let interval = configuration.compactHashCheckInterval { scheduleCorruptionChecks(every: interval, atCompaction: true) }
+        if let mode = configuration.autoCompaction { scheduleAutoCompaction(mode) }
     }
 
     /// Stops the loop after the requests already queued; later requests fail with
