@@ -29,7 +29,8 @@ struct EtcdRouterTests {
         let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.localAddress!.port!))
         let served = [
             "/grpc.health", "/etcdserverpb.KV/", "/etcdserverpb.Cluster/", "/etcdserverpb.Maintenance/Status",
-            "/etcdserverpb.Maintenance/MoveLeader", "/etcdserverpb.Maintenance/HashKV", "/etcdserverpb.Maintenance/Alarm",
+            "/etcdserverpb.Maintenance/MoveLeader", "/etcdserverpb.Maintenance/Hash", "/etcdserverpb.Maintenance/Alarm",
+            "/etcdserverpb.Maintenance/Snapshot", "/etcdserverpb.Maintenance/Defragment",
             "/etcdserverpb.Lease/", "/etcdserverpb.Watch/", "/etcdserverpb.Auth/",
         ]
         for (path, kind) in RPCCatalog.all where !served.contains(where: path.hasPrefix) {
