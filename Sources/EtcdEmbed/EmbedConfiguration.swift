@@ -45,6 +45,8 @@ public struct EmbedConfiguration: Sendable {
     public var snapshotCount: UInt64 = 10_000
     public var snapshotCatchUpEntries: UInt64 = 5000
     public var watchProgressNotifyInterval: Duration = .seconds(600)
+    /// `--force-new-cluster`: restart from this member's data as a one-member cluster.
+    public var forceNewCluster = false
     /// `--auto-compaction-mode` and `--auto-compaction-retention` (nil: off).
     package var autoCompaction: AutoCompactor.Mode?
     /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving,
@@ -147,6 +149,7 @@ public struct EmbedConfiguration: Sendable {
         configuration.watchProgressNotifyInterval = watchProgressNotifyInterval
         configuration.corruptCheckInterval = corruptCheckTime
         configuration.autoCompaction = autoCompaction
+        configuration.forceNewCluster = forceNewCluster
         configuration.compactHashCheckInterval = compactHashCheckTime
         configuration.maxWALs = maxWALs
         configuration.walDirectory = walDirectory

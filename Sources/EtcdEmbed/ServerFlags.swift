@@ -84,6 +84,11 @@ public struct ServerFlags: ParsableArguments {
         help: "Duration of periodic watch progress notifications (Go syntax: 10m, 30s, 500ms).")
     var watchProgressNotifyInterval = "10m"
 
+    @Flag(
+        name: .customLong("force-new-cluster"), inversion: .prefixedNo,
+        help: "Force to create a new one member cluster (from this member's data, removing the others).")
+    var forceNewCluster = false
+
     @Option(name: .customLong("auto-compaction-mode"), help: "Interpret 'auto-compaction-retention' one of: periodic|revision.")
     var autoCompactionMode = "periodic"
 
@@ -211,6 +216,7 @@ public struct ServerFlags: ParsableArguments {
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.watchProgressNotifyInterval = interval
         configuration.initialCorruptCheck = initialCorruptCheck
+        configuration.forceNewCluster = forceNewCluster
         configuration.autoCompaction = try AutoCompactor.parse(mode: autoCompactionMode, retention: autoCompactionRetention) {
             GoDuration.parse($0)
         }

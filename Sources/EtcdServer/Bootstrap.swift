@@ -155,6 +155,10 @@ extension EtcdServer {
             storage.setHardState(HardState(term: term, vote: vote, commit: applied))
             recoveredSnapshotIndex = applied
         }
+        if configuration.forceNewCluster, start.contents != nil {
+            try forceNewCluster(
+                storage: storage, log: log, localID: start.memberID, confState: confState, membership: membership, applied: applied)
+        }
         var raft = RaftConfig(id: start.memberID, storage: storage)
         raft.electionTick = configuration.electionTicks
         raft.heartbeatTick = 1
@@ -169,6 +173,52 @@ extension EtcdServer {
             snapshotIndex: recoveredSnapshotIndex, confState: confState, membership: membership,
             auth: try backend.document(.auth).map(AuthState.init(encoded:)) ?? AuthState(),
             alarms: try backend.document(.alarms).map(AlarmList.init(encoded:)) ?? AlarmList())
+    }
+
+    /// etcd's `--force-new-cluster`: restarts this member as the only one of its cluster, to
+    /// rebuild a cluster that lost its quorum for good from a survivor. Entries not yet
+    /// committed are dropped; one committed membership change per other member removes it, so
+    /// the member elects itself and every later member joins it as usual. Nothing else of
+    /// its data changes. As with etcd, every start with the flag does this again (members added
+    /// since are removed again): the flag is for one start only.
+    static func forceNewCluster(
+        storage: MemoryStorage, log: WriteAheadLog, localID: UInt64, confState: ConfState, membership: Membership, applied: UInt64
+    ) throws {
+        let hardState = storage.hardState
+        // Who is in the cluster as of the commit index: the configuration the backend applied,
+        // then the committed membership changes after it.
+        var members = Set(confState.voters + confState.votersOutgoing + confState.learners + confState.learnersNext)
+        let committed = applied < hardState.commit ? try storage.entries(from: applied + 1, to: hardState.commit + 1, maxSize: .max) : []
+        for entry in committed where entry.kind == .confChange {
+            for single in ConfChange(encoded: entry.data)?.changes ?? [] {
+                if single.kind == .removeNode { members.remove(single.node) } else { members.insert(single.node) }
+            }
+        }
+        let others = members.subtracting([localID]).sorted()
+        guard !others.isEmpty else { return }
+        let term = max(hardState.term, 1)
+        let removals = others.enumerated().map { offset, id in
+            let member = membership[id] ?? Member(id: id, name: "", peerURLs: [], clientURLs: [])
+            let change = ConfChange(
+                changes: [ConfChangeSingle(.removeNode, id)],
+                context: MembershipChangeContext(proposer: 0, requestID: 0, member: member).encoded())
+            return Entry(term: term, index: hardState.commit + 1 + UInt64(offset), kind: .confChange, data: change.encoded())
+        }
+        let commit = removals.last!.index
+        let discarded = try storage.lastIndex() - hardState.commit
+        Logger(label: "swift-etcd").warning(
+            "forcing restart member as a new one-member cluster",
+            metadata: [
+                "local-member-id": "\(String(localID, radix: 16))", "commit-index": "\(hardState.commit)",
+                "discarded-uncommitted-entries": "\(discarded)",
+                "removed-member-ids": "\(others.map { String($0, radix: 16) })",
+            ])
+        // Later records at the same index replace the uncommitted tail, in the log as in memory.
+        try log.save(
+            hardState: WALHardState(term: term, vote: hardState.vote, commit: commit),
+            entries: removals.map(EntryEnvelope.logEntry))
+        storage.append(removals)
+        storage.setHardState(HardState(term: term, vote: hardState.vote, commit: commit))
     }
 
     /// Opens the log from the newest snapshot it has a marker for (a crash between writing a

@@ -78,6 +78,9 @@ extension EtcdServer {
         /// `--experimental-compact-hash-check-enabled`: how often the leader compares the hashes
         /// at the newest compaction (nil: never).
         package var compactHashCheckInterval: Duration?
+        /// etcd's `--force-new-cluster`: restart as the only member of the cluster (see
+        /// `EtcdServer.forceNewCluster`).
+        package var forceNewCluster = false
         /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention` (nil: off).
         package var autoCompaction: AutoCompactor.Mode?
         /// How often revision-mode auto-compaction checks (etcd: 5 minutes; shorter in tests).

@@ -52,6 +52,8 @@ struct MembershipRulesTests {
         #expect(oneDown.remove(2) == .failure(.notEnoughStartedMembers))
         // Removing the one down leaves 2 started of 2.
         #expect(oneDown.remove(3) == .success(Self.c))
+        // etcd's exception: one started voter alone may add a second (rebuilding a cluster).
+        #expect((try? rules([Self.a], connected: []).add(peerURLs: ["http://127.0.0.1:2390"], isLearner: false, newID: 9).get())?.id == 9)
         // Without the check, anything goes.
         let lax = rules([Self.a, Self.b, Self.c], connected: [], strict: false)
         #expect(lax.remove(2) == .success(Self.b))

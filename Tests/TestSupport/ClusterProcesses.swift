@@ -85,9 +85,9 @@ public final class ClusterProcesses: Sendable {
         return try await waitForLeader()
     }
 
-    /// Starts (or restarts) member `index` with its data directory as it is.
-    public func start(_ index: Int) async throws {
-        try await members[index].start(arguments: ownArguments(index) + arguments)
+    /// Starts (or restarts) member `index` with its data directory as it is, and `extra` flags.
+    public func start(_ index: Int, extra: [String] = []) async throws {
+        try await members[index].start(arguments: ownArguments(index) + arguments + extra)
     }
 
     /// Starts member `index` (not a founding one) to join the running cluster, as etcd's docs

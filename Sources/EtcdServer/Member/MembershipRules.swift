@@ -69,6 +69,9 @@ struct MembershipRules {
     func enoughStartedVoters(adding added: Int = 0, removing removed: NodeID? = nil) -> Bool {
         let voters = membership.members.filter { !$0.isLearner && $0.id != removed }
         let started = voters.filter { $0.id == localID || isConnected($0.id) }.count
+        // etcd's exception: a one-member cluster (after --force-new-cluster or a restore) may
+        // add a second voter, which cannot have started before it is added.
+        if added == 1 && voters.count == 1 && started == 1 { return true }
         return started >= (voters.count + added) / 2 + 1
     }
 
