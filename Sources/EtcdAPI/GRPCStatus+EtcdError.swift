@@ -21,6 +21,8 @@ extension GRPCStatus {
             case .memberNotFound: .notFound
             case .memberBadURLs: .invalidArgument
             case .corrupt: .dataLoss
+            case .wrongDowngradeVersionFormat, .invalidDowngradeTargetVersion: .invalidArgument
+            case .downgradeInProgress, .noInflightDowngrade: .failedPrecondition
             case .auth(let error): Self.code(error)
             }
         self.init(code, error.description)

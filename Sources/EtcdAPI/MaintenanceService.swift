@@ -35,6 +35,15 @@ enum MaintenanceService {
                 }
             }
         }
+        router.unary(Etcdserverpb_MaintenanceRPCs.downgrade.path) {
+            (request: Etcdserverpb_DowngradeRequest, responder: UnaryResponder<Etcdserverpb_DowngradeResponse>) in
+            server.downgrade(request, by: responder.context.caller) { result in
+                switch result {
+                case .success(let response): responder.succeed(response)
+                case .failure(let error): responder.fail(GRPCStatus(error))
+                }
+            }
+        }
         router.unary(Etcdserverpb_MaintenanceRPCs.hash.path) {
             (_: Etcdserverpb_HashRequest, responder: UnaryResponder<Etcdserverpb_HashResponse>) in
             DispatchQueue.global().async {

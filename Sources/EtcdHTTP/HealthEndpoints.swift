@@ -45,7 +45,7 @@ package struct HealthEndpoints: Sendable {
         let base: String
         switch path {
         case "/health": return get(request, completion) { health(request, completion) }
-        case "/version": return get(request, completion) { completion(.json(Self.versionJSON)) }
+        case "/version": return get(request, completion) { completion(.json(Self.versionJSON(server.downgradeTarget))) }
         case _ where path == "/livez" || path.hasPrefix("/livez/"): (suite, base) = (Self.livez, "/livez")
         case _ where path == "/readyz" || path.hasPrefix("/readyz/"): (suite, base) = (Self.readyz, "/readyz")
         default: return false
@@ -63,8 +63,11 @@ package struct HealthEndpoints: Sendable {
         return get(request, completion) { Self.run(checks[...], on: server, passed: [], verbose: verbose, completion) }
     }
 
-    /// etcd's `/version` for the version this member reports.
-    static let versionJSON = #"{"etcdserver":"\#(EtcdServer.version)","etcdcluster":"3.6.0","storage":"3.6.0"}"#
+    /// etcd's `/version` for the version this member reports: while a downgrade is enabled,
+    /// the cluster version is its target, as etcd 3.6 lowers it.
+    static func versionJSON(_ downgradeTarget: String?) -> String {
+        #"{"etcdserver":"\#(EtcdServer.version)","etcdcluster":"\#(downgradeTarget ?? "3.6.0")","storage":"3.6.0"}"#
+    }
 
     private func get(_ request: HTTPRequest, _ completion: @escaping @Sendable (HTTPResponse) -> Void, _ body: () -> Void) -> Bool {
         guard request.method == .GET else {

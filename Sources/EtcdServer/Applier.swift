@@ -20,6 +20,8 @@ package enum WriteRequest: Sendable {
     case auth(AuthRequest)
     /// Raises, clears or lists alarms (every member applies it; the loop, not the store).
     case alarm(Etcdserverpb_AlarmRequest)
+    /// Enables or cancels a downgrade job (etcd's `DowngradeInfoSetRequest`).
+    case downgrade(Etcdserverpb_DowngradeRequest)
 }
 
 extension WriteRequest {
@@ -53,7 +55,7 @@ extension WriteRequest {
     var refusedWhenCorrupt: Bool {
         switch self {
         case .put, .deleteRange, .txn, .compaction, .leaseGrant, .leaseRevoke: true
-        case .leaseCheckpoint, .auth, .alarm: false
+        case .leaseCheckpoint, .auth, .alarm, .downgrade: false
         }
     }
 
@@ -70,6 +72,7 @@ extension WriteRequest {
             case .leaseRevoke(let request): (6, request)
             case .leaseCheckpoint(let request): (7, request)
             case .alarm(let request): (9, request)
+            case .downgrade(let request): (10, request)
             case .auth: preconditionFailure("handled above")
             }
         // Encoding a message built from a decoded one cannot fail.
@@ -88,6 +91,7 @@ extension WriteRequest {
         case 7: self = .leaseCheckpoint(try .init(serializedBytes: Array(message)))
         case 8: self = .auth(try AuthRequest(logData: message))
         case 9: self = .alarm(try .init(serializedBytes: Array(message)))
+        case 10: self = .downgrade(try .init(serializedBytes: Array(message)))
         default: throw ConfigurationError("wal: unknown entry kind \(logData.first.map(String.init) ?? "none")")
         }
     }
@@ -105,6 +109,7 @@ package enum WriteResponse: Sendable {
     /// The response to an ``AuthRequest``, header included.
     case auth(any SwiftProtobuf.Message)
     case alarm(Etcdserverpb_AlarmResponse)
+    case downgrade(Etcdserverpb_DowngradeResponse)
 }
 
 /// What applying a request did to leases, for the loop to carry out on the lessor once the
@@ -175,7 +180,7 @@ enum Applier {
                 case .deleteRange(let delete): .deleteRange(try applyDelete(delete, &writer, &leases))
                 case .txn(let txn): .txn(try applyTxn(txn, path: try branches(of: txn, writer), &writer, &leases))
                 case .leaseRevoke(let revoke): .leaseRevoke(try applyRevoke(revoke, &writer, &leases))
-                case .compaction, .leaseGrant, .leaseCheckpoint, .auth, .alarm: preconditionFailure("handled above")
+                case .compaction, .leaseGrant, .leaseCheckpoint, .auth, .alarm, .downgrade: preconditionFailure("handled above")
                 }
             }
             store = attempt
@@ -347,6 +352,9 @@ extension WriteResponse {
         case .alarm(var response):
             response.header = header
             return .alarm(response)
+        case .downgrade(var response):
+            response.header = header
+            return .downgrade(response)
         case .auth:
             return self
         }

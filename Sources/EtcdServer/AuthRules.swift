@@ -68,6 +68,10 @@ enum AuthRules {
             if change.needsRoot { try requireRoot(identity, in: auth) }
             return
         }
+        if case .downgrade = request {
+            try requireRoot(identity, in: auth)
+            return
+        }
         if case .alarm(let alarm) = request {
             // Listing is for any user; raising and clearing, for root (a member's own alarms
             // come with no identity to check).
@@ -80,7 +84,7 @@ enum AuthRules {
         case .deleteRange(let delete): try check(delete, user: user, in: auth)
         case .txn(let txn): try check(txn, user: user, in: auth, leaseKeys: leaseKeys)
         case .leaseRevoke(let revoke): try checkLeaseKeys(leaseKeys(revoke.id), user: user, in: auth)
-        case .compaction, .leaseGrant, .leaseCheckpoint, .auth, .alarm: break
+        case .compaction, .leaseGrant, .leaseCheckpoint, .auth, .alarm, .downgrade: break
         }
     }
 }

@@ -38,6 +38,10 @@ package enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Cod
     case noSpace
     /// The CORRUPT alarm is raised: a member's data differs from its peers'.
     case corrupt
+    case wrongDowngradeVersionFormat
+    case invalidDowngradeTargetVersion
+    case downgradeInProgress
+    case noInflightDowngrade
     case auth(AuthError)
 
     package var description: String {
@@ -62,6 +66,10 @@ package enum EtcdError: Error, Equatable, Sendable, CustomStringConvertible, Cod
         case .leaderChanged: "etcdserver: leader changed"
         case .noSpace: "etcdserver: mvcc: database space exceeded"
         case .corrupt: "etcdserver: corrupt cluster"
+        case .wrongDowngradeVersionFormat: "etcdserver: wrong downgrade target version format"
+        case .invalidDowngradeTargetVersion: "etcdserver: invalid downgrade target version"
+        case .downgradeInProgress: "etcdserver: cluster has a downgrade job in progress"
+        case .noInflightDowngrade: "etcdserver: no inflight downgrade job"
         case .tooManyRequests: "etcdserver: too many requests"
         case .notLeader: "etcdserver: not leader"
         case .badLeaderTransferee: "etcdserver: bad leader transferee"

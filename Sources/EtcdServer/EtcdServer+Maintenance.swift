@@ -29,6 +29,12 @@ extension EtcdServer {
         response.storageVersion = Self.version
         response.dbSizeQuota = configuration.quotaBackendBytes
         response.isLearner = isLearner
+        if let target = downgradeTarget {
+            response.downgradeInfo = .with {
+                $0.enabled = true
+                $0.targetVersion = target
+            }
+        }
         // etcd lists every active alarm, then a missing leader.
         response.errors = alarms.members().map(AlarmList.describe)
         if raft.leader == noNode { response.errors.append(EtcdError.noLeader.description) }
@@ -187,5 +193,65 @@ extension EtcdServer {
                 }
             }
         }
+    }
+}
+
+/// `Maintenance.Downgrade` (etcd 3.6): validate, enable or cancel a downgrade of the cluster
+/// to the previous minor version. Every member runs swift-etcd 3.6.0, so the only target is 3.5.
+extension EtcdServer {
+    /// The cluster version (major.minor), as etcd's `version.Cluster` prints it.
+    package static let clusterVersion = "3.6"
+
+    /// The downgrade job's target (major.minor.0), if one is enabled.
+    package var downgradeTarget: String? { published.withLock { $0.membership.downgradeTarget } }
+
+    package func downgrade(
+        _ request: Etcdserverpb_DowngradeRequest, by caller: AuthIdentity?,
+        completion: @escaping @Sendable (Result<Etcdserverpb_DowngradeResponse, EtcdError>) -> Void
+    ) {
+        let validated: Result<String, EtcdError> = Self.downgradeTarget(request.version).flatMap { target in
+            downgradeTarget == nil || request.action == .cancel ? .success(target) : .failure(.downgradeInProgress)
+        }
+        switch (request.action, validated) {
+        case (.validate, .success):
+            var response = Etcdserverpb_DowngradeResponse()
+            response.header = header(revision: currentRevision)
+            response.version = Self.clusterVersion
+            completion(.success(response))
+        case (.enable, .success(let target)):
+            var enable = request
+            enable.version = target
+            proposeDowngrade(enable, by: caller, completion: completion)
+        case (.cancel, _):
+            guard downgradeTarget != nil else { return completion(.failure(.noInflightDowngrade)) }
+            proposeDowngrade(request, by: caller, completion: completion)
+        case (_, .failure(let error)):
+            completion(.failure(error))
+        case (.UNRECOGNIZED, _):
+            completion(.failure(.wrongDowngradeVersionFormat))
+        }
+    }
+
+    private func proposeDowngrade(
+        _ request: Etcdserverpb_DowngradeRequest, by caller: AuthIdentity?,
+        completion: @escaping @Sendable (Result<Etcdserverpb_DowngradeResponse, EtcdError>) -> Void
+    ) {
+        propose(.downgrade(request), origin: .client(caller)) { result in
+            completion(result.flatMap { response in
+                guard case .downgrade(let answer) = response else { return .failure(.stopped) }
+                return .success(answer)
+            })
+        }
+    }
+
+    /// etcd's reading of a target version: `major.minor[.patch]`, kept as `major.minor.0`, and
+    /// only one minor version below the cluster's.
+    static func downgradeTarget(_ version: String) -> Result<String, EtcdError> {
+        let parts = version.split(separator: ".", omittingEmptySubsequences: false)
+        guard (2...3).contains(parts.count), let major = Int(parts[0]), let minor = Int(parts[1]),
+            parts.count == 2 || parts[2].allSatisfy(\.isNumber) && !parts[2].isEmpty
+        else { return .failure(.wrongDowngradeVersionFormat) }
+        guard major == 3, minor == 5 else { return .failure(.invalidDowngradeTargetVersion) }
+        return .success("\(major).\(minor).0")
     }
 }

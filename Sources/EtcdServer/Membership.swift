@@ -26,6 +26,9 @@ package struct Member: Sendable, Equatable, Codable {
 package struct Membership: Sendable, Equatable, Codable {
     package private(set) var members: [Member] = []
     package private(set) var removed: Set<UInt64> = []
+    /// etcd's downgrade job, kept with the members as etcd keeps it in its cluster bucket
+    /// (nil: none enabled).
+    package internal(set) var downgradeTarget: String?
 
     package init(members: [Member] = []) {
         self.members = members.sorted { $0.id < $1.id }
@@ -66,13 +69,14 @@ package struct Membership: Sendable, Equatable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case members, removed
+        case members, removed, downgradeTarget
     }
 
     package func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(members, forKey: .members)
         try container.encode(removed.sorted(), forKey: .removed)
+        try container.encodeIfPresent(downgradeTarget, forKey: .downgradeTarget)
     }
 
     init(encoded bytes: [UInt8]) throws {

@@ -30,7 +30,7 @@ struct EtcdRouterTests {
         let served = [
             "/grpc.health", "/etcdserverpb.KV/", "/etcdserverpb.Cluster/", "/etcdserverpb.Maintenance/Status",
             "/etcdserverpb.Maintenance/MoveLeader", "/etcdserverpb.Maintenance/Hash", "/etcdserverpb.Maintenance/Alarm",
-            "/etcdserverpb.Maintenance/Snapshot", "/etcdserverpb.Maintenance/Defragment",
+            "/etcdserverpb.Maintenance/Snapshot", "/etcdserverpb.Maintenance/Defragment", "/etcdserverpb.Maintenance/Downgrade",
             "/etcdserverpb.Lease/", "/etcdserverpb.Watch/", "/etcdserverpb.Auth/",
         ]
         for (path, kind) in RPCCatalog.all where !served.contains(where: path.hasPrefix) {

@@ -123,6 +123,10 @@ extension MemberLoop {
                     var alarmHeader = header
                     alarmHeader.revision = store.revision
                     outcome = Applier.Outcome(response: .success(.alarm(apply(request, header: alarmHeader))))
+                } else if case .downgrade(let request) = envelope.request {
+                    var downgradeHeader = header
+                    downgradeHeader.revision = store.revision
+                    outcome = Applier.Outcome(response: apply(request, header: downgradeHeader))
                 } else if alarms.contains(.corrupt), envelope.request.refusedWhenCorrupt {
                     // etcd's corrupt applier: data that differs from the peers' is not served.
                     outcome = Applier.Outcome(response: .failure(.corrupt))
@@ -188,6 +192,28 @@ extension MemberLoop {
         if appliedIndex - snapshotIndex >= configuration.snapshotCount {
             snapshot()
         }
+    }
+
+    /// Enables or cancels the downgrade job (etcd's `DowngradeInfoSetRequest`), checked again
+    /// against the state every member applied: enabling twice, or cancelling none, is refused.
+    func apply(_ request: Etcdserverpb_DowngradeRequest, header: Etcdserverpb_ResponseHeader) -> Result<WriteResponse, EtcdError> {
+        switch request.action {
+        case .enable:
+            guard membership.downgradeTarget == nil else { return .failure(.downgradeInProgress) }
+            membership.downgradeTarget = request.version
+            logger.warning("the cluster is downgrading", metadata: ["target-cluster-version": "\(request.version)"])
+        case .cancel:
+            guard membership.downgradeTarget != nil else { return .failure(.noInflightDowngrade) }
+            membership.downgradeTarget = nil
+            logger.info("the cluster's downgrade is cancelled")
+        case .validate, .UNRECOGNIZED:
+            return .failure(.wrongDowngradeVersionFormat)
+        }
+        membershipChanged = true
+        var response = Etcdserverpb_DowngradeResponse()
+        response.header = header
+        response.version = EtcdServer.clusterVersion
+        return .success(.downgrade(response))
     }
 
     /// Applies an `Alarm` request (etcd's `applyAlarm`): raises or clears one member's alarm,
