@@ -94,6 +94,18 @@ package final class SQLiteBackend: RevisionReader, Sendable {
         }
     }
 
+    /// The applied index and its term, and a document, of the backend at `path` (a copy made
+    /// by ``copy(to:)``).
+    package static func appliedState(ofDatabaseAt path: String, document: Document) throws -> (index: Int64, term: Int64, document: [UInt8]?) {
+        let database = try DatabaseQueue(path: path)
+        defer { try? database.close() }
+        return try database.read { db in
+            let meta = { (name: Meta) in try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = ?", arguments: [name.rawValue]) }
+            let stored = try Data.fetchOne(db, sql: "SELECT value FROM documents WHERE name = ?", arguments: [document.rawValue])
+            return (try meta(.consistentIndex) ?? 0, try meta(.consistentTerm) ?? 0, stored.map { [UInt8]($0) })
+        }
+    }
+
     /// A database without the backend's tables.
     package struct NotABackend: Error, CustomStringConvertible {
         package var path: String

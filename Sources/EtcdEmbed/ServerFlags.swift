@@ -157,16 +157,23 @@ public struct ServerFlags: ParsableArguments {
     /// `ETCD_*` variable may name.
     public static let flagNames = Set(declaredFlags.map(\.name))
 
-    /// Each long flag in the help text (hidden ones included), and whether it is a boolean
-    /// one (shown as `--flag/--no-flag`).
+    /// Each long flag in the help text (hidden ones included, every name of a flag with
+    /// several: `--experimental-corrupt-check-time, --corrupt-check-time`), and whether it is a
+    /// boolean one (shown as `--flag/--no-flag`).
     private static let declaredFlags: [(name: String, isBoolean: Bool)] = {
         let help = helpMessage(includeHidden: true, columns: 10_000)
-        return help.split(separator: "\n").compactMap { line in
-            let trimmed = line.drop { $0 == " " }
-            guard trimmed.hasPrefix("--") else { return nil }
-            let name = trimmed.dropFirst(2).prefix { $0.isLetter || $0.isNumber || $0 == "-" }
-            guard name != "help" else { return nil }
-            return (String(name), trimmed.dropFirst(2 + name.count).hasPrefix("/--no-"))
+        return help.split(separator: "\n").flatMap { line -> [(name: String, isBoolean: Bool)] in
+            var rest = line.drop { $0 == " " }
+            var flags: [(name: String, isBoolean: Bool)] = []
+            while rest.hasPrefix("--") {
+                let name = rest.dropFirst(2).prefix { $0.isLetter || $0.isNumber || $0 == "-" }
+                guard name != "help" else { return [] }
+                rest = rest.dropFirst(2 + name.count)
+                flags.append((String(name), rest.hasPrefix("/--no-")))
+                guard rest.hasPrefix(", --") else { break }
+                rest = rest.dropFirst(2)
+            }
+            return flags
         }
     }()
 

@@ -16,7 +16,10 @@ struct ServerFlagsTests {
             "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
             "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
             "election-timeout", "experimental-snapshot-catchup-entries", "experimental-watch-progress-notify-interval",
-            "strict-reconfig-check", "auto-promote-learners",
+            "strict-reconfig-check", "auto-promote-learners", "force-new-cluster", "auto-compaction-mode",
+            "auto-compaction-retention", "experimental-initial-corrupt-check", "experimental-corrupt-check-time",
+            "corrupt-check-time", "experimental-compact-hash-check-enabled", "experimental-compact-hash-check-time",
+            "compact-hash-check-time",
             "cert-file", "key-file", "client-cert-file", "client-key-file", "client-cert-auth", "client-crl-file",
             "trusted-ca-file", "auto-tls", "peer-cert-file", "peer-key-file", "peer-client-cert-file",
             "peer-client-key-file", "peer-client-cert-auth", "peer-trusted-ca-file", "peer-auto-tls", "peer-crl-file",
@@ -27,6 +30,7 @@ struct ServerFlagsTests {
         #expect(ServerFlags.booleanFlagNames == [
             "strict-reconfig-check", "auto-promote-learners", "client-cert-auth", "auto-tls", "peer-client-cert-auth",
             "peer-auto-tls", "peer-skip-client-san-verification", "experimental-peer-skip-client-san-verification",
+            "force-new-cluster", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled",
         ])
     }
 

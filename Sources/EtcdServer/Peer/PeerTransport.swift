@@ -1,3 +1,4 @@
+import Backend
 import Foundation
 import Logging
 import NIOCore
@@ -148,13 +149,14 @@ final class PeerTransport: Sendable {
             do {
                 try? FileManager.default.removeItem(atPath: path)
                 try callbacks.copyBackend(path)
+                let sent = try Self.describing(message, withBackendAt: path)
                 let hello = PeerHello(clusterID: clusterID, from: localID, to: message.to, stream: .snapshot)
                 let total = try SnapshotStreamer.stream(
-                    file: path, with: message, hello: hello, urls: urls, group: group, tls: tls)
+                    file: path, with: sent, hello: hello, urls: urls, group: group, tls: tls)
                 traffic.sentBytes.add(UInt64(total), ordering: .relaxed)
                 logger.info("sent database snapshot", metadata: [
                     "remote-peer-id": "\(String(message.to, radix: 16))", "bytes": "\(total)",
-                    "snapshot-index": "\(message.snapshot?.metadata.index ?? 0)",
+                    "snapshot-index": "\(sent.snapshot?.metadata.index ?? 0)",
                 ])
                 callbacks.snapshotStatus(message.to, .finished)
             } catch {
@@ -164,6 +166,20 @@ final class PeerTransport: Sendable {
                 callbacks.snapshotStatus(message.to, .failure)
             }
         }
+    }
+
+    /// The snapshot message as the backend copy at `path` describes it (etcd's merged
+    /// snapshot): the index, term and configuration the copy was applied up to, which may be
+    /// past Raft's stored snapshot. A member added after that stored snapshot must find itself
+    /// in the configuration it receives, or Raft refuses the snapshot (and the leader sends it
+    /// again, for ever); and the follower's log continues where the copy ends.
+    static func describing(_ message: Message, withBackendAt path: String) throws -> Message {
+        let (index, term, stored) = try SQLiteBackend.appliedState(ofDatabaseAt: path, document: .confState)
+        guard var snapshot = message.snapshot, UInt64(index) >= snapshot.metadata.index, let stored else { return message }
+        snapshot.metadata = SnapshotMetadata(index: UInt64(index), term: UInt64(term), confState: try PeerWire.decodeConfState(stored))
+        var described = message
+        described.snapshot = snapshot
+        return described
     }
 
     /// Whether a connection to `peer` is up now: etcd's "started member" for reconfiguration checks.
