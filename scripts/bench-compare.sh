@@ -8,9 +8,11 @@
 # The *-auth workloads run with auth on (simple tokens) as user bench, whose role grants
 # readwrite on a prefix (the empty one: every key) beside an unrelated prefix; login-16 measures
 # logins (bcrypt at cost 10), put-256-auth-flood puts while 8 clients send wrong passwords.
-#   scripts/bench-compare.sh [ROUNDS] [--quick] [--single]      (ROUNDS defaults to 3)
+# Then defragmentation under load (scripts/defrag-bench.sh: 1 GiB filled, half deleted, puts at
+# 1,000/s through Go clientv3 while Defragment runs).
+#   scripts/bench-compare.sh [ROUNDS] [--quick] [--single] [--defrag]      (ROUNDS defaults to 3)
 # --quick uses smaller totals and 100,000 keys for the memory test (a smoke run); --single runs
-# only the single-member workloads (plain, TLS, auth).
+# only the single-member workloads (plain, TLS, auth); --defrag runs only the defragmentation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -21,6 +23,7 @@ single=false
 for option in "${@:2}"; do
   [ "$option" = "--quick" ] && quick=true
   [ "$option" = "--single" ] && single=true
+  [ "$option" = "--defrag" ] && exec scripts/defrag-bench.sh
 done
 scale=1
 $quick && scale=10
@@ -308,3 +311,6 @@ for server in etcd swift-etcd; do
   stop_server
   echo "  $server: RSS ${rss} KiB after loading, restart-to-ready ${ready} s, keys after restart ${count}"
 done
+
+echo
+if $quick; then scripts/defrag-bench.sh 128; else scripts/defrag-bench.sh; fi

@@ -44,13 +44,13 @@ def result(path):
     line = next(l for l in open(path) if l.startswith("RESULT "))
     return {k: float(v) for k, v in (f.split("=") for f in line.split()[1:])}
 etcd, swift = result(sys.argv[1]), result(sys.argv[2])
-print(f"{'':22}{'etcd':>12}{'swift-etcd':>12}{'ratio':>8}")
+print(f"{'':22}{'etcd':>14}{'swift-etcd':>14}{'ratio':>8}")
 for key, name in [("idle_p50_ms", "put p50 idle (ms)"), ("idle_p99_ms", "put p99 idle (ms)"),
                   ("during_p50_ms", "put p50 defrag (ms)"), ("during_p99_ms", "put p99 defrag (ms)"),
                   ("during_max_ms", "put max defrag (ms)"), ("defrag_seconds", "defrag took (s)"),
                   ("freed_bytes", "bytes given back"), ("failed", "failed puts")]:
     ratio = f"{swift[key] / etcd[key]:.2f}" if etcd[key] else "-"
-    print(f"{name:22}{etcd[key]:>12.2f}{swift[key]:>12.2f}{ratio:>8}")
+    print(f"{name:22}{etcd[key]:>14.2f}{swift[key]:>14.2f}{ratio:>8}")
 print(f"swift-etcd p99 during / idle: {swift['during_p99_ms'] / swift['idle_p99_ms']:.2f} (target at most 2)")
 print(f"etcd p99 during / idle:       {etcd['during_p99_ms'] / etcd['idle_p99_ms']:.2f}")
 PY

@@ -333,19 +333,26 @@ package final class SQLiteBackend: RevisionReader, Sendable {
 
     /// Returns the database's free pages to the file system while it keeps serving: etcd's
     /// defragmentation without etcd's pause. Each step frees at most `pagesPerStep` pages in a
-    /// write transaction of its own, so a commit waits for one step at most (about a millisecond
-    /// for the default 1 MiB), never for the whole run. Returns the sizes before and after.
-    package func defragment(pagesPerStep: Int = 256) throws -> (before: Int64, after: Int64) {
+    /// write transaction of its own, so a commit waits for one step at most (a millisecond or
+    /// so for the default 512 KiB), never for the whole run; after each step it rests as long as
+    /// the step took, so the disk keeps half its time for the member's own log and commits.
+    /// Returns the sizes before and after.
+    package func defragment(pagesPerStep: Int = 64, restRatio: Double = 2) throws -> (before: Int64, after: Int64) {
         let before = try sizes().total
         // Until no page is free, or (never expected) a step frees none.
-        while try pool.writeWithoutTransaction({ db in
-            let free = try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
-            guard free > 0 else { return false }
-            let pages = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
-            try db.execute(sql: "PRAGMA incremental_vacuum(\(min(free, pagesPerStep)))")
-            try Self.recordSize(db, in: allocated)
-            return try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 < pages
-        }) {}
+        while true {
+            let started = ContinuousClock.now
+            let freed = try pool.writeWithoutTransaction { db in
+                let free = try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
+                guard free > 0 else { return false }
+                let pages = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+                try db.execute(sql: "PRAGMA incremental_vacuum(\(min(free, pagesPerStep)))")
+                try Self.recordSize(db, in: allocated)
+                return try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 < pages
+            }
+            guard freed else { break }
+            Thread.sleep(forTimeInterval: Double((ContinuousClock.now - started) * restRatio / .microseconds(1)) / 1_000_000)
+        }
         // Copies the moved pages into the main file, shrinks it and empties SQLite's log (which
         // grew with the moved pages). Most were copied by the automatic checkpoints already, so
         // this one is short; if a reader keeps it from finishing, the automatic ones finish later.

@@ -46,11 +46,17 @@ extension EtcdServer {
         _ request: Etcdserverpb_AlarmRequest, by caller: AuthIdentity?,
         completion: @escaping @Sendable (Result<Etcdserverpb_AlarmResponse, EtcdError>) -> Void
     ) {
-        propose(.alarm(request), origin: .client(caller)) { result in
-            completion(result.flatMap { response in
-                guard case .alarm(let answer) = response else { return .failure(.stopped) }
-                return .success(answer)
-            })
+        propose(.alarm(request), by: caller, answer: { if case .alarm(let answer) = $0 { answer } else { nil } }, completion: completion)
+    }
+
+    /// Proposes a maintenance request from a client; `completion` gets the response `answer`
+    /// picks out of the applied one.
+    func propose<Answer>(
+        _ request: WriteRequest, by caller: AuthIdentity?, answer: @escaping @Sendable (WriteResponse) -> Answer?,
+        completion: @escaping @Sendable (Result<Answer, EtcdError>) -> Void
+    ) {
+        propose(request, origin: .client(caller)) { result in
+            completion(result.flatMap { response in answer(response).map { .success($0) } ?? .failure(.stopped) })
         }
     }
 
@@ -221,10 +227,10 @@ extension EtcdServer {
         case (.enable, .success(let target)):
             var enable = request
             enable.version = target
-            proposeDowngrade(enable, by: caller, completion: completion)
+            propose(.downgrade(enable), by: caller, answer: Self.downgradeAnswer, completion: completion)
         case (.cancel, _):
             guard downgradeTarget != nil else { return completion(.failure(.noInflightDowngrade)) }
-            proposeDowngrade(request, by: caller, completion: completion)
+            propose(.downgrade(request), by: caller, answer: Self.downgradeAnswer, completion: completion)
         case (_, .failure(let error)):
             completion(.failure(error))
         case (.UNRECOGNIZED, _):
@@ -232,16 +238,8 @@ extension EtcdServer {
         }
     }
 
-    private func proposeDowngrade(
-        _ request: Etcdserverpb_DowngradeRequest, by caller: AuthIdentity?,
-        completion: @escaping @Sendable (Result<Etcdserverpb_DowngradeResponse, EtcdError>) -> Void
-    ) {
-        propose(.downgrade(request), origin: .client(caller)) { result in
-            completion(result.flatMap { response in
-                guard case .downgrade(let answer) = response else { return .failure(.stopped) }
-                return .success(answer)
-            })
-        }
+    private static let downgradeAnswer: @Sendable (WriteResponse) -> Etcdserverpb_DowngradeResponse? = {
+        if case .downgrade(let answer) = $0 { answer } else { nil }
     }
 
     /// etcd's reading of a target version: `major.minor[.patch]`, kept as `major.minor.0`, and

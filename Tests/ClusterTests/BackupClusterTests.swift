@@ -15,16 +15,7 @@ struct BackupClusterTests {
     static let etcdutl = ServerProcess.binary.deletingLastPathComponent().appendingPathComponent("swift-etcdutl")
 
     static func etcdutl(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = etcdutl
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runTool(etcdutl, arguments)
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/etcdctl")))
@@ -118,5 +109,35 @@ struct BackupClusterTests {
             try await Task.sleep(for: .milliseconds(200))
         } while ContinuousClock.now < deadline
         #expect(Set(hashes).count == 1, "\(hashes)")
+    }
+
+    @Test func aDefragmentationInterruptedByKillDashNineLeavesTheDataIntact() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("defrag-kill-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let server = try await ServerProcess(dataDirectory: directory.appendingPathComponent("data"))
+        try await server.start()
+        let client = try EtcdClient(endpoints: ["127.0.0.1:\(server.port)"])
+        let value = String(repeating: "d", count: 100_000)
+        for index in 0..<600 { try await client.put("fill/\(index)", value) }
+        for index in stride(from: 0, to: 600, by: 2) { try await client.delete(Data("fill/\(index)".utf8)) }
+        let last = try await client.put("last", "written")
+        try await client.compact(revision: last.header.revision)
+        let expected = try await client.get(Data([0]), rangeEnd: Data([0])).kvs
+        #expect(expected.count == 301)
+        // The defragmentation (about 30 MB to give back) is killed part way.
+        let defrag = Task { try await client.call(Etcdserverpb_MaintenanceRPCs.defragment, Etcdserverpb_DefragmentRequest()) }
+        try await Task.sleep(for: .milliseconds(40))
+        server.kill9()
+        _ = await defrag.result
+        await client.close()
+
+        try await server.start()
+        let restarted = try EtcdClient(endpoints: ["127.0.0.1:\(server.port)"])
+        #expect(try await restarted.get(Data([0]), rangeEnd: Data([0])).kvs == expected)
+        _ = try await restarted.call(Etcdserverpb_MaintenanceRPCs.defragment, Etcdserverpb_DefragmentRequest())
+        #expect(try await restarted.get(Data([0]), rangeEnd: Data([0])).kvs == expected)
+        #expect(try await restarted.status().dbSize < 40_000_000)
+        await restarted.close()
+        server.kill9()
     }
 }

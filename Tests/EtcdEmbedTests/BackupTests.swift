@@ -35,6 +35,17 @@ struct BackupTests {
         await etcd.stop()
     }
 
+    /// A restore of `backup` into `directory` for a new member, and that member's configuration.
+    private func restoring(_ backup: String, into directory: URL) async throws -> (EmbedConfiguration, SnapshotRestore) {
+        let target = try await EmbeddedEtcdTests().configuration(directory: directory)
+        var restore = SnapshotRestore(snapshotPath: backup)
+        restore.name = target.name
+        restore.dataDirectory = directory.path
+        restore.initialCluster = target.initialCluster
+        restore.initialAdvertisePeerURLs = target.initialAdvertisePeerURLs
+        return (target, restore)
+    }
+
     /// Every live key with its revisions, version and lease, at `revision` (0: now).
     private func everything(_ client: EtcdClient, revision: Int64 = 0) async throws -> [Mvccpb_KeyValue] {
         try await client.get(Data([0]), rangeEnd: Data([0]), revision: revision).kvs
@@ -61,12 +72,7 @@ struct BackupTests {
             #expect(status.version == "3.6.0")
             #expect(status.totalSize == bytes - 32)
 
-            var restore = SnapshotRestore(snapshotPath: backup)
-            let target = try await EmbeddedEtcdTests().configuration(directory: directory.appendingPathComponent("restored"))
-            restore.name = target.name
-            restore.dataDirectory = try #require(target.dataDirectory)
-            restore.initialCluster = target.initialCluster
-            restore.initialAdvertisePeerURLs = target.initialAdvertisePeerURLs
+            let (target, restore) = try await restoring(backup, into: directory.appendingPathComponent("restored"))
             let outcome = try restore.run()
             #expect(outcome.revision == revision)
 
@@ -126,12 +132,8 @@ struct BackupTests {
             try await client.put("a", "2")
             let backup = directory.appendingPathComponent("backup.db").path
             let (revision, _) = try await client.saveSnapshot(to: backup)
-            var restore = SnapshotRestore(snapshotPath: backup)
-            let target = try await EmbeddedEtcdTests().configuration(directory: directory.appendingPathComponent("restored"))
-            restore.name = target.name
-            restore.dataDirectory = try #require(target.dataDirectory)
-            restore.initialCluster = target.initialCluster
-            restore.initialAdvertisePeerURLs = target.initialAdvertisePeerURLs
+            let (target, prepared) = try await restoring(backup, into: directory.appendingPathComponent("restored"))
+            var restore = prepared
             restore.bumpRevision = 1000
             #expect(throws: BackupFile.Refusal("--mark-compacted required if --bump-revision > 0")) { try restore.run() }
             restore.markCompacted = true

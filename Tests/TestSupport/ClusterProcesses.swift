@@ -109,18 +109,11 @@ public final class ClusterProcesses: Sendable {
 
     /// Runs Debian's `etcdctl` (API v3) against `endpoints`; returns its exit status and output.
     public func etcdctl(_ arguments: [String], endpoints: [Int]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
-        process.arguments = ["--endpoints", endpoints.map(endpoint).joined(separator: ","), "--command-timeout=10s"]
-            + (tls?.etcdctlArguments ?? []) + arguments
-        process.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runTool(
+            URL(fileURLWithPath: "/usr/bin/etcdctl"),
+            ["--endpoints", endpoints.map(endpoint).joined(separator: ","), "--command-timeout=10s"] + (tls?.etcdctlArguments ?? [])
+                + arguments,
+            environment: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
     }
 
     public func endpoint(_ index: Int) -> String { tls == nil ? "127.0.0.1:\(members[index].port)" : members[index].clientURL }
@@ -179,4 +172,20 @@ extension Sequence {
         for element in self { out.append(try await transform(element)) }
         return out
     }
+}
+
+/// Runs a command-line tool to its end; returns its exit status and its output (standard
+/// output and error together). `environment` nil: this process's.
+public func runTool(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
