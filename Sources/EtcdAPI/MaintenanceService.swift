@@ -37,41 +37,19 @@ enum MaintenanceService {
         }
         router.unary(Etcdserverpb_MaintenanceRPCs.downgrade.path) {
             (request: Etcdserverpb_DowngradeRequest, responder: UnaryResponder<Etcdserverpb_DowngradeResponse>) in
-            server.downgrade(request, by: responder.context.caller) { result in
-                switch result {
-                case .success(let response): responder.succeed(response)
-                case .failure(let error): responder.fail(GRPCStatus(error))
-                }
-            }
+            server.downgrade(request, by: responder.context.caller) { responder.complete($0.mapError(GRPCStatus.init)) }
         }
         router.unary(Etcdserverpb_MaintenanceRPCs.hash.path) {
             (_: Etcdserverpb_HashRequest, responder: UnaryResponder<Etcdserverpb_HashResponse>) in
-            DispatchQueue.global().async {
-                do {
-                    responder.succeed(try server.backendHash())
-                } catch {
-                    responder.fail(GRPCStatus(.unknown, "etcdserver: \(error)"))
-                }
-            }
+            answerOffTheLoop(responder) { try server.backendHash() }
         }
         router.unary(Etcdserverpb_MaintenanceRPCs.defragment.path) {
             (_: Etcdserverpb_DefragmentRequest, responder: UnaryResponder<Etcdserverpb_DefragmentResponse>) in
-            DispatchQueue.global().async {
-                do {
-                    responder.succeed(try server.defragment())
-                } catch {
-                    responder.fail(GRPCStatus(.unknown, "etcdserver: \(error)"))
-                }
-            }
+            answerOffTheLoop(responder) { try server.defragment() }
         }
         router.unary(Etcdserverpb_MaintenanceRPCs.alarm.path) {
             (request: Etcdserverpb_AlarmRequest, responder: UnaryResponder<Etcdserverpb_AlarmResponse>) in
-            server.alarm(request, by: responder.context.caller) { result in
-                switch result {
-                case .success(let response): responder.succeed(response)
-                case .failure(let error): responder.fail(GRPCStatus(error))
-                }
-            }
+            server.alarm(request, by: responder.context.caller) { responder.complete($0.mapError(GRPCStatus.init)) }
         }
         router.unary(Etcdserverpb_MaintenanceRPCs.status.path) {
             (_: Etcdserverpb_StatusRequest, responder: UnaryResponder<Etcdserverpb_StatusResponse>) in
@@ -83,14 +61,7 @@ enum MaintenanceService {
         }
         router.unary(Etcdserverpb_MaintenanceRPCs.hashKV.path) {
             (request: Etcdserverpb_HashKVRequest, responder: UnaryResponder<Etcdserverpb_HashKVResponse>) in
-            // It reads the whole backend: off the event loop.
-            DispatchQueue.global().async {
-                do throws(EtcdError) {
-                    responder.succeed(try server.hashKV(revision: request.revision))
-                } catch {
-                    responder.fail(GRPCStatus(error))
-                }
-            }
+            answerOffTheLoop(responder) { try server.hashKV(revision: request.revision) }
         }
         router.unary(Etcdserverpb_MaintenanceRPCs.moveLeader.path) {
             (request: Etcdserverpb_MoveLeaderRequest, responder: UnaryResponder<Etcdserverpb_MoveLeaderResponse>) in
@@ -103,6 +74,22 @@ enum MaintenanceService {
                 case .failure(let error):
                     responder.fail(GRPCStatus(error))
                 }
+            }
+        }
+    }
+}
+
+extension MaintenanceService {
+    /// Answers with what `body` returns, computed on a global queue: for calls that read or
+    /// rewrite the whole backend, which must not hold an event loop.
+    static func answerOffTheLoop<Response>(_ responder: UnaryResponder<Response>, _ body: @escaping @Sendable () throws -> Response) {
+        DispatchQueue.global().async {
+            do {
+                responder.succeed(try body())
+            } catch let error as EtcdError {
+                responder.fail(GRPCStatus(error))
+            } catch {
+                responder.fail(GRPCStatus(.unknown, "etcdserver: \(error)"))
             }
         }
     }
