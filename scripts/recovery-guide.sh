@@ -10,7 +10,14 @@ cd "$(dirname "$0")/.."
 # shellcheck disable=SC2086
 bin=$(swift build ${SWIFT_BUILD_FLAGS:-} --show-bin-path)
 work=$(mktemp -d)
-trap 'pkill -f "data-dir $work/" 2>/dev/null || true; sleep 0.5; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+# The guide's members run in $work with relative data directories: they are found by that.
+stop_members() {
+  for pid in $(pgrep -f 'swift-etcd --name' || true); do
+    [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$work" ] && kill -9 "$pid" 2>/dev/null
+  done
+  return 0
+}
+trap 'stop_members; sleep 0.5; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 for port in 23791 23792 23793 23794 23801 23802 23803 23804 23811 23812 23813 23815 23821 23822 23823 23825; do
   if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is in use"; exit 1; fi

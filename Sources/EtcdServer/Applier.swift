@@ -47,6 +47,12 @@ extension WriteRequest {
         }
     }
 
+    /// Whether the request would take a backend of `allocated` bytes to `quota` or past it
+    /// (`quota` 0 or less: no quota).
+    func exceeds(quota: Int64, allocated: Int64) -> Bool {
+        quota > 0 && cost > 0 && allocated + Int64(cost) >= quota
+    }
+
     /// Whether the request is refused while a NOSPACE alarm is raised (etcd's capped applier).
     var needsSpace: Bool { cost > 0 }
 

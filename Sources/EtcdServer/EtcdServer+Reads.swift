@@ -30,9 +30,7 @@ extension EtcdServer {
     /// backend past `--quota-backend-bytes` is refused with `database space exceeded`, and this
     /// member raises the NOSPACE alarm (once), which refuses such requests cluster-wide.
     func quotaRefusal(_ request: WriteRequest) -> EtcdError? {
-        let quota = configuration.quotaBackendBytes
-        let cost = request.cost
-        guard quota > 0, cost > 0, backend.allocatedBytes + Int64(cost) >= quota else { return nil }
+        guard request.exceeds(quota: configuration.quotaBackendBytes, allocated: backend.allocatedBytes) else { return nil }
         if !published.withLock({ $0.alarms.members(of: .nospace).contains { $0.memberID == memberID } }) {
             let alarm = Etcdserverpb_AlarmRequest.with {
                 $0.action = .activate

@@ -60,4 +60,60 @@ struct QuotaClusterTests {
         #expect(try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms.isEmpty)
         for index in 0..<(filled / 2) { try await client.put("again/\(index)", value) }
     }
+
+    /// etcd's quota applier: the quota is checked again as each member applies a write. A
+    /// member whose own quota is smaller applies the write like the others (their data stays
+    /// the same) but raises NOSPACE, which then refuses growing writes everywhere.
+    @Test func aMemberPastItsQuotaWhenApplyingRaisesNoSpace() async throws {
+        let cluster = try await ClusterProcesses(size: 3)
+        defer { cluster.destroy() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await cluster.start(0, extra: ["--quota-backend-bytes", "\(4 << 20)"]) }
+            group.addTask { try await cluster.start(1) }
+            group.addTask { try await cluster.start(2) }
+            try await group.waitForAll()
+        }
+        _ = try await cluster.waitForLeader()
+        let small = try await cluster.status(0).header.memberID
+        // Every write goes through member 1, whose own quota (2 GiB) lets it propose them.
+        let client = try cluster.client([1])
+        defer { Task { await client.close() } }
+        let value = String(repeating: "a", count: 100_000)
+        var written = 0
+        var alarms: [Etcdserverpb_AlarmMember] = []
+        while alarms.isEmpty, written < 100 {
+            do {
+                try await client.put("fill/\(written)", value)
+                written += 1
+            } catch {
+                #expect(error == Self.noSpace)
+                break
+            }
+            alarms = try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while alarms.isEmpty, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            alarms = try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms
+        }
+        #expect(alarms.map(\.memberID) == [small])
+        #expect(alarms.map(\.alarm) == [.nospace])
+        #expect(written > 20 && written < 60, "\(written)")
+        await #expect(throws: Self.noSpace) { try await client.put("more", "1") }
+        // Every member holds the same keys: the writes past the small quota were applied everywhere.
+        let members = try cluster.members.indices.map { try cluster.client([$0]) }
+        defer { for member in members { Task { await member.close() } } }
+        var counts: [Int] = []
+        let converged = ContinuousClock.now + .seconds(10)
+        repeat {
+            counts = []
+            for member in members {
+                counts.append(try await member.get(Data("fill/".utf8), rangeEnd: Data("fill0".utf8), serializable: true).kvs.count)
+            }
+            if Set(counts).count == 1 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        } while ContinuousClock.now < converged
+        #expect(Set(counts).count == 1, "\(counts)")
+        #expect(counts.first ?? 0 >= written)
+    }
 }

@@ -57,6 +57,12 @@ extension MemberLoop {
         answerReadsUpToApplied()
     }
 
+    /// Whether `request` takes the backend past this member's `--quota-backend-bytes`, by
+    /// etcd's cost model (the check made before proposing, made again as it is applied).
+    func passesQuota(_ request: WriteRequest) -> Bool {
+        request.exceeds(quota: configuration.quotaBackendBytes, allocated: backend.allocatedBytes)
+    }
+
     /// Why auth refuses a client's write at apply time, against the grants of this moment.
     func authRefusal(_ request: WriteRequest, _ identity: AuthIdentity?) -> AuthError? {
         let lessor = lessor
@@ -112,7 +118,7 @@ extension MemberLoop {
                 } catch {
                     EtcdServer.fatal("committed entry \(entry.index) does not decode", error)
                 }
-                let outcome: Applier.Outcome
+                var outcome: Applier.Outcome
                 if case .client(let identity) = envelope.origin, let refusal = authRefusal(envelope.request, identity) {
                     outcome = Applier.Outcome(response: .failure(.auth(refusal)))
                 } else if case .auth(let change) = envelope.request {
@@ -135,6 +141,13 @@ extension MemberLoop {
                     outcome = Applier.Outcome(response: .failure(.noSpace))
                 } else {
                     outcome = Applier.apply(envelope.request, to: &store, reader: reader, header: header, lessor: lessor)
+                    // etcd's quota applier: a write past this member's quota is applied like on
+                    // every member, but its client is told the space is exceeded, and the member
+                    // raises NOSPACE.
+                    if case .success = outcome.response, passesQuota(envelope.request) {
+                        outcome.response = .failure(.noSpace)
+                        noSpaceToRaise = true
+                    }
                 }
                 if case .success(let response) = outcome.response { operations.applied(envelope.request, response) }
                 apply(outcome.leaseEffects, recordingIn: &leaseRows)

@@ -52,6 +52,9 @@ final class MemberLoop {
     /// The active alarms, as applied; published and stored when they change.
     var alarms: AlarmList
     var alarmsChanged = false
+    /// Set when a write applied here passed this member's space quota: the next tick proposes
+    /// its NOSPACE alarm (unless raised by then).
+    var noSpaceToRaise = false
     /// Simple tokens: logins applied here register theirs.
     let tokens: SimpleTokens
     /// The request ID of this member's own attributes update while it is in flight.
@@ -227,6 +230,26 @@ final class MemberLoop {
         retryReads(olderThan: UInt64(configuration.electionTicks))
         expire(now)
         tendLeases(now)
+        raiseNoSpaceIfNeeded()
+    }
+
+    /// Proposes this member's NOSPACE alarm after a write applied past its quota (etcd raises it
+    /// from its quota applier); nobody waits for the entry, and a refused proposal is tried again
+    /// at the next tick.
+    func raiseNoSpaceIfNeeded() {
+        guard noSpaceToRaise else { return }
+        if alarms.members(of: .nospace).contains(where: { $0.memberID == localID }) {
+            noSpaceToRaise = false
+            return
+        }
+        var alarm = Etcdserverpb_AlarmRequest()
+        alarm.action = .activate
+        alarm.memberID = localID
+        alarm.alarm = .nospace
+        let entry = EntryEnvelope.encode(proposer: localID, requestID: proposals.nextRequestID(), origin: .member, request: .alarm(alarm))
+        if (try? node.propose(entry)) != nil {
+            noSpaceToRaise = false
+        }
     }
 
     func startTransfers(_ requests: [EtcdServer.LeaderTransfer]) {
