@@ -107,4 +107,41 @@ struct CorruptionClusterTests {
         let health = try cluster.etcdctl(["endpoint", "health"], endpoints: [0])
         #expect(health.output.contains("alarm activated: CORRUPT") || health.output.contains("unhealthy"), "\(health.output)")
     }
+
+    /// The compaction hash check: history at or before the newest compaction never changes
+    /// again, so a member whose kept record there differs is corrupt even while writes go on.
+    @Test func theCompactionHashCheckFindsAChangedRecordBeforeTheCompaction() async throws {
+        let cluster = try await ClusterProcesses(
+            size: 3, extraArguments: ["--experimental-compact-hash-check-enabled", "--experimental-compact-hash-check-time", "1s"])
+        defer { cluster.destroy() }
+        _ = try await cluster.startAndElect()
+        let client = try cluster.client()
+        defer { Task { await client.close() } }
+        let put = try await client.put("marked", Self.marker)
+        let later = try await client.put("later", "1")
+        try await client.compact(revision: later.header.revision)
+        try await Self.waitForAll(cluster, toHave: "later")
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms.isEmpty)
+
+        let victim = try await cluster.status(2).header.memberID
+        let backend = try SQLiteBackend(
+            path: cluster.members[2].dataDirectory.appendingPathComponent("member/snap/backend.sqlite").path, synchronousCommits: true)
+        let record = KeyValue(
+            key: Array("marked".utf8), value: Array("changed".utf8), createRevision: put.header.revision,
+            modRevision: put.header.revision, version: 1, lease: 0)
+        try backend.commit([Change(kind: .put, revision: Revision(main: put.header.revision, sub: 0), kv: record)], meta: [:])
+        // Writes go on; the check compares the history at the compaction, which they do not touch.
+        var alarms: [Etcdserverpb_AlarmMember] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        var written = 0
+        while alarms.isEmpty, ContinuousClock.now < deadline {
+            _ = try? await client.put("busy/\(written % 10)", "\(written)")
+            written += 1
+            try await Task.sleep(for: .milliseconds(100))
+            alarms = try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms
+        }
+        #expect(alarms.map(\.alarm) == [.corrupt])
+        #expect(alarms.map(\.memberID) == [victim])
+    }
 }

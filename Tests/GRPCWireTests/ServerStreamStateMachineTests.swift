@@ -109,35 +109,4 @@ struct ServerStreamStateMachineTests {
         #expect(!step21)
         #expect(idle.state == .closed)
     }
-
-    @Test func dataBeforeHeadersStopsTheProcess() async {
-        await #expect(processExitsWith: .failure) {
-            var machine = ServerStreamStateMachine()
-            _ = machine.receivedData(endStream: false)
-        }
-    }
-
-    @Test func framesAfterTheClientsEndStreamStopTheProcess() async {
-        await #expect(processExitsWith: .failure) {
-            var machine = ServerStreamStateMachine()
-            _ = machine.receivedHeaders(endStream: true)
-            _ = machine.receivedData(endStream: false)
-        }
-        await #expect(processExitsWith: .failure) {
-            var machine = ServerStreamStateMachine()
-            _ = machine.receivedHeaders(endStream: true)
-            _ = machine.receivedHeaders(endStream: true)
-        }
-    }
-
-    @Test func respondingOrFinishingBeforeTheCallOpenedStopsTheProcess() async {
-        await #expect(processExitsWith: .failure) {
-            var machine = ServerStreamStateMachine()
-            _ = machine.sendingMessage()
-        }
-        await #expect(processExitsWith: .failure) {
-            var machine = ServerStreamStateMachine()
-            _ = machine.finishing()
-        }
-    }
 }
