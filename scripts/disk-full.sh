@@ -15,9 +15,12 @@ disk="$work/disk"
 mkdir -p "$disk"
 pid=""
 cleanup() {
-  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-  umount "$disk" 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "$pid" ]; then
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  umount -l "$disk" 2>/dev/null || true
+  rm -rf "$work" || true
 }
 trap cleanup EXIT
 if ! mount -t tmpfs -o size=48m tmpfs "$disk" 2>/dev/null; then
