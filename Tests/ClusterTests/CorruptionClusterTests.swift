@@ -27,6 +27,28 @@ struct CorruptionClusterTests {
         }
     }
 
+    /// Changes the value of the record `marked` has at `revision` in `member`'s backend, as
+    /// another process writing to its file would (the member may be running).
+    static func changeMarkedRecord(of member: ServerProcess, at revision: Int64) throws {
+        let backend = try SQLiteBackend(
+            path: member.dataDirectory.appendingPathComponent("member/snap/backend.sqlite").path, synchronousCommits: true)
+        let record = KeyValue(
+            key: Array("marked".utf8), value: Array("changed".utf8), createRevision: revision, modRevision: revision, version: 1, lease: 0)
+        try backend.commit([Change(kind: .put, revision: Revision(main: revision, sub: 0), kv: record)], meta: [:])
+    }
+
+    /// The alarms, once there are any (20 s at most); `meanwhile` runs between looks.
+    static func firstAlarms(_ client: EtcdClient, meanwhile: () async -> Void) async throws -> [Etcdserverpb_AlarmMember] {
+        var alarms: [Etcdserverpb_AlarmMember] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while alarms.isEmpty, ContinuousClock.now < deadline {
+            await meanwhile()
+            try await Task.sleep(for: .milliseconds(200))
+            alarms = try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms
+        }
+        return alarms
+    }
+
     /// Flips one byte of every copy of `marker` in the backend's files (the database and
     /// SQLite's log), or flips it back (`back`); returns how many copies it changed.
     static func flipMarker(in dataDirectory: URL, back: Bool = false) throws -> Int {
@@ -85,19 +107,9 @@ struct CorruptionClusterTests {
 
         // Another process changes member 1's stored value while it runs.
         let victim = try await cluster.status(1).header.memberID
-        let backend = try SQLiteBackend(
-            path: cluster.members[1].dataDirectory.appendingPathComponent("member/snap/backend.sqlite").path, synchronousCommits: true)
-        let record = KeyValue(
-            key: Array("marked".utf8), value: Array("changed".utf8), createRevision: put.header.revision,
-            modRevision: put.header.revision, version: 1, lease: 0)
-        try backend.commit([Change(kind: .put, revision: Revision(main: put.header.revision, sub: 0), kv: record)], meta: [:])
+        try Self.changeMarkedRecord(of: cluster.members[1], at: put.header.revision)
 
-        var alarms: [Etcdserverpb_AlarmMember] = []
-        let deadline = ContinuousClock.now + .seconds(20)
-        while alarms.isEmpty, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(200))
-            alarms = try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms
-        }
+        let alarms = try await Self.firstAlarms(client) {}
         #expect(alarms.map(\.alarm) == [.corrupt])
         #expect(alarms.map(\.memberID) == [victim])
         let corrupt = EtcdClientError(code: .dataLoss, message: "etcdserver: corrupt cluster")
@@ -125,21 +137,12 @@ struct CorruptionClusterTests {
         #expect(try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms.isEmpty)
 
         let victim = try await cluster.status(2).header.memberID
-        let backend = try SQLiteBackend(
-            path: cluster.members[2].dataDirectory.appendingPathComponent("member/snap/backend.sqlite").path, synchronousCommits: true)
-        let record = KeyValue(
-            key: Array("marked".utf8), value: Array("changed".utf8), createRevision: put.header.revision,
-            modRevision: put.header.revision, version: 1, lease: 0)
-        try backend.commit([Change(kind: .put, revision: Revision(main: put.header.revision, sub: 0), kv: record)], meta: [:])
+        try Self.changeMarkedRecord(of: cluster.members[2], at: put.header.revision)
         // Writes go on; the check compares the history at the compaction, which they do not touch.
-        var alarms: [Etcdserverpb_AlarmMember] = []
-        let deadline = ContinuousClock.now + .seconds(20)
         var written = 0
-        while alarms.isEmpty, ContinuousClock.now < deadline {
+        let alarms = try await Self.firstAlarms(client) {
             _ = try? await client.put("busy/\(written % 10)", "\(written)")
             written += 1
-            try await Task.sleep(for: .milliseconds(100))
-            alarms = try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms
         }
         #expect(alarms.map(\.alarm) == [.corrupt])
         #expect(alarms.map(\.memberID) == [victim])
