@@ -134,6 +134,12 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // etcd's lock and election recipes over any store: the client's and the member's own.
+        .target(
+            name: "Coordination",
+            dependencies: ["EtcdProto"],
+            swiftSettings: strictSettings
+        ),
         // One member: the apply loop, etcd's apply rules, reads, status and membership.
         .target(
             name: "EtcdServer",
@@ -150,7 +156,7 @@ let package = Package(
         .target(
             name: "EtcdAPI",
             dependencies: [
-                "Auth", "Backend", "EtcdProto", "EtcdServer", "GRPCWire", "MVCC", "TransportSecurity",
+                "Auth", "Backend", "Coordination", "EtcdProto", "EtcdServer", "GRPCWire", "MVCC", "TransportSecurity",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -248,6 +254,7 @@ let package = Package(
         .target(
             name: "EtcdClient",
             dependencies: [
+                "Coordination",
                 "EtcdProto",
                 "GRPCWire",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -17,6 +17,8 @@ package enum EtcdRouter {
         WatchService.register(server, on: &router)
         LeaseService.register(server, on: &router)
         AuthService.register(server, on: &router)
+        LockService.register(server, on: &router)
+        ElectionService.register(server, on: &router)
         for (path, kind) in RPCCatalog.all where !router.handles(path) {
             router.answerUnimplemented(path, kind: kind)
         }

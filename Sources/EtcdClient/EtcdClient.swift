@@ -1,3 +1,4 @@
+import Coordination
 import EtcdProto
 import Foundation
 import GRPCWire
@@ -22,6 +23,8 @@ public struct EtcdClientError: Error, Sendable, Hashable, CustomStringConvertibl
             self.init(code: status.code, message: status.message)
         } else if let known = error as? EtcdClientError {
             self = known
+        } else if let recipe = error as? CoordinationError {
+            self.init(code: .unknown, message: recipe.message)
         } else if error is CancellationError {
             self.init(code: .cancelled, message: "context canceled")
         } else if error is BinaryDecodingError || error is SwiftProtobufError {
@@ -44,7 +47,7 @@ public final class EtcdClient: Sendable {
     /// The deadline of each unary call; nil sends none, and a call then waits as long as the
     /// server takes (etcd's `benchmark` tool calls that way).
     public let requestTimeout: Duration?
-    private let grpc: GRPCClient
+    let grpc: GRPCClient
     /// The login, when the client was given credentials.
     private let session: AuthSession?
 
@@ -118,7 +121,15 @@ public final class EtcdClient: Sendable {
     public func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ rpc: RPC<Request, Response>, _ request: Request
     ) async throws(EtcdClientError) -> Response {
-        let timeout = requestTimeout.map { TimeAmount.nanoseconds($0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000) }
+        try await call(rpc, request, timeout: requestTimeout)
+    }
+
+    /// Makes one unary call of `rpc` with deadline `deadline` (nil: none, for calls that wait
+    /// as long as they must, such as taking a lock). Cancelling the task cancels the call.
+    public func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ rpc: RPC<Request, Response>, _ request: Request, timeout deadline: Duration?
+    ) async throws(EtcdClientError) -> Response {
+        let timeout = deadline.map { TimeAmount.nanoseconds($0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000) }
         guard let session else {
             do {
                 return try await grpc.unary(rpc.path, request, timeout: timeout, responseType: Response.self)
@@ -142,7 +153,7 @@ public final class EtcdClient: Sendable {
     }
 
     /// The metadata a stream opens with: the login's token, if the client has credentials.
-    private func streamMetadata() async throws(EtcdClientError) -> HPACKHeaders {
+    func streamMetadata() async throws(EtcdClientError) -> HPACKHeaders {
         guard let session else { return [:] }
         return ["token": try await session.token(via: grpc)]
     }
