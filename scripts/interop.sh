@@ -25,6 +25,9 @@
 #   9. the /v3 JSON gateway: scripts/gateway_curl.py (the same curl requests against etcd 3.4's
 #      gateway and swift-etcd, compared once the 3.4/3.6 differences are normalised), the
 #      functional tests of etcd3gw (PyPI) against swift-etcd, and a watch over a WebSocket.
+#  10. scripts/coordination_check.sh against the real etcd and swift-etcd: etcdctl lock (a
+#      holder killed -9, a waiter taking over), etcdctl elect and elect -l, the gateway's lock
+#      and election paths.
 # Needs: etcd, etcdctl, go, curl, and a Python with grpcio, pyjwt, etcd3gw, oslotest and
 # websocket-client ($PYTHON, default .venv/bin/python).
 # Uses the binaries of `swift build` (debug unless SWIFT_BUILD_FLAGS says otherwise).
@@ -407,6 +410,26 @@ else
   report "swift-etcd started for the gateway checks" 1
 fi
 kill "${pids[-1]}" 2>/dev/null || true
+
+echo "== 10. etcdctl lock and elect, the gateway's lock and election paths: the real etcd and swift-etcd"
+for server in etcd swift-etcd; do
+  client_port=$(free_port)
+  peer_port=$(free_port)
+  binary=$([ "$server" = etcd ] && command -v etcd || echo "$bin/swift-etcd")
+  start_member "$binary" coordination "$work/coordination-$server" "$client_port" "$peer_port" "$work/coordination-$server.log"
+  pids+=($!)
+  if wait_for_port "$client_port" 30; then
+    set +e
+    timeout 180 bash scripts/coordination_check.sh "127.0.0.1:$client_port" >"$work/coordination-$server.out" 2>/dev/null
+    status=$?
+    set -e
+    grep -v '^PASS' "$work/coordination-$server.out" || true
+    report "locks and elections against $server ($(grep -c '^PASS' "$work/coordination-$server.out") checks passed)" "$status"
+  else
+    report "$server started for the lock and election checks" 1
+  fi
+  kill "${pids[-1]}" 2>/dev/null || true
+done
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]
