@@ -60,6 +60,34 @@ report() { # report NAME STATUS [DETAIL]
   fi
 }
 
+# against_both NAME WHAT SECONDS COMMAND...: starts the real etcd, then swift-etcd, as a
+# one-member cluster and runs COMMAND with its endpoint (host:port) as last argument; shows
+# what it prints other than PASS lines (and the shell's notes of killed jobs) and reports WHAT
+# against each server.
+against_both() {
+  local name=$1 what=$2 seconds=$3 server client_port peer_port binary status
+  shift 3
+  for server in etcd swift-etcd; do
+    client_port=$(free_port)
+    peer_port=$(free_port)
+    binary=$([ "$server" = etcd ] && command -v etcd || echo "$bin/swift-etcd")
+    start_member "$binary" "$name" "$work/$name-$server" "$client_port" "$peer_port" "$work/$name-$server.log"
+    pids+=($!)
+    if wait_for_port "$client_port" 30; then
+      set +e
+      timeout "$seconds" "$@" "127.0.0.1:$client_port" >"$work/$name-$server.out" 2>&1
+      status=$?
+      set -e
+      grep -v -E '^PASS|Killed' "$work/$name-$server.out" || true
+      report "$what against $server ($(grep -c '^PASS' "$work/$name-$server.out") checks passed)" "$status" \
+        "$(grep FAIL "$work/$name-$server.out" | head -3)"
+    else
+      report "$server started for: $what" 1
+    fi
+    kill "${pids[-1]}" 2>/dev/null || true
+  done
+}
+
 echo "== 1. Python grpcio client -> swift grpc-bench echo service"
 port=$(free_port)
 "$bin/grpc-bench" serve --port "$port" >"$work/echo.log" 2>&1 &
@@ -340,24 +368,7 @@ fi
 echo "== 8. Go clientv3 with a user and password across an auth change, real etcd then swift-etcd"
 if (cd scripts/goclient && GO111MODULE=off GOPATH="$PWD:/usr/share/gocode" GOCACHE="$work/gocache" \
   go build -o "$work/authclient" authclient) >"$work/gobuild-auth.log" 2>&1; then
-  for server in etcd swift-etcd; do
-    client_port=$(free_port)
-    peer_port=$(free_port)
-    binary=$([ "$server" = etcd ] && command -v etcd || echo "$bin/swift-etcd")
-    start_member "$binary" auth "$work/auth-$server" "$client_port" "$peer_port" "$work/auth-$server.log"
-    pids+=($!)
-    if wait_for_port "$client_port" 30; then
-      set +e
-      timeout 180 "$work/authclient" "127.0.0.1:$client_port" >"$work/auth-$server.out" 2>&1
-      status=$?
-      set -e
-      grep -E '^(PASS|FAIL|authclient)' "$work/auth-$server.out" | grep -v '^PASS' || true
-      report "Go clientv3 auth workflow against $server" "$status" "$(grep FAIL "$work/auth-$server.out" | head -3)"
-    else
-      report "$server started for the auth checks" 1
-    fi
-    kill "${pids[-1]}" 2>/dev/null || true
-  done
+  against_both auth "Go clientv3 auth workflow" 180 "$work/authclient"
 else
   report "the Go clientv3 auth program builds" 1 "$(tail -5 "$work/gobuild-auth.log")"
 fi
@@ -412,24 +423,7 @@ fi
 kill "${pids[-1]}" 2>/dev/null || true
 
 echo "== 10. etcdctl lock and elect, the gateway's lock and election paths: the real etcd and swift-etcd"
-for server in etcd swift-etcd; do
-  client_port=$(free_port)
-  peer_port=$(free_port)
-  binary=$([ "$server" = etcd ] && command -v etcd || echo "$bin/swift-etcd")
-  start_member "$binary" coordination "$work/coordination-$server" "$client_port" "$peer_port" "$work/coordination-$server.log"
-  pids+=($!)
-  if wait_for_port "$client_port" 30; then
-    set +e
-    timeout 180 bash scripts/coordination_check.sh "127.0.0.1:$client_port" >"$work/coordination-$server.out" 2>/dev/null
-    status=$?
-    set -e
-    grep -v '^PASS' "$work/coordination-$server.out" || true
-    report "locks and elections against $server ($(grep -c '^PASS' "$work/coordination-$server.out") checks passed)" "$status"
-  else
-    report "$server started for the lock and election checks" 1
-  fi
-  kill "${pids[-1]}" 2>/dev/null || true
-done
+against_both coordination "locks and elections" 180 bash scripts/coordination_check.sh
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]

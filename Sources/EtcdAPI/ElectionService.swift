@@ -12,51 +12,39 @@ enum ElectionService {
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
         router.unary(V3electionpb_ElectionRPCs.campaign.path) {
             (request: V3electionpb_CampaignRequest, context) async throws -> V3electionpb_CampaignResponse in
-            let store = MemberCoordinationStore(server: server, caller: context.caller)
-            do {
+            try await MemberCoordinationStore.serve(server, context) { store in
                 let lease = try await request.lease == 0 ? store.grantLease(ttl: LockService.defaultSessionTTL) : request.lease
                 let (leader, header) = try await ElectionRecipe.campaign(request.name, lease: lease, value: request.value, on: store)
                 return .with {
                     $0.header = header
                     $0.leader = leader
                 }
-            } catch {
-                throw GRPCStatus(coordinationFailure: error)
             }
         }
         router.unary(V3electionpb_ElectionRPCs.proclaim.path) {
             (request: V3electionpb_ProclaimRequest, context) async throws -> V3electionpb_ProclaimResponse in
-            let store = MemberCoordinationStore(server: server, caller: context.caller)
-            do {
+            try await MemberCoordinationStore.serve(server, context) { store in
                 guard request.hasLeader else { throw CoordinationError.missingLeaderKey }
                 let header = try await ElectionRecipe.proclaim(request.value, as: request.leader, on: store)
                 return .with { $0.header = header }
-            } catch {
-                throw GRPCStatus(coordinationFailure: error)
             }
         }
         router.unary(V3electionpb_ElectionRPCs.resign.path) {
             (request: V3electionpb_ResignRequest, context) async throws -> V3electionpb_ResignResponse in
-            let store = MemberCoordinationStore(server: server, caller: context.caller)
-            do {
+            try await MemberCoordinationStore.serve(server, context) { store in
                 guard request.hasLeader else { throw CoordinationError.missingLeaderKey }
                 let header = try await ElectionRecipe.resign(request.leader, on: store)
                 return .with { $0.header = header }
-            } catch {
-                throw GRPCStatus(coordinationFailure: error)
             }
         }
         router.unary(V3electionpb_ElectionRPCs.leader.path) {
             (request: V3electionpb_LeaderRequest, context) async throws -> V3electionpb_LeaderResponse in
-            let store = MemberCoordinationStore(server: server, caller: context.caller)
-            do {
+            try await MemberCoordinationStore.serve(server, context) { store in
                 let leader = try await ElectionRecipe.leader(request.name, on: store)
                 return .with {
                     $0.header = leader.header
                     $0.kv = leader.kv
                 }
-            } catch {
-                throw GRPCStatus(coordinationFailure: error)
             }
         }
         router.serverStreaming(V3electionpb_ElectionRPCs.observe.path) {

@@ -14,25 +14,19 @@ enum LockService {
 
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
         router.unary(V3lockpb_LockRPCs.lock.path) { (request: V3lockpb_LockRequest, context) async throws -> V3lockpb_LockResponse in
-            let store = MemberCoordinationStore(server: server, caller: context.caller)
-            do {
+            try await MemberCoordinationStore.serve(server, context) { store in
                 let lease = try await request.lease == 0 ? store.grantLease(ttl: defaultSessionTTL) : request.lease
                 let lock = try await LockRecipe.lock(request.name, lease: lease, on: store)
                 return .with {
                     $0.header = lock.header
                     $0.key = lock.key
                 }
-            } catch {
-                throw GRPCStatus(coordinationFailure: error)
             }
         }
         router.unary(V3lockpb_LockRPCs.unlock.path) { (request: V3lockpb_UnlockRequest, context) async throws -> V3lockpb_UnlockResponse in
-            let store = MemberCoordinationStore(server: server, caller: context.caller)
-            do {
+            try await MemberCoordinationStore.serve(server, context) { store in
                 let header = try await LockRecipe.unlock(request.key, on: store)
                 return .with { $0.header = header }
-            } catch {
-                throw GRPCStatus(coordinationFailure: error)
             }
         }
     }

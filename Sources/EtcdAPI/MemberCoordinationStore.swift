@@ -17,6 +17,18 @@ struct MemberCoordinationStore: CoordinationStore {
     let server: EtcdServer
     let caller: AuthIdentity?
 
+    /// Runs a Lock or Election call's `body` with the store of `context`'s caller; a failure
+    /// ends the call as etcd ends it (``GRPCStatus/init(coordinationFailure:)``).
+    static func serve<Response>(
+        _ server: EtcdServer, _ context: ServerContext, _ body: (MemberCoordinationStore) async throws -> Response
+    ) async throws -> Response {
+        do {
+            return try await body(MemberCoordinationStore(server: server, caller: context.caller))
+        } catch {
+            throw GRPCStatus(coordinationFailure: error)
+        }
+    }
+
     func txn(_ request: Etcdserverpb_TxnRequest) async throws -> Etcdserverpb_TxnResponse {
         try server.validate(request)
         let write = try await propose(.txn(request))

@@ -153,21 +153,22 @@ public final class EtcdMutex: Sendable {
     /// session's place in the queue.
     @discardableResult
     public func lock() async throws(EtcdClientError) -> EtcdLock {
-        do {
-            let lock = EtcdLock(try await LockRecipe.lock(name, lease: session.lease, on: session.store))
-            held.withLock { $0 = lock }
-            return lock
-        } catch {
-            throw EtcdClientError(error)
-        }
+        try await hold { try await LockRecipe.lock($0, lease: $1, on: $2) }
     }
 
     /// Takes the lock if nobody holds it; otherwise fails at once with `mutex: Locked by
     /// another session`, leaving no key behind.
     @discardableResult
     public func tryLock() async throws(EtcdClientError) -> EtcdLock {
+        try await hold { try await LockRecipe.tryLock($0, lease: $1, on: $2) }
+    }
+
+    /// Remembers the lock `take` gets.
+    private func hold(
+        _ take: (Data, Int64, ClientCoordinationStore) async throws -> HeldLock
+    ) async throws(EtcdClientError) -> EtcdLock {
         do {
-            let lock = EtcdLock(try await LockRecipe.tryLock(name, lease: session.lease, on: session.store))
+            let lock = EtcdLock(try await take(name, session.lease, session.store))
             held.withLock { $0 = lock }
             return lock
         } catch {
