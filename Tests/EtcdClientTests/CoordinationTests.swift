@@ -65,6 +65,42 @@ struct CoordinationTests {
     }
 
     @Test(arguments: EtcdClientTests.kinds)
+    func cancelledWaitsLeaveNothingBehind(kind: ServerProcess.Kind) async throws {
+        try await ServerProcess.withFreshServer(kind) { _, client in
+            // The client's mutex: a waiter whose task is cancelled removes its key.
+            let holder = try await EtcdSession.open(client)
+            try await EtcdMutex(session: holder, name: "m").lock()
+            let waiter = EtcdMutex(session: try await EtcdSession.open(client), name: "m")
+            let waiting = Task { try await waiter.lock() }
+            try await eventually("the waiter's key") { try await count(client, prefix: "m/") == 2 }
+            waiting.cancel()
+            await #expect(throws: EtcdClientError(code: .cancelled, message: "context canceled")) { try await waiting.value }
+            try await eventually("the waiter's key removed") { try await count(client, prefix: "m/") == 1 }
+
+            // Campaigns, through the service and through the client's election: cancelled, withdrawn.
+            let leader = try await client.grantLease(ttl: 60).id
+            _ = try await client.campaign(Data("c".utf8), lease: leader, value: Data("first".utf8))
+            let other = try await client.grantLease(ttl: 60).id
+            let rpcCampaign = Task { try await client.campaign(Data("c".utf8), lease: other, value: Data("second".utf8)) }
+            try await eventually("the second campaign") { try await count(client, prefix: "c/") == 2 }
+            rpcCampaign.cancel()
+            await #expect(throws: (any Error).self) { try await rpcCampaign.value }
+            try await eventually("the second campaign withdrawn") { try await count(client, prefix: "c/") == 1 }
+            let election = EtcdElection(session: try await EtcdSession.open(client), name: "c")
+            let recipeCampaign = Task { try await election.campaign(Data("third".utf8)) }
+            try await eventually("the third campaign") { try await count(client, prefix: "c/") == 2 }
+            recipeCampaign.cancel()
+            await #expect(throws: EtcdClientError(code: .cancelled, message: "context canceled")) { try await recipeCampaign.value }
+            try await eventually("the third campaign withdrawn") { try await count(client, prefix: "c/") == 1 }
+            #expect(try await client.leader(of: Data("c".utf8)).kv.value == Data("first".utf8))
+
+            // An empty name is no error: the lock is the key "/<lease>", as in etcd.
+            let unnamed = try await client.lock(Data(), lease: leader)
+            #expect(String(decoding: unnamed.key, as: UTF8.self) == "/\(hex(leader))")
+        }
+    }
+
+    @Test(arguments: EtcdClientTests.kinds)
     func badRequestsGetEtcdsErrors(kind: ServerProcess.Kind) async throws {
         try await ServerProcess.withFreshServer(kind) { _, client in
             // etcd answers every failure of these services with UNKNOWN and its message.
