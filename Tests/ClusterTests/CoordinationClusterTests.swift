@@ -36,7 +36,7 @@ struct CoordinationClusterTests {
         FileManager.default.createFile(atPath: output.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: output)
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try ChildProcesses.launch(process)
         return process
     }
 
@@ -161,7 +161,7 @@ struct CoordinationClusterTests {
         var campaigns: [Task<Void, any Error>] = []
         for index in 0..<4 {
             let client = try cluster.client((0..<3).map { (index + $0) % 3 })
-            let session = try await EtcdSession.open(client, ttl: 2)
+            let session = try await EtcdSession.open(client, ttl: 5)
             sessions.append(session)
             let election = EtcdElection(session: session, name: "primary")
             campaigns.append(Task { try await Self.retrying(until: deadline) { try await election.campaign(Data("leader-\(index)".utf8)) } })

@@ -207,8 +207,7 @@ struct DiskFullTests {
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return -1 }
-        process.waitUntilExit()
-        return process.terminationStatus
+        guard (try? ChildProcesses.launch(process)) != nil else { return -1 }
+        return ChildProcesses.waitForExit(process) ?? -1
     }
 }

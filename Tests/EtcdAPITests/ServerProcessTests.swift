@@ -103,10 +103,10 @@ struct ServerProcessTests {
         let pipe = Pipe()
         process.standardError = pipe
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        try ChildProcesses.launch(process)
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus != 0)
+        let status = ChildProcesses.waitForExit(process)
+        #expect(status != 0)
         #expect(output.contains("--cert-file: the certificate in \(try TestCertificates.file("expired.pem")) expired at 2020-01-02"), "\(output)")
         // Nothing was written: the data directory was never made.
         #expect(!FileManager.default.fileExists(atPath: directory.path))

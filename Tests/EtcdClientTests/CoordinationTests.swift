@@ -199,7 +199,7 @@ struct CoordinationTests {
     @Test(arguments: EtcdClientTests.kinds)
     func tryLockSessionsAndTheFencingToken(kind: ServerProcess.Kind) async throws {
         try await ServerProcess.withFreshServer(kind) { _, client in
-            let holder = try await EtcdSession.open(client, ttl: 2)
+            let holder = try await EtcdSession.open(client, ttl: 5)
             let first = EtcdMutex(session: holder, name: "fence")
             let held = try await first.lock()
             let other = try await EtcdSession.open(client, ttl: 60)

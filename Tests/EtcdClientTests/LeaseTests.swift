@@ -192,10 +192,10 @@ struct LeaseTests {
                     let pipe = Pipe()
                     process.standardOutput = pipe
                     process.standardError = pipe
-                    try process.run()
+                    try ChildProcesses.launch(process)
                     let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                    process.waitUntilExit()
-                    return "exit \(process.terminationStatus): " + output
+                    let status = ChildProcesses.waitForExit(process)
+                    return "exit \(status.map(String.init) ?? "none"): " + output
                 }
                 let granted = try etcdctl(["lease", "grant", "600"])
                 // "exit 0: lease 694d7b1c3e9c5f0a granted with TTL(600s)"

@@ -125,10 +125,10 @@ struct WatchTests {
             let errors = Pipe()
             process.standardError = errors
             process.standardOutput = FileHandle.nullDevice
-            try process.run()
+            try ChildProcesses.launch(process)
             let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus != 0, "\(value)")
+            let status = ChildProcesses.waitForExit(process)
+            #expect(status != 0, "\(value)")
             #expect(output.contains("--experimental-watch-progress-notify-interval: '\(value)' is not a positive duration"), "\(output)")
         }
     }
@@ -156,10 +156,10 @@ struct WatchTests {
         etcdctl.environment = ["ETCDCTL_API": "3"]
         etcdctl.standardOutput = try FileHandle(forWritingTo: output)
         etcdctl.standardError = FileHandle.nullDevice
-        try etcdctl.run()
+        try ChildProcesses.launch(etcdctl)
         defer {
             kill(etcdctl.processIdentifier, SIGKILL)
-            etcdctl.waitUntilExit()
+            ChildProcesses.waitForExit(etcdctl)
         }
         func putsSeenByEtcdctl() -> Int {
             let text = (try? String(contentsOf: output, encoding: .isoLatin1)) ?? ""

@@ -24,9 +24,9 @@ struct AuthJWTTests {
             process.arguments = arguments
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw CocoaError(.fileWriteUnknown) }
+            try ChildProcesses.launch(process)
+            let status = ChildProcesses.waitForExit(process)
+            guard status == 0 else { throw CocoaError(.fileWriteUnknown) }
         }
         switch method.rawValue.prefix(2) {
         case "HS":

@@ -184,8 +184,8 @@ public func runTool(_ executable: URL, _ arguments: [String], environment: [Stri
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
-    try process.run()
+    try ChildProcesses.launch(process)
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    let status = ChildProcesses.waitForExit(process) ?? -1
+    return (status, String(decoding: data, as: UTF8.self))
 }

@@ -95,7 +95,7 @@ public final class ServerProcess: Sendable {
                 process.standardError = handle
             }
         }
-        try process.run()
+        try ChildProcesses.launch(process)
         self.process.withLock { $0 = process }
         // Bounded wait until it answers; a process that exits first is reported at once.
         let deadline = ContinuousClock.now + .seconds(30)
@@ -156,7 +156,7 @@ public final class ServerProcess: Sendable {
             return
         }
         signal(running)
-        running.waitUntilExit()
+        ChildProcesses.waitForExit(running)
     }
 
     deinit { kill9() }

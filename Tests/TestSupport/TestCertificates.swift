@@ -20,9 +20,9 @@ public enum TestCertificates {
             process.executableURL = URL(fileURLWithPath: "/bin/bash")
             process.arguments = [script, directory]
             process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
+            try ChildProcesses.launch(process)
+            let status = ChildProcesses.waitForExit(process)
+            guard status == 0 else {
                 throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "\(script) failed"])
             }
             made = directory
