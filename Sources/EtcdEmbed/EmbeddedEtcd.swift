@@ -86,10 +86,6 @@ public final class EmbeddedEtcd: Sendable {
         logger.info("opened backend db", metadata: [
             "path": "\(member.dataDirectory)/member/snap/backend.sqlite", "revision": "\(server.currentRevision)",
         ])
-        logger.info("published local member to cluster", metadata: [
-            "local-member-id": "\(memberID)", "cluster-id": "\(String(server.clusterID, radix: 16))", "name": "\(configuration.name)",
-        ])
-        logger.info("enabled capabilities for version", metadata: ["cluster-version": "3.6"])
         let router = EtcdRouter.make(serving: server)
         metrics.attach(server)
         let grpcMetrics: [any ServerInterceptor] =
@@ -144,15 +140,9 @@ public final class EmbeddedEtcd: Sendable {
                         credentials: clientTLS, handshakeTimeout: .nanoseconds(
                             Int64(configuration.tlsHandshakeTimeout / .nanoseconds(1))))
                 }
+                // Bound now, served once the member is ready (below).
+                grpc.acceptsAtStart = false
                 listeners.append(try await GRPCServer.start(router: router, configuration: grpc))
-                logger.info("ready to serve client requests", metadata: ["local-member-id": "\(memberID)"])
-                if url.isSecure {
-                    logger.info("serving client traffic securely", metadata: ["traffic": "grpc", "address": "\(url.url)"])
-                } else {
-                    logger.warning("serving client traffic insecurely; this is strongly discouraged!", metadata: [
-                        "traffic": "grpc", "address": "\(url.url)",
-                    ])
-                }
             }
             // etcd's --listen-metrics-urls: /metrics and the health endpoints alone, HTTP/1.1 only.
             let metricsHTTP = HTTPService(endpoints: MetricsEndpoints(server: server, metrics: metrics), maximumBodyBytes: 0)
@@ -174,8 +164,38 @@ public final class EmbeddedEtcd: Sendable {
             server.stop()
             throw error
         }
-        return EmbeddedEtcd(
+        let etcd = EmbeddedEtcd(
             server: server, listeners: listeners, metricsListeners: metricsListeners, gatewayChannel: gatewayChannel, logger: logger)
+        Task { await etcd.serveWhenReady(urls: urls, name: configuration.name) }
+        return etcd
+    }
+
+    /// Once the member has published itself through Raft (etcd's `ReadyNotify`), starts taking
+    /// client connections (those that came meanwhile waited in the backlog), says so in etcd's
+    /// words and tells systemd (`READY=1` to `$NOTIFY_SOCKET`), as etcd does at that moment.
+    private func serveWhenReady(urls: [ClientListenURL], name: String) async {
+        guard await server.readiness.wait() else { return }
+        let memberID = String(server.memberID, radix: 16)
+        logger.info("published local member to cluster through raft", metadata: [
+            "local-member-id": "\(memberID)", "cluster-id": "\(String(server.clusterID, radix: 16))", "name": "\(name)",
+        ])
+        for (listener, url) in zip(listeners, urls) {
+            do {
+                try await listener.startAccepting()
+            } catch {
+                logger.warning("cannot serve client requests", metadata: ["address": "\(url.url)", "error": "\(error)"])
+                continue
+            }
+            logger.info("ready to serve client requests", metadata: ["local-member-id": "\(memberID)"])
+            if url.isSecure {
+                logger.info("serving client traffic securely", metadata: ["traffic": "grpc", "address": "\(url.url)"])
+            } else {
+                logger.warning("serving client traffic insecurely; this is strongly discouraged!", metadata: [
+                    "traffic": "grpc", "address": "\(url.url)",
+                ])
+            }
+        }
+        SystemdNotify.ready(logger: logger)
     }
 
     /// Client TLS for the `https` and `unixs` listeners, read and checked before anything starts.

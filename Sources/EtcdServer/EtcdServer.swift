@@ -32,6 +32,8 @@ package final class EtcdServer: Sendable {
     let backend: SQLiteBackend
     /// Every watcher on this member, fed by the loop with each applied batch.
     package let watchHub: WatchHub
+    /// Whether the member has published itself since it started (when its clients may be served).
+    package let readiness = Readiness()
     /// This member's leases; the loop applies what Raft decides, the leader's keep-alives renew.
     package let lessor: Lessor
     /// Lease IDs this member hands out: its ID's low 12 bits, then a millisecond clock and a
@@ -214,7 +216,7 @@ package final class EtcdServer: Sendable {
         let loop = HandOff(MemberLoop(
             configuration: configuration, recovered: recovered, inbox: inbox, published: published, lessor: lessor,
             watchHub: watchHub, backend: backend, transport: transport, purger: purger, headers: headers, operations: operations,
-            snapDirectory: snapDirectory, tokens: authTokens.simple, logger: logger))
+            snapDirectory: snapDirectory, tokens: authTokens.simple, readiness: readiness, logger: logger))
         let thread = Thread { [self] in
             loop.take().run()
             loopExited.signal()
@@ -234,6 +236,7 @@ package final class EtcdServer: Sendable {
             return !inbox.stopping
         }
         guard first else { return }
+        readiness.markStopped()
         loopExited.wait()
         watchHub.stop()
         purger.wait()

@@ -85,9 +85,13 @@ public final class ClusterProcesses: Sendable {
         return try await waitForLeader()
     }
 
-    /// Starts (or restarts) member `index` with its data directory as it is, and `extra` flags.
-    public func start(_ index: Int, extra: [String] = []) async throws {
-        try await members[index].start(arguments: ownArguments(index) + arguments + extra)
+    /// Starts (or restarts) member `index` with its data directory as it is, `extra` flags and
+    /// `environment`; with `waitUntilServing` false, without waiting for it to answer.
+    public func start(_ index: Int, extra: [String] = [], environment: [String: String] = [:], waitUntilServing: Bool = true)
+        async throws
+    {
+        try await members[index].start(
+            environment: environment, arguments: ownArguments(index) + arguments + extra, waitUntilServing: waitUntilServing)
     }
 
     /// Starts member `index` (not a founding one) to join the running cluster, as etcd's docs

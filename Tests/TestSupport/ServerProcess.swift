@@ -66,8 +66,11 @@ public final class ServerProcess: Sendable {
     private static let nextPort = Mutex(portRange.lowerBound + Int(getpid()) * 211 % portRange.count)
 
     /// Starts the process; with `tlsFlags` false a TLS server gets its certificates from
-    /// `environment` instead of ``TestTLS/serverArguments``.
-    public func start(environment: [String: String] = [:], arguments: [String] = [], tlsFlags: Bool = true) async throws {
+    /// `environment` instead of ``TestTLS/serverArguments``. With `waitUntilServing` false it
+    /// returns once the process runs, without waiting for it to answer.
+    public func start(
+        environment: [String: String] = [:], arguments: [String] = [], tlsFlags: Bool = true, waitUntilServing: Bool = true
+    ) async throws {
         let binary = kind == .etcd ? Self.etcdBinary : Self.binary
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw GRPCStatus(.failedPrecondition, "\(binary.path) is missing (swift build, or apt-get install etcd-server)")
@@ -97,6 +100,7 @@ public final class ServerProcess: Sendable {
         }
         try ChildProcesses.launch(process)
         self.process.withLock { $0 = process }
+        guard waitUntilServing else { return }
         // Bounded wait until it answers; a process that exits first is reported at once.
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {

@@ -68,7 +68,12 @@ extension MemberLoop {
         }
         membershipChanged = true
         if update.proposer == localID {
-            if publishing?.id == update.requestID { publishing = nil }
+            if publishing?.id == update.requestID {
+                publishing = nil
+                publishedSinceStart = true
+                // Ready once the batch holding it is committed, as the other answers are.
+                pendingMembershipCompletions.append { [readiness] in readiness.markReady() }
+            }
             if let waiter = proposals.endedMembershipChange(update.requestID) {
                 let result: EtcdServer.MembershipResult = .success((membership[update.id]!, membership.members))
                 pendingMembershipCompletions.append({ waiter.completion(result) })

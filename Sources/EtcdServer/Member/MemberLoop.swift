@@ -59,6 +59,9 @@ final class MemberLoop {
     let tokens: SimpleTokens
     /// The request ID of this member's own attributes update while it is in flight.
     var publishing: (id: UInt64, deadline: ContinuousClock.Instant)?
+    /// Set once this member's attributes update of this start is applied: it is ready.
+    var publishedSinceStart = false
+    let readiness: Readiness
     var campaignedAlone = false
     /// Answers to membership changes applied in the current batch, given once it is committed.
     var pendingMembershipCompletions: [() -> Void] = []
@@ -98,7 +101,8 @@ final class MemberLoop {
     init(
         configuration: EtcdServer.Configuration, recovered: Recovered, inbox: MemberInbox, published: PublishedState,
         lessor: Lessor, watchHub: WatchHub, backend: SQLiteBackend, transport: PeerTransport, purger: FilePurger,
-        headers: ResponseHeaders, operations: OperationCounts, snapDirectory: String, tokens: SimpleTokens, logger: Logger
+        headers: ResponseHeaders, operations: OperationCounts, snapDirectory: String, tokens: SimpleTokens, readiness: Readiness,
+        logger: Logger
     ) {
         self.configuration = configuration
         node = recovered.node
@@ -113,6 +117,7 @@ final class MemberLoop {
         auth = recovered.auth
         alarms = recovered.alarms
         self.tokens = tokens
+        self.readiness = readiness
         self.inbox = inbox
         self.published = published
         self.lessor = lessor
@@ -211,10 +216,10 @@ final class MemberLoop {
     }
 
     /// Publishes this member's name and client URLs to the cluster once a leader is known, so
-    /// every member lists them (etcd's publish at start); retried until applied.
+    /// every member lists them (etcd's publish at every start, even when they are unchanged:
+    /// applying it means this member caught up with the log and is ready); retried until applied.
     func publishAttributesIfNeeded(_ now: ContinuousClock.Instant) {
-        guard soft.leader != noNode, let me = membership[localID] else { return }
-        guard me.name != configuration.name || me.clientURLs != configuration.advertiseClientURLs else { return }
+        guard !publishedSinceStart, soft.leader != noNode, membership[localID] != nil else { return }
         if let publishing, publishing.deadline > now { return }
         let id = proposals.nextRequestID()
         publishing = (id, now + configuration.requestTimeout)

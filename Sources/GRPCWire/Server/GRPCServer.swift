@@ -61,6 +61,10 @@ public final class GRPCServer: Sendable {
         /// False makes an HTTP/1.1-only listener (etcd's `--listen-metrics-urls`): HTTP/2 and
         /// gRPC are refused as anything else that is not HTTP/1.1 is.
         public var servesGRPC = true
+        /// False binds the listener but leaves connections waiting in the kernel's backlog
+        /// until ``GRPCServer/startAccepting()``: etcd opens its client ports at start and
+        /// serves them once the member is ready, so early clients wait instead of failing.
+        public var acceptsAtStart = true
 
         public init(host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil) {
             self.host = host
@@ -93,6 +97,7 @@ public final class GRPCServer: Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: isUnixSocket ? 0 : 1)
+            .serverChannelOption(.autoRead, value: configuration.acceptsAtStart)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard connections.add(channel) else {
@@ -141,6 +146,12 @@ public final class GRPCServer: Sendable {
             listener = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         }
         return GRPCServer(listener: listener, connections: connections)
+    }
+
+    /// Starts taking the connections waiting in the backlog and those that follow, for a
+    /// listener configured not to at start.
+    public func startAccepting() async throws {
+        try await listener.setOption(.autoRead, value: true).get()
     }
 
     /// The gRPC pipeline over a connection's (decrypted) bytes.
