@@ -75,12 +75,12 @@ public struct ServerFlags: ParsableArguments {
     var snapshotCount: UInt64 = 10_000
 
     @Option(
-        name: .customLong("experimental-snapshot-catchup-entries"),
+        name: [.customLong("snapshot-catchup-entries"), .customLong("experimental-snapshot-catchup-entries")],
         help: "Number of entries for a slow follower to catch-up after compacting the raft storage entries.")
     var snapshotCatchUpEntries: UInt64 = 5000
 
     @Option(
-        name: .customLong("experimental-watch-progress-notify-interval"),
+        name: [.customLong("watch-progress-notify-interval"), .customLong("experimental-watch-progress-notify-interval")],
         help: "Duration of periodic watch progress notifications (Go syntax: 10m, 30s, 500ms).")
     var watchProgressNotifyInterval = "10m"
 

@@ -9,11 +9,26 @@ import Logging
 @main
 enum Main {
     static func main() async {
-        let arguments = ServerFlags.goBooleanSyntax(EnvironmentFlags.arguments(
+        let warn = { (message: String) in FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"\(message)\"}\n".utf8)) }
+        let given = EnvironmentFlags.arguments(
             Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
-            knownFlags: ServerFlags.flagNames,
-            warn: { FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"\($0)\"}\n".utf8)) }))
-        await SwiftEtcd.main(arguments)
+            knownFlags: ServerFlags.flagNames.union(EtcdFlagTable.etcdFlags), warn: warn)
+        if given.contains("--version") {
+            print(EtcdFlagTable.versionText, terminator: "")
+            return
+        }
+        if given.contains("--print-flag-table") {
+            print(EtcdFlagTable.markdownTable(), terminator: "")
+            return
+        }
+        // etcd's flags swift-etcd does not take are refused by name, never ignored.
+        let (arguments, refusal) = EtcdFlagTable.check(given)
+        if let refusal {
+            FileHandle.standardError.write(Data("Error: \(refusal)\n".utf8))
+            exit(1)
+        }
+        for warning in EtcdFlagTable.deprecationWarnings(arguments) { warn(warning) }
+        await SwiftEtcd.main(ServerFlags.goBooleanSyntax(arguments))
     }
 }
 

@@ -1,0 +1,99 @@
+import EtcdClient
+import EtcdProto
+import Foundation
+import Testing
+import TestSupport
+
+@testable import EtcdEmbed
+
+/// Every flag of etcd 3.6's server is honoured or refused by name at start, never accepted and
+/// ignored; the help lists exactly the honoured ones (and swift-etcd's own), and docs/FLAGS.md
+/// is the table the binary prints.
+@Suite("etcd's flags, each honoured or refused")
+struct FlagTableTests {
+    /// Flags swift-etcd has that etcd does not.
+    private static let ownFlags: Set = ["auto-promote-learners", "wal-segment-bytes", "help"]
+
+    private static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        try runTool(ServerProcess.binary, arguments, environment: ["PATH": "/usr/bin:/bin"])
+    }
+
+    @Test func theHelpListsTheHonouredFlagsAndSwiftEtcdsOwn() throws {
+        let help = try Self.run(["--help"]).output
+        var listed = Set<String>()
+        for line in help.split(separator: "\n") {
+            var rest = line.drop { $0 == " " }
+            while rest.hasPrefix("--") {
+                let name = rest.dropFirst(2).prefix { $0.isLetter || $0.isNumber || $0 == "-" }
+                listed.insert(String(name))
+                rest = rest.dropFirst(2 + name.count)
+                guard rest.hasPrefix(", --") || rest.hasPrefix("/--") else { break }
+                rest = rest.drop { $0 != "-" }
+            }
+        }
+        #expect(listed.count > 50)
+        for flag in listed where !flag.hasPrefix("no-") {
+            #expect(EtcdFlagTable.etcdFlags.contains(flag) || Self.ownFlags.contains(flag), "--\(flag) is neither etcd's nor ours")
+        }
+        for flag in EtcdFlagTable.etcdFlags where flag != "version" && flag != "feature-gates" {
+            let honoured = EtcdFlagTable.treatment(of: flag) == .honoured
+            #expect(honoured == listed.contains(flag), "--\(flag): honoured \(honoured), in the help \(listed.contains(flag))")
+        }
+    }
+
+    @Test func everyFlagNotHonouredIsRefusedByName() throws {
+        var checked = 0
+        for flag in EtcdFlagTable.etcdFlags {
+            let argument: String
+            let expected: String
+            switch EtcdFlagTable.treatment(of: flag) {
+            case .honoured:
+                continue
+            case .onlyAt(let value, _):
+                let other = value == "true" ? "false" : value == "false" ? "true" : "12345"
+                argument = "--\(flag)=\(other)"
+                expected = "Error: --\(flag)=\(other) is not supported by swift-etcd: "
+            case .refused:
+                argument = "--\(flag)=x"
+                expected = "Error: --\(flag) is not supported by swift-etcd: "
+            }
+            let result = try Self.run([argument])
+            #expect(result.status == 1, "\(argument)")
+            #expect(result.output.hasPrefix(expected), "\(argument): \(result.output)")
+            checked += 1
+        }
+        #expect(checked > 80)
+        let gate = try Self.run(["--feature-gates=StopGRPCServiceOnDefrag=true"])
+        #expect(gate.output == "Error: --feature-gates: StopGRPCServiceOnDefrag=true is not supported by swift-etcd (only StopGRPCServiceOnDefrag=false)\n")
+        #expect(try Self.run(["--feature-gates=NoSuchGate=true"]).output == "Error: --feature-gates: unrecognized feature gate: NoSuchGate\n")
+        let variable = try runTool(ServerProcess.binary, [], environment: ["PATH": "/usr/bin:/bin", "ETCD_ENABLE_PPROF": "true"])
+        #expect(variable.output.contains("Error: --enable-pprof=true is not supported by swift-etcd"))
+    }
+
+    @Test func flagsAtSwiftEtcdsFixedValuesAndFeatureGatesStartAMember() async throws {
+        try await ServerProcess.withFreshServer(
+            .swiftEtcd,
+            arguments: [
+                "--enable-pprof=false", "--pre-vote", "--max-learners", "1", "--socket-reuse-port=false",
+                "--feature-gates=InitialCorruptCheck=true,TxnModeWriteWithSharedBuffer=true", "--watch-progress-notify-interval", "10m",
+                "--snapshot-catchup-entries", "5000",
+            ]
+        ) { _, client in
+            let revision = try await client.put("k", "v").header.revision
+            #expect(revision == 2)
+        }
+    }
+
+    @Test func versionPrintsEtcdsLayout() throws {
+        let lines = try Self.run(["--version"]).output.split(separator: "\n")
+        #expect(lines.count == 4)
+        #expect(lines.first == "etcd Version: 3.6.0")
+        #expect(lines.map { $0.prefix { $0 != ":" } } == ["etcd Version", "Git SHA", "Go Version", "Go OS/Arch"])
+    }
+
+    @Test func theDocsTableIsTheOneTheBinaryPrints() throws {
+        let docs = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/EtcdEmbedTests/FlagTableTests.swift", with: "docs/FLAGS.md"), encoding: .utf8)
+        #expect(docs.contains(EtcdFlagTable.markdownTable()), "regenerate with scripts/flag-table.sh")
+        #expect(try Self.run(["--print-flag-table"]).output == EtcdFlagTable.markdownTable())
+    }
+}
