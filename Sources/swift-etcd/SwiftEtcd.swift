@@ -9,10 +9,17 @@ import Logging
 @main
 enum Main {
     static func main() async {
-        let warn = { (message: String) in FileHandle.standardError.write(Data("{\"level\":\"warn\",\"msg\":\"\(message)\"}\n".utf8)) }
-        let given = EnvironmentFlags.arguments(
+        let environment = EnvironmentFlags.arguments(
             Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
-            knownFlags: ServerFlags.flagNames.union(EtcdFlagTable.etcdFlags), warn: warn)
+            knownFlags: ServerFlags.flagNames.union(EtcdFlagTable.etcdFlags))
+        for variable in environment.unrecognized {
+            log("warn", "unrecognized environment variable", ["environment-variable": variable])
+        }
+        if let conflicting = environment.conflicting {
+            log("fatal", "conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))", ["environment-variable": conflicting])
+            exit(1)
+        }
+        let given = environment.arguments
         if given.contains("--version") {
             print(EtcdFlagTable.versionText, terminator: "")
             return
@@ -27,8 +34,18 @@ enum Main {
             FileHandle.standardError.write(Data("Error: \(refusal)\n".utf8))
             exit(1)
         }
-        for warning in EtcdFlagTable.deprecationWarnings(arguments) { warn(warning) }
+        for warning in EtcdFlagTable.deprecationWarnings(arguments) { log("warn", warning) }
         await SwiftEtcd.main(ServerFlags.goBooleanSyntax(arguments))
+    }
+
+    /// One JSON log line on standard error, as etcd logs before its logger is set up.
+    private static func log(_ level: String, _ message: String, _ fields: [String: String] = [:]) {
+        func quoted(_ text: String) -> String {
+            (try? JSONEncoder().encode(text)).map { String(decoding: $0, as: UTF8.self) } ?? "\"\""
+        }
+        var line = "{\"level\":\(quoted(level)),\"msg\":\(quoted(message))"
+        for (key, value) in fields.sorted(by: { $0.key < $1.key }) { line += ",\(quoted(key)):\(quoted(value))" }
+        FileHandle.standardError.write(Data((line + "}\n").utf8))
     }
 }
 
