@@ -43,8 +43,8 @@ struct ClientCoordinationStore: CoordinationStore {
     }
 }
 
-/// A lease kept alive in the background for as long as the session is open: the life of the
-/// locks and campaigns made with it (clientv3's `concurrency.Session`). When the lease is lost
+/// A lease kept alive in the background for as long as the session is open (and held): the
+/// life of the locks and campaigns made with it (clientv3's `concurrency.Session`). When the lease is lost
 /// (it expired while no member could be reached, or was revoked), the session ends and says
 /// so: every lock and leadership made with it is gone too.
 public final class EtcdSession: Sendable {
@@ -99,6 +99,11 @@ public final class EtcdSession: Sendable {
 
     /// Stops renewing the lease and leaves it to expire on its own.
     public func orphan() {
+        keeper.cancel()
+    }
+
+    /// A session nobody holds any more stops renewing its lease, which then expires.
+    deinit {
         keeper.cancel()
     }
 

@@ -234,6 +234,17 @@ struct CoordinationTests {
         }
     }
 
+    @Test func aSessionNobodyHoldsLetsItsLeaseExpire() async throws {
+        try await ServerProcess.withFreshServer(.swiftEtcd) { _, client in
+            var session: EtcdSession? = try await EtcdSession.open(client, ttl: 2)
+            let lease = try #require(session?.lease)
+            try await Task.sleep(for: .seconds(3))
+            #expect(try await client.leaseTimeToLive(lease).ttl > 0)  // renewed while held
+            session = nil
+            try await eventually("the dropped session's lease expired") { try await client.leaseTimeToLive(lease).ttl == -1 }
+        }
+    }
+
     @Test(arguments: EtcdClientTests.kinds)
     func electionRecipeObserversSeeEveryLeaderInOrder(kind: ServerProcess.Kind) async throws {
         try await ServerProcess.withFreshServer(kind) { _, client in
