@@ -229,6 +229,9 @@ final class MemberLoop {
     }
 
     func onTick(_ now: ContinuousClock.Instant) {
+        // A follower sends only to its leader; it connects to the other peers too, so its
+        // reconfiguration checks see every started member (etcd's followers stream to all).
+        transport.connectToIdlePeers()
         retryUnproposed()
         publishAttributesIfNeeded(now)
         if configuration.autoPromoteLearners { promoteCaughtUpLearners(now) }

@@ -78,6 +78,18 @@ final class PeerSender: Sendable {
         }
     }
 
+    /// Opens the connection if there is none and no attempt is under way or due later, without
+    /// sending anything: every member keeps a connection to every peer, as etcd's streams do,
+    /// so any member can tell which peers are up (``isConnected``), followers included.
+    func connectIfIdle() {
+        let start = state.withLock { state -> Bool in
+            guard !state.closed, state.channel == nil, !state.connecting, ContinuousClock.now >= state.nextAttempt else { return false }
+            state.connecting = true
+            return true
+        }
+        if start { connect() }
+    }
+
     /// `count` messages were not sent: counted, and the peer reported unreachable.
     private func dropped(_ count: Int) {
         traffic.sentFailures.add(UInt64(count), ordering: .relaxed)

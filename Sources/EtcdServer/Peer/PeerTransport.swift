@@ -182,6 +182,11 @@ final class PeerTransport: Sendable {
         return described
     }
 
+    /// Connects to every peer not connected yet (see ``PeerSender/connectIfIdle()``).
+    func connectToIdlePeers() {
+        for sender in senders.withLock({ $0.values }) { sender.connectIfIdle() }
+    }
+
     /// Whether a connection to `peer` is up now: etcd's "started member" for reconfiguration checks.
     func isConnected(_ peer: NodeID) -> Bool {
         senders.withLock { $0[peer] }?.isConnected ?? false
