@@ -36,6 +36,8 @@ package final class EtcdServer: Sendable {
     package let readiness = Readiness()
     /// This member's leases; the loop applies what Raft decides, the leader's keep-alives renew.
     package let lessor: Lessor
+    /// The keep-alives and time-to-live questions this member answers while it leads.
+    let leaderLeases: LeaderLeaseAnswers
     /// Lease IDs this member hands out: its ID's low 12 bits, then a millisecond clock and a
     /// counter (after etcd's generator), so members rarely pick the same one (a clash is
     /// refused as `lease already exists`).
@@ -161,7 +163,9 @@ package final class EtcdServer: Sendable {
             simple: SimpleTokens(ttl: configuration.authTokenTTL), jwt: configuration.jwtTokens,
             hasher: PasswordHasher(cost: configuration.bcryptCost))
         let authTokens = auth
-        let (inbox, backend, lessor) = (inbox, backend, lessor)
+        let progress = ApplyProgress()
+        leaderLeases = LeaderLeaseAnswers(lessor: lessor, progress: progress, inbox: inbox, timeout: configuration.requestTimeout)
+        let (inbox, backend, lessor, leaderLeases) = (inbox, backend, lessor, leaderLeases)
         let published = published
         let transport = PeerTransport(
             localID: memberID, clusterID: clusterID, group: group, snapshotDirectory: snapDirectory,
@@ -178,8 +182,8 @@ package final class EtcdServer: Sendable {
                         forwarded: true)
                     if !inbox.submit({ $0.membershipChanges.append(proposal) }) { completion(.failure(.stopped)) }
                 },
-                renewLease: { id in Self.renew(id, on: lessor) },
-                leaseTimeToLive: { id in Self.timeToLive(id, on: lessor) },
+                renewLease: leaderLeases.renew,
+                leaseTimeToLive: leaderLeases.timeToLive,
                 hashKV: { revision, completion in
                     DispatchQueue.global().async {
                         completion(Result { () throws(EtcdError) in try Self.keyspaceHash(at: revision, published: published, backend: backend) })
@@ -214,7 +218,7 @@ package final class EtcdServer: Sendable {
             transport.startProbing(every: .seconds(4)) { peer, duration in roundTrip(peer, duration) }
         }
         let loop = HandOff(MemberLoop(
-            configuration: configuration, recovered: recovered, inbox: inbox, published: published, lessor: lessor,
+            configuration: configuration, recovered: recovered, inbox: inbox, published: published, progress: progress, lessor: lessor,
             watchHub: watchHub, backend: backend, transport: transport, purger: purger, headers: headers, operations: operations,
             snapDirectory: snapDirectory, tokens: authTokens.simple, readiness: readiness, logger: logger))
         let thread = Thread { [self] in

@@ -8,6 +8,8 @@ final class MemberInbox: Sendable {
     struct Contents {
         var proposals: [EtcdServer.Proposal] = []
         var reads: [EtcdServer.ReadWaiter] = []
+        /// Waiting until everything committed when they arrived is applied (no read index).
+        var appliedWaits: [EtcdServer.ReadWaiter] = []
         var messages: [Message] = []
         var unreachable: Set<NodeID> = []
         var transfers: [EtcdServer.LeaderTransfer] = []
@@ -16,7 +18,7 @@ final class MemberInbox: Sendable {
         var stopping = false
 
         var isEmpty: Bool {
-            proposals.isEmpty && reads.isEmpty && messages.isEmpty && unreachable.isEmpty && transfers.isEmpty
+            proposals.isEmpty && reads.isEmpty && appliedWaits.isEmpty && messages.isEmpty && unreachable.isEmpty && transfers.isEmpty
                 && snapshotReports.isEmpty && membershipChanges.isEmpty && !stopping
         }
     }

@@ -102,6 +102,91 @@ struct LeaseClusterTests {
         #expect(remaining == ttls)
     }
 
+    /// A follower may apply a grant, and answer it, before the leader has applied it: the
+    /// leader sends the new commit index before it writes its log and applies. A keep-alive
+    /// sent at once must still find the lease (a TTL of 0 would end the client's session, as
+    /// it did for a lock holder in the lock campaign).
+    @Test("320 leases granted through a follower while the leader is busy writing: each is found by the keep-alive and time-to-live sent at once")
+    func keepAliveRightAfterGrantFindsTheLease() async throws {
+        let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
+        defer { cluster.destroy() }
+        let leader = try await cluster.startAndElect()
+        let writer = try EtcdClient(endpoints: [cluster.endpoint(leader)])
+        defer { Task { await writer.close() } }
+        let writing = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<16 {
+                    group.addTask {
+                        var n = 0
+                        while !Task.isCancelled {
+                            try await writer.put("load/\(worker)", String(n))
+                            n += 1
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        defer { writing.cancel() }
+
+        let answers = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    let client = try EtcdClient(endpoints: [cluster.endpoint((leader + 1) % 3)])
+                    let keepAlive = try await client.keepAliveStream()
+                    var responses = keepAlive.responses.makeAsyncIterator()
+                    var ttls: [Int64] = []
+                    for _ in 0..<40 {
+                        let lease = try await client.grantLease(ttl: 60)
+                        try await keepAlive.keepAlive(lease.id)
+                        ttls.append(try #require(try await responses.next()).ttl)
+                        let next = try await client.grantLease(ttl: 60)
+                        ttls.append(try await client.leaseTimeToLive(next.id).grantedTtl)
+                    }
+                    keepAlive.close()
+                    await client.close()
+                    return ttls
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(answers.count == 640)
+        #expect(answers.filter { $0 != 60 }.count == 0)
+    }
+
+    /// A keep-alive reaching a follower while there is no leader, or a leader that has not yet
+    /// applied its first entry, waits for the leader (as etcd's does) instead of failing: a
+    /// failed keep-alive stream ends clientv3's keep-alive and our session, and the lease with them.
+    @Test("keep-alives sent every 20 ms to a follower across the leader's kill -9: each answered with the TTL, the stream never fails")
+    func keepAlivesThroughAnElection() async throws {
+        let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
+        defer { cluster.destroy() }
+        let leader = try await cluster.startAndElect()
+        let follower = (leader + 1) % 3
+        let client = try EtcdClient(endpoints: [cluster.endpoint(follower)])
+        defer { Task { await client.close() } }
+        let lease = try await client.grantLease(ttl: 30)
+        let keepAlive = try await client.keepAliveStream()
+        defer { keepAlive.close() }
+        var responses = keepAlive.responses.makeAsyncIterator()
+
+        var ttls: [Int64] = []
+        let start = ContinuousClock.now
+        var killed = false
+        while ContinuousClock.now < start + .seconds(4) {
+            if !killed, ContinuousClock.now >= start + .milliseconds(500) {
+                cluster.members[leader].kill9()
+                killed = true
+            }
+            try await keepAlive.keepAlive(lease.id)
+            ttls.append(try #require(try await responses.next()).ttl)
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(ttls.count >= 20)
+        #expect(ttls.filter { $0 != 30 }.isEmpty)
+        #expect(try await client.leaseTimeToLive(lease.id).grantedTtl == 30)
+    }
+
     @Test("the leader killed while 1,000 leases of 60 s live: none expires early, none outlives TTL + election timeout")
     func leasesSurviveTheLeadersDeath() async throws {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)

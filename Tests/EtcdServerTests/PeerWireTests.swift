@@ -80,7 +80,8 @@ struct PeerWireTests {
                 unreachable: { _ in recorder.unreachable.withLock { $0 += 1 } },
                 snapshotStatus: { _, _ in }, copyBackend: { _ in }, membership: { Membership() },
                 promote: { _, completion in completion(.failure(.notLeader)) },
-                renewLease: { _ in .failure(.notLeader) }, leaseTimeToLive: { _ in .failure(.notLeader) },
+                renewLease: { _, completion in completion(.failure(.notLeader)) },
+                leaseTimeToLive: { _, completion in completion(.failure(.notLeader)) },
                 hashKV: { _, completion in completion(.failure(.notLeader)) }))
     }
 

@@ -28,6 +28,7 @@ final class MemberLoop {
     let inbox: MemberInbox
     /// What requests read without the loop: the loop publishes each applied state there.
     let published: PublishedState
+    let progress: ApplyProgress
     let lessor: Lessor
     let watchHub: WatchHub
     let backend: SQLiteBackend
@@ -100,7 +101,7 @@ final class MemberLoop {
     /// ``EtcdServer`` facade.
     init(
         configuration: EtcdServer.Configuration, recovered: Recovered, inbox: MemberInbox, published: PublishedState,
-        lessor: Lessor, watchHub: WatchHub, backend: SQLiteBackend, transport: PeerTransport, purger: FilePurger,
+        progress: ApplyProgress, lessor: Lessor, watchHub: WatchHub, backend: SQLiteBackend, transport: PeerTransport, purger: FilePurger,
         headers: ResponseHeaders, operations: OperationCounts, snapDirectory: String, tokens: SimpleTokens, readiness: Readiness,
         logger: Logger
     ) {
@@ -120,6 +121,7 @@ final class MemberLoop {
         self.readiness = readiness
         self.inbox = inbox
         self.published = published
+        self.progress = progress
         self.lessor = lessor
         self.watchHub = watchHub
         self.backend = backend
@@ -176,6 +178,9 @@ final class MemberLoop {
             startTransfers(inbox.transfers)
             propose(inbox.proposals)
             requestRead(inbox.reads)
+            for wait in reads.awaitApply(inbox.appliedWaits, through: commitIndex, appliedIndex: appliedIndex) {
+                wait.completion(.success(()))
+            }
             for change in inbox.membershipChanges { changeMembership(change) }
             while node.hasReady { handleReady() }
             campaignIfAlone()
@@ -384,6 +389,7 @@ final class MemberLoop {
     func handleReady() {
         let ready = node.ready()
         if let newSoft = ready.softState { roleChanged(newSoft) }
+        if let state = ready.hardState { progress.willSendCommit(state.commit) }
         transport.send(ready.messages)
         if let snapshot = ready.snapshot { install(snapshot) }
         persist(ready)
@@ -430,6 +436,7 @@ final class MemberLoop {
     }
 
     func publishStatus() {
+        progress.didApply(through: appliedIndex)
         published.publish(
             raft: EtcdServer.RaftSummary(
                 term: term, leader: soft.leader, role: soft.role, commitIndex: commitIndex, appliedIndex: appliedIndex,

@@ -53,13 +53,17 @@ struct ReadIndexQueue {
         var ready: [Read] = []
         for state in states {
             guard let context = BigEndian.number(state.context), let batch = batches.removeValue(forKey: context) else { continue }
-            if state.index <= appliedIndex {
-                ready += batch.reads
-            } else {
-                awaitingApply.append((state.index, batch.reads))
-            }
+            ready += awaitApply(batch.reads, through: state.index, appliedIndex: appliedIndex)
         }
         return ready
+    }
+
+    /// Queues `reads` until `index` is applied; returns them at once if it already is.
+    mutating func awaitApply(_ reads: [Read], through index: UInt64, appliedIndex: UInt64) -> [Read] {
+        guard !reads.isEmpty else { return [] }
+        if index <= appliedIndex { return reads }
+        awaitingApply.append((index, reads))
+        return []
     }
 
     /// The reads whose read index is now applied.

@@ -156,9 +156,11 @@ final class PeerReceiver: ChannelInboundHandler {
             }
         case .renewLease(let id):
             guard !joining else { throw PeerWire.DecodingError(description: "only members may forward keep-alives") }
-            switch callbacks.renewLease(id) {
-            case .success(let ttl): reply(PeerResponse(clusterID: clusterID, leaseTTL: ttl))
-            case .failure(let error): reply(PeerResponse(clusterID: clusterID, error: error))
+            callbacks.renewLease(id) { result in
+                switch result {
+                case .success(let ttl): reply(PeerResponse(clusterID: clusterID, leaseTTL: ttl))
+                case .failure(let error): reply(PeerResponse(clusterID: clusterID, error: error))
+                }
             }
         case .hashKV(let revision):
             guard !joining else { throw PeerWire.DecodingError(description: "only members may ask for a keyspace hash") }
@@ -170,9 +172,11 @@ final class PeerReceiver: ChannelInboundHandler {
             }
         case .leaseTimeToLive(let id):
             guard !joining else { throw PeerWire.DecodingError(description: "only members may ask for a lease's time to live") }
-            switch callbacks.leaseTimeToLive(id) {
-            case .success(let timeToLive): reply(PeerResponse(clusterID: clusterID, timeToLive: timeToLive))
-            case .failure(let error): reply(PeerResponse(clusterID: clusterID, error: error))
+            callbacks.leaseTimeToLive(id) { result in
+                switch result {
+                case .success(let timeToLive): reply(PeerResponse(clusterID: clusterID, timeToLive: timeToLive))
+                case .failure(let error): reply(PeerResponse(clusterID: clusterID, error: error))
+                }
             }
         }
     }

@@ -29,9 +29,9 @@ final class PeerTransport: Sendable {
         /// Promotes a learner on behalf of a follower (this member should be the leader).
         var promote: @Sendable (UInt64, @escaping @Sendable (EtcdServer.MembershipResult) -> Void) -> Void
         /// Renews a lease on behalf of a follower (this member should be the leader).
-        var renewLease: @Sendable (Int64) -> Result<Int64, EtcdError>
+        var renewLease: @Sendable (Int64, @escaping @Sendable (Result<Int64, EtcdError>) -> Void) -> Void
         /// A lease's time to live, for a follower (this member should be the leader).
-        var leaseTimeToLive: @Sendable (Int64) -> Result<LeaseTimeToLive?, EtcdError>
+        var leaseTimeToLive: @Sendable (Int64, @escaping @Sendable (Result<LeaseTimeToLive?, EtcdError>) -> Void) -> Void
         /// This member's keyspace hash at a revision, computed off the event loops.
         var hashKV: @Sendable (Int64, @escaping @Sendable (Result<KeyspaceHash, EtcdError>) -> Void) -> Void
     }
