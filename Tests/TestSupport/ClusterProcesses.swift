@@ -69,14 +69,11 @@ public final class ClusterProcesses: Sendable {
     /// The peer URL member `index` advertises (what `etcdctl member add --peer-urls` takes).
     public func peerURL(_ index: Int) -> String { "\(members[index].scheme)://127.0.0.1:\(advertisedPeerPorts[index])" }
 
-    /// Starts every founding member (concurrently: each waits for its peers to elect a leader).
+    /// Starts every founding member: all are launched first, then each is waited for (a member
+    /// serves once its peers are up and a leader is elected).
     public func start() async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in 0..<founding {
-                group.addTask { try await self.start(index) }
-            }
-            try await group.waitForAll()
-        }
+        for index in 0..<founding { try await start(index, waitUntilServing: false) }
+        for index in 0..<founding { try await members[index].waitUntilServing() }
     }
 
     /// Starts every founding member and returns the index of the leader they elect.
