@@ -115,7 +115,6 @@ public enum EtcdFlagTable {
             "experimental-downgrade-check-time": .onlyAt("5s", reason: "the downgrade check interval is fixed"),
             "experimental-stop-grpc-service-on-defrag": .onlyAt("false", reason: "defragmentation never stops serving"),
             "unsafe-no-fsync": .onlyAt("false", reason: "swift-etcd always syncs its log"),
-            "config-file": .refused("the YAML configuration file is not supported yet"),
         ]
         for flag in ["enable-distributed-tracing", "experimental-enable-distributed-tracing"] {
             table[flag] = .onlyAt("false", reason: noTracing)

@@ -9,6 +9,13 @@ import TransportSecurity
 public struct ServerFlags: ParsableArguments {
     public init() {}
 
+    /// Read by the entry point before parsing (``ConfigFile``): when set, the file's settings
+    /// replace every other flag and `ETCD_*` variable.
+    @Option(
+        name: .customLong("config-file"),
+        help: "Path to the server configuration file (etcd's YAML). Other flags and ETCD_* variables are then ignored.")
+    var configFile: String?
+
     @Option(name: .customLong("name"), help: "Human-readable name for this member.")
     var name = "default"
 

@@ -9,17 +9,23 @@ import Logging
 @main
 enum Main {
     static func main() async {
-        let environment = EnvironmentFlags.arguments(
-            Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
-            knownFlags: ServerFlags.flagNames.union(EtcdFlagTable.etcdFlags))
-        for variable in environment.unrecognized {
-            log("warn", "unrecognized environment variable", ["environment-variable": variable])
+        let commandLine = Array(CommandLine.arguments.dropFirst())
+        let variables = ProcessInfo.processInfo.environment
+        let given: [String]
+        if !commandLine.contains("--version"), let path = ConfigFile.path(commandLine: commandLine, environment: variables) {
+            given = configuration(from: path, ignoring: ConfigFile.ignored(commandLine: commandLine, environment: variables))
+        } else {
+            let environment = EnvironmentFlags.arguments(
+                commandLine, environment: variables, knownFlags: ServerFlags.flagNames.union(EtcdFlagTable.etcdFlags))
+            for variable in environment.unrecognized {
+                log("warn", "unrecognized environment variable", ["environment-variable": variable])
+            }
+            if let conflicting = environment.conflicting {
+                log("fatal", "conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))", ["environment-variable": conflicting])
+                exit(1)
+            }
+            given = environment.arguments
         }
-        if let conflicting = environment.conflicting {
-            log("fatal", "conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))", ["environment-variable": conflicting])
-            exit(1)
-        }
-        let given = environment.arguments
         if given.contains("--version") {
             print(EtcdFlagTable.versionText, terminator: "")
             return
@@ -36,6 +42,24 @@ enum Main {
         }
         for warning in EtcdFlagTable.deprecationWarnings(arguments) { log("warn", warning) }
         await SwiftEtcd.main(ServerFlags.goBooleanSyntax(arguments))
+    }
+
+    /// The flags the configuration file at `path` stands for; exits as etcd does (after
+    /// `failed to verify flags`) when it cannot be read or holds a setting swift-etcd refuses.
+    private static func configuration(from path: String, ignoring ignored: [String]) -> [String] {
+        do {
+            let file = try ConfigFile.load(path: path)
+            let arguments = try file.checkedArguments()
+            log("info", "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided", ["path": path])
+            if !ignored.isEmpty {
+                log("warn", "ignoring command-line flags and environment variables: a configuration file is given", ["ignored": ignored.joined(separator: ",")])
+            }
+            for warning in file.warnings { log("warn", warning, ["path": path]) }
+            return arguments
+        } catch {
+            log("warn", "failed to verify flags", ["error": error.description, "path": path])
+            exit(1)
+        }
     }
 
     /// One JSON log line on standard error, as etcd logs before its logger is set up.

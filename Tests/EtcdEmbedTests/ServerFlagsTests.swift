@@ -11,7 +11,7 @@ import TransportSecurity
 struct ServerFlagsTests {
     @Test func flagNamesAreReadOffTheDeclarations() {
         #expect(ServerFlags.flagNames == [
-            "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
+            "config-file", "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
             "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token", "initial-cluster-state",
             "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
             "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
