@@ -30,6 +30,9 @@ public struct EmbedConfiguration: Sendable {
     public var initialAdvertisePeerURLs = ["http://localhost:2380"]
     public var initialCluster = "default=http://localhost:2380"
     public var initialClusterToken = "etcd-cluster"
+    /// `--discovery-srv`: the initial cluster comes from DNS SRV records instead of
+    /// ``initialCluster``.
+    public var discoverySRV: SRVDiscovery?
     public var initialClusterState = ClusterState.new
     /// Milliseconds.
     public var heartbeatInterval = 100

@@ -50,6 +50,10 @@ public final class EmbeddedEtcd: Sendable {
         let urls = try configuration.listenClientURLs.map(ClientListenURL.init)
         let metricsURLs = try configuration.listenMetricsURLs.map(ClientListenURL.init)
         var member = configuration.memberConfiguration
+        if let discovery = configuration.discoverySRV {
+            member.initialCluster = try discovery.initialCluster(
+                name: configuration.name, advertisedPeerURLs: configuration.initialAdvertisePeerURLs, logger: logger)
+        }
         let clientTLS = try clientCredentials(configuration, urls: urls + metricsURLs, logger: logger)
         member.peerTLS = try peerCredentials(configuration, logger: logger)
         member.peerHandshakeTimeout = configuration.tlsHandshakeTimeout

@@ -67,7 +67,7 @@ public enum EtcdFlagTable {
 
     private static let notBbolt = "the backend is SQLite, not bbolt"
     private static let noTracing = "swift-etcd exports no OpenTelemetry traces"
-    private static let noDiscovery = "swift-etcd bootstraps from --initial-cluster only (discovery is not supported yet)"
+    private static let noDiscovery = "discovery by URL is not supported yet (--initial-cluster and --discovery-srv are)"
     private static let legacy = "an etcd 2 flag that etcd 3.6 ignores; swift-etcd refuses it rather than ignore it"
 
     private static let exceptions: [String: Treatment] = {

@@ -47,6 +47,19 @@ public struct ServerFlags: ParsableArguments {
     @Option(name: .customLong("initial-cluster"), help: "Initial cluster configuration for bootstrapping.")
     var initialCluster = "default=http://localhost:2380"
 
+    @Option(name: .customLong("discovery-srv"), help: "DNS domain used to bootstrap initial cluster (from its SRV records).")
+    var discoverySRV: String?
+
+    @Option(
+        name: .customLong("discovery-srv-name"),
+        help: "Suffix to the DNS srv name queried when bootstrapping using DNS ('_etcd-server-ssl-<name>._tcp').")
+    var discoverySRVName = ""
+
+    @Option(
+        name: .customLong("discovery-srv-resolver"),
+        help: ArgumentHelp("DNS server (ip:port) for --discovery-srv instead of /etc/resolv.conf's; for tests.", visibility: .hidden))
+    var discoverySRVResolver: String?
+
     @Option(name: .customLong("initial-cluster-token"), help: "Initial cluster token for the etcd cluster during bootstrap.")
     var initialClusterToken = "etcd-cluster"
 
@@ -217,6 +230,14 @@ public struct ServerFlags: ParsableArguments {
         configuration.listenPeerURLs = Self.list(listenPeerURLs)
         configuration.initialAdvertisePeerURLs = Self.list(initialAdvertisePeerURLs)
         configuration.initialCluster = initialCluster
+        if let domain = discoverySRV, !domain.isEmpty {
+            // etcd's default --initial-cluster is the one a member alone would have.
+            guard initialCluster == "default=http://localhost:2380" else {
+                throw ConfigurationError(
+                    "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\", \"discovery-endpoints\" or \"discovery-srv\"")
+            }
+            configuration.discoverySRV = SRVDiscovery(domain: domain, serviceName: discoverySRVName, resolver: discoverySRVResolver)
+        }
         configuration.initialClusterToken = initialClusterToken
         configuration.initialClusterState = state
         configuration.heartbeatInterval = heartbeatInterval

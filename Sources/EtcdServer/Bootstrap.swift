@@ -38,7 +38,9 @@ extension EtcdServer {
             throw ConfigurationError("couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
         }
         let advertised = configuration.initialAdvertisePeerURLs
-        guard !advertised.isEmpty else { return (cluster, local) }
+        // Host names count as the addresses they resolve to (a cluster from DNS SRV records
+        // names members by host, their flags often by IP), as etcd compares them.
+        guard !advertised.isEmpty, !PeerURL.sameAddresses(local.peerURLs, advertised) else { return (cluster, local) }
         let listed = local.peerURLs.map { "\(configuration.name)=\($0)" }
         let missing = local.peerURLs.filter { !advertised.contains($0) }
         if !missing.isEmpty {

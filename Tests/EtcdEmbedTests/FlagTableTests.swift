@@ -12,7 +12,7 @@ import TestSupport
 @Suite("etcd's flags, each honoured or refused")
 struct FlagTableTests {
     /// Flags swift-etcd has that etcd does not.
-    private static let ownFlags: Set = ["auto-promote-learners", "wal-segment-bytes", "help"]
+    private static let ownFlags: Set = ["auto-promote-learners", "wal-segment-bytes", "discovery-srv-resolver", "help"]
 
     private static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
         try runTool(ServerProcess.binary, arguments, environment: ["PATH": "/usr/bin:/bin"])

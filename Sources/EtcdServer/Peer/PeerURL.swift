@@ -4,7 +4,7 @@ import NIOPosix
 import TransportSecurity
 
 /// A member's peer URL: `http://host:port`, or `https://host:port` for peer TLS.
-struct PeerURL: Sendable, Hashable {
+package struct PeerURL: Sendable, Hashable {
     var host: String
     var port: Int
     var isSecure: Bool
@@ -40,5 +40,40 @@ struct PeerURL: Sendable, Hashable {
                 }
             }
             .connect(host: host, port: port)
+    }
+}
+
+extension PeerURL {
+    /// The address this URL's host resolves to, as `ip:port` (the first the system's resolver
+    /// gives); nil when it does not resolve or the URL is not a peer URL.
+    package static func resolvedAddress(_ url: String) -> String? {
+        guard let peer = PeerURL(url) else { return nil }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var results: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(peer.host, String(peer.port), &hints, &results) == 0, let first = results else { return nil }
+        defer { freeaddrinfo(results) }
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(first.pointee.ai_addr, first.pointee.ai_addrlen, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 else {
+            return nil
+        }
+        return "\(String(cString: host)):\(peer.port)"
+    }
+
+    /// Whether two lists of peer URLs name the same members' addresses: equal as written, or
+    /// once every host is resolved (etcd's `URLStringsEqual`: `http://infra0.example.com:2380`
+    /// from DNS is `http://10.0.1.10:2380` on the command line).
+    package static func sameAddresses(_ first: [String], _ second: [String]) -> Bool {
+        if Set(first) == Set(second) { return true }
+        func resolved(_ urls: [String]) -> [String]? {
+            var addresses: [String] = []
+            for url in urls {
+                guard let address = resolvedAddress(url) else { return nil }
+                addresses.append((url.hasPrefix("https") ? "https://" : "http://") + address)
+            }
+            return addresses.sorted()
+        }
+        guard let first = resolved(first), let second = resolved(second) else { return false }
+        return first == second
     }
 }
