@@ -11,7 +11,7 @@ import TestSupport
 @testable import EtcdEmbed
 
 /// `--auth-token jwt,…`: every signing method etcd offers, with keys made by openssl.
-@Suite("Auth with JWT tokens")
+@Suite("Auth with JWT tokens", .serialized)
 struct AuthJWTTests {
     /// Makes a key pair (or an HMAC secret) for `method` with openssl; returns (private, public).
     static func keys(_ method: AuthTokenOptions.SignMethod, in directory: URL) throws -> (String, String?) {
