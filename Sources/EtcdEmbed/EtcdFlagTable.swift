@@ -75,7 +75,6 @@ public enum EtcdFlagTable {
             "initial-election-tick-advance": .onlyAt("true", reason: "a fresh member always advances its election ticks"),
             "listen-client-http-urls": .refused("gRPC and HTTP/1.1 share the client URLs (told apart per connection)"),
             "memory-mlock": .onlyAt("false", reason: "swift-etcd does not lock its memory"),
-            "experimental-memory-mlock": .onlyAt("false", reason: "swift-etcd does not lock its memory"),
             "backend-bbolt-freelist-type": .onlyAt("map", reason: notBbolt),
             "backend-batch-interval": .refused("the backend commits every applied batch at once"),
             "backend-batch-limit": .onlyAt("0", reason: "the backend commits every applied batch at once"),
@@ -98,24 +97,25 @@ public enum EtcdFlagTable {
             "enable-log-rotation": .onlyAt("false", reason: "swift-etcd does not rotate log files"),
             "log-rotation-config-json": .refused("swift-etcd does not rotate log files"),
             "warning-unary-request-duration": .onlyAt("300ms", reason: "the slow-request threshold is fixed"),
-            "experimental-warning-unary-request-duration": .onlyAt("300ms", reason: "the slow-request threshold is fixed"),
             "warning-apply-duration": .onlyAt("100ms", reason: "the slow-apply threshold is fixed"),
-            "experimental-warning-apply-duration": .onlyAt("100ms", reason: "the slow-apply threshold is fixed"),
             "experimental-enable-lease-checkpoint": .onlyAt("false", reason: "leases keep their TTLs through snapshots instead"),
             "experimental-enable-lease-checkpoint-persist": .onlyAt("false", reason: "leases keep their TTLs through snapshots instead"),
             "compaction-batch-limit": .onlyAt("1000", reason: "compaction deletes in fixed batches"),
-            "experimental-compaction-batch-limit": .onlyAt("1000", reason: "compaction deletes in fixed batches"),
             "compaction-sleep-interval": .onlyAt("0s", reason: "compaction does not pause between batches"),
-            "experimental-compaction-sleep-interval": .onlyAt("0s", reason: "compaction does not pause between batches"),
             "experimental-txn-mode-write-with-shared-buffer": .onlyAt("true", reason: "transactions always read what they wrote"),
             "bootstrap-defrag-threshold-megabytes": .onlyAt("0", reason: "defragmentation is online (docs/OPERATIONS.md)"),
-            "experimental-bootstrap-defrag-threshold-megabytes": .onlyAt("0", reason: "defragmentation is online (docs/OPERATIONS.md)"),
             "max-learners": .onlyAt("1", reason: "a cluster has at most one learner, etcd's default"),
             "downgrade-check-time": .onlyAt("5s", reason: "the downgrade check interval is fixed"),
-            "experimental-downgrade-check-time": .onlyAt("5s", reason: "the downgrade check interval is fixed"),
             "experimental-stop-grpc-service-on-defrag": .onlyAt("false", reason: "defragmentation never stops serving"),
             "unsafe-no-fsync": .onlyAt("false", reason: "swift-etcd always syncs its log"),
         ]
+        // etcd 3.6 still takes these under their deprecated experimental names, meaning the same.
+        for flag in [
+            "memory-mlock", "warning-unary-request-duration", "warning-apply-duration", "compaction-batch-limit",
+            "compaction-sleep-interval", "bootstrap-defrag-threshold-megabytes", "downgrade-check-time",
+        ] {
+            table["experimental-" + flag] = table[flag]
+        }
         for flag in ["enable-distributed-tracing", "experimental-enable-distributed-tracing"] {
             table[flag] = .onlyAt("false", reason: noTracing)
         }

@@ -51,8 +51,7 @@ struct ConfigFileClusterTests {
             try Self.configuration(cluster, member: index).write(to: url, atomically: true, encoding: .utf8)
             files.append(url)
         }
-        for index in 0..<3 { try await cluster.members[index].start(arguments: ["--config-file", files[index].path], waitUntilServing: false) }
-        for index in 0..<3 { try await cluster.members[index].waitUntilServing() }
+        try await cluster.start { ["--config-file", files[$0].path] }
         _ = try await cluster.waitForLeader()
 
         let members = try cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])

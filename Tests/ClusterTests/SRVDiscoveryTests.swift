@@ -45,8 +45,7 @@ struct SRVDiscoveryTests {
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster-token", "srv-cluster",
             ] + ClusterTests.timers
         }
-        for index in 0..<3 { try await cluster.members[index].start(arguments: arguments(index), waitUntilServing: false) }
-        for index in 0..<3 { try await cluster.members[index].waitUntilServing() }
+        try await cluster.start(with: arguments)
         _ = try await cluster.waitForLeader()
 
         let members = try cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])

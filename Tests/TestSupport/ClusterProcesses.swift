@@ -72,7 +72,13 @@ public final class ClusterProcesses: Sendable {
     /// Starts every founding member: all are launched first, then each is waited for (a member
     /// serves once its peers are up and a leader is elected).
     public func start() async throws {
-        for index in 0..<founding { try await start(index, waitUntilServing: false) }
+        try await start { self.ownArguments($0) + self.arguments }
+    }
+
+    /// Starts every founding member with `arguments(index)` alone (none of the cluster's own
+    /// flags): all are launched first, then each is waited for.
+    public func start(with arguments: (Int) -> [String]) async throws {
+        for index in 0..<founding { try await members[index].start(arguments: arguments(index), waitUntilServing: false) }
         for index in 0..<founding { try await members[index].waitUntilServing() }
     }
 
