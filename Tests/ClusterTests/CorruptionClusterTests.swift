@@ -10,7 +10,7 @@ import TestSupport
 /// etcd's corruption checks with real processes and real files: a member whose backend was
 /// changed on disk refuses to start (`--experimental-initial-corrupt-check`), and one whose data
 /// changes while it runs is found by the leader's periodic check, which raises CORRUPT.
-@Suite("Corruption checks")
+@Suite("Corruption checks", .cluster)
 struct CorruptionClusterTests {
     /// A value easy to find in the backend's files.
     static let marker = "corruption-marker-" + String(repeating: "m", count: 64)
@@ -85,7 +85,9 @@ struct CorruptionClusterTests {
         let log = try String(contentsOf: cluster.directory.appendingPathComponent("m2.log"), encoding: .utf8)
         #expect(log.contains("found data inconsistency with peers"))
 
-        // The others still serve; the flipped byte put back, the member starts.
+        // The others still serve (once they have elected a leader: member 2 may have led);
+        // the flipped byte put back, the member starts.
+        _ = try await cluster.waitForLeader(among: [0, 1])
         try await client.put("still", "serving")
         #expect(try Self.flipMarker(in: cluster.members[2].dataDirectory, back: true) >= 1)
         try await cluster.start(2)
@@ -116,7 +118,7 @@ struct CorruptionClusterTests {
         await #expect(throws: corrupt) { try await client.put("k", "v") }
         await #expect(throws: corrupt) { _ = try await client.get("marked") }
         await #expect(throws: corrupt) { try await client.grantLease(ttl: 10) }
-        let health = try cluster.etcdctl(["endpoint", "health"], endpoints: [0])
+        let health = try await cluster.etcdctl(["endpoint", "health"], endpoints: [0])
         #expect(health.output.contains("alarm activated: CORRUPT") || health.output.contains("unhealthy"), "\(health.output)")
     }
 
