@@ -383,7 +383,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RaftTests",
-            dependencies: ["Raft"],
+            dependencies: ["Raft", "TestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -10,7 +10,7 @@ import TestSupport
 /// Auth on three `swift-etcd` processes: changes made through one member hold on every member,
 /// a token issued by one member works on the others, and a restarted member still enforces
 /// what it was told before it stopped.
-@Suite("Auth on a three-member cluster", .serialized)
+@Suite("Auth on a three-member cluster", .cluster, .serialized)
 struct AuthClusterTests {
     /// One call to member `index` with `token` (nil: none).
     func call<Request: Message, Response: Message>(

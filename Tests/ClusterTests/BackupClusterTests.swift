@@ -9,13 +9,13 @@ import TestSupport
 /// etcd's disaster-recovery path with real processes and the real tools: `etcdctl snapshot
 /// save` from one member of a cluster under writes, `swift-etcdutl snapshot restore` into
 /// every member of a new cluster, which then serves exactly the backup's keys and revisions.
-@Suite("Backup and restore of a cluster")
+@Suite("Backup and restore of a cluster", .cluster)
 struct BackupClusterTests {
     /// `swift-etcdutl` beside `swift-etcd` in the build folder.
     static let etcdutl = ServerProcess.binary.deletingLastPathComponent().appendingPathComponent("swift-etcdutl")
 
-    static func etcdutl(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        try runTool(etcdutl, arguments)
+    static func etcdutl(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await runTool(etcdutl, arguments)
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/etcdctl")))
@@ -34,12 +34,12 @@ struct BackupClusterTests {
         }
         try await Task.sleep(for: .milliseconds(100))
         let backup = original.directory.appendingPathComponent("backup.db").path
-        let saved = try original.etcdctl(["snapshot", "save", backup], endpoints: [1])
+        let saved = try await original.etcdctl(["snapshot", "save", backup], endpoints: [1])
         #expect(saved.status == 0, "\(saved.output)")
         #expect(saved.output.contains("Snapshot saved at \(backup)"))
         try await writer.value
 
-        let status = try Self.etcdutl(["snapshot", "status", backup, "-w", "json"])
+        let status = try await Self.etcdutl(["snapshot", "status", backup, "-w", "json"])
         #expect(status.status == 0, "\(status.output)")
         let revision = try #require(
             (try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any])?["revision"] as? Int64)
@@ -51,7 +51,7 @@ struct BackupClusterTests {
         defer { restored.destroy() }
         let initialCluster = (0..<3).map { "\(restored.names[$0])=\(restored.peerURL($0))" }.joined(separator: ",")
         for index in 0..<3 {
-            let made = try Self.etcdutl([
+            let made = try await Self.etcdutl([
                 "snapshot", "restore", backup, "--name", restored.names[index], "--data-dir", restored.members[index].dataDirectory.path,
                 "--initial-cluster", initialCluster, "--initial-cluster-token", "test-cluster",
                 "--initial-advertise-peer-urls", restored.peerURL(index),

@@ -7,7 +7,7 @@ import Testing
 
 /// Real multi-process clusters: members started as etcd's documentation starts them, driven by
 /// the Swift client, killed with SIGKILL.
-@Suite("Multi-member clusters", .serialized)
+@Suite("Multi-member clusters", .cluster, .serialized)
 struct ClusterTests {
     /// Short Raft timers keep the tests quick; the ratios are etcd's defaults (1:10).
     static let timers = ["--heartbeat-interval", "50", "--election-timeout", "500"]
@@ -177,7 +177,7 @@ struct ClusterTests {
 }
 
 /// Partitions made by cutting peer links (``PeerLinkProxies``), with every process running.
-@Suite("Cluster partitions", .serialized)
+@Suite("Cluster partitions", .cluster, .serialized)
 struct PartitionTests {
     @Test("an isolated leader steps down and refuses; the majority elects a leader and goes on; healing converges")
     func isolatedLeader() async throws {

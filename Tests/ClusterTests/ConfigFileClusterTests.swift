@@ -5,7 +5,7 @@ import Testing
 import TestSupport
 
 /// A cluster started as a packaged etcd is: each member from its own `etcd.conf.yml`.
-@Suite("A cluster from configuration files", .serialized)
+@Suite("A cluster from configuration files", .cluster, .serialized)
 struct ConfigFileClusterTests {
     /// Member `index`'s configuration file, as kubeadm-style TLS deployments write it.
     private static func configuration(_ cluster: ClusterProcesses, member index: Int) throws -> String {
@@ -54,7 +54,7 @@ struct ConfigFileClusterTests {
         try await cluster.start { ["--config-file", files[$0].path] }
         _ = try await cluster.waitForLeader()
 
-        let members = try cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])
+        let members = try await cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])
         #expect(members.status == 0)
         for index in 0..<3 {
             #expect(members.output.contains(", started, m\(index), \(cluster.peerURL(index)), \(cluster.members[index].clientURL), false"))
@@ -68,7 +68,7 @@ struct ConfigFileClusterTests {
             await view.close()
         }
         // The client TLS block is in force: a plain-text client is refused.
-        let plain = try runTool(
+        let plain = try await runTool(
             URL(fileURLWithPath: "/usr/bin/etcdctl"), ["--endpoints", "127.0.0.1:\(cluster.members[0].port)", "--dial-timeout", "2s", "get", "x"],
             environment: ["ETCDCTL_API": "3"])
         #expect(plain.status != 0)

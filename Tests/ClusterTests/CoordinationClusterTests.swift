@@ -8,7 +8,7 @@ import Testing
 
 /// Locks and elections on a 3-member cluster of processes, with members and lock holders
 /// killed (kill -9) while clients contend.
-@Suite("Locks and elections on clusters", .serialized)
+@Suite("Locks and elections on clusters", .cluster, .serialized)
 struct CoordinationClusterTests {
     /// Retries `body` until it succeeds, pausing briefly after each failure (a member down, a
     /// leader being elected), until `deadline`.

@@ -9,7 +9,7 @@ import TestSupport
 /// etcd's disaster recovery when a cluster lost its quorum for good: a survivor restarts with
 /// `--force-new-cluster` as a one-member cluster holding every committed write, and new
 /// members join it as usual.
-@Suite("Disaster recovery")
+@Suite("Disaster recovery", .cluster)
 struct DisasterRecoveryTests {
     @Test func aSurvivorOfALostQuorumRestartsAloneWithEveryWriteAndGrowsAgain() async throws {
         let cluster = try await ClusterProcesses(size: 4, founding: 3)

@@ -5,7 +5,7 @@ import TestSupport
 
 /// `/health` and `/readyz` follow the cluster: a member that loses its quorum turns to 503 with
 /// etcd's reasons within about an election timeout, and back to 200 once the quorum is back.
-@Suite("Health endpoints on a cluster that loses and regains its quorum", .serialized)
+@Suite("Health endpoints on a cluster that loses and regains its quorum", .cluster, .serialized)
 struct HealthClusterTests {
     /// Polls `path` on `port` every 50 ms until `accept` holds, at most `limit`; the time it took.
     func waitFor(

@@ -8,7 +8,7 @@ import Testing
 
 /// Leases on real clusters: expiry decided by the leader and applied through Raft,
 /// keep-alives through followers, and TTLs that survive the leader's death.
-@Suite("Leases on clusters", .serialized)
+@Suite("Leases on clusters", .cluster, .serialized)
 struct LeaseClusterTests {
     /// How many keys under `prefix` exist, read linearizably.
     private static func count(_ client: EtcdClient, prefix: String) async throws -> Int64 {

@@ -8,7 +8,7 @@ import Testing
 /// a real cluster while members are killed, paused and cut off; the recorded history must be
 /// linearizable. `LINEARIZABILITY_RUNS` and `LINEARIZABILITY_SECONDS` lengthen the campaign,
 /// `LINEARIZABILITY_SEED` replays one run's choices (`scripts/linearizability-campaign.sh`).
-@Suite("Linearizability under faults", .serialized)
+@Suite("Linearizability under faults", .cluster, .serialized)
 struct LinearizabilityTests {
     static let environment = ProcessInfo.processInfo.environment
     static let runs = environment["LINEARIZABILITY_RUNS"].flatMap(Int.init) ?? 1

@@ -8,7 +8,7 @@ import Testing
 
 /// `etcdctl member add` prints the `ETCD_*` variables the new member needs; pasted into its
 /// environment, they start it as a member of the cluster, as with etcd.
-@Suite("Joining with etcdctl member add's variables", .serialized)
+@Suite("Joining with etcdctl member add's variables", .cluster, .serialized)
 struct MemberAddEnvironmentTests {
     @Test("a one-member cluster grows to two with the variables etcdctl member add prints")
     func theVariablesOfMemberAddStartTheNewMember() async throws {
@@ -16,7 +16,7 @@ struct MemberAddEnvironmentTests {
         defer { cluster.destroy() }
         try await cluster.start()
         _ = try await cluster.waitForLeader(among: [0])
-        let added = try cluster.etcdctl(["member", "add", "m1", "--peer-urls=\(cluster.peerURL(1))"], endpoints: [0])
+        let added = try await cluster.etcdctl(["member", "add", "m1", "--peer-urls=\(cluster.peerURL(1))"], endpoints: [0])
         #expect(added.status == 0, "\(added.output)")
         var environment: [String: String] = [:]
         for line in added.output.split(separator: "\n") where line.hasPrefix("ETCD_") {

@@ -6,7 +6,7 @@ import TestSupport
 import Testing
 
 /// Membership changes driven by Debian's real `etcdctl`, with writes going on throughout.
-@Suite("Membership changes", .serialized)
+@Suite("Membership changes", .cluster, .serialized)
 struct MembershipTests {
     struct MemberJSON: Decodable {
         var ID: UInt64
@@ -27,8 +27,8 @@ struct MembershipTests {
         var members: [MemberJSON]
     }
 
-    private func memberList(_ cluster: ClusterProcesses, via endpoints: [Int]) throws -> MemberListJSON {
-        let (status, output) = try cluster.etcdctl(["member", "list", "-w", "json"], endpoints: endpoints)
+    private func memberList(_ cluster: ClusterProcesses, via endpoints: [Int]) async throws -> MemberListJSON {
+        let (status, output) = try await cluster.etcdctl(["member", "list", "-w", "json"], endpoints: endpoints)
         #expect(status == 0, "\(output)")
         return try JSONDecoder().decode(MemberListJSON.self, from: Data(output.utf8))
     }
@@ -39,10 +39,10 @@ struct MembershipTests {
         defer { cluster.destroy() }
         _ = try await cluster.startAndElect()
         // Members publish their names and client URLs once a leader is known.
-        var list = try memberList(cluster, via: [0])
+        var list = try await memberList(cluster, via: [0])
         for _ in 0..<200 where list.members.contains(where: { $0.name?.isEmpty ?? true }) {
             try await Task.sleep(for: .milliseconds(50))
-            list = try memberList(cluster, via: [0])
+            list = try await memberList(cluster, via: [0])
         }
         #expect(list.members.count == 3)
         #expect(Set(list.members.compactMap(\.name)) == ["m0", "m1", "m2"])
@@ -54,12 +54,12 @@ struct MembershipTests {
         }
         #expect(list.header.raft_term >= 2)
         // Every member answers the same list.
-        #expect(try memberList(cluster, via: [2]).members.map(\.ID) == list.members.map(\.ID))
+        #expect(try await memberList(cluster, via: [2]).members.map(\.ID) == list.members.map(\.ID))
         // etcdctl finds every member's client URL in the list: --cluster reaches all three.
-        let (statusCode, statusOutput) = try cluster.etcdctl(["endpoint", "status", "--cluster", "-w", "json"], endpoints: [1])
+        let (statusCode, statusOutput) = try await cluster.etcdctl(["endpoint", "status", "--cluster", "-w", "json"], endpoints: [1])
         #expect(statusCode == 0, "\(statusOutput)")
         #expect(statusOutput.components(separatedBy: "\"Endpoint\"").count - 1 == 3)
-        let (healthCode, healthOutput) = try cluster.etcdctl(["endpoint", "health", "--cluster"], endpoints: [1])
+        let (healthCode, healthOutput) = try await cluster.etcdctl(["endpoint", "health", "--cluster"], endpoints: [1])
         #expect(healthCode == 0, "\(healthOutput)")
         #expect(healthOutput.components(separatedBy: "is healthy").count - 1 == 3)
     }
@@ -91,23 +91,23 @@ struct MembershipTests {
         }
 
         // Add m3 as a learner; etcdctl prints the environment for the new member.
-        let (addStatus, addOutput) = try cluster.etcdctl(
+        let (addStatus, addOutput) = try await cluster.etcdctl(
             ["member", "add", "m3", "--learner", "--peer-urls=\(cluster.peerURL(3))"], endpoints: [0])
         #expect(addStatus == 0, "\(addOutput)")
         #expect(addOutput.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""))
-        let learner = try #require(try memberList(cluster, via: [0]).members.first { $0.peerURLs == [cluster.peerURL(3)] })
+        let learner = try #require(try await memberList(cluster, via: [0]).members.first { $0.peerURLs == [cluster.peerURL(3)] })
         #expect(learner.isLearner == true)
 
         try await cluster.join(3, with: [0, 1, 2])
         // A learner refuses writes and linearizable reads, as etcd's does.
-        let (learnerPut, learnerOutput) = try cluster.etcdctl(["put", "x", "y"], endpoints: [3])
+        let (learnerPut, learnerOutput) = try await cluster.etcdctl(["put", "x", "y"], endpoints: [3])
         #expect(learnerPut != 0)
         #expect(learnerOutput.contains("etcdserver: rpc not supported for learner"))
 
         // Promote once it has caught up (etcd refuses before: learner not ready).
         var promoted = false
         for _ in 0..<200 {
-            let (status, output) = try cluster.etcdctl(["member", "promote", String(learner.ID, radix: 16)], endpoints: [1])
+            let (status, output) = try await cluster.etcdctl(["member", "promote", String(learner.ID, radix: 16)], endpoints: [1])
             if status == 0 {
                 promoted = true
                 break
@@ -116,24 +116,24 @@ struct MembershipTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(promoted)
-        #expect(try memberList(cluster, via: [3]).members.first { $0.ID == learner.ID }?.isLearner == nil)
+        #expect(try await memberList(cluster, via: [3]).members.first { $0.ID == learner.ID }?.isLearner == nil)
 
         // Hand leadership to the new member.
         let leader = try await cluster.waitForLeader(among: [0, 1, 2, 3])
-        let (moveStatus, moveOutput) = try cluster.etcdctl(
+        let (moveStatus, moveOutput) = try await cluster.etcdctl(
             ["move-leader", String(learner.ID, radix: 16)], endpoints: [leader])
         #expect(moveStatus == 0, "\(moveOutput)")
         #expect(try await cluster.waitForLeader(among: [0, 1, 2, 3]) == 3)
 
         // Remove m0: it stops by itself.
-        let m0 = try #require(try memberList(cluster, via: [1]).members.first { $0.name == "m0" })
-        let (removeStatus, removeOutput) = try cluster.etcdctl(["member", "remove", String(m0.ID, radix: 16)], endpoints: [1])
+        let m0 = try #require(try await memberList(cluster, via: [1]).members.first { $0.name == "m0" })
+        let (removeStatus, removeOutput) = try await cluster.etcdctl(["member", "remove", String(m0.ID, radix: 16)], endpoints: [1])
         #expect(removeStatus == 0, "\(removeOutput)")
         for _ in 0..<200 where cluster.members[0].isRunning {
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(!cluster.members[0].isRunning)
-        #expect(Set(try memberList(cluster, via: [1]).members.compactMap(\.name)) == ["m1", "m2", "m3"])
+        #expect(Set(try await memberList(cluster, via: [1]).members.compactMap(\.name)) == ["m1", "m2", "m3"])
 
         stop.store(true, ordering: .relaxed)
         let failures = await writer.value
@@ -161,13 +161,13 @@ struct MembershipTests {
         let client = try EtcdClient(endpoints: [cluster.endpoint(0)])
         defer { Task { await client.close() } }
         for index in 0..<50 { try await client.put("k\(index)", "v") }
-        let (status, output) = try cluster.etcdctl(
+        let (status, output) = try await cluster.etcdctl(
             ["member", "add", "m3", "--learner", "--peer-urls=\(cluster.peerURL(3))"], endpoints: [0])
         #expect(status == 0, "\(output)")
         try await cluster.join(3, with: [0, 1, 2])
         var learner: Bool? = true
         for _ in 0..<200 {
-            learner = try memberList(cluster, via: [0]).members.first { $0.peerURLs == [cluster.peerURL(3)] }?.isLearner
+            learner = try await memberList(cluster, via: [0]).members.first { $0.peerURLs == [cluster.peerURL(3)] }?.isLearner
             if learner == nil { break }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -184,20 +184,20 @@ struct MembershipTests {
         let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers)
         defer { cluster.destroy() }
         _ = try await cluster.startAndElect()
-        let (dupStatus, dupOutput) = try cluster.etcdctl(["member", "add", "again", "--peer-urls=\(cluster.peerURL(1))"], endpoints: [0])
+        let (dupStatus, dupOutput) = try await cluster.etcdctl(["member", "add", "again", "--peer-urls=\(cluster.peerURL(1))"], endpoints: [0])
         #expect(dupStatus != 0)
         #expect(dupOutput.contains("etcdserver: Peer URLs already exists"))
-        let (missingStatus, missingOutput) = try cluster.etcdctl(["member", "remove", "1234"], endpoints: [0])
+        let (missingStatus, missingOutput) = try await cluster.etcdctl(["member", "remove", "1234"], endpoints: [0])
         #expect(missingStatus != 0)
         #expect(missingOutput.contains("etcdserver: member not found"))
-        let voter = try #require(try memberList(cluster, via: [0]).members.first)
-        let (promoteStatus, promoteOutput) = try cluster.etcdctl(["member", "promote", String(voter.ID, radix: 16)], endpoints: [0])
+        let voter = try #require(try await memberList(cluster, via: [0]).members.first)
+        let (promoteStatus, promoteOutput) = try await cluster.etcdctl(["member", "promote", String(voter.ID, radix: 16)], endpoints: [0])
         #expect(promoteStatus != 0)
         #expect(promoteOutput.contains("etcdserver: can only promote a learner member"))
         // With one of three members down, removing another would leave one of two started: refused.
         cluster.members[2].kill9()
-        let others = try memberList(cluster, via: [0]).members.filter { $0.peerURLs != [cluster.peerURL(0)] && $0.peerURLs != [cluster.peerURL(2)] }
-        let (strictStatus, strictOutput) = try cluster.etcdctl(["member", "remove", String(others[0].ID, radix: 16)], endpoints: [0])
+        let others = try await memberList(cluster, via: [0]).members.filter { $0.peerURLs != [cluster.peerURL(0)] && $0.peerURLs != [cluster.peerURL(2)] }
+        let (strictStatus, strictOutput) = try await cluster.etcdctl(["member", "remove", String(others[0].ID, radix: 16)], endpoints: [0])
         #expect(strictStatus != 0)
         #expect(strictOutput.contains("etcdserver: re-configuration failed due to not enough started members"))
     }

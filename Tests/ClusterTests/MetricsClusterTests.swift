@@ -8,7 +8,7 @@ import TestSupport
 /// `/metrics` on a three-member cluster: what every member applied is counted alike on each,
 /// the peers' traffic and round trips are reported per member ID, and the gRPC latency
 /// histograms appear with `--metrics extensive`.
-@Suite("Metrics on a cluster", .serialized)
+@Suite("Metrics on a cluster", .cluster, .serialized)
 struct MetricsClusterTests {
     /// The samples of a scrape, by series (`name{labels}`), as numbers.
     static func scrape(port: Int) async throws -> [String: Double] {

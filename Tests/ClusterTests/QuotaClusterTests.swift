@@ -8,7 +8,7 @@ import TestSupport
 
 /// The space quota on a 3-member cluster: NOSPACE raised by a member refuses growing writes on
 /// every member, and etcd's way out (compact, defragment every member, disarm) works.
-@Suite("Space quota on a cluster")
+@Suite("Space quota on a cluster", .cluster)
 struct QuotaClusterTests {
     static let noSpace = EtcdClientError(code: .resourceExhausted, message: "etcdserver: mvcc: database space exceeded")
 
@@ -49,13 +49,13 @@ struct QuotaClusterTests {
         let deleted = try await client.delete(Data("fill/".utf8), rangeEnd: Data("fill0".utf8))
         #expect(deleted.deleted == Int64(filled))
         try await client.compact(revision: deleted.header.revision)
-        let defrag = try cluster.etcdctl(["defrag", "--cluster"], endpoints: [0])
+        let defrag = try await cluster.etcdctl(["defrag", "--cluster"], endpoints: [0])
         #expect(defrag.status == 0, "\(defrag.output)")
         #expect(defrag.output.components(separatedBy: "Finished defragmenting etcd member").count == 4, "\(defrag.output)")
         for index in cluster.members.indices {
             #expect(try await cluster.status(index).dbSize < 1 << 20)
         }
-        let disarm = try cluster.etcdctl(["alarm", "disarm"], endpoints: [0])
+        let disarm = try await cluster.etcdctl(["alarm", "disarm"], endpoints: [0])
         #expect(disarm.status == 0 && disarm.output.contains("alarm:NOSPACE"), "\(disarm.output)")
         #expect(try await client.call(Etcdserverpb_MaintenanceRPCs.alarm, .with { $0.action = .get }).alarms.isEmpty)
         for index in 0..<(filled / 2) { try await client.put("again/\(index)", value) }

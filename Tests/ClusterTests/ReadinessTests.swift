@@ -10,7 +10,7 @@ import Testing
 /// When a member starts serving clients: as etcd, once it has published itself through Raft
 /// (a leader, the member caught up with its own publish entry), and not before; systemd hears
 /// `READY=1` at that moment.
-@Suite("Readiness", .serialized)
+@Suite("Readiness", .cluster, .serialized)
 struct ReadinessTests {
     /// A Unix datagram socket bound in a fresh directory, as systemd's `$NOTIFY_SOCKET`.
     private final class NotifySocket {

@@ -6,7 +6,7 @@ import TestSupport
 
 /// `--discovery-srv`: members find each other through DNS SRV records served by a real DNS
 /// server (Debian's dnsmasq) bound to 127.0.0.1 on a port the test picks.
-@Suite("A cluster bootstrapped from DNS SRV records", .serialized, .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/dnsmasq")))
+@Suite("A cluster bootstrapped from DNS SRV records", .cluster, .serialized, .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/dnsmasq")))
 struct SRVDiscoveryTests {
     /// dnsmasq answering only for `etcd.test`, with the given `--srv-host` records.
     private static func dnsServer(port: Int, records: [String], log: URL) throws -> Process {
@@ -48,7 +48,7 @@ struct SRVDiscoveryTests {
         try await cluster.start(with: arguments)
         _ = try await cluster.waitForLeader()
 
-        let members = try cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])
+        let members = try await cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])
         #expect(members.status == 0)
         for index in 0..<3 {
             // Peer URLs as the records name them; names as each member published its own.
@@ -63,7 +63,7 @@ struct SRVDiscoveryTests {
 
         // A member whose advertised peer URL no record names cannot find itself.
         let stranger = try await ServerProcess.freePort()
-        let refused = try runTool(ServerProcess.binary, [
+        let refused = try await runTool(ServerProcess.binary, [
             "--name", "m9", "--data-dir", cluster.directory.appendingPathComponent("m9").path, "--discovery-srv", "etcd.test",
             "--discovery-srv-resolver", "127.0.0.1:\(dnsPort)", "--listen-peer-urls", "http://127.0.0.1:\(stranger)",
             "--initial-advertise-peer-urls", "http://127.0.0.1:\(stranger)",
@@ -73,7 +73,7 @@ struct SRVDiscoveryTests {
         #expect(refused.status == 1)
         #expect(refused.output.contains("cannot find local etcd member \\\"m9\\\" in SRV records"))
         #expect(!FileManager.default.fileExists(atPath: cluster.directory.appendingPathComponent("m9/member").path))
-        let twoWays = try runTool(
+        let twoWays = try await runTool(
             ServerProcess.binary, ["--discovery-srv", "etcd.test", "--initial-cluster", "a=http://127.0.0.1:1"], environment: ["PATH": "/usr/bin:/bin"])
         #expect(twoWays.status != 0)
         #expect(twoWays.output.contains("multiple discovery or bootstrap flags are set"))

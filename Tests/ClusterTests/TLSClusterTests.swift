@@ -9,7 +9,7 @@ import TestSupport
 
 /// Three `swift-etcd` processes started as kubeadm starts etcd: client and peer certificates,
 /// `--client-cert-auth`, `--peer-client-cert-auth`, `https` everywhere.
-@Suite("A TLS cluster as kubeadm runs etcd", .serialized)
+@Suite("A TLS cluster as kubeadm runs etcd", .cluster, .serialized)
 struct TLSClusterTests {
     /// Waits until member `index`'s own (serializable) view holds `key`, at most 30 s.
     func waitUntil(_ cluster: ClusterProcesses, member index: Int, holds key: String) async throws -> Bool {
@@ -33,10 +33,10 @@ struct TLSClusterTests {
         for index in 0..<20 { try await everyone.put("before-\(index)", "\(index)") }
         for member in 0..<3 { #expect(try await waitUntil(cluster, member: member, holds: "before-19")) }
 
-        let members = try cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])
+        let members = try await cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])
         #expect(members.status == 0)
         #expect(members.output.split(separator: "\n").filter { $0.contains(", started, m") && $0.contains("https://127.0.0.1:") }.count == 3)
-        let health = try cluster.etcdctl(["endpoint", "health"], endpoints: [0, 1, 2])
+        let health = try await cluster.etcdctl(["endpoint", "health"], endpoints: [0, 1, 2])
         #expect(health.status == 0, "\(health.output)")
 
         cluster.members[leader].kill9()

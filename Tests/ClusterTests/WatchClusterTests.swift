@@ -8,7 +8,7 @@ import Testing
 
 /// Watches on real clusters: every member delivers what it applies; clients resume from
 /// their last revision on another member, or on the same one restarted.
-@Suite("Watch on clusters", .serialized)
+@Suite("Watch on clusters", .cluster, .serialized)
 struct WatchClusterTests {
     /// `put key=value@revision` / `del key@revision` for each event.
     private static func describe(_ events: [Mvccpb_Event]) -> [String] {

@@ -5,8 +5,9 @@ import GRPCWire
 import NIOCore
 import SwiftProtobuf
 import Testing
+import TestSupport
 
-@Suite("Bad input gets etcd's status and the member keeps serving")
+@Suite("Bad input gets etcd's status and the member keeps serving", .server)
 struct BadInputTests {
     private func withMember(_ body: (GRPCClientConnection) async throws -> Void) async throws {
         let member = try TemporaryMember()

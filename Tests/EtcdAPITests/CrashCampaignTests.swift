@@ -11,7 +11,7 @@ import Testing
 /// snapshots, segment rollover and purges happening all the time, and checks after every restart
 /// that nothing acknowledged was lost or changed. `CRASH_KILLS` sets the number of kills (20 by
 /// default); `CRASH_SEED` replays a run. `scripts/crash-campaign.sh N` runs a long campaign.
-@Suite("Crash campaign", .serialized)
+@Suite("Crash campaign", .cpuBound, .serialized)
 struct CrashCampaignTests {
     /// Small snapshot interval and segments, few files kept: kills land during snapshots and purges too.
     static let arguments = [
@@ -152,7 +152,7 @@ struct CrashCampaignTests {
 
 /// A full disk must stop the member without losing or corrupting anything acknowledged. Needs a
 /// small tmpfs (root); where mounting is not allowed the test says so and passes vacuously.
-@Suite("Disk full", .serialized)
+@Suite("Disk full", .cpuBound, .serialized)
 struct DiskFullTests {
     @Test func aFullDiskStopsTheMemberAndLosesNothingAcknowledged() async throws {
         let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-tinyfs-\(UUID().uuidString)")

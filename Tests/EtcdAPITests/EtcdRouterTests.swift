@@ -6,8 +6,9 @@ import GRPCWire
 import NIOCore
 import SwiftProtobuf
 import Testing
+import TestSupport
 
-@Suite("The etcd routing table")
+@Suite("The etcd routing table", .server)
 struct EtcdRouterTests {
     @Test func catalogCoversEtcdsWholeAPI() {
         let services = Set(RPCCatalog.all.map { $0.path.split(separator: "/")[0] })

@@ -9,7 +9,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-@Suite("swift-etcd as a process", .serialized)
+@Suite("swift-etcd as a process", .server, .serialized)
 struct ServerProcessTests {
     private func withDataDirectory(_ body: (URL) async throws -> Void) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-process-\(UUID().uuidString)")
@@ -91,21 +91,13 @@ struct ServerProcessTests {
         }
     }
 
-    @Test func unusableCertificatesStopTheStartWithTheFlagAndFile() throws {
-        let process = Process()
-        process.executableURL = ServerProcess.binary
+    @Test func unusableCertificatesStopTheStartWithTheFlagAndFile() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-tls-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        process.arguments = [
+        let (status, output) = try await runTool(ServerProcess.binary, [
             "--data-dir", directory.path, "--listen-client-urls", "https://127.0.0.1:1", "--advertise-client-urls", "https://127.0.0.1:1",
             "--cert-file", try TestCertificates.file("expired.pem"), "--key-file", try TestCertificates.file("expired-key.pem"),
-        ]
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = FileHandle.nullDevice
-        try ChildProcesses.launch(process)
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let status = ChildProcesses.waitForExit(process)
+        ])
         #expect(status != 0)
         #expect(output.contains("--cert-file: the certificate in \(try TestCertificates.file("expired.pem")) expired at 2020-01-02"), "\(output)")
         // Nothing was written: the data directory was never made.

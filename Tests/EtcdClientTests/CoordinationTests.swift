@@ -8,7 +8,7 @@ import Testing
 
 /// The Lock and Election services, against swift-etcd and Debian's etcd: the same keys,
 /// waits, releases and errors; and the client's Session, Mutex, Election and STM recipes.
-@Suite("Locks and elections", .serialized)
+@Suite("Locks and elections", .server, .serialized)
 struct CoordinationTests {
     private func hex(_ lease: Int64) -> String { String(UInt64(bitPattern: lease), radix: 16) }
 

@@ -7,7 +7,7 @@ import TestSupport
 import Testing
 
 /// The client against real servers: swift-etcd, and Debian's etcd as the reference.
-@Suite("EtcdClient", .serialized)
+@Suite("EtcdClient", .server, .serialized)
 struct EtcdClientTests {
     static var kinds: [ServerProcess.Kind] {
         FileManager.default.isExecutableFile(atPath: ServerProcess.etcdBinary.path) ? [.swiftEtcd, .etcd] : [.swiftEtcd]

@@ -8,7 +8,7 @@ import TestSupport
 import Testing
 
 /// The Lease service over the wire, against swift-etcd and Debian's etcd: the same answers.
-@Suite("Leases over gRPC", .serialized)
+@Suite("Leases over gRPC", .server, .serialized)
 struct LeaseTests {
     private func withServer(_ kind: ServerProcess.Kind, _ body: (EtcdClient) async throws -> Void) async throws {
         try await ServerProcess.withFreshServer(kind) { _, client in try await body(client) }
@@ -184,20 +184,13 @@ struct LeaseTests {
         var transcripts: [ServerProcess.Kind: [String]] = [:]
         for kind in EtcdClientTests.kinds {
             try await ServerProcess.withFreshServer(kind) { server, _ in
-                func etcdctl(_ arguments: [String]) throws -> String {
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
-                    process.arguments = ["--endpoints", "127.0.0.1:\(server.port)"] + arguments
-                    process.environment = ["ETCDCTL_API": "3"]
-                    let pipe = Pipe()
-                    process.standardOutput = pipe
-                    process.standardError = pipe
-                    try ChildProcesses.launch(process)
-                    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                    let status = ChildProcesses.waitForExit(process)
-                    return "exit \(status.map(String.init) ?? "none"): " + output
+                func etcdctl(_ arguments: [String]) async throws -> String {
+                    let run = try await runTool(
+                        URL(fileURLWithPath: "/usr/bin/etcdctl"), ["--endpoints", "127.0.0.1:\(server.port)"] + arguments,
+                        environment: ["ETCDCTL_API": "3"])
+                    return "exit \(run.status): " + run.output
                 }
-                let granted = try etcdctl(["lease", "grant", "600"])
+                let granted = try await etcdctl(["lease", "grant", "600"])
                 // "exit 0: lease 694d7b1c3e9c5f0a granted with TTL(600s)"
                 let id = try #require(granted.split(separator: " ").dropFirst(3).first.map(String.init))
                 let decimal = try #require(Int64(id, radix: 16)).description
@@ -208,7 +201,7 @@ struct LeaseTests {
                     ["lease", "keep-alive", "--once", id], ["lease", "list"],
                     ["get", "k", "-w", "json"], ["lease", "revoke", id], ["get", "k"], ["lease", "timetolive", id],
                 ] {
-                    lines.append(try etcdctl(command))
+                    lines.append(try await etcdctl(command))
                 }
                 transcripts[kind] = lines.map { line in
                     line.replacingOccurrences(of: id, with: "ID")

@@ -7,7 +7,7 @@ import Testing
 
 /// `resumingWatch` and `keepingAlive` through a member that stops and starts again, as
 /// clientv3's watch and keep-alive survive it.
-@Suite("Streams that resume as clientv3's do", .serialized)
+@Suite("Streams that resume as clientv3's do", .server, .serialized)
 struct ResumingStreamTests {
     /// Runs `body` against a fresh member; a stream that stops delivering fails the test after
     /// 60 s instead of hanging it.

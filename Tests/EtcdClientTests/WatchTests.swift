@@ -9,7 +9,7 @@ import Testing
 
 /// The Watch service over the wire, driven by the Swift client against swift-etcd and against
 /// Debian's etcd: both must give the same transcript.
-@Suite("Watch over gRPC", .serialized)
+@Suite("Watch over gRPC", .server, .serialized)
 struct WatchTests {
     private func withServer(_ kind: ServerProcess.Kind, arguments: [String] = [], _ body: (EtcdClient) async throws -> Void)
         async throws
@@ -117,17 +117,9 @@ struct WatchTests {
         }
     }
 
-    @Test func aProgressIntervalThatIsNotADurationIsRefused() throws {
+    @Test func aProgressIntervalThatIsNotADurationIsRefused() async throws {
         for value in ["0", "10", "-1s", "soon"] {
-            let process = Process()
-            process.executableURL = ServerProcess.binary
-            process.arguments = ["--experimental-watch-progress-notify-interval=\(value)"]
-            let errors = Pipe()
-            process.standardError = errors
-            process.standardOutput = FileHandle.nullDevice
-            try ChildProcesses.launch(process)
-            let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            let status = ChildProcesses.waitForExit(process)
+            let (status, output) = try await runTool(ServerProcess.binary, ["--experimental-watch-progress-notify-interval=\(value)"])
             #expect(status != 0, "\(value)")
             #expect(output.contains("--experimental-watch-progress-notify-interval: '\(value)' is not a positive duration"), "\(output)")
         }

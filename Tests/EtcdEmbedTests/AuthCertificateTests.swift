@@ -10,7 +10,7 @@ import TestSupport
 
 /// `--client-cert-auth` with auth on: a request without a token is made as the user its client
 /// certificate names (the common name), as etcd does; a token, when sent, wins.
-@Suite("Auth: client certificates as identities")
+@Suite("Auth: client certificates as identities", .server)
 struct AuthCertificateTests {
     @Test func theCommonNameIsTheUserWhenNoTokenIsSent() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("auth-cert-\(UUID().uuidString)")

@@ -12,7 +12,7 @@ import TestSupport
 
 /// Bad credentials and forbidden calls: each gets etcd's code and message, and reads or writes
 /// nothing.
-@Suite("Auth: refusals, with etcd's errors")
+@Suite("Auth: refusals, with etcd's errors", .server)
 struct AuthErrorTests {
     /// A raw call with `token` (nil: none) in its metadata.
     func call<Request: Message, Response: Message>(

@@ -11,34 +11,28 @@ import TestSupport
 @testable import EtcdEmbed
 
 /// `--auth-token jwt,…`: every signing method etcd offers, with keys made by openssl.
-@Suite("Auth with JWT tokens", .serialized)
+@Suite("Auth with JWT tokens", .server, .serialized)
 struct AuthJWTTests {
     /// Makes a key pair (or an HMAC secret) for `method` with openssl; returns (private, public).
-    static func keys(_ method: AuthTokenOptions.SignMethod, in directory: URL) throws -> (String, String?) {
+    static func keys(_ method: AuthTokenOptions.SignMethod, in directory: URL) async throws -> (String, String?) {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let key = directory.appendingPathComponent("\(method.rawValue).key").path
         let pub = directory.appendingPathComponent("\(method.rawValue).pub").path
-        func openssl(_ arguments: [String]) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            process.arguments = arguments
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try ChildProcesses.launch(process)
-            let status = ChildProcesses.waitForExit(process)
-            guard status == 0 else { throw CocoaError(.fileWriteUnknown) }
+        func openssl(_ arguments: [String]) async throws {
+            let run = try await runTool(URL(fileURLWithPath: "/usr/bin/openssl"), arguments)
+            guard run.status == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: run.output]) }
         }
         switch method.rawValue.prefix(2) {
         case "HS":
             try Data((0..<64).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: key))
             return (key, nil)
-        case "RS", "PS": try openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key])
-        case "Ed": try openssl(["genpkey", "-algorithm", "ed25519", "-out", key])
+        case "RS", "PS": try await openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key])
+        case "Ed": try await openssl(["genpkey", "-algorithm", "ed25519", "-out", key])
         default:
             let curve = ["ES256": "prime256v1", "ES384": "secp384r1", "ES512": "secp521r1"][method.rawValue]!
-            try openssl(["ecparam", "-name", curve, "-genkey", "-noout", "-out", key])
+            try await openssl(["ecparam", "-name", curve, "-genkey", "-noout", "-out", key])
         }
-        try openssl(["pkey", "-in", key, "-pubout", "-out", pub])
+        try await openssl(["pkey", "-in", key, "-pubout", "-out", pub])
         return (key, pub)
     }
 
@@ -59,7 +53,7 @@ struct AuthJWTTests {
     func everySigningMethodIssuesAndChecksTokens(method: AuthTokenOptions.SignMethod) async throws {
         let keyDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: keyDirectory) }
-        let (privateKey, publicKey) = try Self.keys(method, in: keyDirectory)
+        let (privateKey, publicKey) = try await Self.keys(method, in: keyDirectory)
         let fixture = try await AuthFixture.start {
             $0.authToken = .jwt(.init(signMethod: method, publicKeyPath: publicKey, privateKeyPath: privateKey, ttl: 60))
         }
@@ -97,7 +91,7 @@ struct AuthJWTTests {
     @Test func aMemberWithOnlyThePublicKeyVerifiesButCannotSign() async throws {
         let keyDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: keyDirectory) }
-        let (privateKey, publicKey) = try Self.keys(.es256, in: keyDirectory)
+        let (privateKey, publicKey) = try await Self.keys(.es256, in: keyDirectory)
         let signer = try await AuthFixture.start {
             $0.authToken = .jwt(.init(signMethod: .es256, publicKeyPath: publicKey, privateKeyPath: privateKey))
         }
@@ -116,7 +110,7 @@ struct AuthJWTTests {
     @Test func unusableKeysStopTheStartNamingTheFile() async throws {
         let keyDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: keyDirectory) }
-        let (privateKey, _) = try Self.keys(.es256, in: keyDirectory)
+        let (privateKey, _) = try await Self.keys(.es256, in: keyDirectory)
         let missing = keyDirectory.appendingPathComponent("missing.pem").path
         await #expect(throws: (any Error).self) {
             _ = try await AuthFixture.start { $0.authToken = .jwt(.init(signMethod: .rs256, publicKeyPath: nil, privateKeyPath: privateKey)) }

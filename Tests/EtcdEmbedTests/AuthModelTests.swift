@@ -10,7 +10,7 @@ import TestSupport
 /// every kind as random users, each outcome compared with a small reference model written here
 /// (a sweep over the user's grants, not the server's merged ranges). No request outside a
 /// user's grants may succeed, and every request inside them must.
-@Suite("Auth model check", .serialized)
+@Suite("Auth model check", .cpuBound, .serialized)
 struct AuthModelTests {
     static let cases = 3000
 

@@ -10,7 +10,7 @@ import TestSupport
 @testable import EtcdEmbed
 
 /// `--auto-compaction-retention` on a running member: history older than the retention goes.
-@Suite("Auto compaction")
+@Suite("Auto compaction", .server)
 struct AutoCompactionTests {
     @Test func periodicCompactionKeepsOnlyTheRetention() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("autocompact-\(UUID().uuidString)")

@@ -12,7 +12,7 @@ import TestSupport
 
 /// Backups (`Snapshot`), restores (`swift-etcdutl snapshot restore`), `Hash` and online
 /// defragmentation on one member, as an operator uses them.
-@Suite("Backups, restore and defragmentation")
+@Suite("Backups, restore and defragmentation", .server)
 struct BackupTests {
     /// A member in a fresh directory, with a client; `body` runs, then both stop.
     private func withMember(

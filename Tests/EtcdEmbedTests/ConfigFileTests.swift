@@ -8,7 +8,7 @@ import Testing
 
 /// etcd's YAML configuration file: every key of etcd 3.6's sample read with its type, refusals
 /// by key, and real members started from files (their flags and `ETCD_*` variables ignored).
-@Suite("The configuration file (--config-file)")
+@Suite("The configuration file (--config-file)", .server)
 struct ConfigFileTests {
     /// etcd 3.6's `etcd.conf.yml.sample`, keys and values as etcd ships them.
     static let etcdSample = """
@@ -213,7 +213,7 @@ struct ConfigFileTests {
             """.write(to: configFile, atomically: true, encoding: .utf8)
         try await server.start(environment: ["ETCD_NAME": "from-the-environment", "ETCD_MAX_TXN_OPS": "1000"], arguments: ["--config-file", configFile.path, "--max-txn-ops", "500"])
 
-        let etcdctl = try runTool(
+        let etcdctl = try await runTool(
             URL(fileURLWithPath: "/usr/bin/etcdctl"), ["--endpoints", server.clientURL, "member", "list", "-w", "simple"],
             environment: ["ETCDCTL_API": "3"])
         #expect(etcdctl.status == 0)
@@ -233,22 +233,22 @@ struct ConfigFileTests {
         #expect(text.contains("configuration file key \\\"proxy\\\" is ignored"))
     }
 
-    @Test func aFileWithARefusedValueStopsTheStartNamingTheKey() throws {
+    @Test func aFileWithARefusedValueStopsTheStartNamingTheKey() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("config-file-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let configFile = directory.appendingPathComponent("etcd.conf.yml")
         try Self.etcdSample.write(to: configFile, atomically: true, encoding: .utf8)
         // Through ETCD_CONFIG_FILE, as etcd also finds it.
-        let refused = try runTool(ServerProcess.binary, [], environment: ["ETCD_CONFIG_FILE": configFile.path, "PATH": "/usr/bin:/bin"])
+        let refused = try await runTool(ServerProcess.binary, [], environment: ["ETCD_CONFIG_FILE": configFile.path, "PATH": "/usr/bin:/bin"])
         #expect(refused.status == 1)
         #expect(refused.output.contains("\"msg\":\"failed to verify flags\""))
         #expect(refused.output.contains("configuration file key \\\"enable-pprof\\\": --enable-pprof=true is not supported by swift-etcd"))
         try "election-timeout: 1s\n".write(to: configFile, atomically: true, encoding: .utf8)
-        let mistyped = try runTool(ServerProcess.binary, ["--config-file", configFile.path], environment: ["PATH": "/usr/bin:/bin"])
+        let mistyped = try await runTool(ServerProcess.binary, ["--config-file", configFile.path], environment: ["PATH": "/usr/bin:/bin"])
         #expect(mistyped.status == 1)
         #expect(mistyped.output.contains("cannot unmarshal string into Go struct field configYAML.election-timeout of type uint"))
-        let missing = try runTool(ServerProcess.binary, ["--config-file", directory.appendingPathComponent("none.yml").path], environment: ["PATH": "/usr/bin:/bin"])
+        let missing = try await runTool(ServerProcess.binary, ["--config-file", directory.appendingPathComponent("none.yml").path], environment: ["PATH": "/usr/bin:/bin"])
         #expect(missing.status == 1)
         #expect(missing.output.contains("\"msg\":\"failed to verify flags\""))
     }

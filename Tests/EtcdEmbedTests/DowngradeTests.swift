@@ -10,7 +10,7 @@ import TestSupport
 @testable import EtcdEmbed
 
 /// `Maintenance.Downgrade` as etcd 3.6 answers it for a cluster whose members all run 3.6.
-@Suite("Downgrade")
+@Suite("Downgrade", .server)
 struct DowngradeTests {
     private func downgrade(_ client: EtcdClient, _ action: Etcdserverpb_DowngradeRequest.DowngradeAction, _ version: String) async throws
         -> Etcdserverpb_DowngradeResponse

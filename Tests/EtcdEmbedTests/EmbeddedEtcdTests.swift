@@ -8,7 +8,7 @@ import TestSupport
 
 @testable import EtcdEmbed
 
-@Suite("EmbeddedEtcd: a member started in the test's own process")
+@Suite("EmbeddedEtcd: a member started in the test's own process", .server)
 struct EmbeddedEtcdTests {
     func configuration(directory: URL) async throws -> EmbedConfiguration {
         let client = try await ServerProcess.freePort()

@@ -9,7 +9,7 @@ import TransportSecurity
 
 @testable import EtcdEmbed
 
-@Suite("EmbeddedEtcd with TLS and Unix socket listeners")
+@Suite("EmbeddedEtcd with TLS and Unix socket listeners", .server)
 struct EmbeddedTLSTests {
     func temporaryDirectory() -> URL {
         FileManager.default.temporaryDirectory.appendingPathComponent("embed-tls-\(UUID().uuidString)")

@@ -9,17 +9,17 @@ import TestSupport
 /// Every flag of etcd 3.6's server is honoured or refused by name at start, never accepted and
 /// ignored; the help lists exactly the honoured ones (and swift-etcd's own), and docs/FLAGS.md
 /// is the table the binary prints.
-@Suite("etcd's flags, each honoured or refused")
+@Suite("etcd's flags, each honoured or refused", .server)
 struct FlagTableTests {
     /// Flags swift-etcd has that etcd does not.
     private static let ownFlags: Set = ["auto-promote-learners", "wal-segment-bytes", "discovery-srv-resolver", "help"]
 
-    private static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        try runTool(ServerProcess.binary, arguments, environment: ["PATH": "/usr/bin:/bin"])
+    private static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await runTool(ServerProcess.binary, arguments, environment: ["PATH": "/usr/bin:/bin"])
     }
 
-    @Test func theHelpListsTheHonouredFlagsAndSwiftEtcdsOwn() throws {
-        let help = try Self.run(["--help"]).output
+    @Test func theHelpListsTheHonouredFlagsAndSwiftEtcdsOwn() async throws {
+        let help = try await Self.run(["--help"]).output
         var listed = Set<String>()
         for line in help.split(separator: "\n") {
             var rest = line.drop { $0 == " " }
@@ -41,7 +41,7 @@ struct FlagTableTests {
         }
     }
 
-    @Test func everyFlagNotHonouredIsRefusedByName() throws {
+    @Test func everyFlagNotHonouredIsRefusedByName() async throws {
         var checked = 0
         for flag in EtcdFlagTable.etcdFlags {
             let argument: String
@@ -57,16 +57,16 @@ struct FlagTableTests {
                 argument = "--\(flag)=x"
                 expected = "Error: --\(flag) is not supported by swift-etcd: "
             }
-            let result = try Self.run([argument])
+            let result = try await Self.run([argument])
             #expect(result.status == 1, "\(argument)")
             #expect(result.output.hasPrefix(expected), "\(argument): \(result.output)")
             checked += 1
         }
         #expect(checked > 80)
-        let gate = try Self.run(["--feature-gates=StopGRPCServiceOnDefrag=true"])
+        let gate = try await Self.run(["--feature-gates=StopGRPCServiceOnDefrag=true"])
         #expect(gate.output == "Error: --feature-gates: StopGRPCServiceOnDefrag=true is not supported by swift-etcd (only StopGRPCServiceOnDefrag=false)\n")
-        #expect(try Self.run(["--feature-gates=NoSuchGate=true"]).output == "Error: --feature-gates: unrecognized feature gate: NoSuchGate\n")
-        let variable = try runTool(ServerProcess.binary, [], environment: ["PATH": "/usr/bin:/bin", "ETCD_ENABLE_PPROF": "true"])
+        #expect(try await Self.run(["--feature-gates=NoSuchGate=true"]).output == "Error: --feature-gates: unrecognized feature gate: NoSuchGate\n")
+        let variable = try await runTool(ServerProcess.binary, [], environment: ["PATH": "/usr/bin:/bin", "ETCD_ENABLE_PPROF": "true"])
         #expect(variable.output.contains("Error: --enable-pprof=true is not supported by swift-etcd"))
     }
 
@@ -84,16 +84,16 @@ struct FlagTableTests {
         }
     }
 
-    @Test func versionPrintsEtcdsLayout() throws {
-        let lines = try Self.run(["--version"]).output.split(separator: "\n")
+    @Test func versionPrintsEtcdsLayout() async throws {
+        let lines = try await Self.run(["--version"]).output.split(separator: "\n")
         #expect(lines.count == 4)
         #expect(lines.first == "etcd Version: 3.6.0")
         #expect(lines.map { $0.prefix { $0 != ":" } } == ["etcd Version", "Git SHA", "Go Version", "Go OS/Arch"])
     }
 
-    @Test func theDocsTableIsTheOneTheBinaryPrints() throws {
+    @Test func theDocsTableIsTheOneTheBinaryPrints() async throws {
         let docs = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/EtcdEmbedTests/FlagTableTests.swift", with: "docs/FLAGS.md"), encoding: .utf8)
         #expect(docs.contains(EtcdFlagTable.markdownTable()), "regenerate with scripts/flag-table.sh")
-        #expect(try Self.run(["--print-flag-table"]).output == EtcdFlagTable.markdownTable())
+        #expect(try await Self.run(["--print-flag-table"]).output == EtcdFlagTable.markdownTable())
     }
 }

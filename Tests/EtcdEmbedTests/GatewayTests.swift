@@ -7,7 +7,7 @@ import TestSupport
 @testable import EtcdEmbed
 
 /// The `/v3` JSON gateway on the client port, through raw HTTP/1.1 exchanges.
-@Suite("JSON gateway")
+@Suite("JSON gateway", .server)
 struct GatewayTests {
     /// A started member and what its answers' headers say about it.
     struct Member {

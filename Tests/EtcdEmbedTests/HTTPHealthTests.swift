@@ -8,7 +8,7 @@ import TestSupport
 @testable import EtcdEmbed
 
 /// The HTTP/1.1 side of the client port: etcd 3.6's health and version endpoints beside gRPC.
-@Suite("HTTP health and version endpoints on the client port")
+@Suite("HTTP health and version endpoints on the client port", .server)
 struct HTTPHealthTests {
     @Test func endpointsAnswerAsEtcdsDoBesideGRPC() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("http-\(UUID().uuidString)")

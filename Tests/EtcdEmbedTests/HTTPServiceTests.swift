@@ -10,7 +10,7 @@ import TestSupport
 
 /// The HTTP/1.1 plumbing on its own: a slow client is disconnected, a body over the limit is
 /// refused, and neither disturbs the next client.
-@Suite("HTTP/1.1 service: slow clients and large bodies")
+@Suite("HTTP/1.1 service: slow clients and large bodies", .server)
 struct HTTPServiceTests {
     struct Echo: HTTPEndpoints {
         func respond(to request: HTTPRequest, completion: @escaping @Sendable (HTTPResponse) -> Void) {

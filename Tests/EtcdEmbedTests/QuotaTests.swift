@@ -14,7 +14,7 @@ import TestSupport
 /// reads, deletes and put-free transactions go on; the alarm shows in `Alarm`, `Status` and
 /// `/health`, survives a restart, and once space is given back (delete, compact, defragment)
 /// disarming it lets writes through again.
-@Suite("Space quota and alarms")
+@Suite("Space quota and alarms", .server)
 struct QuotaTests {
     static let noSpace = EtcdClientError(code: .resourceExhausted, message: "etcdserver: mvcc: database space exceeded")
 

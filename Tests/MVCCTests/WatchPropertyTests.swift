@@ -9,7 +9,7 @@ import Testing
 /// starting at random revisions on slow and fast streams, some cancelled: every watcher's
 /// events must be exactly the matching history from its start, in order, each revision whole
 /// in one delivery (or a prefix of it, for a watcher cancelled or compacted away).
-@Suite("Watch guarantees under random schedules")
+@Suite("Watch guarantees under random schedules", .cpuBound)
 struct WatchPropertyTests {
     /// `put k1=v3@4 del k2@5 ...`
     private func describe(_ changes: [Change]) -> String {

@@ -4,12 +4,13 @@ import Glibc
 import Darwin
 #endif
 import Testing
+import TestSupport
 
 @testable import Raft
 
 /// Deterministic simulation of whole clusters under faults. `RAFT_SEEDS` sets how many seeds run
 /// (spread over 3, 5 and 7 nodes); `RAFT_SEED` and `RAFT_NODES` replay one failing run exactly.
-@Suite("Simulation")
+@Suite("Simulation", .cpuBound)
 struct SimulationTests {
     static let environment = Environment()
 

@@ -8,7 +8,7 @@ import Synchronization
 /// sibling lives, the socket stays open, the exit goes unnoticed and `waitUntilExit()` spins
 /// for ever (seen: a test stuck at 100% CPU with a zombie server that nobody reaped). Tests
 /// start their processes one at a time through ``launch(_:)`` and stop them through
-/// ``waitForExit(_:within:)``, which reaps a child Foundation missed.
+/// ``exit(of:within:)`` (or ``waitForExit(_:within:)``), which reap a child Foundation missed.
 public enum ChildProcesses {
     private static let launches = Mutex(())
 
@@ -18,23 +18,36 @@ public enum ChildProcesses {
     }
 
     /// Waits until `process` has exited, for at most `limit`, and returns its exit status (or
-    /// the signal that ended it); nil if it is still running. A child that Foundation has not
-    /// seen exit within a few seconds is reaped here, and its status read from `waitpid`.
+    /// the signal that ended it); nil if it is still running. Blocks its thread: for `defer`
+    /// and `deinit`, after a SIGKILL; tests wait with ``exit(of:within:)``.
     @discardableResult
     public static func waitForExit(_ process: Process, within limit: Duration = .seconds(120)) -> Int32? {
-        let pid = process.processIdentifier
         let start = ContinuousClock.now
         while process.isRunning, ContinuousClock.now < start + limit {
-            // Foundation reaps its children itself; only one it has missed for a while is ours to reap.
-            if ContinuousClock.now > start + .seconds(5) {
-                var status: Int32 = 0
-                if waitpid(pid, &status, WNOHANG) == pid {
-                    let signal = status & 0x7f
-                    return signal == 0 ? (status >> 8) & 0xff : signal
-                }
-            }
+            if let status = reapIfMissed(process, since: start) { return status }
             usleep(10_000)
         }
         return process.isRunning ? nil : process.terminationStatus
+    }
+
+    /// ``waitForExit(_:within:)`` without holding a thread while it waits.
+    @discardableResult
+    public static func exit(of process: Process, within limit: Duration = .seconds(120)) async -> Int32? {
+        let start = ContinuousClock.now
+        while process.isRunning, ContinuousClock.now < start + limit {
+            if let status = reapIfMissed(process, since: start) { return status }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    /// Foundation reaps its children itself; only one it has missed for a few seconds is ours
+    /// to reap, and its status is read from `waitpid`.
+    private static func reapIfMissed(_ process: Process, since start: ContinuousClock.Instant) -> Int32? {
+        guard ContinuousClock.now > start + .seconds(5) else { return nil }
+        var status: Int32 = 0
+        guard waitpid(process.processIdentifier, &status, WNOHANG) == process.processIdentifier else { return nil }
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : signal
     }
 }

@@ -115,8 +115,8 @@ public final class ClusterProcesses: Sendable {
     }
 
     /// Runs Debian's `etcdctl` (API v3) against `endpoints`; returns its exit status and output.
-    public func etcdctl(_ arguments: [String], endpoints: [Int]) throws -> (status: Int32, output: String) {
-        try runTool(
+    public func etcdctl(_ arguments: [String], endpoints: [Int]) async throws -> (status: Int32, output: String) {
+        try await runTool(
             URL(fileURLWithPath: "/usr/bin/etcdctl"),
             ["--endpoints", endpoints.map(endpoint).joined(separator: ","), "--command-timeout=10s"] + (tls?.etcdctlArguments ?? [])
                 + arguments,
@@ -182,8 +182,12 @@ extension Sequence {
 }
 
 /// Runs a command-line tool to its end; returns its exit status and its output (standard
-/// output and error together). `environment` nil: this process's.
-public func runTool(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
+/// output and error together). `environment` nil: this process's. A tool still running after
+/// `limit` is killed (its status is then SIGKILL's 9). The output is read on a thread of its
+/// own: the test run's two cooperative threads never wait on a child.
+public func runTool(
+    _ executable: URL, _ arguments: [String], environment: [String: String]? = nil, within limit: Duration = .seconds(120)
+) async throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
@@ -192,7 +196,15 @@ public func runTool(_ executable: URL, _ arguments: [String], environment: [Stri
     process.standardOutput = pipe
     process.standardError = pipe
     try ChildProcesses.launch(process)
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    let status = ChildProcesses.waitForExit(process) ?? -1
+    let pid = process.processIdentifier
+    let overtime = Task {
+        try await Task.sleep(for: limit)
+        kill(pid, SIGKILL)
+    }
+    defer { overtime.cancel() }
+    let data = await withCheckedContinuation { (continuation: CheckedContinuation<Data, Never>) in
+        Thread { continuation.resume(returning: pipe.fileHandleForReading.readDataToEndOfFile()) }.start()
+    }
+    let status = await ChildProcesses.exit(of: process) ?? -1
     return (status, String(decoding: data, as: UTF8.self))
 }
