@@ -33,6 +33,9 @@ public struct EmbedConfiguration: Sendable {
     /// `--discovery-srv`: the initial cluster comes from DNS SRV records instead of
     /// ``initialCluster``.
     public var discoverySRV: SRVDiscovery?
+    /// `--discovery`: the initial cluster comes from a discovery service instead of
+    /// ``initialCluster`` (only when the member has no log yet, as in etcd).
+    public var discovery: URLDiscovery?
     public var initialClusterState = ClusterState.new
     /// Milliseconds.
     public var heartbeatInterval = 100
@@ -90,6 +93,7 @@ public struct EmbedConfiguration: Sendable {
 
     /// etcd's checks on the settings, with its wording where etcd has one.
     public func validate() throws(ConfigurationError) {
+        try discovery?.validate()
         guard walSegmentBytes >= 4096 else { throw ConfigurationError("--wal-segment-bytes: must be at least 4096") }
         guard maxSnapshots >= 0, maxWALs >= 0 else { throw ConfigurationError("--max-snapshots and --max-wals must not be negative") }
         guard watchProgressNotifyInterval > .zero else {

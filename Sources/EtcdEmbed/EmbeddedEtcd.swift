@@ -41,6 +41,40 @@ public final class EmbeddedEtcd: Sendable {
     /// Where the `--listen-metrics-urls` listeners listen, in their order.
     public var metricsAddresses: [SocketAddress] { metricsListeners.compactMap(\.localAddress) }
 
+    /// Registers this member with the discovery service and waits for the others; returns
+    /// the initial cluster they make. A refusal stops the start with etcd's message, before
+    /// anything is written to the data directory.
+    private static func join(_ discovery: URLDiscovery, _ configuration: EmbedConfiguration, logger: Logger) async throws -> String {
+        let peerURLs = configuration.initialAdvertisePeerURLs
+        let memberID = ClusterConfiguration.memberID(peerURLs: peerURLs, token: discovery.url)
+        logger.warning("V2 discovery is deprecated!")
+        logger.info("bootstrapping cluster using v2 discovery", metadata: [
+            "discovery-url": "\(discovery.url)", "member-id": "\(String(memberID, radix: 16))",
+        ])
+        do {
+            return try await discovery.join(
+                memberID: memberID, entry: peerURLs.map { "\(configuration.name)=\($0)" }.joined(separator: ","), logger: logger)
+        } catch {
+            switch error {
+            case .duplicateID:
+                logger.warning("member has been registered with discovery service", metadata: [
+                    "name": "\(configuration.name)", "discovery-token": "\(discovery.url)",
+                ])
+                logger.warning("but could not find valid cluster configuration", metadata: ["data-dir": "\(configuration.resolvedDataDirectory)"])
+                logger.warning("check data dir if previous bootstrap succeeded")
+                logger.warning("or use a new discovery token if previous bootstrap failed")
+            case .duplicateName:
+                logger.warning("member with duplicated name has already been registered", metadata: ["discovery-token": "\(discovery.url)"])
+                logger.warning("cURL the discovery token URL for details")
+                logger.warning("do not reuse discovery token; generate a new one to bootstrap a cluster")
+            default:
+                logger.warning("failed to bootstrap; discovery token was already used", metadata: ["discovery-token": "\(discovery.url)"])
+                logger.warning("do not reuse discovery token; generate a new one to bootstrap a cluster")
+            }
+            throw ConfigurationError("failed to join discovery cluster (\(error))")
+        }
+    }
+
     /// Opens the data directory, starts the member, then listens on every client URL, logging
     /// what etcd logs as it starts.
     public static func start(_ configuration: EmbedConfiguration, logger: Logger = Logger(label: "swift-etcd")) async throws
@@ -50,6 +84,11 @@ public final class EmbeddedEtcd: Sendable {
         let urls = try configuration.listenClientURLs.map(ClientListenURL.init)
         let metricsURLs = try configuration.listenMetricsURLs.map(ClientListenURL.init)
         var member = configuration.memberConfiguration
+        if let discovery = configuration.discovery, !member.hasLog {
+            member.initialCluster = try await join(discovery, configuration, logger: logger)
+            // As etcd: the discovery URL is the cluster token, from which members derive their IDs.
+            member.initialClusterToken = discovery.url
+        }
         if let discovery = configuration.discoverySRV {
             member.initialCluster = try discovery.initialCluster(
                 name: configuration.name, advertisedPeerURLs: configuration.initialAdvertisePeerURLs, logger: logger)
@@ -86,7 +125,6 @@ public final class EmbeddedEtcd: Sendable {
                 throw error
             }
         }
-        let memberID = String(server.memberID, radix: 16)
         logger.info("opened backend db", metadata: [
             "path": "\(member.dataDirectory)/member/snap/backend.sqlite", "revision": "\(server.currentRevision)",
         ])

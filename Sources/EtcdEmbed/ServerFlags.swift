@@ -47,6 +47,12 @@ public struct ServerFlags: ParsableArguments {
     @Option(name: .customLong("initial-cluster"), help: "Initial cluster configuration for bootstrapping.")
     var initialCluster = "default=http://localhost:2380"
 
+    @Option(name: .customLong("discovery"), help: "Discovery URL used to bootstrap the cluster (etcd's v2 discovery protocol).")
+    var discovery: String?
+
+    @Option(name: .customLong("discovery-proxy"), help: "HTTP proxy to use for traffic to discovery service.")
+    var discoveryProxy: String?
+
     @Option(name: .customLong("discovery-srv"), help: "DNS domain used to bootstrap initial cluster (from its SRV records).")
     var discoverySRV: String?
 
@@ -230,13 +236,19 @@ public struct ServerFlags: ParsableArguments {
         configuration.listenPeerURLs = Self.list(listenPeerURLs)
         configuration.initialAdvertisePeerURLs = Self.list(initialAdvertisePeerURLs)
         configuration.initialCluster = initialCluster
-        if let domain = discoverySRV, !domain.isEmpty {
-            // etcd's default --initial-cluster is the one a member alone would have.
-            guard initialCluster == "default=http://localhost:2380" else {
-                throw ConfigurationError(
-                    "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\", \"discovery-endpoints\" or \"discovery-srv\"")
-            }
-            configuration.discoverySRV = SRVDiscovery(domain: domain, serviceName: discoverySRVName, resolver: discoverySRVResolver)
+        let srv = discoverySRV.flatMap { $0.isEmpty ? nil : $0 }
+        let url = discovery.flatMap { $0.isEmpty ? nil : $0 }
+        // etcd's default --initial-cluster is the one a member alone would have.
+        let bootstraps = [initialCluster != "default=http://localhost:2380", srv != nil, url != nil].filter { $0 }.count
+        guard bootstraps <= 1 else {
+            throw ConfigurationError(
+                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\", \"discovery-endpoints\" or \"discovery-srv\"")
+        }
+        if let srv {
+            configuration.discoverySRV = SRVDiscovery(domain: srv, serviceName: discoverySRVName, resolver: discoverySRVResolver)
+        }
+        if let url {
+            configuration.discovery = URLDiscovery(url: url, proxy: discoveryProxy.flatMap { $0.isEmpty ? nil : $0 })
         }
         configuration.initialClusterToken = initialClusterToken
         configuration.initialClusterState = state

@@ -105,5 +105,13 @@ extension EtcdServer {
 
         /// How long a request may wait for Raft: etcd's 5 s plus two election timeouts.
         package var requestTimeout: Duration { .seconds(5) + electionTimeout * 2 }
+
+        /// Where the log lives: `--wal-dir`, or `member/wal` in the data directory.
+        package var resolvedWALDirectory: String {
+            walDirectory ?? ((dataDirectory as NSString).appendingPathComponent("member") as NSString).appendingPathComponent("wal")
+        }
+
+        /// Whether the member has a log already: a later start, which ignores the bootstrap flags.
+        package var hasLog: Bool { WriteAheadLog.exists(directory: resolvedWALDirectory) }
     }
 }

@@ -113,7 +113,7 @@ package final class EtcdServer: Sendable {
         self.configuration = configuration
         let memberDirectory = (configuration.dataDirectory as NSString).appendingPathComponent("member")
         snapDirectory = (memberDirectory as NSString).appendingPathComponent("snap")
-        let walDirectory = configuration.walDirectory ?? (memberDirectory as NSString).appendingPathComponent("wal")
+        let walDirectory = configuration.resolvedWALDirectory
         purger = FilePurger(
             walDirectory: walDirectory, snapDirectory: snapDirectory, maxWALs: configuration.maxWALs,
             maxSnapshots: configuration.maxSnapshots, logger: Logger(label: "swift-etcd"))

@@ -12,7 +12,8 @@ struct ServerFlagsTests {
     @Test func flagNamesAreReadOffTheDeclarations() {
         #expect(ServerFlags.flagNames == [
             "config-file", "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
-            "initial-advertise-peer-urls", "initial-cluster", "discovery-srv", "discovery-srv-name", "discovery-srv-resolver",
+            "initial-advertise-peer-urls", "initial-cluster", "discovery", "discovery-proxy", "discovery-srv", "discovery-srv-name",
+            "discovery-srv-resolver",
             "initial-cluster-token", "initial-cluster-state",
             "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
             "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
