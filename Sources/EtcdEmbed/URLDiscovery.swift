@@ -21,7 +21,7 @@ public struct URLDiscovery: Sendable, Equatable {
     public var url: String
     /// `--discovery-proxy`: an HTTP proxy for the requests to the service.
     public var proxy: String?
-    /// Attempts after the first when the service cannot be reached (backoff 1 s, 2 s, 4 s…).
+    /// Attempts after the first when the service cannot be reached (etcd's backoff: 2 s, 4 s, 8 s…).
     public var retries = 5
 
     public init(url: String, proxy: String? = nil) {

@@ -30,6 +30,10 @@ enum Main {
             print(EtcdFlagTable.versionText, terminator: "")
             return
         }
+        if given.contains("--help") || given.contains("-h") {
+            print(EtcdHelp.text, terminator: "")
+            return
+        }
         if given.contains("--print-flag-table") {
             print(EtcdFlagTable.markdownTable(), terminator: "")
             return
