@@ -223,6 +223,8 @@ let package = Package(
                 "EtcdServer",
                 "GRPCWire",
                 "TransportSecurity",
+                "EtcdClient",
+                "EtcdProto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),

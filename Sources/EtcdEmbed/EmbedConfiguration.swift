@@ -36,6 +36,9 @@ public struct EmbedConfiguration: Sendable {
     /// `--discovery`: the initial cluster comes from a discovery service instead of
     /// ``initialCluster`` (only when the member has no log yet, as in etcd).
     public var discovery: URLDiscovery?
+    /// `--discovery-endpoints` and `--discovery-token`: the initial cluster from an etcd
+    /// cluster used as discovery service (etcd 3.6's v3 discovery), when the member has no log.
+    public var v3Discovery: V3Discovery?
     public var initialClusterState = ClusterState.new
     /// Milliseconds.
     public var heartbeatInterval = 100

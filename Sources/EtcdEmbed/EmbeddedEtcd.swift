@@ -41,34 +41,34 @@ public final class EmbeddedEtcd: Sendable {
     /// Where the `--listen-metrics-urls` listeners listen, in their order.
     public var metricsAddresses: [SocketAddress] { metricsListeners.compactMap(\.localAddress) }
 
-    /// Registers this member with the discovery service and waits for the others; returns
-    /// the initial cluster they make. A refusal stops the start with etcd's message, before
-    /// anything is written to the data directory.
-    private static func join(_ discovery: URLDiscovery, _ configuration: EmbedConfiguration, logger: Logger) async throws -> String {
+    /// Registers this member with a discovery service (through `register`, given the member's
+    /// ID and its `name=peer-url` entry) and waits for the others; returns the initial cluster
+    /// they make. A refusal stops the start with etcd's message, before anything is written
+    /// to the data directory.
+    private static func join(
+        _ configuration: EmbedConfiguration, token: String, logger: Logger,
+        register: (UInt64, String) async throws(DiscoveryFailure) -> String
+    ) async throws -> String {
         let peerURLs = configuration.initialAdvertisePeerURLs
-        let memberID = ClusterConfiguration.memberID(peerURLs: peerURLs, token: discovery.url)
-        logger.warning("V2 discovery is deprecated!")
-        logger.info("bootstrapping cluster using v2 discovery", metadata: [
-            "discovery-url": "\(discovery.url)", "member-id": "\(String(memberID, radix: 16))",
-        ])
+        let memberID = ClusterConfiguration.memberID(peerURLs: peerURLs, token: token)
+        logger.info("registering with the discovery service", metadata: ["discovery-token": "\(token)", "member-id": "\(String(memberID, radix: 16))"])
         do {
-            return try await discovery.join(
-                memberID: memberID, entry: peerURLs.map { "\(configuration.name)=\($0)" }.joined(separator: ","), logger: logger)
+            return try await register(memberID, peerURLs.map { "\(configuration.name)=\($0)" }.joined(separator: ","))
         } catch {
             switch error {
             case .duplicateID:
                 logger.warning("member has been registered with discovery service", metadata: [
-                    "name": "\(configuration.name)", "discovery-token": "\(discovery.url)",
+                    "name": "\(configuration.name)", "discovery-token": "\(token)",
                 ])
                 logger.warning("but could not find valid cluster configuration", metadata: ["data-dir": "\(configuration.resolvedDataDirectory)"])
                 logger.warning("check data dir if previous bootstrap succeeded")
                 logger.warning("or use a new discovery token if previous bootstrap failed")
             case .duplicateName:
-                logger.warning("member with duplicated name has already been registered", metadata: ["discovery-token": "\(discovery.url)"])
+                logger.warning("member with duplicated name has already been registered", metadata: ["discovery-token": "\(token)"])
                 logger.warning("cURL the discovery token URL for details")
                 logger.warning("do not reuse discovery token; generate a new one to bootstrap a cluster")
             default:
-                logger.warning("failed to bootstrap; discovery token was already used", metadata: ["discovery-token": "\(discovery.url)"])
+                logger.warning("failed to bootstrap; discovery token was already used", metadata: ["discovery-token": "\(token)"])
                 logger.warning("do not reuse discovery token; generate a new one to bootstrap a cluster")
             }
             throw ConfigurationError("failed to join discovery cluster (\(error))")
@@ -85,9 +85,18 @@ public final class EmbeddedEtcd: Sendable {
         let metricsURLs = try configuration.listenMetricsURLs.map(ClientListenURL.init)
         var member = configuration.memberConfiguration
         if let discovery = configuration.discovery, !member.hasLog {
-            member.initialCluster = try await join(discovery, configuration, logger: logger)
             // As etcd: the discovery URL is the cluster token, from which members derive their IDs.
             member.initialClusterToken = discovery.url
+            logger.warning("V2 discovery is deprecated!")
+            member.initialCluster = try await join(configuration, token: discovery.url, logger: logger) { (id, entry) async throws(DiscoveryFailure) -> String in
+                try await discovery.join(memberID: id, entry: entry, logger: logger)
+            }
+        } else if let discovery = configuration.v3Discovery, !member.hasLog {
+            member.initialClusterToken = discovery.token
+            logger.info("Bootstrapping cluster using v3 discovery.")
+            member.initialCluster = try await join(configuration, token: discovery.token, logger: logger) { (id, entry) async throws(DiscoveryFailure) -> String in
+                try await discovery.join(memberID: id, entry: entry, logger: logger)
+            }
         }
         if let discovery = configuration.discoverySRV {
             member.initialCluster = try discovery.initialCluster(

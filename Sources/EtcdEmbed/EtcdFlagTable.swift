@@ -67,7 +67,7 @@ public enum EtcdFlagTable {
 
     private static let notBbolt = "the backend is SQLite, not bbolt"
     private static let noTracing = "swift-etcd exports no OpenTelemetry traces"
-    private static let noDiscovery = "etcd 3.6's v3 discovery is not supported yet (--discovery, --discovery-srv and --initial-cluster are)"
+    private static let noDiscovery = "not supported by swift-etcd"
     private static let legacy = "an etcd 2 flag that etcd 3.6 ignores; swift-etcd refuses it rather than ignore it"
 
     private static let exceptions: [String: Treatment] = {
@@ -127,6 +127,9 @@ public enum EtcdFlagTable {
             table["experimental-" + flag] = .refused(noTracing)
         }
         for flag in etcdFlags where flag.hasPrefix("discovery") { table[flag] = .refused(noDiscovery) }
+        for (flag, value) in [("discovery-dial-timeout", "2s"), ("discovery-keepalive-time", "2s"), ("discovery-keepalive-timeout", "6s")] {
+            table[flag] = .onlyAt(value, reason: "the discovery client's connection timings are fixed")
+        }
         table["discovery-fallback"] = .onlyAt(
             "exit", reason: "there is no proxy mode to fall back to (etcd 3.6 has none either): a full discovery cluster stops the start")
         for flag in [

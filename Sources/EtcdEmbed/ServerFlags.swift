@@ -1,5 +1,6 @@
 import Auth
 import ArgumentParser
+import EtcdClient
 import EtcdServer
 import TransportSecurity
 
@@ -52,6 +53,40 @@ public struct ServerFlags: ParsableArguments {
 
     @Option(name: .customLong("discovery-proxy"), help: "HTTP proxy to use for traffic to discovery service.")
     var discoveryProxy: String?
+
+    @Option(name: .customLong("discovery-token"), help: "V3 discovery: discovery token for the etcd cluster to be bootstrapped.")
+    var discoveryToken = ""
+
+    @Option(name: .customLong("discovery-endpoints"), help: "V3 discovery: comma-separated gRPC endpoints of the discovery service.")
+    var discoveryEndpoints = ""
+
+    @Option(name: .customLong("discovery-request-timeout"), help: "V3 discovery: timeout for discovery requests.")
+    var discoveryRequestTimeout = "5s"
+
+    @Flag(
+        name: .customLong("discovery-insecure-transport"), inversion: .prefixedNo,
+        help: "V3 discovery: disable transport security for client connections.")
+    var discoveryInsecureTransport = true
+
+    @Flag(
+        name: .customLong("discovery-insecure-skip-tls-verify"), inversion: .prefixedNo,
+        help: "V3 discovery: skip server certificate verification (this makes the connection insecure).")
+    var discoveryInsecureSkipTLSVerify = false
+
+    @Option(name: .customLong("discovery-cert"), help: "V3 discovery: identify secure client using this TLS certificate file.")
+    var discoveryCert = ""
+
+    @Option(name: .customLong("discovery-key"), help: "V3 discovery: identify secure client using this TLS key file.")
+    var discoveryKey = ""
+
+    @Option(name: .customLong("discovery-cacert"), help: "V3 discovery: verify certificates of TLS-enabled secure servers using this CA bundle.")
+    var discoveryCACert = ""
+
+    @Option(name: .customLong("discovery-user"), help: "V3 discovery: username[:password] for authentication.")
+    var discoveryUser = ""
+
+    @Option(name: .customLong("discovery-password"), help: "V3 discovery: password for authentication (if this option is used, --discovery-user option shouldn't include password).")
+    var discoveryPassword = ""
 
     @Option(name: .customLong("discovery-srv"), help: "DNS domain used to bootstrap initial cluster (from its SRV records).")
     var discoverySRV: String?
@@ -239,7 +274,9 @@ public struct ServerFlags: ParsableArguments {
         let srv = discoverySRV.flatMap { $0.isEmpty ? nil : $0 }
         let url = discovery.flatMap { $0.isEmpty ? nil : $0 }
         // etcd's default --initial-cluster is the one a member alone would have.
-        let bootstraps = [initialCluster != "default=http://localhost:2380", srv != nil, url != nil].filter { $0 }.count
+        let endpoints = Self.list(discoveryEndpoints)
+        let bootstraps = [initialCluster != "default=http://localhost:2380", srv != nil, url != nil, !endpoints.isEmpty]
+            .filter { $0 }.count
         guard bootstraps <= 1 else {
             throw ConfigurationError(
                 "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\", \"discovery-endpoints\" or \"discovery-srv\"")
@@ -249,6 +286,9 @@ public struct ServerFlags: ParsableArguments {
         }
         if let url {
             configuration.discovery = URLDiscovery(url: url, proxy: discoveryProxy.flatMap { $0.isEmpty ? nil : $0 })
+        }
+        if !endpoints.isEmpty {
+            configuration.v3Discovery = try v3Discovery(endpoints: endpoints)
         }
         configuration.initialClusterToken = initialClusterToken
         configuration.initialClusterState = state
@@ -303,6 +343,32 @@ public struct ServerFlags: ParsableArguments {
             default: return argument
             }
         }
+    }
+
+    /// The `--discovery-*` client settings of etcd 3.6's v3 discovery.
+    private func v3Discovery(endpoints: [String]) throws(ConfigurationError) -> V3Discovery {
+        guard !discoveryToken.isEmpty else {
+            throw ConfigurationError("--discovery-token must be set when --discovery-endpoints is set")
+        }
+        guard let requestTimeout = GoDuration.parse(discoveryRequestTimeout), requestTimeout > .zero else {
+            throw ConfigurationError("--discovery-request-timeout: '\(discoveryRequestTimeout)' is not a duration")
+        }
+        var discovery = V3Discovery(token: discoveryToken, endpoints: endpoints)
+        discovery.requestTimeout = requestTimeout
+        let secure = !discoveryInsecureTransport || !discoveryCACert.isEmpty || !discoveryCert.isEmpty
+            || endpoints.contains { $0.hasPrefix("https://") }
+        if secure {
+            var tls = EtcdClient.TLSOptions(
+                caFile: discoveryCACert.isEmpty ? nil : discoveryCACert, certFile: discoveryCert.isEmpty ? nil : discoveryCert,
+                keyFile: discoveryKey.isEmpty ? nil : discoveryKey)
+            tls.insecureSkipVerify = discoveryInsecureSkipTLSVerify
+            discovery.tls = tls
+        }
+        if !discoveryUser.isEmpty {
+            let parts = discoveryUser.split(separator: ":", maxSplits: 1).map(String.init)
+            discovery.credentials = EtcdCredentials(user: parts[0], password: parts.count == 2 ? parts[1] : discoveryPassword)
+        }
+        return discovery
     }
 
     static func list(_ text: String) -> [String] {

@@ -29,20 +29,6 @@ public struct URLDiscovery: Sendable, Equatable {
         self.proxy = proxy
     }
 
-    /// What stops a discovery, worded as etcd words it.
-    public struct Failure: Error, CustomStringConvertible, Equatable {
-        public var description: String
-
-        static let sizeNotFound = Failure(description: "discovery: size key not found")
-        static let badSizeKey = Failure(description: "discovery: size key is bad")
-        static let duplicateID = Failure(description: "discovery: found duplicate id")
-        static let duplicateName = Failure(description: "discovery: found duplicate name")
-        static let fullCluster = Failure(description: "discovery: cluster is full")
-        static let tooManyRetries = Failure(description: "discovery: too many retries")
-        static let invalidURL = Failure(description: "discovery: invalid URL")
-        static let badEndpoint = Failure(description: "discovery: bad discovery endpoint")
-    }
-
     /// Checks the URLs before anything is asked of the service.
     func validate() throws(ConfigurationError) {
         guard let components = URLComponents(string: url), components.host?.isEmpty == false else {
@@ -58,7 +44,7 @@ public struct URLDiscovery: Sendable, Equatable {
 
     /// Registers the member `memberID` (described by `entry`, `name=peer-url,…`) and returns
     /// the `--initial-cluster` of the first `size` registered members.
-    func join(memberID: UInt64, entry: String, logger: Logger) async throws(Failure) -> String {
+    func join(memberID: UInt64, entry: String, logger: Logger) async throws(DiscoveryFailure) -> String {
         var session = Session(discovery: self, selfKey: String(memberID, radix: 16), logger: logger)
         if let proxy { logger.info("running proxy with discovery", metadata: ["proxy-url": "\(proxy)"]) }
         // Fast path: a full cluster is refused before registering.
@@ -108,12 +94,13 @@ private struct Session {
     let logger: Logger
     let client: DiscoveryHTTPClient
     let base: URLComponents
-    var attempts = 0
+    var backoff: DiscoveryBackoff
 
     init(discovery: URLDiscovery, selfKey: String, logger: Logger) {
         self.discovery = discovery
         self.selfKey = selfKey
         self.logger = logger
+        backoff = DiscoveryBackoff(retries: discovery.retries)
         client = DiscoveryHTTPClient(proxy: discovery.proxy.flatMap(discovery.proxyAddress))
         var base = URLComponents(string: discovery.url) ?? URLComponents()
         if base.path.hasSuffix("/") { base.path.removeLast() }
@@ -128,23 +115,23 @@ private struct Session {
     }
 
     /// Sends a request; a service that cannot be reached or fails (5xx) is retried with
-    /// etcd's backoff, at most `retries` times in the whole run.
+    /// etcd's backoff.
     private mutating func ask(
         _ method: HTTPMethod, _ url: URLComponents, form: [String: String] = [:], timeout: TimeAmount? = .seconds(5),
         step: String
-    ) async throws(URLDiscovery.Failure) -> (DiscoveryHTTPClient.Response, Answer) {
+    ) async throws(DiscoveryFailure) -> (DiscoveryHTTPClient.Response, Answer) {
         while true {
             var problem: String
             do {
                 let response = try await client.send(method, url, form: form, timeout: timeout)
                 if response.status < 500 {
                     guard let answer = try? JSONDecoder().decode(Answer.self, from: Data(response.body)) else {
-                        throw URLDiscovery.Failure.badEndpoint
+                        throw DiscoveryFailure.badEndpoint
                     }
                     return (response, answer)
                 }
                 problem = "HTTP \(response.status)"
-            } catch let failure as URLDiscovery.Failure {
+            } catch let failure as DiscoveryFailure {
                 throw failure
             } catch {
                 problem = "\(error)"
@@ -152,19 +139,13 @@ private struct Session {
             logger.warning("failed to get from discovery server", metadata: [
                 "discovery-url": "\(discovery.url)", "path": "\(url.path)", "error": "\(problem)",
             ])
-            guard attempts < discovery.retries else { throw .tooManyRetries }
-            attempts += 1
-            let backoff = Duration.seconds(1 << min(attempts, 8))
-            logger.info("retry connecting to discovery service", metadata: [
-                "url": "\(discovery.url)", "reason": "\(step)", "backoff": "\(backoff)",
-            ])
-            try? await Task.sleep(for: backoff)
+            try await backoff.wait(step: step, logger: logger)
         }
     }
 
     /// The cluster size and the registrations so far (in creation order), and the service's
     /// index to watch from; `fullCluster` when `size` members registered before this one.
-    mutating func checkCluster() async throws(URLDiscovery.Failure) -> ([Registration], Int, UInt64) {
+    mutating func checkCluster() async throws(DiscoveryFailure) -> ([Registration], Int, UInt64) {
         let (sizeResponse, sizeAnswer) = try await ask(.GET, url("/_config/size"), step: "cluster status check")
         guard sizeResponse.status == 200, let value = sizeAnswer.node?.value else {
             throw sizeAnswer.errorCode == 100 || sizeResponse.status == 404 ? .sizeNotFound : .badEndpoint
@@ -186,7 +167,7 @@ private struct Session {
     }
 
     /// Registers this member; its key must not exist yet.
-    mutating func createSelf(_ entry: String) async throws(URLDiscovery.Failure) {
+    mutating func createSelf(_ entry: String) async throws(DiscoveryFailure) {
         let (response, answer) = try await ask(
             .PUT, url("/\(selfKey)", query: [URLQueryItem(name: "prevExist", value: "false")]), form: ["value": entry],
             step: "register")
@@ -195,7 +176,7 @@ private struct Session {
     }
 
     /// Waits until `size` members have registered, watching the directory from `index`.
-    mutating func waitNodes(_ found: [Registration], size: Int, index: UInt64) async throws(URLDiscovery.Failure) -> [Registration] {
+    mutating func waitNodes(_ found: [Registration], size: Int, index: UInt64) async throws(DiscoveryFailure) -> [Registration] {
         var all = Array(found.prefix(size))
         for registration in all {
             if registration.key == selfKey {

@@ -178,3 +178,74 @@ struct URLDiscoveryTests {
         #expect(proxyFallback.output.contains("--discovery-fallback=proxy is not supported by swift-etcd"), "\(proxyFallback.output)")
     }
 }
+
+/// `--discovery-endpoints` and `--discovery-token`: etcd 3.6's v3 discovery, with Debian's etcd
+/// as the discovery service (its v3 API, on loopback ports the test picks).
+@Suite(
+    "A cluster bootstrapped through an etcd cluster (v3 discovery)", .cluster, .serialized,
+    .enabled(if: FileManager.default.isExecutableFile(atPath: ServerProcess.etcdBinary.path)))
+struct V3DiscoveryTests {
+    private static func arguments(_ cluster: ClusterProcesses, _ index: Int, service: ServerProcess, token: String) -> [String] {
+        let peer = cluster.peerURL(index)
+        return [
+            "--name", "m\(index)", "--discovery-endpoints", service.clientURL, "--discovery-token", token,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+        ] + ClusterTests.timers
+    }
+
+    @Test("three members register in etcd, watch for each other and form the cluster; a fourth finds it full; a token without a size is refused")
+    func threeMembersThroughAnEtcdCluster() async throws {
+        let cluster = try await ClusterProcesses(size: 3)
+        defer { cluster.destroy() }
+        let service = try await ServerProcess(dataDirectory: cluster.directory.appendingPathComponent("service"), kind: .etcd)
+        try await service.start()
+        defer { service.kill9() }
+        let registry = try EtcdClient(endpoints: [service.clientURL])
+        defer { Task { await registry.close() } }
+        try await registry.put("/_etcd/registry/v3-test/_config/size", "3")
+
+        try await cluster.start { Self.arguments(cluster, $0, service: service, token: "v3-test") }
+        _ = try await cluster.waitForLeader()
+        let members = try await cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])
+        #expect(members.status == 0)
+        for index in 0..<3 {
+            #expect(members.output.contains(", started, m\(index), \(cluster.peerURL(index)), "), "\(members.output)")
+        }
+        let client = try cluster.client()
+        defer { Task { await client.close() } }
+        try await client.put("found", "through etcd")
+        #expect(try await client.get("found").kvs.first?.value == Data("through etcd".utf8))
+        // Each member registered `name=peer-url` under its ID, which the cluster reports too.
+        let registered = try await registry.get(
+            Data("/_etcd/registry/v3-test/members/".utf8), rangeEnd: prefixEnd("/_etcd/registry/v3-test/members/"))
+        let values: Set<String> = Set(registered.kvs.map { String(decoding: $0.value, as: UTF8.self) })
+        let entries: Set<String> = Set((0..<3).map { "m\($0)=\(cluster.peerURL($0))" })
+        #expect(values == entries)
+        let ids: [UInt64] = try await client.call(Etcdserverpb_ClusterRPCs.memberList, Etcdserverpb_MemberListRequest()).members.map(\.id)
+        let keys: Set<String> = Set(registered.kvs.map { String(String(decoding: $0.key, as: UTF8.self).split(separator: "/").last ?? "") })
+        let hexIDs: Set<String> = Set(ids.map { String($0, radix: 16) })
+        #expect(keys == hexIDs)
+
+        // A fourth member finds the cluster full; a token without a size key is refused.
+        let extra = try await ServerProcess.freePort()
+        func fourth(token: String) async throws -> (status: Int32, output: String) {
+            let client = try await ServerProcess.freePort()
+            return try await runTool(ServerProcess.binary, [
+                "--name", "m3", "--data-dir", cluster.directory.appendingPathComponent("m3").path,
+                "--discovery-endpoints", service.clientURL, "--discovery-token", token,
+                "--listen-peer-urls", "http://127.0.0.1:\(extra)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(extra)",
+                "--listen-client-urls", "http://127.0.0.1:\(client)", "--advertise-client-urls", "http://127.0.0.1:\(client)",
+            ], environment: ["PATH": "/usr/bin:/bin"])
+        }
+        let full = try await fourth(token: "v3-test")
+        #expect(full.status == 1)
+        #expect(full.output.contains("failed to join discovery cluster (discovery: cluster is full)"), "\(full.output)")
+        let sizeless = try await fourth(token: "never-sized")
+        #expect(sizeless.status == 1)
+        #expect(sizeless.output.contains("failed to join discovery cluster (discovery: size key not found)"), "\(sizeless.output)")
+        #expect(!FileManager.default.fileExists(atPath: cluster.directory.appendingPathComponent("m3/member").path))
+        let tokenless = try await runTool(ServerProcess.binary, ["--discovery-endpoints", service.clientURL], environment: ["PATH": "/usr/bin:/bin"])
+        #expect(tokenless.status != 0)
+        #expect(tokenless.output.contains("--discovery-token must be set when --discovery-endpoints is set"), "\(tokenless.output)")
+    }
+}

@@ -12,7 +12,9 @@ struct ServerFlagsTests {
     @Test func flagNamesAreReadOffTheDeclarations() {
         #expect(ServerFlags.flagNames == [
             "config-file", "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
-            "initial-advertise-peer-urls", "initial-cluster", "discovery", "discovery-proxy", "discovery-srv", "discovery-srv-name",
+            "initial-advertise-peer-urls", "initial-cluster", "discovery", "discovery-proxy", "discovery-token", "discovery-endpoints",
+            "discovery-request-timeout", "discovery-insecure-transport", "discovery-insecure-skip-tls-verify", "discovery-cert",
+            "discovery-key", "discovery-cacert", "discovery-user", "discovery-password", "discovery-srv", "discovery-srv-name",
             "discovery-srv-resolver",
             "initial-cluster-token", "initial-cluster-state",
             "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
@@ -31,7 +33,8 @@ struct ServerFlagsTests {
             "tls-min-version", "tls-max-version", "auth-token", "auth-token-ttl", "bcrypt-cost", "listen-metrics-urls", "metrics",
         ])
         #expect(ServerFlags.booleanFlagNames == [
-            "strict-reconfig-check", "auto-promote-learners", "client-cert-auth", "auto-tls", "peer-client-cert-auth",
+            "discovery-insecure-transport", "discovery-insecure-skip-tls-verify", "strict-reconfig-check", "auto-promote-learners",
+            "client-cert-auth", "auto-tls", "peer-client-cert-auth",
             "peer-auto-tls", "peer-skip-client-san-verification", "experimental-peer-skip-client-san-verification",
             "force-new-cluster", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled",
         ])
