@@ -180,7 +180,7 @@ struct URLDiscoveryTests {
 }
 
 /// `--discovery-endpoints` and `--discovery-token`: etcd 3.6's v3 discovery, with Debian's etcd
-/// as the discovery service (its v3 API, on loopback ports the test picks).
+/// and with swift-etcd as the discovery service (on loopback ports the test picks).
 @Suite(
     "A cluster bootstrapped through an etcd cluster (v3 discovery)", .cluster, .serialized,
     .enabled(if: FileManager.default.isExecutableFile(atPath: ServerProcess.etcdBinary.path)))
@@ -193,11 +193,13 @@ struct V3DiscoveryTests {
         ] + ClusterTests.timers
     }
 
-    @Test("three members register in etcd, watch for each other and form the cluster; a fourth finds it full; a token without a size is refused")
-    func threeMembersThroughAnEtcdCluster() async throws {
+    @Test(
+        "three members register in the service, watch for each other and form the cluster; a fourth finds it full; a token without a size is refused",
+        arguments: [ServerProcess.Kind.etcd, .swiftEtcd])
+    func threeMembersThroughAnEtcdCluster(service kind: ServerProcess.Kind) async throws {
         let cluster = try await ClusterProcesses(size: 3)
         defer { cluster.destroy() }
-        let service = try await ServerProcess(dataDirectory: cluster.directory.appendingPathComponent("service"), kind: .etcd)
+        let service = try await ServerProcess(dataDirectory: cluster.directory.appendingPathComponent("service"), kind: kind)
         try await service.start()
         defer { service.kill9() }
         let registry = try EtcdClient(endpoints: [service.clientURL])
