@@ -233,6 +233,52 @@ struct ConfigFileTests {
         #expect(text.contains("configuration file key \\\"proxy\\\" is ignored"))
     }
 
+    /// etcd's own sample, with this machine's ports and directory (and `enable-pprof: false`,
+    /// which swift-etcd refuses), starts Debian's etcd 3.4 and swift-etcd alike; the same
+    /// etcdctl commands then print the same thing against both.
+    @Test func etcdsSampleStartsEtcdAndSwiftEtcdAndBothAnswerAlike() async throws {
+        var transcripts: [ServerProcess.Kind: [String]] = [:]
+        for kind in [ServerProcess.Kind.etcd, .swiftEtcd] {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("config-sample-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let server = try await ServerProcess(dataDirectory: directory.appendingPathComponent("data"), kind: kind)
+            defer { server.kill9() }
+            let peer = "http://127.0.0.1:\(server.peerPort)"
+            let settings = [
+                "name": "'sample'", "data-dir": server.dataDirectory.path, "listen-peer-urls": peer,
+                "listen-client-urls": server.clientURL, "initial-advertise-peer-urls": peer,
+                "advertise-client-urls": server.clientURL, "initial-cluster": "sample=\(peer)", "enable-pprof": "false",
+            ]
+            let file = Self.etcdSample.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+                let key = String(line.prefix { $0 != ":" })
+                return settings[key].map { "\(key): \($0)" } ?? String(line)
+            }.joined(separator: "\n")
+            let configFile = directory.appendingPathComponent("etcd.conf.yml")
+            try file.write(to: configFile, atomically: true, encoding: .utf8)
+            try await server.start(arguments: ["--config-file", configFile.path])
+            var transcript: [String] = []
+            for command in [
+                ["put", "a", "1"], ["put", "b", "2"], ["get", "--prefix", ""], ["del", "a"], ["get", "--prefix", "", "-w", "simple"],
+                ["compaction", "3"], ["member", "list", "-w", "simple"], ["endpoint", "health"],
+            ] {
+                let run = try await runTool(
+                    URL(fileURLWithPath: "/usr/bin/etcdctl"), ["--endpoints", server.clientURL] + command,
+                    environment: ["ETCDCTL_API": "3"])
+                // Member IDs, ports and timings differ by nature.
+                let normalised = run.output
+                    .replacingOccurrences(of: #"^[0-9a-f]{16},"#, with: "ID,", options: .regularExpression)
+                    .replacingOccurrences(of: "127.0.0.1:\(server.port)", with: "CLIENT")
+                    .replacingOccurrences(of: "127.0.0.1:\(server.peerPort)", with: "PEER")
+                    .replacingOccurrences(of: #"took = [0-9.]+[µm]?s"#, with: "took = T", options: .regularExpression)
+                transcript.append("\(command.joined(separator: " ")) -> \(run.status): \(normalised)")
+            }
+            transcripts[kind] = transcript
+        }
+        #expect(transcripts[.swiftEtcd] == transcripts[.etcd])
+        #expect(transcripts[.swiftEtcd]?.contains("member list -w simple -> 0: ID, started, sample, http://PEER, http://CLIENT, false\n") == true)
+    }
+
     @Test func aFileWithARefusedValueStopsTheStartNamingTheKey() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("config-file-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
