@@ -223,6 +223,7 @@ let package = Package(
                 "EtcdServer",
                 "GRPCWire",
                 "TransportSecurity",
+                "Coordination",
                 "EtcdClient",
                 "EtcdProto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,3 +1,4 @@
+import Coordination
 import EtcdClient
 import EtcdProto
 import Foundation
@@ -103,7 +104,7 @@ public struct V3Discovery: Sendable {
             let membersAnswer: Etcdserverpb_RangeResponse
             do {
                 sizeAnswer = try await client.get("\(prefix)/_config/size")
-                membersAnswer = try await client.get(Data(membersPrefix.utf8), rangeEnd: Self.prefixEnd(membersPrefix))
+                membersAnswer = try await client.get(Data(membersPrefix.utf8), rangeEnd: CoordinationKeys.prefixEnd(Data(membersPrefix.utf8)))
             } catch {
                 logger.warning("failed to get cluster members from discovery service", metadata: ["error": "\(error.message)"])
                 try await backoff.wait(step: "cluster status check", logger: logger)
@@ -128,7 +129,7 @@ public struct V3Discovery: Sendable {
     private func waitForPeers(_ client: EtcdClient, into members: inout [Registration], size: Int, after revision: Int64, logger: Logger)
         async throws
     {
-        let stream = try await client.watch(Data(membersPrefix.utf8), rangeEnd: Self.prefixEnd(membersPrefix), startRevision: revision + 1)
+        let stream = try await client.watch(Data(membersPrefix.utf8), rangeEnd: CoordinationKeys.prefixEnd(Data(membersPrefix.utf8)), startRevision: revision + 1)
         defer { stream.close() }
         for try await response in stream {
             for event in response.events where event.type == .put {
@@ -150,18 +151,5 @@ public struct V3Discovery: Sendable {
         logger.info("found peer from discovery service", metadata: ["memberKey": "\(key)", "memberInfo": "\(value)"])
         members.append(Registration(key: key, value: value, createRevision: kv.createRevision))
         members.sort { $0.createRevision < $1.createRevision }
-    }
-
-    /// The end of the range of keys starting with `prefix`.
-    private static func prefixEnd(_ prefix: String) -> Data {
-        var bytes = Array(prefix.utf8)
-        while let last = bytes.last {
-            if last < 0xff {
-                bytes[bytes.count - 1] = last + 1
-                return Data(bytes)
-            }
-            bytes.removeLast()
-        }
-        return Data([0])
     }
 }

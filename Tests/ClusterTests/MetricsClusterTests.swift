@@ -29,6 +29,9 @@ struct MetricsClusterTests {
         defer { Task { await client.close() } }
         let watch = try await client.watch(Data("k".utf8), rangeEnd: Data("l".utf8))
         defer { watch.close() }
+        // The watcher is in place once its creation is answered: a put before that is not its event.
+        var responses = watch.makeAsyncIterator()
+        #expect(try await responses.next()?.created == true)
         for index in 0..<5 { try await client.put("k\(index)", "value") }
         _ = try await client.txn(.with { txn in
             txn.compare = [.with { $0.key = Data("k0".utf8); $0.target = .version; $0.result = .greater; $0.version = 0 }]

@@ -4,6 +4,22 @@ import Foundation
 import Testing
 import TestSupport
 
+/// The three members of `cluster` elect a leader, list one another with their names and peer
+/// URLs (the real `etcdctl member list`) and serve a write of `value` and its read; returns a
+/// client of all three, for the caller to close.
+private func expectFormedCluster(_ cluster: ClusterProcesses, writing value: String) async throws -> EtcdClient {
+    _ = try await cluster.waitForLeader()
+    let members = try await cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])
+    #expect(members.status == 0)
+    for index in 0..<3 {
+        #expect(members.output.contains(", started, m\(index), \(cluster.peerURL(index)), "), "\(members.output)")
+    }
+    let client = try cluster.client()
+    try await client.put("found", value)
+    #expect(try await client.get("found").kvs.first?.value == Data(value.utf8))
+    return client
+}
+
 /// `--discovery <url>`: members find each other through a real discovery service — Debian's
 /// `etcd-discovery` (`discovery.etcd.io`, the service etcd's docs point to) in front of Debian's
 /// etcd with its v2 API, both on loopback ports the test picks.
@@ -97,16 +113,8 @@ struct URLDiscoveryTests {
         let token = try await service.newToken(size: 3)
 
         try await cluster.start { Self.arguments(cluster, $0, token: token) }
-        _ = try await cluster.waitForLeader()
-        let members = try await cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])
-        #expect(members.status == 0)
-        for index in 0..<3 {
-            #expect(members.output.contains(", started, m\(index), \(cluster.peerURL(index)), "), "\(members.output)")
-        }
-        let client = try cluster.client()
+        let client = try await expectFormedCluster(cluster, writing: "through the service")
         defer { Task { await client.close() } }
-        try await client.put("found", "through the service")
-        #expect(try await client.get("found").kvs.first?.value == Data("through the service".utf8))
 
         // The service holds the three registrations, each `name=peer-url` under its member ID.
         let registry = try await DiscoveryService.curl([token]).output
@@ -135,7 +143,7 @@ struct URLDiscoveryTests {
         // forwarding proxy in Python that logs each request line it forwards.
         let proxyPort = try await ServerProcess.freePort()
         let proxyLog = cluster.directory.appendingPathComponent("proxy.log")
-        FileManager.default.createFile(atPath: proxyLog.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: proxyLog.path, contents: nil)
         let proxy = Process()
         proxy.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         proxy.arguments = ["-c", Self.forwardingProxy, "\(proxyPort)"]
@@ -207,16 +215,8 @@ struct V3DiscoveryTests {
         try await registry.put("/_etcd/registry/v3-test/_config/size", "3")
 
         try await cluster.start { Self.arguments(cluster, $0, service: service, token: "v3-test") }
-        _ = try await cluster.waitForLeader()
-        let members = try await cluster.etcdctl(["member", "list"], endpoints: [0, 1, 2])
-        #expect(members.status == 0)
-        for index in 0..<3 {
-            #expect(members.output.contains(", started, m\(index), \(cluster.peerURL(index)), "), "\(members.output)")
-        }
-        let client = try cluster.client()
+        let client = try await expectFormedCluster(cluster, writing: "through etcd")
         defer { Task { await client.close() } }
-        try await client.put("found", "through etcd")
-        #expect(try await client.get("found").kvs.first?.value == Data("through etcd".utf8))
         // Each member registered `name=peer-url` under its ID, which the cluster reports too.
         let registered = try await registry.get(
             Data("/_etcd/registry/v3-test/members/".utf8), rangeEnd: prefixEnd("/_etcd/registry/v3-test/members/"))
