@@ -39,6 +39,9 @@ public struct EmbedConfiguration: Sendable {
     /// `--discovery-endpoints` and `--discovery-token`: the initial cluster from an etcd
     /// cluster used as discovery service (etcd 3.6's v3 discovery), when the member has no log.
     public var v3Discovery: V3Discovery?
+
+    /// The discovery service of a new member, of either kind (flags allow one).
+    var clusterDiscovery: (any ClusterDiscovery)? { discovery ?? v3Discovery.map { $0 as any ClusterDiscovery } }
     public var initialClusterState = ClusterState.new
     /// Milliseconds.
     public var heartbeatInterval = 100

@@ -41,19 +41,17 @@ public final class EmbeddedEtcd: Sendable {
     /// Where the `--listen-metrics-urls` listeners listen, in their order.
     public var metricsAddresses: [SocketAddress] { metricsListeners.compactMap(\.localAddress) }
 
-    /// Registers this member with a discovery service (through `register`, given the member's
-    /// ID and its `name=peer-url` entry) and waits for the others; returns the initial cluster
-    /// they make. A refusal stops the start with etcd's message, before anything is written
-    /// to the data directory.
-    private static func join(
-        _ configuration: EmbedConfiguration, token: String, logger: Logger,
-        register: (UInt64, String) async throws(DiscoveryFailure) -> String
-    ) async throws -> String {
+    /// Registers this member with `discovery` and waits for the others; returns the initial
+    /// cluster they make. A refusal stops the start with etcd's message, before anything is
+    /// written to the data directory.
+    private static func join(_ discovery: any ClusterDiscovery, _ configuration: EmbedConfiguration, logger: Logger) async throws -> String {
+        let token = discovery.token
         let peerURLs = configuration.initialAdvertisePeerURLs
         let memberID = ClusterConfiguration.memberID(peerURLs: peerURLs, token: token)
         logger.info("registering with the discovery service", metadata: ["discovery-token": "\(token)", "member-id": "\(String(memberID, radix: 16))"])
         do {
-            return try await register(memberID, peerURLs.map { "\(configuration.name)=\($0)" }.joined(separator: ","))
+            return try await discovery.join(
+                memberID: memberID, entry: peerURLs.map { "\(configuration.name)=\($0)" }.joined(separator: ","), logger: logger)
         } catch {
             switch error {
             case .duplicateID:
@@ -84,19 +82,11 @@ public final class EmbeddedEtcd: Sendable {
         let urls = try configuration.listenClientURLs.map(ClientListenURL.init)
         let metricsURLs = try configuration.listenMetricsURLs.map(ClientListenURL.init)
         var member = configuration.memberConfiguration
-        if let discovery = configuration.discovery, !member.hasLog {
-            // As etcd: the discovery URL is the cluster token, from which members derive their IDs.
-            member.initialClusterToken = discovery.url
-            logger.warning("V2 discovery is deprecated!")
-            member.initialCluster = try await join(configuration, token: discovery.url, logger: logger) { (id, entry) async throws(DiscoveryFailure) -> String in
-                try await discovery.join(memberID: id, entry: entry, logger: logger)
-            }
-        } else if let discovery = configuration.v3Discovery, !member.hasLog {
+        if let discovery = configuration.clusterDiscovery, !member.hasLog {
+            // As etcd: the discovery's token is the cluster token, from which members derive their IDs.
             member.initialClusterToken = discovery.token
-            logger.info("Bootstrapping cluster using v3 discovery.")
-            member.initialCluster = try await join(configuration, token: discovery.token, logger: logger) { (id, entry) async throws(DiscoveryFailure) -> String in
-                try await discovery.join(memberID: id, entry: entry, logger: logger)
-            }
+            discovery.announce(logger)
+            member.initialCluster = try await join(discovery, configuration, logger: logger)
         }
         if let discovery = configuration.discoverySRV {
             member.initialCluster = try discovery.initialCluster(

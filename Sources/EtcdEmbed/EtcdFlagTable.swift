@@ -67,7 +67,6 @@ public enum EtcdFlagTable {
 
     private static let notBbolt = "the backend is SQLite, not bbolt"
     private static let noTracing = "swift-etcd exports no OpenTelemetry traces"
-    private static let noDiscovery = "not supported by swift-etcd"
     private static let legacy = "an etcd 2 flag that etcd 3.6 ignores; swift-etcd refuses it rather than ignore it"
 
     private static let exceptions: [String: Treatment] = {
@@ -126,7 +125,6 @@ public enum EtcdFlagTable {
             table[flag] = .refused(noTracing)
             table["experimental-" + flag] = .refused(noTracing)
         }
-        for flag in etcdFlags where flag.hasPrefix("discovery") { table[flag] = .refused(noDiscovery) }
         for (flag, value) in [("discovery-dial-timeout", "2s"), ("discovery-keepalive-time", "2s"), ("discovery-keepalive-timeout", "6s")] {
             table[flag] = .onlyAt(value, reason: "the discovery client's connection timings are fixed")
         }

@@ -16,7 +16,7 @@ import NIOHTTP1
 ///
 /// Unlike etcd, which retries an unreachable service for ever (2^32 times), a member gives up
 /// after ``retries`` attempts and stops with etcd's `discovery: too many retries`.
-public struct URLDiscovery: Sendable, Equatable {
+public struct URLDiscovery: ClusterDiscovery, Equatable {
     /// The discovery URL: the service and the directory of this cluster.
     public var url: String
     /// `--discovery-proxy`: an HTTP proxy for the requests to the service.
@@ -28,6 +28,11 @@ public struct URLDiscovery: Sendable, Equatable {
         self.url = url
         self.proxy = proxy
     }
+
+    /// The discovery URL is the cluster token, as in etcd.
+    var token: String { url }
+
+    func announce(_ logger: Logger) { logger.warning("V2 discovery is deprecated!") }
 
     /// Checks the URLs before anything is asked of the service.
     func validate() throws(ConfigurationError) {
@@ -42,8 +47,6 @@ public struct URLDiscovery: Sendable, Equatable {
         }
     }
 
-    /// Registers the member `memberID` (described by `entry`, `name=peer-url,…`) and returns
-    /// the `--initial-cluster` of the first `size` registered members.
     func join(memberID: UInt64, entry: String, logger: Logger) async throws(DiscoveryFailure) -> String {
         var session = Session(discovery: self, selfKey: String(memberID, radix: 16), logger: logger)
         if let proxy { logger.info("running proxy with discovery", metadata: ["proxy-url": "\(proxy)"]) }
@@ -199,6 +202,7 @@ private struct Session {
                 timeout: nil, step: "waiting for other nodes")
             guard response.status == 200, let node = answer.node else {
                 // The index was cleared from the service's history: read the directory again.
+                try await backoff.wait(step: "waiting for other nodes", logger: logger)
                 let (again, _, newIndex) = try await checkCluster()
                 all = Array(again.prefix(size))
                 after = newIndex
@@ -206,7 +210,7 @@ private struct Session {
             }
             after = max(after, node.modifiedIndex)
             let key = Self.lastComponent(node.key)
-            guard key != "_config", node.key.hasSuffix("/_config/size") == false, !all.contains(where: { $0.key == key }) else { continue }
+            guard !node.key.contains("/_config/"), !all.contains(where: { $0.key == key }) else { continue }
             logger.info("found peer from discovery server", metadata: ["discovery-url": "\(discovery.url)", "peer": "\(key)"])
             all.append(Registration(key: key, value: node.value ?? "", createdIndex: node.createdIndex))
         }

@@ -11,7 +11,7 @@ import Logging
 /// `name=peer-url,…` at `/_etcd/registry/<token>/members/<member ID>`, then watches the
 /// members' prefix until `size` have registered. The first `size` by creation revision are the
 /// initial cluster; the token is the cluster token, from which members derive their IDs.
-public struct V3Discovery: Sendable {
+public struct V3Discovery: ClusterDiscovery {
     /// `--discovery-token`.
     public var token: String
     /// `--discovery-endpoints`: the service cluster's client URLs.
@@ -41,8 +41,8 @@ public struct V3Discovery: Sendable {
         var createRevision: Int64
     }
 
-    /// Registers the member `memberID` (described by `entry`, `name=peer-url,…`) and returns
-    /// the `--initial-cluster` of the first `size` registered members.
+    func announce(_ logger: Logger) { logger.info("Bootstrapping cluster using v3 discovery.") }
+
     func join(memberID: UInt64, entry: String, logger: Logger) async throws(DiscoveryFailure) -> String {
         let client: EtcdClient
         do {

@@ -1,5 +1,17 @@
 import Logging
 
+/// A discovery service a new member registers with and learns its initial cluster from:
+/// `--discovery <url>` (``URLDiscovery``) or `--discovery-endpoints` (``V3Discovery``).
+protocol ClusterDiscovery: Sendable {
+    /// The cluster token the members derive their IDs from.
+    var token: String { get }
+    /// What etcd logs as it starts this kind of discovery.
+    func announce(_ logger: Logger)
+    /// Registers the member `memberID` (described by `entry`, `name=peer-url,…`), waits for
+    /// the others and returns the `--initial-cluster` they make.
+    func join(memberID: UInt64, entry: String, logger: Logger) async throws(DiscoveryFailure) -> String
+}
+
 /// What stops a discovery (`--discovery` or `--discovery-endpoints`), worded as etcd words it.
 public struct DiscoveryFailure: Error, CustomStringConvertible, Equatable {
     public var description: String
