@@ -237,6 +237,9 @@ struct ShutdownTests {
         #expect(try await inFlight.get().text == "slept")
         // Shutdown ends when the call does, long before the grace period would.
         #expect(shutdownStarted.duration(to: .now) < .seconds(30))
+        // The client learns of the GOAWAY and the close on its own event loop: give it a moment.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while connection.isUsable, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(!connection.isUsable)
         await #expect(throws: (any Error).self) {
             _ = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: port))
