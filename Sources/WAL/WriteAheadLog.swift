@@ -67,6 +67,8 @@ package final class WriteAheadLog {
     private var path: String
     private var sequence: UInt64
     private var offset: Int
+    /// Where the last successful sync of the current segment left it durable.
+    private var syncedOffset: Int
     private var crc: UInt32
     private var hardState: WALHardState
     private var pipeline: SegmentPipeline?
@@ -86,6 +88,7 @@ package final class WriteAheadLog {
         self.path = path
         self.sequence = sequence
         self.offset = offset
+        syncedOffset = offset
         self.crc = crc
         self.hardState = hardState
         self.lastIndex = lastIndex
@@ -315,9 +318,23 @@ package final class WriteAheadLog {
             if shouldSync { try sync() }
         } catch {
             failure = error
+            discardUnsynced()
             throw error
         }
         offset += buffer.count
+        if shouldSync { syncedOffset = offset }
+    }
+
+    /// After a failed write or sync, cuts the segment back to what the last successful sync made
+    /// durable. Records past it were never acknowledged, but they may sit in the page cache:
+    /// after a failed writeback Linux marks those pages clean, so a restarted member would read
+    /// records that are not on the disk, and a later successful sync would not write them — the
+    /// records after them would follow a hole that a power loss turns into a lost tail. Cutting
+    /// the file drops the cached pages at once; syncing the new length is best effort (the
+    /// member stops either way).
+    private func discardUnsynced() {
+        guard ftruncate(file.rawValue, off_t(syncedOffset)) == 0 else { return }
+        _ = fdatasync(file.rawValue)
     }
 
     private func sync() throws(WALError) {
@@ -347,6 +364,7 @@ package final class WriteAheadLog {
         path = nextPath
         sequence += 1
         offset = 0
+        syncedOffset = 0
         var buffer: [UInt8] = []
         appendSegmentHeader(to: &buffer)
         try write(buffer)

@@ -56,7 +56,7 @@ struct CrashCampaignTests {
     }
 
     /// One client: puts to its own keys and two-key txns, recording every acknowledged write.
-    private static func write(_ connection: GRPCClientConnection, round: Int, worker: Int, into history: History) async {
+    static func write(_ connection: GRPCClientConnection, round: Int, worker: Int, into history: History) async {
         for n in 0..<100_000 {
             let value = "r\(round)-w\(worker)-\(n)"
             let keys = n % 3 == 2 ? ["t\(worker)-a-\(n % 7)", "t\(worker)-b-\(n % 7)"] : ["k\(worker)-\(n % 50)"]
@@ -88,7 +88,7 @@ struct CrashCampaignTests {
     }
 
     /// What must hold after a restart; each problem found, described.
-    private static func verify(_ connection: GRPCClientConnection, _ history: History, round: Int, random: inout SeededRandom)
+    static func verify(_ connection: GRPCClientConnection, _ history: History, round: Int, random: inout SeededRandom)
         async throws -> [String]
     {
         var problems: [String] = []

@@ -155,6 +155,15 @@ public final class ServerProcess: Sendable {
 
     public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
+    /// Waits at most `limit` for the process to end by itself: its exit status, or nil if it
+    /// still runs (or was not started).
+    public func exitStatus(within limit: Duration) async -> Int32? {
+        guard let running = process.withLock({ $0 }) else { return nil }
+        guard let status = await ChildProcesses.exit(of: running, within: limit) else { return nil }
+        process.withLock { if $0 === running { $0 = nil } }
+        return status
+    }
+
     public func kill9() {
         stop { kill($0.processIdentifier, SIGKILL) }
     }
