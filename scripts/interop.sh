@@ -14,6 +14,11 @@
 #   4. the Go clientv3 library (Debian golang-etcd-server-dev, GOPATH mode) against the real
 #      etcd and swift-etcd: large values, responses and watch catch-ups past 4 MiB, refused
 #      oversized requests, then INTEROP_LARGE_MIB (default 2100) MiB read on one connection.
+#   4b. scripts/goclient/src/abuse: raw HTTP/2 frames from Go beside a clientv3, against the
+#      real etcd and swift-etcd (--max-concurrent-streams 8, 2 s keep-alive pings): streams past
+#      the limit, a ping flood, unanswered pings, 2000 idle connections, a watch stream that
+#      never reads, connection churn, a preface sent a byte at a time (memory and descriptors
+#      read from /proc, printed as FIGURE lines).
 #   5. scripts/stream_endings.py: how LeaseKeepAlive and Watch streams end (half-close, cancel,
 #      deadline, bad input, leader lost, server stop) against the real etcd and swift-etcd.
 #   6. scripts/auth_jwt.py: JWT tokens issued by each server verified with PyJWT, tokens PyJWT
@@ -289,6 +294,32 @@ if (cd scripts/goclient && GO111MODULE=off GOPATH="$PWD:/usr/share/gocode" GOCAC
   done
 else
   report "the Go clientv3 program builds" 1 "$(tail -5 "$work/gobuild.log")"
+fi
+
+echo "== 4b. abusive clients (raw HTTP/2 frames from Go beside clientv3), real etcd then swift-etcd"
+if (cd scripts/goclient && GO111MODULE=off GOPATH="$PWD:/usr/share/gocode" GOCACHE="$work/gocache" \
+  go build -o "$work/abuse" abuse) >"$work/gobuild-abuse.log" 2>&1; then
+  for server in etcd swift-etcd; do
+    client_port=$(free_port)
+    peer_port=$(free_port)
+    binary=$([ "$server" = etcd ] && echo etcd || echo "$bin/swift-etcd")
+    start_member "$binary" abuse "$work/abuse-$server.data" "$client_port" "$peer_port" "$work/abuse-$server.log" \
+      --max-concurrent-streams 8 --grpc-keepalive-interval 2s --grpc-keepalive-timeout 1s
+    pids+=($!)
+    if wait_for_port "$client_port" 30; then
+      set +e
+      timeout 600 "$work/abuse" "127.0.0.1:$client_port" "${pids[-1]}" 2000 \
+        "$([ "$server" = etcd ] && echo reference || echo strict)" 2>/dev/null | tee "$work/abuse-$server.out"
+      status=${PIPESTATUS[0]}
+      set -e
+      report "abusive clients against $server" "$status" "$(grep FAIL "$work/abuse-$server.out" | head -3)"
+    else
+      report "$server started for the abusive-client checks" 1
+    fi
+    kill "${pids[-1]}" 2>/dev/null || true
+  done
+else
+  report "the Go abuse program builds" 1 "$(tail -5 "$work/gobuild-abuse.log")"
 fi
 
 echo "== 5. stream endings: the same streaming cases against the real etcd and swift-etcd (Python grpcio)"

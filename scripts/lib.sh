@@ -16,13 +16,14 @@ wait_for_port() {
   return 1
 }
 
-# start_member BINARY NAME DIR CLIENT_PORT PEER_PORT LOG: etcd, swift-etcd (or a wrapper such
-# as scripts/with-tls.sh) as a one-member cluster on loopback, in the background (pid in $!).
+# start_member BINARY NAME DIR CLIENT_PORT PEER_PORT LOG [FLAG...]: etcd, swift-etcd (or a
+# wrapper such as scripts/with-tls.sh) as a one-member cluster on loopback, with any further
+# flags, in the background (pid in $!).
 start_member() {
   "$1" --name "$2" --data-dir "$3" \
     --listen-client-urls "http://127.0.0.1:$4" --advertise-client-urls "http://127.0.0.1:$4" \
     --listen-peer-urls "http://127.0.0.1:$5" --initial-advertise-peer-urls "http://127.0.0.1:$5" \
-    --initial-cluster "$2=http://127.0.0.1:$5" >"$6" 2>&1 &
+    --initial-cluster "$2=http://127.0.0.1:$5" "${@:7}" >"$6" 2>&1 &
 }
 
 # start_etcd NAME DIR CLIENT_PORT PEER_PORT LOG: the real etcd as a one-member cluster on

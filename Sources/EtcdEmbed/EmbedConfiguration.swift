@@ -1,6 +1,8 @@
 import Auth
 import EtcdServer
+import GRPCWire
 import Logging
+import NIOCore
 import TransportSecurity
 
 /// Everything a swift-etcd member starts with, as etcd's `embed.Config` holds it: what the
@@ -52,6 +54,31 @@ public struct EmbedConfiguration: Sendable {
     public var autoPromoteLearners = false
     public var maxRequestBytes = 1_572_864
     public var maxTxnOperations = 128
+    /// `--max-concurrent-streams`: the streams one client connection may have open at once; a
+    /// client that opens more has the extra ones refused (0, as in gRPC-Go, means no limit).
+    public var maxConcurrentStreams: UInt32 = .max
+    /// `--grpc-keepalive-min-time`: a client ping sooner than this after the last one, with no
+    /// answer data sent in between, is a strike (0: gRPC-Go's own 5 minutes, as in etcd).
+    public var grpcKeepaliveMinTime: Duration = .seconds(5)
+    /// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`: an idle client connection
+    /// is pinged after the interval and closed when no answer comes within the timeout (either
+    /// at 0: gRPC-Go's own 2 h and 20 s, as in etcd, whose help says 0 disables them).
+    public var grpcKeepaliveInterval: Duration = .seconds(7200)
+    public var grpcKeepaliveTimeout: Duration = .seconds(20)
+
+    /// The client listeners' ping policy, as gRPC-Go applies etcd's three flags.
+    var keepalivePolicy: KeepalivePolicy {
+        func amount(_ duration: Duration) -> TimeAmount {
+            .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        }
+        var policy = KeepalivePolicy()
+        policy.minimumPingInterval = grpcKeepaliveMinTime > .zero ? amount(grpcKeepaliveMinTime) : .minutes(5)
+        if grpcKeepaliveInterval > .zero && grpcKeepaliveTimeout > .zero {
+            policy.pingInterval = amount(grpcKeepaliveInterval)
+            policy.pingTimeout = amount(grpcKeepaliveTimeout)
+        }
+        return policy
+    }
     /// 0 means etcd's default, 2 GiB.
     public var quotaBackendBytes: Int64 = 0
     public var snapshotCount: UInt64 = 10_000

@@ -164,6 +164,8 @@ public final class EmbeddedEtcd: Sendable {
                     grpc.unixSocketPath = path
                 }
                 grpc.limits = EtcdRouter.messageLimits(for: server)
+                grpc.maximumConcurrentStreams = Int(configuration.maxConcurrentStreams == 0 ? .max : configuration.maxConcurrentStreams)
+                grpc.keepalive = configuration.keepalivePolicy
                 grpc.http1 = http
                 grpc.interceptor = ServerInterceptors(grpcMetrics + [
                     AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth),

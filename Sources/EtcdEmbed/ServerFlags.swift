@@ -129,6 +129,22 @@ public struct ServerFlags: ParsableArguments {
     @Option(name: .customLong("max-txn-ops"), help: "Maximum number of operations permitted in a transaction.")
     var maxTxnOps = 128
 
+    @Option(name: .customLong("max-concurrent-streams"), help: "Maximum number of streams each client connection may have open at once.")
+    var maxConcurrentStreams: UInt32 = .max
+
+    @Option(name: .customLong("grpc-keepalive-min-time"), help: "Shortest time a client should wait between pings to the server.")
+    var grpcKeepaliveMinTime = "5s"
+
+    @Option(
+        name: .customLong("grpc-keepalive-interval"),
+        help: "How long a client connection may stay idle before the server pings it to check it is alive.")
+    var grpcKeepaliveInterval = "2h"
+
+    @Option(
+        name: .customLong("grpc-keepalive-timeout"),
+        help: "How long the server waits for the answer to that ping before closing the connection.")
+    var grpcKeepaliveTimeout = "20s"
+
     @Option(name: .customLong("quota-backend-bytes"), help: "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).")
     var quotaBackendBytes: Int64 = 0
 
@@ -258,6 +274,13 @@ public struct ServerFlags: ParsableArguments {
         guard let compactHashCheck = GoDuration.parse(compactHashCheckTime), compactHashCheck > .zero else {
             throw ConfigurationError("--experimental-compact-hash-check-time: '\(compactHashCheckTime)' is not a positive duration")
         }
+        let keepalive = try [
+            ("grpc-keepalive-min-time", grpcKeepaliveMinTime), ("grpc-keepalive-interval", grpcKeepaliveInterval),
+            ("grpc-keepalive-timeout", grpcKeepaliveTimeout),
+        ].map { (flag, value) throws(ConfigurationError) -> Duration in
+            guard let duration = GoDuration.parse(value) else { throw ConfigurationError("--\(flag): '\(value)' is not a duration") }
+            return duration
+        }
         guard metrics == "basic" || metrics == "extensive" else {
             throw ConfigurationError("--metrics: '\(metrics)' is not 'basic' or 'extensive'")
         }
@@ -298,6 +321,9 @@ public struct ServerFlags: ParsableArguments {
         configuration.autoPromoteLearners = autoPromoteLearners
         configuration.maxRequestBytes = maxRequestBytes
         configuration.maxTxnOperations = maxTxnOps
+        configuration.maxConcurrentStreams = maxConcurrentStreams
+        (configuration.grpcKeepaliveMinTime, configuration.grpcKeepaliveInterval, configuration.grpcKeepaliveTimeout) =
+            (keepalive[0], keepalive[1], keepalive[2])
         configuration.quotaBackendBytes = quotaBackendBytes
         configuration.snapshotCount = snapshotCount
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries

@@ -96,6 +96,7 @@ struct SwiftEtcd: AsyncParsableCommand {
         }
         // A removed member stops as if told to: the same graceful shutdown as SIGTERM.
         configuration.onRemovedFromCluster = { kill(getpid(), SIGTERM) }
+        Self.raiseOpenFileLimit()
         let etcd: EmbeddedEtcd
         do {
             etcd = try await EmbeddedEtcd.start(configuration)
@@ -109,5 +110,15 @@ struct SwiftEtcd: AsyncParsableCommand {
         await waitForTerminationSignal()
         Logger(label: "swift-etcd").info("received signal; shutting down")
         await etcd.stop()
+    }
+
+    /// Raises the soft limit on open files to the hard one, as every Go program (etcd
+    /// included) does at start: each client connection takes a descriptor, and the usual soft
+    /// limit of 1024 would refuse connections long before the machine runs short.
+    private static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 }

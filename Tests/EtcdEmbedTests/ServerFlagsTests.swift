@@ -1,7 +1,9 @@
 import ArgumentParser
 import EtcdServer
 import Foundation
+import GRPCWire
 import Logging
+import NIOCore
 import Testing
 import TransportSecurity
 
@@ -17,7 +19,8 @@ struct ServerFlagsTests {
             "discovery-key", "discovery-cacert", "discovery-user", "discovery-password", "discovery-srv", "discovery-srv-name",
             "discovery-srv-resolver",
             "initial-cluster-token", "initial-cluster-state",
-            "max-request-bytes", "max-txn-ops", "quota-backend-bytes", "logger", "log-level", "log-outputs",
+            "max-request-bytes", "max-txn-ops", "max-concurrent-streams", "grpc-keepalive-min-time", "grpc-keepalive-interval",
+            "grpc-keepalive-timeout", "quota-backend-bytes", "logger", "log-level", "log-outputs",
             "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
             "election-timeout", "snapshot-catchup-entries", "experimental-snapshot-catchup-entries",
             "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
@@ -103,6 +106,31 @@ struct ServerFlagsTests {
         #expect(member.heartbeatInterval == .milliseconds(50))
         #expect(member.electionTimeout == .milliseconds(500))
         #expect(member.initialAdvertisePeerURLs == ["http://localhost:2380"])
+    }
+
+    /// etcd passes these to gRPC-Go, whose own defaults apply to a zero: no enforcement
+    /// policy means 5 minutes between pings, no server parameters mean 2 h and 20 s.
+    @Test func grpcFlagsBecomeTheClientListenersPolicy() throws {
+        let defaults = try ServerFlags.parse([]).configuration()
+        #expect(defaults.maxConcurrentStreams == UInt32.max)
+        #expect(defaults.keepalivePolicy == KeepalivePolicy())
+        let set = try ServerFlags.parse([
+            "--max-concurrent-streams", "8", "--grpc-keepalive-min-time", "1s", "--grpc-keepalive-interval", "3s",
+            "--grpc-keepalive-timeout", "500ms",
+        ]).configuration()
+        #expect(set.maxConcurrentStreams == 8)
+        #expect(set.keepalivePolicy.minimumPingInterval == .seconds(1))
+        #expect(set.keepalivePolicy.pingInterval == .seconds(3))
+        #expect(set.keepalivePolicy.pingTimeout == .milliseconds(500))
+        let zeros = try ServerFlags.parse([
+            "--grpc-keepalive-min-time", "0s", "--grpc-keepalive-interval", "0", "--grpc-keepalive-timeout", "1s",
+        ]).configuration()
+        #expect(zeros.keepalivePolicy.minimumPingInterval == .minutes(5))
+        #expect(zeros.keepalivePolicy.pingInterval == .hours(2))
+        #expect(zeros.keepalivePolicy.pingTimeout == .seconds(20))
+        #expect(throws: ConfigurationError("--grpc-keepalive-timeout: 'soon' is not a duration")) {
+            try ServerFlags.parse(["--grpc-keepalive-timeout", "soon"]).configuration()
+        }
     }
 
     @Test(arguments: [

@@ -129,6 +129,18 @@ struct NonGRPCTrafficTests {
             #expect(echoed.text == "alive")
         }
     }
+
+    /// A client that sends part of the preface and then nothing (or a byte now and then) is
+    /// closed once the preface deadline passes; gRPC-Go would wait 120 s.
+    @Test func aConnectionWithoutAPrefaceIsClosedAtTheDeadline() async throws {
+        try await withTestServer(prefaceTimeout: .seconds(1)) { harness in
+            let start = ContinuousClock.now
+            #expect(try await sendRaw(Array("PRI * HT".utf8), to: harness.port))
+            #expect(ContinuousClock.now - start >= .milliseconds(900))
+            let echoed = try await harness.connection.unary(TestService.echo, Bytes("alive"), responseType: Bytes.self)
+            #expect(echoed.text == "alive")
+        }
+    }
 }
 
 /// Emulates gRPC-Go's BDP estimator on a client connection: whenever data arrives and no ping

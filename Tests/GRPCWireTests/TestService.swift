@@ -112,11 +112,13 @@ struct TestHarness {
 func withTestServer<T>(
     maximumReceiveMessageSize: Int? = nil,
     streamsEndAtShutdown: GRPCStatus? = nil,
+    prefaceTimeout: TimeAmount? = nil,
     _ body: (TestHarness) async throws -> T
 ) async throws -> T {
     let observations = Observations()
     var configuration = GRPCServer.Configuration(host: "127.0.0.1", port: 0)
     configuration.streamsEndAtShutdown = streamsEndAtShutdown
+    if let prefaceTimeout { configuration.prefaceTimeout = prefaceTimeout }
     if let maximumReceiveMessageSize { configuration.limits.maximumReceiveMessageSize = maximumReceiveMessageSize }
     let server = try await GRPCServer.start(router: TestService.router(observations), configuration: configuration)
     let connection = try await GRPCClientConnection.connect(.init(host: "127.0.0.1", port: server.localAddress!.port!))

@@ -12,6 +12,8 @@ public protocol HTTP1ConnectionHandler: Sendable {
 /// gRPC; an HTTP/1.x request line goes to the server's HTTP/1.1 handler, when it has one; a TLS
 /// handshake on a plaintext listener (a client that meant `https://`) or anything else closes
 /// the connection, and the reason goes to the server's ``GRPCServer/Configuration/onRejectedConnection``.
+/// So does a connection that has not decided within `deadline` of being accepted (its TLS
+/// handshake included): a client sending a byte now and then cannot hold a connection for ever.
 final class ConnectionPrefaceCheck: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -22,17 +24,32 @@ final class ConnectionPrefaceCheck: ChannelInboundHandler, RemovableChannelHandl
     private let rejected: (@Sendable (String, SocketAddress?) -> Void)?
     private let http2: ((any Channel) throws -> Void)?
     private let http1: (any HTTP1ConnectionHandler)?
+    private let deadline: TimeAmount
     private var received: ByteBuffer?
+    private var deadlineTask: Scheduled<Void>?
 
     /// `http2` adds the gRPC pipeline (nil: HTTP/2 is refused); `http1`, when set, takes
     /// HTTP/1.x connections.
     init(
         rejected: (@Sendable (String, SocketAddress?) -> Void)?, http1: (any HTTP1ConnectionHandler)?,
-        http2: ((any Channel) throws -> Void)?
+        http2: ((any Channel) throws -> Void)?, deadline: TimeAmount
     ) {
         self.rejected = rejected
         self.http1 = http1
         self.http2 = http2
+        self.deadline = deadline
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        deadlineTask = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) { [self] in
+            rejected?("no connection preface within \(deadline.nanoseconds / 1_000_000_000) s", context.channel.remoteAddress)
+            context.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadlineTask?.cancel()
+        deadlineTask = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

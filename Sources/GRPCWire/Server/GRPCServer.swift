@@ -41,7 +41,11 @@ public final class GRPCServer: Sendable {
         public var limits = MessageLimits()
         public var keepalive = KeepalivePolicy()
         /// SETTINGS_MAX_CONCURRENT_STREAMS; etcd's `--max-concurrent-streams` default is 2^32-1.
+        /// A client opening more has the extra streams refused (RST_STREAM `REFUSED_STREAM`).
         public var maximumConcurrentStreams = Int(UInt32.max)
+        /// How long an accepted connection may take (TLS handshake included) to send the HTTP/2
+        /// client preface or an HTTP/1.x method before it is closed. gRPC-Go allows 120 s.
+        public var prefaceTimeout: TimeAmount = .seconds(10)
         /// Flow-control window per stream and per connection. Large windows let big messages
         /// (etcd allows 1.5 MiB requests) through in one round trip.
         public var streamWindowSize = 4 * 1024 * 1024
@@ -114,7 +118,7 @@ public final class GRPCServer: Sendable {
                             rejected: configuration.onRejectedConnection, http1: configuration.http1,
                             http2: !configuration.servesGRPC ? nil : { channel in
                                 try configureGRPC(channel, router: router, configuration: configuration, batch: batch)
-                            })
+                            }, deadline: configuration.prefaceTimeout)
                     }
                     guard let security else {
                         return try channel.pipeline.syncOperations.addHandler(sniff())
