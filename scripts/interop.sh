@@ -19,6 +19,8 @@
 #      the limit, a ping flood, unanswered pings, 2000 idle connections, a watch stream that
 #      never reads, connection churn, a preface sent a byte at a time (memory and descriptors
 #      read from /proc, printed as FIGURE lines).
+#   4c. scripts/fuzz.sh: INTEROP_FUZZ_SECONDS (60) of mutated requests for every RPC and random
+#      HTTP/2 frame sequences against swift-etcd, then a restart with the same keys.
 #   5. scripts/stream_endings.py: how LeaseKeepAlive and Watch streams end (half-close, cancel,
 #      deadline, bad input, leader lost, server stop) against the real etcd and swift-etcd.
 #   6. scripts/auth_jwt.py: JWT tokens issued by each server verified with PyJWT, tokens PyJWT
@@ -321,6 +323,14 @@ if (cd scripts/goclient && GO111MODULE=off GOPATH="$PWD:/usr/share/gocode" GOCAC
 else
   report "the Go abuse program builds" 1 "$(tail -5 "$work/gobuild-abuse.log")"
 fi
+
+echo "== 4c. fuzzing: mutated requests for every RPC and random HTTP/2 frames (scripts/fuzz.sh, ${INTEROP_FUZZ_SECONDS:-60} s)"
+set +e
+timeout 600 bash scripts/fuzz.sh "${INTEROP_FUZZ_SECONDS:-60}" >"$work/fuzz.out" 2>&1
+status=$?
+set -e
+grep -E '^(fuzzing|FIGURE|PASS|FAIL|PROBLEM|crasher)' "$work/fuzz.out" || true
+report "fuzzing swift-etcd" "$status" "$(grep -E 'FAIL|PROBLEM' "$work/fuzz.out" | head -3)"
 
 echo "== 5. stream endings: the same streaming cases against the real etcd and swift-etcd (Python grpcio)"
 set +e

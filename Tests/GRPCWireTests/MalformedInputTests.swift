@@ -39,6 +39,20 @@ struct MalformedInputTests {
         }
     }
 
+    /// After the one message a unary call takes, the rest of its request stream (half a
+    /// message, a second one) is never read, as gRPC-Go never reads it: the call gets its
+    /// handler's answer. (It was refused with INTERNAL while the handler went on acting: a put
+    /// was applied under an error.)
+    @Test(arguments: [[UInt8]([0, 0, 0]), [0, 0, 0, 0, 7, 0x0a, 5] + Array("again".utf8), [1, 0xff, 0xff, 0xff, 0xff]])
+    func whatFollowsAUnaryRequestIsNeverRead(_ more: [UInt8]) async throws {
+        try await withTestServer { harness in
+            let message: [UInt8] = [0, 0, 0, 0, 7, 0x0a, 5] + Array("acted".utf8)
+            let status = try await rawCall(harness.connection, body: message + more)
+            #expect(status.code == .ok)
+            #expect(harness.observations.all == ["echo acted"])
+        }
+    }
+
     @Test func undecodableProtobufIsInternal() async throws {
         try await withTestServer { harness in
             // Field 15 with the invalid wire type 7.

@@ -59,6 +59,7 @@ enum TestService {
     static func router(_ observations: Observations) -> ServerRouter {
         var router = ServerRouter()
         router.unary(echo) { (request: Bytes, responder: UnaryResponder<Bytes>) in
+            observations.record("echo \(request.text)")
             responder.succeed(request)
         }
         router.serverStreaming(expand) { (request: Bytes, call: ServerCall<Bytes, Bytes>) in

@@ -43,6 +43,11 @@ struct MessageDeframer {
         }
     }
 
+    /// Drops the bytes waiting to be read (a unary call reads none after its one message).
+    mutating func discard() {
+        buffer = nil
+    }
+
     /// The next complete message, or nil until more bytes arrive.
     mutating func next() throws(Failure) -> ByteBuffer? {
         guard var pending = buffer, pending.readableBytes >= 5,

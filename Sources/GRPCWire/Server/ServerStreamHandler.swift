@@ -93,7 +93,8 @@ final class ServerStreamHandler: ChannelInboundHandler {
             }
         case .data(let frame):
             guard case .deliver(let endsRequests) = machine.receivedData(endStream: frame.endStream) else { return }
-            if case .byteBuffer(let buffer) = frame.data, buffer.readableBytes > 0 {
+            // After the one message a unary call takes, gRPC-Go reads nothing more: the rest is dropped.
+            if case .byteBuffer(let buffer) = frame.data, buffer.readableBytes > 0, !machine.unaryRequestDispatched {
                 deframer.append(buffer)
                 deliverMessages()
             }
@@ -203,9 +204,10 @@ final class ServerStreamHandler: ChannelInboundHandler {
             interceptor?.receivedMessage(route.method, bytes: message.readableBytes)
             switch route.implementation {
             case .unary(let handle):
-                guard machine.receivedUnaryRequest() else {
-                    return abandon(GRPCStatus(.internal, "grpc: more than one request message for a unary method"))
-                }
+                guard machine.receivedUnaryRequest() else { return }
+                // Whatever follows is never read (as in gRPC-Go): once the handler acts, the
+                // call's answer is its own, never an error about the rest of the stream.
+                deframer.discard()
                 handle(message, Handle(handler: self, context: callContext!))
             case .streaming:
                 observer?.receive(message)
@@ -218,6 +220,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
             requestsEndedWhileWaiting = true
             return
         }
+        if machine.unaryRequestDispatched { return }
         if deframer.hasPartialMessage {
             return abandon(GRPCStatus(.internal, "grpc: request stream ended in the middle of a message"))
         }

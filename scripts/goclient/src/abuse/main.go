@@ -9,10 +9,8 @@
 package main
 
 import (
-	"bytes"
 	"checks"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +23,7 @@ import (
 
 	"go.etcd.io/etcd/clientv3"
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"rawh2"
 )
 
 const streamLimit = 8
@@ -57,148 +55,19 @@ func main() {
 	checks.Finish("abuse")
 }
 
-// rawConn is one HTTP/2 connection spoken frame by frame.
-type rawConn struct {
-	conn    net.Conn
-	framer  *http2.Framer
-	headers bytes.Buffer
-	encoder *hpack.Encoder
-	nextID  uint32
-}
-
-func dial(initialWindow uint32) (*rawConn, error) {
-	conn, err := net.DialTimeout("tcp", endpoint, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	r := &rawConn{conn: conn, nextID: 1}
-	r.framer = http2.NewFramer(conn, conn)
-	r.framer.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	r.encoder = hpack.NewEncoder(&r.headers)
-	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
-		return nil, err
-	}
-	if err := r.framer.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: initialWindow}); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-// settings reads up to the server's first SETTINGS frame and acknowledges it.
-func (r *rawConn) settings() (map[http2.SettingID]uint32, error) {
-	values := map[http2.SettingID]uint32{}
-	frame, err := r.readUntil(5*time.Second, false, func(f http2.Frame) bool {
-		s, ok := f.(*http2.SettingsFrame)
-		return ok && !s.IsAck()
-	})
-	if err != nil {
-		return nil, err
-	}
-	frame.(*http2.SettingsFrame).ForeachSetting(func(s http2.Setting) error {
-		values[s.ID] = s.Val
-		return nil
-	})
-	return values, r.framer.WriteSettingsAck()
-}
-
-// readUntil reads frames (answering pings when asked) until one matches, at most `limit`.
-func (r *rawConn) readUntil(limit time.Duration, answerPings bool, match func(http2.Frame) bool) (http2.Frame, error) {
-	r.conn.SetReadDeadline(time.Now().Add(limit))
-	defer r.conn.SetReadDeadline(time.Time{})
-	for {
-		frame, err := r.framer.ReadFrame()
-		if err != nil {
-			return nil, err
-		}
-		if match(frame) {
-			return frame, nil
-		}
-		if ping, ok := frame.(*http2.PingFrame); ok && answerPings && !ping.IsAck() {
-			if err := r.framer.WritePing(true, ping.Data); err != nil {
-				return nil, err
-			}
-		}
-	}
-}
-
-// open starts a call of `path` and returns its stream ID; `message`, when given, is sent as
-// its one request message and ends the request.
-func (r *rawConn) open(path string, message []byte) (uint32, error) {
-	id := r.nextID
-	r.nextID += 2
-	r.headers.Reset()
-	for _, field := range [][2]string{
-		{":method", "POST"}, {":scheme", "http"}, {":path", path}, {":authority", endpoint},
-		{"content-type", "application/grpc"}, {"te", "trailers"},
-	} {
-		r.encoder.WriteField(hpack.HeaderField{Name: field[0], Value: field[1]})
-	}
-	if err := r.framer.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.headers.Bytes(), EndHeaders: true}); err != nil {
-		return 0, err
-	}
-	if message == nil {
-		return id, nil
-	}
-	framed := make([]byte, 5+len(message))
-	binary.BigEndian.PutUint32(framed[1:], uint32(len(message)))
-	copy(framed[5:], message)
-	return id, r.framer.WriteData(id, true, framed)
-}
-
-// protobuf field `number` holding `value` (length-delimited).
-func field(number byte, value []byte) []byte {
-	return append(append([]byte{number<<3 | 2}, protoVarint(len(value))...), value...)
-}
-
-func protoVarint(n int) []byte {
-	var out []byte
-	for n >= 0x80 {
-		out = append(out, byte(n)|0x80)
-		n >>= 7
-	}
-	return append(out, byte(n))
-}
-
-func rangeRequest(key string) []byte { return field(1, []byte(key)) }
+func rangeRequest(key string) []byte { return rawh2.Field(1, []byte(key)) }
 
 func watchCreate(key, end string) []byte {
-	return field(1, append(field(1, []byte(key)), field(2, []byte(end))...))
-}
-
-// grpcStatus waits for the trailers of stream `id` and returns their grpc-status ("0": OK).
-func (r *rawConn) grpcStatus(id uint32) (string, error) {
-	frame, err := r.readUntil(5*time.Second, true, func(f http2.Frame) bool {
-		if h, ok := f.(*http2.MetaHeadersFrame); ok && h.StreamID == id && h.StreamEnded() {
-			return true
-		}
-		rst, ok := f.(*http2.RSTStreamFrame)
-		return ok && rst.StreamID == id
-	})
-	if err != nil {
-		return "", err
-	}
-	if rst, ok := frame.(*http2.RSTStreamFrame); ok {
-		return "", fmt.Errorf("stream reset with %v", rst.ErrCode)
-	}
-	return headerValue(frame.(*http2.MetaHeadersFrame), "grpc-status"), nil
-}
-
-func headerValue(h *http2.MetaHeadersFrame, name string) string {
-	for _, f := range h.Fields {
-		if f.Name == name {
-			return f.Value
-		}
-	}
-	return ""
+	return rawh2.Field(1, append(rawh2.Field(1, []byte(key)), rawh2.Field(2, []byte(end))...))
 }
 
 func advertisedLimit() error {
-	r, err := dial(65535)
+	r, err := rawh2.Dial(endpoint, 65535)
 	if err != nil {
 		return err
 	}
-	defer r.conn.Close()
-	values, err := r.settings()
+	defer r.Conn.Close()
+	values, err := r.Settings()
 	if err != nil {
 		return err
 	}
@@ -209,27 +78,27 @@ func advertisedLimit() error {
 }
 
 func streamsPastTheLimit(cli *clientv3.Client) error {
-	r, err := dial(65535)
+	r, err := rawh2.Dial(endpoint, 65535)
 	if err != nil {
 		return err
 	}
-	defer r.conn.Close()
-	if _, err := r.settings(); err != nil {
+	defer r.Conn.Close()
+	if _, err := r.Settings(); err != nil {
 		return err
 	}
 	var watches []uint32
 	for i := 0; i < streamLimit; i++ {
-		id, err := r.open("/etcdserverpb.Watch/Watch", nil)
+		id, err := r.Open("/etcdserverpb.Watch/Watch", nil, false)
 		if err != nil {
 			return err
 		}
 		watches = append(watches, id)
 	}
-	extra, err := r.open("/etcdserverpb.KV/Range", rangeRequest("a"))
+	extra, err := r.Open("/etcdserverpb.KV/Range", rangeRequest("a"), true)
 	if err != nil {
 		return err
 	}
-	frame, err := r.readUntil(5*time.Second, true, func(f http2.Frame) bool {
+	frame, err := r.ReadUntil(5*time.Second, true, func(f http2.Frame) bool {
 		rst, ok := f.(*http2.RSTStreamFrame)
 		_, away := f.(*http2.GoAwayFrame)
 		return away || ok && rst.StreamID == extra
@@ -258,22 +127,22 @@ func streamsPastTheLimit(cli *clientv3.Client) error {
 		return fmt.Errorf("clientv3 put while another connection holds its limit: %v", err)
 	}
 	if connectionRefused {
-		if r, err = dial(65535); err != nil {
+		if r, err = rawh2.Dial(endpoint, 65535); err != nil {
 			return err
 		}
-		defer r.conn.Close()
-		if _, err := r.settings(); err != nil {
+		defer r.Conn.Close()
+		if _, err := r.Settings(); err != nil {
 			return err
 		}
-	} else if err := r.framer.WriteRSTStream(watches[0], http2.ErrCodeCancel); err != nil {
+	} else if err := r.Framer.WriteRSTStream(watches[0], http2.ErrCodeCancel); err != nil {
 		return err
 	}
 	time.Sleep(200 * time.Millisecond)
-	again, err := r.open("/etcdserverpb.KV/Range", rangeRequest("a"))
+	again, err := r.Open("/etcdserverpb.KV/Range", rangeRequest("a"), true)
 	if err != nil {
 		return err
 	}
-	status, err := r.grpcStatus(again)
+	status, _, err := r.Status(again, 5*time.Second)
 	if err != nil || status != "0" {
 		return fmt.Errorf("the call after a stream ended: %q %v", status, err)
 	}
@@ -281,23 +150,23 @@ func streamsPastTheLimit(cli *clientv3.Client) error {
 }
 
 func pingFlood() error {
-	r, err := dial(65535)
+	r, err := rawh2.Dial(endpoint, 65535)
 	if err != nil {
 		return err
 	}
-	defer r.conn.Close()
-	if _, err := r.settings(); err != nil {
+	defer r.Conn.Close()
+	if _, err := r.Settings(); err != nil {
 		return err
 	}
-	if _, err := r.open("/etcdserverpb.Watch/Watch", nil); err != nil {
+	if _, err := r.Open("/etcdserverpb.Watch/Watch", nil, false); err != nil {
 		return err
 	}
 	for i := 0; i < 6; i++ {
-		if err := r.framer.WritePing(false, [8]byte{byte(i)}); err != nil {
+		if err := r.Framer.WritePing(false, [8]byte{byte(i)}); err != nil {
 			return err
 		}
 	}
-	frame, err := r.readUntil(5*time.Second, false, func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok })
+	frame, err := r.ReadUntil(5*time.Second, false, func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok })
 	if err != nil {
 		return fmt.Errorf("no GOAWAY: %v", err)
 	}
@@ -309,16 +178,16 @@ func pingFlood() error {
 }
 
 func unansweredPings() error {
-	r, err := dial(65535)
+	r, err := rawh2.Dial(endpoint, 65535)
 	if err != nil {
 		return err
 	}
-	defer r.conn.Close()
-	if _, err := r.settings(); err != nil {
+	defer r.Conn.Close()
+	if _, err := r.Settings(); err != nil {
 		return err
 	}
 	start := time.Now()
-	_, err = r.readUntil(15*time.Second, false, func(http2.Frame) bool { return false })
+	_, err = r.ReadUntil(15*time.Second, false, func(http2.Frame) bool { return false })
 	elapsed := time.Since(start)
 	var timeout net.Error
 	if errors.As(err, &timeout) && timeout.Timeout() {
@@ -332,15 +201,15 @@ func unansweredPings() error {
 }
 
 func answeredPings() error {
-	r, err := dial(65535)
+	r, err := rawh2.Dial(endpoint, 65535)
 	if err != nil {
 		return err
 	}
-	defer r.conn.Close()
-	if _, err := r.settings(); err != nil {
+	defer r.Conn.Close()
+	if _, err := r.Settings(); err != nil {
 		return err
 	}
-	_, err = r.readUntil(7*time.Second, true, func(http2.Frame) bool { return false })
+	_, err = r.ReadUntil(7*time.Second, true, func(http2.Frame) bool { return false })
 	var timeout net.Error
 	if errors.As(err, &timeout) && timeout.Timeout() {
 		return nil
@@ -380,18 +249,18 @@ func settled(baseline, slack int, limit time.Duration) (int, error) {
 
 func idleConnections(cli *clientv3.Client, count int) error {
 	rssBefore, fdsBefore := usage()
-	var conns []*rawConn
+	var conns []*rawh2.Conn
 	var wg sync.WaitGroup
 	defer func() {
 		for _, r := range conns {
-			r.conn.Close()
+			r.Conn.Close()
 		}
 		wg.Wait()
 	}()
 	for i := 0; i < count; i++ {
-		r, err := dial(65535)
+		r, err := rawh2.Dial(endpoint, 65535)
 		if err == nil {
-			_, err = r.settings()
+			_, err = r.Settings()
 		}
 		if err != nil {
 			return fmt.Errorf("connection %d: %v", i, err)
@@ -400,7 +269,7 @@ func idleConnections(cli *clientv3.Client, count int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.readUntil(time.Hour, true, func(http2.Frame) bool { return false })
+			r.ReadUntil(time.Hour, true, func(http2.Frame) bool { return false })
 		}()
 	}
 	time.Sleep(3 * time.Second)
@@ -416,7 +285,7 @@ func idleConnections(cli *clientv3.Client, count int) error {
 		return fmt.Errorf("clientv3 get among idle connections: %v", err)
 	}
 	for _, r := range conns {
-		r.conn.Close()
+		r.Conn.Close()
 	}
 	conns = nil
 	_, err := settled(fdsBefore, 5, 10*time.Second)
@@ -463,23 +332,20 @@ func neverReads(cli *clientv3.Client, strict bool) error {
 		}
 	}
 
-	r, err := dial(0)
+	r, err := rawh2.Dial(endpoint, 0)
 	if err != nil {
 		return err
 	}
-	defer r.conn.Close()
-	if _, err := r.settings(); err != nil {
+	defer r.Conn.Close()
+	if _, err := r.Settings(); err != nil {
 		return err
 	}
-	id, err := r.open("/etcdserverpb.Watch/Watch", nil)
+	id, err := r.Open("/etcdserverpb.Watch/Watch", nil, false)
 	if err != nil {
 		return err
 	}
 	message := watchCreate("abuse/stuck/", "abuse/stuck0")
-	framed := make([]byte, 5+len(message))
-	binary.BigEndian.PutUint32(framed[1:], uint32(len(message)))
-	copy(framed[5:], message)
-	if err := r.framer.WriteData(id, false, framed); err != nil {
+	if err := r.Framer.WriteData(id, false, rawh2.Frame(message)); err != nil {
 		return err
 	}
 	received := make(chan int, 1)
@@ -520,21 +386,21 @@ func churn(cli *clientv3.Client, count int) error {
 	_, fdsBefore := usage()
 	start := time.Now()
 	for i := 0; i < count; i++ {
-		r, err := dial(65535)
+		r, err := rawh2.Dial(endpoint, 65535)
 		if err != nil {
 			return fmt.Errorf("connection %d: %v", i, err)
 		}
 		if i%2 == 0 {
 			// Half make a call first; the rest leave at once.
-			if _, err := r.settings(); err == nil {
-				id, _ := r.open("/etcdserverpb.KV/Range", rangeRequest("abuse/idle"))
-				if status, err := r.grpcStatus(id); err != nil || status != "0" {
-					r.conn.Close()
+			if _, err := r.Settings(); err == nil {
+				id, _ := r.Open("/etcdserverpb.KV/Range", rangeRequest("abuse/idle"), true)
+				if status, _, err := r.Status(id, 5*time.Second); err != nil || status != "0" {
+					r.Conn.Close()
 					return fmt.Errorf("call on connection %d: %q %v", i, status, err)
 				}
 			}
 		}
-		r.conn.Close()
+		r.Conn.Close()
 	}
 	fmt.Printf("FIGURE %d connections opened and closed in %v\n", count, time.Since(start).Round(time.Millisecond))
 	_, err := settled(fdsBefore, 5, 10*time.Second)
