@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Long linearizability campaign: RUNS fresh 3-member clusters, each driven for SECONDS by 6
 # clients doing get/put/compare-and-set through every member while members are killed
-# (SIGKILL), paused (SIGSTOP) and cut off from the others; every history is checked.
+# (SIGKILL), paused (SIGSTOP) and cut off from the others, and a fourth member is added as a
+# learner, promoted and removed over and over; every history is checked.
 #   scripts/linearizability-campaign.sh [RUNS] [SECONDS] [SEED]   (defaults: 50 runs of 60 s)
 # Servers and tests are release builds (in .build-campaign): the checker's search over a
 # minute's history (about 30,000 operations) takes seconds there and many minutes in a debug build.

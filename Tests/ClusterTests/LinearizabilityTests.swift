@@ -1,12 +1,14 @@
 import EtcdClient
 import EtcdProto
 import Foundation
+import SwiftProtobuf
 import TestSupport
 import Testing
 
 /// Concurrent clients doing get, put and compare-and-set on a few keys through every member of
-/// a real cluster while members are killed, paused and cut off; the recorded history must be
-/// linearizable. `LINEARIZABILITY_RUNS` and `LINEARIZABILITY_SECONDS` lengthen the campaign,
+/// a real cluster while members are killed, paused and cut off, and a fourth member is added
+/// (as a learner), promoted and removed over and over; the recorded history must be
+/// linearizable and the members must end up agreeing on the membership. `LINEARIZABILITY_RUNS` and `LINEARIZABILITY_SECONDS` lengthen the campaign,
 /// `LINEARIZABILITY_SEED` replays one run's choices (`scripts/linearizability-campaign.sh`).
 @Suite("Linearizability under faults", .cluster, .serialized)
 struct LinearizabilityTests {
@@ -14,7 +16,7 @@ struct LinearizabilityTests {
     static let runs = environment["LINEARIZABILITY_RUNS"].flatMap(Int.init) ?? 1
     static let seconds = environment["LINEARIZABILITY_SECONDS"].flatMap(Int.init) ?? 8
 
-    @Test("histories from runs with kills, pauses and partitions are linearizable")
+    @Test("histories from runs with kills, pauses, partitions and membership changes are linearizable")
     func campaign() async throws {
         let firstSeed = Self.environment["LINEARIZABILITY_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64(UInt32.max))
         var totals = (operations: 0, unknown: 0, faults: 0)
@@ -71,11 +73,13 @@ struct LinearizabilityTests {
 
     static let keys = ["a", "b", "c"]
 
-    /// One run: a fresh 3-member cluster, 6 clients for `duration`, faults every second or so.
+    /// One run: a fresh 3-member cluster, 6 clients for `duration`, faults every second or so,
+    /// and a fourth member joining and leaving.
     static func runOnce(seed: UInt64, duration: Duration) async throws -> ([KVEvent], [String]) {
-        let cluster = try await ClusterProcesses(size: 3, extraArguments: ClusterTests.timers, partitionable: true)
+        let cluster = try await ClusterProcesses(size: 4, founding: 3, extraArguments: ClusterTests.timers, partitionable: true)
         defer { cluster.destroy() }
-        _ = try await cluster.startAndElect()
+        try await cluster.start()
+        _ = try await cluster.waitForLeader(among: [0, 1, 2])
         let recorder = HistoryRecorder()
         let deadline = ContinuousClock.now + duration
         let faults = try await withThrowingTaskGroup(of: [String].self) { group in
@@ -109,10 +113,12 @@ struct LinearizabilityTests {
                 }
             }
             group.addTask { try await injectFaults(into: cluster, seed: seed, until: deadline) }
+            group.addTask { try await changeMembership(of: cluster, seed: seed, until: deadline) }
             var faults: [String] = []
             for try await names in group { faults += names }
             return faults
         }
+        try await expectAgreedMembership(cluster)
         return (recorder.history, faults)
     }
 
@@ -158,6 +164,73 @@ struct LinearizabilityTests {
         recorder.record(KVEvent(
             client: client, operation: operation, outcome: outcome, call: call, end: outcome == .unknown ? nil : recorder.now()))
         return outcome
+    }
+
+    /// Over and over until `deadline`: member m3 is added as a learner, started, promoted once
+    /// it has caught up, and after 0.5–2 s removed, stopped and its data wiped. Each step is
+    /// retried while the other faults refuse it (no leader, not enough started members, a
+    /// learner not yet in sync).
+    static func changeMembership(of cluster: ClusterProcesses, seed: UInt64, until deadline: ContinuousClock.Instant)
+        async throws -> [String]
+    {
+        var random = SeededRandom(seed: seed &+ 7)
+        var changes: [String] = []
+        let etcd = try EtcdClient(endpoints: (0..<3).map(cluster.endpoint), requestTimeout: .seconds(3))
+        defer { Task { await etcd.close() } }
+        /// Repeats `change` until it succeeds; false once the deadline passed first.
+        func retrying(_ change: () async throws -> Void) async throws -> Bool {
+            while ContinuousClock.now < deadline {
+                do {
+                    try await change()
+                    return true
+                } catch {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            return false
+        }
+        let newcomer = cluster.members[3]
+        while ContinuousClock.now < deadline {
+            var id: UInt64 = 0
+            guard try await retrying({
+                id = try await etcd.call(Etcdserverpb_ClusterRPCs.memberAdd, .with {
+                    $0.peerUrls = [cluster.peerURL(3)]
+                    $0.isLearner = true
+                }).member.id
+            }) else { break }
+            changes.append("add m3 as learner")
+            try? await cluster.join(3, with: [0, 1, 2])
+            if try await retrying({ _ = try await etcd.call(Etcdserverpb_ClusterRPCs.memberPromote, .with { $0.id = id }) }) {
+                changes.append("promote m3")
+                try await Task.sleep(for: .milliseconds(500 + Int(random.next() % 1500)))
+            }
+            // Removed even after the deadline: the run ends with the three founding members.
+            while (try? await etcd.call(Etcdserverpb_ClusterRPCs.memberRemove, .with { $0.id = id })) == nil {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            changes.append("remove m3")
+            newcomer.kill9()
+            try? FileManager.default.removeItem(at: newcomer.dataDirectory)
+        }
+        return changes
+    }
+
+    /// Every founding member lists the same members (the three of them) within 30 s.
+    static func expectAgreedMembership(_ cluster: ClusterProcesses) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        var lists: [[UInt64]] = []
+        repeat {
+            lists = []
+            for index in 0..<3 {
+                let etcd = try EtcdClient(endpoints: [cluster.endpoint(index)], requestTimeout: .seconds(3))
+                let members = try? await etcd.call(Etcdserverpb_ClusterRPCs.memberList, Etcdserverpb_MemberListRequest()).members
+                await etcd.close()
+                lists.append((members ?? []).map(\.id).sorted())
+            }
+            if lists.allSatisfy({ $0.count == 3 && $0 == lists[0] }) { return }
+            try await Task.sleep(for: .milliseconds(200))
+        } while ContinuousClock.now < deadline
+        Issue.record("the members disagree on the membership: \(lists)")
     }
 
     /// Every 0.5–1.5 s, one fault for 0.5–2 s: a member killed with SIGKILL (then restarted),

@@ -127,6 +127,42 @@ struct PeerWireTests {
         #expect(recorder.delivered.withLock { $0.map(\.term) } == [4])
     }
 
+    @Test("a peer that hangs up at once is dialled again until the real one answers")
+    func aConnectionClosedAtOnceIsDialledAgain() async throws {
+        let (sent, received) = (Recorder(), Recorder())
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let port = try await Self.freePort()
+        // First a listener that accepts and closes every connection at once.
+        let accepted = Mutex(0)
+        let hangUp = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                accepted.withLock { $0 += 1 }
+                return channel.close()
+            }
+            .bind(host: "127.0.0.1", port: port).get()
+        let leader = Self.transport(id: 1, cluster: 100, directory: directory, recorder: sent)
+        leader.setPeers([2: ["http://127.0.0.1:\(port)"]])
+        defer { leader.stop() }
+        for _ in 0..<40 {
+            leader.send([Message(type: .heartbeat, to: 2, from: 1, term: 5)])
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        try await hangUp.close()
+        #expect(accepted.withLock { $0 } >= 2, "dialled only once")
+        // Then the real peer on the same port: the next attempt reaches it.
+        let follower = Self.transport(id: 2, cluster: 100, directory: directory, recorder: received)
+        try follower.listen(on: #require(PeerURL("http://127.0.0.1:\(port)")))
+        defer { follower.stop() }
+        for _ in 0..<100 where received.delivered.withLock({ $0.isEmpty }) {
+            leader.send([Message(type: .heartbeat, to: 2, from: 1, term: 6)])
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(received.delivered.withLock { $0.map(\.term) }.contains(6))
+    }
+
     @Test("a message sent while a peer is down is dropped, never delivered when it comes back")
     func messagesBetweenAttemptsAreDropped() async throws {
         let (sent, received) = (Recorder(), Recorder())
