@@ -78,14 +78,11 @@ func advertisedLimit() error {
 }
 
 func streamsPastTheLimit(cli *clientv3.Client) error {
-	r, err := rawh2.Dial(endpoint, 65535)
+	r, err := rawh2.Connect(endpoint, 65535)
 	if err != nil {
 		return err
 	}
 	defer r.Conn.Close()
-	if _, err := r.Settings(); err != nil {
-		return err
-	}
 	var watches []uint32
 	for i := 0; i < streamLimit; i++ {
 		id, err := r.Open("/etcdserverpb.Watch/Watch", nil, false)
@@ -127,13 +124,10 @@ func streamsPastTheLimit(cli *clientv3.Client) error {
 		return fmt.Errorf("clientv3 put while another connection holds its limit: %v", err)
 	}
 	if connectionRefused {
-		if r, err = rawh2.Dial(endpoint, 65535); err != nil {
+		if r, err = rawh2.Connect(endpoint, 65535); err != nil {
 			return err
 		}
 		defer r.Conn.Close()
-		if _, err := r.Settings(); err != nil {
-			return err
-		}
 	} else if err := r.Framer.WriteRSTStream(watches[0], http2.ErrCodeCancel); err != nil {
 		return err
 	}
@@ -150,14 +144,11 @@ func streamsPastTheLimit(cli *clientv3.Client) error {
 }
 
 func pingFlood() error {
-	r, err := rawh2.Dial(endpoint, 65535)
+	r, err := rawh2.Connect(endpoint, 65535)
 	if err != nil {
 		return err
 	}
 	defer r.Conn.Close()
-	if _, err := r.Settings(); err != nil {
-		return err
-	}
 	if _, err := r.Open("/etcdserverpb.Watch/Watch", nil, false); err != nil {
 		return err
 	}
@@ -178,14 +169,11 @@ func pingFlood() error {
 }
 
 func unansweredPings() error {
-	r, err := rawh2.Dial(endpoint, 65535)
+	r, err := rawh2.Connect(endpoint, 65535)
 	if err != nil {
 		return err
 	}
 	defer r.Conn.Close()
-	if _, err := r.Settings(); err != nil {
-		return err
-	}
 	start := time.Now()
 	_, err = r.ReadUntil(15*time.Second, false, func(http2.Frame) bool { return false })
 	elapsed := time.Since(start)
@@ -201,14 +189,11 @@ func unansweredPings() error {
 }
 
 func answeredPings() error {
-	r, err := rawh2.Dial(endpoint, 65535)
+	r, err := rawh2.Connect(endpoint, 65535)
 	if err != nil {
 		return err
 	}
 	defer r.Conn.Close()
-	if _, err := r.Settings(); err != nil {
-		return err
-	}
 	_, err = r.ReadUntil(7*time.Second, true, func(http2.Frame) bool { return false })
 	var timeout net.Error
 	if errors.As(err, &timeout) && timeout.Timeout() {
@@ -258,10 +243,7 @@ func idleConnections(cli *clientv3.Client, count int) error {
 		wg.Wait()
 	}()
 	for i := 0; i < count; i++ {
-		r, err := rawh2.Dial(endpoint, 65535)
-		if err == nil {
-			_, err = r.Settings()
-		}
+		r, err := rawh2.Connect(endpoint, 65535)
 		if err != nil {
 			return fmt.Errorf("connection %d: %v", i, err)
 		}
@@ -332,14 +314,11 @@ func neverReads(cli *clientv3.Client, strict bool) error {
 		}
 	}
 
-	r, err := rawh2.Dial(endpoint, 0)
+	r, err := rawh2.Connect(endpoint, 0)
 	if err != nil {
 		return err
 	}
 	defer r.Conn.Close()
-	if _, err := r.Settings(); err != nil {
-		return err
-	}
 	id, err := r.Open("/etcdserverpb.Watch/Watch", nil, false)
 	if err != nil {
 		return err

@@ -289,12 +289,8 @@ func (f *fuzzer) connection() (*rawh2.Conn, error) {
 	if f.conn != nil {
 		return f.conn, nil
 	}
-	c, err := rawh2.Dial(f.endpoint, 1<<20)
+	c, err := rawh2.Connect(f.endpoint, 1<<20)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := c.Settings(); err != nil {
-		c.Conn.Close()
 		return nil, err
 	}
 	f.conn = c

@@ -46,6 +46,19 @@ func Dial(endpoint string, initialWindow uint32) (*Conn, error) {
 	return c, nil
 }
 
+// Connect is Dial followed by Settings: a connection past the SETTINGS exchange.
+func Connect(endpoint string, initialWindow uint32) (*Conn, error) {
+	c, err := Dial(endpoint, initialWindow)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Settings(); err != nil {
+		c.Conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // Settings reads up to the server's first SETTINGS frame, acknowledges it and returns its values.
 func (c *Conn) Settings() (map[http2.SettingID]uint32, error) {
 	values := map[http2.SettingID]uint32{}
