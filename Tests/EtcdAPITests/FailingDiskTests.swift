@@ -11,7 +11,7 @@ import Testing
 /// sync of its log, backend or snapshot files fail with EIO or ENOSPC at a chosen instant. The
 /// member must stop (as etcd does after a failed sync) without answering the write whose log
 /// write failed, and after a restart hold every write it acknowledged, and nothing else.
-@Suite("Failing disk", .server, .serialized)
+@Suite("Failing disk", .cpuBound, .serialized)
 struct FailingDiskTests {
     static let logFaults = [
         DiskFault(.sync, of: "/member/wal/", errno: EIO),
