@@ -136,7 +136,6 @@ final class PeerSender: Sendable {
                     var buffer = channel.allocator.buffer(capacity: 64)
                     hello.write(to: &buffer)
                     channel.write(buffer, promise: nil)
-                    channel.closeFuture.whenComplete { [self] _ in disconnected(channel) }
                     let queued = state.withLock { state -> [Message]? in
                         guard !state.closed else { return nil }
                         state.channel = channel
@@ -149,6 +148,13 @@ final class PeerSender: Sendable {
                         channel.close(promise: nil)
                         return
                     }
+                    // Watched only once it is the current channel: one the peer closed before
+                    // this point (it accepted and hung up at once) is seen closed here and
+                    // dialled again. Watched earlier, its close found no current channel to
+                    // clear and it stayed current for ever: every message to the peer went into
+                    // a closed socket, counted as sent (a peer transport test caught it in a
+                    // full run; a soak run's restarted leader never heard one follower again).
+                    channel.closeFuture.whenComplete { [self] _ in disconnected(channel) }
                     if queued.isEmpty {
                         channel.flush()
                     } else {
