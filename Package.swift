@@ -45,6 +45,12 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
+        // A value guarded by a lock: the standard library's Mutex, or a pthread lock that
+        // ThreadSanitizer can see in sanitizer builds (-DSANITIZE_THREAD).
+        .target(
+            name: "Locking",
+            swiftSettings: strictSettings
+        ),
         // Generated messages for etcd's v3 API (regenerate with scripts/generate-protos.sh).
         .target(
             name: "EtcdProto",
@@ -55,6 +61,7 @@ let package = Package(
         .target(
             name: "GRPCWire",
             dependencies: [
+                "Locking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
@@ -70,6 +77,7 @@ let package = Package(
         .target(
             name: "TransportSecurity",
             dependencies: [
+                "Locking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -107,6 +115,7 @@ let package = Package(
         .target(
             name: "MVCC",
             dependencies: [
+                "Locking",
                 "Backend",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -117,19 +126,20 @@ let package = Package(
         // The write-ahead log: CRC-protected records in segment files, fsynced per append.
         .target(
             name: "WAL",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["Locking", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
         ),
         // Leases: which exist, their TTLs and keys, expiry on the leader (etcd's lessor).
         .target(
             name: "Lease",
-            dependencies: ["Backend", .product(name: "HeapModule", package: "swift-collections")],
+            dependencies: ["Locking", "Backend", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: strictSettings
         ),
         // Users, roles and key-range grants; simple and JWT tokens; bcrypt password hashing.
         .target(
             name: "Auth",
             dependencies: [
+                "Locking",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
@@ -145,6 +155,7 @@ let package = Package(
         .target(
             name: "EtcdServer",
             dependencies: [
+                "Locking",
                 "Auth", "Backend", "EtcdProto", "Lease", "MVCC", "Raft", "TransportSecurity", "WAL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -157,6 +168,7 @@ let package = Package(
         .target(
             name: "EtcdAPI",
             dependencies: [
+                "Locking",
                 "Auth", "Backend", "Coordination", "EtcdProto", "EtcdServer", "GRPCWire", "MVCC", "TransportSecurity",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -170,6 +182,7 @@ let package = Package(
         .target(
             name: "EtcdMetrics",
             dependencies: [
+                "Locking",
                 "EtcdProto",
                 "EtcdServer",
                 "MVCC",
@@ -199,6 +212,7 @@ let package = Package(
         .target(
             name: "EtcdGateway",
             dependencies: [
+                "Locking",
                 "EtcdAPI",
                 "EtcdHTTP",
                 "EtcdProto",
@@ -215,6 +229,7 @@ let package = Package(
         .target(
             name: "EtcdEmbed",
             dependencies: [
+                "Locking",
                 "Auth",
                 "EtcdAPI",
                 "EtcdGateway",
@@ -261,6 +276,7 @@ let package = Package(
         .target(
             name: "EtcdClient",
             dependencies: [
+                "Locking",
                 "Coordination",
                 "EtcdProto",
                 "GRPCWire",
@@ -275,6 +291,7 @@ let package = Package(
         .executableTarget(
             name: "swift-etcd-benchmark",
             dependencies: [
+                "Locking",
                 "EtcdClient",
                 "EtcdProto",
                 "GRPCWire",
@@ -298,6 +315,7 @@ let package = Package(
         .testTarget(
             name: "GRPCWireTests",
             dependencies: [
+                "Locking",
                 "GRPCWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -314,6 +332,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
+                "Locking",
                 "EtcdClient",
                 "EtcdProto",
                 "EtcdServer",
@@ -354,6 +373,7 @@ let package = Package(
         .testTarget(
             name: "EtcdEmbedTests",
             dependencies: [
+                "Locking",
                 "Auth", "EtcdClient", "EtcdEmbed", "EtcdHTTP", "EtcdProto", "EtcdServer", "GRPCWire", "TestSupport", "TransportSecurity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
@@ -368,6 +388,7 @@ let package = Package(
         .testTarget(
             name: "TransportSecurityTests",
             dependencies: [
+                "Locking",
                 "TestSupport", "TransportSecurity",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -393,17 +414,18 @@ let package = Package(
         ),
         .testTarget(
             name: "MVCCTests",
-            dependencies: ["Backend", "MVCC", "TestSupport"],
+            dependencies: ["Locking", "Backend", "MVCC", "TestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "WALTests",
-            dependencies: ["WAL"],
+            dependencies: ["Locking", "WAL"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "EtcdServerTests",
             dependencies: [
+                "Locking",
                 "Backend", "EtcdServer", "EtcdProto", "MVCC", "Raft", "WAL",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -415,6 +437,7 @@ let package = Package(
         .testTarget(
             name: "EtcdAPITests",
             dependencies: [
+                "Locking",
                 "Backend",
                 "EtcdAPI",
                 "TestSupport",

@@ -16,6 +16,8 @@ sanitizer=${1:?thread or address}
 filter=${2:-MVCCTests|GRPCWireTests|EtcdServerTests|ClusterTests.ClusterTests}
 scratch=.build-$([ "$sanitizer" = thread ] && echo tsan || echo asan)
 flags=(-Xswiftc "-sanitize=$sanitizer" --scratch-path "$scratch")
+# ThreadSanitizer cannot see the standard library's Mutex on Linux: Locked becomes a pthread lock.
+[ "$sanitizer" = thread ] && flags+=(-Xswiftc -DSANITIZE_THREAD)
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
 swift build --build-tests "${flags[@]}" >/dev/null
@@ -23,7 +25,7 @@ export TSAN_OPTIONS="log_path=$reports/report halt_on_error=0 second_deadlock_st
 export ASAN_OPTIONS="log_path=$reports/report detect_leaks=0"
 export SWIFT_ETCD_BINARY="$PWD/$scratch/debug/swift-etcd"
 set +e
-swift test --skip-build "${flags[@]}" --filter "$filter" 2>&1 | grep -E "✘|Test run with|passed after [0-9.]+ seconds\.$" | grep -v "^✔ Test [a-z]" 
+swift test --skip-build "${flags[@]}" --filter "$filter" 2>&1 | grep -E "✘|Test run with|passed after [0-9.]+ seconds\.$"
 status=${PIPESTATUS[0]}
 set -e
 count=$(find "$reports" -type f | wc -l)

@@ -1,5 +1,6 @@
 import Foundation
 import JWTKit
+import Locking
 import Synchronization
 
 /// etcd's JWT tokens (`--auth-token jwt,…`): signed claims `username`, `revision` and `exp`, so
@@ -23,7 +24,7 @@ package final class JWTTokens: Sendable {
     package let options: AuthTokenOptions.JWT
     private let keys: JWTKeyCollection
     private let canSign: Bool
-    private let verified = Mutex<[String: (identity: AuthIdentity, expires: Date)]>([:])
+    private let verified = Locked<[String: (identity: AuthIdentity, expires: Date)]>([:])
     private let cacheLimit = 10_000
 
     private init(options: AuthTokenOptions.JWT, keys: JWTKeyCollection, canSign: Bool) {

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import HummingbirdBcrypt
+import Locking
 import Synchronization
 
 /// Hashes and checks passwords with bcrypt, on a pool of its own: a bcrypt at cost 10 takes tens
@@ -18,7 +19,7 @@ package final class PasswordHasher: Sendable {
     private let queues: [DispatchQueue]
     private let maximumWaiting: Int
     /// Jobs queued or running, and the round-robin position.
-    private let load = Mutex((waiting: 0, next: 0))
+    private let load = Locked((waiting: 0, next: 0))
 
     package init(cost: Int, threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount - 1), maximumWaiting: Int = 1024) {
         self.cost = cost

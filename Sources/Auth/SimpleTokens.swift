@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 /// etcd's simple tokens: random strings a member hands out after a login, each mapping to its
@@ -19,11 +20,11 @@ package final class SimpleTokens: Sendable {
     }
 
     private let ttl: Duration
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     package init(ttl: Duration) {
         self.ttl = ttl
-        state = Mutex(State(nextSweep: .now + ttl))
+        state = Locked(State(nextSweep: .now + ttl))
     }
 
     /// A token's random part: 16 letters, as etcd's; the member that applies the login appends

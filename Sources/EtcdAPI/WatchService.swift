@@ -5,6 +5,7 @@ import EtcdProto
 import EtcdServer
 import Foundation
 import GRPCWire
+import Locking
 import MVCC
 import NIOCore
 import SwiftProtobuf
@@ -51,7 +52,7 @@ final class WatchStream: WatchSink {
         var closed = false
     }
 
-    private let backlog = Mutex(Backlog())
+    private let backlog = Locked(Backlog())
     private let server: EtcdServer
     private let loop: NIOLoopBound<LoopState>
     private let eventLoop: any EventLoop

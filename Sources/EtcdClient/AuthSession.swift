@@ -1,5 +1,6 @@
 import EtcdProto
 import GRPCWire
+import Locking
 import SwiftProtobuf
 import Synchronization
 
@@ -25,7 +26,7 @@ final class AuthSession: Sendable {
     }
 
     private let credentials: EtcdCredentials
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(_ credentials: EtcdCredentials) {
         self.credentials = credentials

@@ -2,6 +2,7 @@ import Coordination
 import EtcdProto
 import Foundation
 import GRPCWire
+import Locking
 import SwiftProtobuf
 import Synchronization
 
@@ -144,7 +145,7 @@ public struct EtcdLock: Sendable, Equatable {
 public final class EtcdMutex: Sendable {
     public let session: EtcdSession
     public let name: Data
-    private let held = Mutex<EtcdLock?>(nil)
+    private let held = Locked<EtcdLock?>(nil)
 
     public init(session: EtcdSession, name: String) {
         self.session = session
@@ -198,7 +199,7 @@ public final class EtcdMutex: Sendable {
 public final class EtcdElection: Sendable {
     public let session: EtcdSession
     public let name: Data
-    private let leadership = Mutex<V3electionpb_LeaderKey?>(nil)
+    private let leadership = Locked<V3electionpb_LeaderKey?>(nil)
 
     public init(session: EtcdSession, name: String) {
         self.session = session

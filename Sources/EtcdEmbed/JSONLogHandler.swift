@@ -1,5 +1,6 @@
 import EtcdServer
 import Foundation
+import Locking
 import Logging
 import Synchronization
 
@@ -77,7 +78,7 @@ public struct JSONLogHandler: LogHandler {
 
 /// Where logs go (etcd's `--log-outputs`): `stderr` (also `default`), `stdout`, or file paths.
 public final class LogOutputs: Sendable {
-    private let handles: Mutex<[FileHandle]>
+    private let handles: Locked<[FileHandle]>
 
     public init(_ names: [String]) throws(ConfigurationError) {
         var handles: [FileHandle] = []
@@ -96,7 +97,7 @@ public final class LogOutputs: Sendable {
                 handles.append(file)
             }
         }
-        self.handles = Mutex(handles)
+        self.handles = Locked(handles)
     }
 
     func write(_ line: String) {

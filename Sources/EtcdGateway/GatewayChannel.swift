@@ -1,6 +1,7 @@
 import EtcdAPI
 import Foundation
 import GRPCWire
+import Locking
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -15,7 +16,7 @@ package final class GatewayChannel: Sendable {
     private let server: GRPCServer
     private let directory: String
     /// The connection in use, so a call starts without a task hop while it stays usable.
-    private let current = Mutex<GRPCClientConnection?>(nil)
+    private let current = Locked<GRPCClientConnection?>(nil)
     /// Where failures found before a call starts are reported.
     let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
 

@@ -1,4 +1,5 @@
 import EtcdServer
+import Locking
 import MVCC
 import Foundation
 import Prometheus
@@ -10,14 +11,14 @@ import Synchronization
 /// read when `/metrics` is scraped (``exposition()``), so the request path pays nothing for it.
 package final class EtcdMetrics: Sendable {
     package let registry = PrometheusCollectorRegistry()
-    private let server = Mutex<EtcdServer?>(nil)
+    private let server = Locked<EtcdServer?>(nil)
 
     // Pushed as they happen.
     private let walFsync: ValueHistogram
     private let backendCommit: ValueHistogram
     private let leaseTTL: ValueHistogram
     /// Round-trip histograms by peer, made at a peer's first probe.
-    private let roundTrips = Mutex<[UInt64: ValueHistogram]>([:])
+    private let roundTrips = Locked<[UInt64: ValueHistogram]>([:])
     let healthSuccess: Counter
     let healthFailures: Counter
 
@@ -25,7 +26,7 @@ package final class EtcdMetrics: Sendable {
     private let gauges: [(any KeyPath<EtcdServer.MetricFacts, Double> & Sendable, Gauge)]
     private let counters: [(any KeyPath<EtcdServer.MetricFacts, UInt64> & Sendable, ScrapedCounter)]
     /// Counters by peer, made when a peer first shows up.
-    private let peerCounters = Mutex<[UInt64: PeerCounters]>([:])
+    private let peerCounters = Locked<[UInt64: PeerCounters]>([:])
     private let process: ProcessMetrics
 
     /// etcd's buckets for disk latencies: 1 ms doubling 14 times (up to ~8 s).
@@ -170,7 +171,7 @@ package final class EtcdMetrics: Sendable {
 /// total grew by since the last one.
 final class ScrapedCounter: Sendable {
     private let counter: Counter
-    private let last = Mutex<UInt64>(0)
+    private let last = Locked<UInt64>(0)
 
     init(_ counter: Counter) {
         self.counter = counter

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Prometheus
 import Synchronization
 
@@ -9,7 +10,7 @@ final class ProcessMetrics: Sendable {
     private let virtualMemory: Gauge
     private let cpuSeconds: Counter
     /// The CPU seconds already counted (a counter moves by increments).
-    private let countedCPU = Mutex(0.0)
+    private let countedCPU = Locked(0.0)
     private let openFDs: Gauge
     private let maxFDs: Gauge
     private let startTime: Gauge

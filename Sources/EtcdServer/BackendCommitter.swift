@@ -1,5 +1,6 @@
 import Backend
 import Dispatch
+import Locking
 import MVCC
 import Synchronization
 
@@ -38,7 +39,7 @@ final class BackendCommitter: Sendable {
     private let watchHub: WatchHub
     private let metricHooks: MetricHooks
     private let queue = DispatchQueue(label: "swift-etcd backend commits")
-    private let queued = Mutex(Queue())
+    private let queued = Locked(Queue())
 
     init(backend: SQLiteBackend, published: PublishedState, watchHub: WatchHub, metricHooks: MetricHooks) {
         self.backend = backend

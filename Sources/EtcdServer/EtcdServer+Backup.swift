@@ -2,6 +2,7 @@ import Backend
 import Crypto
 import EtcdProto
 import Foundation
+import Locking
 import Logging
 import Synchronization
 import WAL

@@ -1,6 +1,7 @@
 import Dispatch
 import EtcdProto
 import Foundation
+import Locking
 import Logging
 import MVCC
 import NIOCore
@@ -27,7 +28,7 @@ extension EtcdServer {
     /// calling thread (never an event loop) for at most 20 s.
     func compareWithPeers(_ local: KeyspaceHash) -> HashComparison {
         let peers = members.map(\.id).filter { $0 != memberID }
-        let answers = Mutex<[UInt64: Result<PeerResponse, EtcdError>]>([:])
+        let answers = Locked<[UInt64: Result<PeerResponse, EtcdError>]>([:])
         let group = DispatchGroup()
         for peer in peers {
             group.enter()

@@ -4,6 +4,7 @@ import Dispatch
 import EtcdProto
 import Foundation
 import Lease
+import Locking
 import Logging
 import MVCC
 import NIOCore

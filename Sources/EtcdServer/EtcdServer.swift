@@ -4,6 +4,7 @@ import Dispatch
 import EtcdProto
 import Foundation
 import Lease
+import Locking
 import Logging
 import MVCC
 import NIOCore
@@ -41,7 +42,7 @@ package final class EtcdServer: Sendable {
     /// Lease IDs this member hands out: its ID's low 12 bits, then a millisecond clock and a
     /// counter (after etcd's generator), so members rarely pick the same one (a clash is
     /// refused as `lease already exists`).
-    let nextLeaseIDs: Mutex<UInt64>
+    let nextLeaseIDs: Locked<UInt64>
     let logger = Logger(label: "swift-etcd")
     let purger: FilePurger
     /// Tokens, JWT keys and the bcrypt pool.
@@ -50,9 +51,9 @@ package final class EtcdServer: Sendable {
     let proposalCounts = ProposalCounts()
     let operations = OperationCounts()
     /// Held for the length of a defragmentation: one at a time.
-    let defragmentation = Mutex(())
+    let defragmentation = Locked(())
     /// The automatic compaction schedule, when `--auto-compaction-retention` is set.
-    let autoCompactor = Mutex<AutoCompactor?>(nil)
+    let autoCompactor = Locked<AutoCompactor?>(nil)
 
     final class ProposalCounts: Sendable {
         let pending = Atomic<Int>(0)
@@ -150,7 +151,7 @@ package final class EtcdServer: Sendable {
         }
         // Bit 60 set: IDs print as 16 hex digits, as etcdctl users are used to.
         let milliseconds = UInt64(Date().timeIntervalSince1970 * 1000) & 0xFF_FFFF_FFFF
-        nextLeaseIDs = Mutex((1 << 60) | (UInt64(start.memberID & 0xFFF) << 48) | (milliseconds << 8))
+        nextLeaseIDs = Locked((1 << 60) | (UInt64(start.memberID & 0xFFF) << 48) | (milliseconds << 8))
         var watchLimits = WatchHub.Limits()
         watchLimits.progressInterval = configuration.watchProgressNotifyInterval
         watchHub = WatchHub(backend: backend, store: recovered.store, limits: watchLimits)

@@ -1,4 +1,5 @@
 import Dispatch
+import Locking
 import Raft
 import Synchronization
 
@@ -23,7 +24,7 @@ final class MemberInbox: Sendable {
         }
     }
 
-    private let contents = Mutex(Contents())
+    private let contents = Locked(Contents())
     /// Signalled when the inbox receives something, to wake the loop before its next tick.
     let wake = DispatchSemaphore(value: 0)
 

@@ -1,6 +1,7 @@
 import Auth
 import Backend
 import EtcdProto
+import Locking
 import MVCC
 import Raft
 import Synchronization
@@ -38,10 +39,10 @@ extension EtcdServer {
 /// The member's latest published state behind one lock: what requests read without the loop
 /// thread. A class so the peer transport can share it.
 final class PublishedState: Sendable {
-    private let state: Mutex<EtcdServer.Published>
+    private let state: Locked<EtcdServer.Published>
 
     init(_ initial: EtcdServer.Published) {
-        state = Mutex(initial)
+        state = Locked(initial)
     }
 
     func withLock<Result>(_ body: (inout EtcdServer.Published) -> Result) -> Result {

@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 /// Whether this member has published itself to the cluster since it started, etcd's
@@ -11,7 +12,7 @@ package final class Readiness: Sendable {
         case stopped
     }
 
-    private let state = Mutex(State.waiting([]))
+    private let state = Locked(State.waiting([]))
 
     init() {}
 

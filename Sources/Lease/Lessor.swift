@@ -1,5 +1,6 @@
 import HeapModule
 import Backend
+import Locking
 import Synchronization
 
 /// One member's leases (etcd's lessor): which exist, with their granted TTL and the keys
@@ -37,7 +38,7 @@ package final class Lessor: Sendable {
 
     /// The shortest TTL granted, in seconds: a shorter request is raised to it.
     package let minTTL: Int64
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let renewals = Atomic<UInt64>(0)
 
     /// Keep-alives this member renewed as leader (etcd's `etcd_debugging_lease_renewed_total`).

@@ -1,6 +1,7 @@
 import Backend
 import DequeModule
 import Dispatch
+import Locking
 import Synchronization
 
 /// Where a watch stream takes the hub's deliveries: the gRPC stream in the server, a collector
@@ -108,7 +109,7 @@ package final class WatchHub: Sendable {
     private let backend: SQLiteBackend
     private let limits: Limits
     private let timer: any WatchTimer
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let queue = DispatchQueue(label: "swift-etcd.watch-catch-up")
 
     /// `timer` decides when timed work runs (progress notifications, retrying a failed read):
@@ -117,7 +118,7 @@ package final class WatchHub: Sendable {
         self.backend = backend
         self.limits = limits
         self.timer = timer
-        state = Mutex(State(store: store))
+        state = Locked(State(store: store))
         scheduleProgressTick()
     }
 

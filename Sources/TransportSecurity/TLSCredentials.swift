@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Logging
 import NIOCore
 import NIOSSL
@@ -15,7 +16,7 @@ public final class TLSCredentials: Sendable {
     /// ALPN protocols the listener offers (`h2` on client listeners).
     private let applicationProtocols: [String]
     let logger: Logger
-    private let state: Mutex<Loaded>
+    private let state: Locked<Loaded>
 
     /// What one read of the files produced.
     private struct Loaded {
@@ -53,7 +54,7 @@ public final class TLSCredentials: Sendable {
         self.applicationProtocols = applicationProtocols
         self.logger = logger
         let stamps = Self.stamps(info)
-        state = Mutex(try Self.load(info, stamps: stamps, applicationProtocols: applicationProtocols))
+        state = Locked(try Self.load(info, stamps: stamps, applicationProtocols: applicationProtocols))
     }
 
     /// The settings etcd refuses before reading any file.

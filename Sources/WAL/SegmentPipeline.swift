@@ -1,4 +1,5 @@
 import Dispatch
+import Locking
 import Synchronization
 import SystemPackage
 
@@ -7,7 +8,7 @@ import SystemPackage
 final class SegmentPipeline: Sendable {
     private let directory: String
     private let size: Int
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let readySignal = DispatchSemaphore(value: 0)
     /// Distinguishes this pipeline's files from another's on the same directory.
     private let instance = String(UInt64.random(in: 0...UInt64.max), radix: 16)

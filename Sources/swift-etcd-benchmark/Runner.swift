@@ -1,5 +1,6 @@
 import EtcdClient
 import Foundation
+import Locking
 import Synchronization
 
 #if canImport(Glibc)
@@ -95,9 +96,9 @@ final class Counter: Sendable {
 
 /// A value shared by tasks behind a lock.
 final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
+    private let mutex: Locked<Value>
 
-    init(_ value: Value) { mutex = Mutex(value) }
+    init(_ value: Value) { mutex = Locked(value) }
 
     func withLock<R: Sendable>(_ body: (inout sending Value) -> sending R) -> R { mutex.withLock(body) }
 }

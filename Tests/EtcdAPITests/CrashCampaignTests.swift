@@ -1,6 +1,7 @@
 import EtcdProto
 import Foundation
 import GRPCWire
+import Locking
 import NIOCore
 import SwiftProtobuf
 import Synchronization
@@ -142,7 +143,7 @@ struct CrashCampaignTests {
     }
 
     final class History: Sendable {
-        let writes = Mutex<[Write]>([])
+        let writes = Locked<[Write]>([])
 
         func record(_ write: Write) {
             writes.withLock { $0.append(write) }

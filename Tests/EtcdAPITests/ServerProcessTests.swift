@@ -1,6 +1,7 @@
 import EtcdProto
 import Foundation
 import GRPCWire
+import Locking
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -159,5 +160,5 @@ struct ServerProcessTests {
 
 /// Acknowledged puts (key to revision), recorded from many tasks.
 private final class Acknowledged: Sendable {
-    let writes = Mutex<[String: Int64]>([:])
+    let writes = Locked<[String: Int64]>([:])
 }

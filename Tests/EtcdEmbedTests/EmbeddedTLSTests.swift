@@ -2,6 +2,7 @@ import EtcdClient
 import EtcdProto
 import EtcdServer
 import Foundation
+import Locking
 import Synchronization
 import Testing
 import TestSupport
@@ -116,7 +117,7 @@ struct EmbeddedTLSTests {
         _ = try await writer.put("warm", "up")
         // One client writes without pause on its open connection while the files are replaced
         // by a certificate from another CA, and goes on until five writes after the swap.
-        let rotated = Mutex(false)
+        let rotated = Locked(false)
         let writes = Task {
             var (count, afterRotation) = (0, 0)
             let deadline = ContinuousClock.now + .seconds(60)

@@ -1,6 +1,7 @@
 import EtcdHTTP
 import Foundation
 import GRPCWire
+import Locking
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -75,7 +76,7 @@ struct HTTPServiceTests {
 
     private final class ByteCounter: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
-        let count = Mutex(0)
+        let count = Locked(0)
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let size = unwrapInboundIn(data).readableBytes

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Logging
 import NIOCore
 import NIOPosix
@@ -66,8 +67,8 @@ struct PeerWireTests {
 
     /// What a transport received, and how often it found a peer unreachable.
     private final class Recorder: Sendable {
-        let delivered = Mutex<[Message]>([])
-        let unreachable = Mutex(0)
+        let delivered = Locked<[Message]>([])
+        let unreachable = Locked(0)
     }
 
     /// A transport for member `id` of `cluster` that records what happens in `recorder`.
@@ -135,7 +136,7 @@ struct PeerWireTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let port = try await Self.freePort()
         // First a listener that accepts and closes every connection at once.
-        let accepted = Mutex(0)
+        let accepted = Locked(0)
         let hangUp = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in

@@ -1,3 +1,4 @@
+import Locking
 import Raft
 import Synchronization
 import Testing
@@ -6,7 +7,7 @@ import Testing
 
 /// Records what completions were called with, in order.
 final class CompletionLog: Sendable {
-    private let entries = Mutex<[String]>([])
+    private let entries = Locked<[String]>([])
     var all: [String] { entries.withLock { $0 } }
 
     func write(_ name: String) -> ProposalTracker.WriteCompletion {

@@ -1,3 +1,4 @@
+import Locking
 import NIOCore
 import NIOHPACK
 import Synchronization
@@ -7,7 +8,7 @@ import Testing
 
 /// Records what an interceptor is told; refuses calls whose `token` metadata is "bad".
 private final class RecordingInterceptor: ServerInterceptor {
-    let events = Mutex<[String]>([])
+    let events = Locked<[String]>([])
 
     func callStarted(_ method: ServerMethod, context: inout ServerContext) -> CallAdmission {
         events.withLock { $0.append("start \(method.service) \(method.name) \(method.kind.rawValue)") }

@@ -1,5 +1,6 @@
 import Foundation
 import GRPCWire
+import Locking
 import NIOCore
 import NIOHPACK
 import NIOPosix
@@ -19,7 +20,7 @@ extension Bytes {
 
 /// What the test service's handlers observed, for assertions from the test.
 final class Observations: Sendable {
-    private let events = Mutex<[String]>([])
+    private let events = Locked<[String]>([])
 
     func record(_ event: String) {
         events.withLock { $0.append(event) }

@@ -1,5 +1,6 @@
 import Backend
 import Foundation
+import Locking
 import Synchronization
 import Testing
 @testable import MVCC
@@ -72,10 +73,10 @@ final class TestSink: WatchSink {
         }
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     init(capacity: Int = .max) {
-        state = Mutex(State(capacity: capacity))
+        state = Locked(State(capacity: capacity))
     }
 
     func deliveriesOffered() {
@@ -187,7 +188,7 @@ final class ManualWatchTimer: WatchTimer {
         let work: @Sendable () -> Void
     }
 
-    private let state = Mutex((now: Duration.zero, scheduled: [Scheduled]()))
+    private let state = Locked((now: Duration.zero, scheduled: [Scheduled]()))
 
     func schedule(after delay: Duration, on queue: DispatchQueue, _ work: @escaping @Sendable () -> Void) {
         state.withLock { $0.scheduled.append(Scheduled(due: $0.now + delay, queue: queue, work: work)) }

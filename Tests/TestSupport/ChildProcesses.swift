@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Synchronization
 
 /// Starting and stopping child processes without the hang Foundation's `Process` can fall into.
@@ -10,7 +11,7 @@ import Synchronization
 /// start their processes one at a time through ``launch(_:)`` and stop them through
 /// ``exit(of:within:)`` (or ``waitForExit(_:within:)``), which reap a child Foundation missed.
 public enum ChildProcesses {
-    private static let launches = Mutex(())
+    private static let launches = Locked(())
 
     /// Runs `process`, never while another test is starting one.
     public static func launch(_ process: Process) throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -64,7 +65,7 @@ public enum HTTPProbe {
 
     private final class Collector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
-        private let received = Mutex("")
+        private let received = Locked("")
         private let enough: (@Sendable (Answer) -> Bool)?
         var text: String { received.withLock { $0 } }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Synchronization
 
 /// An operation on one key of a key-value store, as a client saw it.
@@ -66,7 +67,7 @@ public struct KVEvent: Sendable, Hashable, CustomStringConvertible {
 /// Records operations from concurrent clients against one clock.
 public final class HistoryRecorder: Sendable {
     private let start = ContinuousClock.now
-    private let events = Mutex<[KVEvent]>([])
+    private let events = Locked<[KVEvent]>([])
 
     public init() {}
 

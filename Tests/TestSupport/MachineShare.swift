@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Synchronization
 import Testing
 
@@ -83,9 +84,9 @@ private final class Capacity: Sendable {
         var waiting: [(weight: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
-    init(_ units: Int) { state = Mutex(State(free: units)) }
+    init(_ units: Int) { state = Locked(State(free: units)) }
 
     func take(_ weight: Int) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

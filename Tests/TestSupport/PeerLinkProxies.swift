@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -65,10 +66,10 @@ final class LinkTable: Sendable {
         var links: [Link] = []
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     init(ids: [UInt64]) {
-        state = Mutex(State(indexByID: Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })))
+        state = Locked(State(indexByID: Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })))
     }
 
     /// The index of member `id` if a link from it to member `to` may exist now.

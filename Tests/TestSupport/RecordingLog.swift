@@ -1,3 +1,4 @@
+import Locking
 import Logging
 import Synchronization
 
@@ -5,7 +6,7 @@ import Synchronization
 public final class RecordingLog: Sendable {
     public init() {}
 
-    private let lines = Mutex<[String]>([])
+    private let lines = Locked<[String]>([])
     public var entries: [String] { lines.withLock { $0 } }
 
     public var logger: Logger {

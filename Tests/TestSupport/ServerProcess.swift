@@ -1,6 +1,7 @@
 import EtcdProto
 import Foundation
 import GRPCWire
+import Locking
 import NIOCore
 import NIOPosix
 import SwiftProtobuf
@@ -21,7 +22,7 @@ public final class ServerProcess: Sendable {
     public let peerPort: Int
     /// When set, client and peer URLs are `https` and the server runs with these certificates.
     public let tls: TestTLS?
-    private let process = Mutex<Process?>(nil)
+    private let process = Locked<Process?>(nil)
 
     /// The package's executable sits beside the test bundle in the build folder, unless
     /// `SWIFT_ETCD_BINARY` names another (the crash campaign script uses a release build).
@@ -63,7 +64,7 @@ public final class ServerProcess: Sendable {
     private static let portRange = 12000..<32000
     /// Starts at a point picked by the process id, so test processes running side by side
     /// (campaign scripts) mostly draw from different stretches.
-    private static let nextPort = Mutex(portRange.lowerBound + Int(getpid()) * 211 % portRange.count)
+    private static let nextPort = Locked(portRange.lowerBound + Int(getpid()) * 211 % portRange.count)
 
     /// Starts the process; with `tlsFlags` false a TLS server gets its certificates from
     /// `environment` instead of ``TestTLS/serverArguments``. With `waitUntilServing` false it

@@ -1,11 +1,12 @@
 import Foundation
+import Locking
 import Synchronization
 
 /// A throwaway PKI made once per test process by `scripts/make-test-certs.sh` (openssl): a CA,
 /// server, peer, client, revoked, expired and far-away certificates, a revocation list and a
 /// second CA. No key is ever committed.
 public enum TestCertificates {
-    private static let made = Mutex<String?>(nil)
+    private static let made = Locked<String?>(nil)
     /// Removed when the test process exits.
     nonisolated(unsafe) private static var madeDirectory: String?
 

@@ -1,13 +1,14 @@
 import EtcdClient
 import EtcdProto
 import Foundation
+import Locking
 import Synchronization
 
 /// Collects a watch stream's responses in the background: as received, and as short lines
 /// for exact comparisons.
 public final class WatchTranscript: Sendable {
     private final class Received: Sendable {
-        let state = Mutex<(responses: [Etcdserverpb_WatchResponse], lines: [String], end: String?)>(([], [], nil))
+        let state = Locked<(responses: [Etcdserverpb_WatchResponse], lines: [String], end: String?)>(([], [], nil))
     }
 
     private let received = Received()

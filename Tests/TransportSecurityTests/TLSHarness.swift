@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Logging
 import NIOCore
 import NIOPosix
@@ -84,7 +85,7 @@ final class EchoClient: Sendable {
 
     /// The promise of the next reply; failed when the connection fails or closes.
     final class Replies: Sendable {
-        private let waiting = Mutex<[EventLoopPromise<String>]>([])
+        private let waiting = Locked<[EventLoopPromise<String>]>([])
 
         func expect(_ promise: EventLoopPromise<String>) { waiting.withLock { $0.append(promise) } }
 

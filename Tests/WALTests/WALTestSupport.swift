@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Synchronization
 import Testing
 
@@ -120,7 +121,7 @@ enum WALTest {
 
 /// Counts calls from any thread.
 final class CallCounter: Sendable {
-    private let count = Mutex(0)
+    private let count = Locked(0)
 
     func increment() { count.withLock { $0 += 1 } }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Logging
 import NIOCore
 import NIOPosix
@@ -12,7 +13,7 @@ final class IncomingSnapshot: Sendable {
     private let path: String
     private let file: FileHandle
     private let queue = DispatchQueue(label: "swift-etcd snapshot receiver")
-    private let written = Mutex<(bytes: UInt64, error: (any Error)?)>((0, nil))
+    private let written = Locked<(bytes: UInt64, error: (any Error)?)>((0, nil))
 
     init(message: Message, path: String) throws {
         self.message = message

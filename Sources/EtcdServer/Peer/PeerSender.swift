@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Logging
 import NIOCore
 import NIOPosix
@@ -24,7 +25,7 @@ final class PeerSender: Sendable {
     private let tls: TLSCredentials?
     private let unreachable: @Sendable (NodeID) -> Void
     private let traffic: PeerTraffic
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Messages held while a connection attempt is under way; more than this and they are dropped.
     private static let maxQueued = 4096

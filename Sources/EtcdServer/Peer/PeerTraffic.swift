@@ -1,3 +1,4 @@
+import Locking
 import Raft
 import Synchronization
 
@@ -21,7 +22,7 @@ package final class PeerTraffic: Sendable {
 /// Every peer's ``PeerTraffic``, made on first use and kept while the member runs (a peer's
 /// counts survive its connections and URL changes).
 final class PeerTrafficTable: Sendable {
-    private let table = Mutex<[NodeID: PeerTraffic]>([:])
+    private let table = Locked<[NodeID: PeerTraffic]>([:])
 
     func traffic(of peer: NodeID) -> PeerTraffic {
         table.withLock { table in

@@ -1,5 +1,6 @@
 import Backend
 import Foundation
+import Locking
 import Logging
 import NIOCore
 import NIOPosix
@@ -46,11 +47,11 @@ final class PeerTransport: Sendable {
     /// Peer TLS, for `https` peer URLs.
     private let tls: TLSCredentials?
     private let handshakeTimeout: Duration
-    private let senders = Mutex<[NodeID: PeerSender]>([:])
+    private let senders = Locked<[NodeID: PeerSender]>([:])
     /// Bytes and failures to and from each peer (etcd's `etcd_network_peer_*` metrics).
     let traffic = PeerTrafficTable()
-    private let listeners = Mutex<[any Channel]>([])
-    private let probing = Mutex<RepeatedTask?>(nil)
+    private let listeners = Locked<[any Channel]>([])
+    private let probing = Locked<RepeatedTask?>(nil)
     private let snapshotQueue = DispatchQueue(label: "swift-etcd snapshot sender", attributes: .concurrent)
 
     init(

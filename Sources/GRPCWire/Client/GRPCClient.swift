@@ -1,3 +1,4 @@
+import Locking
 import NIOCore
 import NIOHPACK
 import NIOPosix
@@ -62,7 +63,7 @@ public final class GRPCClient: Sendable {
     private let tls: TLSConfiguration?
     private let serverHostname: String?
     private let group: any EventLoopGroup
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     public init(
         endpoints: [Endpoint], tls: TLSConfiguration? = nil, serverHostname: String? = nil,
@@ -73,7 +74,7 @@ public final class GRPCClient: Sendable {
         self.tls = tls
         self.serverHostname = serverHostname
         self.group = group
-        self.state = Mutex(State(connections: Array(repeating: nil, count: endpoints.count)))
+        self.state = Locked(State(connections: Array(repeating: nil, count: endpoints.count)))
     }
 
     /// A usable connection to the next endpoint in turn, connecting (or reconnecting) as needed;

@@ -1,3 +1,4 @@
+import Locking
 import NIOCore
 import Synchronization
 
@@ -15,7 +16,7 @@ final class EventLoopBatch: Sendable {
     }
 
     let eventLoop: any EventLoop
-    private let queued = Mutex<[@Sendable () -> Void]>([])
+    private let queued = Locked<[@Sendable () -> Void]>([])
     private let drain: NIOLoopBoundBox<Drain>
 
     init(eventLoop: any EventLoop) {
@@ -99,7 +100,7 @@ final class FlushCoalescer: ChannelOutboundHandler {
 
 /// The ``EventLoopBatch`` of each event loop a server's connections live on.
 final class EventLoopBatches: Sendable {
-    private let batches = Mutex<[ObjectIdentifier: EventLoopBatch]>([:])
+    private let batches = Locked<[ObjectIdentifier: EventLoopBatch]>([:])
 
     func batch(for eventLoop: any EventLoop) -> EventLoopBatch {
         batches.withLock { batches in

@@ -1,3 +1,4 @@
+import Locking
 import NIOCore
 import NIOHTTP2
 import NIOPosix
@@ -233,7 +234,7 @@ private final class ConnectionRegistry: Sendable {
         var channels: [ObjectIdentifier: any Channel] = [:]
         var shuttingDown = false
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Registers a new connection; false once shutdown has begun (the caller closes it).
     func add(_ channel: any Channel) -> Bool {

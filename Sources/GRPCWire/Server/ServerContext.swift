@@ -1,3 +1,4 @@
+import Locking
 import NIOCore
 import NIOHPACK
 import NIOSSL
@@ -42,7 +43,7 @@ public final class CallCancellation: Sendable {
         var reason: GRPCStatus?
         var callbacks: [@Sendable (GRPCStatus) -> Void] = []
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 
