@@ -1,6 +1,7 @@
 import EtcdProto
 import Foundation
 import GRPCWire
+import Locking
 import NIOCore
 import SwiftProtobuf
 import Synchronization
@@ -28,13 +29,10 @@ struct FailingDiskTests {
     /// acknowledged one. A disk that still fails keeps the member from starting.
     @Test(arguments: logFaults)
     func aFailedLogWriteStopsTheMemberBeforeItAnswers(fault: DiskFault) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-faultfs-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let shim = try await DiskFault.buildShim(in: directory)
-        let trigger = directory.appendingPathComponent("strike")
-        let log = directory.appendingPathComponent("member.log")
-        let server = try await ServerProcess(dataDirectory: directory.appendingPathComponent("data"), logFile: log)
+        let workspace = try await FaultyDiskWorkspace()
+        defer { workspace.remove() }
+        let (shim, trigger, log) = (workspace.shim, workspace.trigger, workspace.log)
+        let server = try await ServerProcess(dataDirectory: workspace.dataDirectory, logFile: log)
         try await server.start(environment: fault.environment(shim: shim, trigger: trigger))
 
         let connection = try await server.connect()
@@ -93,13 +91,10 @@ struct FailingDiskTests {
             DiskFault(.sync, of: "/member/snap/backend.sqlite", errno: EIO), DiskFault(.write, of: "/member/snap/backend.sqlite", errno: ENOSPC),
             DiskFault(.write, of: ".snap", errno: EIO), DiskFault(.sync, of: ".snap", errno: EIO),
         ]
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-faultfs-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let shim = try await DiskFault.buildShim(in: directory)
-        let trigger = directory.appendingPathComponent("strike")
-        let log = directory.appendingPathComponent("member.log")
-        let server = try await ServerProcess(dataDirectory: directory.appendingPathComponent("data"), logFile: log)
+        let workspace = try await FaultyDiskWorkspace()
+        defer { workspace.remove() }
+        let (shim, trigger, log) = (workspace.shim, workspace.trigger, workspace.log)
+        let server = try await ServerProcess(dataDirectory: workspace.dataDirectory, logFile: log)
         let history = CrashCampaignTests.History()
         var stops = 0
         var checkpointsRetried = 0
@@ -129,7 +124,7 @@ struct FailingDiskTests {
             await connection.close()
             let struck = !FileManager.default.fileExists(atPath: trigger.path)
             let call = struck ? (try String(contentsOf: log, encoding: .utf8)).components(separatedBy: "faultfs: ").last?
-                .prefix { $0 != "\n" }.replacingOccurrences(of: directory.path + "/data/", with: "") ?? "" : "not reached"
+                .prefix { $0 != "\n" }.replacingOccurrences(of: workspace.dataDirectory.path + "/", with: "") ?? "" : "not reached"
             print("failing disk round \(round): \(fault.testDescription) after \(strikeAfter): \(call), exit status \(status.map(String.init) ?? "none (killed)")")
             if status == 1 {
                 stops += 1

@@ -66,3 +66,23 @@ public struct DiskFault: Sendable, CustomTestStringConvertible {
         FileManager.default.createFile(atPath: trigger.path, contents: nil)
     }
 }
+
+/// A scratch directory for one member on a failing disk: the shim built into it, the trigger
+/// file that arms the fault, the member's log and its data directory. `remove()` deletes it.
+public struct FaultyDiskWorkspace: Sendable {
+    public let directory: URL
+    public let shim: URL
+    public var trigger: URL { directory.appendingPathComponent("strike") }
+    public var log: URL { directory.appendingPathComponent("member.log") }
+    public var dataDirectory: URL { directory.appendingPathComponent("data") }
+
+    public init() async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-faultfs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        shim = try await DiskFault.buildShim(in: directory)
+    }
+
+    public func remove() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
