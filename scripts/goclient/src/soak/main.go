@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
+	"go.etcd.io/etcd/etcdserver/api/v3rpc/rpctypes"
 	"go.etcd.io/etcd/mvcc/mvccpb"
 )
 
@@ -43,10 +44,24 @@ type member struct {
 var binary, workdir string
 var members []*member
 
-func freePort() int {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+var handedOut = map[int]bool{}
+
+// freePort picks a port below Linux's ephemeral range (32768 and up), so that no connection's
+// local port can take it before its member binds it (one member in a run could not start
+// because a peer connection's local port had taken its listening port), and never the same
+// one twice.
+func freePort(random *rand.Rand) int {
+	for {
+		port := 10000 + random.Intn(22000)
+		if handedOut[port] {
+			continue
+		}
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			handedOut[port] = true
+			return port
+		}
+	}
 }
 
 func (m *member) start() {
@@ -173,7 +188,7 @@ func main() {
 	workdir = os.Args[4]
 	random := rand.New(rand.NewSource(time.Now().UnixNano()))
 	for i := 0; i < 3; i++ {
-		m := &member{name: fmt.Sprintf("s%d", i), client: freePort(), peer: freePort(), open: freePort()}
+		m := &member{name: fmt.Sprintf("s%d", i), client: freePort(random), peer: freePort(random), open: freePort(random)}
 		m.dir = filepath.Join(workdir, m.name)
 		m.proxy = &proxy{target: m.peer}
 		go m.proxy.serve(m.open)
@@ -213,6 +228,15 @@ func main() {
 			os.Exit(1)
 		}
 		time.Sleep(time.Second)
+	}
+	for _, m := range members {
+		status, cancelStatus := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := cli.Status(status, fmt.Sprintf("127.0.0.1:%d", m.client))
+		cancelStatus()
+		if err != nil {
+			fmt.Printf("FAIL %s did not start: %v\n", m.name, err)
+			os.Exit(1)
+		}
 	}
 	fmt.Printf("soak: %d minutes, a fault every %d s, from revision %d\n", minutes, interval, start)
 
@@ -325,30 +349,47 @@ func main() {
 			time.Sleep(500 * time.Millisecond)
 		}
 	}()
-	// Watchers: three, from the start, resuming after failures (clientv3 does).
+	// Watchers: three, from the start, resuming after failures (clientv3 does). They ask for a
+	// leader (WithRequireLeader, as Kubernetes does), so a member without one for three election
+	// timeouts ends their stream with "no leader" (a member cut off from its peers does); like
+	// Kubernetes, they then watch again from the revision after the last event they saw.
 	watched := make([][]event, 3)
 	var watchMu sync.Mutex
-	progress := make([]int64, 3)
+	progress := make([]int64, 3) // the last revision each watcher saw an event of
 	watchErrors := make([]error, 3)
+	var rewatched atomic.Int64
 	for i := 0; i < 3; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
 			c := newClient()
 			defer c.Close()
-			for response := range c.Watch(clientv3.WithRequireLeader(ctx), "soak/w", clientv3.WithPrefix(), clientv3.WithRev(start+1)) {
-				if err := response.Err(); err != nil {
-					if ctx.Err() == nil {
-						watchErrors[i] = err
+			progress[i] = start
+			for ctx.Err() == nil {
+				watchMu.Lock()
+				from := progress[i] + 1
+				watchMu.Unlock()
+				var err error
+				for response := range c.Watch(clientv3.WithRequireLeader(ctx), "soak/w", clientv3.WithPrefix(), clientv3.WithRev(from)) {
+					if err = response.Err(); err != nil {
+						break
 					}
+					watchMu.Lock()
+					for _, e := range response.Events {
+						watched[i] = append(watched[i], event{e.Kv.ModRevision, string(e.Kv.Key), e.Type == mvccpb.PUT})
+						progress[i] = e.Kv.ModRevision
+					}
+					watchMu.Unlock()
+				}
+				if ctx.Err() != nil {
 					return
 				}
-				watchMu.Lock()
-				for _, e := range response.Events {
-					watched[i] = append(watched[i], event{e.Kv.ModRevision, string(e.Kv.Key), e.Type == mvccpb.PUT})
+				if !errors.Is(err, rpctypes.ErrNoLeader) {
+					watchErrors[i] = err
+					return
 				}
-				progress[i] = response.Header.Revision
-				watchMu.Unlock()
+				rewatched.Add(1)
+				time.Sleep(time.Second)
 			}
 		}(i)
 	}
@@ -440,7 +481,7 @@ func main() {
 	}
 	cancel()
 	wg.Wait()
-	fmt.Printf("FIGURE %d operations (%d failed or unknown), faults %v\n", ops.Load(), failures.Load(), faults)
+	fmt.Printf("FIGURE %d operations (%d failed or unknown), faults %v, watches reopened after \"no leader\" %d\n", ops.Load(), failures.Load(), faults, rewatched.Load())
 
 	// Checks, once the cluster is whole and quiet.
 	time.Sleep(10 * time.Second)
