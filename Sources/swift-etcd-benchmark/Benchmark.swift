@@ -334,11 +334,11 @@ struct Watch: AsyncParsableCommand {
         let watchers = streams * watchPerStream
         let delivered = Counter()
         let responses = Counter()
-        let latencies = Locked(Report(name: "watch-event"))
+        let latencies = SharedLocked(Report(name: "watch-event"))
         var creation = Report(name: "watch-create")
         let created = ContinuousClock.now
         var opened: [WatchStream] = []
-        let sentAt = Locked<[Int: ContinuousClock.Instant]>([:])
+        let sentAt = SharedLocked<[Int: ContinuousClock.Instant]>([:])
         for s in 0..<streams {
             let stream = try await runner.connections[s % runner.connections.count].watchStream()
             opened.append(stream)

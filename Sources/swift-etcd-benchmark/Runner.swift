@@ -94,8 +94,8 @@ final class Counter: Sendable {
     var current: Int { value.load(ordering: .relaxed) }
 }
 
-/// A value shared by tasks behind a lock.
-final class Locked<Value: Sendable>: Sendable {
+/// A value shared by tasks behind a lock (a class, so tasks can capture it; `Locked` itself cannot be).
+final class SharedLocked<Value: Sendable>: Sendable {
     private let mutex: Locked<Value>
 
     init(_ value: Value) { mutex = Locked(value) }
