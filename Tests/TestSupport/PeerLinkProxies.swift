@@ -7,7 +7,10 @@ import Synchronization
 /// Network partitions between real member processes: each member advertises a proxy's port as
 /// its peer URL, and the proxy relays to the member's real peer port. A proxy reads the
 /// dialling member's ID from the first frame of the peer protocol (length, magic, version,
-/// cluster ID, from, to), so it can refuse and cut links that cross a partition.
+/// cluster ID, from, to), so it can refuse and cut links that cross a partition. Peer HTTP
+/// requests (a joining member asking for the membership) and members added later, whose IDs the
+/// proxies do not know, count as coming from outside every partition: they reach only members
+/// that are not isolated.
 public final class PeerLinkProxies: Sendable {
     /// The port members dial to reach member `i` (advertise `http://127.0.0.1:<port>`).
     public let advertisedPorts: [Int]
@@ -72,10 +75,15 @@ final class LinkTable: Sendable {
         state = Locked(State(indexByID: Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })))
     }
 
-    /// The index of member `id` if a link from it to member `to` may exist now.
-    func admit(from id: UInt64, to: Int) -> Int? {
+    /// The index standing for a dialler from outside every partition.
+    static let outsider = -1
+
+    /// The index of member `id` (``outsider`` for nil or an unknown ID) if a link from it to
+    /// member `to` may exist now.
+    func admit(from id: UInt64?, to: Int) -> Int? {
         state.withLock { state in
-            guard let from = state.indexByID[id], state.isolated.contains(from) == state.isolated.contains(to) else { return nil }
+            let from = id.flatMap { state.indexByID[$0] } ?? Self.outsider
+            guard state.isolated.contains(from) == state.isolated.contains(to) else { return nil }
             return from
         }
     }
@@ -104,8 +112,8 @@ final class LinkTable: Sendable {
     }
 }
 
-/// One proxied connection: waits for the hello frame, asks whether the link is allowed, then
-/// relays bytes both ways until either side closes.
+/// One proxied connection: waits for the hello frame (or the first bytes of anything else),
+/// asks whether the link is allowed, then relays bytes both ways until either side closes.
 private final class InboundRelay: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
@@ -115,6 +123,8 @@ private final class InboundRelay: ChannelInboundHandler {
     private var buffered: ByteBuffer?
     private var outbound: (any Channel)?
     private var decided = false
+    /// The peer protocol's magic, "swiftetc" (`PeerWire.magic`, internal to EtcdServer).
+    private static let helloMagic: UInt64 = 0x7377_6966_7465_7463
 
     init(to: Int, targetPort: Int, table: LinkTable) {
         self.to = to
@@ -129,10 +139,12 @@ private final class InboundRelay: ChannelInboundHandler {
             return
         }
         if buffered == nil { buffered = bytes } else { buffered!.writeBuffer(&bytes) }
-        guard !decided, let buffer = buffered, buffer.readableBytes >= 4 + 8 + 1 + 8 + 8 else { return }
-        decided = true
         // length(4) magic(8) version(1) cluster(8) from(8)
-        let from = buffer.getInteger(at: buffer.readerIndex + 21, as: UInt64.self)!
+        guard !decided, let buffer = buffered, buffer.readableBytes >= 4 + 8 else { return }
+        let isHello = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt64.self) == Self.helloMagic
+        guard !isHello || buffer.readableBytes >= 4 + 8 + 1 + 8 + 8 else { return }
+        decided = true
+        let from = isHello ? buffer.getInteger(at: buffer.readerIndex + 21, as: UInt64.self) : nil
         guard let fromIndex = table.admit(from: from, to: to) else {
             context.close(promise: nil)
             return
