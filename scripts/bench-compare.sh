@@ -3,6 +3,12 @@
 # disk, same client (swift-etcd-benchmark), in alternation (etcd, swift-etcd, etcd, ...) for
 # ROUNDS rounds; prints per-workload medians and the swift-etcd/etcd ratio, the disk's fdatasync
 # floor, and each server's RSS after loading 1,000,000 keys and its restart-to-ready time.
+# Beside QPS and latency, every workload reports the CPU time (user + system) the server spent
+# per operation (summed over all members for clusters) and the client's, in µs: how many cores a
+# load needs, which QPS on a machine shared by client and server cannot say. The *-pinned
+# workloads start the server on core 0 and run the client on core 1 (taskset), so Go's runtime
+# sizes itself to one core as swift-etcd's event loops do: throughput per core. The go-* workloads
+# repeat the headline ones with Go clientv3 (scripts/goclient/src/goload) as the client.
 # The *-tls workloads run both servers as kubeadm runs etcd (scripts/with-tls.sh: client and
 # peer certificates from one throwaway PKI, --client-cert-auth) and the client with a certificate.
 # The *-auth workloads run with auth on (simple tokens) as user bench, whose role grants
@@ -35,6 +41,8 @@ bin=$(swift build -c release --show-bin-path)
 bench="$bin/swift-etcd-benchmark"
 work="$PWD/.bench-compare"
 rm -rf "$work"; mkdir -p "$work"
+# The go-* workloads use Go clientv3 (scripts/goclient/src/goload), as most etcd users' programs do.
+(cd scripts/goclient && GO111MODULE=off GOPATH="$PWD:/usr/share/gocode" GOCACHE="$work/gocache" go build -o "$work/goload" goload)
 results="$work/results.tsv"
 pki="$work/pki"
 scripts/make-test-certs.sh "$pki" >/dev/null
@@ -42,6 +50,8 @@ tls_client=(--cacert "$pki/ca.pem" --cert "$pki/client.pem" --key "$pki/client-k
 : > "$results"
 pid=""
 cluster_pids=()
+server_pin=()   # taskset prefix for servers started by start_server (the pinned block)
+client_pin=()   # taskset prefix for the benchmark client
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true; for p in "${cluster_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work/data"' EXIT
 
 # start_server NAME DATA_DIR PORT PEER_PORT [tls]: starts etcd or swift-etcd with the same
@@ -51,8 +61,8 @@ start_server() {
   local server
   server=$(command -v etcd)
   [ "$name" = etcd ] || server="$bin/swift-etcd"
-  local launch=("$server")
-  [ -n "$tls" ] && launch=(env REAL_BINARY="$server" TLS_DIR="$pki" scripts/with-tls.sh)
+  local launch=("${server_pin[@]}" "$server")
+  [ -n "$tls" ] && launch=("${server_pin[@]}" env REAL_BINARY="$server" TLS_DIR="$pki" scripts/with-tls.sh)
   "${launch[@]}" --data-dir "$dir" --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
     --initial-cluster "default=http://127.0.0.1:$peer" --log-level error >"$work/$name.log" 2>&1 &
@@ -73,23 +83,47 @@ wait_ready() {
 
 stop_server() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }
 
-# run_workload SERVER ROUND NAME ARGS...: records the RESULT lines of one benchmark run.
-run_workload() {
-  local server=$1 round=$2 name=$3; shift 3
-  local out
-  if out=$("$bench" "$@" 2>/dev/null); then
+# server_ticks: CPU time (user + system, in clock ticks) the running server or cluster members
+# have used so far.
+server_ticks() {
+  local total=0 p
+  for p in $pid "${cluster_pids[@]}"; do
+    [ -r "/proc/$p/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+
+# run_workload SERVER ROUND NAME ARGS...: records the RESULT lines of one swift-etcd-benchmark
+# run (go_workload: one goload run), with the server's and the client's CPU time per operation
+# (µs) for the line that counts the run's operations (a watch run's delivered events).
+run_workload() { run_client "$bench" "$@"; }
+go_workload() { run_client "$work/goload" "$@"; }
+run_client() {
+  local client=$1 server=$2 round=$3 name=$4; shift 4
+  local out before ticks client_cpu
+  before=$(server_ticks)
+  if out=$("${client_pin[@]}" /usr/bin/time -o "$work/client-cpu" -f '%U %S' "$client" "$@" 2>/dev/null); then
+    ticks=$(( $(server_ticks) - before ))
+    client_cpu=$(awk '{print $1 + $2}' "$work/client-cpu")
     echo "$out" | grep '^RESULT' | while read -r line; do
       qps=$(echo "$line" | sed -n 's/.* qps=\([0-9.]*\).*/\1/p')
       p50=$(echo "$line" | sed -n 's/.* p50_ms=\([0-9.]*\).*/\1/p')
       p99=$(echo "$line" | sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p')
       errors=$(echo "$line" | sed -n 's/.* errors=\([0-9]*\).*/\1/p')
+      count=$(echo "$line" | sed -n 's/.* count=\([0-9]*\).*/\1/p')
       op=$(echo "$line" | sed -n 's/^RESULT op=\([^ ]*\).*/\1/p')
       suffix=""; [ "$op" = watch-create ] && suffix=":create"; [ "$op" = watch-event ] && suffix=":events"
       [ "$op" = put ] && [ "$name" = watch-fanout ] && continue
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$round" "$name$suffix" "$qps" "$p50" "$p99" "$errors" >> "$results"
+      server_us=-; client_us=-
+      if [ "$op" != watch-create ] && [ "${count:-0}" -gt 0 ]; then
+        server_us=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$count" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+        client_us=$(awk -v s="$client_cpu" -v n="$count" 'BEGIN {printf "%.1f", s * 1e6 / n}')
+      fi
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$round" "$name$suffix" "$qps" "$p50" "$p99" "$errors" \
+        "$server_us" "$client_us" >> "$results"
     done
   else
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$round" "$name" "fail" "-" "-" "-" >> "$results"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$round" "$name" "fail" "-" "-" "-" "-" "-" >> "$results"
   fi
 }
 
@@ -126,6 +160,11 @@ for round in $(seq 1 "$rounds"); do
     run_workload "$server" "$round" txn-put txn-put --endpoints "$ep" --clients 64 --conns 8 --total "$(total 20000)" --txn-ops 4 --key-space-size 100000 --val-size 256
     run_workload "$server" "$round" lease-keepalive lease-keepalive --endpoints "$ep" --clients 64 --conns 8 --total "$(total 50000)"
     run_workload "$server" "$round" watch-fanout watch --endpoints "$ep" --clients 10 --conns 10 --streams 10 --watch-per-stream 100 --put-total "$(total 1000)"
+    go_workload "$server" "$round" go-put-1 --op put --endpoints "$ep" --clients 1 --conns 1 --total "$(total 2000)" --key-space-size 100000 --val-size 256
+    go_workload "$server" "$round" go-put-256 --op put --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
+    go_workload "$server" "$round" go-range-l-256 --op range --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
+    go_workload "$server" "$round" go-range-s-256 --op range --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --consistency s
+    go_workload "$server" "$round" go-txn-put --op txn-put --endpoints "$ep" --clients 64 --conns 8 --total "$(total 20000)" --txn-ops 4 --key-space-size 100000 --val-size 256
     stop_server
     rm -rf "$work/data"; mkdir -p "$work/data"
     port=$(free_port); peer=$(free_port)
@@ -153,6 +192,21 @@ for round in $(seq 1 "$rounds"); do
     run_workload "$server" "$round" put-256-auth-flood put --endpoints "$ep" --user bench:bench --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
     kill "$flood" 2>/dev/null || true; wait "$flood" 2>/dev/null || true
     stop_server
+    # The same loads with the server on core 0 (started there, so Go sizes itself to one core)
+    # and the client on core 1.
+    rm -rf "$work/data"; mkdir -p "$work/data"
+    port=$(free_port); peer=$(free_port)
+    server_pin=(taskset -c 0); client_pin=(taskset -c 1)
+    start_server "$server" "$work/data/$server" "$port" "$peer"
+    wait_ready "$port"
+    ep="127.0.0.1:$port"
+    run_workload "$server" "$round" put-256-pinned put --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
+    run_workload "$server" "$round" put-1key-256-pinned put --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --val-size 256
+    run_workload "$server" "$round" range-l-256-pinned range foo --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
+    run_workload "$server" "$round" range-s-256-pinned range foo --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --consistency s
+    run_workload "$server" "$round" txn-put-pinned txn-put --endpoints "$ep" --clients 64 --conns 8 --total "$(total 20000)" --txn-ops 4 --key-space-size 100000 --val-size 256
+    stop_server
+    server_pin=(); client_pin=()
   done
 done
 
@@ -177,11 +231,13 @@ for round in $(seq 1 "$rounds_cluster"); do
     eps="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
     echo "round $round: $server, 3 members" >&2
     run_workload "$server" "$round" cluster3-put-256 put --endpoints "$eps" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
+    go_workload "$server" "$round" go-cluster3-put-256 --op put --endpoints "$eps" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
     run_workload "$server" "$round" cluster3-range-l-256 range foo --endpoints "$eps" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
     # Two thirds of the keep-alives reach followers, which forward them to the leader.
     run_workload "$server" "$round" cluster3-lease-keepalive lease-keepalive --endpoints "$eps" --clients 64 --conns 8 --total "$(total 50000)"
     for p in "${cluster_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${cluster_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    cluster_pids=()
   done
 done
 
@@ -250,9 +306,9 @@ import sys, statistics, collections
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
 data = collections.defaultdict(lambda: collections.defaultdict(list))
 order = []
-for server, _, workload, qps, p50, p99, errors in rows:
+for server, _, workload, qps, p50, p99, errors, server_us, client_us in rows:
     if workload not in order: order.append(workload)
-    data[workload][server].append((qps, p50, p99))
+    data[workload][server].append((qps, p50, p99, server_us, client_us))
 def median(values, i):
     numbers = [float(v[i]) for v in values if v[i] not in ("fail", "-")]
     return statistics.median(numbers) if numbers else None
@@ -267,6 +323,15 @@ for w in order:
     ratio = fmt(sq / eq, 2) if eq and sq else "n/a"
     latency = fmt(sp / ep, 2) if ep and sp else "n/a"
     print(f"{w:22} {fmt(eq):>10} {fmt(sq):>10} {ratio:>7} {fmt(ep, 2):>9} {fmt(sp, 2):>9} {latency:>7} {fmt(e9, 2):>9} {fmt(s9, 2):>9}")
+print()
+print("CPU time per operation, user + system, µs (server: all members; client: swift-etcd-benchmark)")
+print(f"{'workload':22} {'etcd srv':>9} {'swift srv':>9} {'ratio':>7} {'etcd cli':>9} {'swift cli':>9}")
+for w in order:
+    e, s = data[w]["etcd"], data[w]["swift-etcd"]
+    es, ss = median(e, 3), median(s, 3)
+    if es is None and ss is None: continue
+    ratio = fmt(ss / es, 2) if es and ss else "n/a"
+    print(f"{w:22} {fmt(es):>9} {fmt(ss):>9} {ratio:>7} {fmt(median(e, 4)):>9} {fmt(median(s, 4)):>9}")
 PY
 
 $single && exit 0
