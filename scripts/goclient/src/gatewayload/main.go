@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"checks"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -12,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sort"
 	"sync"
 	"time"
 )
@@ -60,18 +60,13 @@ func main() {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	var all []time.Duration
-	for _, l := range latencies {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	all := checks.SortedLatencies(latencies)
 	if len(all) == 0 {
 		fmt.Println("no successful puts")
 		os.Exit(1)
 	}
-	at := func(p float64) float64 { return all[int(p*float64(len(all)-1))].Seconds() * 1000 }
 	fmt.Printf("puts=%d failures=%d seconds=%.2f rate=%.0f p50=%.2fms p99=%.2fms\n",
-		len(all), failures, elapsed.Seconds(), float64(len(all))/elapsed.Seconds(), at(0.5), at(0.99))
+		len(all), failures, elapsed.Seconds(), float64(len(all))/elapsed.Seconds(), checks.PercentileMs(all, 50), checks.PercentileMs(all, 99))
 	if failures > 0 {
 		os.Exit(1)
 	}

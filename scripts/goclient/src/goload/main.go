@@ -8,13 +8,13 @@
 package main
 
 import (
+	"checks"
 	"context"
 	"encoding/binary"
 	"flag"
 	"fmt"
 	"math/rand"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,18 +105,8 @@ func main() {
 	wg.Wait()
 	elapsed := time.Since(start)
 
-	var all []time.Duration
-	for _, own := range latencies {
-		all = append(all, own...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	percentile := func(p float64) float64 {
-		if len(all) == 0 {
-			return 0
-		}
-		index := int(p / 100 * float64(len(all)-1))
-		return float64(all[index].Microseconds()) / 1000
-	}
+	all := checks.SortedLatencies(latencies)
 	fmt.Printf("RESULT op=%s count=%d errors=%d qps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f\n",
-		*op, len(all), errors, float64(len(all))/elapsed.Seconds(), percentile(50), percentile(90), percentile(99), percentile(99.9))
+		*op, len(all), errors, float64(len(all))/elapsed.Seconds(), checks.PercentileMs(all, 50), checks.PercentileMs(all, 90),
+		checks.PercentileMs(all, 99), checks.PercentileMs(all, 99.9))
 }
