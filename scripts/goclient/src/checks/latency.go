@@ -2,17 +2,40 @@ package checks
 
 import (
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// SortedLatencies joins the latencies each worker recorded into one ascending list.
-func SortedLatencies(perWorker [][]time.Duration) []time.Duration {
-	var all []time.Duration
-	for _, own := range perWorker {
-		all = append(all, own...)
+// Timed runs requests 0..<total from `workers` goroutines (each takes the next number when it
+// is free) and returns the latencies of those that succeeded, ascending, how many failed, and
+// the time the whole run took.
+func Timed(workers, total int, request func(worker, n int) error) (sorted []time.Duration, failures int64, elapsed time.Duration) {
+	var next int64
+	latencies := make([][]time.Duration, workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for n := atomic.AddInt64(&next, 1); n <= int64(total); n = atomic.AddInt64(&next, 1) {
+				sent := time.Now()
+				if err := request(w, int(n-1)); err != nil {
+					atomic.AddInt64(&failures, 1)
+					continue
+				}
+				latencies[w] = append(latencies[w], time.Since(sent))
+			}
+		}(w)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	return all
+	wg.Wait()
+	elapsed = time.Since(start)
+	for _, own := range latencies {
+		sorted = append(sorted, own...)
+	}
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	return sorted, failures, elapsed
 }
 
 // PercentileMs is the p-th percentile (0 to 100) of an ascending list, in milliseconds; 0 for

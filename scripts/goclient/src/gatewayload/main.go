@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 )
 
@@ -27,40 +26,20 @@ func main() {
 	value := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'v'}, *size))
 	transport := &http.Transport{MaxIdleConnsPerHost: *clients, MaxConnsPerHost: *clients}
 	client := &http.Client{Transport: transport, Timeout: 10 * time.Second}
-	latencies := make([][]time.Duration, *clients)
-	var failures int64
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := 0; w < *clients; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < *total; i += *clients {
-				key := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("k%08d", i)))
-				body, _ := json.Marshal(map[string]string{"key": key, "value": value})
-				began := time.Now()
-				response, err := client.Post(*endpoint+"/v3/kv/put", "application/json", bytes.NewReader(body))
-				if err == nil {
-					_, err = io.Copy(io.Discard, response.Body)
-					response.Body.Close()
-					if err == nil && response.StatusCode != 200 {
-						err = fmt.Errorf("status %d", response.StatusCode)
-					}
-				}
-				if err != nil {
-					mu.Lock()
-					failures++
-					mu.Unlock()
-					continue
-				}
-				latencies[w] = append(latencies[w], time.Since(began))
-			}
-		}(w)
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	all := checks.SortedLatencies(latencies)
+	all, failures, elapsed := checks.Timed(*clients, *total, func(_, i int) error {
+		key := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("k%08d", i)))
+		body, _ := json.Marshal(map[string]string{"key": key, "value": value})
+		response, err := client.Post(*endpoint+"/v3/kv/put", "application/json", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, response.Body)
+		response.Body.Close()
+		if err == nil && response.StatusCode != 200 {
+			err = fmt.Errorf("status %d", response.StatusCode)
+		}
+		return err
+	})
 	if len(all) == 0 {
 		fmt.Println("no successful puts")
 		os.Exit(1)

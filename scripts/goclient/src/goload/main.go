@@ -16,8 +16,6 @@ import (
 	"math/rand"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
@@ -82,30 +80,13 @@ func main() {
 		return nil
 	}
 
-	var next, errors int64
-	latencies := make([][]time.Duration, *clients)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for c := 0; c < *clients; c++ {
-		wg.Add(1)
-		go func(c int) {
-			defer wg.Done()
-			random := rand.New(rand.NewSource(int64(c) + 1))
-			client := connections[c%len(connections)]
-			for n := atomic.AddInt64(&next, 1); n <= int64(*total); n = atomic.AddInt64(&next, 1) {
-				sent := time.Now()
-				if err := request(client, random, int(n-1)); err != nil {
-					atomic.AddInt64(&errors, 1)
-					continue
-				}
-				latencies[c] = append(latencies[c], time.Since(sent))
-			}
-		}(c)
+	randoms := make([]*rand.Rand, *clients)
+	for c := range randoms {
+		randoms[c] = rand.New(rand.NewSource(int64(c) + 1))
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-
-	all := checks.SortedLatencies(latencies)
+	all, errors, elapsed := checks.Timed(*clients, *total, func(c, n int) error {
+		return request(connections[c%len(connections)], randoms[c], n)
+	})
 	fmt.Printf("RESULT op=%s count=%d errors=%d qps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f\n",
 		*op, len(all), errors, float64(len(all))/elapsed.Seconds(), checks.PercentileMs(all, 50), checks.PercentileMs(all, 90),
 		checks.PercentileMs(all, 99), checks.PercentileMs(all, 99.9))
