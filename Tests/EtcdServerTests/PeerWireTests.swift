@@ -2,6 +2,7 @@ import Foundation
 import Locking
 import Logging
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import Raft
 import Synchronization
@@ -195,5 +196,26 @@ struct PeerWireTests {
         #expect(delivered.allSatisfy { $0.type == .heartbeatResponse && $0.term == 7 })
         // The dropped messages count as send failures (etcd_network_peer_sent_failures_total).
         #expect(follower.traffic.traffic(of: 2).totals.sentFailures >= 2)
+    }
+
+    @Test("a forwarded request that reaches a connection already closed fails at once, not after the 15 s timeout")
+    func requestsAfterTheCloseFailAtOnce() throws {
+        let answers = AnswerQueue()
+        let channel = EmbeddedChannel(handler: answers)
+        let before = channel.eventLoop.makePromise(of: ByteBuffer.self)
+        answers.expect(before)
+        try channel.close().wait()
+        let after = channel.eventLoop.makePromise(of: ByteBuffer.self)
+        answers.expect(after)
+        var failures: [String] = []
+        for answer in [before, after] {
+            answer.futureResult.assumeIsolated().whenComplete { result in
+                if case .failure(let error) = result { failures.append("\(error)") }
+            }
+        }
+        // Before the fix, the request that came after the close was never answered (kept for
+        // the requester's 15 s timeout, longer than a forwarded keep-alive may wait).
+        #expect(failures == Array(repeating: "the peer closed the connection without answering", count: 2))
+        if failures.count < 2 { after.succeed(ByteBuffer()) }
     }
 }

@@ -168,8 +168,16 @@ final class PeerRequester: Sendable {
 final class AnswerQueue: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private var waiting: [EventLoopPromise<ByteBuffer>] = []
+    private var closed = false
 
+    /// Waits for the next answer; fails at once when the connection has already closed. (A
+    /// request can reach a connection between its close and the requester forgetting it: such
+    /// a request would otherwise wait for the 15 s timeout, past a forwarded keep-alive's own
+    /// deadline, and the keep-alive would fail instead of being asked again of the next leader.)
     func expect(_ answer: EventLoopPromise<ByteBuffer>) {
+        guard !closed else {
+            return answer.fail(PeerWire.DecodingError(description: "the peer closed the connection without answering"))
+        }
         waiting.append(answer)
     }
 
@@ -182,6 +190,7 @@ final class AnswerQueue: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closed = true
         let failed = waiting
         waiting = []
         for answer in failed {
