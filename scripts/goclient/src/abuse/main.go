@@ -279,16 +279,24 @@ func idleConnections(cli *clientv3.Client, count int) error {
 // (its window is 0) and a well-behaved clientv3 watcher: the server's memory may grow by the
 // stuck stream's backlog, not by what was written past it.
 func neverReads(cli *clientv3.Client, strict bool) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Up to 9 rounds of 4,000 puts of 8 KiB: a debug build (as CI runs) takes about 25 s a round.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	const puts = 4000
 	value := strings.Repeat("v", 8192)
 	var compacted int64
 	fill := func(prefix string) error {
+		start := time.Now()
 		for i := 0; i < puts; i++ {
-			put, err := cli.Put(ctx, fmt.Sprintf("%s%d", prefix, i%16), value)
+			// One put held 30 s is a stall, not a slow machine: said apart from running out of
+			// the whole check's time.
+			putCtx, cancelPut := context.WithTimeout(ctx, 30*time.Second)
+			sent := time.Now()
+			put, err := cli.Put(putCtx, fmt.Sprintf("%s%d", prefix, i%16), value)
+			cancelPut()
 			if err != nil {
-				return fmt.Errorf("put %d: %v", i, err)
+				return fmt.Errorf("put %d of %s (%.1f s into these puts) failed after %.1f s: %v",
+					i, prefix, time.Since(start).Seconds(), time.Since(sent).Seconds(), err)
 			}
 			if i%1000 == 999 && put.Header.Revision-2000 > compacted {
 				compacted = put.Header.Revision - 2000
@@ -302,6 +310,7 @@ func neverReads(cli *clientv3.Client, strict bool) error {
 	// Until the server's memory is flat: it keeps the Raft log since its last snapshot (every
 	// 10,000 entries) and 5,000 entries more for slow followers, 120 MiB of these values.
 	rssBefore, _ := usage()
+	warmStart := time.Now()
 	for round := 0; round < 8; round++ {
 		if err := fill("abuse/warm/"); err != nil {
 			return err
@@ -313,6 +322,7 @@ func neverReads(cli *clientv3.Client, strict bool) error {
 			break
 		}
 	}
+	fmt.Printf("FIGURE warm-up (until the server's memory is flat): %.0f s\n", time.Since(warmStart).Seconds())
 
 	r, err := rawh2.Connect(endpoint, 0)
 	if err != nil {
