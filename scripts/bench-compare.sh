@@ -16,9 +16,10 @@
 # logins (bcrypt at cost 10), put-256-auth-flood puts while 8 clients send wrong passwords.
 # Then defragmentation under load (scripts/defrag-bench.sh: 1 GiB filled, half deleted, puts at
 # 1,000/s through Go clientv3 while Defragment runs).
-#   scripts/bench-compare.sh [ROUNDS] [--quick] [--single] [--defrag]      (ROUNDS defaults to 3)
+#   scripts/bench-compare.sh [ROUNDS] [--quick] [--single] [--defrag] [--memory]   (ROUNDS defaults to 3)
 # --quick uses smaller totals and 100,000 keys for the memory test (a smoke run); --single runs
-# only the single-member workloads (plain, TLS, auth); --defrag runs only the defragmentation.
+# only the single-member workloads (plain, TLS, auth); --defrag runs only the defragmentation;
+# --memory only the memory and restart test, ROUNDS times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -26,10 +27,12 @@ source scripts/lib.sh
 rounds=${1:-3}
 quick=false
 single=false
+memory_only=false
 for option in "${@:2}"; do
   [ "$option" = "--quick" ] && quick=true
   [ "$option" = "--single" ] && single=true
   [ "$option" = "--defrag" ] && exec scripts/defrag-bench.sh
+  [ "$option" = "--memory" ] && memory_only=true
 done
 scale=1
 $quick && scale=10
@@ -82,6 +85,33 @@ wait_ready() {
 }
 
 stop_server() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }
+
+# memory_and_restart: each server's RSS after loading 1,000,000 keys (64-byte keys, 256-byte
+# values) and its restart-to-ready time with them.
+memory_and_restart() {
+  local keys port peer rss start ready count
+  keys=1000000; $quick && keys=100000
+  echo
+  echo "memory and restart with $keys keys (64-byte keys, 256-byte values):"
+  for server in etcd swift-etcd; do
+    rm -rf "$work/data"; mkdir -p "$work/data"
+    port=$(free_port); peer=$(free_port)
+    start_server "$server" "$work/data/$server" "$port" "$peer"
+    wait_ready "$port"
+    "$bench" put --endpoints "127.0.0.1:$port" --clients 256 --conns 16 --total "$keys" --key-space-size "$keys" \
+      --sequential-keys --key-size 64 --val-size 256 >/dev/null 2>&1
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+    stop_server
+    start=$(date +%s.%N)
+    start_server "$server" "$work/data/$server" "$port" "$peer"
+    wait_ready "$port"
+    ready=$(python3 -c "print(round($(date +%s.%N) - $start, 2))")
+    count=$(ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" get "" --prefix --limit 1 -w json |
+      python3 -c 'import json, sys; print(json.load(sys.stdin).get("count", 0))')
+    stop_server
+    echo "  $server: RSS ${rss} KiB after loading, restart-to-ready ${ready} s, keys after restart ${count}"
+  done
+}
 
 # server_ticks: CPU time (user + system, in clock ticks) the running server or cluster members
 # have used so far.
@@ -141,6 +171,11 @@ enable_auth() {
   "${etcdctl[@]}" role grant-permission bench --prefix=true readwrite "" >/dev/null
   "${etcdctl[@]}" auth enable >/dev/null
 }
+
+if $memory_only; then
+  for _ in $(seq 1 "$rounds"); do memory_and_restart; done
+  exit 0
+fi
 
 for round in $(seq 1 "$rounds"); do
   for server in etcd swift-etcd; do
@@ -355,27 +390,7 @@ echo
 echo "physical floor (same disk):"
 (cd "$work" && "$bin/wal-bench" --dir "$work/floor" --seconds 3 | grep -v '^RESULT' | grep floor)
 
-keys=1000000; $quick && keys=100000
-echo
-echo "memory and restart with $keys keys (64-byte keys, 256-byte values):"
-for server in etcd swift-etcd; do
-  rm -rf "$work/data"; mkdir -p "$work/data"
-  port=$(free_port); peer=$(free_port)
-  start_server "$server" "$work/data/$server" "$port" "$peer"
-  wait_ready "$port"
-  "$bench" put --endpoints "127.0.0.1:$port" --clients 256 --conns 16 --total "$keys" --key-space-size "$keys" \
-    --sequential-keys --key-size 64 --val-size 256 >/dev/null 2>&1
-  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-  stop_server
-  start=$(date +%s.%N)
-  start_server "$server" "$work/data/$server" "$port" "$peer"
-  wait_ready "$port"
-  ready=$(python3 -c "print(round($(date +%s.%N) - $start, 2))")
-  count=$(ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" get "" --prefix --limit 1 -w json |
-    python3 -c 'import json, sys; print(json.load(sys.stdin).get("count", 0))')
-  stop_server
-  echo "  $server: RSS ${rss} KiB after loading, restart-to-ready ${ready} s, keys after restart ${count}"
-done
+memory_and_restart
 
 echo
 if $quick; then scripts/defrag-bench.sh 128; else scripts/defrag-bench.sh; fi

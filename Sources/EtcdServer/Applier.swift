@@ -177,10 +177,9 @@ enum Applier {
             }
         }
         do {
-            // A failed request must change nothing, so apply to a copy and keep it on success.
-            var attempt = store
+            // A failed request changes nothing: `write` undoes what it did to the store.
             var leases = LeaseContext(lessor: lessor)
-            let (response, changes) = try attempt.write(reader: reader) { writer -> WriteResponse in
+            let (response, changes) = try store.write(reader: reader) { writer -> WriteResponse in
                 switch request {
                 case .put(let put): .put(try applyPut(put, &writer, &leases))
                 case .deleteRange(let delete): .deleteRange(try applyDelete(delete, &writer, &leases))
@@ -189,7 +188,6 @@ enum Applier {
                 case .compaction, .leaseGrant, .leaseCheckpoint, .auth, .alarm, .downgrade: preconditionFailure("handled above")
                 }
             }
-            store = attempt
             header.revision = store.revision
             return Outcome(response: .success(response.withHeader(header)), changes: changes, leaseEffects: leases.effects)
         } catch let error as EtcdError {

@@ -15,21 +15,77 @@ package struct BTree<Value> {
     /// written by the tree's one writer after `isKnownUniquelyReferenced` showed the writer
     /// owns it, and no access to one of its arrays stays open across code that could reach
     /// the same node.
+    ///
+    /// A node's keys are stored back to back in one array: a key costs its bytes and an offset
+    /// instead of an array of its own (a 64-byte key took 112 bytes of heap and a pointer),
+    /// and a copy-on-write copy of the node copies them with one `memcpy` instead of retaining
+    /// each one.
     final class Node {
-        @exclusivity(unchecked) var keys: [[UInt8]]
+        /// Every key, in order, back to back.
+        @exclusivity(unchecked) var keyBytes: [UInt8]
+        /// Where each key ends in `keyBytes` (it starts where the one before it ends).
+        @exclusivity(unchecked) var keyEnds: [Int]
         @exclusivity(unchecked) var values: [Value]
-        /// Empty for a leaf; otherwise `keys.count + 1` children.
+        /// Empty for a leaf; otherwise `keyCount + 1` children.
         @exclusivity(unchecked) var children: [Node]
 
-        init(keys: [[UInt8]] = [], values: [Value] = [], children: [Node] = []) {
-            self.keys = keys
+        init(keyBytes: [UInt8] = [], keyEnds: [Int] = [], values: [Value] = [], children: [Node] = []) {
+            self.keyBytes = keyBytes
+            self.keyEnds = keyEnds
             self.values = values
             self.children = children
         }
 
         var isLeaf: Bool { children.isEmpty }
+        var keyCount: Int { keyEnds.count }
 
-        func copy() -> Node { Node(keys: keys, values: values, children: children) }
+        func copy() -> Node { Node(keyBytes: keyBytes, keyEnds: keyEnds, values: values, children: children) }
+
+        func keyStart(_ index: Int) -> Int { index == 0 ? 0 : keyEnds[index - 1] }
+
+        func key(at index: Int) -> ArraySlice<UInt8> { keyBytes[keyStart(index)..<keyEnds[index]] }
+
+        func insertKey(_ key: some Collection<UInt8>, at index: Int) {
+            keyBytes.insert(contentsOf: key, at: keyStart(index))
+            keyEnds.insert(keyStart(index) + key.count, at: index)
+            for later in (index + 1)..<keyEnds.count { keyEnds[later] += key.count }
+        }
+
+        /// Removes the keys from `index` on.
+        func removeKeys(from index: Int) {
+            keyBytes.removeSubrange(keyStart(index)...)
+            keyEnds.removeSubrange(index...)
+        }
+
+        /// The keys from `index` on, as a new node's key storage.
+        func keys(from index: Int) -> (bytes: [UInt8], ends: [Int]) {
+            let start = keyStart(index)
+            return (Array(keyBytes[start...]), keyEnds[index...].map { $0 - start })
+        }
+
+        /// The first index whose key is >= `key`, and whether it is equal.
+        func search(_ key: [UInt8]) -> (index: Int, found: Bool) {
+            keyBytes.withUnsafeBytes { bytes in
+                key.withUnsafeBytes { target in
+                    var low = 0
+                    var high = keyEnds.count
+                    while low < high {
+                        let middle = (low + high) / 2
+                        let start = middle == 0 ? 0 : keyEnds[middle - 1]
+                        let order = BTree.compare(UnsafeRawBufferPointer(rebasing: bytes[start..<keyEnds[middle]]), target)
+                        if order == 0 { return (middle, true) }
+                        if order < 0 { low = middle + 1 } else { high = middle }
+                    }
+                    return (low, false)
+                }
+            }
+        }
+
+        /// Whether `key` sorts after every key of this (non-empty) node.
+        func isPastLastKey(_ key: [UInt8]) -> Bool {
+            let last = self.key(at: keyCount - 1)
+            return last.withUnsafeBytes { last in key.withUnsafeBytes { BTree.compare($0, last) > 0 } }
+        }
     }
 
     private var root: Node
@@ -44,7 +100,7 @@ package struct BTree<Value> {
     package subscript(key: [UInt8]) -> Value? {
         var node = root
         while true {
-            let (index, found) = Self.search(node.keys, key)
+            let (index, found) = node.search(key)
             if found { return node.values[index] }
             if node.isLeaf { return nil }
             node = node.children[index]
@@ -57,19 +113,19 @@ package struct BTree<Value> {
         _ key: [UInt8], default makeDefault: () -> Value, _ body: (inout Value) throws -> Result
     ) rethrows -> Result {
         if !isKnownUniquelyReferenced(&root) { root = root.copy() }
-        if root.keys.count == Self.maximumEntries {
+        if root.keyCount == Self.maximumEntries {
             let newRoot = Node(children: [root])
-            Self.splitChild(newRoot, at: 0, appending: Self.compare(key, root.keys[root.keys.count - 1]) > 0)
+            Self.splitChild(newRoot, at: 0, appending: root.isPastLastKey(key))
             root = newRoot
         }
         var node = root
         while true {
-            let (index, found) = Self.search(node.keys, key)
+            let (index, found) = node.search(key)
             if found { return try body(&node.values[index]) }
             if node.isLeaf {
                 var value = makeDefault()
                 let result = try body(&value)
-                node.keys.insert(key, at: index)
+                node.insertKey(key, at: index)
                 node.values.insert(value, at: index)
                 count += 1
                 return result
@@ -79,9 +135,9 @@ package struct BTree<Value> {
                 node.children[childIndex] = node.children[childIndex].copy()
             }
             let child = node.children[childIndex]
-            if child.keys.count == Self.maximumEntries {
-                Self.splitChild(node, at: childIndex, appending: Self.compare(key, child.keys[child.keys.count - 1]) > 0)
-                let order = Self.compare(key, node.keys[childIndex])
+            if child.keyCount == Self.maximumEntries {
+                Self.splitChild(node, at: childIndex, appending: child.isPastLastKey(key))
+                let order = key.withUnsafeBytes { key in node.key(at: childIndex).withUnsafeBytes { Self.compare(key, $0) } }
                 if order == 0 { return try body(&node.values[childIndex]) }
                 if order > 0 { childIndex += 1 }
             }
@@ -91,7 +147,7 @@ package struct BTree<Value> {
 
     /// Visits entries with `lower <= key < upper` (no upper bound when `upper` is nil) in key
     /// order until `body` returns false.
-    package func forEach(from lower: [UInt8], below upper: [UInt8]?, _ body: ([UInt8], Value) throws -> Bool) rethrows {
+    package func forEach(from lower: [UInt8], below upper: [UInt8]?, _ body: (ArraySlice<UInt8>, Value) throws -> Bool) rethrows {
         _ = try Self.visit(root, lower, upper, body)
     }
 
@@ -100,7 +156,7 @@ package struct BTree<Value> {
     package func compactMap(_ transform: ([UInt8], Value) throws -> Value?) rethrows -> BTree<Value> {
         var result = BTree()
         try forEach(from: [], below: nil) { key, value in
-            if let kept = try transform(key, value) { result.append(key, kept) }
+            if let kept = try transform(Array(key), value) { result.append(Array(key), kept) }
             return true
         }
         return result
@@ -112,14 +168,14 @@ package struct BTree<Value> {
     }
 
     private static func visit(
-        _ node: Node, _ lower: [UInt8], _ upper: [UInt8]?, _ body: ([UInt8], Value) throws -> Bool
+        _ node: Node, _ lower: [UInt8], _ upper: [UInt8]?, _ body: (ArraySlice<UInt8>, Value) throws -> Bool
     ) rethrows -> Bool {
-        var index = search(node.keys, lower).index
+        var index = node.search(lower).index
         while true {
             if !node.isLeaf, !(try visit(node.children[index], lower, upper, body)) { return false }
-            guard index < node.keys.count else { return true }
-            let key = node.keys[index]
-            if let upper, compare(key, upper) >= 0 { return false }
+            guard index < node.keyCount else { return true }
+            let key = node.key(at: index)
+            if let upper, key.withUnsafeBytes({ key in upper.withUnsafeBytes { compare(key, $0) } }) >= 0 { return false }
             if !(try body(key, node.values[index])) { return false }
             index += 1
         }
@@ -131,43 +187,27 @@ package struct BTree<Value> {
     /// half-empty ones.
     private static func splitChild(_ parent: Node, at index: Int, appending: Bool) {
         let child = parent.children[index]
-        let middle = appending ? child.keys.count - 2 : child.keys.count / 2
+        let middle = appending ? child.keyCount - 2 : child.keyCount / 2
+        let rightKeys = child.keys(from: middle + 1)
         let right = Node(
-            keys: Array(child.keys[(middle + 1)...]), values: Array(child.values[(middle + 1)...]),
+            keyBytes: rightKeys.bytes, keyEnds: rightKeys.ends, values: Array(child.values[(middle + 1)...]),
             children: child.isLeaf ? [] : Array(child.children[(middle + 1)...]))
-        parent.keys.insert(child.keys[middle], at: index)
+        parent.insertKey(child.key(at: middle), at: index)
         parent.values.insert(child.values[middle], at: index)
         parent.children.insert(right, at: index + 1)
-        child.keys.removeSubrange(middle...)
+        child.removeKeys(from: middle)
         child.values.removeSubrange(middle...)
         if !child.isLeaf { child.children.removeSubrange((middle + 1)...) }
     }
 
-    /// The first index whose key is >= `key`, and whether it is equal.
-    private static func search(_ keys: [[UInt8]], _ key: [UInt8]) -> (index: Int, found: Bool) {
-        var low = 0
-        var high = keys.count
-        while low < high {
-            let middle = (low + high) / 2
-            let order = compare(keys[middle], key)
-            if order == 0 { return (middle, true) }
-            if order < 0 { low = middle + 1 } else { high = middle }
-        }
-        return (low, false)
-    }
-
     /// Byte-wise order of two keys: negative, zero or positive.
-    static func compare(_ a: [UInt8], _ b: [UInt8]) -> Int {
-        a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                let shared = min(pa.count, pb.count)
-                if shared > 0, let baseA = pa.baseAddress, let baseB = pb.baseAddress {
-                    let order = memcmp(baseA, baseB, shared)
-                    if order != 0 { return Int(order) }
-                }
-                return pa.count - pb.count
-            }
+    static func compare(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
+        let shared = min(a.count, b.count)
+        if shared > 0, let baseA = a.baseAddress, let baseB = b.baseAddress {
+            let order = memcmp(baseA, baseB, shared)
+            if order != 0 { return Int(order) }
         }
+        return a.count - b.count
     }
 }
 

@@ -23,58 +23,83 @@ package struct KeyIndex: Sendable, Equatable {
         package var version: Int64
     }
 
-    package private(set) var generations: [Generation] = [Generation(version: 0, created: Revision(main: 0), revisions: [])]
+    /// The generations that ended with a tombstone, oldest first: empty for most keys, so a
+    /// key costs no array of its own (1M keys held 80 MB of one-element arrays).
+    private var ended: [Generation] = []
+    /// The generation being written: empty while the key is deleted.
+    private var current = Generation(version: 0, created: Revision(main: 0), revisions: [])
 
     package init() {}
 
+    /// Every generation, oldest first; the last is the current one (empty while deleted).
+    package var generations: [Generation] { ended + [current] }
+
     /// The latest revision that wrote the key (a put or its deletion).
     package var modified: Revision? {
-        generations.last(where: { !$0.revisions.isEmpty })?.revisions.last
+        current.revisions.last ?? ended.last(where: { !$0.revisions.isEmpty })?.revisions.last
     }
 
     /// Whether the key exists now (it has a live, non-empty last generation).
-    package var isLive: Bool { !generations[generations.count - 1].revisions.isEmpty }
+    package var isLive: Bool { !current.revisions.isEmpty }
 
     /// Records a put at `revision`, which must be newer than every recorded one.
     package mutating func put(_ revision: Revision) {
         precondition(modified.map { $0 < revision } ?? true, "revision \(revision) not after \(modified!)")
-        let last = generations.count - 1
-        if generations[last].revisions.isEmpty { generations[last].created = revision }
-        generations[last].revisions.append(revision)
-        generations[last].version += 1
+        if current.revisions.isEmpty { current.created = revision }
+        current.revisions.append(revision)
+        current.version += 1
     }
 
     /// Re-records a stored put when rebuilding the index. The record's own version and create
     /// revision are authoritative: compaction may have removed the earlier puts.
     package mutating func restore(_ revision: Revision, createdMain: Int64, version: Int64) {
         put(revision)
-        let last = generations.count - 1
-        generations[last].version = version
-        generations[last].created = Revision(main: createdMain)
+        current.version = version
+        current.created = Revision(main: createdMain)
     }
 
     /// Records the key's deletion at `revision`, ending the current generation.
     package mutating func tombstone(_ revision: Revision) {
         precondition(isLive, "tombstone of a deleted key")
         put(revision)
-        generations.append(Generation(version: 0, created: Revision(main: 0), revisions: []))
+        ended.append(current)
+        current = Generation(version: 0, created: Revision(main: 0), revisions: [])
     }
 
     /// Where the key stood at main revision `atMain`: nil if it did not exist then.
     package func snapshot(atMain: Int64) -> Snapshot? {
-        for index in generations.indices.reversed() {
-            let generation = generations[index]
-            guard let first = generation.revisions.first, first.main <= atMain else { continue }
-            // Every generation but the last ended with a tombstone.
-            let ended = index < generations.count - 1
-            if ended, generation.revisions.last!.main <= atMain { return nil }  // deleted by then
-            // The newest revision at or before atMain.
-            var newest = generation.revisions.count - 1
-            while generation.revisions[newest].main > atMain { newest -= 1 }
-            let newer = Int64(generation.revisions.count - 1 - newest)
-            return Snapshot(modified: generation.revisions[newest], created: generation.created, version: generation.version - newer)
+        switch Self.read(current, ended: false, atMain: atMain) {
+        case .found(let snapshot): return snapshot
+        case .deleted: return nil
+        case .later: break
+        }
+        for generation in ended.reversed() {
+            switch Self.read(generation, ended: true, atMain: atMain) {
+            case .found(let snapshot): return snapshot
+            case .deleted: return nil
+            case .later: continue
+            }
         }
         return nil
+    }
+
+    private enum Reading {
+        /// The generation began after the revision read.
+        case later
+        /// It had ended (been deleted) by then.
+        case deleted
+        case found(Snapshot)
+    }
+
+    /// What one generation says about the key at main revision `atMain`.
+    private static func read(_ generation: Generation, ended: Bool, atMain: Int64) -> Reading {
+        guard let first = generation.revisions.first, first.main <= atMain else { return .later }
+        if ended, generation.revisions.last!.main <= atMain { return .deleted }
+        // The newest revision at or before atMain.
+        var newest = generation.revisions.count - 1
+        while generation.revisions[newest].main > atMain { newest -= 1 }
+        let newer = Int64(generation.revisions.count - 1 - newest)
+        return .found(Snapshot(modified: generation.revisions[newest], created: generation.created, version: generation.version - newer))
     }
 
     /// Drops history older than main revision `atMain`, keeping, for reads at `atMain`, the
@@ -86,19 +111,25 @@ package struct KeyIndex: Sendable, Equatable {
     /// starting at the compaction revision (which etcd allows) still receives it. The next
     /// compaction removes it from the backend.
     package mutating func compact(atMain: Int64, kept: inout Set<Revision>) -> Bool {
-        // The first generation still alive after atMain (or the current one).
+        // The ended generations wholly at or before atMain go, tombstone and all.
         var start = 0
-        while start < generations.count - 1, let tombstone = generations[start].revisions.last, tombstone.main <= atMain {
+        while start < ended.count, let tombstone = ended[start].revisions.last, tombstone.main <= atMain {
             if tombstone.main == atMain { kept.insert(tombstone) }
             start += 1
         }
-        var generation = generations[start]
-        if let keepFrom = generation.revisions.lastIndex(where: { $0.main <= atMain }) {
-            generation.revisions.removeFirst(keepFrom)
-            kept.insert(generation.revisions[0])
+        ended.removeFirst(start)
+        // In the first generation left, the newest revision at or before atMain stays.
+        if ended.isEmpty {
+            Self.dropHistory(of: &current, before: atMain, kept: &kept)
+        } else {
+            Self.dropHistory(of: &ended[0], before: atMain, kept: &kept)
         }
-        generations[start] = generation
-        generations.removeFirst(start)
-        return !(generations.count == 1 && generations[0].revisions.isEmpty)
+        return !(ended.isEmpty && current.revisions.isEmpty)
+    }
+
+    private static func dropHistory(of generation: inout Generation, before atMain: Int64, kept: inout Set<Revision>) {
+        guard let keepFrom = generation.revisions.lastIndex(where: { $0.main <= atMain }) else { return }
+        generation.revisions.removeFirst(keepFrom)
+        kept.insert(generation.revisions[0])
     }
 }

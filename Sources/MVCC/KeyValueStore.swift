@@ -98,15 +98,31 @@ package struct KeyValueStore: Sendable {
 
     /// Runs one write transaction: everything `body` changes gets the next main revision, with
     /// sub revisions in call order. The revision advances only if something changed.
+    ///
+    /// When `body` throws, the store is left as it was: the writer puts back what it changed in
+    /// the index (a key it added stays as an empty entry, which reads as absent and the next
+    /// compaction drops). So a caller need not write to a copy, whose shared nodes would make
+    /// every write copy its whole path in the index.
     package mutating func write<Result>(
         reader: some RevisionReader, _ body: (inout Writer) throws -> Result
     ) rethrows -> (result: Result, changes: [Change]) {
         var writer = Writer(store: self, main: revision + 1, reader: reader)
+        // The writer holds the only reference to the index now: only nodes a published
+        // snapshot shares get copied.
+        index = Self.placeholderIndex
+        var completed = false
+        defer {
+            if !completed { writer.undoIndexChanges() }
+            self = writer.store
+        }
         let result = try body(&writer)
-        self = writer.store
-        if !writer.changes.isEmpty { revision += 1 }
+        completed = true
+        if !writer.changes.isEmpty { writer.store.revision += 1 }
         return (result, writer.changes)
     }
+
+    /// What the store's index is while a writer has taken it over.
+    private static let placeholderIndex = BTree<KeyIndex>()
 
     /// Writes inside one main revision; reads through it see its own earlier changes.
     package struct Writer {
@@ -115,6 +131,8 @@ package struct KeyValueStore: Sendable {
         private let reader: any RevisionReader
         package private(set) var changes: [Change] = []
         private var pending: [Revision: KeyValue] = [:]
+        /// Each key this write changed in the index and what it held before, in order.
+        private var replaced: [(key: [UInt8], previous: KeyIndex)] = []
 
         fileprivate init(store: KeyValueStore, main: Int64, reader: any RevisionReader) {
             self.store = store
@@ -143,13 +161,16 @@ package struct KeyValueStore: Sendable {
             let revision = nextRevision
             let main = self.main
             var record = KeyValue(key: key, value: value, createRevision: main, modRevision: main, version: 1, lease: lease)
+            var previous = KeyIndex()
             store.index.update(key, default: { KeyIndex() }) { keyIndex in
+                previous = keyIndex
                 if keyIndex.isLive, let snapshot = keyIndex.snapshot(atMain: main) {
                     record.createRevision = snapshot.created.main
                     record.version = snapshot.version + 1
                 }
                 keyIndex.put(revision)
             }
+            replaced.append((key, previous))
             pending[revision] = record
             changes.append(Change(kind: .put, revision: revision, kv: record))
             return record
@@ -162,11 +183,24 @@ package struct KeyValueStore: Sendable {
             let doomed = try range(key, end: end).kvs
             for record in doomed {
                 let revision = nextRevision
-                store.index.update(record.key, default: { KeyIndex() }) { $0.tombstone(revision) }
+                var previous = KeyIndex()
+                store.index.update(record.key, default: { KeyIndex() }) { keyIndex in
+                    previous = keyIndex
+                    keyIndex.tombstone(revision)
+                }
+                replaced.append((record.key, previous))
                 let tombstone = KeyValue(key: record.key, value: [], createRevision: 0, modRevision: main, version: 0, lease: 0)
                 changes.append(Change(kind: .delete, revision: revision, kv: tombstone))
             }
             return doomed
+        }
+
+        /// Puts back, newest first, what this write changed in the index.
+        fileprivate mutating func undoIndexChanges() {
+            for (key, previous) in replaced.reversed() {
+                store.index.update(key, default: { previous }) { $0 = previous }
+            }
+            replaced.removeAll()
         }
 
         fileprivate func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {

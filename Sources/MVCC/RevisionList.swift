@@ -18,7 +18,11 @@ import Backend
 /// passes any value between threads. (The storage, a `ManagedBuffer`, cannot be marked
 /// Sendable itself.)
 package struct RevisionList: @unchecked Sendable {
+    /// Slots for a list of two or more revisions (nil for none or one).
     private var storage: RevisionStorage?
+    /// The revision of a list of exactly one without storage: most keys are written once, and
+    /// storage of their own would cost each 48 bytes more.
+    private var single = Revision(main: 0)
     package private(set) var count: Int
 
     package init() {
@@ -28,7 +32,10 @@ package struct RevisionList: @unchecked Sendable {
 
     package init(_ revisions: some Collection<Revision>) {
         self.init()
-        guard !revisions.isEmpty else { return }
+        guard revisions.count > 1 else {
+            if let only = revisions.first { append(only) }
+            return
+        }
         let storage = RevisionStorage.make(capacity: revisions.count)
         for (index, revision) in revisions.enumerated() { _ = storage.append(revision, at: index) }
         self.storage = storage
@@ -37,15 +44,18 @@ package struct RevisionList: @unchecked Sendable {
 
     /// Adds `revision` at the end; older copies of the list do not see it.
     package mutating func append(_ revision: Revision) {
+        if count == 0 {
+            single = revision
+            count = 1
+            return
+        }
         if let storage, storage.append(revision, at: count) {
             count += 1
             return
         }
-        // No storage, another copy already appended after `count`, or the storage is full.
-        let grown = RevisionStorage.make(capacity: Swift.max(1, count * 2))
-        if let storage {
-            for index in 0..<count { _ = grown.append(storage[index], at: index) }
-        }
+        // One revision so far, another copy already appended after `count`, or the storage is full.
+        let grown = RevisionStorage.make(capacity: count * 2)
+        for index in 0..<count { _ = grown.append(self[index], at: index) }
         _ = grown.append(revision, at: count)
         storage = grown
         count += 1
@@ -64,7 +74,8 @@ extension RevisionList: RandomAccessCollection {
 
     package subscript(position: Int) -> Revision {
         precondition(position >= 0 && position < count, "revision index out of range")
-        return storage.unsafelyUnwrapped[position]
+        guard let storage else { return single }
+        return storage[position]
     }
 }
 

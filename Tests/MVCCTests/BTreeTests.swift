@@ -72,6 +72,41 @@ struct BTreeTests {
         #expect(ordered == ["", "a", "a\u{0}", "ab", "b", "\u{FF}"])
     }
 
+    /// A node keeps its keys back to back: keys of every length (empty, one byte, hundreds),
+    /// inserted at random, come back byte for byte in order through splits and copies.
+    @Test func keysOfEveryLengthComeBackExactly() {
+        var generator = SeededRandom(seed: 20261204)
+        var inserted = Set<[UInt8]>()
+        var tree = BTree<Int>()
+        var snapshots: [(BTree<Int>, [[UInt8]])] = []
+        for step in 0..<3_000 {
+            let length = [0, 1, 2, 5, 64, 300][Int.random(in: 0..<6, using: &generator)]
+            let key = (0..<length).map { _ in UInt8.random(in: 0...3, using: &generator) }
+            tree.update(key, default: { step }) { _ in }
+            inserted.insert(key)
+            if step % 1_000 == 999 { snapshots.append((tree, inserted.sorted { $0.lexicographicallyPrecedes($1) })) }
+        }
+        for (snapshot, expected) in snapshots {
+            var scanned: [[UInt8]] = []
+            snapshot.forEach(from: [], below: nil) { key, _ in
+                scanned.append(Array(key))
+                return true
+            }
+            #expect(scanned == expected)
+            #expect(snapshot.count == expected.count)
+            #expect(expected.allSatisfy { snapshot[$0] != nil })
+        }
+        #expect(tree[[4]] == nil)
+        let lower: [UInt8] = [1]
+        let upper: [UInt8] = [2]
+        var inRange: [[UInt8]] = []
+        tree.forEach(from: lower, below: upper) { key, _ in
+            inRange.append(Array(key))
+            return true
+        }
+        #expect(inRange == inserted.filter { $0.first == 1 }.sorted { $0.lexicographicallyPrecedes($1) })
+    }
+
     @Test func updatesChangeValuesInPlace() {
         var tree = BTree<Int>()
         for round in 0..<3 {

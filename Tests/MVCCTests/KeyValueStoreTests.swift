@@ -145,6 +145,34 @@ struct KeyValueStoreTests {
         #expect(try h.get("k1").kvs.first?.createRevision == 3)
     }
 
+    /// A write that throws leaves the store as it was, though it changed the index before
+    /// throwing: a key it added reads as absent, one it rewrote or deleted as before.
+    @Test func aWriteThatFailsHalfwayChangesNothing() throws {
+        struct Refused: Error {}
+        var h = Harness()
+        h.put("kept", "1")
+        h.put("gone", "1")
+        let before = try h.pairs("\u{0}", end: "\u{0}")
+        #expect(throws: Refused.self) {
+            try h.store.write(reader: h.backend) { writer in
+                writer.put(bytes("kept"), value: bytes("2"), lease: 0)
+                writer.put(bytes("new"), value: bytes("1"), lease: 0)
+                try writer.delete(bytes("gone"), end: nil)
+                throw Refused()
+            }
+        }
+        #expect(h.store.revision == 3)
+        #expect(try h.pairs("\u{0}", end: "\u{0}") == before)
+        #expect(try h.get("new").count == 0)
+        #expect(h.store.liveKeyCount == 2)
+        let kept = h.put("kept", "3")
+        #expect(kept.modRevision == 4 && kept.createRevision == 2 && kept.version == 2)
+        let new = h.put("new", "2")
+        #expect(new.createRevision == 5 && new.version == 1)
+        try h.compact(5)
+        #expect(try h.pairs("\u{0}", end: "\u{0}") == ["gone=1", "kept=3", "new=2"])
+    }
+
     @Test func compactionForgetsKeysDeletedBeforeIt() throws {
         var h = Harness()
         h.put("a", "1")

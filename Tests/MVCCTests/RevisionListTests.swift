@@ -32,6 +32,27 @@ struct RevisionListTests {
         #expect(Array(right) == revs(1...3) + [Revision(main: 20), Revision(main: 21)])
     }
 
+    /// A list of one keeps its revision inline (most keys are written once): copies of it
+    /// still append apart, and compaction down to one keeps the right one.
+    @Test func aListOfOneBehavesLikeAnyOther() {
+        var one = RevisionList()
+        one.append(Revision(main: 7))
+        let published = one
+        var other = one
+        one.append(Revision(main: 8))
+        other.append(Revision(main: 9))
+        #expect(Array(published) == [Revision(main: 7)])
+        #expect(Array(one) == revs(7...8))
+        #expect(Array(other) == [Revision(main: 7), Revision(main: 9)])
+        #expect(RevisionList([Revision(main: 5)]) == [Revision(main: 5)])
+        var compacted = RevisionList(revs(1...4))
+        compacted.removeFirst(3)
+        #expect(Array(compacted) == [Revision(main: 4)])
+        compacted.append(Revision(main: 5))
+        #expect(Array(compacted) == revs(4...5))
+        #expect(compacted.first == Revision(main: 4) && compacted.last == Revision(main: 5))
+    }
+
     @Test func growsPastItsCapacityAndDropsItsOldest() {
         var list = RevisionList()
         #expect(list.isEmpty)
