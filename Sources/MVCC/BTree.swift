@@ -45,10 +45,20 @@ package struct BTree<Value> {
 
         func key(at index: Int) -> ArraySlice<UInt8> { keyBytes[keyStart(index)..<keyEnds[index]] }
 
-        func insertKey(_ key: some Collection<UInt8>, at index: Int) {
-            keyBytes.insert(contentsOf: key, at: keyStart(index))
-            keyEnds.insert(keyStart(index) + key.count, at: index)
+        /// Inserts an entry at `index`. A node's arrays grow at once to what a full node needs:
+        /// keys arrive in any order, and doubling from whatever a split left took most arrays
+        /// to nearly twice that (1M keys of 64 bytes took 396 bytes each, not 210).
+        func insert(_ key: some Collection<UInt8>, _ value: Value, at index: Int) {
+            let entries = BTree.maximumEntries
+            if values.capacity < entries { values.reserveCapacity(entries) }
+            if keyEnds.capacity < entries { keyEnds.reserveCapacity(entries) }
+            let bytes = keyBytes.count + key.count
+            if keyBytes.capacity < bytes { keyBytes.reserveCapacity(Swift.max(bytes, bytes / (keyCount + 1) * entries)) }
+            let start = keyStart(index)
+            keyBytes.insert(contentsOf: key, at: start)
+            keyEnds.insert(start + key.count, at: index)
             for later in (index + 1)..<keyEnds.count { keyEnds[later] += key.count }
+            values.insert(value, at: index)
         }
 
         /// Removes the keys from `index` on.
@@ -125,8 +135,7 @@ package struct BTree<Value> {
             if node.isLeaf {
                 var value = makeDefault()
                 let result = try body(&value)
-                node.insertKey(key, at: index)
-                node.values.insert(value, at: index)
+                node.insert(key, value, at: index)
                 count += 1
                 return result
             }
@@ -192,8 +201,8 @@ package struct BTree<Value> {
         let right = Node(
             keyBytes: rightKeys.bytes, keyEnds: rightKeys.ends, values: Array(child.values[(middle + 1)...]),
             children: child.isLeaf ? [] : Array(child.children[(middle + 1)...]))
-        parent.insertKey(child.key(at: middle), at: index)
-        parent.values.insert(child.values[middle], at: index)
+        parent.insert(child.key(at: middle), child.values[middle], at: index)
+        if parent.children.capacity < maximumEntries + 1 { parent.children.reserveCapacity(maximumEntries + 1) }
         parent.children.insert(right, at: index + 1)
         child.removeKeys(from: middle)
         child.values.removeSubrange(middle...)

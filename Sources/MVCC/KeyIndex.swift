@@ -9,8 +9,8 @@ package struct KeyIndex: Sendable, Equatable {
     package struct Generation: Sendable, Equatable {
         /// Puts in this generation so far (a key's `version`).
         package var version: Int64
-        /// The revision that created the key in this generation.
-        package var created: Revision
+        /// The main revision that created the key in this generation (etcd's create revision).
+        package var createdMain: Int64
         /// Every revision still kept, oldest first; the last one is the tombstone when the
         /// generation has ended.
         package var revisions: RevisionList
@@ -27,7 +27,7 @@ package struct KeyIndex: Sendable, Equatable {
     /// key costs no array of its own (1M keys held 80 MB of one-element arrays).
     private var ended: [Generation] = []
     /// The generation being written: empty while the key is deleted.
-    private var current = Generation(version: 0, created: Revision(main: 0), revisions: [])
+    private var current = Generation(version: 0, createdMain: 0, revisions: [])
 
     package init() {}
 
@@ -45,7 +45,7 @@ package struct KeyIndex: Sendable, Equatable {
     /// Records a put at `revision`, which must be newer than every recorded one.
     package mutating func put(_ revision: Revision) {
         precondition(modified.map { $0 < revision } ?? true, "revision \(revision) not after \(modified!)")
-        if current.revisions.isEmpty { current.created = revision }
+        if current.revisions.isEmpty { current.createdMain = revision.main }
         current.revisions.append(revision)
         current.version += 1
     }
@@ -55,7 +55,7 @@ package struct KeyIndex: Sendable, Equatable {
     package mutating func restore(_ revision: Revision, createdMain: Int64, version: Int64) {
         put(revision)
         current.version = version
-        current.created = Revision(main: createdMain)
+        current.createdMain = createdMain
     }
 
     /// Records the key's deletion at `revision`, ending the current generation.
@@ -63,7 +63,7 @@ package struct KeyIndex: Sendable, Equatable {
         precondition(isLive, "tombstone of a deleted key")
         put(revision)
         ended.append(current)
-        current = Generation(version: 0, created: Revision(main: 0), revisions: [])
+        current = Generation(version: 0, createdMain: 0, revisions: [])
     }
 
     /// Where the key stood at main revision `atMain`: nil if it did not exist then.
@@ -99,7 +99,7 @@ package struct KeyIndex: Sendable, Equatable {
         var newest = generation.revisions.count - 1
         while generation.revisions[newest].main > atMain { newest -= 1 }
         let newer = Int64(generation.revisions.count - 1 - newest)
-        return .found(Snapshot(modified: generation.revisions[newest], created: generation.created, version: generation.version - newer))
+        return .found(Snapshot(modified: generation.revisions[newest], created: Revision(main: generation.createdMain), version: generation.version - newer))
     }
 
     /// Drops history older than main revision `atMain`, keeping, for reads at `atMain`, the
