@@ -5,7 +5,7 @@
 /// loops read the key index while the apply loop keeps writing, without holding a lock.
 package struct BTree<Value> {
     /// Entries per node, at most. A write after a snapshot was taken copies each node on its
-    /// path, retaining every key and value in it (and the snapshot's release frees the old
+    /// path, retaining every value and child in it (and the snapshot's release frees the old
     /// ones): narrow nodes keep that cheap. 16 measured best for puts at 256 clients (64 cost
     /// 6 % more server CPU per put; 8 was no better).
     static var maximumEntries: Int { 16 }
@@ -47,13 +47,18 @@ package struct BTree<Value> {
 
         /// Inserts an entry at `index`. A node's arrays grow at once to what a full node needs:
         /// keys arrive in any order, and doubling from whatever a split left took most arrays
-        /// to nearly twice that (1M keys of 64 bytes took 396 bytes each, not 210).
+        /// to nearly twice that (1M keys of 64 bytes took 396 bytes each, not 243). The key
+        /// bytes get room for a full node of keys of their average length, but never more than
+        /// twice what they hold: one large key among small ones must not reserve sixteen times
+        /// its size.
         func insert(_ key: some Collection<UInt8>, _ value: Value, at index: Int) {
             let entries = BTree.maximumEntries
             if values.capacity < entries { values.reserveCapacity(entries) }
             if keyEnds.capacity < entries { keyEnds.reserveCapacity(entries) }
             let bytes = keyBytes.count + key.count
-            if keyBytes.capacity < bytes { keyBytes.reserveCapacity(Swift.max(bytes, bytes / (keyCount + 1) * entries)) }
+            if keyBytes.capacity < bytes {
+                keyBytes.reserveCapacity(Swift.max(bytes, Swift.min(bytes / (keyCount + 1) * entries, 2 * bytes)))
+            }
             let start = keyStart(index)
             keyBytes.insert(contentsOf: key, at: start)
             keyEnds.insert(start + key.count, at: index)

@@ -24,7 +24,7 @@ package struct KeyIndex: Sendable, Equatable {
     }
 
     /// The generations that ended with a tombstone, oldest first: empty for most keys, so a
-    /// key costs no array of its own (1M keys held 80 MB of one-element arrays).
+    /// key costs no array of its own (a one-element array cost about 80 bytes of heap).
     private var ended: [Generation] = []
     /// The generation being written: empty while the key is deleted.
     private var current = Generation(version: 0, createdMain: 0, revisions: [])
