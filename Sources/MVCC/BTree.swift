@@ -167,10 +167,10 @@ package struct BTree<Value> {
 
     /// A tree of the entries `transform` keeps (returning their new value) or drops (nil); built in
     /// one ordered pass (used by compaction, which rewrites many keys at once).
-    package func compactMap(_ transform: ([UInt8], Value) throws -> Value?) rethrows -> BTree<Value> {
+    package func compactMap(_ transform: (ArraySlice<UInt8>, Value) throws -> Value?) rethrows -> BTree<Value> {
         var result = BTree()
         try forEach(from: [], below: nil) { key, value in
-            if let kept = try transform(Array(key), value) { result.append(Array(key), kept) }
+            if let kept = try transform(key, value) { result.append(Array(key), kept) }
             return true
         }
         return result

@@ -31,7 +31,8 @@ package struct KeyIndex: Sendable, Equatable {
 
     package init() {}
 
-    /// Every generation, oldest first; the last is the current one (empty while deleted).
+    /// Every generation, oldest first; the last is the current one (empty while deleted). Built
+    /// on each call: for tests and inspection, not for the write path.
     package var generations: [Generation] { ended + [current] }
 
     /// The latest revision that wrote the key (a put or its deletion).
