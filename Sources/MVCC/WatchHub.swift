@@ -383,7 +383,8 @@ package final class WatchHub: Sendable {
                     through = cut.through
                 }
                 if !events.isEmpty {
-                    let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: plan.through)
+                    // The store's revision, as etcd reports it: the events may reach past the backend's.
+                    let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: state.store.revision)
                     guard state.offer([delivery], to: state.streams[key.stream]!.sink) == 1 else { continue }
                 }
                 state.streams[key.stream]!.watchers[key.id]!.delivered(through: through, sentEvents: !events.isEmpty)

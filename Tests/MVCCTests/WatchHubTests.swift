@@ -263,6 +263,20 @@ struct WatchHubTests {
         #expect(events(sink.readAll(from: watched.hub)).last == "put a=5@6")
     }
 
+    /// A catch-up that reads the backend through its last commit and the newest changes from
+    /// memory reports the store's revision, never one below the events it carries (a header
+    /// at 12 with an event at 13 was seen in CI).
+    @Test func aCatchUpFinishedFromMemoryReportsTheStoresRevision() throws {
+        let watched = try WatchedStore()
+        try watched.put("a", "1")
+        // Applied and announced, its commit not yet done.
+        let (_, changes) = watched.store.write(reader: watched.backend) { $0.put(bytes("a"), value: bytes("2"), lease: 0) }
+        watched.hub.notify(changes, store: watched.store)
+        let sink = TestSink()
+        watched.hub.watch(WatchRequest(range: .single(bytes("a")), startRevision: 1), on: sink)
+        #expect(describe(sink.readAll(from: watched.hub)) == ["created 0 @3", "events 0 @3: put a=1@2 put a=2@3"])
+    }
+
     @Test func aTransactionsEventsStayInOneResponseWhenCatchingUpInSmallBatches() throws {
         var limits = WatchHub.Limits()
         limits.catchUpChanges = 2

@@ -123,6 +123,9 @@ struct WatchPropertyTests {
                 #expect(!ended, "seed \(seed): delivery after the end for \(watcher.sink)/\(watcher.id)")
                 switch delivery.kind {
                 case .events(let changes):
+                    // Its header never reports a revision older than the events it carries.
+                    #expect(delivery.revision >= changes.last!.revision.main,
+                            "seed \(seed): header @\(delivery.revision) below its events for \(watcher.sink)/\(watcher.id)")
                     // Atomic: each revision in the delivery is there whole.
                     for main in Set(changes.map(\.revision.main)) {
                         #expect(
