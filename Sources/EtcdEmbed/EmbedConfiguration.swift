@@ -81,6 +81,12 @@ public struct EmbedConfiguration: Sendable {
     }
     /// 0 means etcd's default, 2 GiB.
     public var quotaBackendBytes: Int64 = 0
+    /// `--backend-batch-interval`: the longest applied writes wait for their backend commit
+    /// (0: etcd's default, 100 ms).
+    public var backendBatchInterval: Duration = .zero
+    /// `--backend-batch-limit`: applied changes that make the backend commit at once (0: etcd's
+    /// default, 10,000; less than 0: every batch at once).
+    public var backendBatchLimit = 0
     public var snapshotCount: UInt64 = 10_000
     public var snapshotCatchUpEntries: UInt64 = 5000
     public var watchProgressNotifyInterval: Duration = .seconds(600)
@@ -132,6 +138,7 @@ public struct EmbedConfiguration: Sendable {
         guard watchProgressNotifyInterval > .zero else {
             throw ConfigurationError("--experimental-watch-progress-notify-interval must be positive")
         }
+        guard backendBatchInterval >= .zero else { throw ConfigurationError("--backend-batch-interval must not be negative") }
         guard heartbeatInterval > 0, electionTimeout > 0 else {
             throw ConfigurationError("--heartbeat-interval and --election-timeout must be positive")
         }
@@ -183,6 +190,8 @@ public struct EmbedConfiguration: Sendable {
         configuration.maxTxnOperations = maxTxnOperations
         // 0 keeps the 2 GiB default; a negative quota means none (etcd).
         if quotaBackendBytes != 0 { configuration.quotaBackendBytes = quotaBackendBytes }
+        if backendBatchInterval > .zero { configuration.backendBatchInterval = backendBatchInterval }
+        if backendBatchLimit != 0 { configuration.backendBatchLimit = backendBatchLimit }
         configuration.snapshotCount = max(snapshotCount, 1)
         configuration.maxSnapshots = maxSnapshots
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries

@@ -75,8 +75,6 @@ public enum EtcdFlagTable {
             "listen-client-http-urls": .refused("gRPC and HTTP/1.1 share the client URLs (told apart per connection)"),
             "memory-mlock": .onlyAt("false", reason: "swift-etcd does not lock its memory"),
             "backend-bbolt-freelist-type": .onlyAt("map", reason: notBbolt),
-            "backend-batch-interval": .refused("the backend commits every applied batch at once"),
-            "backend-batch-limit": .onlyAt("0", reason: "the backend commits every applied batch at once"),
             "socket-reuse-port": .onlyAt("false", reason: "listeners do not share ports"),
             "socket-reuse-address": .onlyAt("false", reason: "swift-etcd sets SO_REUSEADDR on its listeners as Go does"),
             "enable-grpc-gateway": .onlyAt("true", reason: "the /v3 JSON gateway is always served"),

@@ -148,6 +148,16 @@ public struct ServerFlags: ParsableArguments {
     @Option(name: .customLong("quota-backend-bytes"), help: "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).")
     var quotaBackendBytes: Int64 = 0
 
+    @Option(
+        name: .customLong("backend-batch-interval"),
+        help: "Longest time applied writes wait before the backend commits them (0: the default, 100ms).")
+    var backendBatchInterval = "0s"
+
+    @Option(
+        name: .customLong("backend-batch-limit"),
+        help: "Applied changes that make the backend commit at once (0: the default, 10000).")
+    var backendBatchLimit = 0
+
     @Option(name: .customLong("snapshot-count"), help: "Number of committed transactions to trigger a snapshot to disk.")
     var snapshotCount: UInt64 = 10_000
 
@@ -268,6 +278,9 @@ public struct ServerFlags: ParsableArguments {
             throw ConfigurationError(
                 "--experimental-watch-progress-notify-interval: '\(watchProgressNotifyInterval)' is not a positive duration")
         }
+        guard let batchInterval = GoDuration.parse(backendBatchInterval), batchInterval >= .zero else {
+            throw ConfigurationError("--backend-batch-interval: '\(backendBatchInterval)' is not a duration of 0 or more")
+        }
         guard let corruptCheck = GoDuration.parse(corruptCheckTime), corruptCheck >= .zero else {
             throw ConfigurationError("--experimental-corrupt-check-time: '\(corruptCheckTime)' is not a duration")
         }
@@ -325,6 +338,8 @@ public struct ServerFlags: ParsableArguments {
         (configuration.grpcKeepaliveMinTime, configuration.grpcKeepaliveInterval, configuration.grpcKeepaliveTimeout) =
             (keepalive[0], keepalive[1], keepalive[2])
         configuration.quotaBackendBytes = quotaBackendBytes
+        configuration.backendBatchInterval = batchInterval
+        configuration.backendBatchLimit = backendBatchLimit
         configuration.snapshotCount = snapshotCount
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.watchProgressNotifyInterval = interval

@@ -12,8 +12,8 @@ extension EtcdServer {
     /// Bytes of the backend in each `Snapshot` message.
     package static let backupChunkSize = 64 * 1024
 
-    /// Streams a backup of the backend as etcd's `Snapshot` RPC does: a consistent copy as of
-    /// the newest backend commit, in chunks with the bytes still to come, then its SHA-256 as
+    /// Streams a backup of the backend as etcd's `Snapshot` RPC does: a consistent copy holding
+    /// every write applied when it was asked for, in chunks with the bytes still to come, then its SHA-256 as
     /// the last message. The first message's header carries the copy's revision. The copy is a
     /// file beside the backend, taken from one read transaction while the member goes on
     /// serving, and removed when the stream ends however it ends (`send` throws once the client
@@ -22,6 +22,8 @@ extension EtcdServer {
         let path = (snapDirectory as NSString).appendingPathComponent("\(UUID().uuidString).backup.sqlite")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let started = ContinuousClock.now
+        // Everything applied, as etcd commits its batch before a backup.
+        try Self.waitForBackendCommit(through: currentRevision, published: published, committer: committer)
         try backend.copy(to: path)
         let revision = try SQLiteBackend.storedRevision(ofDatabaseAt: path)
         guard let file = FileHandle(forReadingAtPath: path) else { throw EtcdError.stopped }
@@ -59,7 +61,7 @@ extension EtcdServer {
     /// revision counters), as committed now. Members that applied the same entries agree on it.
     /// swift-etcd's own value, not comparable with etcd's, as `HashKV`'s.
     package func backendHash() throws -> Etcdserverpb_HashResponse {
-        try Self.waitForBackendCommit(through: currentRevision, published: published)
+        try Self.waitForBackendCommit(through: currentRevision, published: published, committer: committer)
         let (hash, revision, _) = try BackupFile.sharedContentHash(backend)
         var response = Etcdserverpb_HashResponse()
         response.header = header(revision: revision)

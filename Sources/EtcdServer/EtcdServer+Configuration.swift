@@ -40,6 +40,11 @@ extension EtcdServer {
         /// etcd's `--quota-backend-bytes`: writes that would pass it are refused and raise the
         /// NOSPACE alarm; 0 or less, no quota.
         package var quotaBackendBytes: Int64 = 2 * 1024 * 1024 * 1024
+        /// etcd's `--backend-batch-interval`: the longest an applied write waits for its backend
+        /// commit (it is answered once logged and applied; see `BackendCommitter`).
+        package var backendBatchInterval: Duration = .milliseconds(100)
+        /// etcd's `--backend-batch-limit`: queued changes that make the backend commit at once.
+        package var backendBatchLimit = 10_000
         /// etcd's `--snapshot-count`: applied entries between snapshots (etcd 3.6's default).
         package var snapshotCount: UInt64 = 10_000
         /// etcd's `--max-snapshots`: snapshot files kept (0 keeps all).

@@ -73,7 +73,7 @@ extension EtcdServer {
     package func checkForCorruptionAtStart() throws {
         let local: KeyspaceHash
         do {
-            local = try Self.keyspaceHash(at: 0, published: published, backend: backend)
+            local = try Self.keyspaceHash(at: 0, published: published, backend: backend, committer: committer)
         } catch {
             throw ConfigurationError("initial corruption check: cannot hash the local keyspace: \(error)")
         }
@@ -105,7 +105,7 @@ extension EtcdServer {
     func checkForCorruption(atCompaction: Bool) {
         let (isLeader, compacted) = published.withLock { ($0.raft.role == .leader, $0.store.compactedRevision) }
         guard isLeader, !atCompaction || compacted > 0 else { return }
-        guard let local = try? Self.keyspaceHash(at: atCompaction ? compacted : 0, published: published, backend: backend) else { return }
+        guard let local = try? Self.keyspaceHash(at: atCompaction ? compacted : 0, published: published, backend: backend, committer: committer) else { return }
         let comparison = compareWithPeers(local)
         guard !comparison.differing.isEmpty else { return }
         let differingHashes = Set(comparison.differing.map(\.hash.hash))

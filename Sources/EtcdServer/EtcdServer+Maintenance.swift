@@ -68,7 +68,7 @@ extension EtcdServer {
     /// newest), in revision order. Members that applied the same log agree on it, which is how
     /// to check that they converged; the value is swift-etcd's own, not comparable with etcd's.
     package func hashKV(revision: Int64) throws(EtcdError) -> Etcdserverpb_HashKVResponse {
-        let answer = try Self.keyspaceHash(at: revision, published: published, backend: backend)
+        let answer = try Self.keyspaceHash(at: revision, published: published, backend: backend, committer: committer)
         var response = Etcdserverpb_HashKVResponse()
         response.header = header(revision: answer.revision)
         response.hash = answer.hash
@@ -79,12 +79,14 @@ extension EtcdServer {
 
     /// The keyspace hash at `revision` (0: the newest) as ``hashKV(revision:)`` reports it; a
     /// static function so the peer transport, made before the server, can answer with it.
-    static func keyspaceHash(at revision: Int64, published: PublishedState, backend: SQLiteBackend) throws(EtcdError) -> KeyspaceHash {
+    static func keyspaceHash(
+        at revision: Int64, published: PublishedState, backend: SQLiteBackend, committer: BackendCommitter
+    ) throws(EtcdError) -> KeyspaceHash {
         let store = published.withLock { $0.store }
         let target = revision > 0 ? revision : store.revision
         if target > store.revision { throw .futureRevision }
         if target < store.compactedRevision { throw .compacted }
-        try waitForBackendCommit(through: target, published: published)
+        try waitForBackendCommit(through: target, published: published, committer: committer)
         var crc: UInt32 = 0
         var bytes: [UInt8] = []
         do {
@@ -109,14 +111,18 @@ extension EtcdServer {
 }
 
 extension EtcdServer {
-    /// Returns once the backend holds `revision`: its commit follows the write's
-    /// acknowledgement within a backend transaction or two (bounded all the same). Hashes read
-    /// the backend, so they wait for it to hold what clients were told is written.
-    static func waitForBackendCommit(through revision: Int64, published: PublishedState) throws(EtcdError) {
+    /// Returns once the backend holds `revision`, committing what is queued rather than waiting
+    /// for the commit interval (the loop may publish a batch just before it queues it: bounded
+    /// all the same). Hashes and backups read the backend, so they wait for it to hold what
+    /// clients were told is written.
+    static func waitForBackendCommit(
+        through revision: Int64, published: PublishedState, committer: BackendCommitter
+    ) throws(EtcdError) {
         let deadline = ContinuousClock.now + .seconds(5)
         while published.withLock({ $0.committedRevision }) < revision {
             guard ContinuousClock.now < deadline else { throw .timeout }
-            usleep(200)
+            committer.commitNow()
+            if published.withLock({ $0.committedRevision }) < revision { usleep(200) }
         }
     }
 }

@@ -31,6 +31,8 @@ package final class EtcdServer: Sendable {
     package let clusterID: UInt64
     let snapDirectory: String
     let backend: SQLiteBackend
+    /// Commits what the loop applied to ``backend``, in intervals.
+    let committer: BackendCommitter
     /// Every watcher on this member, fed by the loop with each applied batch.
     package let watchHub: WatchHub
     /// Whether the member has published itself since it started (when its clients may be served).
@@ -160,6 +162,9 @@ package final class EtcdServer: Sendable {
             voters: recovered.confState.voters.count, membership: recovered.membership, auth: recovered.auth,
             alarms: recovered.alarms))
 
+        committer = BackendCommitter(
+            backend: backend, published: published, watchHub: watchHub, metricHooks: configuration.metricHooks,
+            schedule: BackendCommitter.Schedule(interval: configuration.backendBatchInterval, limit: configuration.backendBatchLimit))
         auth = AuthServices(
             simple: SimpleTokens(ttl: configuration.authTokenTTL), jwt: configuration.jwtTokens,
             hasher: PasswordHasher(cost: configuration.bcryptCost))
@@ -167,7 +172,7 @@ package final class EtcdServer: Sendable {
         let progress = ApplyProgress()
         leaderLeases = LeaderLeaseAnswers(lessor: lessor, progress: progress, inbox: inbox, timeout: configuration.requestTimeout)
         let (inbox, backend, lessor, leaderLeases) = (inbox, backend, lessor, leaderLeases)
-        let published = published
+        let (published, committer) = (published, committer)
         let transport = PeerTransport(
             localID: memberID, clusterID: clusterID, group: group, snapshotDirectory: snapDirectory,
             tls: configuration.peerTLS, handshakeTimeout: configuration.peerHandshakeTimeout, logger: logger,
@@ -187,7 +192,7 @@ package final class EtcdServer: Sendable {
                 leaseTimeToLive: leaderLeases.timeToLive,
                 hashKV: { revision, completion in
                     DispatchQueue.global().async {
-                        completion(Result { () throws(EtcdError) in try Self.keyspaceHash(at: revision, published: published, backend: backend) })
+                        completion(Result { () throws(EtcdError) in try Self.keyspaceHash(at: revision, published: published, backend: backend, committer: committer) })
                     }
                 }))
         self.transport = transport
@@ -220,7 +225,7 @@ package final class EtcdServer: Sendable {
         }
         let loop = HandOff(MemberLoop(
             configuration: configuration, recovered: recovered, inbox: inbox, published: published, progress: progress, lessor: lessor,
-            watchHub: watchHub, backend: backend, transport: transport, purger: purger, headers: headers, operations: operations,
+            watchHub: watchHub, backend: backend, committer: committer, transport: transport, purger: purger, headers: headers, operations: operations,
             snapDirectory: snapDirectory, tokens: authTokens.simple, readiness: readiness, logger: logger))
         let thread = Thread { [self] in
             loop.take().run()

@@ -23,7 +23,7 @@ extension EtcdServer {
         /// Records of `store` the backend has not committed yet, a layer per applied batch,
         /// oldest first (acknowledged writes wait for the log, not for the backend): reads
         /// find them here.
-        var uncommitted: [[Revision: KeyValue]] = []
+        var uncommitted: [UncommittedLayer] = []
         /// The newest revision the backend holds.
         var committedRevision: Int64 = 0
         var raft = RaftSummary()
@@ -55,7 +55,7 @@ final class PublishedState: Sendable {
         withLock {
             $0.store = store
             $0.appliedIndex = appliedIndex
-            $0.uncommitted.append(uncommitted)
+            $0.uncommitted.append(UncommittedLayer(through: store.revision, records: uncommitted))
         }
     }
 
@@ -79,7 +79,7 @@ final class PublishedState: Sendable {
     }
 
     /// The records applied but not yet committed to the backend, oldest batch first.
-    var uncommittedLayers: [[Revision: KeyValue]] { withLock { $0.uncommitted } }
+    var uncommittedLayers: [UncommittedLayer] { withLock { $0.uncommitted } }
 
     func publish(raft: EtcdServer.RaftSummary, voters: Int) {
         withLock {

@@ -20,7 +20,7 @@ struct ServerFlagsTests {
             "discovery-srv-resolver",
             "initial-cluster-token", "initial-cluster-state",
             "max-request-bytes", "max-txn-ops", "max-concurrent-streams", "grpc-keepalive-min-time", "grpc-keepalive-interval",
-            "grpc-keepalive-timeout", "quota-backend-bytes", "logger", "log-level", "log-outputs",
+            "grpc-keepalive-timeout", "quota-backend-bytes", "backend-batch-interval", "backend-batch-limit", "logger", "log-level", "log-outputs",
             "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
             "election-timeout", "snapshot-catchup-entries", "experimental-snapshot-catchup-entries",
             "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
@@ -130,6 +130,20 @@ struct ServerFlagsTests {
         #expect(zeros.keepalivePolicy.pingTimeout == .seconds(20))
         #expect(throws: ConfigurationError("--grpc-keepalive-timeout: 'soon' is not a duration")) {
             try ServerFlags.parse(["--grpc-keepalive-timeout", "soon"]).configuration()
+        }
+    }
+
+    /// etcd's zeros mean its defaults (100 ms, 10,000 changes); a negative interval, which
+    /// etcd's ticker would panic on, is refused.
+    @Test func backendBatchFlagsScheduleTheBackendCommits() throws {
+        let defaults = try ServerFlags.parse(["--backend-batch-interval", "0", "--backend-batch-limit", "0"]).configuration()
+        #expect(defaults.memberConfiguration.backendBatchInterval == .milliseconds(100))
+        #expect(defaults.memberConfiguration.backendBatchLimit == 10_000)
+        let set = try ServerFlags.parse(["--backend-batch-interval", "5ms", "--backend-batch-limit", "200"]).configuration()
+        #expect(set.memberConfiguration.backendBatchInterval == .milliseconds(5))
+        #expect(set.memberConfiguration.backendBatchLimit == 200)
+        #expect(throws: ConfigurationError("--backend-batch-interval: '-1s' is not a duration of 0 or more")) {
+            try ServerFlags.parse(["--backend-batch-interval=-1s"]).configuration()
         }
     }
 

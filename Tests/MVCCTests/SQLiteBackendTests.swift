@@ -51,10 +51,10 @@ struct SQLiteBackendTests {
             let committed = store.revision
             // Two batches applied but not committed (the committer is behind), then the batch
             // being applied.
-            func uncommitted(_ body: (inout KeyValueStore.Writer) throws -> Void) throws -> [Revision: KeyValue] {
+            func uncommitted(_ body: (inout KeyValueStore.Writer) throws -> Void) throws -> UncommittedLayer {
                 var layer = OverlayReader(base: backend)
                 layer.add(try store.write(reader: backend, body).changes)
-                return layer.pending
+                return UncommittedLayer(through: store.revision, records: layer.pending)
             }
             let layers = [
                 try uncommitted { $0.put(Array("b".utf8), value: Array("layer 1".utf8), lease: 0) },
@@ -69,6 +69,41 @@ struct SQLiteBackendTests {
             #expect(older.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["committed"])
             // The backend alone has only what was committed.
             #expect(try backend.keyValues(at: [Revision(main: committed + 1)]) == [nil])
+        }
+    }
+
+    /// Layers pile up between interval commits: each revision is found in its own layer, layers
+    /// without records (deletes only) are no obstacle, and committed ones come from the backend.
+    @Test func manyLayersEachAnswerForTheirOwnRevisions() throws {
+        try withDatabase { path in
+            let backend = try SQLiteBackend(path: path, synchronousCommits: false)
+            var store = KeyValueStore()
+            try write(&store, backend) { $0.put(Array("k".utf8), value: Array("committed".utf8), lease: 0) }
+            var layers: [UncommittedLayer] = []
+            for index in 0..<40 {
+                var layer = OverlayReader(layers: layers, base: backend)
+                layer.add(try store.write(reader: layer) { writer in
+                    if index % 5 == 4 {
+                        _ = try writer.delete(Array("k".utf8), end: nil)
+                    } else {
+                        writer.put(Array("k".utf8), value: Array("layer \(index)".utf8), lease: 0)
+                        writer.put(Array("other".utf8), value: Array("\(index)".utf8), lease: 0)
+                    }
+                }.changes)
+                layers.append(UncommittedLayer(through: store.revision, records: layer.pending))
+            }
+            let reader = OverlayReader(layers: layers, base: backend)
+            for revision in 1...store.revision {
+                let read = try store.range(Array("k".utf8), end: nil, options: .init(revision: revision), reader: reader)
+                // Revision 2 is the committed put; then layer i is revision i + 3.
+                let index = Int(revision) - 3
+                let expected: [String] = switch revision {
+                case 1: []
+                case 2: ["committed"]
+                default: index % 5 == 4 ? [] : ["layer \(index)"]
+                }
+                #expect(read.kvs.map { String(decoding: $0.value, as: UTF8.self) } == expected, "revision \(revision)")
+            }
         }
     }
 

@@ -18,7 +18,7 @@ extension MemberLoop {
     func install(_ snapshot: Snapshot) {
         let path = String(decoding: snapshot.data, as: UTF8.self)
         let metadata = snapshot.metadata
-        committer.drain()
+        committer.commitNow()
         watchHub.replacingBackend()
         do {
             try backend.restore(from: path)
@@ -189,7 +189,7 @@ extension MemberLoop {
         let answerAfterCommit = compaction != nil || membershipChanged
         if answerAfterCommit {
             committer.submit(batch)
-            committer.drain()
+            committer.commitNow()
             if membershipChanged { membershipApplied() }
         }
         // Watchers hear of the changes once reads can see them, before the writers hear of
@@ -200,7 +200,7 @@ extension MemberLoop {
         // Waking the committer's thread is not on the answers' path.
         if !answerAfterCommit {
             committer.submit(batch)
-            if committer.isBacklogged { committer.drain() }
+            if committer.isBacklogged { committer.commitNow() }
         }
         if appliedIndex - snapshotIndex >= configuration.snapshotCount {
             snapshot()
@@ -301,7 +301,7 @@ extension MemberLoop {
     /// and purges old files in the background. A crash at any point leaves a state a restart
     /// recovers from: the previous snapshot, or this one.
     func snapshot() {
-        committer.drain()
+        committer.commitNow()
         do {
             try DurableSnapshot.record(
                 index: appliedIndex, term: appliedTerm, confState: confState, backend: backend, log: log,

@@ -101,7 +101,8 @@ final class MemberLoop {
     /// ``EtcdServer`` facade.
     init(
         configuration: EtcdServer.Configuration, recovered: Recovered, inbox: MemberInbox, published: PublishedState,
-        progress: ApplyProgress, lessor: Lessor, watchHub: WatchHub, backend: SQLiteBackend, transport: PeerTransport, purger: FilePurger,
+        progress: ApplyProgress, lessor: Lessor, watchHub: WatchHub, backend: SQLiteBackend, committer: BackendCommitter,
+        transport: PeerTransport, purger: FilePurger,
         headers: ResponseHeaders, operations: OperationCounts, snapDirectory: String, tokens: SimpleTokens, readiness: Readiness,
         logger: Logger
     ) {
@@ -131,8 +132,7 @@ final class MemberLoop {
         self.operations = operations
         self.snapDirectory = snapDirectory
         self.logger = logger
-        committer = BackendCommitter(
-            backend: backend, published: published, watchHub: watchHub, metricHooks: configuration.metricHooks)
+        self.committer = committer
         term = recovered.storage.hardState.term
         commitIndex = recovered.storage.hardState.commit
     }
@@ -200,7 +200,7 @@ final class MemberLoop {
             if inbox.stopping { break }
         }
         failEverything(with: .stopped)
-        committer.drain()
+        committer.commitNow()
         transport.stop()
         log.close()
     }

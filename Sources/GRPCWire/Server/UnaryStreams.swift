@@ -40,9 +40,20 @@ final class UnaryStreams: ChannelInboundHandler {
         call.receive(frame.payload)
     }
 
+    /// The events of a unary call's stream stop here: the stream multiplexer behind knows
+    /// nothing of it, and its casts of each event cost more than the call's own work. (nio-http2
+    /// sends a stream's created event after its first frame, so the call is known by then.)
+    /// Events of the connection and of other streams go on.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let closed = event as? StreamClosedEvent, let call = calls.removeValue(forKey: closed.streamID) {
-            call.streamClosed()
+        switch ObjectIdentifier(type(of: event)) {
+        case ObjectIdentifier(StreamClosedEvent.self):
+            if let call = calls.removeValue(forKey: (event as! StreamClosedEvent).streamID) { return call.streamClosed() }
+        case ObjectIdentifier(NIOHTTP2WindowUpdatedEvent.self):
+            if calls[(event as! NIOHTTP2WindowUpdatedEvent).streamID] != nil { return }
+        case ObjectIdentifier(NIOHTTP2StreamCreatedEvent.self):
+            if calls[(event as! NIOHTTP2StreamCreatedEvent).streamID] != nil { return }
+        default:
+            break
         }
         context.fireUserInboundEventTriggered(event)
     }
