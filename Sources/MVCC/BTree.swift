@@ -45,20 +45,17 @@ package struct BTree<Value> {
 
         func key(at index: Int) -> ArraySlice<UInt8> { keyBytes[keyStart(index)..<keyEnds[index]] }
 
-        /// Inserts an entry at `index`. A node's arrays grow at once to what a full node needs:
-        /// keys arrive in any order, and doubling from whatever a split left took most arrays
-        /// to nearly twice that (1M keys of 64 bytes took 396 bytes each, not 243). The key
-        /// bytes get room for a full node of keys of their average length, but never more than
-        /// twice what they hold: one large key among small ones must not reserve sixteen times
-        /// its size.
+        /// Inserts an entry at `index`. A node's arrays grow by a quarter of a full node at a
+        /// time (the key bytes by a quarter node of keys of their average length): keys arrive
+        /// in any order and leave nodes about two-thirds full, so room for a full node at once
+        /// left a third of every array empty (1M keys of 64 bytes took 243 bytes each), and
+        /// doubling did worse (396).
         func insert(_ key: some Collection<UInt8>, _ value: Value, at index: Int) {
-            let entries = BTree.maximumEntries
-            if values.capacity < entries { values.reserveCapacity(entries) }
-            if keyEnds.capacity < entries { keyEnds.reserveCapacity(entries) }
+            let step = BTree.maximumEntries / 4
+            if values.count == values.capacity { values.reserveCapacity(Swift.min(values.count + step, BTree.maximumEntries)) }
+            if keyEnds.count == keyEnds.capacity { keyEnds.reserveCapacity(Swift.min(keyEnds.count + step, BTree.maximumEntries)) }
             let bytes = keyBytes.count + key.count
-            if keyBytes.capacity < bytes {
-                keyBytes.reserveCapacity(Swift.max(bytes, Swift.min(bytes / (keyCount + 1) * entries, 2 * bytes)))
-            }
+            if keyBytes.capacity < bytes { keyBytes.reserveCapacity(bytes + bytes / (keyCount + 1) * step) }
             let start = keyStart(index)
             keyBytes.insert(contentsOf: key, at: start)
             keyEnds.insert(start + key.count, at: index)
@@ -67,9 +64,13 @@ package struct BTree<Value> {
         }
 
         /// Removes the keys from `index` on.
-        func removeKeys(from index: Int) {
-            keyBytes.removeSubrange(keyStart(index)...)
-            keyEnds.removeSubrange(index...)
+        /// Keeps only the entries before `index` (and the children up to it), in arrays of
+        /// their size: the node was full, and the room it had for a full node would stay empty.
+        func keepEntries(before index: Int) {
+            keyBytes = Array(keyBytes[..<keyStart(index)])
+            keyEnds = Array(keyEnds[..<index])
+            values = Array(values[..<index])
+            if !isLeaf { children = Array(children[...index]) }
         }
 
         /// The keys from `index` on, as a new node's key storage.
@@ -209,9 +210,7 @@ package struct BTree<Value> {
         parent.insert(child.key(at: middle), child.values[middle], at: index)
         if parent.children.capacity < maximumEntries + 1 { parent.children.reserveCapacity(maximumEntries + 1) }
         parent.children.insert(right, at: index + 1)
-        child.removeKeys(from: middle)
-        child.values.removeSubrange(middle...)
-        if !child.isLeaf { child.children.removeSubrange((middle + 1)...) }
+        child.keepEntries(before: middle)
     }
 
     /// Byte-wise order of two keys: negative, zero or positive.
