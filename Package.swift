@@ -62,6 +62,7 @@ let package = Package(
             name: "GRPCWire",
             dependencies: [
                 "Locking",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

@@ -148,7 +148,9 @@ struct PeerWireTests {
         let leader = Self.transport(id: 1, cluster: 100, directory: directory, recorder: sent)
         leader.setPeers([2: ["http://127.0.0.1:\(port)"]])
         defer { leader.stop() }
-        for _ in 0..<40 {
+        // Bounded, but generous: under the whole suite on two cores the first dial can take
+        // more than the second this loop used to last (it once saw none).
+        for _ in 0..<400 where accepted.withLock({ $0 }) < 2 {
             leader.send([Message(type: .heartbeat, to: 2, from: 1, term: 5)])
             try await Task.sleep(for: .milliseconds(25))
         }

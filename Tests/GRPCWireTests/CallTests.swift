@@ -28,6 +28,38 @@ struct CallTests {
         }
     }
 
+    /// A consumer that does not read holds a bounded number of responses: past the buffer's
+    /// mark the call stops reading and returning the stream's window, so the server waits.
+    /// Once the consumer reads, every response comes, in order.
+    @Test func aConsumerThatFallsBehindHoldsABoundedNumberAndLosesNone() async throws {
+        try await withTestServer { harness in
+            let total = 3000
+            let call = harness.connection.makeStreamingCall(TestService.flood, requestType: Bytes.self, responseType: Bytes.self)
+            call.send(Bytes("\(total)"))
+            call.finishSending()
+            // Wait (bounded) until the buffer stops growing.
+            var last = -1
+            var steady = 0
+            for _ in 0..<400 where steady < 10 {
+                try await Task.sleep(for: .milliseconds(25))
+                let now = call.bufferedResponses
+                steady = now == last && now > 0 ? steady + 1 : 0
+                last = now
+            }
+            // 8 KiB each: the buffer's 4 MiB, and at most the stream's 4 MiB window read with them.
+            let bound = (ResponseBuffer<Bytes>.highWaterBytes + 4 * 1024 * 1024) / 8192 + 1
+            #expect(steady >= 10)
+            #expect(last >= ResponseBuffer<Bytes>.highWater && last <= bound, "\(last) buffered")
+            var next = 0
+            for try await message in call.responses {
+                #expect(message.text.hasPrefix("\(next) "), "response \(next)")
+                next += 1
+            }
+            #expect(next == total)
+            #expect(try await call.result.get().status == .ok)
+        }
+    }
+
     @Test func clientStreamingReceivesAllMessagesBeforeAnswering() async throws {
         try await withTestServer { harness in
             let call = harness.connection.makeStreamingCall(TestService.collect, requestType: Bytes.self, responseType: Bytes.self)

@@ -14,7 +14,7 @@ private func rawCall(
 ) async throws -> GRPCStatus {
     let promise = connection.eventLoop.makePromise(of: GRPCStatus.self)
     connection.eventLoop.execute {
-        let sink = ClientStreamHandler.Sink(response: { _ in }, status: { status, _ in promise.succeed(status) })
+        let sink = ClientStreamHandler.Sink(response: { _ in true }, status: { status, _ in promise.succeed(status) })
         let stream = connection.openStream(path: path, metadata: metadata, timeout: timeout, sink: sink)
         if !body.isEmpty { stream?.send(ByteBuffer(bytes: body), promise: nil) }
         stream?.finishSending()

@@ -56,6 +56,9 @@ enum TestService {
     static let trailers = "/test.Svc/Trailers"
     /// Fails with the request's text as the status message.
     static let fail = "/test.Svc/Fail"
+    /// Streams as many 8 KiB responses as the request says, all at once: each holds its index
+    /// in its first bytes.
+    static let flood = "/test.Svc/Flood"
 
     static func router(_ observations: Observations) -> ServerRouter {
         var router = ServerRouter()
@@ -92,6 +95,14 @@ enum TestService {
         }
         router.unary(metadata) { (request: Bytes, responder: UnaryResponder<Bytes>) in
             responder.succeed(Bytes(responder.context.requestHeaders.first(name: "token") ?? "none"))
+        }
+        router.serverStreaming(flood) { (request: Bytes, call: ServerCall<Bytes, Bytes>) in
+            for index in 0..<(Int(request.text) ?? 0) {
+                var response = Bytes()
+                response.value = Data("\(index) ".utf8) + Data(repeating: 0x78, count: 8192)
+                call.send(response)
+            }
+            call.finish()
         }
         router.serverStreaming(trailers) { (request: Bytes, call: ServerCall<Bytes, Bytes>) in
             call.send(Bytes("body"))

@@ -9,40 +9,45 @@ import SwiftProtobuf
 /// ``GRPCStatus`` otherwise. Usable from any thread; operations run in call order on the
 /// connection's event loop.
 public final class ClientStreamingCall<Request: Message, Response: Message>: Sendable {
-    /// Responses in arrival order; throws the call's status unless it ended OK.
+    /// Responses in arrival order; throws the call's status unless it ended OK. The call
+    /// holds a bounded number the consumer has not taken yet (``ResponseBuffer``): a consumer
+    /// that falls behind makes the server wait, as with gRPC-Go.
     public let responses: AsyncThrowingStream<Response, any Error>
     /// The call's final status and trailing metadata.
     public let result: EventLoopFuture<(status: GRPCStatus, trailers: HPACKHeaders)>
     private let stream: NIOLoopBoundBox<ClientStreamHandler?>
+    private let buffer: ResponseBuffer<Response>
     private let eventLoop: any EventLoop
     private let batch: EventLoopBatch
 
     init(connection: GRPCClientConnection, path: String, metadata: HPACKHeaders, timeout: TimeAmount?) {
         let eventLoop = connection.eventLoop
-        let (responses, continuation) = AsyncThrowingStream<Response, any Error>.makeStream()
         let result = eventLoop.makePromise(of: (status: GRPCStatus, trailers: HPACKHeaders).self)
-        self.responses = responses
         self.result = result.futureResult
         self.eventLoop = eventLoop
         let batch = connection.batch
         self.batch = batch
-        self.stream = NIOLoopBoundBox.makeEmptyBox(valueType: ClientStreamHandler.self, eventLoop: eventLoop)
+        let stream = NIOLoopBoundBox.makeEmptyBox(valueType: ClientStreamHandler.self, eventLoop: eventLoop)
+        self.stream = stream
+        let buffer = ResponseBuffer<Response>(resumeReading: { batch.enqueue { stream.value?.resumeReading() } })
+        self.buffer = buffer
+        // A consumer that stops iterating (its task was cancelled, or it dropped the
+        // responses) cancels the call.
+        let canceller = Canceller { batch.enqueue { stream.value?.abort(GRPCStatus(.cancelled, "context canceled")) } }
+        responses = AsyncThrowingStream(unfolding: { try await buffer.next(onCancel: canceller.cancel) })
         let sink = ClientStreamHandler.Sink(
-            response: { payload in continuation.yield(try Response(grpcPayload: payload)) },
+            response: { payload in buffer.push(try Response(grpcPayload: payload), bytes: payload.readableBytes) },
             status: { status, trailers in
-                if status.code == .ok { continuation.finish() } else { continuation.finish(throwing: status) }
+                buffer.finish(throwing: status.code == .ok ? nil : status)
                 result.succeed((status, trailers))
             })
-        let stream = self.stream
         batch.enqueue {
             stream.value = connection.openStream(path: path, metadata: metadata, timeout: timeout, sink: sink)
         }
-        // A consumer that stops iterating (its task was cancelled) cancels the call.
-        continuation.onTermination = { reason in
-            guard case .cancelled = reason else { return }
-            batch.enqueue { stream.value?.abort(GRPCStatus(.cancelled, "context canceled")) }
-        }
     }
+
+    /// Responses received that the consumer has not taken yet (for tests).
+    var bufferedResponses: Int { buffer.count }
 
     /// Sends one request message; completes when it was handed to the connection.
     @discardableResult
@@ -70,5 +75,18 @@ public final class ClientStreamingCall<Request: Message, Response: Message>: Sen
     public func cancel() {
         let stream = self.stream
         batch.enqueue { stream.value?.abort(GRPCStatus(.cancelled, "context canceled")) }
+    }
+}
+
+/// Cancels a call once the last holder of its responses lets go of them.
+private final class Canceller: Sendable {
+    let cancel: @Sendable () -> Void
+
+    init(_ cancel: @escaping @Sendable () -> Void) {
+        self.cancel = cancel
+    }
+
+    deinit {
+        cancel()
     }
 }

@@ -4,14 +4,17 @@ import NIOHTTP2
 
 /// Runs one client call on one HTTP/2 stream: sends the request headers and messages, deframes
 /// responses, reads the status from trailers (or a trailers-only response), and enforces the
-/// client-side deadline.
-final class ClientStreamHandler: ChannelInboundHandler {
+/// client-side deadline. It stops reading the stream while the sink has no room (see
+/// ``ResponseBuffer``): the stream's window is then not returned, and the server waits.
+final class ClientStreamHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
 
     /// Where the call's results go; both run on the stream's event loop.
     struct Sink: Sendable {
-        var response: @Sendable (ByteBuffer) throws -> Void
+        /// Takes one response message; returns false to stop reading until ``resumeReading()``.
+        var response: @Sendable (ByteBuffer) throws -> Bool
         var status: @Sendable (GRPCStatus, HPACKHeaders) -> Void
     }
 
@@ -30,6 +33,10 @@ final class ClientStreamHandler: ChannelInboundHandler {
     private var sentEnd = false
     private var receivedHeaders = false
     private var deadlineTimer: Scheduled<Void>?
+    /// The sink asked to stop reading.
+    private var readingPaused = false
+    /// A read the channel asked for while reading was paused.
+    private var readHeld = false
 
     init(requestHeaders: HPACKHeaders, deadline: NIODeadline?, maximumReceiveMessageSize: Int, sink: Sink) {
         self.requestHeaders = requestHeaders
@@ -122,6 +129,20 @@ final class ClientStreamHandler: ChannelInboundHandler {
         context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: nil)
     }
 
+    // MARK: Reading
+
+    func read(context: ChannelHandlerContext) {
+        if readingPaused { readHeld = true } else { context.read() }
+    }
+
+    /// The sink has room again: reads go on.
+    func resumeReading() {
+        readingPaused = false
+        guard readHeld, let context else { return }
+        readHeld = false
+        context.read()
+    }
+
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -184,7 +205,7 @@ final class ClientStreamHandler: ChannelInboundHandler {
             }
             guard let message else { return }
             do {
-                try sink.response(message)
+                if try !sink.response(message) { readingPaused = true }
             } catch {
                 return abort(GRPCStatus(.internal, "grpc: failed to unmarshal the received message: \(error)"))
             }

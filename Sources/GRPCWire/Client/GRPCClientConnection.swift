@@ -130,6 +130,7 @@ public final class GRPCClientConnection: Sendable {
                         throw GRPCStatus(.internal, "grpc: more than one response message for a unary call")
                     }
                     box.value = try Response(grpcPayload: payload)
+                    return true
                 },
                 status: { status, _ in
                     guard status.code == .ok else { return promise.fail(status) }
