@@ -58,6 +58,8 @@ final class BackendCommitter: Sendable {
         var batches: [Batch] = []
         var changes = 0
         var bytes = 0
+        /// Bytes of keys and values taken by a commit that has not landed yet.
+        var committing = 0
         /// The pass that will take the queued batches, if one is scheduled.
         var scheduled: Pass?
         /// Identifies the scheduled pass: one superseded (a timed pass made immediate) finds
@@ -105,27 +107,34 @@ final class BackendCommitter: Sendable {
         }
     }
 
+    /// Bytes of keys and values applied that the backend's size does not show yet: the space
+    /// quota counts them (a commit may be 100 ms away, and a client's puts in between would
+    /// otherwise all pass a check against the last committed size).
+    var pendingBytes: Int { queued.withLock { $0.bytes + $0.committing } }
+
     /// Whether the apply loop should wait for the commits before it applies more.
     var isBacklogged: Bool { queued.withLock { $0.batches.count > Self.backlogLimit } }
 
     /// Commits every batch submitted before the call; returns once they are committed.
     func commitNow() {
-        queue.sync { commit(takeQueued(token: nil)) }
+        queue.sync { commitQueued(token: nil) }
     }
 
     /// A scheduled pass: commits what is queued unless another pass superseded it.
     private func pass(_ token: UInt64) {
-        commit(takeQueued(token: token))
+        commitQueued(token: token)
     }
 
     /// Takes every queued batch (for the pass `token`, or for whoever calls with nil), leaving
-    /// the next one to schedule a pass.
-    private func takeQueued(token: UInt64?) -> [Batch] {
-        queued.withLock { queued in
-            if let token, token != queued.token { return [] }
-            defer { queued = Queue(token: queued.token) }
-            return queued.batches
+    /// the next one to schedule a pass, and commits them.
+    private func commitQueued(token: UInt64?) {
+        let (batches, bytes) = queued.withLock { queued -> ([Batch], Int) in
+            if let token, token != queued.token { return ([], 0) }
+            defer { queued = Queue(committing: queued.committing + queued.bytes, token: queued.token) }
+            return (queued.batches, queued.bytes)
         }
+        commit(batches)
+        if bytes > 0 { queued.withLock { $0.committing -= bytes } }
     }
 
     /// Commits `batches` in order, a transaction for all of them, except that a compaction

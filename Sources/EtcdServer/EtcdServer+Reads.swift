@@ -30,7 +30,8 @@ extension EtcdServer {
     /// backend past `--quota-backend-bytes` is refused with `database space exceeded`, and this
     /// member raises the NOSPACE alarm (once), which refuses such requests cluster-wide.
     func quotaRefusal(_ request: WriteRequest) -> EtcdError? {
-        guard request.exceeds(quota: configuration.quotaBackendBytes, allocated: backend.allocatedBytes) else { return nil }
+        let allocated = backend.allocatedBytes + Int64(committer.pendingBytes)
+        guard request.exceeds(quota: configuration.quotaBackendBytes, allocated: allocated) else { return nil }
         if !published.withLock({ $0.alarms.members(of: .nospace).contains { $0.memberID == memberID } }) {
             let alarm = Etcdserverpb_AlarmRequest.with {
                 $0.action = .activate

@@ -85,8 +85,11 @@ struct BackendCommitterTests {
         #expect(rig.layers == 3)
         #expect(try rig.backendHolds(revision: 2) == false)
         #expect(try rig.readableKeys() == ["a", "b", "c", "d"])
+        // The quota counts what waits: four keys of one byte with values of one.
+        #expect(rig.committer.pendingBytes == 8)
         // A backup or hash commits what is queued at once.
         rig.committer.commitNow()
+        #expect(rig.committer.pendingBytes == 0)
         #expect(rig.committedRevision == 4)
         #expect(rig.layers == 0)
         #expect(try rig.backendHolds(revision: 2) && rig.backendHolds(revision: 4))

@@ -60,7 +60,7 @@ extension MemberLoop {
     /// Whether `request` takes the backend past this member's `--quota-backend-bytes`, by
     /// etcd's cost model (the check made before proposing, made again as it is applied).
     func passesQuota(_ request: WriteRequest) -> Bool {
-        request.exceeds(quota: configuration.quotaBackendBytes, allocated: backend.allocatedBytes)
+        request.exceeds(quota: configuration.quotaBackendBytes, allocated: backend.allocatedBytes + Int64(committer.pendingBytes))
     }
 
     /// Why auth refuses a client's write at apply time, against the grants of this moment.
