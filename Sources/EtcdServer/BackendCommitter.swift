@@ -12,7 +12,7 @@ import Synchronization
 /// to the next batch. As etcd's backend does (`--backend-batch-interval`, `--backend-batch-limit`),
 /// this commits what queued up once the first of it has waited the interval, or at once when
 /// the queue holds the limit's worth of changes: one SQLite transaction then carries many
-/// batches, where a commit per batch cost a single client's put a fifth of its CPU. Until a
+/// batches, where a commit per batch cost a single client's put a quarter of its CPU. Until a
 /// batch's commit lands, readers find its records in the published store's uncommitted
 /// layers; once it lands, its layer goes, and the watch hub learns that watchers catching up
 /// may read it from the backend. Whoever needs the backend to hold everything applied (a
