@@ -109,7 +109,7 @@ let package = Package(
         // The storage records and the SQLite backend: key revisions, meta, leases, documents.
         .target(
             name: "Backend",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
         // The revisioned keyspace: revisions, per-key generations, the in-memory ordered index, watchers.

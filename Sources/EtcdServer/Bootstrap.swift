@@ -100,14 +100,13 @@ extension EtcdServer {
         return start
     }
 
-    /// Rebuilds the Raft storage and the store from disk: the newest snapshot the log has a
-    /// marker for, the entries after it, and the backend (which may be ahead of the snapshot,
-    /// never behind it). The membership Raft starts with is the backend's, which is at the
+    /// Rebuilds the Raft storage from disk, around the `store` rebuilt from the backend: the
+    /// newest snapshot the log has a marker for, the entries after it, and the backend (which
+    /// may be ahead of the snapshot, never behind it). The membership Raft starts with is the backend's, which is at the
     /// backend's applied index, so membership changes before it are never replayed.
     static func recover(
-        _ start: Start, configuration: Configuration, backend: SQLiteBackend, snapDirectory: String
+        _ start: Start, store: KeyValueStore, configuration: Configuration, backend: SQLiteBackend, snapDirectory: String
     ) throws -> MemberLoop.Recovered {
-        let store = try KeyValueStore(restoringFrom: backend)
         let applied = UInt64(try backend.meta(.consistentIndex) ?? 0)
         let appliedTerm = UInt64(try backend.meta(.consistentTerm) ?? 0)
         let log = start.log

@@ -130,13 +130,17 @@ package final class EtcdServer: Sendable {
         backend = try SQLiteBackend(path: (snapDirectory as NSString).appendingPathComponent("backend.sqlite"), synchronousCommits: false)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         peerEventLoops = group
+        // The key index is rebuilt from the backend while the log is read (0.1 s of a 1.4 s
+        // restart with 1M keys).
+        let restoringStore = BackgroundResult { [backend] in try KeyValueStore(restoringFrom: backend) }
         let start: Start
         let recovered: MemberLoop.Recovered
         do {
             start = try Self.identify(
                 configuration: configuration, bootstrap: bootstrap, backend: backend, walDirectory: walDirectory,
                 snapDirectory: snapDirectory, group: group)
-            recovered = try Self.recover(start, configuration: configuration, backend: backend, snapDirectory: snapDirectory)
+            recovered = try Self.recover(
+                start, store: try restoringStore.wait(), configuration: configuration, backend: backend, snapDirectory: snapDirectory)
         } catch {
             try? group.syncShutdownGracefully()
             throw error

@@ -104,7 +104,8 @@ package struct BTree<Value> {
         }
     }
 
-    private var root: Node
+    /// Internal for tests, which check the shape of built trees.
+    private(set) var root: Node
     package private(set) var count: Int
 
     package init() {
@@ -166,20 +167,73 @@ package struct BTree<Value> {
         _ = try Self.visit(root, lower, upper, body)
     }
 
+    /// A tree of `count` entries whose keys strictly increase with their position, built
+    /// bottom-up in one pass with nodes as full as the count allows: what rebuilding the index
+    /// at start and compaction use instead of inserting one key at a time (a descent from the
+    /// root, a search per level, and arrays that grow).
+    package init<Key: Collection<UInt8>>(orderedCount count: Int, key: (Int) -> Key, value: (Int) -> Value) {
+        var height = 0
+        while Self.capacity(height: height) < count { height += 1 }
+        root = Self.build(0..<count, height: height, key: key, value: value)
+        self.count = count
+    }
+
+    /// The most entries a tree of `height` levels below its root holds: (M + 1)^(height + 1) - 1.
+    private static func capacity(height: Int) -> Int {
+        var capacity = maximumEntries
+        for _ in 0..<height { capacity = capacity * (maximumEntries + 1) + maximumEntries }
+        return capacity
+    }
+
+    /// The node of `height` holding the entries at `positions`. An inner node gets the fewest
+    /// children that can hold them, each as large as the others give or take one; every child
+    /// then holds more than its own children could (at least half of its capacity), so no node
+    /// below is left without keys.
+    private static func build<Key: Collection<UInt8>>(
+        _ positions: Range<Int>, height: Int, key: (Int) -> Key, value: (Int) -> Value
+    ) -> Node {
+        guard height > 0 else {
+            var keyBytes: [UInt8] = []
+            var keyEnds: [Int] = []
+            keyBytes.reserveCapacity(positions.reduce(0) { $0 + key($1).count })
+            keyEnds.reserveCapacity(positions.count)
+            for position in positions {
+                keyBytes.append(contentsOf: key(position))
+                keyEnds.append(keyBytes.count)
+            }
+            return Node(keyBytes: keyBytes, keyEnds: keyEnds, values: positions.map(value))
+        }
+        let childCapacity = capacity(height: height - 1)
+        let childCount = (positions.count + childCapacity + 1) / (childCapacity + 1)
+        let inChildren = positions.count - (childCount - 1)
+        var separators: [Int] = []
+        var children: [Node] = []
+        separators.reserveCapacity(childCount - 1)
+        children.reserveCapacity(childCount)
+        var start = positions.lowerBound
+        for child in 0..<childCount {
+            let size = inChildren / childCount + (child < inChildren % childCount ? 1 : 0)
+            children.append(build(start..<(start + size), height: height - 1, key: key, value: value))
+            start += size
+            if child < childCount - 1 {
+                separators.append(start)
+                start += 1
+            }
+        }
+        let node = build(separators.indices, height: 0, key: { key(separators[$0]) }, value: { value(separators[$0]) })
+        node.children = children
+        return node
+    }
+
     /// A tree of the entries `transform` keeps (returning their new value) or drops (nil); built in
     /// one ordered pass (used by compaction, which rewrites many keys at once).
     package func compactMap(_ transform: (ArraySlice<UInt8>, Value) throws -> Value?) rethrows -> BTree<Value> {
-        var result = BTree()
+        var kept: [(key: ArraySlice<UInt8>, value: Value)] = []
         try forEach(from: [], below: nil) { key, value in
-            if let kept = try transform(key, value) { result.append(Array(key), kept) }
+            if let value = try transform(key, value) { kept.append((key, value)) }
             return true
         }
-        return result
-    }
-
-    /// Adds an entry whose key is greater than every key in the tree.
-    private mutating func append(_ key: [UInt8], _ value: Value) {
-        update(key, default: { value }) { _ in }
+        return BTree(orderedCount: kept.count, key: { kept[$0].key }, value: { kept[$0].value })
     }
 
     private static func visit(

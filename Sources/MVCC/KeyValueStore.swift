@@ -218,20 +218,9 @@ package struct KeyValueStore: Sendable {
         index[key]?.snapshot(atMain: revision)?.modified
     }
 
-    /// Re-records one stored change in the key index (rebuilding at start).
-    mutating func restore(_ change: Change) {
-        revision = max(revision, change.revision.main)
-        // A deletion kept past its key's compaction (see `KeyIndex.compact`) is history only.
-        if change.kind == .delete, index[change.kv.key]?.isLive != true { return }
-        index.update(change.kv.key, default: { KeyIndex() }) { keyIndex in
-            switch change.kind {
-            case .put: keyIndex.restore(change.revision, createdMain: change.kv.createRevision, version: change.kv.version)
-            case .delete: keyIndex.tombstone(change.revision)
-            }
-        }
-    }
-
-    mutating func restoreCounters(revision: Int64, compacted: Int64) {
+    /// Takes a rebuilt key index and the counters stored with it (rebuilding at start).
+    mutating func restore(index: BTree<KeyIndex>, revision: Int64, compacted: Int64) {
+        self.index = index
         self.revision = revision
         compactedRevision = compacted
     }

@@ -137,5 +137,43 @@ struct BTreeTests {
         #expect(evens[key(998)] == 9_980)
         #expect(tree.count == 1_000)
     }
-}
 
+    /// The depth of every leaf and the key count of every node below the root, checking on the
+    /// way that inner nodes have one child more than keys.
+    private func shape(_ node: BTree<Int>.Node, depth: Int = 0, into shape: inout (leafDepths: Set<Int>, sizes: [Int])) {
+        if depth > 0 { shape.sizes.append(node.keyCount) }
+        if node.isLeaf {
+            shape.leafDepths.insert(depth)
+            return
+        }
+        #expect(node.children.count == node.keyCount + 1)
+        for child in node.children { self.shape(child, depth: depth + 1, into: &shape) }
+    }
+
+    /// Trees built from ordered entries (what a restart's rebuild and compaction make) hold
+    /// every key, keep every leaf at one depth and every node at least half full, and take
+    /// inserts between and around their keys afterwards.
+    @Test(arguments: [0, 1, 16, 17, 33, 288, 289, 4_912, 4_913, 20_000])
+    func treesBuiltFromOrderedEntriesAreBalancedAndFull(_ n: Int) {
+        var tree = BTree<Int>(orderedCount: n, key: { key($0 * 2) }, value: { $0 * 2 })
+        #expect(tree.count == n)
+        #expect(keys(tree) == Array(stride(from: 0, to: 2 * n, by: 2)))
+        for value in [0, n / 2, n - 1] where n > 0 { #expect(tree[key(value * 2)] == value * 2) }
+        #expect(tree[key(1)] == nil)
+
+        var found: (leafDepths: Set<Int>, sizes: [Int]) = ([], [])
+        shape(tree.root, into: &found)
+        #expect(found.leafDepths.count == 1)
+        #expect(found.sizes.allSatisfy { $0 >= BTree<Int>.maximumEntries / 2 - 1 && $0 <= BTree<Int>.maximumEntries })
+        #expect(tree.root.keyCount <= BTree<Int>.maximumEntries)
+        #expect(found.sizes.reduce(tree.root.keyCount, +) == n)
+
+        var generator = SeededRandom(seed: UInt64(n) + 1)
+        for value in Array(stride(from: 1, through: 2 * n + 1, by: 2)).shuffled(using: &generator) {
+            tree.update(key(value), default: { value }) { _ in }
+        }
+        #expect(tree.count == 2 * n + 1)
+        // Odd keys land between the built ones, and the last one after them all.
+        #expect(keys(tree) == Array(0..<(2 * n)) + [2 * n + 1])
+    }
+}

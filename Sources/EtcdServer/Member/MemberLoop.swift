@@ -148,6 +148,8 @@ final class MemberLoop {
         while node.hasReady { handleReady() }
         campaignIfAlone()
         while node.hasReady { handleReady() }
+        // A lone voter restarting is leader now: it publishes itself without waiting for a tick.
+        actOnNewLeader()
         publishStatus()
         let interval = configuration.heartbeatInterval
         var nextTick = ContinuousClock.now + interval
@@ -185,14 +187,7 @@ final class MemberLoop {
             while node.hasReady { handleReady() }
             campaignIfAlone()
             while node.hasReady { handleReady() }
-            if leaderAppeared {
-                // Requests refused for want of a leader go now rather than at the next tick.
-                leaderAppeared = false
-                publishAttributesIfNeeded(ContinuousClock.now)
-                retryUnproposed()
-                retryReads()
-                while node.hasReady { handleReady() }
-            }
+            actOnNewLeader()
             retryForwardedProposals(now)
             finishTransfers()
             // A snapshot Raft did not take (it was stale) leaves its file behind; installing removes it too.
@@ -210,6 +205,17 @@ final class MemberLoop {
         if term <= 1 {
             for _ in 1..<configuration.electionTicks { node.tick() }
         }
+    }
+
+    /// Once a leader is known after none was: this member publishes itself, and requests
+    /// refused for want of a leader go now rather than at the next tick.
+    func actOnNewLeader() {
+        guard leaderAppeared else { return }
+        leaderAppeared = false
+        publishAttributesIfNeeded(ContinuousClock.now)
+        retryUnproposed()
+        retryReads()
+        while node.hasReady { handleReady() }
     }
 
     /// A member that is the only voter need not wait for an election timeout: it campaigns as
