@@ -1,15 +1,18 @@
 import Backend
 import Dispatch
-import Synchronization
 
 extension KeyValueStore {
     /// Rebuilds the store from the backend: every stored change, replayed into the key index.
     package init(restoringFrom backend: SQLiteBackend) throws {
         self.init()
-        var rebuild = IndexRebuild()
-        try backend.forEachIndexRecord { record, key in rebuild.add(record, key: key) }
         let stored = try backend.meta(.revision) ?? 1
-        restore(index: rebuild.build(), revision: max(stored, rebuild.revision), compacted: try backend.meta(.compactedRevision) ?? -1)
+        let compacted = try backend.meta(.compactedRevision) ?? -1
+        // About one change per revision since the compaction: the buffers are sized once
+        // instead of growing (a restart with 1M keys spent a tenth of its time having the
+        // kernel zero the pages of buffers copied on the way).
+        var rebuild = IndexRebuild(expectedChanges: Int(max(stored - max(compacted, 0), 0)))
+        try backend.forEachIndexRecord { record, key in rebuild.add(record, key: key) }
+        restore(index: rebuild.build(), revision: max(stored, rebuild.revision), compacted: compacted)
     }
 }
 
@@ -29,14 +32,24 @@ struct IndexRebuild {
         var record: Int
     }
 
+    private let expectedChanges: Int
     private var keyBytes: [UInt8] = []
     private var keyPlaces: [KeyPlace] = []
     private var records: [SQLiteBackend.IndexRecord] = []
     /// The newest main revision among the changes added.
     private(set) var revision: Int64 = 0
 
+    /// A rebuild sized for about `expectedChanges` changes (more only cost growing).
+    init(expectedChanges: Int) {
+        self.expectedChanges = expectedChanges
+        keyPlaces.reserveCapacity(expectedChanges)
+        records.reserveCapacity(expectedChanges)
+    }
+
     /// Adds the next stored change; changes come in revision order.
     mutating func add(_ record: SQLiteBackend.IndexRecord, key: UnsafeRawBufferPointer) {
+        // Keys of the first one's length, a guess: room not written costs no memory.
+        if keyBytes.capacity == 0 { keyBytes.reserveCapacity(expectedChanges * max(key.count, 1)) }
         let start = keyBytes.count
         keyBytes.append(contentsOf: key)
         keyPlaces.append(KeyPlace(start: start, end: keyBytes.count, record: records.count))
@@ -47,26 +60,38 @@ struct IndexRebuild {
     /// The key index of every change added. A deletion of a key that is not alive is history
     /// only (kept past its key's compaction, see ``KeyIndex/compact(atMain:kept:)``), and a key
     /// with no put left is not in the index.
-    func build() -> BTree<KeyIndex> {
-        let sorted = sortedByKey()
+    consuming func build() -> BTree<KeyIndex> {
+        sortHalves()
         return keyBytes.withUnsafeBytes { keyBytes in
             func key(_ place: KeyPlace) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: keyBytes[place.start..<place.end]) }
             var keys: [(place: KeyPlace, index: KeyIndex)] = []
-            keys.reserveCapacity(sorted.count)
-            var next = 0
-            while next < sorted.count {
-                let first = sorted[next]
+            keys.reserveCapacity(keyPlaces.count)
+            // The two sorted halves merged as they are read.
+            var (left, right) = (0, keyPlaces.count / 2)
+            let (leftEnd, rightEnd) = (keyPlaces.count / 2, keyPlaces.count)
+            func next() -> KeyPlace? {
+                let takesRight = left == leftEnd || (right < rightEnd && Self.precedes(keyPlaces[right], keyPlaces[left], in: keyBytes))
+                if takesRight {
+                    guard right < rightEnd else { return nil }
+                    defer { right += 1 }
+                    return keyPlaces[right]
+                }
+                defer { left += 1 }
+                return keyPlaces[left]
+            }
+            var place = next()
+            while let first = place {
                 var keyIndex = KeyIndex()
                 var hasPut = false
-                while next < sorted.count, BTree<KeyIndex>.compare(key(sorted[next]), key(first)) == 0 {
-                    let stored = records[sorted[next].record]
+                while let change = place, BTree<KeyIndex>.compare(key(change), key(first)) == 0 {
+                    let stored = records[change.record]
                     if !stored.isDeletion {
                         keyIndex.restore(stored.revision, createdMain: stored.createRevision, version: stored.version)
                         hasPut = true
                     } else if keyIndex.isLive {
                         keyIndex.tombstone(stored.revision)
                     }
-                    next += 1
+                    place = next()
                 }
                 if hasPut { keys.append((first, keyIndex)) }
             }
@@ -83,34 +108,31 @@ struct IndexRebuild {
         return order != 0 ? order < 0 : first.record < second.record
     }
 
-    /// The changes' key places sorted by key, revision order kept within a key: each half
-    /// sorted on a thread of its own (sorting is most of a rebuild's CPU, and a member that is
-    /// starting has its cores to itself), then merged.
-    private func sortedByKey() -> [KeyPlace] {
+    /// Sorts each half of the key places in place, each on a thread of its own (sorting is
+    /// most of a rebuild's CPU, and a member that is starting has its cores to itself).
+    private mutating func sortHalves() {
         let middle = keyPlaces.count / 2
-        let halves = Mutex<[[KeyPlace]]>([[], []])
-        DispatchQueue.concurrentPerform(iterations: 2) { half in
-            var places = Array(half == 0 ? keyPlaces[..<middle] : keyPlaces[middle...])
-            keyBytes.withUnsafeBytes { keyBytes in places.sort { Self.precedes($0, $1, in: keyBytes) } }
-            halves.withLock { $0[half] = places }
-        }
-        let (left, right) = halves.withLock { ($0[0], $0[1]) }
-        return keyBytes.withUnsafeBytes { keyBytes in
-            var merged: [KeyPlace] = []
-            merged.reserveCapacity(keyPlaces.count)
-            var (first, second) = (0, 0)
-            while first < left.count, second < right.count {
-                if Self.precedes(right[second], left[first], in: keyBytes) {
-                    merged.append(right[second])
-                    second += 1
-                } else {
-                    merged.append(left[first])
-                    first += 1
-                }
+        keyBytes.withUnsafeBytes { keyBytes in
+            keyPlaces.withUnsafeMutableBufferPointer { places in
+                let halves = DisjointHalves(keyBytes: keyBytes, places: places, middle: middle)
+                DispatchQueue.concurrentPerform(iterations: 2) { half in halves.sort(half) }
             }
-            merged.append(contentsOf: left[first...])
-            merged.append(contentsOf: right[second...])
-            return merged
+        }
+    }
+
+    /// The two halves of the key places, for two threads to sort at once.
+    ///
+    /// Safe to send because the threads share nothing they write: thread 0 sorts the places
+    /// before `middle` and thread 1 those from it on, both only read the key bytes, and
+    /// `concurrentPerform` returns after both are done, before the buffers' owner goes on.
+    private struct DisjointHalves: @unchecked Sendable {
+        let keyBytes: UnsafeRawBufferPointer
+        let places: UnsafeMutableBufferPointer<KeyPlace>
+        let middle: Int
+
+        func sort(_ half: Int) {
+            var part = UnsafeMutableBufferPointer(rebasing: half == 0 ? places[..<middle] : places[middle...])
+            part.sort { IndexRebuild.precedes($0, $1, in: keyBytes) }
         }
     }
 }
