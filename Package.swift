@@ -46,7 +46,8 @@ let package = Package(
     ],
     targets: [
         // A value guarded by a lock: the standard library's Mutex, or a pthread lock that
-        // ThreadSanitizer can see in sanitizer builds (-DSANITIZE_THREAD).
+        // ThreadSanitizer can see in sanitizer builds (-DSANITIZE_THREAD); a value computed on
+        // a thread of its own.
         .target(
             name: "Locking",
             swiftSettings: strictSettings

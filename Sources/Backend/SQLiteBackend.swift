@@ -272,13 +272,16 @@ package final class SQLiteBackend: RevisionReader, Sendable {
         package var version: Int64
     }
 
-    /// Visits every stored change in revision order as an ``IndexRecord`` and its key's bytes,
-    /// which are valid only during the call: the key index's rebuild at start copies them into
-    /// one buffer instead of an array per change. Steps SQLite's statement itself: decoding
-    /// each row through GRDB's `Row` took twice as long as SQLite's own work.
-    package func forEachIndexRecord(_ body: (IndexRecord, UnsafeRawBufferPointer) throws -> Void) throws {
+    /// Visits the stored changes of main revisions in `mains`, in revision order, as an
+    /// ``IndexRecord`` and its key's bytes, which are valid only during the call: the key
+    /// index's rebuild at start copies them into one buffer instead of an array per change.
+    /// Steps SQLite's statement itself: decoding each row through GRDB's `Row` took twice as
+    /// long as SQLite's own work.
+    package func forEachIndexRecord(mains: Range<Int64>, _ body: (IndexRecord, UnsafeRawBufferPointer) throws -> Void) throws {
         try pool.read { db in
-            let statement = try db.makeStatement(sql: "SELECT main, sub, tombstone, create_revision, version, key FROM kv ORDER BY main, sub")
+            let statement = try db.makeStatement(
+                sql: "SELECT main, sub, tombstone, create_revision, version, key FROM kv WHERE main >= ? AND main < ? ORDER BY main, sub")
+            try statement.setArguments([mains.lowerBound, mains.upperBound])
             let row = statement.sqliteStatement
             while true {
                 let code = sqlite3_step(row)
