@@ -50,6 +50,10 @@ final class WatchStream: WatchSink {
         /// last at or below half its limit: the hub hears when it is again.
         var refused = false
         var closed = false
+        /// When the last drain began: the next waits until ``drainInterval`` after it, unless
+        /// something other than events waits (a watcher's creation or end, a progress answer).
+        var lastDrain = NIODeadline.uptimeNanoseconds(0)
+        var holdsMoreThanEvents = false
     }
 
     private let backlog = Locked(Backlog())
@@ -155,6 +159,7 @@ final class WatchStream: WatchSink {
                 backlog.deliveries.append(delivery)
                 backlog.bytes += size
                 taken += 1
+                if case .events = delivery.kind {} else { backlog.holdsMoreThanEvents = true }
             }
             if taken > 0 && !backlog.draining {
                 backlog.draining = true
@@ -166,12 +171,24 @@ final class WatchStream: WatchSink {
 
     /// The hub released its lock: schedule the drain ``offer(_:)`` decided on, if any.
     func deliveriesOffered() {
-        let schedule = backlog.withLock { backlog in
+        let due = backlog.withLock { backlog -> NIODeadline? in
             defer { backlog.drainToSchedule = false }
-            return backlog.drainToSchedule
+            guard backlog.drainToSchedule else { return nil }
+            return backlog.holdsMoreThanEvents ? .now() : backlog.lastDrain + Self.drainInterval
         }
-        if schedule { eventLoop.execute { self.drain() } }
+        guard let due else { return }
+        if due <= .now() {
+            eventLoop.execute { self.drain() }
+        } else {
+            eventLoop.scheduleTask(deadline: due) { self.drain() }
+        }
     }
+
+    /// A stream drains its events at most this often (anything else at once). An event after a
+    /// quiet spell goes at once; while events keep coming, those that arrive meanwhile go out joined per watcher,
+    /// in fewer and larger responses (a response costs a client more than an event in it).
+    /// etcd's lagging watchers get theirs in batches too, 100 ms or more late.
+    static let drainInterval = TimeAmount.milliseconds(5)
 
     var hasRoom: Bool {
         backlog.withLock { backlog in
@@ -192,11 +209,15 @@ final class WatchStream: WatchSink {
     }
 
     /// Deliveries a drain takes from the backlog at once (also bounded by `drainBytes`).
-    static let drainCount = 256
-    static let drainBytes = 256 << 10
+    static let drainCount = 4096
+    static let drainBytes = 1 << 20
 
     /// Writes queued deliveries while HTTP/2 flow control lets the stream write.
     private func drain() {
+        backlog.withLock { backlog in
+            backlog.lastDrain = .now()
+            backlog.holdsMoreThanEvents = false
+        }
         let state = loop.value
         var encoder = FanOutEncoder(server: server)
         // Responses are gathered and flushed every 64 KiB: fewer, fuller HTTP/2 frames.
