@@ -51,7 +51,8 @@ final class WatchStream: WatchSink {
         var refused = false
         var closed = false
         /// When the last drain began: the next waits until ``drainInterval`` after it, unless
-        /// something other than events waits (a watcher's creation or end, a progress answer).
+        /// something other than events was offered since (a watcher's creation or end, a
+        /// progress answer).
         var lastDrain = NIODeadline.uptimeNanoseconds(0)
         var holdsMoreThanEvents = false
     }
@@ -184,9 +185,11 @@ final class WatchStream: WatchSink {
         }
     }
 
-    /// A stream drains its events at most this often (anything else at once). An event after a
-    /// quiet spell goes at once; while events keep coming, those that arrive meanwhile go out joined per watcher,
-    /// in fewer and larger responses (a response costs a client more than an event in it).
+    /// A stream drains its events at most this often. An event after a quiet spell goes at
+    /// once; while events keep coming, those that arrive meanwhile go out joined per watcher, in
+    /// fewer and larger responses (a response costs a client more than an event in it). A
+    /// watcher's creation or end, or a progress answer, is drained at once, unless a drain is
+    /// already waiting for its turn: then it goes with that one, at most this much later.
     /// etcd's lagging watchers get theirs in batches too, 100 ms or more late.
     static let drainInterval = TimeAmount.milliseconds(5)
 

@@ -102,8 +102,9 @@ extension EtcdServer {
 
     /// Rebuilds the Raft storage from disk, around the `store` rebuilt from the backend: the
     /// newest snapshot the log has a marker for, the entries after it, and the backend (which
-    /// may be ahead of the snapshot, never behind it). The membership Raft starts with is the backend's, which is at the
-    /// backend's applied index, so membership changes before it are never replayed.
+    /// may be ahead of the snapshot, never behind it). The membership Raft starts with is the
+    /// backend's, which is at the backend's applied index, so membership changes before it are
+    /// never replayed.
     static func recover(
         _ start: Start, store: KeyValueStore, configuration: Configuration, backend: SQLiteBackend, snapDirectory: String
     ) throws -> MemberLoop.Recovered {

@@ -7,7 +7,7 @@ import Synchronization
 /// reads and sorts half of the backend on a second thread.
 ///
 /// A thread of its own, not a dispatch queue's: `DispatchQueue.concurrentPerform`, called
-/// from a dispatch queue's thread, ran its iterations one after the other on this 2-core machine.
+/// from a dispatch queue's thread, ran its iterations one after the other on a 2-core machine.
 public final class BackgroundResult<Value: Sendable>: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let result = Locked<Result<Value, any Error>?>(nil)

@@ -19,7 +19,8 @@ extension KeyValueStore {
 /// Two threads each read half of the revisions, their keys back to back in one buffer, and sort
 /// their changes by key (revision order kept within a key); the two halves are merged as
 /// they are replayed key by key into each ``KeyIndex``, and the tree is built bottom-up from
-/// the sorted keys. A member that is starting has its cores to itself.
+/// the sorted keys. It runs when a member starts or installs a snapshot, when the second core
+/// has little else to do.
 enum IndexRebuild {
     /// Where a change's key lies in its half's `keyBytes`, and its position in `records`: what
     /// the sort moves and compares, so it reads no record.
