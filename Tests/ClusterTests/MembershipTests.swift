@@ -66,7 +66,12 @@ struct MembershipTests {
 
     @Test("etcdctl member add --learner, join, promote, move-leader and remove, with writes throughout")
     func addPromoteMoveRemove() async throws {
-        let cluster = try await ClusterProcesses(size: 4, founding: 3, extraArguments: ClusterTests.timers)
+        // An election the test did not ask for loses the writes its old leader appended but had
+        // not replicated, as in etcd (they time out): under a loaded CI run a debug member can
+        // stall past a 500 ms election timeout (this test once took 84 s there, against 2 s
+        // alone). A 2 s timeout keeps such elections out, so every lost write is this test's.
+        let slowElections = ["--heartbeat-interval", "100", "--election-timeout", "2000"]
+        let cluster = try await ClusterProcesses(size: 4, founding: 3, extraArguments: slowElections)
         defer { cluster.destroy() }
         try await cluster.start()
         _ = try await cluster.waitForLeader(among: [0, 1, 2])
@@ -140,7 +145,7 @@ struct MembershipTests {
         await client.close()
         #expect(failures.isEmpty, "\(failures)")
         let total = written.load(ordering: .relaxed)
-        print("membership changes: \(total) writes during add, join, promote, move-leader and remove; none failed")
+        print("membership changes: \(total) writes during add, join, promote, move-leader and remove; \(failures.count) failed")
         #expect(total > 0)
         // Every member left has every write.
         for member in 1...3 {
