@@ -66,11 +66,14 @@ extension WriteRequest {
     }
 
     /// The request as a write-ahead log entry: a kind byte, then the protobuf message.
+    /// The byte that starts a put's log data.
+    static let putKind: UInt8 = 1
+
     var logData: [UInt8] {
         if case .auth(let request) = self { return [8] + request.logData }
         let (kind, message): (UInt8, any SwiftProtobuf.Message) =
             switch self {
-            case .put(let request): (1, request)
+            case .put(let request): (Self.putKind, request)
             case .deleteRange(let request): (2, request)
             case .txn(let request): (3, request)
             case .compaction(let request): (4, request)
@@ -88,7 +91,7 @@ extension WriteRequest {
     init(logData: [UInt8]) throws {
         let message = logData.dropFirst()
         switch logData.first {
-        case 1: self = .put(try .init(serializedBytes: Array(message)))
+        case Self.putKind: self = .put(try .init(serializedBytes: Array(message)))
         case 2: self = .deleteRange(try .init(serializedBytes: Array(message)))
         case 3: self = .txn(try .init(serializedBytes: Array(message)))
         case 4: self = .compaction(try .init(serializedBytes: Array(message)))

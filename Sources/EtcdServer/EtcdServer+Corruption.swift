@@ -103,7 +103,7 @@ extension EtcdServer {
     /// leader itself when the followers that answered agree with one another and outnumber
     /// those agreeing with it, otherwise for each follower that differs.
     func checkForCorruption(atCompaction: Bool) {
-        let (isLeader, compacted) = published.withLock { ($0.raft.role == .leader, $0.store.compactedRevision) }
+        let (isLeader, compacted) = published.withLock { ($0.raft.role == .leader, $0.storeFacts.compactedRevision) }
         guard isLeader, !atCompaction || compacted > 0 else { return }
         guard let local = try? Self.keyspaceHash(at: atCompaction ? compacted : 0, published: published, backend: backend, committer: committer) else { return }
         let comparison = compareWithPeers(local)

@@ -18,7 +18,7 @@ import WAL
 extension EtcdServer {
     /// `Maintenance.Status` for this member.
     package func status() throws -> Etcdserverpb_StatusResponse {
-        let (revision, raft, alarms) = published.withLock { ($0.store.revision, $0.raft, $0.alarms) }
+        let (revision, raft, alarms) = published.withLock { ($0.storeFacts.revision, $0.raft, $0.alarms) }
         var response = Etcdserverpb_StatusResponse()
         response.header = header(revision: revision, term: raft.term)
         response.version = Self.version
@@ -82,10 +82,10 @@ extension EtcdServer {
     static func keyspaceHash(
         at revision: Int64, published: PublishedState, backend: SQLiteBackend, committer: BackendCommitter
     ) throws(EtcdError) -> KeyspaceHash {
-        let store = published.withLock { $0.store }
-        let target = revision > 0 ? revision : store.revision
-        if target > store.revision { throw .futureRevision }
-        if target < store.compactedRevision { throw .compacted }
+        let facts = published.withLock { $0.storeFacts }
+        let target = revision > 0 ? revision : facts.revision
+        if target > facts.revision { throw .futureRevision }
+        if target < facts.compactedRevision { throw .compacted }
         try waitForBackendCommit(through: target, published: published, committer: committer)
         var crc: UInt32 = 0
         var bytes: [UInt8] = []
@@ -106,7 +106,7 @@ extension EtcdServer {
         } catch {
             fatal("failed to read the backend", error)
         }
-        return KeyspaceHash(hash: crc, hashRevision: target, compactRevision: store.compactedRevision, revision: store.revision)
+        return KeyspaceHash(hash: crc, hashRevision: target, compactRevision: facts.compactedRevision, revision: facts.revision)
     }
 }
 
@@ -159,7 +159,7 @@ extension EtcdServer {
     }
 
     package func metricFacts() -> MetricFacts {
-        let (raft, store) = published.withLock { ($0.raft, $0.store) }
+        let (raft, store) = published.withStore { store, state in (state.raft, store) }
         let (size, inUse) = (try? backend.sizes()) ?? (0, 0)
         let counted = operations.totals
         return MetricFacts(
@@ -190,7 +190,7 @@ extension EtcdServer {
         let interval = TimeAmount.nanoseconds(Int64(compactor.tickInterval / .nanoseconds(1)))
         // The first tick records the revision the member starts at.
         peerEventLoops.next().scheduleRepeatedTask(initialDelay: .zero, delay: interval) { [self] _ in
-            let (revision, isLeader) = published.withLock { ($0.store.revision, $0.raft.role == .leader) }
+            let (revision, isLeader) = published.withLock { ($0.storeFacts.revision, $0.raft.role == .leader) }
             guard let target = autoCompactor.withLock({ $0?.tick(now: .now, revision: revision) }), isLeader else { return }
             logger.info("starting auto \(kind) compaction", metadata: ["revision": "\(target)"])
             let started = ContinuousClock.now

@@ -145,7 +145,7 @@ extension EtcdServer {
         headers.header(revision: revision, term: term)
     }
 
-    package var currentRevision: Int64 { published.withLock { $0.store.revision } }
+    package var currentRevision: Int64 { published.withLock { $0.storeFacts.revision } }
 
     /// The record `key` had at main revision `revision`, if it existed then and is still kept
     /// (what a watch event's `prev_kv` reports).
@@ -157,9 +157,9 @@ extension EtcdServer {
 
     /// The latest published store and how to read its records.
     func readableStore() -> (store: KeyValueStore, reader: any RevisionReader, term: UInt64) {
-        published.withLock { state in
+        published.withStore { store, state in
             let reader: any RevisionReader = state.uncommitted.isEmpty ? backend : OverlayReader(layers: state.uncommitted, base: backend)
-            return (state.store, reader, state.raft.term)
+            return (store, reader, state.raft.term)
         }
     }
 }

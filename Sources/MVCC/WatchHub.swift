@@ -158,7 +158,7 @@ package final class WatchHub: Sendable {
     package func watch(_ request: WatchRequest, on sink: any WatchSink) -> Int64? {
         let (id, behind) = withState { state -> (Int64?, Bool) in
             let streamID = ObjectIdentifier(sink)
-            let current = state.store.revision
+            let current = state.revision
             var stream = state.streams[streamID] ?? Stream(sink: sink)
             func refuse(_ reason: String) -> (Int64?, Bool) {
                 _ = state.offer([WatchDelivery(watchID: -1, kind: .refused(reason), revision: current)], to: sink)
@@ -204,7 +204,7 @@ package final class WatchHub: Sendable {
             let streamID = ObjectIdentifier(sink)
             guard let watcher = state.streams[streamID]?.watchers[id] else { return }
             state.remove(WatcherKey(stream: streamID, id: id), watcher)
-            _ = state.offer([WatchDelivery(watchID: id, kind: .canceled, revision: state.store.revision)], to: sink)
+            _ = state.offer([WatchDelivery(watchID: id, kind: .canceled, revision: state.revision)], to: sink)
             state.answerProgressIfSynced(streamID)
         }
     }
@@ -251,7 +251,7 @@ package final class WatchHub: Sendable {
     /// backend once ``committed(through:)`` says it holds them.
     package func notify(_ changes: [Change], store: KeyValueStore) {
         let fellBehind = withState { state -> Bool in
-            state.store = store
+            state.revision = store.revision
             state.compactionFloor = max(state.compactionFloor, store.compactedRevision)
             guard !changes.isEmpty else { return false }
             state.recent.append(changes, limits: limits)
@@ -303,10 +303,10 @@ package final class WatchHub: Sendable {
     /// the new backend (or learns that its history was compacted).
     package func replacedBackend(store: KeyValueStore) {
         withState { state in
-            let previous = state.store.revision
+            let previous = state.revision
             state.replacing = false
             state.epoch += 1
-            state.store = store
+            state.revision = store.revision
             state.committedRevision = store.revision
             state.compactionFloor = max(state.compactionFloor, store.compactedRevision)
             state.recent = RecentChanges(after: store.revision)
@@ -374,9 +374,9 @@ package final class WatchHub: Sendable {
                 var events = read.changes.filter { watcher.wants($0) }
                 // The recent changes in memory may bring it to the head without another pass.
                 var through = read.through
-                if through < state.store.revision, through == plan.through, state.recent.covers(from: through + 1) {
+                if through < state.revision, through == plan.through, state.recent.covers(from: through + 1) {
                     events += state.recent.changes(from: through + 1).filter { watcher.wants($0) }
-                    through = state.store.revision
+                    through = state.revision
                 }
                 if let cut = Self.cut(events, maxBytes: limits.catchUpBytes) {
                     events = cut.events
@@ -384,11 +384,11 @@ package final class WatchHub: Sendable {
                 }
                 if !events.isEmpty {
                     // The store's revision, as etcd reports it: the events may reach past the backend's.
-                    let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: state.store.revision)
+                    let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: state.revision)
                     guard state.offer([delivery], to: state.streams[key.stream]!.sink) == 1 else { continue }
                 }
                 state.streams[key.stream]!.watchers[key.id]!.delivered(through: through, sentEvents: !events.isEmpty)
-                if through >= state.store.revision { state.catchUp(key) }
+                if through >= state.revision { state.catchUp(key) }
             }
             return state.hasUnsyncedWithRoom
         }

@@ -76,9 +76,11 @@ extension WatcherKey: Sendable {}
 extension Watcher: Sendable {}
 
 struct State {
-    /// The store as of the newest batch the hub was told about.
-    var store: KeyValueStore
-    /// The newest revision the backend holds (at most `store`'s).
+    /// The store's revision as of the newest batch the hub was told about. Only the revision:
+    /// a copy of the store kept here would make the apply thread copy every index node it
+    /// changes in the next batch (see ``PublishedState``).
+    var revision: Int64
+    /// The newest revision the backend holds (at most `revision`).
     var committedRevision: Int64
     /// History before this main revision may be gone from the backend.
     var compactionFloor: Int64
@@ -101,10 +103,10 @@ struct State {
     private var offered: [any WatchSink] = []
 
     init(store: KeyValueStore) {
-        self.store = store
+        revision = store.revision
         committedRevision = store.revision
         compactionFloor = store.compactedRevision
-        recent = RecentChanges(after: store.revision)
+        recent = RecentChanges(after: revision)
     }
 
     /// Hands `deliveries` to `sink`; how many it took.
@@ -178,17 +180,17 @@ struct State {
     /// makes it synced.
     mutating func catchUpFromRecent(_ key: WatcherKey, _ watcher: Watcher, maxBytes: Int) {
         var events = recent.changes(from: watcher.next).filter { watcher.wants($0) }
-        var through = store.revision
+        var through = revision
         if let cut = WatchHub.cut(events, maxBytes: maxBytes) {
             events = cut.events
             through = cut.through
         }
         if !events.isEmpty {
-            let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: store.revision)
+            let delivery = WatchDelivery(watchID: key.id, kind: .events(events), revision: revision)
             guard offer([delivery], to: streams[key.stream]!.sink) == 1 else { return }
         }
         streams[key.stream]!.watchers[key.id]!.delivered(through: through, sentEvents: !events.isEmpty)
-        if through >= store.revision { catchUp(key) }
+        if through >= revision { catchUp(key) }
     }
 
     mutating func cancelCompacted(_ key: WatcherKey, _ watcher: Watcher) {
@@ -203,7 +205,7 @@ struct State {
         guard let stream = streams[streamID], stream.progressWanted, stream.unsyncedCount == 0 else { return }
         streams[streamID]!.progressWanted = false
         guard !stream.watchers.isEmpty else { return }
-        _ = offer([WatchDelivery(watchID: -1, kind: .progress, revision: store.revision)], to: stream.sink)
+        _ = offer([WatchDelivery(watchID: -1, kind: .progress, revision: revision)], to: stream.sink)
     }
 
     /// Settles what needs no history (compacted or future starts) and picks up to `count`
@@ -213,7 +215,7 @@ struct State {
             catchUpScheduled = false
             return nil
         }
-        let current = store.revision
+        let current = revision
         // History past this is not in the backend yet, only (maybe) among the recent changes.
         let readable = min(current, committedRevision)
         var chosen: [(WatcherKey, Watcher)] = []
@@ -244,7 +246,7 @@ struct State {
     /// The periodic progress notification: synced watchers that asked for it and were sent no
     /// events since the last one (and whose start is not in the future) learn the newest revision.
     mutating func notifyIdleWatchers() {
-        let current = store.revision
+        let current = revision
         for (streamID, stream) in streams {
             var deliveries: [WatchDelivery] = []
             for watcher in stream.watchers.values where watcher.progressNotify {

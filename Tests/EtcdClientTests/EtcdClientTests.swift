@@ -3,6 +3,7 @@ import EtcdProto
 import Foundation
 import GRPCWire
 import SwiftProtobuf
+import Synchronization
 import TestSupport
 import Testing
 
@@ -61,6 +62,47 @@ struct EtcdClientTests {
             await #expect(throws: EtcdClientError(code: .outOfRange, message: "etcdserver: mvcc: required revision is a future revision")) {
                 try await client.compact(revision: 100)
             }
+        }
+    }
+
+    /// Reads between writes: a batch of puts that no read took the last state of writes the
+    /// index in place, and a read arriving meanwhile waits for the batch (PublishedState).
+    @Test(arguments: kinds)
+    func readsSeeTheReadersOwnPutsWhileOthersPut(kind: ServerProcess.Kind) async throws {
+        try await withServer(kind) { _, client in
+            let readersDone = StopFlag()
+            let others = try await withThrowingTaskGroup(of: Int.self) { group in
+                for writer in 0..<12 {
+                    group.addTask {
+                        var count = 0
+                        while !readersDone.isRaised {
+                            _ = try await client.put("other-\(writer)-\(count % 50)", "\(count)")
+                            count += 1
+                        }
+                        return count
+                    }
+                }
+                group.addTask {
+                    defer { readersDone.raise() }
+                    try await withThrowingTaskGroup(of: Void.self) { readers in
+                        for reader in 0..<4 {
+                            readers.addTask {
+                                for round in 0..<150 {
+                                    let put = try await client.put("own-\(reader)", "\(round)")
+                                    let read = try await client.get("own-\(reader)", serializable: round % 3 != 0)
+                                    #expect(read.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["\(round)"])
+                                    #expect(read.kvs.first?.modRevision == put.header.revision)
+                                    #expect(read.header.revision >= put.header.revision)
+                                }
+                            }
+                        }
+                        try await readers.waitForAll()
+                    }
+                    return 0
+                }
+                return try await group.reduce(0, +)
+            }
+            #expect(others > 0)
         }
     }
 
@@ -131,4 +173,11 @@ struct EtcdClientTests {
             #expect(gone.ttl == -1)
         }
     }
+}
+
+/// Set once, read by many tasks.
+private final class StopFlag: Sendable {
+    private let raised = Atomic<Bool>(false)
+    var isRaised: Bool { raised.load(ordering: .relaxed) }
+    func raise() { raised.store(true, ordering: .relaxed) }
 }

@@ -54,7 +54,7 @@ struct BackendCommitterTests {
 
         /// The keys as readers of the published state see them.
         func readableKeys() throws -> [String] {
-            let (store, layers) = published.withLock { ($0.store, $0.uncommitted) }
+            let (store, layers) = published.withStore { store, state in (store, state.uncommitted) }
             let range = try store.range([0], end: [0], reader: OverlayReader(layers: layers, base: backend))
             return range.kvs.map { String(decoding: $0.key, as: UTF8.self) }
         }

@@ -49,6 +49,21 @@ struct EntryEnvelope {
         }
     }
 
+    /// Whether a normal entry's `data` is a new leader's no-op, a member's attributes or a
+    /// put: what a batch holds when applying it is quick and bounded (read without decoding).
+    static func isPutOrNoOp(_ data: [UInt8]) -> Bool {
+        guard let tag = data.first else { return true }
+        switch tag {
+        case attributesTag: return true
+        case writeTag: return data.count > 17 && data[17] == WriteRequest.putKind
+        case clientWriteTag:
+            guard data.count > 27 else { return false }
+            let userEnd = 27 + (Int(data[25]) << 8 | Int(data[26]))
+            return data.count > userEnd && data[userEnd] == WriteRequest.putKind
+        default: return false
+        }
+    }
+
     init(_ data: [UInt8]) throws {
         guard data.count > 17, data[0] == Self.writeTag || data[0] == Self.clientWriteTag else {
             throw ConfigurationError("entry of \(data.count) bytes is not a write request")

@@ -92,6 +92,12 @@ extension MemberLoop {
         let entries = entries.dropFirst(alreadyApplied.count)
         guard let last = entries.last else { return }
         var reader = OverlayReader(layers: published.uncommittedLayers, base: backend)
+        // A batch of puts nobody reads meanwhile writes the index in place: see PublishedState.
+        if entries.count <= PublishedState.lendableBatch,
+            entries.allSatisfy({ $0.kind == .normal && EntryEnvelope.isPutOrNoOp($0.data) })
+        {
+            _ = published.lendStoreIfUntaken()
+        }
         var changes: [Change] = []
         var compaction: (main: Int64, kept: Set<Revision>)?
         var completions: [(ProposalTracker.WriteCompletion, Result<WriteResponse, EtcdError>)] = []
