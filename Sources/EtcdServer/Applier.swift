@@ -65,10 +65,10 @@ extension WriteRequest {
         }
     }
 
-    /// The request as a write-ahead log entry: a kind byte, then the protobuf message.
     /// The byte that starts a put's log data.
     static let putKind: UInt8 = 1
 
+    /// The request as a write-ahead log entry: a kind byte, then the protobuf message.
     var logData: [UInt8] {
         if case .auth(let request) = self { return [8] + request.logData }
         let (kind, message): (UInt8, any SwiftProtobuf.Message) =

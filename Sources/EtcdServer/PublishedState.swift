@@ -1,11 +1,11 @@
 import Auth
 import Backend
+import Dispatch
 import EtcdProto
+import Foundation
 import Locking
 import MVCC
 import Raft
-import Dispatch
-import Foundation
 import Synchronization
 
 extension EtcdServer {
