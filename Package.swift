@@ -428,7 +428,7 @@ let package = Package(
             name: "EtcdServerTests",
             dependencies: [
                 "Locking",
-                "Backend", "EtcdServer", "EtcdProto", "MVCC", "Raft", "WAL",
+                "Backend", "EtcdServer", "EtcdProto", "MVCC", "Raft", "WAL", "TestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

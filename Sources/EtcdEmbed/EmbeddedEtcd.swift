@@ -139,7 +139,9 @@ public final class EmbeddedEtcd: Sendable {
         ])
         let gatewayChannel: GatewayChannel
         do {
-            gatewayChannel = try await GatewayChannel.start(router: router, configuration: gatewayConfiguration)
+            gatewayChannel = try await GatewayChannel.start(
+                router: router, configuration: gatewayConfiguration,
+                memberDirectory: (member.dataDirectory as NSString).appendingPathComponent("member"))
         } catch {
             server.stop()
             throw error

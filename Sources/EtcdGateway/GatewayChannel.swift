@@ -6,30 +6,50 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// The gateway's own way in to its member: a gRPC server on a Unix socket in a fresh
-/// directory only this process's user can enter, serving the member's router, and a client
-/// connected to it. etcd's gateway dials the member's public client URL instead, through its
+/// The gateway's own way in to its member: a gRPC server on a Unix socket only this process's
+/// user can reach (in the member's own directory, or else in a fresh private directory),
+/// serving the member's router, and a client connected to it. etcd's gateway dials the member's public client URL instead, through its
 /// TLS, with the member's certificate as its client certificate; a private socket needs no
 /// TLS and lets the gateway pass on its HTTP client's own certificate name.
 package final class GatewayChannel: Sendable {
     let client: GRPCClient
     private let server: GRPCServer
-    private let directory: String
+    /// What ``stop(gracePeriod:)`` removes: the socket, or the private directory made for it.
+    private let placement: String
     /// The connection in use, so a call starts without a task hop while it stays usable.
     private let current = Locked<GRPCClientConnection?>(nil)
     /// Where failures found before a call starts are reported.
     let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
 
-    private init(client: GRPCClient, server: GRPCServer, directory: String) {
+    private init(client: GRPCClient, server: GRPCServer, placement: String) {
         self.client = client
         self.server = server
-        self.directory = directory
+        self.placement = placement
     }
 
     /// Starts serving `router` with `configuration` (whose address it replaces) privately.
-    package static func start(router: ServerRouter, configuration: GRPCServer.Configuration) async throws -> GatewayChannel {
+    ///
+    /// - Parameter memberDirectory: a directory private to this process (the member's locked
+    ///   data directory), where a socket left by a killed process is replaced at the next
+    ///   start instead of piling up in the temporary directory. When its path is too long for
+    ///   a socket address, or its file system takes no sockets, a fresh directory under the
+    ///   temporary directory serves instead.
+    package static func start(
+        router: ServerRouter, configuration: GRPCServer.Configuration, memberDirectory: String?
+    ) async throws -> GatewayChannel {
+        if let memberDirectory {
+            let path = URL(fileURLWithPath: memberDirectory).standardizedFileURL.appendingPathComponent("gateway.sock").path
+            if let channel = try? await start(router: router, configuration: configuration, socketPath: path, placement: path) {
+                return channel
+            }
+        }
         let directory = try makePrivateDirectory()
-        let path = directory + "/grpc.sock"
+        return try await start(router: router, configuration: configuration, socketPath: directory + "/grpc.sock", placement: directory)
+    }
+
+    private static func start(
+        router: ServerRouter, configuration: GRPCServer.Configuration, socketPath path: String, placement: String
+    ) async throws -> GatewayChannel {
         var configuration = configuration
         configuration.unixSocketPath = path
         configuration.http1 = nil
@@ -39,11 +59,11 @@ package final class GatewayChannel: Sendable {
         do {
             server = try await GRPCServer.start(router: router, configuration: configuration)
         } catch {
-            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: placement)
             throw error
         }
         return GatewayChannel(
-            client: GRPCClient(endpoints: [GRPCClient.Endpoint(unixSocketPath: path)]), server: server, directory: directory)
+            client: GRPCClient(endpoints: [GRPCClient.Endpoint(unixSocketPath: path)]), server: server, placement: placement)
     }
 
     /// Runs `start` on a usable connection: at once when the last one still is, else once
@@ -65,7 +85,7 @@ package final class GatewayChannel: Sendable {
     package func stop(gracePeriod: TimeAmount) async {
         await client.close()
         await server.shutdown(gracePeriod: gracePeriod)
-        try? FileManager.default.removeItem(atPath: directory)
+        try? FileManager.default.removeItem(atPath: placement)
     }
 
     /// A new directory with mode 0700 under the temporary directory (or `/tmp`, when that path

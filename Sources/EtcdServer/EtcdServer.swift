@@ -46,6 +46,8 @@ package final class EtcdServer: Sendable {
     /// refused as `lease already exists`).
     let nextLeaseIDs: Locked<UInt64>
     let logger = Logger(label: "swift-etcd")
+    /// Held from the start until ``stop()``: no second process uses the directories meanwhile.
+    let directoryLock: DataDirectoryLock
     let purger: FilePurger
     /// Tokens, JWT keys and the bcrypt pool.
     let auth: AuthServices
@@ -121,7 +123,9 @@ package final class EtcdServer: Sendable {
             walDirectory: walDirectory, snapDirectory: snapDirectory, maxWALs: configuration.maxWALs,
             maxSnapshots: configuration.maxSnapshots, logger: Logger(label: "swift-etcd"))
         let bootstrap = WriteAheadLog.exists(directory: walDirectory) ? nil : try Self.verifyBootstrap(configuration)
-        try FileManager.default.createDirectory(atPath: snapDirectory, withIntermediateDirectories: true)
+        // Made and locked once the flags passed: flags that cannot start a member leave no directory.
+        directoryLock = try DataDirectoryLock.acquire(
+            dataDirectory: configuration.dataDirectory, walDirectory: walDirectory, logger: Logger(label: "swift-etcd"))
         // Snapshots and backups being sent or received when the member stopped are of no use now.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: snapDirectory)) ?? []
         where name.contains(".sending.sqlite") || name.contains(".receiving.sqlite") || name.contains(".backup.sqlite") {
@@ -260,6 +264,7 @@ package final class EtcdServer: Sendable {
             logger.warning("failed to checkpoint the backend; its log is replayed at the next start", metadata: ["error": "\(error)"])
         }
         try? peerEventLoops.syncShutdownGracefully()
+        directoryLock.release()
     }
 
     /// Stops the process: after a failed write or sync nothing may be acknowledged, and the

@@ -8,14 +8,15 @@ import Glibc
 /// The few file operations the log and the snapshotter need, each failing with a `WALError`
 /// that names the path.
 enum FileSystem {
-    /// Creates `path` (and missing parents), making each new directory entry durable.
+    /// Creates `path` (and missing parents) with mode 0700, as etcd does, making each new
+    /// directory entry durable.
     static func makeDirectory(_ path: String) throws(WALError) {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { return }
         let parent = (path as NSString).deletingLastPathComponent
         if !parent.isEmpty && parent != path { try makeDirectory(parent) }
         do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw .io("cannot create \(path): \(error)")
         }

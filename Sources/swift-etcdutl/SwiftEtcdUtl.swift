@@ -111,6 +111,15 @@ struct Defrag: ParsableCommand {
         guard FileManager.default.fileExists(atPath: path) else {
             fail(BackupFile.Refusal("cannot open database at \(path)"))
         }
+        // etcd's etcdutl waits for a running member's lock without a word: this one refuses.
+        let lock: DataDirectoryLock?
+        do {
+            lock = try DataDirectoryLock.acquireIfFree(dataDirectory: dataDirectory)
+        } catch {
+            fail(error)
+        }
+        guard let lock else { fail(DataDirectoryError.inUse(dataDirectory)) }
+        defer { lock.release() }
         do {
             try SQLiteBackend.requireBackendTables(at: path)
             let backend = try SQLiteBackend(path: path, synchronousCommits: true)

@@ -49,6 +49,55 @@ struct ServerProcessTests {
         }
     }
 
+    /// A second process on a data directory in use waits (saying so) until the first exits,
+    /// as etcd's does, instead of running beside it on the same log and backend. The
+    /// directories are private to the user, and the gateway's socket sits in the member's own
+    /// directory, where a killed process's socket is replaced rather than left behind.
+    @Test func aSecondProcessWaitsForTheDataDirectoryAndTheFirstKeepsItPrivate() async throws {
+        try await withDataDirectory { directory in
+            let first = try await ServerProcess(dataDirectory: directory)
+            try await first.start()
+            let connection = try await first.connect()
+            let revision = try await Self.put(connection, "owner", "first")
+            await connection.close()
+            for path in ["", "/member", "/member/snap", "/member/wal"] {
+                let attributes = try FileManager.default.attributesOfItem(atPath: directory.path + path)
+                #expect((attributes[.posixPermissions] as? Int) == 0o700, "\(path)")
+            }
+            let socket = directory.path + "/member/gateway.sock"
+            #expect((try FileManager.default.attributesOfItem(atPath: socket)[.type] as? FileAttributeType) == .typeSocket)
+
+            let log = directory.deletingLastPathComponent().appendingPathComponent("\(directory.lastPathComponent).second.log")
+            defer { try? FileManager.default.removeItem(at: log) }
+            let second = try await ServerProcess(dataDirectory: directory, logFile: log)
+            try await second.start(waitUntilServing: false)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline,
+                !((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("another etcd process is using the data directory")
+            {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let waiting = try String(contentsOf: log, encoding: .utf8)
+            #expect(waiting.contains(#""msg":"another etcd process is using the data directory and holds its lock; waiting for it to exit before starting","path":"\#(directory.path)""#))
+            #expect(!waiting.contains("ready to serve client requests"))
+            #expect(second.isRunning)
+
+            first.kill9()
+            try await second.waitUntilServing()
+            let reconnected = try await second.connect()
+            let response = try await Self.get(reconnected, "owner")
+            #expect(response.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["first"])
+            #expect(response.kvs.first?.modRevision == revision)
+            await reconnected.close()
+            // The gateway answers through the socket the killed process left and this one replaced.
+            let gateway = try await HTTPProbe.post("/v3/kv/range", #"{"key":"b3duZXI="}"#, port: second.port)
+            #expect(gateway.status == 200)
+            #expect(gateway.body.contains(#""value":"Zmlyc3Q=""#))
+            second.terminate()
+            #expect(!FileManager.default.fileExists(atPath: socket))
+        }
+    }
+
     @Test func etcdEnvironmentVariablesConfigureTheServer() async throws {
         try await withDataDirectory { directory in
             let server = try await ServerProcess(dataDirectory: directory)
