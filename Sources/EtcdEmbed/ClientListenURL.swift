@@ -43,4 +43,12 @@ struct ClientListenURL: Sendable, Hashable {
         if case .tcp(let host, _) = address { return host }
         return nil
     }
+
+    /// Why the listener cannot be opened, as etcd says it.
+    func cannotListen(_ error: any Error) -> ConfigurationError {
+        switch address {
+        case .tcp(let host, let port): ConfigurationError.cannotListen("tcp", "\(host):\(port)", error)
+        case .unixSocket(let path): ConfigurationError.cannotListen("unix", path, error)
+        }
+    }
 }

@@ -187,7 +187,11 @@ public final class EmbeddedEtcd: Sendable {
                 }
                 // Bound now, served once the member is ready (below).
                 grpc.acceptsAtStart = false
-                listeners.append(try await GRPCServer.start(router: router, configuration: grpc))
+                do {
+                    listeners.append(try await GRPCServer.start(router: router, configuration: grpc))
+                } catch {
+                    throw url.cannotListen(error)
+                }
             }
             // etcd's --listen-metrics-urls: /metrics and the health endpoints alone, HTTP/1.1 only.
             let metricsHTTP = HTTPService(endpoints: MetricsEndpoints(server: server, metrics: metrics), maximumBodyBytes: 0)
@@ -200,7 +204,11 @@ public final class EmbeddedEtcd: Sendable {
                     listener.security = SecuredListener(
                         credentials: clientTLS, handshakeTimeout: .nanoseconds(Int64(configuration.tlsHandshakeTimeout / .nanoseconds(1))))
                 }
-                metricsListeners.append(try await GRPCServer.start(router: ServerRouter(), configuration: listener))
+                do {
+                    metricsListeners.append(try await GRPCServer.start(router: ServerRouter(), configuration: listener))
+                } catch {
+                    throw url.cannotListen(error)
+                }
                 logger.info("serving metrics", metadata: ["address": "\(url.url)"])
             }
         } catch {

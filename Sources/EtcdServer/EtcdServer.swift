@@ -217,7 +217,7 @@ package final class EtcdServer: Sendable {
                 do {
                     try transport.listen(on: peerURL)
                 } catch {
-                    throw ConfigurationError("listen tcp \(peerURL.host):\(peerURL.port): \(error)")
+                    throw ConfigurationError.cannotListen("tcp", "\(peerURL.host):\(peerURL.port)", error)
                 }
                 logger.info("serving peer traffic", metadata: ["address": "\(url)"])
             }

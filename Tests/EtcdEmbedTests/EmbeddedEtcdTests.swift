@@ -44,6 +44,27 @@ struct EmbeddedEtcdTests {
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("member/wal").path))
     }
 
+    /// A port another process holds stops the start with etcd's words for it, client or peer.
+    @Test func aPortInUseIsNamedAsEtcdNamesIt() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let holder = try await EmbeddedEtcd.start(try await configuration(directory: directory.appendingPathComponent("holder")))
+        let held = try #require(holder.clientAddresses.first?.port)
+        var configuration = try await configuration(directory: directory.appendingPathComponent("client"))
+        configuration.listenClientURLs = ["http://127.0.0.1:\(held)"]
+        await #expect(throws: ConfigurationError("listen tcp 127.0.0.1:\(held): bind: address already in use")) {
+            _ = try await EmbeddedEtcd.start(configuration)
+        }
+        configuration = try await self.configuration(directory: directory.appendingPathComponent("peer"))
+        configuration.listenPeerURLs = ["http://127.0.0.1:\(held)"]
+        configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
+        configuration.initialCluster = "embedded=http://127.0.0.1:\(held)"
+        await #expect(throws: ConfigurationError("listen tcp 127.0.0.1:\(held): bind: address already in use")) {
+            _ = try await EmbeddedEtcd.start(configuration)
+        }
+        await holder.stop()
+    }
+
     @Test func advertisedPeerURLsMustBeTheInitialClustersAndNothingIsWrittenOtherwise() async throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
