@@ -52,6 +52,11 @@ let package = Package(
             name: "Locking",
             swiftSettings: strictSettings
         ),
+        // CRC-32C, the checksum of the log's records and the backend's rows.
+        .target(
+            name: "Checksum",
+            swiftSettings: strictSettings
+        ),
         // Generated messages for etcd's v3 API (regenerate with scripts/generate-protos.sh).
         .target(
             name: "EtcdProto",
@@ -110,7 +115,7 @@ let package = Package(
         // The storage records and the SQLite backend: key revisions, meta, leases, documents.
         .target(
             name: "Backend",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")],
+            dependencies: ["Checksum", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
         // The revisioned keyspace: revisions, per-key generations, the in-memory ordered index, watchers.
@@ -128,7 +133,7 @@ let package = Package(
         // The write-ahead log: CRC-protected records in segment files, fsynced per append.
         .target(
             name: "WAL",
-            dependencies: ["Locking", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["Checksum", "Locking", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
         ),
         // Leases: which exist, their TTLs and keys, expiry on the leader (etcd's lessor).
@@ -158,7 +163,7 @@ let package = Package(
             name: "EtcdServer",
             dependencies: [
                 "Locking",
-                "Auth", "Backend", "EtcdProto", "Lease", "MVCC", "Raft", "TransportSecurity", "WAL",
+                "Auth", "Backend", "Checksum", "EtcdProto", "Lease", "MVCC", "Raft", "TransportSecurity", "WAL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -416,12 +421,12 @@ let package = Package(
         ),
         .testTarget(
             name: "MVCCTests",
-            dependencies: ["Locking", "Backend", "MVCC", "TestSupport"],
+            dependencies: ["Locking", "Backend", "MVCC", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "WALTests",
-            dependencies: ["Locking", "WAL"],
+            dependencies: ["Checksum", "Locking", "WAL"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import Checksum
 import Foundation
 import GRDB
 #if canImport(GRDBSQLite)
@@ -11,6 +12,11 @@ import Synchronization
 /// record and the store's meta values, committed one batch of applied writes at a time.
 ///
 /// Readers on any thread read committed data concurrently with the apply loop's writes.
+///
+/// Every record is stored with a CRC-32C of its revision, key, value and metadata, checked
+/// whenever the record is read back: a record the disk changed is reported
+/// (``CorruptRecord``, and ``onCorruptRecord``), never served. SQLite finds a damaged page
+/// structure itself, but not a changed byte inside a record; neither does etcd's bbolt.
 package final class SQLiteBackend: RevisionReader, Sendable {
     /// Names of the meta values.
     package enum Meta: String, Sendable {
@@ -41,6 +47,31 @@ package final class SQLiteBackend: RevisionReader, Sendable {
 
     private let pool: DatabasePool
     private let synchronousCommits: Bool
+    /// Told of each record that fails its checksum as it is read (before the read throws).
+    private let corruptRecordObserver = Mutex<(@Sendable (CorruptRecord) -> Void)?>(nil)
+
+    /// Called with each record found corrupt as it is read (on the reading thread), so the
+    /// member can report it beyond the failed read.
+    package var onCorruptRecord: (@Sendable (CorruptRecord) -> Void)? {
+        get { corruptRecordObserver.withLock { $0 } }
+        set { corruptRecordObserver.withLock { $0 = newValue } }
+    }
+
+    /// A stored record whose bytes no longer match its checksum: the database file changed
+    /// under SQLite (a failing disk, a stray write).
+    package struct CorruptRecord: Error, CustomStringConvertible, Equatable {
+        package var path: String
+        package var revision: Revision
+
+        package init(path: String, revision: Revision) {
+            self.path = path
+            self.revision = revision
+        }
+
+        package var description: String {
+            "the record at revision \(revision.main).\(revision.sub) in \(path) does not match its checksum: the file is corrupt"
+        }
+    }
     /// The database's size in bytes after the last commit (pages × page size), for the space
     /// quota to check each write against without a query.
     private let allocated = Atomic<Int64>(0)
@@ -66,15 +97,53 @@ package final class SQLiteBackend: RevisionReader, Sendable {
                 CREATE TABLE IF NOT EXISTS kv (
                     main INTEGER NOT NULL, sub INTEGER NOT NULL, tombstone INTEGER NOT NULL,
                     key BLOB NOT NULL, value BLOB NOT NULL, create_revision INTEGER NOT NULL,
-                    version INTEGER NOT NULL, lease INTEGER NOT NULL,
+                    version INTEGER NOT NULL, lease INTEGER NOT NULL, crc INTEGER,
                     PRIMARY KEY (main, sub)) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS documents (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS leases (
                     id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL, remaining_ms INTEGER) WITHOUT ROWID;
                 """)
+            try Self.addChecksums(db)
             try Self.recordSize(db, in: allocated)
         }
+    }
+
+    /// Gives a database made before records had checksums its `crc` column, filled for every
+    /// record (once; a record whose `crc` is NULL is read unchecked).
+    private static func addChecksums(_ db: Database) throws {
+        let columns = try Row.fetchAll(db, sql: "PRAGMA table_info(kv)").map { $0["name"] as String }
+        guard !columns.contains("crc") else { return }
+        try db.execute(sql: "ALTER TABLE kv ADD COLUMN crc INTEGER")
+        let rows = try Row.fetchCursor(db, sql: "SELECT \(changeColumns) FROM kv ORDER BY main, sub")
+        var checksums: [(Revision, Int64)] = []
+        while let row = try rows.next() {
+            let change = change(row)
+            checksums.append((change.revision, checksum(change)))
+        }
+        let update = try db.cachedStatement(sql: "UPDATE kv SET crc = ? WHERE main = ? AND sub = ?")
+        for (revision, crc) in checksums { try update.execute(arguments: [crc, revision.main, revision.sub]) }
+    }
+
+    /// A record's checksum: CRC-32C over its revision, kind, metadata, and its key and value
+    /// each after its length.
+    static func checksum(_ change: Change) -> Int64 {
+        var header: (Int64, Int64, Int64, Int64, Int64, Int64, Int64) = (
+            change.revision.main.bigEndian, change.revision.sub.bigEndian, (change.kind == .delete ? 1 : 0 as Int64).bigEndian,
+            change.kv.createRevision.bigEndian, change.kv.version.bigEndian, change.kv.lease.bigEndian,
+            (Int64(change.kv.key.count) << 32 | Int64(change.kv.value.count)).bigEndian)
+        var crc = withUnsafeBytes(of: &header) { CRC32C.checksum($0) }
+        crc = CRC32C.checksum(change.kv.key, continuing: crc)
+        return Int64(CRC32C.checksum(change.kv.value, continuing: crc))
+    }
+
+    /// `change` as read, when it matches the checksum stored with it (a NULL one: a record
+    /// from before checksums, read unchecked).
+    private func verified(_ change: Change, stored: Int64?, reporting: Bool) throws -> Change {
+        guard let stored, stored != Self.checksum(change) else { return change }
+        let corrupt = CorruptRecord(path: pool.path, revision: change.revision)
+        if reporting { onCorruptRecord?(corrupt) }
+        throw corrupt
     }
 
     /// Refuses a file that is not a swift-etcd backend (opening one as a backend would add the
@@ -171,13 +240,14 @@ package final class SQLiteBackend: RevisionReader, Sendable {
     ) throws {
         try pool.write { db in
             let insert = try db.cachedStatement(sql: """
-                INSERT OR REPLACE INTO kv (main, sub, tombstone, key, value, create_revision, version, lease)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT OR REPLACE INTO kv (main, sub, tombstone, key, value, create_revision, version, lease, crc)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for change in changes {
                 try insert.execute(arguments: [
                     change.revision.main, change.revision.sub, change.kind == .delete ? 1 : 0,
                     Data(change.kv.key), Data(change.kv.value), change.kv.createRevision, change.kv.version, change.kv.lease,
+                    Self.checksum(change),
                 ])
             }
             if let compaction {
@@ -246,20 +316,20 @@ package final class SQLiteBackend: RevisionReader, Sendable {
     package func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {
         guard !revisions.isEmpty else { return [] }
         return try pool.read { db in
-            let select = try db.cachedStatement(sql: """
-                SELECT key, value, create_revision, version, lease FROM kv WHERE main = ? AND sub = ?
-                """)
+            let select = try db.cachedStatement(sql: "SELECT \(Self.changeColumns) FROM kv WHERE main = ? AND sub = ?")
             return try revisions.map { revision in
-                try Row.fetchOne(select, arguments: [revision.main, revision.sub]).map { Self.keyValue($0, main: revision.main) }
+                try Row.fetchOne(select, arguments: [revision.main, revision.sub]).map { try verifiedChange($0).kv }
             }
         }
     }
 
-    /// Visits every stored change in revision order (to rebuild the key index at start).
-    package func forEachChange(_ body: (Change) throws -> Void) throws {
+    /// Visits every stored change in revision order (the keyspace hash reads them all); with
+    /// `reportingCorruption` false a corrupt record only fails the call, unseen by
+    /// ``onCorruptRecord``.
+    package func forEachChange(reportingCorruption: Bool = true, _ body: (Change) throws -> Void) throws {
         try pool.read { db in
             let rows = try Row.fetchCursor(db, sql: "SELECT \(Self.changeColumns) FROM kv ORDER BY main, sub")
-            while let row = try rows.next() { try body(Self.change(row)) }
+            while let row = try rows.next() { try body(try verifiedChange(row, reporting: reportingCorruption)) }
         }
     }
 
@@ -313,7 +383,7 @@ package final class SQLiteBackend: RevisionReader, Sendable {
             var changes: [Change] = []
             var bytes = 0
             while let row = try rows.next() {
-                let change = Self.change(row)
+                let change = try verifiedChange(row)
                 if changes.count >= limit || bytes >= maxBytes, let last = changes.last, last.revision.main != change.revision.main {
                     return (changes, last.revision.main)
                 }
@@ -324,12 +394,17 @@ package final class SQLiteBackend: RevisionReader, Sendable {
         }
     }
 
-    private static let changeColumns = "main, sub, tombstone, key, value, create_revision, version, lease"
+    /// A record's columns: what ``change(_:)`` reads, then its checksum.
+    private static let changeColumns = "main, sub, tombstone, key, value, create_revision, version, lease, crc"
 
     private static func change(_ row: Row) -> Change {
         let main: Int64 = row["main"]
         let kind: Change.Kind = (row["tombstone"] as Int64) == 1 ? .delete : .put
         return Change(kind: kind, revision: Revision(main: main, sub: row["sub"]), kv: keyValue(row, main: main))
+    }
+
+    private func verifiedChange(_ row: Row, reporting: Bool = true) throws -> Change {
+        try verified(Self.change(row), stored: row["crc"], reporting: reporting)
     }
 
     /// Writes a consistent copy of the whole database (one read snapshot) to a new single file
@@ -349,6 +424,8 @@ package final class SQLiteBackend: RevisionReader, Sendable {
         let source = try DatabasePool(path: path)
         try source.backup(to: pool)
         try source.close()
+        // A copy from a member of a version before checksums.
+        try pool.write { db in try Self.addChecksums(db) }
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
             defer { try? db.execute(sql: "PRAGMA synchronous = \(synchronousCommits ? "FULL" : "NORMAL")") }

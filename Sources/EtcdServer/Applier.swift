@@ -198,7 +198,8 @@ enum Applier {
         } catch let error as MVCCError {
             return Outcome(response: .failure(EtcdError(error)))
         } catch {
-            preconditionFailure("backend read failed while applying: \(error)")
+            // The member cannot apply what its peers apply (a corrupt record, say): it stops.
+            EtcdServer.fatal("backend read failed while applying", error)
         }
     }
 

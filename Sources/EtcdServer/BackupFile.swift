@@ -1,4 +1,5 @@
 import Backend
+import Checksum
 import Crypto
 import Foundation
 import WAL

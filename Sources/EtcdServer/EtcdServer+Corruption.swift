@@ -1,3 +1,4 @@
+import Backend
 import Dispatch
 import EtcdProto
 import Foundation
@@ -69,15 +70,20 @@ extension EtcdServer {
 
     /// etcd's `--experimental-initial-corrupt-check`: before serving clients, compares this
     /// member's hash at its revision with every peer that can answer, and refuses to start when
-    /// one differs (a peer that cannot answer is logged and skipped, as in etcd).
+    /// one differs (a peer that cannot answer is logged and skipped, as in etcd) or when a
+    /// record of its own backend fails its checksum.
     package func checkForCorruptionAtStart() throws {
+        let id = String(memberID, radix: 16)
         let local: KeyspaceHash
         do {
-            local = try Self.keyspaceHash(at: 0, published: published, backend: backend, committer: committer)
+            // A corrupt record stops this start; it raises no alarm for a member that does not run.
+            local = try Self.keyspaceHash(at: 0, published: published, backend: backend, committer: committer, reportingCorruption: false)
+        } catch .corrupt {
+            throw ConfigurationError(
+                "\(id) found a corrupt record in its backend (\(snapDirectory)/backend.sqlite): a record does not match its checksum")
         } catch {
             throw ConfigurationError("initial corruption check: cannot hash the local keyspace: \(error)")
         }
-        let id = String(memberID, radix: 16)
         logger.info(
             "starting initial corruption check",
             metadata: ["local-member-id": "\(id)", "revision": "\(local.hashRevision)", "hash": "\(local.hash)"])
@@ -129,6 +135,22 @@ extension EtcdServer {
             }
             propose(.alarm(alarm), origin: .member) { _ in }
         }
+    }
+
+    /// A backend record failed its checksum as it was read: the read failed, and this logs it
+    /// and raises the CORRUPT alarm for this member, as etcd does for a member whose data
+    /// differs from its peers' (the cluster then refuses requests until an operator replaces
+    /// the member and disarms the alarm). Each record is reported once.
+    func reportCorruptRecord(_ corrupt: SQLiteBackend.CorruptRecord) {
+        guard corruptRecords.withLock({ $0.insert(corrupt.revision).inserted }) else { return }
+        logger.error("backend record failed its checksum", metadata: ["error": "\(corrupt)"])
+        logger.error("raising the CORRUPT alarm", metadata: ["member-id": "\(String(memberID, radix: 16))"])
+        let alarm = Etcdserverpb_AlarmRequest.with {
+            $0.action = .activate
+            $0.memberID = memberID
+            $0.alarm = .corrupt
+        }
+        propose(.alarm(alarm), origin: .member) { _ in }
     }
 
     /// Runs ``checkForCorruption(atCompaction:)`` `interval` after the previous one ended, off

@@ -1,5 +1,6 @@
 import Auth
 import Backend
+import Checksum
 import Dispatch
 import EtcdProto
 import Foundation
@@ -79,8 +80,12 @@ extension EtcdServer {
 
     /// The keyspace hash at `revision` (0: the newest) as ``hashKV(revision:)`` reports it; a
     /// static function so the peer transport, made before the server, can answer with it.
+    ///
+    /// A corrupt record fails it with `.corrupt`, and is reported through the backend's
+    /// observer unless `reportingCorruption` is false.
     static func keyspaceHash(
-        at revision: Int64, published: PublishedState, backend: SQLiteBackend, committer: BackendCommitter
+        at revision: Int64, published: PublishedState, backend: SQLiteBackend, committer: BackendCommitter,
+        reportingCorruption: Bool = true
     ) throws(EtcdError) -> KeyspaceHash {
         let facts = published.withLock { $0.storeFacts }
         let target = revision > 0 ? revision : facts.revision
@@ -90,7 +95,7 @@ extension EtcdServer {
         var crc: UInt32 = 0
         var bytes: [UInt8] = []
         do {
-            try backend.forEachChange { change in
+            try backend.forEachChange(reportingCorruption: reportingCorruption) { change in
                 guard change.revision.main <= target else { return }
                 bytes.removeAll(keepingCapacity: true)
                 for number in [change.revision.main, change.revision.sub, change.kv.createRevision, change.kv.version, change.kv.lease] {
@@ -103,6 +108,8 @@ extension EtcdServer {
                 }
                 crc = CRC32C.checksum(bytes, continuing: crc)
             }
+        } catch is SQLiteBackend.CorruptRecord {
+            throw .corrupt
         } catch {
             fatal("failed to read the backend", error)
         }

@@ -56,6 +56,8 @@ package final class EtcdServer: Sendable {
     let operations = OperationCounts()
     /// Held for the length of a defragmentation: one at a time.
     let defragmentation = Locked(())
+    /// The backend records found corrupt since the start, each reported once.
+    let corruptRecords = Locked<Set<Revision>>([])
     /// The automatic compaction schedule, when `--auto-compaction-retention` is set.
     let autoCompactor = Locked<AutoCompactor?>(nil)
 
@@ -241,6 +243,7 @@ package final class EtcdServer: Sendable {
         }
         thread.name = "swift-etcd raft"
         thread.start()
+        backend.onCorruptRecord = { [weak self] corrupt in self?.reportCorruptRecord(corrupt) }
         if let interval = configuration.corruptCheckInterval { scheduleCorruptionChecks(every: interval, atCompaction: false) }
         if let interval = configuration.compactHashCheckInterval { scheduleCorruptionChecks(every: interval, atCompaction: true) }
         if let mode = configuration.autoCompaction { scheduleAutoCompaction(mode) }

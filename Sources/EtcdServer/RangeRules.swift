@@ -28,6 +28,9 @@ enum RangeRules {
                 .init(limit: fetchLimit, revision: request.revision, countOnly: request.countOnly))
         } catch let error as MVCCError {
             throw EtcdError(error)
+        } catch is SQLiteBackend.CorruptRecord {
+            // Reported by the backend's observer (the member's CORRUPT alarm); never served.
+            throw .corrupt
         } catch {
             preconditionFailure("backend read failed: \(error)")
         }

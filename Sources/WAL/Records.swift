@@ -1,3 +1,5 @@
+import Checksum
+
 /// One logged entry: its Raft position and the bytes the server gave it.
 package struct LogEntry: Sendable, Equatable {
     package var index: UInt64

@@ -1,3 +1,5 @@
+import Checksum
+
 /// A snapshot record kept in `member/snap/`: where the snapshot sits in the log and the
 /// membership there. The state itself is the backend's.
 package struct SnapshotFile: Sendable, Equatable {

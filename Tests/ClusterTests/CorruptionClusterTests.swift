@@ -79,11 +79,13 @@ struct CorruptionClusterTests {
         for index in 0..<20 { try await client.put("other/\(index)", "\(index)") }
         try await Self.waitForAll(cluster, toHave: "other/19")
 
+        let id = String(try await cluster.status(2).header.memberID, radix: 16)
         cluster.members[2].terminate()
         #expect(try Self.flipMarker(in: cluster.members[2].dataDirectory) >= 1)
         await #expect(throws: (any Error).self) { try await cluster.start(2) }
         let log = try String(contentsOf: cluster.directory.appendingPathComponent("m2.log"), encoding: .utf8)
-        #expect(log.contains("found data inconsistency with peers"))
+        // The changed record fails its checksum before any hash is compared.
+        #expect(log.contains("\(id) found a corrupt record in its backend (\(cluster.members[2].dataDirectory.path)/member/snap/backend.sqlite): a record does not match its checksum"))
 
         // The others still serve (once they have elected a leader: member 2 may have led);
         // the flipped byte put back, the member starts.

@@ -98,6 +98,45 @@ struct ServerProcessTests {
         }
     }
 
+    /// A byte the disk changed inside a stored value (SQLite itself sees nothing wrong) is
+    /// never served: the read fails with etcd's DATA_LOSS `corrupt cluster`, the member raises
+    /// the CORRUPT alarm for itself, and from then on refuses requests as etcd does.
+    @Test func aValueChangedOnDiskIsNotServed() async throws {
+        try await withDataDirectory { directory in
+            let server = try await ServerProcess(dataDirectory: directory)
+            try await server.start()
+            var connection = try await server.connect()
+            let value = String(repeating: "Q", count: 64)
+            _ = try await Self.put(connection, "damaged", value)
+            _ = try await Self.put(connection, "intact", "fine")
+            await connection.close()
+            server.terminate()
+
+            let path = directory.path + "/member/snap/backend.sqlite"
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            let at = try #require(bytes.indices.first { bytes[$0..<min($0 + 64, bytes.count)].elementsEqual(value.utf8) })
+            bytes[at + 10] = UInt8(ascii: "Z")
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+
+            try await server.start()
+            connection = try await server.connect()
+            #expect(try await Self.get(connection, "intact").kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["fine"])
+            await #expect(throws: GRPCStatus(.dataLoss, "etcdserver: corrupt cluster")) { _ = try await Self.get(connection, "damaged") }
+            var alarms = Etcdserverpb_AlarmResponse()
+            for _ in 0..<100 where alarms.alarms.isEmpty {
+                alarms = try await connection.unary(
+                    Etcdserverpb_MaintenanceRPCs.alarm.path, Etcdserverpb_AlarmRequest.with { $0.action = .get }, timeout: .seconds(10),
+                    responseType: Etcdserverpb_AlarmResponse.self)
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(alarms.alarms.map(\.alarm) == [.corrupt])
+            #expect(alarms.alarms.map(\.memberID) == [alarms.header.memberID])
+            await #expect(throws: GRPCStatus(.dataLoss, "etcdserver: corrupt cluster")) { _ = try await Self.get(connection, "intact") }
+            await connection.close()
+            server.terminate()
+        }
+    }
+
     @Test func etcdEnvironmentVariablesConfigureTheServer() async throws {
         try await withDataDirectory { directory in
             let server = try await ServerProcess(dataDirectory: directory)

@@ -1,5 +1,7 @@
 import Backend
 import Foundation
+import GRDB
+import Synchronization
 import TestSupport
 import Testing
 
@@ -41,6 +43,64 @@ struct SQLiteBackendTests {
             let before = try restored.range([0, 0xFF], end: nil, options: .init(revision: 4), reader: reopened)
             #expect(before.kvs.map(\.value) == [Array("binary".utf8)])
             #expect(try reopened.sizes().total > 0)
+        }
+    }
+
+    /// A record whose bytes changed on disk (here by SQL that leaves its checksum as it was)
+    /// fails every read that would serve it, and the observer hears of it; its neighbours
+    /// still read.
+    @Test func aRecordChangedOnDiskIsReportedNotServed() throws {
+        try withDatabase { path in
+            let backend = try SQLiteBackend(path: path, synchronousCommits: true)
+            let reported = Mutex<[SQLiteBackend.CorruptRecord]>([])
+            backend.onCorruptRecord = { corrupt in reported.withLock { $0.append(corrupt) } }
+            var store = KeyValueStore()
+            try write(&store, backend) { $0.put(Array("a".utf8), value: Array("fine".utf8), lease: 0) }
+            try write(&store, backend) { $0.put(Array("b".utf8), value: Array("original".utf8), lease: 7) }
+            let tamper = try DatabaseQueue(path: path)
+            try tamper.write { db in try db.execute(sql: "UPDATE kv SET value = ? WHERE main = 3", arguments: [Data("0riginal".utf8)]) }
+            try tamper.close()
+
+            let corrupt = SQLiteBackend.CorruptRecord(path: path, revision: Revision(main: 3, sub: 0))
+            #expect(throws: corrupt) { try backend.keyValues(at: [Revision(main: 3, sub: 0)]) }
+            #expect(throws: corrupt) { try backend.changes(from: 2, through: 3, limit: 10) }
+            #expect(throws: corrupt) { try backend.forEachChange { _ in } }
+            #expect(reported.withLock { $0 } == [corrupt, corrupt, corrupt])
+            #expect(corrupt.description == "the record at revision 3.0 in \(path) does not match its checksum: the file is corrupt")
+            #expect(try backend.keyValues(at: [Revision(main: 2, sub: 0)]).map { $0?.value } == [Array("fine".utf8)])
+            #expect(try backend.changes(from: 2, through: 2, limit: 10).changes.map(\.kv.value) == [Array("fine".utf8)])
+        }
+    }
+
+    /// A database made before records had checksums gets them all when opened, and from then
+    /// on a changed record is caught there too.
+    @Test func aBackendFromBeforeChecksumsGetsThem() throws {
+        try withDatabase { path in
+            let old = try DatabaseQueue(path: path)
+            try old.write { db in
+                try db.execute(sql: """
+                    CREATE TABLE kv (
+                        main INTEGER NOT NULL, sub INTEGER NOT NULL, tombstone INTEGER NOT NULL,
+                        key BLOB NOT NULL, value BLOB NOT NULL, create_revision INTEGER NOT NULL,
+                        version INTEGER NOT NULL, lease INTEGER NOT NULL,
+                        PRIMARY KEY (main, sub)) WITHOUT ROWID;
+                    INSERT INTO kv VALUES (2, 0, 0, X'6B', X'7631', 2, 1, 0), (3, 0, 1, X'6B', X'', 0, 0, 0);
+                    """)
+            }
+            try old.close()
+            let backend = try SQLiteBackend(path: path, synchronousCommits: true)
+            let changes = try backend.changes(from: 1, through: 3, limit: 10).changes
+            #expect(changes == [
+                Change(kind: .put, revision: Revision(main: 2, sub: 0), kv: KeyValue(key: [0x6B], value: [0x76, 0x31], createRevision: 2, modRevision: 2, version: 1, lease: 0)),
+                Change(kind: .delete, revision: Revision(main: 3, sub: 0), kv: KeyValue(key: [0x6B], value: [], createRevision: 0, modRevision: 3, version: 0, lease: 0)),
+            ])
+            let tamper = try DatabaseQueue(path: path)
+            #expect(try tamper.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM kv WHERE crc IS NULL") } == 0)
+            try tamper.write { db in try db.execute(sql: "UPDATE kv SET version = 9 WHERE main = 2") }
+            try tamper.close()
+            #expect(throws: SQLiteBackend.CorruptRecord(path: path, revision: Revision(main: 2, sub: 0))) {
+                try backend.keyValues(at: [Revision(main: 2, sub: 0)])
+            }
         }
     }
 

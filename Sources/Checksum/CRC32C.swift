@@ -1,4 +1,5 @@
-/// CRC-32C (Castagnoli), the checksum of every WAL record: table-driven, eight bytes per step.
+/// CRC-32C (Castagnoli), the checksum of every WAL record and every backend record:
+/// table-driven, eight bytes per step.
 package enum CRC32C {
     /// Extends `crc` (0 to start) over `bytes`.
     package static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
