@@ -86,6 +86,14 @@ wait_ready() {
 
 stop_server() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }
 
+# seed_range_key PORT [tls]: the key the range workloads read ("foo", a 256-byte value). A
+# range of a missing key reads nothing from either server's backend; users read keys that exist.
+seed_range_key() {
+  local flags=()
+  [ -n "${2:-}" ] && flags=("${tls_client[@]}")
+  ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$1" "${flags[@]}" put foo "$(head -c 256 /dev/zero | tr '\0' v)" >/dev/null
+}
+
 # memory_and_restart: each server's RSS after loading 1,000,000 keys (64-byte keys, 256-byte
 # values) and its restart-to-ready time with them.
 memory_and_restart() {
@@ -183,6 +191,7 @@ for round in $(seq 1 "$rounds"); do
     port=$(free_port); peer=$(free_port)
     start_server "$server" "$work/data/$server" "$port" "$peer"
     wait_ready "$port"
+    seed_range_key "$port"
     ep="127.0.0.1:$port"
     echo "round $round: $server" >&2
     run_workload "$server" "$round" put-1 put --endpoints "$ep" --clients 1 --conns 1 --total "$(total 2000)" --key-space-size 100000 --val-size 256
@@ -205,6 +214,7 @@ for round in $(seq 1 "$rounds"); do
     port=$(free_port); peer=$(free_port)
     start_server "$server" "$work/data/$server" "$port" "$peer" tls
     wait_ready "$port" tls
+    seed_range_key "$port" tls
     ep="https://127.0.0.1:$port"
     run_workload "$server" "$round" put-256-tls put --endpoints "$ep" "${tls_client[@]}" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
     run_workload "$server" "$round" range-l-256-tls range foo --endpoints "$ep" "${tls_client[@]}" --clients 256 --conns 16 --total "$(total 50000)" --consistency l
@@ -214,6 +224,7 @@ for round in $(seq 1 "$rounds"); do
     port=$(free_port); peer=$(free_port)
     start_server "$server" "$work/data/$server" "$port" "$peer"
     wait_ready "$port"
+    seed_range_key "$port"
     enable_auth "$port"
     ep="127.0.0.1:$port"
     run_workload "$server" "$round" put-256-auth put --endpoints "$ep" --user bench:bench --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
@@ -234,6 +245,7 @@ for round in $(seq 1 "$rounds"); do
     server_pin=(taskset -c 0); client_pin=(taskset -c 1)
     start_server "$server" "$work/data/$server" "$port" "$peer"
     wait_ready "$port"
+    seed_range_key "$port"
     ep="127.0.0.1:$port"
     run_workload "$server" "$round" put-256-pinned put --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256
     run_workload "$server" "$round" put-1key-256-pinned put --endpoints "$ep" --clients 256 --conns 16 --total "$(total 50000)" --val-size 256
@@ -263,6 +275,7 @@ for round in $(seq 1 "$rounds_cluster"); do
       cluster_pids+=($!)
     done
     for m in 0 1 2; do wait_ready "${ports[$m]}"; done
+    seed_range_key "${ports[0]}"
     eps="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
     echo "round $round: $server, 3 members" >&2
     run_workload "$server" "$round" cluster3-put-256 put --endpoints "$eps" --clients 256 --conns 16 --total "$(total 50000)" --key-space-size 100000 --val-size 256

@@ -46,6 +46,8 @@ package final class SQLiteBackend: RevisionReader, Sendable {
     }
 
     private let pool: DatabasePool
+    /// Connections of their own for ``keyValues(at:)``, the read every range of existing keys makes.
+    private let lookups: RecordLookups
     private let synchronousCommits: Bool
     /// Told of each record that fails its checksum as it is read (before the read throws).
     private let corruptRecordObserver = Mutex<(@Sendable (CorruptRecord) -> Void)?>(nil)
@@ -91,6 +93,7 @@ package final class SQLiteBackend: RevisionReader, Sendable {
             try db.execute(sql: "PRAGMA synchronous = \(synchronousCommits ? "FULL" : "NORMAL")")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
+        lookups = RecordLookups(path: path)
         try Self.useIncrementalVacuum(pool)
         try pool.write { db in
             try db.execute(sql: """
@@ -315,11 +318,14 @@ package final class SQLiteBackend: RevisionReader, Sendable {
 
     package func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {
         guard !revisions.isEmpty else { return [] }
-        return try pool.read { db in
-            let select = try db.cachedStatement(sql: "SELECT \(Self.changeColumns) FROM kv WHERE main = ? AND sub = ?")
-            return try revisions.map { revision in
-                try Row.fetchOne(select, arguments: [revision.main, revision.sub]).map { try verifiedChange($0).kv }
+        return try lookups.withConnection { connection in
+            let lookUp = {
+                try revisions.map { revision in
+                    try connection.record(at: revision).map { try self.verified($0.change, stored: $0.checksum, reporting: true).kv }
+                }
             }
+            // One record needs no transaction of its own: its statement is one.
+            return try revisions.count == 1 ? lookUp() : connection.inTransaction(lookUp)
         }
     }
 
