@@ -53,8 +53,7 @@ final class RecordLookups: Sendable {
             do {
                 sqlite3_busy_timeout(handle, 5000)
                 try Self.execute(handle, "PRAGMA query_only = 1")
-                select = try Self.prepare(
-                    handle, "SELECT main, sub, tombstone, key, value, create_revision, version, lease, crc FROM kv WHERE main = ? AND sub = ?")
+                select = try Self.prepare(handle, "SELECT \(SQLiteBackend.changeColumns) FROM kv WHERE main = ? AND sub = ?")
                 begin = try Self.prepare(handle, "BEGIN")
                 commit = try Self.prepare(handle, "COMMIT")
             } catch {

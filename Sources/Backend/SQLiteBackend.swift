@@ -130,7 +130,7 @@ package final class SQLiteBackend: RevisionReader, Sendable {
 
     /// A record's checksum: CRC-32C over its revision, kind, metadata, and its key and value
     /// each after its length.
-    static func checksum(_ change: Change) -> Int64 {
+    private static func checksum(_ change: Change) -> Int64 {
         var header: (Int64, Int64, Int64, Int64, Int64, Int64, Int64) = (
             change.revision.main.bigEndian, change.revision.sub.bigEndian, (change.kind == .delete ? 1 : 0 as Int64).bigEndian,
             change.kv.createRevision.bigEndian, change.kv.version.bigEndian, change.kv.lease.bigEndian,
@@ -400,8 +400,9 @@ package final class SQLiteBackend: RevisionReader, Sendable {
         }
     }
 
-    /// A record's columns: what ``change(_:)`` reads, then its checksum.
-    private static let changeColumns = "main, sub, tombstone, key, value, create_revision, version, lease, crc"
+    /// A record's columns: what ``change(_:)`` reads, then its checksum (``RecordLookups``
+    /// reads them by position).
+    static let changeColumns = "main, sub, tombstone, key, value, create_revision, version, lease, crc"
 
     private static func change(_ row: Row) -> Change {
         let main: Int64 = row["main"]

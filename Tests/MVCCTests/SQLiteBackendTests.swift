@@ -1,4 +1,5 @@
 import Backend
+import Dispatch
 import Foundation
 import GRDB
 import Synchronization
@@ -69,6 +70,39 @@ struct SQLiteBackendTests {
             #expect(corrupt.description == "the record at revision 3.0 in \(path) does not match its checksum: the file is corrupt")
             #expect(try backend.keyValues(at: [Revision(main: 2, sub: 0)]).map { $0?.value } == [Array("fine".utf8)])
             #expect(try backend.changes(from: 2, through: 2, limit: 10).changes.map(\.kv.value) == [Array("fine".utf8)])
+        }
+    }
+
+    /// Lookups from several threads at once, while commits go on, each get the record they ask
+    /// for: every thread works on a connection no other thread uses meanwhile.
+    @Test func lookupsFromManyThreadsWhileCommitting() throws {
+        try withDatabase { path in
+            let backend = try SQLiteBackend(path: path, synchronousCommits: false)
+            @Sendable func record(_ main: Int64) -> Change {
+                Change(
+                    kind: .put, revision: Revision(main: main, sub: 0),
+                    kv: KeyValue(key: Array("k\(main)".utf8), value: Array("v\(main)".utf8), createRevision: main, modRevision: main, version: 1, lease: 0))
+            }
+            try backend.commit((1...200).map(record), meta: [:])
+            let wrong = Mutex(0)
+            let done = DispatchGroup()
+            for thread in 0..<4 {
+                done.enter()
+                Thread.detachNewThread {
+                    defer { done.leave() }
+                    for round in 0..<300 {
+                        let mains = (0..<(round % 3 + 1)).map { Int64((thread * 37 + round * 11 + $0 * 5) % 200 + 1) }
+                        let found = (try? backend.keyValues(at: mains.map { Revision(main: $0, sub: 0) })) ?? []
+                        if found != mains.map({ record($0).kv }) { wrong.withLock { $0 += 1 } }
+                    }
+                }
+            }
+            for batch in 0..<50 {
+                try backend.commit((0..<4).map { record(Int64(201 + batch * 4 + $0)) }, meta: [:])
+            }
+            #expect(done.wait(timeout: .now() + 60) == .success)
+            #expect(wrong.withLock { $0 } == 0)
+            #expect(try backend.keyValues(at: [Revision(main: 400, sub: 0), Revision(main: 401, sub: 0)]) == [record(400).kv, nil])
         }
     }
 
