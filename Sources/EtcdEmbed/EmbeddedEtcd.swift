@@ -139,9 +139,7 @@ public final class EmbeddedEtcd: Sendable {
         ])
         let gatewayChannel: GatewayChannel
         do {
-            gatewayChannel = try await GatewayChannel.start(
-                router: router, configuration: gatewayConfiguration,
-                memberDirectory: (member.dataDirectory as NSString).appendingPathComponent("member"))
+            gatewayChannel = try await GatewayChannel.start(router: router, configuration: gatewayConfiguration)
         } catch {
             server.stop()
             throw error

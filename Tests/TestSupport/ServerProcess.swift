@@ -156,6 +156,9 @@ public final class ServerProcess: Sendable {
 
     public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
+    /// The running process's ID (nil when it is not started).
+    public var processIdentifier: Int32? { process.withLock { $0?.processIdentifier } }
+
     /// Waits at most `limit` for the process to end by itself: its exit status, or nil if it
     /// still runs (or was not started).
     public func exitStatus(within limit: Duration) async -> Int32? {
