@@ -126,15 +126,18 @@ extension EtcdServer {
                     "revision": "\(local.hashRevision)", "local-hash": "\(local.hash)", "remote-hash": "\(hash.hash)",
                 ])
         }
-        for member in corrupt {
-            logger.error("raising the CORRUPT alarm", metadata: ["member-id": "\(String(member, radix: 16))"])
-            let alarm = Etcdserverpb_AlarmRequest.with {
-                $0.action = .activate
-                $0.memberID = member
-                $0.alarm = .corrupt
-            }
-            propose(.alarm(alarm), origin: .member) { _ in }
+        for member in corrupt { raiseCorruptAlarm(for: member) }
+    }
+
+    /// Proposes the CORRUPT alarm for `member`, saying so.
+    private func raiseCorruptAlarm(for member: UInt64) {
+        logger.error("raising the CORRUPT alarm", metadata: ["member-id": "\(String(member, radix: 16))"])
+        let alarm = Etcdserverpb_AlarmRequest.with {
+            $0.action = .activate
+            $0.memberID = member
+            $0.alarm = .corrupt
         }
+        propose(.alarm(alarm), origin: .member) { _ in }
     }
 
     /// A backend record failed its checksum as it was read: the read failed, and this logs it
@@ -144,13 +147,7 @@ extension EtcdServer {
     func reportCorruptRecord(_ corrupt: SQLiteBackend.CorruptRecord) {
         guard corruptRecords.withLock({ $0.insert(corrupt.revision).inserted }) else { return }
         logger.error("backend record failed its checksum", metadata: ["error": "\(corrupt)"])
-        logger.error("raising the CORRUPT alarm", metadata: ["member-id": "\(String(memberID, radix: 16))"])
-        let alarm = Etcdserverpb_AlarmRequest.with {
-            $0.action = .activate
-            $0.memberID = memberID
-            $0.alarm = .corrupt
-        }
-        propose(.alarm(alarm), origin: .member) { _ in }
+        raiseCorruptAlarm(for: memberID)
     }
 
     /// Runs ``checkForCorruption(atCompaction:)`` `interval` after the previous one ended, off
