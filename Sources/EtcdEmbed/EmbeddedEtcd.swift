@@ -113,9 +113,6 @@ public final class EmbeddedEtcd: Sendable {
             "snapshot-count": "\(configuration.snapshotCount)", "max-snapshots": "\(configuration.maxSnapshots)",
             "max-wals": "\(configuration.maxWALs)", "wal-dir": "\(configuration.walDirectory ?? "")",
         ])
-        for case .tcp(let host, let port) in (urls + metricsURLs).map(\.address) {
-            try ConfigurationError.requireFree(host: host, port: port)
-        }
         let server = try EtcdServer(member)
         if configuration.initialCorruptCheck {
             // Blocks while the peers answer (20 s at most): off the caller's executor.

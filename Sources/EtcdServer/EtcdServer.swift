@@ -125,9 +125,6 @@ package final class EtcdServer: Sendable {
             walDirectory: walDirectory, snapDirectory: snapDirectory, maxWALs: configuration.maxWALs,
             maxSnapshots: configuration.maxSnapshots, logger: Logger(label: "swift-etcd"))
         let bootstrap = WriteAheadLog.exists(directory: walDirectory) ? nil : try Self.verifyBootstrap(configuration)
-        for peerURL in configuration.listenPeerURLs.compactMap(PeerURL.init) {
-            try ConfigurationError.requireFree(host: peerURL.host, port: peerURL.port)
-        }
         // Made and locked once the flags passed: flags that cannot start a member leave no directory.
         directoryLock = try DataDirectoryLock.acquire(
             dataDirectory: configuration.dataDirectory, walDirectory: walDirectory, logger: Logger(label: "swift-etcd"))

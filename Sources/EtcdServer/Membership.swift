@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOCore
 import Raft
 
 /// One member of the cluster.
@@ -200,4 +201,12 @@ public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
         self.description = description
     }
 
+    /// A listener that could not be opened, in etcd's (Go's) words:
+    /// `listen tcp 127.0.0.1:2379: bind: address already in use`.
+    package static func cannotListen(_ network: String, _ address: String, _ error: any Error) -> ConfigurationError {
+        guard let failure = error as? IOError, "\(failure)".hasPrefix("bind") else {
+            return ConfigurationError("listen \(network) \(address): \(error)")
+        }
+        return ConfigurationError("listen \(network) \(address): bind: \(String(cString: strerror(failure.errnoCode)).lowercased())")
+    }
 }
