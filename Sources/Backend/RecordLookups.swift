@@ -22,10 +22,14 @@ final class RecordLookups: Sendable {
         self.path = path
     }
 
-    /// Runs `body` on an idle connection (a new one when every connection is in use).
+    /// Runs `body` on an idle connection (a new one when every connection is in use). A
+    /// connection left inside a transaction (its `COMMIT` failed) is closed rather than kept:
+    /// an open read transaction would keep SQLite's log from ever being checkpointed.
     func withConnection<R>(_ body: (Connection) throws -> R) throws -> R {
         let connection = try idle.withLock { $0.popLast() } ?? Connection(path: path)
-        defer { idle.withLock { $0.append(connection) } }
+        defer {
+            if connection.isOutsideTransaction { idle.withLock { $0.append(connection) } }
+        }
         return try body(connection)
     }
 
@@ -66,6 +70,9 @@ final class RecordLookups: Sendable {
             for statement in [select, begin, commit] { sqlite3_finalize(statement) }
             sqlite3_close_v2(database)
         }
+
+        /// Whether no transaction is open on it.
+        var isOutsideTransaction: Bool { sqlite3_get_autocommit(database) != 0 }
 
         /// Runs `body` in one read transaction, so several lookups see one state of the database.
         func inTransaction<R>(_ body: () throws -> R) throws -> R {
