@@ -57,6 +57,12 @@ let package = Package(
             name: "Checksum",
             swiftSettings: strictSettings
         ),
+        // Listen addresses bound at start, before anything is written, and handed to servers.
+        .target(
+            name: "BoundSockets",
+            dependencies: ["Locking", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
         // Generated messages for etcd's v3 API (regenerate with scripts/generate-protos.sh).
         .target(
             name: "EtcdProto",
@@ -67,7 +73,7 @@ let package = Package(
         .target(
             name: "GRPCWire",
             dependencies: [
-                "Locking",
+                "BoundSockets", "Locking",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -162,7 +168,7 @@ let package = Package(
         .target(
             name: "EtcdServer",
             dependencies: [
-                "Locking",
+                "BoundSockets", "Locking",
                 "Auth", "Backend", "Checksum", "EtcdProto", "Lease", "MVCC", "Raft", "TransportSecurity", "WAL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -236,7 +242,7 @@ let package = Package(
         .target(
             name: "EtcdEmbed",
             dependencies: [
-                "Locking",
+                "BoundSockets", "Locking",
                 "Auth",
                 "EtcdAPI",
                 "EtcdGateway",

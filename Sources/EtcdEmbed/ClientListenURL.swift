@@ -1,3 +1,4 @@
+import BoundSockets
 import EtcdServer
 import Foundation
 
@@ -42,6 +43,18 @@ struct ClientListenURL: Sendable, Hashable {
     var host: String? {
         if case .tcp(let host, _) = address { return host }
         return nil
+    }
+
+    /// Binds this address (replacing a stale socket file), or fails as etcd says it cannot.
+    func bind() throws(ConfigurationError) -> BoundSocket {
+        do {
+            switch address {
+            case .tcp(let host, let port): return try BoundSocket.bind(host: host, port: port)
+            case .unixSocket(let path): return try BoundSocket.bind(unixDomainSocketPath: path)
+            }
+        } catch {
+            throw cannotListen(error)
+        }
     }
 
     /// Why the listener cannot be opened, as etcd says it.

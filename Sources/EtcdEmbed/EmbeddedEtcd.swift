@@ -1,4 +1,5 @@
 import Auth
+import BoundSockets
 import EtcdAPI
 import EtcdGateway
 import EtcdHTTP
@@ -82,6 +83,14 @@ public final class EmbeddedEtcd: Sendable {
         let urls = try configuration.listenClientURLs.map(ClientListenURL.init)
         let metricsURLs = try configuration.listenMetricsURLs.map(ClientListenURL.init)
         var member = configuration.memberConfiguration
+        let clientTLS = try clientCredentials(configuration, urls: urls + metricsURLs, logger: logger)
+        member.peerTLS = try peerCredentials(configuration, logger: logger)
+        member.peerHandshakeTimeout = configuration.tlsHandshakeTimeout
+        // Every listener is bound before the data directory is touched (etcd binds first): a
+        // port in use must not leave a new member's log behind.
+        member.peerListenAddresses = try EtcdServer.bindPeerListeners(member)
+        let clientSockets = try urls.map { url throws(ConfigurationError) in try url.bind() }
+        let metricsSockets = try metricsURLs.map { url throws(ConfigurationError) in (url, try url.bind()) }
         if let discovery = configuration.clusterDiscovery, !member.hasLog {
             // As etcd: the discovery's token is the cluster token, from which members derive their IDs.
             member.initialClusterToken = discovery.token
@@ -92,9 +101,6 @@ public final class EmbeddedEtcd: Sendable {
             member.initialCluster = try discovery.initialCluster(
                 name: configuration.name, advertisedPeerURLs: configuration.initialAdvertisePeerURLs, logger: logger)
         }
-        let clientTLS = try clientCredentials(configuration, urls: urls + metricsURLs, logger: logger)
-        member.peerTLS = try peerCredentials(configuration, logger: logger)
-        member.peerHandshakeTimeout = configuration.tlsHandshakeTimeout
         let metrics = EtcdMetrics()
         // SWIFT_ETCD_BENCHMARK_NO_METRICS=1 records nothing as it happens (no histograms, no gRPC
         // counters): only for measuring what recording costs (scripts/metrics-cost.sh).
@@ -154,15 +160,9 @@ public final class EmbeddedEtcd: Sendable {
         var listeners: [GRPCServer] = []
         var metricsListeners: [GRPCServer] = []
         do {
-            for url in urls {
+            for (url, socket) in zip(urls, clientSockets) {
                 var grpc = GRPCServer.Configuration()
-                switch url.address {
-                case .tcp(let host, let port):
-                    grpc.host = host
-                    grpc.port = port
-                case .unixSocket(let path):
-                    grpc.unixSocketPath = path
-                }
+                grpc.boundSocket = socket
                 grpc.limits = EtcdRouter.messageLimits(for: server)
                 grpc.maximumConcurrentStreams = Int(configuration.maxConcurrentStreams == 0 ? .max : configuration.maxConcurrentStreams)
                 grpc.keepalive = configuration.keepalivePolicy
@@ -193,9 +193,9 @@ public final class EmbeddedEtcd: Sendable {
             }
             // etcd's --listen-metrics-urls: /metrics and the health endpoints alone, HTTP/1.1 only.
             let metricsHTTP = HTTPService(endpoints: MetricsEndpoints(server: server, metrics: metrics), maximumBodyBytes: 0)
-            for url in metricsURLs {
-                guard case .tcp(let host, let port) = url.address else { continue }
-                var listener = GRPCServer.Configuration(host: host, port: port)
+            for (url, socket) in metricsSockets {
+                var listener = GRPCServer.Configuration()
+                listener.boundSocket = socket
                 listener.http1 = metricsHTTP
                 listener.servesGRPC = false
                 if url.isSecure, let clientTLS {

@@ -21,6 +21,9 @@ extension EtcdServer {
         package var advertiseClientURLs: [String]
         /// etcd's `--listen-peer-urls`: where this member hears from the others.
         package var listenPeerURLs: [String] = []
+        /// `listenPeerURLs` bound by the caller before anything else (as etcd binds every
+        /// listener first); nil binds them first thing in ``EtcdServer/init(_:)``.
+        package var peerListenAddresses: [PeerListenAddress]?
         /// etcd's `--initial-advertise-peer-urls`: this member's peer URLs as the cluster knows
         /// them. When a data directory is made they must be the URLs `--initial-cluster` lists
         /// for this member (empty: take those).

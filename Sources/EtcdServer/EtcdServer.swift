@@ -121,6 +121,9 @@ package final class EtcdServer: Sendable {
         let memberDirectory = (configuration.dataDirectory as NSString).appendingPathComponent("member")
         snapDirectory = (memberDirectory as NSString).appendingPathComponent("snap")
         let walDirectory = configuration.resolvedWALDirectory
+        // Bound before the data directory is touched: a port in use must not leave a new
+        // member's log behind with peer URLs it cannot listen on.
+        let peerListenAddresses = try configuration.peerListenAddresses ?? Self.bindPeerListeners(configuration)
         purger = FilePurger(
             walDirectory: walDirectory, snapDirectory: snapDirectory, maxWALs: configuration.maxWALs,
             maxSnapshots: configuration.maxSnapshots, logger: Logger(label: "swift-etcd"))
@@ -208,20 +211,9 @@ package final class EtcdServer: Sendable {
         self.transport = transport
         transport.setPeers(recovered.membership.peers)
         do {
-            for url in configuration.listenPeerURLs {
-                guard let peerURL = PeerURL(url) else {
-                    throw ConfigurationError("--listen-peer-urls: \(url) is not an http:// or https://host:port URL")
-                }
-                if peerURL.isSecure && configuration.peerTLS == nil {
-                    throw ConfigurationError(
-                        "cannot listen on TLS for \(peerURL.host):\(peerURL.port): KeyFile and CertFile are not presented (--peer-cert-file, --peer-key-file or --peer-auto-tls)")
-                }
-                do {
-                    try transport.listen(on: peerURL)
-                } catch {
-                    throw ConfigurationError.cannotListen("tcp", "\(peerURL.host):\(peerURL.port)", error)
-                }
-                logger.info("serving peer traffic", metadata: ["address": "\(url)"])
+            for address in peerListenAddresses {
+                try transport.listen(on: address)
+                logger.info("serving peer traffic", metadata: ["address": "\(address.url)"])
             }
         } catch {
             transport.stop()
@@ -247,6 +239,12 @@ package final class EtcdServer: Sendable {
         if let interval = configuration.corruptCheckInterval { scheduleCorruptionChecks(every: interval, atCompaction: false) }
         if let interval = configuration.compactHashCheckInterval { scheduleCorruptionChecks(every: interval, atCompaction: true) }
         if let mode = configuration.autoCompaction { scheduleAutoCompaction(mode) }
+    }
+
+    /// Checks and binds every `--listen-peer-urls` address, for a caller that binds all its
+    /// listeners before it starts the member (``Configuration/peerListenAddresses``).
+    package static func bindPeerListeners(_ configuration: Configuration) throws(ConfigurationError) -> [PeerListenAddress] {
+        try configuration.listenPeerURLs.map { url throws(ConfigurationError) in try PeerListenAddress(url, peerTLS: configuration.peerTLS) }
     }
 
     /// Stops the loop after the requests already queued; later requests fail with

@@ -44,7 +44,8 @@ struct EmbeddedEtcdTests {
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("member/wal").path))
     }
 
-    /// A port another process holds stops the start with etcd's words for it, client or peer.
+    /// A port another process holds stops the start with etcd's words for it, client or peer,
+    /// before the data directory is made (a new member's log would keep the peer URLs).
     @Test func aPortInUseIsNamedAsEtcdNamesIt() async throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -61,6 +62,9 @@ struct EmbeddedEtcdTests {
         configuration.initialCluster = "embedded=http://127.0.0.1:\(held)"
         await #expect(throws: ConfigurationError("listen tcp 127.0.0.1:\(held): bind: address already in use")) {
             _ = try await EmbeddedEtcd.start(configuration)
+        }
+        for tried in ["client", "peer"] {
+            #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent(tried).path), "\(tried)")
         }
         await holder.stop()
     }

@@ -111,7 +111,7 @@ struct PeerWireTests {
         }
         let port = try await Self.freePort()
         let receiver = transport(id: 2, cluster: 100)
-        try receiver.listen(on: #require(PeerURL("http://127.0.0.1:\(port)")))
+        try receiver.listen(on: PeerListenAddress("http://127.0.0.1:\(port)", peerTLS: nil))
         defer { receiver.stop() }
         let stranger = transport(id: 1, cluster: 999)
         stranger.setPeers([2: ["http://127.0.0.1:\(port)"]])
@@ -158,7 +158,7 @@ struct PeerWireTests {
         #expect(accepted.withLock { $0 } >= 2, "dialled only once")
         // Then the real peer on the same port: the next attempt reaches it.
         let follower = Self.transport(id: 2, cluster: 100, directory: directory, recorder: received)
-        try follower.listen(on: #require(PeerURL("http://127.0.0.1:\(port)")))
+        try follower.listen(on: PeerListenAddress("http://127.0.0.1:\(port)", peerTLS: nil))
         defer { follower.stop() }
         for _ in 0..<100 where received.delivered.withLock({ $0.isEmpty }) {
             leader.send([Message(type: .heartbeat, to: 2, from: 1, term: 6)])
@@ -185,7 +185,7 @@ struct PeerWireTests {
         try await Task.sleep(for: .milliseconds(300))
 
         let restarted = Self.transport(id: 2, cluster: 100, directory: directory, recorder: received)
-        try restarted.listen(on: #require(PeerURL("http://127.0.0.1:\(port)")))
+        try restarted.listen(on: PeerListenAddress("http://127.0.0.1:\(port)", peerTLS: nil))
         defer { restarted.stop() }
         // Sent until one arrives: one sent while the backoff still runs is dropped too.
         for _ in 0..<60 where received.delivered.withLock({ $0.isEmpty }) {

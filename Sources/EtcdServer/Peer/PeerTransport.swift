@@ -1,4 +1,5 @@
 import Backend
+import BoundSockets
 import Foundation
 import Locking
 import Logging
@@ -68,14 +69,12 @@ final class PeerTransport: Sendable {
         self.callbacks = callbacks
     }
 
-    /// Starts accepting peer connections on `url`'s address, over TLS for an `https` URL.
-    func listen(on url: PeerURL) throws {
+    /// Starts accepting peer connections on `address`, over TLS for an `https` URL.
+    func listen(on address: PeerListenAddress) throws {
         let (localID, clusterID, callbacks, logger, directory, traffic) = (localID, clusterID, callbacks, logger, snapshotDirectory, traffic)
-        let tls = url.isSecure ? tls : nil
+        let tls = address.peerURL.isSecure ? tls : nil
         let handshakeTimeout = TimeAmount.nanoseconds(Int64(handshakeTimeout / .nanoseconds(1)))
-        let channel = try ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 64)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        let bootstrap = ServerBootstrap(group: group)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -87,7 +86,7 @@ final class PeerTransport: Sendable {
                             callbacks: callbacks, traffic: traffic))
                 }
             }
-            .bind(host: url.host, port: url.port).wait()
+        let channel = try address.socket.listen(with: bootstrap, backlog: 64).wait()
         listeners.withLock { $0.append(channel) }
     }
 

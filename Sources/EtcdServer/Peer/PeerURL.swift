@@ -1,3 +1,4 @@
+import BoundSockets
 import Foundation
 import NIOCore
 import NIOPosix
@@ -75,5 +76,32 @@ extension PeerURL {
         }
         guard let first = resolved(first), let second = resolved(second) else { return false }
         return first == second
+    }
+}
+
+/// A `--listen-peer-urls` entry, checked and bound: made before the data directory is touched
+/// (``EtcdServer/bindPeerListeners(_:)``), listened on once the member has started.
+package struct PeerListenAddress: Sendable {
+    package let url: String
+    let peerURL: PeerURL
+    let socket: BoundSocket
+
+    /// Fails with etcd's words for a URL that is not a peer URL, an `https` URL without peer
+    /// TLS, and an address that cannot be bound (`listen tcp …: bind: address already in use`).
+    package init(_ url: String, peerTLS: TLSCredentials?) throws(ConfigurationError) {
+        guard let peerURL = PeerURL(url) else {
+            throw ConfigurationError("--listen-peer-urls: \(url) is not an http:// or https://host:port URL")
+        }
+        if peerURL.isSecure && peerTLS == nil {
+            throw ConfigurationError(
+                "cannot listen on TLS for \(peerURL.host):\(peerURL.port): KeyFile and CertFile are not presented (--peer-cert-file, --peer-key-file or --peer-auto-tls)")
+        }
+        do {
+            socket = try BoundSocket.bind(host: peerURL.host, port: peerURL.port)
+        } catch {
+            throw ConfigurationError.cannotListen("tcp", "\(peerURL.host):\(peerURL.port)", error)
+        }
+        self.url = url
+        self.peerURL = peerURL
     }
 }

@@ -1,3 +1,4 @@
+import BoundSockets
 import Locking
 import NIOCore
 import NIOHTTP2
@@ -34,6 +35,9 @@ public final class GRPCServer: Sendable {
         /// When set, the server listens on this Unix domain socket instead of `host:port` (a
         /// stale socket file is replaced).
         public var unixSocketPath: String?
+        /// When set, the server listens on this socket, bound earlier, instead of binding
+        /// `host:port` or ``unixSocketPath``.
+        public var boundSocket: BoundSocket?
         /// When set, connections use TLS with ALPN `h2`; set `certificateVerification` and
         /// `trustRoots` on it to require client certificates.
         public var tls: TLSConfiguration?
@@ -98,7 +102,7 @@ public final class GRPCServer: Sendable {
         let security = try configuration.security ?? configuration.tls.map { FixedTLS(context: try NIOSSLContext.grpc($0)) }
         let connections = ConnectionRegistry()
         let batches = EventLoopBatches()
-        let isUnixSocket = configuration.unixSocketPath != nil
+        let isUnixSocket = configuration.boundSocket?.isUnixDomainSocket ?? (configuration.unixSocketPath != nil)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: isUnixSocket ? 0 : 1)
@@ -145,7 +149,9 @@ public final class GRPCServer: Sendable {
                 }
             }
         let listener: any Channel
-        if let path = configuration.unixSocketPath {
+        if let bound = configuration.boundSocket {
+            listener = try await bound.listen(with: bootstrap, backlog: 1024).get()
+        } else if let path = configuration.unixSocketPath {
             listener = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
         } else {
             listener = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
