@@ -29,7 +29,7 @@ struct ClientListenURL: Sendable, Hashable {
             address = .unixSocket(path: rest)
             isSecure = scheme == "unixs"
         case "http", "https":
-            guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty,
+            guard let components = URLComponents(string: url), let host = components.addressHost, !host.isEmpty,
                 let port = components.port
             else { throw ConfigurationError("--listen-client-urls: \(url) is not a \(scheme)://host:port URL") }
             address = .tcp(host: host == "localhost" ? "127.0.0.1" : host, port: port)
@@ -60,7 +60,7 @@ struct ClientListenURL: Sendable, Hashable {
     /// Why the listener cannot be opened, as etcd says it.
     func cannotListen(_ error: any Error) -> ConfigurationError {
         switch address {
-        case .tcp(let host, let port): ConfigurationError.cannotListen("tcp", "\(host):\(port)", error)
+        case .tcp(let host, let port): ConfigurationError.cannotListen("tcp", joinHostPort(host, port), error)
         case .unixSocket(let path): ConfigurationError.cannotListen("unix", path, error)
         }
     }

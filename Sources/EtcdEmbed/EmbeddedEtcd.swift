@@ -267,7 +267,7 @@ public final class EmbeddedEtcd: Sendable {
         -> TLSCredentials?
     {
         guard configuration.peerTLS.isConfigured else { return nil }
-        let hosts = configuration.listenPeerURLs.compactMap { URLComponents(string: $0)?.host }
+        let hosts = configuration.listenPeerURLs.compactMap { URLComponents(string: $0)?.addressHost }
         return try credentials(configuration.peerTLS, configuration: configuration, hosts: hosts, logger: logger)
     }
 

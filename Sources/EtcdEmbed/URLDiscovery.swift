@@ -65,7 +65,7 @@ public struct URLDiscovery: ClusterDiscovery, Equatable {
     fileprivate func proxyAddress(_ proxy: String) -> (host: String, port: Int)? {
         let withScheme = proxy.contains("://") ? proxy : "http://" + proxy
         guard let components = URLComponents(string: withScheme), components.scheme?.hasPrefix("http") == true,
-            let host = components.host, !host.isEmpty
+            let host = components.addressHost, !host.isEmpty
         else { return nil }
         return (host, components.port ?? 80)
     }

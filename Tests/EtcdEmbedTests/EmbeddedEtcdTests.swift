@@ -1,3 +1,4 @@
+import BoundSockets
 import EtcdClient
 import EtcdProto
 import EtcdServer
@@ -67,6 +68,43 @@ struct EmbeddedEtcdTests {
             #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent(tried).path), "\(tried)")
         }
         await holder.stop()
+    }
+
+    /// Whether this machine has IPv6 loopback (a container may have none).
+    static let hasIPv6Loopback = (try? BoundSocket.bind(host: "::1", port: 0)) != nil
+
+    /// URLs with an IPv6 literal (`http://[::1]:2379`) listen, serve and join as etcd's do:
+    /// Foundation on Linux keeps the brackets in a URL's host, which no socket call takes.
+    @Test(.enabled(if: hasIPv6Loopback)) func listensOnIPv6Literals() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var configuration = try await configuration(directory: directory)
+        let (client, peer) = (try await ServerProcess.freePort(), try await ServerProcess.freePort())
+        configuration.listenClientURLs = ["http://[::1]:\(client)"]
+        configuration.advertiseClientURLs = configuration.listenClientURLs
+        configuration.listenPeerURLs = ["http://[::1]:\(peer)"]
+        configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
+        configuration.initialCluster = "embedded=http://[::1]:\(peer)"
+        let etcd = try await EmbeddedEtcd.start(configuration)
+        #expect(etcd.clientAddresses.map(\.port) == [client])
+        #expect(etcd.clientAddresses.first?.ipAddress == "::1")
+        let connection = try EtcdClient(endpoints: ["http://[::1]:\(client)"])
+        _ = try await connection.put("six", "v6")
+        #expect(try await connection.get("six").kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["v6"])
+        let members = try await connection.call(Etcdserverpb_ClusterRPCs.memberList, .init()).members
+        #expect(members.map(\.peerUrls) == [["http://[::1]:\(peer)"]])
+        // etcd's ID for this member: the same URL strings hashed with the cluster token.
+        #expect(members.map(\.id) == [etcd.memberID])
+        await connection.close()
+
+        var second = try await self.configuration(directory: directory.appendingPathComponent("second"))
+        second.listenPeerURLs = ["http://[::1]:\(peer)"]
+        second.initialAdvertisePeerURLs = second.listenPeerURLs
+        second.initialCluster = "embedded=http://[::1]:\(peer)"
+        await #expect(throws: ConfigurationError("listen tcp [::1]:\(peer): bind: address already in use")) {
+            _ = try await EmbeddedEtcd.start(second)
+        }
+        await etcd.stop()
     }
 
     @Test func advertisedPeerURLsMustBeTheInitialClustersAndNothingIsWrittenOtherwise() async throws {

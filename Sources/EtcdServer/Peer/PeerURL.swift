@@ -12,7 +12,7 @@ package struct PeerURL: Sendable, Hashable {
 
     init?(_ url: String) {
         guard let components = URLComponents(string: url), components.scheme == "http" || components.scheme == "https",
-            let host = components.host, let port = components.port, !host.isEmpty
+            let host = components.addressHost, let port = components.port, !host.isEmpty
         else { return nil }
         self.host = host == "localhost" ? "127.0.0.1" : host
         self.port = port
@@ -27,7 +27,7 @@ package struct PeerURL: Sendable, Hashable {
     ) -> EventLoopFuture<any Channel> {
         if isSecure && tls == nil {
             return group.next().makeFailedFuture(
-                PeerWire.DecodingError(description: "https://\(host):\(port) needs peer TLS (--peer-cert-file and --peer-key-file, or --peer-auto-tls)"))
+                PeerWire.DecodingError(description: "https://\(joinHostPort(host, port)) needs peer TLS (--peer-cert-file and --peer-key-file, or --peer-auto-tls)"))
         }
         let (host, isSecure) = (host, isSecure)
         return ClientBootstrap(group: group)
@@ -58,7 +58,7 @@ extension PeerURL {
         guard getnameinfo(first.pointee.ai_addr, first.pointee.ai_addrlen, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 else {
             return nil
         }
-        return "\(String(cString: host)):\(peer.port)"
+        return joinHostPort(String(cString: host), peer.port)
     }
 
     /// Whether two lists of peer URLs name the same members' addresses: equal as written, or
@@ -94,12 +94,12 @@ package struct PeerListenAddress: Sendable {
         }
         if peerURL.isSecure && peerTLS == nil {
             throw ConfigurationError(
-                "cannot listen on TLS for \(peerURL.host):\(peerURL.port): KeyFile and CertFile are not presented (--peer-cert-file, --peer-key-file or --peer-auto-tls)")
+                "cannot listen on TLS for \(joinHostPort(peerURL.host, peerURL.port)): KeyFile and CertFile are not presented (--peer-cert-file, --peer-key-file or --peer-auto-tls)")
         }
         do {
             socket = try BoundSocket.bind(host: peerURL.host, port: peerURL.port)
         } catch {
-            throw ConfigurationError.cannotListen("tcp", "\(peerURL.host):\(peerURL.port)", error)
+            throw ConfigurationError.cannotListen("tcp", joinHostPort(peerURL.host, peerURL.port), error)
         }
         self.url = url
         self.peerURL = peerURL
