@@ -20,6 +20,9 @@ public struct EmbedConfiguration: Sendable {
     /// `--data-dir`; nil means `<name>.etcd`.
     public var dataDirectory: String?
     public var listenClientURLs = ["http://localhost:2379"]
+    /// `--listen-client-http-urls`: listeners for the client port's HTTP side alone (health,
+    /// version, `/metrics`, the `/v3` gateway); when set, `listenClientURLs` serve gRPC alone.
+    public var listenClientHTTPURLs: [String] = []
     /// `--listen-metrics-urls`: listeners for `/metrics` and the health endpoints alone
     /// (`http://` or `https://`, the latter with the client TLS files).
     public var listenMetricsURLs: [String] = []
@@ -158,7 +161,11 @@ public struct EmbedConfiguration: Sendable {
                 throw ConfigurationError("--listen-metrics-urls: \(url.url) is not an http:// or https:// URL")
             }
         }
-        for url in try (listenClientURLs + listenMetricsURLs).map(ClientListenURL.init) where url.isSecure && !clientTLS.isConfigured {
+        for url in listenClientHTTPURLs where listenClientURLs.contains(url) {
+            throw ConfigurationError("cannot bind both --listen-client-urls and --listen-client-http-urls on the same url \(url)")
+        }
+        for url in try (listenClientURLs + listenClientHTTPURLs + listenMetricsURLs).map(ClientListenURL.init)
+        where url.isSecure && !clientTLS.isConfigured {
             throw ConfigurationError(
                 "TLS key/cert (--cert-file, --key-file) must be provided for client url \(url.url) with HTTPS scheme")
         }

@@ -36,7 +36,8 @@ public final class EmbeddedEtcd: Sendable {
     public var memberID: UInt64 { server.memberID }
     public var clusterID: UInt64 { server.clusterID }
 
-    /// Where the client listeners listen, in the order of `--listen-client-urls`.
+    /// Where the client listeners listen, in the order of `--listen-client-urls`, then
+    /// `--listen-client-http-urls`.
     public var clientAddresses: [SocketAddress] { listeners.compactMap(\.localAddress) }
 
     /// Where the `--listen-metrics-urls` listeners listen, in their order.
@@ -81,15 +82,19 @@ public final class EmbeddedEtcd: Sendable {
     {
         try configuration.validate()
         let urls = try configuration.listenClientURLs.map(ClientListenURL.init)
+        let httpURLs = try configuration.listenClientHTTPURLs.map(ClientListenURL.init)
         let metricsURLs = try configuration.listenMetricsURLs.map(ClientListenURL.init)
         var member = configuration.memberConfiguration
-        let clientTLS = try clientCredentials(configuration, urls: urls + metricsURLs, logger: logger)
+        let clientTLS = try clientCredentials(configuration, urls: urls + httpURLs + metricsURLs, logger: logger)
         member.peerTLS = try peerCredentials(configuration, logger: logger)
         member.peerHandshakeTimeout = configuration.tlsHandshakeTimeout
         // Every listener is bound before the data directory is touched (etcd binds first): a
         // port in use must not leave a new member's log behind.
         member.peerListenAddresses = try EtcdServer.bindPeerListeners(member)
-        let clientSockets = try urls.map { url throws(ConfigurationError) in try url.bind() }
+        // With --listen-client-http-urls, as in etcd, the client URLs serve gRPC alone.
+        let clientSockets = try (urls.map { ($0, true) } + httpURLs.map { ($0, false) }).map {
+            (url, servesGRPC) throws(ConfigurationError) in (url, servesGRPC, try url.bind())
+        }
         let metricsSockets = try metricsURLs.map { url throws(ConfigurationError) in (url, try url.bind()) }
         if let discovery = configuration.clusterDiscovery, !member.hasLog {
             // As etcd: the discovery's token is the cluster token, from which members derive their IDs.
@@ -160,13 +165,14 @@ public final class EmbeddedEtcd: Sendable {
         var listeners: [GRPCServer] = []
         var metricsListeners: [GRPCServer] = []
         do {
-            for (url, socket) in zip(urls, clientSockets) {
+            for (url, servesGRPC, socket) in clientSockets {
                 var grpc = GRPCServer.Configuration()
                 grpc.boundSocket = socket
+                grpc.servesGRPC = servesGRPC
                 grpc.limits = EtcdRouter.messageLimits(for: server)
                 grpc.maximumConcurrentStreams = Int(configuration.maxConcurrentStreams == 0 ? .max : configuration.maxConcurrentStreams)
                 grpc.keepalive = configuration.keepalivePolicy
-                grpc.http1 = http
+                grpc.http1 = servesGRPC && !httpURLs.isEmpty ? nil : http
                 grpc.interceptor = ServerInterceptors(grpcMetrics + [
                     AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth),
                 ])
@@ -217,20 +223,20 @@ public final class EmbeddedEtcd: Sendable {
         }
         let etcd = EmbeddedEtcd(
             server: server, listeners: listeners, metricsListeners: metricsListeners, gatewayChannel: gatewayChannel, logger: logger)
-        Task { await etcd.serveWhenReady(urls: urls, name: configuration.name) }
+        Task { await etcd.serveWhenReady(urls: clientSockets.map { ($0.0, $0.1 ? "grpc" : "http") }, name: configuration.name) }
         return etcd
     }
 
     /// Once the member has published itself through Raft (etcd's `ReadyNotify`), starts taking
     /// client connections (those that came meanwhile waited in the backlog), says so in etcd's
     /// words and tells systemd (`READY=1` to `$NOTIFY_SOCKET`), as etcd does at that moment.
-    private func serveWhenReady(urls: [ClientListenURL], name: String) async {
+    private func serveWhenReady(urls: [(url: ClientListenURL, traffic: String)], name: String) async {
         guard await server.readiness.wait() else { return }
         let memberID = String(server.memberID, radix: 16)
         logger.info("published local member to cluster through raft", metadata: [
             "local-member-id": "\(memberID)", "cluster-id": "\(String(server.clusterID, radix: 16))", "name": "\(name)",
         ])
-        for (listener, url) in zip(listeners, urls) {
+        for (listener, (url, traffic)) in zip(listeners, urls) {
             do {
                 try await listener.startAccepting()
             } catch {
@@ -239,10 +245,10 @@ public final class EmbeddedEtcd: Sendable {
             }
             logger.info("ready to serve client requests", metadata: ["local-member-id": "\(memberID)"])
             if url.isSecure {
-                logger.info("serving client traffic securely", metadata: ["traffic": "grpc", "address": "\(url.url)"])
+                logger.info("serving client traffic securely", metadata: ["traffic": "\(traffic)", "address": "\(url.url)"])
             } else {
                 logger.warning("serving client traffic insecurely; this is strongly discouraged!", metadata: [
-                    "traffic": "grpc", "address": "\(url.url)",
+                    "traffic": "\(traffic)", "address": "\(url.url)",
                 ])
             }
         }

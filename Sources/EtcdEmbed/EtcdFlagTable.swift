@@ -72,7 +72,6 @@ public enum EtcdFlagTable {
     private static let exceptions: [String: Treatment] = {
         var table: [String: Treatment] = [
             "initial-election-tick-advance": .onlyAt("true", reason: "a fresh member always advances its election ticks"),
-            "listen-client-http-urls": .refused("gRPC and HTTP/1.1 share the client URLs (told apart per connection)"),
             "memory-mlock": .onlyAt("false", reason: "swift-etcd does not lock its memory"),
             "backend-bbolt-freelist-type": .onlyAt("map", reason: notBbolt),
             "socket-reuse-port": .onlyAt("false", reason: "listeners do not share ports"),

@@ -26,6 +26,11 @@ public struct ServerFlags: ParsableArguments {
     @Option(name: .customLong("listen-client-urls"), help: "Comma-separated URLs to listen on for client traffic.")
     var listenClientURLs = "http://localhost:2379"
 
+    @Option(
+        name: .customLong("listen-client-http-urls"),
+        help: "Comma-separated URLs to listen on for HTTP-only client traffic (health, /metrics, the /v3 gateway); when set, --listen-client-urls serve gRPC alone.")
+    var listenClientHTTPURLs = ""
+
     @Option(name: .customLong("advertise-client-urls"), help: "Comma-separated client URLs to advertise to the cluster.")
     var advertiseClientURLs = "http://localhost:2379"
 
@@ -303,6 +308,7 @@ public struct ServerFlags: ParsableArguments {
         configuration.dataDirectory = dataDir
         configuration.listenClientURLs = Self.list(listenClientURLs)
         configuration.advertiseClientURLs = Self.list(advertiseClientURLs)
+        configuration.listenClientHTTPURLs = Self.list(listenClientHTTPURLs)
         configuration.listenMetricsURLs = Self.list(listenMetricsURLs)
         configuration.listenPeerURLs = Self.list(listenPeerURLs)
         configuration.initialAdvertisePeerURLs = Self.list(initialAdvertisePeerURLs)

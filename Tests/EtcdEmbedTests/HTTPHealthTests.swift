@@ -1,5 +1,6 @@
 import EtcdClient
 import EtcdProto
+import EtcdServer
 import Foundation
 import NIOCore
 import Testing
@@ -99,5 +100,41 @@ struct HTTPHealthTests {
         let preface = try await HTTPProbe.exchange(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8), port: port, timeout: .seconds(5))
         #expect(preface.raw.isEmpty)
         await etcd.stop()
+    }
+
+    /// etcd's `--listen-client-http-urls`: the HTTP side of the client port on a listener of
+    /// its own (health, version, metrics, the gateway), and the client URLs serve gRPC alone.
+    @Test func clientHTTPListenersTakeTheHTTPSideOffTheClientURLs() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("http-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var configuration = try await EmbeddedEtcdTests().configuration(directory: directory)
+        let httpPort = try await ServerProcess.freePort()
+        configuration.listenClientHTTPURLs = ["http://127.0.0.1:\(httpPort)"]
+        let etcd = try await EmbeddedEtcd.start(configuration)
+        #expect(etcd.clientAddresses.count == 2)
+        #expect(etcd.clientAddresses.last?.port == httpPort)
+        let grpcPort = try #require(etcd.clientAddresses.first?.port)
+        let client = try EtcdClient(endpoints: ["127.0.0.1:\(grpcPort)"])
+        _ = try await client.put("split", "yes")
+        let health = try await HTTPProbe.request("/health", port: httpPort)
+        #expect(health.status == 200 && health.body == #"{"health":"true","reason":""}"#)
+        #expect(try await HTTPProbe.request("/version", port: httpPort).body.contains(#""etcdserver":"3.6.0""#))
+        #expect(try await HTTPProbe.request("/metrics", port: httpPort).body.contains("etcd_server_has_leader 1.0"))
+        let range = try await HTTPProbe.post("/v3/kv/range", #"{"key":"c3BsaXQ="}"#, port: httpPort)
+        #expect(range.status == 200 && range.body.contains(#""value":"eWVz""#))
+        // HTTP/1.1 is closed on the gRPC port, gRPC on the HTTP port.
+        #expect(try await HTTPProbe.exchange(Array("GET /health HTTP/1.1\r\nHost: x\r\n\r\n".utf8), port: grpcPort, timeout: .seconds(5)).raw.isEmpty)
+        let preface = try await HTTPProbe.exchange(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8), port: httpPort, timeout: .seconds(5))
+        #expect(preface.raw.isEmpty)
+        #expect(try await client.get("split").kvs.count == 1)
+        await client.close()
+        await etcd.stop()
+
+        configuration.listenClientHTTPURLs = configuration.listenClientURLs
+        #expect(throws: ConfigurationError(
+            "cannot bind both --listen-client-urls and --listen-client-http-urls on the same url \(configuration.listenClientURLs[0])"))
+        {
+            try configuration.validate()
+        }
     }
 }

@@ -13,7 +13,7 @@ import TransportSecurity
 struct ServerFlagsTests {
     @Test func flagNamesAreReadOffTheDeclarations() {
         #expect(ServerFlags.flagNames == [
-            "config-file", "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
+            "config-file", "name", "data-dir", "listen-client-urls", "listen-client-http-urls", "advertise-client-urls", "listen-peer-urls",
             "initial-advertise-peer-urls", "initial-cluster", "discovery", "discovery-proxy", "discovery-token", "discovery-endpoints",
             "discovery-request-timeout", "discovery-insecure-transport", "discovery-insecure-skip-tls-verify", "discovery-cert",
             "discovery-key", "discovery-cacert", "discovery-user", "discovery-password", "discovery-srv", "discovery-srv-name",
