@@ -67,6 +67,8 @@ public enum EtcdFlagTable {
 
     private static let notBbolt = "the backend is SQLite, not bbolt"
     private static let noTracing = "swift-etcd exports no OpenTelemetry traces"
+    private static let leasesCheckpointed =
+        "leases always keep their remaining TTL across leader changes and restarts (followers count down from the leader's checkpoints, sent every 500 ms)"
     private static let legacy = "an etcd 2 flag that etcd 3.6 ignores; swift-etcd refuses it rather than ignore it"
 
     private static let exceptions: [String: Treatment] = {
@@ -90,8 +92,8 @@ public enum EtcdFlagTable {
             "log-rotation-config-json": .refused("swift-etcd does not rotate log files"),
             "warning-unary-request-duration": .onlyAt("300ms", reason: "the slow-request threshold is fixed"),
             "warning-apply-duration": .onlyAt("100ms", reason: "the slow-apply threshold is fixed"),
-            "experimental-enable-lease-checkpoint": .onlyAt("false", reason: "leases keep their TTLs through snapshots instead"),
-            "experimental-enable-lease-checkpoint-persist": .onlyAt("false", reason: "leases keep their TTLs through snapshots instead"),
+            "experimental-enable-lease-checkpoint": .onlyAt("true", reason: leasesCheckpointed),
+            "experimental-enable-lease-checkpoint-persist": .onlyAt("true", reason: leasesCheckpointed),
             "compaction-batch-limit": .onlyAt("1000", reason: "compaction deletes in fixed batches"),
             "compaction-sleep-interval": .onlyAt("0s", reason: "compaction does not pause between batches"),
             "experimental-txn-mode-write-with-shared-buffer": .onlyAt("true", reason: "transactions always read what they wrote"),
@@ -150,13 +152,14 @@ public enum EtcdFlagTable {
             "--experimental-initial-corrupt-check is deprecated in 3.6 and will be decommissioned in 3.7. Use '--feature-gates=InitialCorruptCheck=true' instead.",
     ]
 
-    /// etcd 3.6's feature gates: what each one is at its default, and the flag swift-etcd
-    /// honours it with (nil: only its default is taken).
-    static let featureGates: [String: (default: Bool, flag: String?)] = [
+    /// etcd 3.6's feature gates: the value swift-etcd takes (etcd's default but for the lease
+    /// checkpoints it always makes), and the flag it honours the gate with (nil: only that
+    /// value is taken).
+    static let featureGates: [String: (taken: Bool, flag: String?)] = [
         "AllAlpha": (false, nil), "AllBeta": (false, nil),
         "CompactHashCheck": (false, "experimental-compact-hash-check-enabled"),
         "InitialCorruptCheck": (false, "experimental-initial-corrupt-check"),
-        "LeaseCheckpoint": (false, nil), "LeaseCheckpointPersist": (false, nil), "SetMemberLocalAddr": (false, nil),
+        "LeaseCheckpoint": (true, nil), "LeaseCheckpointPersist": (true, nil), "SetMemberLocalAddr": (false, nil),
         "StopGRPCServiceOnDefrag": (false, nil), "TxnModeWriteWithSharedBuffer": (true, nil),
     ]
 
@@ -215,8 +218,8 @@ public enum EtcdFlagTable {
                     }
                     if let honouring = known.flag {
                         if enabled, !arguments.contains("--\(honouring)") { added.append("--\(honouring)") }
-                    } else if enabled != known.default {
-                        return (arguments, "--feature-gates: \(parts[0])=\(enabled) is not supported by swift-etcd (only \(parts[0])=\(known.default))")
+                    } else if enabled != known.taken {
+                        return (arguments, "--feature-gates: \(parts[0])=\(enabled) is not supported by swift-etcd (only \(parts[0])=\(known.taken))")
                     }
                 }
                 continue
