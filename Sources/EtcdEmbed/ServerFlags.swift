@@ -272,6 +272,15 @@ public struct ServerFlags: ParsableArguments {
     /// The flags as an ``EmbedConfiguration``, refused with the flag's name when a value is
     /// not one etcd takes.
     public func configuration() throws(ConfigurationError) -> EmbedConfiguration {
+        // Unsigned in etcd: Go's flag package refuses a negative value as it parses.
+        for (flag, value) in [
+            ("heartbeat-interval", heartbeatInterval), ("election-timeout", electionTimeout),
+            ("max-request-bytes", maxRequestBytes), ("max-txn-ops", maxTxnOps), ("max-snapshots", maxSnapshots),
+            ("max-wals", maxWALs), ("auth-token-ttl", authTokenTTL), ("bcrypt-cost", bcryptCost),
+            ("self-signed-cert-validity", security.selfSignedCertValidity),
+        ] where value < 0 {
+            throw ConfigurationError("invalid value \"\(value)\" for flag -\(flag): parse error")
+        }
         guard logger == "zap" else { throw ConfigurationError("--logger: only 'zap' is supported, got '\(logger)'") }
         guard let level = JSONLogHandler.level(named: logLevel) else {
             throw ConfigurationError("--log-level: '\(logLevel)' is not one of debug, info, warn, error, panic, fatal")

@@ -45,7 +45,26 @@ enum Main {
             exit(1)
         }
         for warning in EtcdFlagTable.deprecationWarnings(arguments) { log("warn", warning) }
-        await SwiftEtcd.main(ServerFlags.goBooleanSyntax(arguments))
+        let command: SwiftEtcd
+        do {
+            command = try SwiftEtcd.parse(ServerFlags.goBooleanSyntax(arguments))
+        } catch {
+            fail(error)
+        }
+        do {
+            try await command.run()
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// A bad flag or value exits 2 after the message and the usage line, as Go's flag package
+    /// makes etcd exit (ArgumentParser's own code for it is 64); a member that cannot start
+    /// exits 1.
+    private static func fail(_ error: any Error) -> Never {
+        guard SwiftEtcd.exitCode(for: error) == .validationFailure else { SwiftEtcd.exit(withError: error) }
+        FileHandle.standardError.write(Data((SwiftEtcd.fullMessage(for: error) + "\n").utf8))
+        exit(2)
     }
 
     /// The flags the configuration file at `path` stands for; exits as etcd does (after

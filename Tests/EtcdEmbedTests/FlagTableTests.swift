@@ -87,6 +87,20 @@ struct FlagTableTests {
         }
     }
 
+    /// A flag etcd does not know or a value it cannot parse exits 2, as Go's flag package makes
+    /// etcd exit, with the message and the usage line; a negative value for a flag etcd declares
+    /// unsigned is refused as Go refuses it, before anything starts.
+    @Test func badFlagsAndValuesExitAsGoFlagsDo() async throws {
+        let unknown = try await Self.run(["--no-such-flag"])
+        #expect(unknown.status == 2)
+        #expect(unknown.output.hasPrefix("Error: Unknown option '--no-such-flag'\nUsage: swift-etcd <options>"))
+        #expect(try await Self.run(["--heartbeat-interval=abc"]).status == 2)
+        let negative = try await Self.run(["--max-txn-ops=-1"])
+        #expect(negative.status == 2)
+        #expect(negative.output.hasPrefix(#"Error: invalid value "-1" for flag -max-txn-ops: parse error"#))
+        #expect(try await Self.run(["--log-level=loud"]).status == 2)
+    }
+
     @Test func versionPrintsEtcdsLayout() async throws {
         let lines = try await Self.run(["--version"]).output.split(separator: "\n")
         #expect(lines.count == 4)
