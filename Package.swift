@@ -63,6 +63,11 @@ let package = Package(
             dependencies: ["Locking", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
+        // etcd's backend file format (bbolt), read-only: how an etcd snapshot is imported.
+        .target(
+            name: "BoltReader",
+            swiftSettings: strictSettings
+        ),
         // Generated messages for etcd's v3 API (regenerate with scripts/generate-protos.sh).
         .target(
             name: "EtcdProto",
@@ -169,7 +174,7 @@ let package = Package(
             name: "EtcdServer",
             dependencies: [
                 "BoundSockets", "Locking",
-                "Auth", "Backend", "Checksum", "EtcdProto", "Lease", "MVCC", "Raft", "TransportSecurity", "WAL",
+                "Auth", "Backend", "BoltReader", "Checksum", "EtcdProto", "Lease", "MVCC", "Raft", "TransportSecurity", "WAL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

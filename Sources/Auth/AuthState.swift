@@ -20,6 +20,15 @@ package struct AuthState: Sendable, Equatable {
 
     package init() {}
 
+    /// A state as another store kept it (an etcd backend being imported).
+    package init(enabled: Bool, revision: UInt64, users: [User], roles: [Role]) {
+        self.enabled = enabled
+        self.revision = revision
+        self.users = Dictionary(users.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        self.roles = Dictionary(roles.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        deriveGrants()
+    }
+
     /// A user: a bcrypt hash of their password (none for certificate-only users) and the names
     /// of their roles, sorted.
     package struct User: Sendable, Equatable, Codable {
@@ -242,10 +251,6 @@ package struct AuthState: Sendable, Equatable {
 
     package init(encoded: [UInt8]) throws {
         let stored = try JSONDecoder().decode(Stored.self, from: Data(encoded))
-        enabled = stored.enabled
-        revision = stored.revision
-        users = Dictionary(stored.users.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
-        roles = Dictionary(stored.roles.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
-        deriveGrants()
+        self.init(enabled: stored.enabled, revision: stored.revision, users: stored.users, roles: stored.roles)
     }
 }

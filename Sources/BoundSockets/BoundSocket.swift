@@ -72,10 +72,14 @@ public final class BoundSocket: Sendable {
         guard let taken = descriptor.withLock({ descriptor in defer { descriptor = nil }; return descriptor }) else {
             return MultiThreadedEventLoopGroup.singleton.next().makeFailedFuture(IOError(errnoCode: EBADF, reason: "listen"))
         }
+        let socketFile = address.pathname
         return bootstrap.withBoundSocket(taken).map { channel in
             // NIO listens on an adopted socket with its default backlog (128); listening again
             // on a listening socket sets the new one.
             _ = setBacklog(of: taken, to: backlog)
+            // NIO removes the file of a Unix socket it bound itself when it closes; this one it
+            // did not bind.
+            if let socketFile { channel.closeFuture.whenComplete { _ in unlink(socketFile) } }
             return channel
         }
     }

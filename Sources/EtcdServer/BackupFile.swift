@@ -1,4 +1,5 @@
 import Backend
+import BoltReader
 import Checksum
 import Crypto
 import Foundation
@@ -22,30 +23,43 @@ package enum BackupFile {
         package init(_ description: String) { self.description = description }
     }
 
+    /// Whose backend a backup holds.
+    package enum Format: Sendable, Equatable {
+        /// swift-etcd's: an SQLite database.
+        case swiftEtcd
+        /// etcd's: a bbolt database (``EtcdSnapshotImport`` reads it).
+        case etcd
+    }
+
     /// Checks the file at `path` before anything is made from it: it ends with a SHA-256 that
     /// matches the bytes before it (unless `skipHashCheck`, etcd's flag for a database copied
-    /// straight from a data directory, which has none), and those bytes are a swift-etcd
-    /// backend. Returns the database's size (the file's, less the trailer). `progress` gets the
-    /// bytes hashed so far and the total.
+    /// straight from a data directory, which has none), and those bytes are a swift-etcd or an
+    /// etcd backend. Returns the database's size (the file's, less the trailer) and its format.
+    /// `progress` gets the bytes hashed so far and the total.
     package static func verify(
         _ path: String, skipHashCheck: Bool, progress: (_ done: Int64, _ total: Int64) -> Void = { _, _ in }
-    ) throws -> Int64 {
+    ) throws -> (bytes: Int64, format: Format) {
         guard let file = FileHandle(forReadingAtPath: path) else { throw Refusal("open \(path): no such file or directory") }
         defer { try? file.close() }
         let size = Int64(try file.seekToEnd())
         let hasTrailer = hasChecksum(fileSize: size)
         let databaseSize = hasTrailer ? size - Int64(checksumSize) : size
         try file.seek(toOffset: 0)
-        let header = try file.read(upToCount: 16) ?? Data()
-        guard header == Data("SQLite format 3\0".utf8) else {
-            throw Refusal("\(path) is not a swift-etcd snapshot: it is not an SQLite database (an etcd snapshot is a bbolt file, which swift-etcd cannot read)")
+        let header = try file.read(upToCount: 32) ?? Data()
+        let format: Format
+        if header.prefix(16) == Data("SQLite format 3\0".utf8) {
+            format = .swiftEtcd
+        } else if BoltFile.looksLikeBolt(header) {
+            format = .etcd
+        } else {
+            throw Refusal("\(path) is not a snapshot: neither a swift-etcd (SQLite) nor an etcd (bbolt) database")
         }
         if !hasTrailer && !skipHashCheck {
             throw Refusal(
                 "snapshot missing hash but --skip-hash-check=false (its \(size) bytes are not whole 512-byte sectors "
                     + "and a 32-byte checksum: it is truncated, or a database copied from a data directory)")
         }
-        guard hasTrailer && !skipHashCheck else { return databaseSize }
+        guard hasTrailer && !skipHashCheck else { return (databaseSize, format) }
         try file.seek(toOffset: 0)
         var hasher = SHA256()
         var done: Int64 = 0
@@ -61,7 +75,7 @@ package enum BackupFile {
         guard expected == actual else {
             throw Refusal("expected sha256 \(hex(expected)), got \(hex(actual)) (the file is truncated or corrupted)")
         }
-        return databaseSize
+        return (databaseSize, format)
     }
 
     /// Copies the first `bytes` of `path` (the database, without its trailer) to a new file at
@@ -86,6 +100,22 @@ package enum BackupFile {
         try output.synchronize()
     }
 
+    /// Makes a swift-etcd backend at `destination` from the first `bytes` of `path`: a copy of
+    /// swift-etcd's database, or an import of etcd's. `progress` gets the bytes copied so far
+    /// and the total (an import reports none).
+    package static func copyDatabase(
+        from path: String, bytes: Int64, format: Format, to destination: String,
+        progress: (_ done: Int64, _ total: Int64) -> Void = { _, _ in }
+    ) throws {
+        switch format {
+        case .swiftEtcd:
+            try extractDatabase(from: path, bytes: bytes, to: destination, progress: progress)
+            try SQLiteBackend.requireBackendTables(at: destination)
+        case .etcd:
+            _ = try EtcdSnapshotImport.importDatabase(from: path, bytes: bytes, to: destination)
+        }
+    }
+
     /// What `snapshot status` reports, with etcd's JSON names.
     package struct Status: Codable, Equatable, Sendable {
         /// CRC-32C over the rows every member shares (see ``SQLiteBackend/forEachSharedRow(_:)``).
@@ -100,15 +130,15 @@ package enum BackupFile {
     }
 
     /// The status of the backup at `path` (verified first unless `skipHashCheck`), read from a
-    /// private copy of its database, so the file itself is never opened for writing.
+    /// private copy of its database (an etcd backup's imported), so the file itself is never
+    /// opened for writing.
     package static func status(of path: String, skipHashCheck: Bool = false) throws -> Status {
-        let bytes = try verify(path, skipHashCheck: skipHashCheck)
+        let (bytes, format) = try verify(path, skipHashCheck: skipHashCheck)
         let directory = try FileManager.default.url(
             for: .itemReplacementDirectory, in: .userDomainMask, appropriateFor: URL(fileURLWithPath: NSTemporaryDirectory()), create: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let copy = directory.appendingPathComponent("backend.sqlite").path
-        try extractDatabase(from: path, bytes: bytes, to: copy)
-        try SQLiteBackend.requireBackendTables(at: copy)
+        try copyDatabase(from: path, bytes: bytes, format: format, to: copy)
         let backend = try SQLiteBackend(path: copy, synchronousCommits: false)
         let (hash, revision, rows) = try sharedContentHash(backend)
         return Status(hash: hash, revision: revision, totalKey: rows, totalSize: bytes, version: EtcdServer.version)

@@ -5,7 +5,8 @@ import Raft
 import WAL
 
 /// `etcdutl snapshot restore`: makes a new member's data directory from a backup, for a new
-/// cluster whose members all restore the same file. The keyspace, leases and auth come from
+/// cluster whose members all restore the same file. The backup is swift-etcd's, or etcd's
+/// (imported by ``EtcdSnapshotImport``: how a cluster moves from etcd). The keyspace, leases and auth come from
 /// the backup; membership comes from `--initial-cluster`, as for a new cluster; alarms are
 /// cleared (etcd keeps them, so a cluster restored from a member that had NOSPACE starts
 /// refusing writes).
@@ -60,7 +61,7 @@ package struct SnapshotRestore {
         if !walDirectory.isEmpty, fileManager.fileExists(atPath: walDirectory) {
             throw BackupFile.Refusal("wal-dir \"\(walDirectory)\" exists")
         }
-        let databaseBytes = try BackupFile.verify(snapshotPath, skipHashCheck: skipHashCheck) { progress("verifying", $0, $1) }
+        let (databaseBytes, format) = try BackupFile.verify(snapshotPath, skipHashCheck: skipHashCheck) { progress("verifying", $0, $1) }
 
         let staging = (dataDirectory as NSString).deletingLastPathComponent
         let temporary = ((staging.isEmpty ? "." : staging) as NSString)
@@ -71,8 +72,9 @@ package struct SnapshotRestore {
         defer { for path in placed { try? fileManager.removeItem(atPath: path) } }
 
         let backendPath = "\(snapDirectory)/backend.sqlite"
-        try BackupFile.extractDatabase(from: snapshotPath, bytes: databaseBytes, to: backendPath) { progress("copying", $0, $1) }
-        try SQLiteBackend.requireBackendTables(at: backendPath)
+        try BackupFile.copyDatabase(from: snapshotPath, bytes: databaseBytes, format: format, to: backendPath) {
+            progress("copying", $0, $1)
+        }
         let revision = try Self.prepare(
             backendPath, cluster: cluster, bumpRevision: bumpRevision, markCompacted: markCompacted)
 

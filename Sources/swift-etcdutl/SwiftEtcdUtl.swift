@@ -36,9 +36,13 @@ struct Snapshot: ParsableCommand {
     struct Restore: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Restores a backup into a new member's data directory",
-            discussion: "Restore the same file into every member of the new cluster, each with its own --name.")
+            discussion: """
+                Restore the same file into every member of the new cluster, each with its own --name. \
+                The file is a swift-etcd snapshot, or an etcd one (etcdctl snapshot save, or a member's \
+                member/snap/db with --skip-hash-check): keys keep their revisions, leases and auth come along.
+                """)
 
-        @Argument(help: "The backup file") var filename: String
+        @Argument(help: "The backup file (swift-etcd's or etcd's)") var filename: String
         @Option(name: .customLong("data-dir"), help: "Path to the output data directory (default: <name>.etcd)") var dataDirectory = ""
         @Option(name: .customLong("wal-dir"), help: "Path to the WAL directory (use --data-dir if none given)") var walDirectory = ""
         @Option(name: .customLong("initial-cluster"), help: "Initial cluster configuration for restore bootstrap")

@@ -113,7 +113,7 @@ struct BackupTests {
             #expect(flippedError.hasPrefix("expected sha256 "), "\(flippedError)")
             #expect(flippedError.contains("the file is truncated or corrupted"))
             #expect(try refusal(original.prefix(original.count - 1000)).hasPrefix("snapshot missing hash but --skip-hash-check=false"))
-            #expect(try refusal(Data(repeating: 7, count: 4096 + 32)).contains("is not a swift-etcd snapshot"))
+            #expect(try refusal(Data(repeating: 7, count: 4096 + 32)).contains("is not a snapshot: neither a swift-etcd (SQLite) nor an etcd (bbolt) database"))
             let occupied = directory.appendingPathComponent("occupied")
             try FileManager.default.createDirectory(at: occupied, withIntermediateDirectories: true)
             try Data("x".utf8).write(to: occupied.appendingPathComponent("file"))
