@@ -28,6 +28,21 @@ extension EtcdServer {
         var bootstrapEntries: [Entry] = []
     }
 
+    /// A data directory etcd made (its bbolt backend `member/snap/db`, and no backend of ours)
+    /// is refused before anything is written to it, with the command that moves its data to
+    /// swift-etcd: a binary swapped on an etcd data directory would otherwise fail on etcd's
+    /// log, whose segments have the same names as ours and another format.
+    static func refuseEtcdDataDirectory(_ configuration: Configuration, snapDirectory: String) throws(ConfigurationError) {
+        let files = FileManager.default
+        guard files.fileExists(atPath: "\(snapDirectory)/db"), !files.fileExists(atPath: "\(snapDirectory)/backend.sqlite") else { return }
+        throw ConfigurationError(
+            "\(configuration.dataDirectory) is an etcd data directory (\(snapDirectory)/db is etcd's bbolt backend), "
+                + "which swift-etcd does not run on: stop etcd, move its data with `swift-etcdutl snapshot restore "
+                + "\(snapDirectory)/db --skip-hash-check --data-dir <new directory>` and the member's --name, "
+                + "--initial-cluster and --initial-advertise-peer-urls, then start swift-etcd on the new directory "
+                + "(docs/OPERATIONS.md, Moving from etcd)")
+    }
+
     /// etcd's checks before a new data directory is made: this member's name is in
     /// `--initial-cluster`, and its `--initial-advertise-peer-urls` are the URLs listed for it
     /// there. They run before anything is written, so a refused start leaves no half-made data

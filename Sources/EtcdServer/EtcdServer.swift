@@ -124,6 +124,7 @@ package final class EtcdServer: Sendable {
         // Bound before the data directory is touched: a port in use must not leave a new
         // member's log behind with peer URLs it cannot listen on.
         let peerListenAddresses = try configuration.peerListenAddresses ?? Self.bindPeerListeners(configuration)
+        try Self.refuseEtcdDataDirectory(configuration, snapDirectory: snapDirectory)
         purger = FilePurger(
             walDirectory: walDirectory, snapDirectory: snapDirectory, maxWALs: configuration.maxWALs,
             maxSnapshots: configuration.maxSnapshots, logger: Logger(label: "swift-etcd"))

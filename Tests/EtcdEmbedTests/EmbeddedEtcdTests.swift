@@ -70,6 +70,28 @@ struct EmbeddedEtcdTests {
         await holder.stop()
     }
 
+    /// swift-etcd started on a data directory etcd made refuses it, says how to move its data,
+    /// and writes nothing into it (etcd's log segments have the names ours have).
+    @Test func anEtcdDataDirectoryIsRefusedWithTheWayToMoveIt() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let snap = directory.appendingPathComponent("member/snap")
+        try FileManager.default.createDirectory(at: snap, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("member/wal"), withIntermediateDirectories: true)
+        try Data(repeating: 0, count: 4096).write(to: snap.appendingPathComponent("db"))
+        let configuration = try await configuration(directory: directory)
+        await #expect(throws: ConfigurationError(
+            "\(directory.path) is an etcd data directory (\(snap.path)/db is etcd's bbolt backend), which swift-etcd does not run on: "
+                + "stop etcd, move its data with `swift-etcdutl snapshot restore \(snap.path)/db --skip-hash-check --data-dir <new directory>` "
+                + "and the member's --name, --initial-cluster and --initial-advertise-peer-urls, then start swift-etcd on the new "
+                + "directory (docs/OPERATIONS.md, Moving from etcd)"))
+        {
+            _ = try await EmbeddedEtcd.start(configuration)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: snap.path) == ["db"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent("member/wal").path).isEmpty)
+    }
+
     /// Whether this machine has IPv6 loopback (a container may have none).
     static let hasIPv6Loopback = (try? BoundSocket.bind(host: "::1", port: 0)) != nil
 
