@@ -32,7 +32,9 @@ enum RangeRules {
             // Reported by the backend's observer (the member's CORRUPT alarm); never served.
             throw .corrupt
         } catch {
-            preconditionFailure("backend read failed: \(error)")
+            // The backend cannot be read (an I/O error, a damaged page): as etcd, the member
+            // stops rather than answer from what it can read; with a log line, not a trap.
+            EtcdServer.fatal("failed to read the backend", error)
         }
         var kvs = result.kvs
         if filtered {
