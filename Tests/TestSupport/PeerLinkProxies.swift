@@ -1,4 +1,5 @@
 import Foundation
+import EtcdServer
 import Locking
 import NIOCore
 import NIOPosix
@@ -123,8 +124,6 @@ private final class InboundRelay: ChannelInboundHandler {
     private var buffered: ByteBuffer?
     private var outbound: (any Channel)?
     private var decided = false
-    /// The peer protocol's magic, "swiftetc" (`PeerWire.magic`, internal to EtcdServer).
-    private static let helloMagic: UInt64 = 0x7377_6966_7465_7463
 
     init(to: Int, targetPort: Int, table: LinkTable) {
         self.to = to
@@ -141,7 +140,7 @@ private final class InboundRelay: ChannelInboundHandler {
         if buffered == nil { buffered = bytes } else { buffered!.writeBuffer(&bytes) }
         // length(4) magic(8) version(1) cluster(8) from(8)
         guard !decided, let buffer = buffered, buffer.readableBytes >= 4 + 8 else { return }
-        let isHello = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt64.self) == Self.helloMagic
+        let isHello = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt64.self) == PeerWire.magic
         guard !isHello || buffer.readableBytes >= 4 + 8 + 1 + 8 + 8 else { return }
         decided = true
         let from = isHello ? buffer.getInteger(at: buffer.readerIndex + 21, as: UInt64.self) : nil

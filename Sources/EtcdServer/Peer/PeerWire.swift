@@ -7,7 +7,7 @@ import Raft
 /// A connection is a sequence of frames, each a 4-byte big-endian length and a body. The
 /// first frame from the dialling member is a ``PeerHello``; every later frame is a batch of
 /// Raft messages. Integers are big-endian; byte strings and lists carry a 4-byte count.
-enum PeerWire {
+package enum PeerWire {
     /// Most bytes in one frame: a full message of entries (1 MiB by default) is far smaller.
     static let maxFrameSize = 256 * 1024 * 1024
     /// Senders start a new frame once a batch passes this many bytes.
@@ -16,7 +16,7 @@ enum PeerWire {
     static let maxFirstFrameSize = 1024 * 1024
 
     /// Identifies the protocol and its version in the hello frame.
-    static let magic: UInt64 = 0x7377_6966_7465_7463  // "swiftetc"
+    package static let magic: UInt64 = 0x7377_6966_7465_7463  // "swiftetc"
     static let version: UInt8 = 1
 
     struct DecodingError: Error, CustomStringConvertible {
