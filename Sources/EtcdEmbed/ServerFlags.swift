@@ -270,8 +270,16 @@ public struct ServerFlags: ParsableArguments {
     }()
 
     /// The flags as an ``EmbedConfiguration``, refused with the flag's name when a value is
-    /// not one etcd takes.
+    /// not one etcd takes, and checked together (``EmbedConfiguration/validate()``).
     public func configuration() throws(ConfigurationError) -> EmbedConfiguration {
+        let configuration = try parsedConfiguration()
+        try configuration.validate()
+        return configuration
+    }
+
+    /// The flags as an ``EmbedConfiguration``, each value parsed (what Go's flag package
+    /// refuses as it parses etcd's flags), not yet checked together.
+    public func parsedConfiguration() throws(ConfigurationError) -> EmbedConfiguration {
         // Unsigned in etcd: Go's flag package refuses a negative value as it parses.
         for (flag, value) in [
             ("heartbeat-interval", heartbeatInterval), ("election-timeout", electionTimeout),
@@ -379,7 +387,6 @@ public struct ServerFlags: ParsableArguments {
         }
         configuration.authTokenTTL = authTokenTTL
         configuration.bcryptCost = bcryptCost
-        try configuration.validate()
         return configuration
     }
 

@@ -213,7 +213,11 @@ package final class EtcdServer: Sendable {
         transport.setPeers(recovered.membership.peers)
         do {
             for address in peerListenAddresses {
-                try transport.listen(on: address)
+                do {
+                    try transport.listen(on: address)
+                } catch {
+                    throw ConfigurationError.cannotListen("tcp", joinHostPort(address.peerURL.host, address.peerURL.port), error)
+                }
                 logger.info("serving peer traffic", metadata: ["address": "\(address.url)"])
             }
         } catch {

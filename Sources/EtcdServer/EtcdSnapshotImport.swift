@@ -22,6 +22,7 @@ package enum EtcdSnapshotImport {
     /// What an import found.
     package struct Summary: Equatable, Sendable {
         package var revisions: Int
+        /// The store's revision: the newest key revision's, or a later compaction's.
         package var newestRevision: Int64
         package var compactedRevision: Int64?
         package var leases: Int
@@ -69,7 +70,10 @@ package enum EtcdSnapshotImport {
             }
         }
         if let compacted = summary.compactedRevision { meta[.compactedRevision] = compacted }
-        meta[.revision] = max(summary.newestRevision, summary.compactedRevision ?? 0)
+        // As etcd restores: the revision is at least the compaction's, finished or scheduled
+        // (its newest revisions may have been tombstones the compaction removed).
+        summary.newestRevision = max(summary.newestRevision, summary.compactedRevision ?? 0, scheduledCompaction ?? 0)
+        meta[.revision] = summary.newestRevision
 
         var leases: [Int64: SQLiteBackend.LeaseRow?] = [:]
         try bolt.forEach(inBucket: "lease") { _, value in
@@ -85,7 +89,7 @@ package enum EtcdSnapshotImport {
 
         // A compaction etcd scheduled but had not finished when the snapshot was taken is
         // finished here, as etcd finishes it when it restarts.
-        if let scheduled = scheduledCompaction, scheduled > (summary.compactedRevision ?? 0), scheduled <= summary.newestRevision {
+        if let scheduled = scheduledCompaction, scheduled > (summary.compactedRevision ?? 0) {
             var store = try KeyValueStore(restoringFrom: backend)
             let kept = try store.compact(atMain: scheduled)
             try backend.commit([], meta: [.compactedRevision: scheduled], removingAtOrBefore: (scheduled, kept))
@@ -109,12 +113,7 @@ package enum EtcdSnapshotImport {
 
     private static func change(revisionKey: [UInt8], value: [UInt8]) throws -> Change {
         let at = try revision(revisionKey)
-        let record: Mvccpb_KeyValue
-        do {
-            record = try Mvccpb_KeyValue(serializedBytes: value)
-        } catch {
-            throw BackupFile.Refusal("the record at revision \(at.main).\(at.sub) does not decode: \(error)")
-        }
+        let record = try decoded(Mvccpb_KeyValue.self, value, "the key revision \(at.main).\(at.sub)")
         if revisionKey.count == 18, revisionKey[17] == UInt8(ascii: "t") {
             return Change(
                 kind: .delete, revision: at,
@@ -160,6 +159,14 @@ package enum EtcdSnapshotImport {
         }
     }
 
+    private static func decoded<Record: SwiftProtobuf.Message>(_: Record.Type, _ bytes: [UInt8], _ what: String) throws -> Record {
+        do {
+            return try Record(serializedBytes: bytes)
+        } catch {
+            throw BackupFile.Refusal("\(what) record does not decode: \(error)")
+        }
+    }
+
     /// Users, roles, whether auth is on and its revision, from etcd's auth buckets.
     private static func authState(_ bolt: BoltFile) throws -> AuthState {
         var enabled = false
@@ -173,7 +180,7 @@ package enum EtcdSnapshotImport {
         }
         var users: [AuthState.User] = []
         try bolt.forEach(inBucket: "authUsers") { _, value in
-            let user = try Authpb_User(serializedBytes: value)
+            let user = try decoded(Authpb_User.self, value, "a user")
             users.append(AuthState.User(
                 name: String(decoding: user.name, as: UTF8.self),
                 passwordHash: user.password.isEmpty ? nil : String(decoding: user.password, as: UTF8.self),
@@ -181,7 +188,7 @@ package enum EtcdSnapshotImport {
         }
         var roles: [AuthState.Role] = []
         try bolt.forEach(inBucket: "authRoles") { _, value in
-            let role = try Authpb_Role(serializedBytes: value)
+            let role = try decoded(Authpb_Role.self, value, "a role")
             roles.append(AuthState.Role(
                 name: String(decoding: role.name, as: UTF8.self),
                 permissions: role.keyPermission.map { permission in

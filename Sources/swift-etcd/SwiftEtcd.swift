@@ -107,11 +107,20 @@ struct SwiftEtcd: AsyncParsableCommand {
     func run() async throws {
         var configuration: EmbedConfiguration
         do {
-            configuration = try flags.configuration()
+            configuration = try flags.parsedConfiguration()
             let outputs = try LogOutputs(configuration.logOutputs)
             LoggingSystem.bootstrap { [level = configuration.logLevel] _ in JSONLogHandler(logLevel: level, outputs: outputs) }
         } catch {
             throw ValidationError(error.description)
+        }
+        do {
+            try configuration.validate()
+        } catch {
+            // etcd's checks of the values together (its `Config.Validate`) exit 1 after
+            // `failed to verify flags`; values Go's flag package cannot parse exit 2 (above).
+            Logger(label: "swift-etcd").warning("failed to verify flags", metadata: ["error": "\(error.description)"])
+            FileHandle.standardError.write(Data("Error: \(error.description)\n".utf8))
+            throw ExitCode.failure
         }
         // A removed member stops as if told to: the same graceful shutdown as SIGTERM.
         configuration.onRemovedFromCluster = { kill(getpid(), SIGTERM) }

@@ -64,7 +64,15 @@ struct EmbeddedEtcdTests {
         await #expect(throws: ConfigurationError("listen tcp 127.0.0.1:\(held): bind: address already in use")) {
             _ = try await EmbeddedEtcd.start(configuration)
         }
-        for tried in ["client", "peer"] {
+        // One port for two listeners: the second is refused before anything is written (on
+        // Linux two sockets with SO_REUSEADDR share a port until one of them listens).
+        configuration = try await self.configuration(directory: directory.appendingPathComponent("twice"))
+        let shared = try #require(URLComponents(string: configuration.listenPeerURLs[0])?.port)
+        configuration.listenClientURLs = ["http://127.0.0.1:\(shared)"]
+        await #expect(throws: ConfigurationError("listen tcp 127.0.0.1:\(shared): bind: address already in use")) {
+            _ = try await EmbeddedEtcd.start(configuration)
+        }
+        for tried in ["client", "peer", "twice"] {
             #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent(tried).path), "\(tried)")
         }
         await holder.stop()
@@ -90,6 +98,34 @@ struct EmbeddedEtcdTests {
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: snap.path) == ["db"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent("member/wal").path).isEmpty)
+    }
+
+    /// A Unix socket a server answers on is never taken over; one left by a server that is gone
+    /// is; a socket dropped before any server took it removes its own file and only its own.
+    @Test func unixSocketsAreTakenOverOnlyWhenNobodyAnswers() async throws {
+        let directory = temporaryDirectory()
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("etcd.sock").path
+        var first: BoundSocket? = try BoundSocket.bind(unixDomainSocketPath: path)
+        #expect(throws: IOError.self) { _ = try BoundSocket.bind(unixDomainSocketPath: path) }
+        #expect(first != nil && FileManager.default.fileExists(atPath: path))
+        first = nil
+        #expect(!FileManager.default.fileExists(atPath: path))
+        // A file left by a process killed while it served: nobody answers, it is replaced.
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        try SocketAddress(unixDomainSocketPath: path).withSockAddr { pointer, size in
+            #expect(bind(stale, pointer, socklen_t(size)) == 0)
+        }
+        close(stale)
+        #expect(FileManager.default.fileExists(atPath: path))
+        let second = try BoundSocket.bind(unixDomainSocketPath: path)
+        #expect(second.isUnixDomainSocket)
+        // A TCP port cannot be bound twice either, though neither socket has a server yet.
+        let free = try await ServerProcess.freePort()
+        let held = try BoundSocket.bind(host: "127.0.0.1", port: free)
+        #expect(throws: IOError.self) { _ = try BoundSocket.bind(host: "127.0.0.1", port: free) }
+        #expect(!held.isUnixDomainSocket)
     }
 
     /// Whether this machine has IPv6 loopback (a container may have none).

@@ -99,6 +99,11 @@ struct FlagTableTests {
         #expect(negative.status == 2)
         #expect(negative.output.hasPrefix(#"Error: invalid value "-1" for flag -max-txn-ops: parse error"#))
         #expect(try await Self.run(["--log-level=loud"]).status == 2)
+        // Values that parse but do not go together: etcd's `failed to verify flags`, exit 1.
+        let together = try await Self.run(["--election-timeout=400"])
+        #expect(together.status == 1)
+        #expect(together.output.contains(#""msg":"failed to verify flags""#))
+        #expect(together.output.hasSuffix("Error: --election-timeout[400ms] should be at least as 5 times as --heartbeat-interval[100ms]\n"))
     }
 
     @Test func versionPrintsEtcdsLayout() async throws {
