@@ -1,5 +1,6 @@
 import Auth
 import EtcdServer
+import Foundation
 import GRPCWire
 import Logging
 import NIOCore
@@ -159,6 +160,14 @@ public struct EmbedConfiguration: Sendable {
         for url in try listenMetricsURLs.map(ClientListenURL.init) {
             guard case .tcp = url.address else {
                 throw ConfigurationError("--listen-metrics-urls: \(url.url) is not an http:// or https:// URL")
+            }
+        }
+        // As etcd: listen URLs name an IP address (or `localhost`), never a host name, whose
+        // addresses would not say which one to bind.
+        for url in listenPeerURLs + listenClientURLs + listenClientHTTPURLs + listenMetricsURLs where !url.hasPrefix("unix") {
+            guard let host = URLComponents(string: url)?.addressHost, host != "localhost" else { continue }
+            if (try? SocketAddress(ipAddress: host, port: 0)) == nil {
+                throw ConfigurationError("expected IP in URL for binding (\(url))")
             }
         }
         for url in listenClientHTTPURLs where listenClientURLs.contains(url) {

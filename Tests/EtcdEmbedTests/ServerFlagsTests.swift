@@ -155,6 +155,8 @@ struct ServerFlagsTests {
         (["--election-timeout", "400"], "--election-timeout[400ms] should be at least as 5 times as --heartbeat-interval[100ms]"),
         (["--election-timeout", "60000"], "--election-timeout[60000ms] is too long, and should be set less than 50 seconds"),
         (["--listen-client-urls", "https://127.0.0.1:2379"], "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"),
+        (["--listen-client-urls", "http://example.com:2379"], "expected IP in URL for binding (http://example.com:2379)"),
+        (["--listen-peer-urls", "http://example.com:2380"], "expected IP in URL for binding (http://example.com:2380)"),
         (["--listen-client-urls", "ftp://127.0.0.1:2379"], "--listen-client-urls: URL scheme must be http, https, unix, or unixs: ftp://127.0.0.1:2379"),
         (["--tls-min-version", "TLS1.1"], "unexpected TLS version \"TLS1.1\" (must be one of: TLS1.2, TLS1.3)"),
         (["--tls-min-version", "TLS1.3", "--tls-max-version", "TLS1.2"], "min version (TLS1.3) is greater than max version (TLS1.2)"),
