@@ -22,6 +22,11 @@ struct SecurityFlags: ParsableArguments {
     @Option(name: .customLong("client-crl-file"), help: "Path to the client certificate revocation list file.")
     var clientCRLFile = ""
 
+    @Option(
+        name: .customLong("client-cert-allowed-hostname"),
+        help: "Comma-separated list of SAN hostnames for client cert authentication: a client's certificate must be valid for one of them.")
+    var clientCertAllowedHostname = ""
+
     @Option(name: .customLong("trusted-ca-file"), help: "Path to the client server TLS trusted CA cert file.")
     var trustedCAFile = ""
 
@@ -100,6 +105,7 @@ struct SecurityFlags: ParsableArguments {
         client.clientCertAuth = clientCertAuth
         client.crlFile = clientCRLFile
         client.autoTLS = autoTLS
+        client.allowedHostnames = ServerFlags.list(clientCertAllowedHostname)
         var peer = TLSInfo(side: .peer)
         peer.certFile = peerCertFile
         peer.keyFile = peerKeyFile

@@ -25,7 +25,8 @@ public struct TLSInfo: Sendable, Hashable {
     public var crlFile = ""
     /// `--peer-cert-allowed-cn`: when set, a connecting peer's certificate must carry one of these common names.
     public var allowedCommonNames: [String] = []
-    /// `--peer-cert-allowed-hostname`: when set, a connecting peer's certificate must be valid for one of these names.
+    /// `--peer-cert-allowed-hostname` (`--client-cert-allowed-hostname` on the client side): when
+    /// set, a connecting peer's (client's) certificate must be valid for one of these names.
     public var allowedHostnames: [String] = []
     /// `--experimental-peer-skip-client-san-verification`: do not check a connecting peer's
     /// address against its certificate's subject alternative names.

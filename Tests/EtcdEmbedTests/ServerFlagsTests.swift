@@ -29,6 +29,7 @@ struct ServerFlagsTests {
             "corrupt-check-time", "experimental-compact-hash-check-enabled", "experimental-compact-hash-check-time",
             "compact-hash-check-time",
             "cert-file", "key-file", "client-cert-file", "client-key-file", "client-cert-auth", "client-crl-file",
+            "client-cert-allowed-hostname",
             "trusted-ca-file", "auto-tls", "peer-cert-file", "peer-key-file", "peer-client-cert-file",
             "peer-client-key-file", "peer-client-cert-auth", "peer-trusted-ca-file", "peer-auto-tls", "peer-crl-file",
             "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-skip-client-san-verification",
