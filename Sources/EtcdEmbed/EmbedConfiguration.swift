@@ -96,6 +96,9 @@ public struct EmbedConfiguration: Sendable {
     public var watchProgressNotifyInterval: Duration = .seconds(600)
     /// `--force-new-cluster`: restart from this member's data as a one-member cluster.
     public var forceNewCluster = false
+    /// `--unsafe-no-fsync`: the log is never synced; a machine crash may lose acknowledged
+    /// writes (a process crash does not). For throwaway clusters only.
+    public var unsafeNoFsync = false
     /// `--auto-compaction-mode` and `--auto-compaction-retention` (nil: off).
     package var autoCompaction: AutoCompactor.Mode?
     /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving,
@@ -215,6 +218,7 @@ public struct EmbedConfiguration: Sendable {
         configuration.corruptCheckInterval = corruptCheckTime
         configuration.autoCompaction = autoCompaction
         configuration.forceNewCluster = forceNewCluster
+        configuration.unsafeNoFsync = unsafeNoFsync
         configuration.compactHashCheckInterval = compactHashCheckTime
         configuration.maxWALs = maxWALs
         configuration.walDirectory = walDirectory

@@ -124,6 +124,9 @@ public final class EmbeddedEtcd: Sendable {
             "snapshot-count": "\(configuration.snapshotCount)", "max-snapshots": "\(configuration.maxSnapshots)",
             "max-wals": "\(configuration.maxWALs)", "wal-dir": "\(configuration.walDirectory ?? "")",
         ])
+        if configuration.unsafeNoFsync {
+            logger.warning("--unsafe-no-fsync is set: the log is never synced, and a machine crash may lose acknowledged writes")
+        }
         let server = try EtcdServer(member)
         if configuration.initialCorruptCheck {
             // Blocks while the peers answer (20 s at most): off the caller's executor.

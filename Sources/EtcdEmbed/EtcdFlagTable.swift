@@ -100,7 +100,6 @@ public enum EtcdFlagTable {
             "max-learners": .onlyAt("1", reason: "a cluster has at most one learner, etcd's default"),
             "downgrade-check-time": .onlyAt("5s", reason: "the downgrade check interval is fixed"),
             "experimental-stop-grpc-service-on-defrag": .onlyAt("false", reason: "defragmentation never stops serving"),
-            "unsafe-no-fsync": .onlyAt("false", reason: "swift-etcd always syncs its log"),
         ]
         // etcd 3.6 still takes these under their deprecated experimental names, meaning the same.
         for flag in [

@@ -181,6 +181,11 @@ public struct ServerFlags: ParsableArguments {
         help: "Force to create a new one member cluster (from this member's data, removing the others).")
     var forceNewCluster = false
 
+    @Flag(
+        name: .customLong("unsafe-no-fsync"), inversion: .prefixedNo,
+        help: "Disables fsync, unsafe, will cause data loss (a machine crash may lose acknowledged writes).")
+    var unsafeNoFsync = false
+
     @Option(name: .customLong("auto-compaction-mode"), help: "Interpret 'auto-compaction-retention' one of: periodic|revision.")
     var autoCompactionMode = "periodic"
 
@@ -368,6 +373,7 @@ public struct ServerFlags: ParsableArguments {
         configuration.watchProgressNotifyInterval = interval
         configuration.initialCorruptCheck = initialCorruptCheck
         configuration.forceNewCluster = forceNewCluster
+        configuration.unsafeNoFsync = unsafeNoFsync
         configuration.autoCompaction = try AutoCompactor.parse(mode: autoCompactionMode, retention: autoCompactionRetention) {
             GoDuration.parse($0)
         }

@@ -77,6 +77,7 @@ extension EtcdServer {
     ) throws -> Start {
         var walOptions = WriteAheadLog.Options(segmentSize: configuration.walSegmentSize)
         walOptions.fsyncObserver = configuration.metricHooks.walFsync
+        walOptions.skipsSync = configuration.unsafeNoFsync
         if WriteAheadLog.exists(directory: walDirectory) {
             let (log, contents, snapshot) = try openLog(directory: walDirectory, snapDirectory: snapDirectory, options: walOptions)
             return Start(

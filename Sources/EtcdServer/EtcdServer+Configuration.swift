@@ -89,6 +89,9 @@ extension EtcdServer {
         /// etcd's `--force-new-cluster`: restart as the only member of the cluster (see
         /// `EtcdServer.forceNewCluster`).
         package var forceNewCluster = false
+        /// etcd's `--unsafe-no-fsync`: the log is written, never synced (see
+        /// `WriteAheadLog.Options.skipsSync`).
+        package var unsafeNoFsync = false
         /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention` (nil: off).
         package var autoCompaction: AutoCompactor.Mode?
         /// How often revision-mode auto-compaction checks (etcd: 5 minutes; shorter in tests).

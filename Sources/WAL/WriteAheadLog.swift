@@ -43,6 +43,10 @@ package final class WriteAheadLog {
         package var segmentSize: Int
         /// Called with the duration of every `fdatasync` (etcd's `etcd_disk_wal_fsync_duration_seconds`).
         package var fsyncObserver: (@Sendable (Duration) -> Void)?
+        /// etcd's `--unsafe-no-fsync`: records reach the page cache, never wait for the disk. A
+        /// process that crashes loses nothing; a machine that does may lose acknowledged writes.
+        /// For throwaway clusters (tests, CI) only.
+        package var skipsSync = false
 
         package init(segmentSize: Int = WriteAheadLog.defaultSegmentSize, fsyncObserver: (@Sendable (Duration) -> Void)? = nil) {
             self.segmentSize = segmentSize
@@ -338,6 +342,7 @@ package final class WriteAheadLog {
     }
 
     private func sync() throws(WALError) {
+        guard !options.skipsSync else { return }
         let start = ContinuousClock.now
         try FileSystem.syncData(file, path)
         options.fsyncObserver?(ContinuousClock.now - start)

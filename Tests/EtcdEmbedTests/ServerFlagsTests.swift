@@ -24,7 +24,7 @@ struct ServerFlagsTests {
             "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
             "election-timeout", "snapshot-catchup-entries", "experimental-snapshot-catchup-entries",
             "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
-            "strict-reconfig-check", "auto-promote-learners", "force-new-cluster", "auto-compaction-mode",
+            "strict-reconfig-check", "auto-promote-learners", "force-new-cluster", "unsafe-no-fsync", "auto-compaction-mode",
             "auto-compaction-retention", "experimental-initial-corrupt-check", "experimental-corrupt-check-time",
             "corrupt-check-time", "experimental-compact-hash-check-enabled", "experimental-compact-hash-check-time",
             "compact-hash-check-time",
@@ -40,7 +40,7 @@ struct ServerFlagsTests {
             "discovery-insecure-transport", "discovery-insecure-skip-tls-verify", "strict-reconfig-check", "auto-promote-learners",
             "client-cert-auth", "auto-tls", "peer-client-cert-auth",
             "peer-auto-tls", "peer-skip-client-san-verification", "experimental-peer-skip-client-san-verification",
-            "force-new-cluster", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled",
+            "force-new-cluster", "unsafe-no-fsync", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled",
         ])
     }
 

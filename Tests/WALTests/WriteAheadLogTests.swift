@@ -357,6 +357,27 @@ struct WriteAheadLogTests {
         }
     }
 
+    /// `--unsafe-no-fsync`: nothing waits for the disk, and what was written reads back (the
+    /// page cache holds it for the next process, as after a kill -9).
+    @Test func aLogThatSkipsSyncsNeverSyncsAndReadsBack() throws {
+        try WALTest.withDirectory { directory in
+            let counter = CallCounter()
+            var options = WriteAheadLog.Options(segmentSize: 4096, fsyncObserver: { _ in counter.increment() })
+            options.skipsSync = true
+            do {
+                let log = try WriteAheadLog.create(directory: directory, metadata: WALTest.metadata, options: options)
+                try log.save(hardState: WALHardState(term: 1, vote: 1, commit: 3), entries: WALTest.entries(1...3))
+                try log.save(entries: WALTest.entries(4...9, size: 1000))
+                #expect(WALTest.segments(directory).count == 2)
+            }
+            #expect(counter.value == 0)
+            let (_, contents) = try WriteAheadLog.open(directory: directory, from: WALSnapshot(index: 0, term: 0), options: options)
+            #expect(contents.entries == WALTest.entries(1...3) + WALTest.entries(4...9, size: 1000))
+            #expect(contents.hardState == WALHardState(term: 1, vote: 1, commit: 3))
+            #expect(counter.value == 0)
+        }
+    }
+
     @Test func theFsyncObserverHearsOfEveryFdatasync() throws {
         try WALTest.withDirectory { directory in
             let counter = CallCounter()
