@@ -54,6 +54,8 @@ public struct EmbedConfiguration: Sendable {
     /// Milliseconds.
     public var electionTimeout = 1000
     public var strictReconfigCheck = true
+    /// `--max-learners`: learners the cluster may have at once (give every member the same).
+    public var maxLearners = 1
     /// Not in etcd: promote a learner once it has caught up.
     public var autoPromoteLearners = false
     public var maxRequestBytes = 1_572_864
@@ -153,6 +155,7 @@ public struct EmbedConfiguration: Sendable {
             throw ConfigurationError(
                 "--election-timeout[\(electionTimeout)ms] should be at least as 5 times as --heartbeat-interval[\(heartbeatInterval)ms]")
         }
+        guard maxLearners >= 1 else { throw ConfigurationError("--max-learners: \(maxLearners) must be at least 1") }
         guard electionTimeout <= 50000 else {
             throw ConfigurationError("--election-timeout[\(electionTimeout)ms] is too long, and should be set less than 50 seconds")
         }
@@ -201,6 +204,7 @@ public struct EmbedConfiguration: Sendable {
         configuration.initialAdvertisePeerURLs = initialAdvertisePeerURLs
         configuration.joinExistingCluster = initialClusterState == .existing
         configuration.strictReconfigCheck = strictReconfigCheck
+        configuration.maxLearners = maxLearners
         configuration.autoPromoteLearners = autoPromoteLearners
         configuration.onRemovedFromCluster = onRemovedFromCluster
         configuration.heartbeatInterval = .milliseconds(heartbeatInterval)

@@ -97,7 +97,6 @@ public enum EtcdFlagTable {
             "compaction-sleep-interval": .onlyAt("0s", reason: "compaction does not pause between batches"),
             "experimental-txn-mode-write-with-shared-buffer": .onlyAt("true", reason: "transactions always read what they wrote"),
             "bootstrap-defrag-threshold-megabytes": .onlyAt("0", reason: "defragmentation is online (docs/OPERATIONS.md)"),
-            "max-learners": .onlyAt("1", reason: "a cluster has at most one learner, etcd's default"),
             "downgrade-check-time": .onlyAt("5s", reason: "the downgrade check interval is fixed"),
             "experimental-stop-grpc-service-on-defrag": .onlyAt("false", reason: "defragmentation never stops serving"),
         ]

@@ -123,6 +123,11 @@ public struct ServerFlags: ParsableArguments {
         help: "Reject reconfiguration requests that would cause quorum loss.")
     var strictReconfigCheck = true
 
+    @Option(
+        name: .customLong("max-learners"),
+        help: "Sets the maximum number of learners that can be available in the cluster membership (give every member the same).")
+    var maxLearners = 1
+
     @Flag(
         name: .customLong("auto-promote-learners"), inversion: .prefixedNo,
         help: "Promote a learner to a voting member once it has caught up with the leader (not in etcd).")
@@ -359,6 +364,7 @@ public struct ServerFlags: ParsableArguments {
         configuration.heartbeatInterval = heartbeatInterval
         configuration.electionTimeout = electionTimeout
         configuration.strictReconfigCheck = strictReconfigCheck
+        configuration.maxLearners = maxLearners
         configuration.autoPromoteLearners = autoPromoteLearners
         configuration.maxRequestBytes = maxRequestBytes
         configuration.maxTxnOperations = maxTxnOps

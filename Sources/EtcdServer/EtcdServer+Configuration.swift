@@ -66,6 +66,8 @@ extension EtcdServer {
         /// etcd's `--strict-reconfig-check`: refuse membership changes that would leave fewer
         /// started voters than a quorum.
         package var strictReconfigCheck = true
+        /// etcd's `--max-learners`: learners the cluster may have at once.
+        package var maxLearners = 1
         /// etcd's `--auth-token-ttl`: how long a simple token lives without use.
         package var authTokenTTL: Duration = .seconds(300)
         /// JWT keys, with etcd's `--auth-token jwt,…` (nil: simple tokens).

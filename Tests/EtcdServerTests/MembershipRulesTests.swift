@@ -29,9 +29,16 @@ struct MembershipRulesTests {
         #expect(rules([Self.a, Self.b]).add(peerURLs: urls, isLearner: false, newID: 9) == .failure(expected))
     }
 
-    @Test func oneLearnerAtATime() {
+    @Test func oneLearnerAtATimeUnlessMoreAreAllowed() {
         let result = rules([Self.a, Self.learner]).add(peerURLs: ["http://127.0.0.1:2390"], isLearner: true, newID: 9)
         #expect(result == .failure(.tooManyLearners))
+        var two = rules([Self.a, Self.learner])
+        two.maxLearners = 2
+        let second = two.add(peerURLs: ["http://127.0.0.1:2390"], isLearner: true, newID: 9)
+        #expect((try? second.get())?.isLearner == true)
+        var third = rules([Self.a, Self.learner, Member(id: 9, name: "", peerURLs: ["http://127.0.0.1:2390"], clientURLs: [], isLearner: true)])
+        third.maxLearners = 2
+        #expect(third.add(peerURLs: ["http://127.0.0.1:2391"], isLearner: true, newID: 10) == .failure(.tooManyLearners))
     }
 
     @Test func anIDInUseOrRemovedBeforeIsRefused() {
@@ -96,6 +103,7 @@ struct MembershipRulesTests {
         #expect(MembershipRules.staleness(of: change(.addNode, 2), in: conf) == .memberExists)
         #expect(MembershipRules.staleness(of: change(.addLearner, 4), in: conf) == .memberExists)
         #expect(MembershipRules.staleness(of: change(.addLearner, 5), in: conf) == .tooManyLearners)
+        #expect(MembershipRules.staleness(of: change(.addLearner, 5), in: conf, maxLearners: 2) == nil)
         #expect(MembershipRules.staleness(of: change(.removeNode, 9), in: conf) == .memberNotFound)
         // Promoting the learner, adding a new voter and removing a member are current.
         #expect(MembershipRules.staleness(of: change(.addNode, 4), in: conf) == nil)

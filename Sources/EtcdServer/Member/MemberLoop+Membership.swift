@@ -19,7 +19,7 @@ extension MemberLoop {
             EtcdServer.fatal("committed membership change \(entry.index) does not decode", ConfigurationError("bad encoding"))
         }
         let context = try? MembershipChangeContext(encoded: change.context)
-        if let refusal = MembershipRules.staleness(of: change, in: confState) {
+        if let refusal = MembershipRules.staleness(of: change, in: confState, maxLearners: configuration.maxLearners) {
             if !replaying, let context, context.proposer == localID, let waiter = proposals.endedMembershipChange(context.requestID) {
                 waiter.completion(.failure(refusal))
             }
@@ -104,7 +104,7 @@ extension MemberLoop {
     var membershipRules: MembershipRules {
         MembershipRules(
             membership: membership, localID: localID, strictReconfigCheck: configuration.strictReconfigCheck,
-            isConnected: transport.isConnected)
+            maxLearners: configuration.maxLearners, isConnected: transport.isConnected)
     }
 
     /// Checks a membership request against the applied membership and proposes it.

@@ -11,17 +11,16 @@ struct MembershipRules {
     var localID: NodeID
     /// etcd's `--strict-reconfig-check`.
     var strictReconfigCheck: Bool
+    /// etcd's `--max-learners` (1 by default): learners at most at once.
+    var maxLearners = 1
     /// Whether this member is connected to member `id` (it counts as started).
     var isConnected: (NodeID) -> Bool
-
-    /// etcd allows one learner at a time (`--experimental-max-learners` defaults to 1).
-    static let maxLearners = 1
 
     /// The member a `MemberAdd` would add under `newID`, or etcd's reason to refuse it.
     func add(peerURLs: [String], isLearner: Bool, newID: UInt64) -> Result<Member, EtcdError> {
         if let error = badOrUsed(peerURLs, except: nil) { return .failure(error) }
         if isLearner {
-            guard membership.members.filter(\.isLearner).count < Self.maxLearners else { return .failure(.tooManyLearners) }
+            guard membership.members.filter(\.isLearner).count < maxLearners else { return .failure(.tooManyLearners) }
         } else if strictReconfigCheck && !enoughStartedVoters(adding: 1) {
             return .failure(.notEnoughStartedMembers)
         }
@@ -76,16 +75,17 @@ struct MembershipRules {
     }
 
     /// Why Raft's configuration `confState` makes a committed `change` stale, if it does:
-    /// adding a member twice, a second learner, removing one that is gone. Decided from the
-    /// configuration alone, so every member decides alike.
-    static func staleness(of change: ConfChange, in confState: ConfState) -> EtcdError? {
+    /// adding a member twice, a learner past `maxLearners`, removing one that is gone. Decided
+    /// from the configuration (and `--max-learners`, which every member must be given alike,
+    /// as in etcd), so every member decides alike.
+    static func staleness(of change: ConfChange, in confState: ConfState, maxLearners: Int = 1) -> EtcdError? {
         let voters = Set(confState.voters + confState.votersOutgoing)
         let learners = Set(confState.learners + confState.learnersNext)
         for single in change.changes {
             switch single.kind {
             case .addNode where voters.contains(single.node): return .memberExists
             case .addLearner where voters.contains(single.node) || learners.contains(single.node): return .memberExists
-            case .addLearner where !learners.isEmpty: return .tooManyLearners
+            case .addLearner where learners.count >= maxLearners: return .tooManyLearners
             case .removeNode where !voters.contains(single.node) && !learners.contains(single.node): return .memberNotFound
             default: continue
             }
