@@ -89,8 +89,10 @@ public enum EtcdFlagTable {
             "log-format": .onlyAt("json", reason: "logs are JSON lines"),
             "enable-log-rotation": .onlyAt("false", reason: "swift-etcd does not rotate log files"),
             "log-rotation-config-json": .refused("swift-etcd does not rotate log files"),
-            "warning-unary-request-duration": .onlyAt("300ms", reason: "the slow-request threshold is fixed"),
-            "warning-apply-duration": .onlyAt("100ms", reason: "the slow-apply threshold is fixed"),
+            "warning-unary-request-duration": .onlyAt(
+                "300ms", reason: "swift-etcd does not log slow requests (etcd's `request stats` warning); etcd's default is taken"),
+            "warning-apply-duration": .onlyAt(
+                "100ms", reason: "swift-etcd does not log slow applies (etcd's `apply request took too long`); etcd's default is taken"),
             "experimental-enable-lease-checkpoint": .onlyAt("true", reason: leasesCheckpointed),
             "experimental-enable-lease-checkpoint-persist": .onlyAt("true", reason: leasesCheckpointed),
             "compaction-batch-limit": .onlyAt("1000", reason: "compaction deletes in fixed batches"),
