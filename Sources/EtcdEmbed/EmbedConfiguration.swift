@@ -96,6 +96,9 @@ public struct EmbedConfiguration: Sendable {
     public var snapshotCount: UInt64 = 10_000
     public var snapshotCatchUpEntries: UInt64 = 5000
     public var watchProgressNotifyInterval: Duration = .seconds(600)
+    /// `--warning-apply-duration`: applying a request that takes longer logs `apply request took
+    /// too long` and counts in `etcd_server_slow_apply_total`.
+    public var warningApplyDuration: Duration = .milliseconds(100)
     /// `--force-new-cluster`: restart from this member's data as a one-member cluster.
     public var forceNewCluster = false
     /// `--unsafe-no-fsync`: the log is never synced; a machine crash may lose acknowledged
@@ -219,6 +222,7 @@ public struct EmbedConfiguration: Sendable {
         configuration.maxSnapshots = maxSnapshots
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.watchProgressNotifyInterval = watchProgressNotifyInterval
+        configuration.warningApplyDuration = warningApplyDuration
         configuration.corruptCheckInterval = corruptCheckTime
         configuration.autoCompaction = autoCompaction
         configuration.forceNewCluster = forceNewCluster

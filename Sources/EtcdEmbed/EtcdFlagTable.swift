@@ -91,8 +91,6 @@ public enum EtcdFlagTable {
             "log-rotation-config-json": .refused("swift-etcd does not rotate log files"),
             "warning-unary-request-duration": .onlyAt(
                 "300ms", reason: "swift-etcd does not log slow requests (etcd's `request stats` warning); etcd's default is taken"),
-            "warning-apply-duration": .onlyAt(
-                "100ms", reason: "swift-etcd does not log slow applies (etcd's `apply request took too long`); etcd's default is taken"),
             "experimental-enable-lease-checkpoint": .onlyAt("true", reason: leasesCheckpointed),
             "experimental-enable-lease-checkpoint-persist": .onlyAt("true", reason: leasesCheckpointed),
             "compaction-batch-limit": .onlyAt("1000", reason: "compaction deletes in fixed batches"),
@@ -104,7 +102,7 @@ public enum EtcdFlagTable {
         ]
         // etcd 3.6 still takes these under their deprecated experimental names, meaning the same.
         for flag in [
-            "memory-mlock", "warning-unary-request-duration", "warning-apply-duration", "compaction-batch-limit",
+            "memory-mlock", "warning-unary-request-duration", "compaction-batch-limit",
             "compaction-sleep-interval", "bootstrap-defrag-threshold-megabytes", "downgrade-check-time",
         ] {
             table["experimental-" + flag] = table[flag]
@@ -147,6 +145,8 @@ public enum EtcdFlagTable {
             "--experimental-watch-progress-notify-interval is deprecated in v3.6 and will be decommissioned in v3.7. Use '--watch-progress-notify-interval' instead.",
         "experimental-snapshot-catchup-entries":
             "--experimental-snapshot-catchup-entries is deprecated in v3.6 and will be decommissioned in v3.7. Use '--snapshot-catchup-entries' instead.",
+        "experimental-warning-apply-duration":
+            "--experimental-warning-apply-duration is deprecated in v3.6 and will be decommissioned in v3.7. Use '--warning-apply-duration' instead.",
         "experimental-initial-corrupt-check":
             "--experimental-initial-corrupt-check is deprecated in 3.6 and will be decommissioned in 3.7. Use '--feature-gates=InitialCorruptCheck=true' instead.",
     ]

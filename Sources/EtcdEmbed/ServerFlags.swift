@@ -181,6 +181,11 @@ public struct ServerFlags: ParsableArguments {
         help: "Duration of periodic watch progress notifications (Go syntax: 10m, 30s, 500ms).")
     var watchProgressNotifyInterval = "10m"
 
+    @Option(
+        name: [.customLong("warning-apply-duration"), .customLong("experimental-warning-apply-duration")],
+        help: "Time duration after which a warning is generated if applying a request takes more time (Go syntax: 100ms).")
+    var warningApplyDuration = "100ms"
+
     @Flag(
         name: .customLong("force-new-cluster"), inversion: .prefixedNo,
         help: "Force to create a new one member cluster (from this member's data, removing the others).")
@@ -316,6 +321,9 @@ public struct ServerFlags: ParsableArguments {
         guard let corruptCheck = GoDuration.parse(corruptCheckTime), corruptCheck >= .zero else {
             throw ConfigurationError("--experimental-corrupt-check-time: '\(corruptCheckTime)' is not a duration")
         }
+        guard let applyWarning = GoDuration.parse(warningApplyDuration), applyWarning > .zero else {
+            throw ConfigurationError("--warning-apply-duration: '\(warningApplyDuration)' is not a positive duration")
+        }
         guard let compactHashCheck = GoDuration.parse(compactHashCheckTime), compactHashCheck > .zero else {
             throw ConfigurationError("--experimental-compact-hash-check-time: '\(compactHashCheckTime)' is not a positive duration")
         }
@@ -377,6 +385,7 @@ public struct ServerFlags: ParsableArguments {
         configuration.snapshotCount = snapshotCount
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.watchProgressNotifyInterval = interval
+        configuration.warningApplyDuration = applyWarning
         configuration.initialCorruptCheck = initialCorruptCheck
         configuration.forceNewCluster = forceNewCluster
         configuration.unsafeNoFsync = unsafeNoFsync

@@ -83,6 +83,7 @@ package final class EtcdMetrics: Sendable {
         counters = [
             (\.leaderChanges, counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen.")),
             (\.failedProposals, counter("etcd_server_proposals_failed_total", "The total number of failed proposals seen.")),
+            (\.slowApplies, counter("etcd_server_slow_apply_total", "The total number of slow apply requests (likely overloaded from slow disk).")),
             (\.ranges, counter("etcd_mvcc_range_total", "Total number of ranges seen by this member.")),
             (\.puts, counter("etcd_mvcc_put_total", "Total number of puts seen by this member.")),
             (\.deletes, counter("etcd_mvcc_delete_total", "Total number of deletes seen by this member.")),

@@ -101,6 +101,9 @@ extension EtcdServer {
         /// How often idle watchers that asked for progress notifications get one
         /// (etcd's `--experimental-watch-progress-notify-interval`).
         package var watchProgressNotifyInterval: Duration = .seconds(600)
+        /// etcd's `--warning-apply-duration`: a request whose apply takes longer is logged and
+        /// counted (`etcd_server_slow_apply_total`).
+        package var warningApplyDuration: Duration = .milliseconds(100)
 
         package init(
             name: String, dataDirectory: String, initialCluster: String, initialClusterToken: String,

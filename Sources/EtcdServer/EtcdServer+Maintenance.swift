@@ -160,6 +160,7 @@ extension EtcdServer {
         package var leasesGranted: UInt64
         package var leasesRevoked: UInt64
         package var leasesRenewed: UInt64
+        package var slowApplies: UInt64
         package var watch: WatchHub.Statistics
         /// Bytes and failures per peer (member ID).
         package var peers: [UInt64: PeerTraffic]
@@ -178,7 +179,7 @@ extension EtcdServer {
             ranges: counted.ranges, puts: counted.puts, deletes: counted.deletes, txns: counted.txns, putBytes: counted.putBytes,
             keys: store.liveKeyCount, currentRevision: store.revision, compactRevision: store.compactedRevision,
             leasesGranted: counted.leasesGranted, leasesRevoked: counted.leasesRevoked,
-            leasesRenewed: lessor.renewalCount, watch: watchHub.statistics(), peers: transport.traffic.all)
+            leasesRenewed: lessor.renewalCount, slowApplies: counted.slowApplies, watch: watchHub.statistics(), peers: transport.traffic.all)
     }
 }
 

@@ -16,25 +16,29 @@ package final class OperationCounts: Sendable {
     private let putBytes = Atomic<UInt64>(0)
     private let leasesGranted = Atomic<UInt64>(0)
     private let leasesRevoked = Atomic<UInt64>(0)
+    /// Requests whose apply took longer than `--warning-apply-duration`.
+    private let slowApplies = Atomic<UInt64>(0)
 
     init() {}
 
     /// The counts now.
     struct Totals {
-        var ranges, puts, deletes, txns, putBytes, leasesGranted, leasesRevoked: UInt64
+        var ranges, puts, deletes, txns, putBytes, leasesGranted, leasesRevoked, slowApplies: UInt64
     }
 
     var totals: Totals {
         Totals(
             ranges: ranges.load(ordering: .relaxed), puts: puts.load(ordering: .relaxed), deletes: deletes.load(ordering: .relaxed),
             txns: txns.load(ordering: .relaxed), putBytes: putBytes.load(ordering: .relaxed),
-            leasesGranted: leasesGranted.load(ordering: .relaxed), leasesRevoked: leasesRevoked.load(ordering: .relaxed))
+            leasesGranted: leasesGranted.load(ordering: .relaxed), leasesRevoked: leasesRevoked.load(ordering: .relaxed),
+            slowApplies: slowApplies.load(ordering: .relaxed))
     }
 
     /// A Range request was served here.
     func rangeServed() { ranges.add(1, ordering: .relaxed) }
     func leaseGrantApplied() { leasesGranted.add(1, ordering: .relaxed) }
     func leaseRevokeApplied() { leasesRevoked.add(1, ordering: .relaxed) }
+    func slowApply() { slowApplies.add(1, ordering: .relaxed) }
 
     /// Counts what applied `request` did, given its `response`.
     func applied(_ request: WriteRequest, _ response: WriteResponse) {

@@ -102,6 +102,25 @@ struct HTTPHealthTests {
         await etcd.stop()
     }
 
+    /// `--warning-apply-duration`: an apply that takes longer counts in
+    /// `etcd_server_slow_apply_total` (and is logged); at 1 ns every one does.
+    @Test func slowAppliesAreCounted() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("http-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var configuration = try await EmbeddedEtcdTests().configuration(directory: directory)
+        configuration.warningApplyDuration = .nanoseconds(1)
+        let etcd = try await EmbeddedEtcd.start(configuration)
+        let port = try #require(etcd.clientAddresses.first?.port)
+        let client = try EtcdClient(endpoints: ["127.0.0.1:\(port)"])
+        for index in 0..<3 { _ = try await client.put("slow", "\(index)") }
+        let metrics = try await HTTPProbe.request("/metrics", port: port).body
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix("etcd_server_slow_apply_total ") }
+        let counted = try #require(line.flatMap { Double($0.split(separator: " ")[1]) })
+        #expect(counted >= 3)
+        await client.close()
+        await etcd.stop()
+    }
+
     /// etcd's `--listen-client-http-urls`: the HTTP side of the client port on a listener of
     /// its own (health, version, metrics, the gateway), and the client URLs serve gRPC alone.
     @Test func clientHTTPListenersTakeTheHTTPSideOffTheClientURLs() async throws {

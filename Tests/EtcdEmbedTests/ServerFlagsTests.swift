@@ -24,6 +24,7 @@ struct ServerFlagsTests {
             "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
             "election-timeout", "snapshot-catchup-entries", "experimental-snapshot-catchup-entries",
             "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
+            "warning-apply-duration", "experimental-warning-apply-duration",
             "strict-reconfig-check", "max-learners", "auto-promote-learners", "force-new-cluster", "unsafe-no-fsync", "auto-compaction-mode",
             "auto-compaction-retention", "experimental-initial-corrupt-check", "experimental-corrupt-check-time",
             "corrupt-check-time", "experimental-compact-hash-check-enabled", "experimental-compact-hash-check-time",

@@ -124,6 +124,7 @@ extension MemberLoop {
                 } catch {
                     EtcdServer.fatal("committed entry \(entry.index) does not decode", error)
                 }
+                let applyStarted = ContinuousClock.now
                 var outcome: Applier.Outcome
                 if case .client(let identity) = envelope.origin, let refusal = authRefusal(envelope.request, identity) {
                     outcome = Applier.Outcome(response: .failure(.auth(refusal)))
@@ -156,6 +157,8 @@ extension MemberLoop {
                     }
                 }
                 if case .success(let response) = outcome.response { operations.applied(envelope.request, response) }
+                let applyTook = ContinuousClock.now - applyStarted
+                if applyTook > configuration.warningApplyDuration { warnOfSlowApply(envelope.request, took: applyTook) }
                 apply(outcome.leaseEffects, recordingIn: &leaseRows)
                 reader.add(outcome.changes)
                 changes += outcome.changes
@@ -321,5 +324,52 @@ extension MemberLoop {
         }
         snapshotIndex = appliedIndex
         purger.purge(snapshotIndex: appliedIndex)
+    }
+}
+
+extension MemberLoop {
+    /// etcd's `apply request took too long` (and `etcd_server_slow_apply_total`): a request
+    /// whose apply took longer than `--warning-apply-duration`, named as etcd names it, values
+    /// by their size only.
+    func warnOfSlowApply(_ request: WriteRequest, took: Duration) {
+        operations.slowApply()
+        logger.warning("apply request took too long", metadata: [
+            "took": "\(Self.goDuration(took))", "expected-duration": "\(Self.goDuration(configuration.warningApplyDuration))",
+            "prefix": "", "request": "\(request.loggable)",
+        ])
+    }
+
+    /// A duration as Go prints one below a minute: `850ns`, `1.5µs`, `123.456ms`, `2.5s`.
+    static func goDuration(_ duration: Duration) -> String {
+        let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+        func scaled(_ divisor: Double, _ unit: String) -> String {
+            var text = "\(Double(nanoseconds) / divisor)"
+            if text.hasSuffix(".0") { text.removeLast(2) }
+            return text + unit
+        }
+        if nanoseconds < 1000 { return "\(nanoseconds)ns" }
+        if nanoseconds < 1_000_000 { return scaled(1e3, "µs") }
+        if nanoseconds < 1_000_000_000 { return scaled(1e6, "ms") }
+        return scaled(1e9, "s")
+    }
+}
+
+extension WriteRequest {
+    /// The request for a log line: its kind and keys, values only by their size, no secrets.
+    var loggable: String {
+        func quoted(_ bytes: Data) -> String { "\"\(String(decoding: bytes, as: UTF8.self))\"" }
+        switch self {
+        case .put(let put): return "put:<key:\(quoted(put.key)) value_size:\(put.value.count) lease:\(put.lease) >"
+        case .deleteRange(let delete): return "delete_range:<key:\(quoted(delete.key)) range_end:\(quoted(delete.rangeEnd)) >"
+        case .txn(let txn):
+            return "txn:<compare_size:\(txn.compare.count) success_size:\(txn.success.count) failure_size:\(txn.failure.count) >"
+        case .compaction(let compaction): return "compaction:<revision:\(compaction.revision) physical:\(compaction.physical) >"
+        case .leaseGrant(let grant): return "lease_grant:<ttl:\(grant.ttl) id:\(grant.id) >"
+        case .leaseRevoke(let revoke): return "lease_revoke:<id:\(revoke.id) >"
+        case .leaseCheckpoint(let checkpoint): return "lease_checkpoint:<checkpoints_size:\(checkpoint.checkpoints.count) >"
+        case .auth: return "auth"
+        case .alarm(let alarm): return "alarm:<action:\(alarm.action) alarm:\(alarm.alarm) >"
+        case .downgrade: return "downgrade"
+        }
     }
 }

@@ -1,0 +1,28 @@
+import EtcdProto
+import Foundation
+import Testing
+
+@testable import EtcdServer
+
+/// What `apply request took too long` prints: durations as Go prints them, requests by their
+/// keys with values only by size.
+@Suite("Slow applies, as etcd logs them")
+struct SlowApplyTests {
+    @Test func durationsPrintAsGoPrintsThem() {
+        #expect(MemberLoop.goDuration(.nanoseconds(1)) == "1ns")
+        #expect(MemberLoop.goDuration(.nanoseconds(1500)) == "1.5µs")
+        #expect(MemberLoop.goDuration(.milliseconds(100)) == "100ms")
+        #expect(MemberLoop.goDuration(.microseconds(123_456)) == "123.456ms")
+        #expect(MemberLoop.goDuration(.milliseconds(2500)) == "2.5s")
+    }
+
+    @Test func requestsShowTheirKeysNeverTheirValues() {
+        var put = Etcdserverpb_PutRequest()
+        put.key = Data("config/db".utf8)
+        put.value = Data("hunter2".utf8)
+        #expect(WriteRequest.put(put).loggable == #"put:<key:"config/db" value_size:7 lease:0 >"#)
+        var txn = Etcdserverpb_TxnRequest()
+        txn.success = [Etcdserverpb_RequestOp(), Etcdserverpb_RequestOp()]
+        #expect(WriteRequest.txn(txn).loggable == "txn:<compare_size:0 success_size:2 failure_size:0 >")
+    }
+}
