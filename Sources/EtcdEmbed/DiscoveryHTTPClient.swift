@@ -1,10 +1,15 @@
+import EtcdServer
 import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
+import TransportSecurity
 
 /// The HTTP/1.1 client of `--discovery`: one request per connection to a discovery service
-/// (etcd's v2 keys API), directly or through the `--discovery-proxy` HTTP proxy.
+/// (etcd's v2 keys API), directly or through the `--discovery-proxy` HTTP proxy. An `https`
+/// service is checked against the system's CAs, as etcd checks it (``SystemTrustRoots``);
+/// through a proxy it is reached by a `CONNECT` tunnel, as Go's HTTP client reaches it.
 struct DiscoveryHTTPClient: Sendable {
     struct Response: Sendable {
         var status: Int
@@ -18,22 +23,39 @@ struct DiscoveryHTTPClient: Sendable {
 
     /// The proxy's host and port, when requests go through one.
     var proxy: (host: String, port: Int)?
+    /// For an `https` service: the client side of TLS, trusting the system's CAs.
+    let tlsContext: NIOSSLContext?
 
-    /// Sends `method` to `url` (`http` only) with a form body, and waits at most `timeout` for
-    /// the whole answer (nil: as long as the server takes, for a long-polling watch).
+    /// A client of an `https` service when `secure`, else of an `http` one.
+    init(proxy: (host: String, port: Int)?, secure: Bool) throws {
+        self.proxy = proxy
+        guard secure else {
+            tlsContext = nil
+            return
+        }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        SystemTrustRoots.apply(to: &configuration)
+        tlsContext = try NIOSSLContext(configuration: configuration)
+    }
+
+    /// Sends `method` to `url` (`http` or `https`) with a form body, and waits at most `timeout`
+    /// for the whole answer (nil: as long as the server takes, for a long-polling watch).
     func send(
         _ method: HTTPMethod, _ url: URLComponents, form: [String: String] = [:], timeout: TimeAmount? = .seconds(5)
     ) async throws -> Response {
-        guard url.scheme == "http", let host = url.host, !host.isEmpty else {
+        let secure = url.scheme == "https"
+        guard secure == (tlsContext != nil), secure || url.scheme == "http", let host = url.addressHost, !host.isEmpty else {
             throw Failure(description: "unsupported discovery URL \(url.string ?? "")")
         }
-        let port = url.port ?? 80
+        let port = url.port ?? (secure ? 443 : 80)
         let target = proxy ?? (host, port)
+        // A tunnel carries the request as it would go directly; a plain proxy takes the whole URL.
+        let tunnels = secure && proxy != nil
         let body = form.sorted { $0.key < $1.key }.map { "\($0.key)=\(Self.formEscaped($0.value))" }.joined(separator: "&")
         var head = HTTPRequestHead(
             version: .http1_1, method: method,
-            uri: proxy == nil ? "\(url.percentEncodedPath)\(url.percentEncodedQuery.map { "?\($0)" } ?? "")" : url.string ?? "")
-        head.headers.add(name: "Host", value: "\(host):\(port)")
+            uri: proxy == nil || tunnels ? "\(url.percentEncodedPath)\(url.percentEncodedQuery.map { "?\($0)" } ?? "")" : url.string ?? "")
+        head.headers.add(name: "Host", value: joinHostPort(host, port))
         head.headers.add(name: "Connection", value: "close")
         if !form.isEmpty {
             head.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
@@ -47,16 +69,25 @@ struct DiscoveryHTTPClient: Sendable {
         do {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.seconds(5))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
-                    }
-                }
                 .connect(host: target.host, port: target.port).get()
         } catch {
             promise.fail(error)
-            throw Failure(description: "dial tcp \(target.host):\(target.port): \(error)")
+            throw Failure(description: "dial tcp \(joinHostPort(target.host, target.port)): \(error)")
+        }
+        do {
+            if tunnels { try await ProxyTunnel.open(on: channel, to: joinHostPort(host, port)) }
+            try await channel.eventLoop.submit { [tlsContext] in
+                let pipeline = channel.pipeline.syncOperations
+                if let tlsContext {
+                    try pipeline.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: serverNameIndication(for: host)))
+                }
+                try pipeline.addHTTPClientHandlers()
+                try pipeline.addHandler(ResponseCollector(promise: promise))
+            }.get()
+        } catch {
+            promise.fail(error)
+            channel.close(promise: nil)
+            throw Failure(description: "\(error)")
         }
         if let timeout {
             let expiry = channel.eventLoop.scheduleTask(in: timeout) {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import TransportSecurity
 
 /// `--discovery <url>`: a new cluster found through a discovery service, with etcd's v2
 /// discovery protocol (what `discovery.etcd.io` and Debian's `etcd-discovery` serve: etcd's v2
@@ -39,16 +40,27 @@ public struct URLDiscovery: ClusterDiscovery, Equatable {
         guard let components = URLComponents(string: url), components.host?.isEmpty == false else {
             throw ConfigurationError("--discovery: invalid URL \(url)")
         }
-        guard components.scheme == "http" else {
-            throw ConfigurationError("--discovery: \(url): only http discovery URLs are supported")
+        guard components.scheme == "http" || components.scheme == "https" else {
+            throw ConfigurationError("--discovery: \(url): only http and https discovery URLs are supported")
         }
         if let proxy, proxyAddress(proxy) == nil {
             throw ConfigurationError("invalid proxy address \"\(proxy)\"")
         }
+        // Through a tunnel the connection's address is the proxy's: the certificate can only be
+        // checked against a name.
+        if proxy != nil, components.scheme == "https", serverNameIndication(for: components.addressHost ?? "") == nil {
+            throw ConfigurationError("--discovery: \(url): an https discovery URL reached through --discovery-proxy needs a host name, not an address")
+        }
     }
 
     func join(memberID: UInt64, entry: String, logger: Logger) async throws(DiscoveryFailure) -> String {
-        var session = Session(discovery: self, selfKey: String(memberID, radix: 16), logger: logger)
+        let client: DiscoveryHTTPClient
+        do {
+            client = try DiscoveryHTTPClient(proxy: proxy.flatMap(proxyAddress), secure: URLComponents(string: url)?.scheme == "https")
+        } catch {
+            throw DiscoveryFailure(description: "discovery: cannot set up TLS with the system's CAs: \(error)")
+        }
+        var session = Session(discovery: self, selfKey: String(memberID, radix: 16), client: client, logger: logger)
         if let proxy { logger.info("running proxy with discovery", metadata: ["proxy-url": "\(proxy)"]) }
         // Fast path: a full cluster is refused before registering.
         _ = try await session.checkCluster()
@@ -99,12 +111,12 @@ private struct Session {
     let base: URLComponents
     var backoff: DiscoveryBackoff
 
-    init(discovery: URLDiscovery, selfKey: String, logger: Logger) {
+    init(discovery: URLDiscovery, selfKey: String, client: DiscoveryHTTPClient, logger: Logger) {
         self.discovery = discovery
         self.selfKey = selfKey
         self.logger = logger
+        self.client = client
         backoff = DiscoveryBackoff(retries: discovery.retries)
-        client = DiscoveryHTTPClient(proxy: discovery.proxy.flatMap(discovery.proxyAddress))
         var base = URLComponents(string: discovery.url) ?? URLComponents()
         if base.path.hasSuffix("/") { base.path.removeLast() }
         self.base = base

@@ -21,11 +21,17 @@ extension TLSCredentials {
 
     /// Puts TLS first in an outgoing connection's pipeline (a member dialing a peer at `host`).
     public func secureOutgoing(_ channel: any Channel, host: String) throws {
-        let isAddress = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
-        // SNI carries names only; for an address the certificate is checked against the address.
         try channel.pipeline.syncOperations.addHandler(
-            NIOSSLClientHandler(context: clientSide(), serverHostname: isAddress ? nil : host))
+            NIOSSLClientHandler(context: clientSide(), serverHostname: serverNameIndication(for: host)))
     }
+}
+
+/// The name a client sends in TLS's SNI and checks the server's certificate against: `host`
+/// itself, or nil for an IP address (SNI carries names only; NIOSSL then checks the
+/// certificate against the address it connected to).
+public func serverNameIndication(for host: String) -> String? {
+    let isAddress = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
+    return isAddress ? nil : host
 }
 
 /// Watches one accepted TLS connection until it may be used: closes it when the handshake

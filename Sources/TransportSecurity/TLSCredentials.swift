@@ -139,7 +139,7 @@ public final class TLSCredentials: Sendable {
         var client = TLSConfiguration.makeClientConfiguration()
         client.certificateChain = clientIdentity.chain.map { .certificate($0) }
         client.privateKey = .privateKey(clientIdentity.key)
-        if let roots { client.trustRoots = .certificates(roots) }
+        if let roots { client.trustRoots = .certificates(roots) } else { SystemTrustRoots.apply(to: &client) }
         // Self-signed peers cannot be verified: etcd skips verification with auto TLS too.
         client.certificateVerification = selfSignedOnly ? .none : .fullVerification
         try TLSProtocolSettings.apply(to: &client, from: info)

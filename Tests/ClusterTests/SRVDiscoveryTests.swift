@@ -16,7 +16,7 @@ struct SRVDiscoveryTests {
             "--no-daemon", "--conf-file=/dev/null", "--port=\(port)", "--listen-address=127.0.0.1", "--bind-interfaces",
             "--no-resolv", "--no-hosts", "--local=/etcd.test/", "--log-queries", "--log-facility=-",
         ] + records.map { "--srv-host=\($0)" }
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: log)
         process.standardError = process.standardOutput
         try ChildProcesses.launch(process)

@@ -34,7 +34,8 @@ struct URLDiscoveryTests {
         let process: Process
         let url: String
 
-        init(directory: URL) async throws {
+        /// `publicURL`: where the discovery URLs it makes point (default: the service itself).
+        init(directory: URL, publicURL: String? = nil) async throws {
             store = try await ServerProcess(
                 dataDirectory: directory.appendingPathComponent("store"), kind: .etcd, logFile: directory.appendingPathComponent("store.log"))
             try await store.start(arguments: ["--enable-v2"])
@@ -42,7 +43,7 @@ struct URLDiscoveryTests {
             url = "http://127.0.0.1:\(port)"
             process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/discovery.etcd.io")
-            process.arguments = ["--addr", "127.0.0.1:\(port)", "--etcd", store.clientURL, "--host", url]
+            process.arguments = ["--addr", "127.0.0.1:\(port)", "--etcd", store.clientURL, "--host", publicURL ?? url]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try ChildProcesses.launch(process)
@@ -71,14 +72,17 @@ struct URLDiscoveryTests {
         }
     }
 
-    /// An HTTP proxy for absolute-URI requests (what `--discovery-proxy` sends), logging each
-    /// request line and status on standard error.
-    private static let forwardingProxy = """
-        import http.server, sys, urllib.error, urllib.request
+    /// A small Python HTTP server in front of the discovery service, logging each request line
+    /// and status on standard error: `port` alone, an HTTP proxy for absolute-URI requests (what
+    /// `--discovery-proxy` sends for `http` services) and for `CONNECT` tunnels (for `https`);
+    /// `port upstream cert key`, an `https` front forwarding each request to `upstream`.
+    private static let front = """
+        import http.server, select, socket, ssl, sys, urllib.error, urllib.request
         class Forward(http.server.BaseHTTPRequestHandler):
             def forward(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                request = urllib.request.Request(self.path, data=self.rfile.read(length) if length else None, method=self.command)
+                url = self.path if self.path.startswith("http") else sys.argv[2] + self.path
+                request = urllib.request.Request(url, data=self.rfile.read(length) if length else None, method=self.command)
                 if self.headers.get("Content-Type"):
                     request.add_header("Content-Type", self.headers["Content-Type"])
                 try:
@@ -94,8 +98,54 @@ struct URLDiscoveryTests {
                 self.end_headers()
                 self.wfile.write(body)
             do_GET = do_PUT = forward
-        http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Forward).serve_forever()
+            def do_CONNECT(self):
+                host, _, port = self.path.rpartition(":")
+                target = socket.create_connection((host, int(port)), timeout=10)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.close_connection = True
+                ends = [self.connection, target]
+                while True:
+                    readable, _, _ = select.select(ends, [], [], 120)
+                    chunks = [(end, end.recv(65536)) for end in readable]
+                    if not readable or any(not chunk for _, chunk in chunks):
+                        break
+                    for end, chunk in chunks:
+                        (target if end is self.connection else self.connection).sendall(chunk)
+                target.close()
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Forward)
+        if len(sys.argv) > 4:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(sys.argv[3], sys.argv[4])
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.serve_forever()
         """
+
+    /// Starts ``front`` on `port` (default: a free one) with `arguments`, logging to `log`;
+    /// returns its port and the process, for the caller to kill.
+    private static func startFront(_ arguments: [String], log: URL, port: Int? = nil) async throws -> (port: Int, process: Process) {
+        let chosen: Int
+        if let port { chosen = port } else { chosen = try await ServerProcess.freePort() }
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", front, "\(chosen)"] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: log)
+        try ChildProcesses.launch(process)
+        for _ in 0..<50 {
+            if (try? await runTool(URL(fileURLWithPath: "/usr/bin/python3"), [
+                "-c", "import socket, sys; socket.create_connection(('127.0.0.1', \(chosen)), timeout=1)",
+            ]).status) == 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return (chosen, process)
+    }
+
+    private static func stop(_ process: Process) {
+        kill(process.processIdentifier, SIGKILL)
+        ChildProcesses.waitForExit(process)
+    }
 
     /// Arguments of member `index` of `cluster` bootstrapping through `token`.
     private static func arguments(_ cluster: ClusterProcesses, _ index: Int, token: String) -> [String] {
@@ -139,24 +189,12 @@ struct URLDiscoveryTests {
         defer { service.stop() }
         let token = try await service.newToken(size: 1)
 
-        // The first member registers through an HTTP proxy (`--discovery-proxy`): a small
-        // forwarding proxy in Python that logs each request line it forwards.
-        let proxyPort = try await ServerProcess.freePort()
+        // The first member registers through an HTTP proxy (`--discovery-proxy`).
         let proxyLog = cluster.directory.appendingPathComponent("proxy.log")
-        _ = FileManager.default.createFile(atPath: proxyLog.path, contents: nil)
-        let proxy = Process()
-        proxy.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        proxy.arguments = ["-c", Self.forwardingProxy, "\(proxyPort)"]
-        proxy.standardOutput = FileHandle.nullDevice
-        proxy.standardError = try FileHandle(forWritingTo: proxyLog)
-        try ChildProcesses.launch(proxy)
-        defer {
-            kill(proxy.processIdentifier, SIGKILL)
-            ChildProcesses.waitForExit(proxy)
-        }
-        try await Task.sleep(for: .milliseconds(500))
+        let proxy = try await Self.startFront([], log: proxyLog)
+        defer { Self.stop(proxy.process) }
         try await cluster.members[0].start(
-            arguments: Self.arguments(cluster, 0, token: token) + ["--discovery-proxy", "127.0.0.1:\(proxyPort)"])
+            arguments: Self.arguments(cluster, 0, token: token) + ["--discovery-proxy", "127.0.0.1:\(proxy.port)"])
         let forwarded = try String(contentsOf: proxyLog, encoding: .utf8)
         #expect(forwarded.contains("\"GET \(token)/_config/size HTTP/1.1\" 200"), "\(forwarded)")
         #expect(forwarded.contains("\"PUT \(token)/"), "\(forwarded)")
@@ -184,6 +222,56 @@ struct URLDiscoveryTests {
         let proxyFallback = try await second(Self.arguments(cluster, 1, token: token) + ["--discovery-fallback", "proxy"])
         #expect(proxyFallback.status == 1)
         #expect(proxyFallback.output.contains("--discovery-fallback=proxy is not supported by swift-etcd"), "\(proxyFallback.output)")
+    }
+
+    @Test("an https discovery service is checked against the CAs SSL_CERT_FILE names, directly and through a CONNECT tunnel")
+    func httpsServiceDirectlyAndThroughATunnel() async throws {
+        let cluster = try await ClusterProcesses(size: 3)
+        defer { cluster.destroy() }
+        // The service's URLs point at an https front (the test PKI's server certificate, for
+        // localhost and 127.0.0.1) that forwards to it.
+        let frontPort = try await ServerProcess.freePort()
+        let service = try await DiscoveryService(directory: cluster.directory, publicURL: "https://localhost:\(frontPort)")
+        defer { service.stop() }
+        let frontLog = cluster.directory.appendingPathComponent("front.log")
+        let front = try await Self.startFront(
+            [service.url, try TestCertificates.file("server.pem"), try TestCertificates.file("server-key.pem")], log: frontLog,
+            port: frontPort)
+        defer { Self.stop(front.process) }
+        let token = try await service.newToken(size: 3)
+        #expect(token.hasPrefix("https://localhost:\(frontPort)/"), "\(token)")
+        let proxyLog = cluster.directory.appendingPathComponent("proxy.log")
+        let proxy = try await Self.startFront([], log: proxyLog)
+        defer { Self.stop(proxy.process) }
+
+        // Member 0 through the proxy's tunnel, the others directly; all trust the test CA
+        // through SSL_CERT_FILE, as Go programs do.
+        let environment = ["SSL_CERT_FILE": try TestCertificates.file("ca.pem")]
+        for index in 0..<3 {
+            let tunnel = index == 0 ? ["--discovery-proxy", "127.0.0.1:\(proxy.port)"] : []
+            try await cluster.members[index].start(
+                environment: environment, arguments: Self.arguments(cluster, index, token: token) + tunnel, waitUntilServing: false)
+        }
+        for member in cluster.members { try await member.waitUntilServing() }
+        let client = try await expectFormedCluster(cluster, writing: "over https")
+        await client.close()
+        let tunnelled = try String(contentsOf: proxyLog, encoding: .utf8)
+        #expect(tunnelled.contains("\"CONNECT localhost:\(frontPort) HTTP/1.1\" 200"), "\(tunnelled)")
+        #expect(!tunnelled.contains("GET "), "the proxy saw a request it should only have tunnelled: \(tunnelled)")
+        let served = try String(contentsOf: frontLog, encoding: .utf8)
+        let path = String(token.dropFirst("https://localhost:\(frontPort)".count))
+        #expect(served.contains("\"GET \(path)/_config/size HTTP/1.1\" 200"), "\(served)")
+        #expect(served.components(separatedBy: "\"PUT \(path)/").count - 1 == 3, "\(served)")
+
+        // An address through a tunnel cannot be checked against the certificate: refused at start.
+        let refused = try await runTool(ServerProcess.binary, [
+            "--discovery", "https://127.0.0.1:\(frontPort)/\(path)", "--discovery-proxy", "127.0.0.1:\(proxy.port)",
+            "--data-dir", cluster.directory.appendingPathComponent("refused").path,
+        ], environment: ["PATH": "/usr/bin:/bin"])
+        #expect(refused.status == 1)
+        #expect(
+            refused.output.contains("an https discovery URL reached through --discovery-proxy needs a host name, not an address"),
+            "\(refused.output)")
     }
 }
 

@@ -71,7 +71,7 @@ struct EtcdSnapshotImportTests {
         #expect(latest.kvs.map(\.key) == ["a", "c", "k", "leased"].map { Data($0.utf8) })
         #expect(latest.header.revision == 10)
 
-        var configuration = try await EmbeddedEtcdTests().configuration(directory: directory.appendingPathComponent("member"))
+        let configuration = try await EmbeddedEtcdTests().configuration(directory: directory.appendingPathComponent("member"))
         var restore = SnapshotRestore(snapshotPath: snapshot)
         restore.name = configuration.name
         restore.dataDirectory = try #require(configuration.dataDirectory)
