@@ -27,6 +27,12 @@ public struct EmbedConfiguration: Sendable {
     /// `--listen-metrics-urls`: listeners for `/metrics` and the health endpoints alone
     /// (`http://` or `https://`, the latter with the client TLS files).
     public var listenMetricsURLs: [String] = []
+    /// `--cors`: the origins whose pages may call the client port's HTTP side (its answers name
+    /// them in `Access-Control-Allow-Origin`); empty or `*`, every origin.
+    public var corsOrigins = ["*"]
+    /// `--host-whitelist`: the `Host` names plain-HTTP requests to the client port may carry
+    /// (against DNS rebinding, CVE-2018-5702); empty or `*`, every name. TLS requests pass.
+    public var hostWhitelist = ["*"]
     /// `--metrics extensive`: also `grpc_server_handling_seconds`, a latency histogram per RPC.
     public var extensiveMetrics = false
     public var advertiseClientURLs = ["http://localhost:2379"]

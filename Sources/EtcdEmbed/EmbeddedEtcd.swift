@@ -163,7 +163,9 @@ public final class EmbeddedEtcd: Sendable {
         // Base64 makes a value a third longer in JSON: a body twice the gRPC limit is surely
         // too large; below that, the member refuses a request over --max-request-bytes itself.
         let http = HTTPService(
-            endpoints: ClientEndpoints(server: server, metrics: metrics, gateway: gateway),
+            endpoints: ClientEndpoints(
+                server: server, metrics: metrics, gateway: gateway,
+                access: HTTPAccessRules(origins: configuration.corsOrigins, hosts: configuration.hostWhitelist)),
             maximumBodyBytes: 2 * EtcdRouter.messageLimits(for: server).maximumReceiveMessageSize)
         var listeners: [GRPCServer] = []
         var metricsListeners: [GRPCServer] = []

@@ -83,8 +83,6 @@ public enum EtcdFlagTable {
             "raft-write-timeout": .onlyAt("5s", reason: "peer connections use fixed timeouts"),
             "pre-vote": .onlyAt("true", reason: "Raft always runs a pre-vote"),
             "v2-deprecation": .onlyAt("write-only", reason: "there is no v2 store"),
-            "cors": .onlyAt("*", reason: "every origin is allowed, as etcd's default"),
-            "host-whitelist": .onlyAt("*", reason: "every host is allowed, as etcd's default"),
             "enable-pprof": .onlyAt("false", reason: "Go's profiler has no Swift counterpart"),
             "log-format": .onlyAt("json", reason: "logs are JSON lines"),
             "enable-log-rotation": .onlyAt("false", reason: "swift-etcd does not rotate log files"),

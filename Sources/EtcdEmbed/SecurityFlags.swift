@@ -79,6 +79,14 @@ struct SecurityFlags: ParsableArguments {
     @Option(name: .customLong("cipher-suites"), help: "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by BoringSSL).")
     var cipherSuites = ""
 
+    @Option(name: .customLong("cors"), help: "Comma-separated white list of origins for CORS, or cross-origin resource sharing, (empty or * means allow all).")
+    var cors = "*"
+
+    @Option(
+        name: .customLong("host-whitelist"),
+        help: "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all).")
+    var hostWhitelist = "*"
+
     @Option(name: .customLong("tls-min-version"), help: "Minimum TLS version supported by etcd: TLS1.2 or TLS1.3.")
     var tlsMinVersion = "TLS1.2"
 

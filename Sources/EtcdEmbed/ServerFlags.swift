@@ -1,7 +1,8 @@
-import Auth
 import ArgumentParser
+import Auth
 import EtcdClient
 import EtcdServer
+import Foundation
 import TransportSecurity
 
 /// etcd's server flags, declared once: the command line parses them, ``flagNames`` (the names
@@ -304,6 +305,16 @@ public struct ServerFlags: ParsableArguments {
         ] where value < 0 {
             throw ConfigurationError("invalid value \"\(value)\" for flag -\(flag): parse error")
         }
+        // etcd parses --cors as URLs (besides `*`); a port is not required here (see HTTPAccessRules).
+        for origin in Self.list(security.cors) where origin != "*" {
+            let url = URLComponents(string: origin)
+            guard let scheme = url?.scheme, ["http", "https", "unix", "unixs"].contains(scheme) else {
+                throw ConfigurationError("invalid value \"\(security.cors)\" for flag -cors: URL scheme must be http, https, unix, or unixs: \(origin)")
+            }
+            guard url?.path.isEmpty ?? true else {
+                throw ConfigurationError("invalid value \"\(security.cors)\" for flag -cors: URL must not contain a path: \(origin)")
+            }
+        }
         guard logger == "zap" else { throw ConfigurationError("--logger: only 'zap' is supported, got '\(logger)'") }
         guard let level = JSONLogHandler.level(named: logLevel) else {
             throw ConfigurationError("--log-level: '\(logLevel)' is not one of debug, info, warn, error, panic, fatal")
@@ -345,6 +356,8 @@ public struct ServerFlags: ParsableArguments {
         configuration.advertiseClientURLs = Self.list(advertiseClientURLs)
         configuration.listenClientHTTPURLs = Self.list(listenClientHTTPURLs)
         configuration.listenMetricsURLs = Self.list(listenMetricsURLs)
+        configuration.corsOrigins = Self.list(security.cors)
+        configuration.hostWhitelist = Self.list(security.hostWhitelist)
         configuration.listenPeerURLs = Self.list(listenPeerURLs)
         configuration.initialAdvertisePeerURLs = Self.list(initialAdvertisePeerURLs)
         configuration.initialCluster = initialCluster

@@ -4,17 +4,20 @@ import NIOHTTP1
 
 /// Everything a client listener answers over HTTP/1.1, as etcd's client port: the health and
 /// version endpoints, `/metrics`, the `/v3` JSON gateway (`/v3/…` and `/v3beta/…`, given as
-/// `gateway`), etcd's CORS headers on every response, 200 to any `OPTIONS`, 404
-/// `404 page not found` for other paths.
+/// `gateway`), etcd's CORS headers on every response (`--cors`), 200 to any `OPTIONS`, 404
+/// `404 page not found` for other paths; a plain-HTTP request for a host `--host-whitelist`
+/// does not list gets 421 before any of that.
 package struct ClientEndpoints: HTTPEndpoints {
     let health: HealthEndpoints
     let metrics: EtcdMetrics
     let gateway: (any HTTPEndpoints)?
+    let access: HTTPAccessRules
 
-    package init(server: EtcdServer, metrics: EtcdMetrics, gateway: (any HTTPEndpoints)? = nil) {
+    package init(server: EtcdServer, metrics: EtcdMetrics, gateway: (any HTTPEndpoints)? = nil, access: HTTPAccessRules = HTTPAccessRules()) {
         health = HealthEndpoints(server: server, metrics: metrics)
         self.metrics = metrics
         self.gateway = gateway
+        self.access = access
     }
 
     /// Whether `path` is the gateway's.
@@ -27,16 +30,12 @@ package struct ClientEndpoints: HTTPEndpoints {
         HTTPResponse(.ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition())
     }
 
-    static let cors: HTTPHeaders = [
-        "Access-Control-Allow-Methods": "POST, GET, OPTIONS, PUT, DELETE",
-        "Access-Control-Allow-Origin": "*",
-        "Access-Control-Allow-Headers": "accept, content-type, authorization",
-    ]
-
     package func respond(to request: HTTPRequest, completion: @escaping @Sendable (HTTPResponse) -> Void) {
+        if let refusal = access.refusal(of: request) { return completion(refusal) }
+        let cors = access.corsHeaders(for: request)
         let withCORS: @Sendable (HTTPResponse) -> Void = { response in
             var response = response
-            for (name, value) in Self.cors { response.headers.replaceOrAdd(name: name, value: value) }
+            for (name, value) in cors { response.headers.replaceOrAdd(name: name, value: value) }
             completion(response)
         }
         if request.method == .OPTIONS { return withCORS(HTTPResponse(.ok, contentType: "text/plain; charset=utf-8", body: "")) }
@@ -49,18 +48,20 @@ package struct ClientEndpoints: HTTPEndpoints {
     package var streamingPaths: Set<String> { gateway?.streamingPaths ?? [] }
 
     package func streamingExchange(for request: HTTPRequest, responses: any HTTPStreamWriter) -> (any HTTPStreamingExchange)? {
-        guard let gateway, Self.isGatewayPath(request.path) else { return nil }
-        return gateway.streamingExchange(for: request, responses: CORSWriter(writer: responses))
+        // A refused host is answered by `respond`, as a request that streams nothing.
+        guard let gateway, Self.isGatewayPath(request.path), access.refusal(of: request) == nil else { return nil }
+        return gateway.streamingExchange(for: request, responses: CORSWriter(writer: responses, cors: access.corsHeaders(for: request)))
     }
 }
 
 /// Adds etcd's CORS headers to a streamed answer's head.
 private struct CORSWriter: HTTPStreamWriter {
     let writer: any HTTPStreamWriter
+    let cors: HTTPHeaders
 
     func head(_ status: HTTPResponseStatus, headers: HTTPHeaders) {
         var headers = headers
-        for (name, value) in ClientEndpoints.cors { headers.replaceOrAdd(name: name, value: value) }
+        for (name, value) in cors { headers.replaceOrAdd(name: name, value: value) }
         writer.head(status, headers: headers)
     }
 

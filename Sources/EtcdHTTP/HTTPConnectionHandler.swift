@@ -68,6 +68,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var streaming: (any HTTPStreamingExchange)?
     /// The verified client certificate's common name, read at the first request.
     private var clientCommonName: String??
+    private var overTLS = false
 
     /// The paths whose requests stream (``HTTPEndpoints/streamingPaths``).
     private let streamingPaths: Set<String>
@@ -117,7 +118,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             headerDeadline?.cancel()
             if streamingPaths.contains(String(head.uri.prefix { $0 != "?" })) {
                 var request = HTTPRequest(head: head, body: context.channel.allocator.buffer(capacity: 0))
-                request.clientCommonName = commonName(context)
+                describeConnection(of: &request, context)
                 let writer = ChunkedStreamWriter(context: context, version: head.version, maximumUnsentBytes: maximumUnsentBytes)
                 if let exchange = endpoints.streamingExchange(for: request, responses: writer) {
                     streaming = exchange
@@ -143,7 +144,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return write(.error(.payloadTooLarge, "http: request body too large"), version: head.version, keepAlive: false, context)
             }
             var request = HTTPRequest(head: head, body: body ?? context.channel.allocator.buffer(capacity: 0))
-            request.clientCommonName = commonName(context)
+            describeConnection(of: &request, context)
             body = nil
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let eventLoop = context.eventLoop
@@ -156,12 +157,16 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func commonName(_ context: ChannelHandlerContext) -> String? {
-        if let clientCommonName { return clientCommonName }
-        let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
-        let name = certificate.flatMap(ClientCertificateName.commonName(of:))
-        clientCommonName = .some(name)
-        return name
+    /// Sets what `request` says of its connection: whether it is TLS, and the common name of
+    /// the client certificate TLS verified (found once per connection).
+    private func describeConnection(of request: inout HTTPRequest, _ context: ChannelHandlerContext) {
+        if clientCommonName == nil {
+            let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
+            overTLS = tls != nil
+            clientCommonName = .some(tls?.peerCertificate.flatMap(ClientCertificateName.commonName(of:)))
+        }
+        request.overTLS = overTLS
+        request.clientCommonName = clientCommonName ?? nil
     }
 
     private func write(_ response: HTTPResponse, version: HTTPVersion, keepAlive: Bool, _ context: ChannelHandlerContext) {

@@ -13,6 +13,8 @@ package struct HTTPRequest: Sendable {
     package var body: ByteBuffer
     /// The common name in the client certificate the connection's TLS verified, if any.
     package var clientCommonName: String?
+    /// Whether the request came over TLS.
+    package var overTLS = false
 
     package init(head: HTTPRequestHead, body: ByteBuffer) {
         method = head.method

@@ -65,7 +65,7 @@ struct FlagTableTests {
             #expect(result.output.hasPrefix(expected), "\(argument): \(result.output)")
             checked += 1
         }
-        #expect(checked > 57)
+        #expect(checked > 55)
         let gate = try await Self.run(["--feature-gates=StopGRPCServiceOnDefrag=true"])
         #expect(gate.output == "Error: --feature-gates: StopGRPCServiceOnDefrag=true is not supported by swift-etcd (only StopGRPCServiceOnDefrag=false)\n")
         #expect(try await Self.run(["--feature-gates=NoSuchGate=true"]).output == "Error: --feature-gates: unrecognized feature gate: NoSuchGate\n")
@@ -99,6 +99,11 @@ struct FlagTableTests {
         #expect(negative.status == 2)
         #expect(negative.output.hasPrefix(#"Error: invalid value "-1" for flag -max-txn-ops: parse error"#))
         #expect(try await Self.run(["--log-level=loud"]).status == 2)
+        let origin = try await Self.run(["--cors=http://ok:1,ui.example.com"])
+        #expect(origin.status == 2)
+        #expect(origin.output.hasPrefix(
+            #"Error: invalid value "http://ok:1,ui.example.com" for flag -cors: URL scheme must be http, https, unix, or unixs: ui.example.com"#))
+        #expect(try await Self.run(["--cors=https://ui.example.com/app"]).status == 2)
         // Values that parse but do not go together: etcd's `failed to verify flags`, exit 1.
         let together = try await Self.run(["--election-timeout=400"])
         #expect(together.status == 1)

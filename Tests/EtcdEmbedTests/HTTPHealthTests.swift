@@ -102,6 +102,69 @@ struct HTTPHealthTests {
         await etcd.stop()
     }
 
+    /// `--cors` and `--host-whitelist`, as etcd's access controller applies them to the client
+    /// port's HTTP side (the `/v3` gateway included); gRPC is not concerned.
+    @Test func corsAndHostWhitelistDecideWhoMayUseTheHTTPSide() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("http-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var configuration = try await EmbeddedEtcdTests().configuration(directory: directory)
+        // etcd's flag wants a port; a browser leaves the default one out of `Origin`.
+        configuration.corsOrigins = ["https://ui.example.com:443", "http://localhost:8080"]
+        configuration.hostWhitelist = ["localhost", "127.0.0.1"]
+        let etcd = try await EmbeddedEtcd.start(configuration)
+        let port = try #require(etcd.clientAddresses.first?.port)
+        func get(_ path: String, host: String, origin: String? = nil) async throws -> HTTPProbe.Answer {
+            let head = ["GET \(path) HTTP/1.1", "Host: \(host)", "Connection: close"] + (origin.map { ["Origin: \($0)"] } ?? [])
+            return try await HTTPProbe.exchange(Array((head.joined(separator: "\r\n") + "\r\n\r\n").utf8), port: port)
+        }
+
+        // A listed origin is named back; any other gets no CORS headers (and its answer).
+        let listed = try await get("/health", host: "127.0.0.1:\(port)", origin: "https://ui.example.com")
+        #expect(listed.status == 200)
+        #expect(listed.headers["access-control-allow-origin"] == "https://ui.example.com")
+        #expect(listed.headers["access-control-allow-methods"] == "POST, GET, OPTIONS, PUT, DELETE")
+        #expect(listed.headers["access-control-allow-headers"] == "accept, content-type, authorization")
+        let withPort = try await get("/version", host: "localhost", origin: "http://localhost:8080")
+        #expect(withPort.headers["access-control-allow-origin"] == "http://localhost:8080")
+        let unlisted = try await get("/version", host: "localhost", origin: "https://evil.example")
+        #expect(unlisted.status == 200)
+        #expect(unlisted.headers["access-control-allow-origin"] == nil && unlisted.headers["access-control-allow-methods"] == nil)
+
+        // A host not listed gets 421 and etcd's explanation, before anything else is done.
+        let rebound = try await get("/health", host: "rebind.example:\(port)", origin: "https://ui.example.com")
+        #expect(rebound.status == 421)
+        #expect(rebound.headers["content-type"] == "text/plain; charset=utf-8")
+        #expect(rebound.headers["access-control-allow-origin"] == nil)
+        #expect(rebound.body == """
+
+            etcd received your request, but the Host header was unrecognized.
+
+            To fix this, choose one of the following options:
+            - Enable TLS, then any HTTPS request will be allowed.
+            - Add the hostname you want to use to the whitelist in settings.
+              - e.g. etcd --host-whitelist "rebind.example"
+
+            This requirement has been added to help prevent "DNS Rebinding" attacks (CVE-2018-5702).
+
+
+            """)
+        let gateway = try await HTTPProbe.exchange(Array("""
+            POST /v3/kv/range HTTP/1.1\r\nHost: rebind.example\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}
+            """.utf8), port: port)
+        #expect(gateway.status == 421)
+        let watch = try await HTTPProbe.exchange(Array("""
+            POST /v3/watch HTTP/1.1\r\nHost: [::1]:\(port)\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}
+            """.utf8), port: port)
+        #expect(watch.status == 421 && watch.body.contains("etcd --host-whitelist \"::1\""), "\(watch.raw)")
+
+        // gRPC does not look at either list.
+        let client = try EtcdClient(endpoints: ["127.0.0.1:\(port)"])
+        try await client.put("k", "v")
+        #expect(try await client.get("k").count == 1)
+        await client.close()
+        await etcd.stop()
+    }
+
     /// `--warning-apply-duration`: an apply that takes longer counts in
     /// `etcd_server_slow_apply_total` (and is logged); at 1 ns every one does.
     @Test func slowAppliesAreCounted() async throws {

@@ -34,8 +34,8 @@ struct ServerFlagsTests {
             "trusted-ca-file", "auto-tls", "peer-cert-file", "peer-key-file", "peer-client-cert-file",
             "peer-client-key-file", "peer-client-cert-auth", "peer-trusted-ca-file", "peer-auto-tls", "peer-crl-file",
             "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-skip-client-san-verification",
-            "experimental-peer-skip-client-san-verification", "self-signed-cert-validity", "cipher-suites",
-            "tls-min-version", "tls-max-version", "auth-token", "auth-token-ttl", "bcrypt-cost", "listen-metrics-urls", "metrics",
+            "experimental-peer-skip-client-san-verification", "self-signed-cert-validity", "cipher-suites", "cors",
+            "host-whitelist", "tls-min-version", "tls-max-version", "auth-token", "auth-token-ttl", "bcrypt-cost", "listen-metrics-urls", "metrics",
         ])
         #expect(ServerFlags.booleanFlagNames == [
             "discovery-insecure-transport", "discovery-insecure-skip-tls-verify", "strict-reconfig-check", "auto-promote-learners",
