@@ -60,15 +60,16 @@ package struct HTTPAccessRules: Sendable {
     /// The CORS headers of an answer to `request`: for every origin when all are allowed, else
     /// for the request's `Origin` when it is listed, else none.
     func corsHeaders(for request: HTTPRequest) -> HTTPHeaders {
-        let origin: String
-        if origins.isEmpty || origins.contains("*") {
-            origin = "*"
-        } else if let asked = request.headers.first(name: "Origin"), origins.contains(Self.normalizedOrigin(asked)) {
-            origin = asked
-        } else {
-            return [:]
-        }
-        return [
+        if origins.isEmpty || origins.contains("*") { return Self.everyOrigin }
+        guard let asked = request.headers.first(name: "Origin"), origins.contains(Self.normalizedOrigin(asked)) else { return [:] }
+        return Self.corsHeaders(origin: asked)
+    }
+
+    /// The answer of etcd's default (`--cors=*`), made once.
+    private static let everyOrigin = corsHeaders(origin: "*")
+
+    private static func corsHeaders(origin: String) -> HTTPHeaders {
+        [
             "Access-Control-Allow-Methods": "POST, GET, OPTIONS, PUT, DELETE",
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Headers": "accept, content-type, authorization",

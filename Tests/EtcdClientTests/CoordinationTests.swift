@@ -236,9 +236,10 @@ struct CoordinationTests {
 
     @Test func aSessionNobodyHoldsLetsItsLeaseExpire() async throws {
         try await ServerProcess.withFreshServer(.swiftEtcd) { _, client in
-            var session: EtcdSession? = try await EtcdSession.open(client, ttl: 2)
+            // Renewed every second; a TTL of 4 s leaves room for a loaded machine (2 s expired in CI).
+            var session: EtcdSession? = try await EtcdSession.open(client, ttl: 4)
             let lease = try #require(session?.lease)
-            try await Task.sleep(for: .seconds(3))
+            try await Task.sleep(for: .seconds(6))
             #expect(try await client.leaseTimeToLive(lease).ttl > 0)  // renewed while held
             session = nil
             try await eventually("the dropped session's lease expired") { try await client.leaseTimeToLive(lease).ttl == -1 }
