@@ -12,20 +12,22 @@ enum KVService {
     static func register(_ server: EtcdServer, on router: inout ServerRouter) {
         router.unary(Etcdserverpb_KVRPCs.range.path) {
             (request: Etcdserverpb_RangeRequest, responder: UnaryResponder<Etcdserverpb_RangeResponse>) in
-            guard !request.serializable else { return answer(request, server, responder) }
+            let started = ContinuousClock.now
+            guard !request.serializable else { return answer(request, server, responder, startedAt: started) }
             server.linearizableRead { result in
                 switch result {
                 case .success:
                     // Reads run on the event loop, never on the member's loop thread.
-                    responder.context.eventLoop.execute { answer(request, server, responder) }
+                    responder.context.eventLoop.execute { answer(request, server, responder, startedAt: started) }
                 case .failure(let error):
+                    server.noteRange(request, startedAt: started, outcome: .failure(error))
                     responder.fail(GRPCStatus(error))
                 }
             }
         }
         router.unary(Etcdserverpb_KVRPCs.put.path) {
             (request: Etcdserverpb_PutRequest, responder: UnaryResponder<Etcdserverpb_PutResponse>) in
-            if let error = check(request, server) { return responder.fail(GRPCStatus(error)) }
+            if let error = check(request, bytes: responder.requestBytes, server) { return responder.fail(GRPCStatus(error)) }
             server.propose(.put(request), by: responder.context.caller) { result in
                 responder.complete(result, as: { if case .put(let response) = $0 { response } else { nil } })
             }
@@ -41,7 +43,7 @@ enum KVService {
             (request: Etcdserverpb_TxnRequest, responder: UnaryResponder<Etcdserverpb_TxnResponse>) in
             do throws(EtcdError) {
                 try server.validate(request)
-                try checkSize(request, server)
+                try checkSize(responder.requestBytes, server)
             } catch {
                 return responder.fail(GRPCStatus(error))
             }
@@ -58,30 +60,34 @@ enum KVService {
     }
 
     private static func answer(
-        _ request: Etcdserverpb_RangeRequest, _ server: EtcdServer, _ responder: UnaryResponder<Etcdserverpb_RangeResponse>
+        _ request: Etcdserverpb_RangeRequest, _ server: EtcdServer, _ responder: UnaryResponder<Etcdserverpb_RangeResponse>,
+        startedAt started: ContinuousClock.Instant
     ) {
         do throws(EtcdError) {
-            responder.succeed(try server.range(request, by: responder.context.caller))
+            let response = try server.range(request, by: responder.context.caller)
+            server.noteRange(request, startedAt: started, outcome: .success(response))
+            responder.succeed(response)
         } catch {
+            server.noteRange(request, startedAt: started, outcome: .failure(error))
             responder.fail(GRPCStatus(error))
         }
     }
 
-    /// etcd's checks on a put before it is proposed.
-    private static func check(_ request: Etcdserverpb_PutRequest, _ server: EtcdServer) -> EtcdError? {
+    /// etcd's checks on a put (of `bytes` as received) before it is proposed.
+    private static func check(_ request: Etcdserverpb_PutRequest, bytes: Int, _ server: EtcdServer) -> EtcdError? {
         do throws(EtcdError) {
             try server.validate(request)
-            try checkSize(request, server)
+            try checkSize(bytes, server)
         } catch {
             return error
         }
         return nil
     }
 
-    /// Requests above `--max-request-bytes` are refused, as etcd refuses them.
-    private static func checkSize(_ request: some Message, _ server: EtcdServer) throws(EtcdError) {
-        let size = (try? request.serializedBytes() as [UInt8])?.count ?? 0
-        if size > server.configuration.maxRequestBytes { throw .requestTooLarge }
+    /// Requests above `--max-request-bytes` (`bytes` of protobuf as received) are refused, as
+    /// etcd refuses them.
+    private static func checkSize(_ bytes: Int, _ server: EtcdServer) throws(EtcdError) {
+        if bytes > server.configuration.maxRequestBytes { throw .requestTooLarge }
     }
 }
 

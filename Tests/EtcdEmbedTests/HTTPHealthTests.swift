@@ -180,6 +180,11 @@ struct HTTPHealthTests {
         let line = metrics.split(separator: "\n").first { $0.hasPrefix("etcd_server_slow_apply_total ") }
         let counted = try #require(line.flatMap { Double($0.split(separator: " ")[1]) })
         #expect(counted >= 3)
+        // Ranges count as well, as etcd counts its expensive read-only ranges.
+        for serializable in [false, true, false] { _ = try await client.get("slow", serializable: serializable) }
+        let after = try await HTTPProbe.request("/metrics", port: port).body.split(separator: "\n")
+            .first { $0.hasPrefix("etcd_server_slow_apply_total ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        #expect(try #require(after) >= counted + 3)
         await client.close()
         await etcd.stop()
     }

@@ -182,7 +182,11 @@ struct PeerWireTests {
         follower.send([Message(type: .heartbeatResponse, to: 2, from: 1, term: 5)])
         try await Self.waitUntil { sent.unreachable.withLock { $0 } > 0 }
         follower.send([Message(type: .propose, to: 2, from: 1, entries: [Entry(term: 0, index: 0, data: Array("stale".utf8))])])
-        try await Task.sleep(for: .milliseconds(300))
+        // Its fate is settled before the peer comes back: dropped at once during the backoff,
+        // or with the attempt it waited for (a fixed pause was too short for a loaded machine,
+        // whose event loop dialled after the peer was back and delivered it).
+        try await Self.waitUntil { follower.traffic.traffic(of: 2).totals.sentFailures >= 2 }
+        #expect(follower.traffic.traffic(of: 2).totals.sentFailures == 2)
 
         let restarted = Self.transport(id: 2, cluster: 100, directory: directory, recorder: received)
         try restarted.listen(on: PeerListenAddress("http://127.0.0.1:\(port)", peerTLS: nil))

@@ -25,4 +25,23 @@ struct SlowApplyTests {
         txn.success = [Etcdserverpb_RequestOp(), Etcdserverpb_RequestOp()]
         #expect(WriteRequest.txn(txn).loggable == "txn:<compare_size:0 success_size:2 failure_size:0 >")
     }
+
+    /// A slow range is logged with the request as etcd prints it (protobuf's compact text).
+    @Test func rangesPrintAsProtobufsCompactText() {
+        var range = Etcdserverpb_RangeRequest()
+        range.key = Data("a\"b\\c".utf8) + Data([0x00, 0x7F, 0xC3])
+        range.rangeEnd = Data("z".utf8)
+        range.limit = 10
+        range.sortOrder = .descend
+        range.sortTarget = .mod
+        range.serializable = true
+        range.countOnly = true
+        range.minCreateRevision = 3
+        #expect(range.compactText
+            == #"key:"a\"b\\c\000\177\303" range_end:"z" limit:10 sort_order:DESCEND sort_target:MOD serializable:true count_only:true min_create_revision:3 "#)
+        #expect(Etcdserverpb_RangeRequest().compactText.isEmpty)
+        var unknown = Etcdserverpb_RangeRequest()
+        unknown.sortTarget = .UNRECOGNIZED(9)
+        #expect(unknown.compactText == "sort_target:9 ")
+    }
 }

@@ -357,7 +357,7 @@ extension MemberLoop {
 extension WriteRequest {
     /// The request for a log line: its kind and keys, values only by their size, no secrets.
     var loggable: String {
-        func quoted(_ bytes: Data) -> String { "\"\(String(decoding: bytes, as: UTF8.self))\"" }
+        let quoted = ProtoText.quoted
         switch self {
         case .put(let put): return "put:<key:\(quoted(put.key)) value_size:\(put.value.count) lease:\(put.lease) >"
         case .deleteRange(let delete): return "delete_range:<key:\(quoted(delete.key)) range_end:\(quoted(delete.rangeEnd)) >"

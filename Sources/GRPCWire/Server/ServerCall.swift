@@ -113,11 +113,15 @@ public struct ServerStreamSender<Response: Message>: Sendable {
 /// Completions from other threads reach the event loop in bursts (see ``EventLoopBatch``).
 public struct UnaryResponder<Response: Message>: Sendable {
     public let context: ServerContext
+    /// The size of the request's protobuf payload as it arrived (without the 5-byte prefix):
+    /// what a size limit checks, without encoding the request again.
+    public let requestBytes: Int
     private let stream: NIOLoopBound<ServerStreamHandler>
     private let batch: EventLoopBatch
 
-    init(stream: ServerStreamHandler.Handle) {
+    init(stream: ServerStreamHandler.Handle, requestBytes: Int) {
         self.context = stream.context
+        self.requestBytes = requestBytes
         self.stream = NIOLoopBound(stream.handler, eventLoop: stream.context.eventLoop)
         self.batch = stream.handler.batch
     }

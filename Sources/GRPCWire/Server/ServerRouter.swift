@@ -44,7 +44,7 @@ public struct ServerRouter: Sendable {
                 stream.handler.abandon(GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)"))
                 return
             }
-            handler(request, UnaryResponder(stream: stream))
+            handler(request, UnaryResponder(stream: stream, requestBytes: payload.readableBytes))
         })
     }
 
