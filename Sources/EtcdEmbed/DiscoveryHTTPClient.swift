@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import TransportSecurity
 
 /// The HTTP/1.1 client of `--discovery`: one request per connection to a discovery service
@@ -80,6 +81,7 @@ struct DiscoveryHTTPClient: Sendable {
                 let pipeline = channel.pipeline.syncOperations
                 if let tlsContext {
                     try pipeline.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: serverNameIndication(for: host)))
+                    try pipeline.addHandler(HandshakeDeadline(promise: promise))
                 }
                 try pipeline.addHTTPClientHandlers()
                 try pipeline.addHandler(ResponseCollector(promise: promise))
@@ -111,6 +113,35 @@ struct DiscoveryHTTPClient: Sendable {
         allowed.insert(charactersIn: "-_.~")
         return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
     }
+}
+
+/// Fails a request whose TLS handshake is not done within 10 s, as Go's HTTP transport does
+/// (etcd's `TLSHandshakeTimeout`): a long-polling watch has no deadline of its own.
+private final class HandshakeDeadline: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    private let promise: EventLoopPromise<DiscoveryHTTPClient.Response>
+    private var deadline: Scheduled<Void>?
+
+    init(promise: EventLoopPromise<DiscoveryHTTPClient.Response>) { self.promise = promise }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: .seconds(10)) { [promise] in
+            promise.fail(DiscoveryHTTPClient.Failure(description: "net/http: TLS handshake timeout"))
+            loopBound.value.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            deadline?.cancel()
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { deadline?.cancel() }
 }
 
 /// Collects one response and completes the promise at its end (or with the error that cut it).

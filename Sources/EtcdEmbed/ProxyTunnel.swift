@@ -7,17 +7,21 @@ final class ProxyTunnel: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    struct Refusal: Error, CustomStringConvertible {
+    struct Refusal: Error, CustomStringConvertible, Equatable {
         var description: String
     }
 
     /// The proxy's answer is a status line and headers: far less than this.
     private static let maximumAnswer = 16 * 1024
+    /// How long the proxy may take to answer (a proxy that accepts and says nothing must not
+    /// hold the start for ever; the request's own deadline starts once the tunnel is open).
+    private static let answerTimeout: TimeAmount = .seconds(5)
 
     private let target: String
     private let opened: EventLoopPromise<Void>
     private var answer: ByteBuffer?
     private var finished = false
+    private var expiry: Scheduled<Void>?
 
     private init(target: String, opened: EventLoopPromise<Void>) {
         self.target = target
@@ -37,6 +41,11 @@ final class ProxyTunnel: ChannelInboundHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         let request = "CONNECT \(target) HTTP/1.1\r\nHost: \(target)\r\n\r\n"
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: request)), promise: nil)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        expiry = context.eventLoop.scheduleTask(in: Self.answerTimeout) {
+            let (tunnel, context) = loopBound.value
+            tunnel.fail(context, "the proxy did not answer CONNECT \(tunnel.target) within \(Self.answerTimeout.nanoseconds / 1_000_000_000)s")
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -56,6 +65,7 @@ final class ProxyTunnel: ChannelInboundHandler, RemovableChannelHandler {
         guard end.upperBound == view.endIndex else { return fail(context, "the proxy sent data after its answer to CONNECT") }
         self.answer = nil
         finished = true
+        expiry?.cancel()
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         opened.succeed()
     }
@@ -72,6 +82,7 @@ final class ProxyTunnel: ChannelInboundHandler, RemovableChannelHandler {
     private func fail(_ context: ChannelHandlerContext, _ reason: String) {
         guard !finished else { return }
         finished = true
+        expiry?.cancel()
         opened.fail(Refusal(description: reason))
         context.close(promise: nil)
     }
