@@ -2,7 +2,6 @@ import EtcdProto
 import EtcdServer
 import GRPCWire
 import NIOCore
-import SwiftProtobuf
 
 /// `etcdserverpb.KV`. Handlers only translate: checks that need no
 /// state run here on the event loop, reads are answered from the member's published snapshot

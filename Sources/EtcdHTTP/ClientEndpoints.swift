@@ -48,8 +48,8 @@ package struct ClientEndpoints: HTTPEndpoints {
     package var streamingPaths: Set<String> { gateway?.streamingPaths ?? [] }
 
     package func streamingExchange(for request: HTTPRequest, responses: any HTTPStreamWriter) -> (any HTTPStreamingExchange)? {
-        // A refused host is answered by `respond`, as a request that streams nothing.
-        guard let gateway, Self.isGatewayPath(request.path), access.refusal(of: request) == nil else { return nil }
+        // A refused host is answered (and logged) by `respond`, as a request that streams nothing.
+        guard let gateway, Self.isGatewayPath(request.path), access.allows(request) else { return nil }
         return gateway.streamingExchange(for: request, responses: CORSWriter(writer: responses, cors: access.corsHeaders(for: request)))
     }
 }

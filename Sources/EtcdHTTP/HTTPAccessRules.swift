@@ -47,14 +47,21 @@ package struct HTTPAccessRules: Sendable {
             """)
     }
 
-    /// The refusal `request` gets, or nil when it may be served: a plain-HTTP request whose
-    /// `Host` (without its port) is not listed is refused and logged.
+    /// Whether `request` may be served: over TLS, or for a listed `Host` (without its port).
+    func allows(_ request: HTTPRequest) -> Bool {
+        request.overTLS || hosts.isEmpty || hosts.contains("*") || hosts.contains(Self.hostname(of: request))
+    }
+
+    /// The refusal `request` gets, or nil when it may be served; a refusal is logged.
     func refusal(of request: HTTPRequest) -> HTTPResponse? {
-        guard !request.overTLS, !hosts.isEmpty, !hosts.contains("*") else { return nil }
-        let host = Self.hostname(request.headers.first(name: "Host") ?? "")
-        guard !hosts.contains(host) else { return nil }
+        guard !allows(request) else { return nil }
+        let host = Self.hostname(of: request)
         Self.logger.warning("rejecting HTTP request to prevent DNS rebinding attacks", metadata: ["host": "\(host)"])
         return Self.misdirected(host)
+    }
+
+    private static func hostname(of request: HTTPRequest) -> String {
+        hostname(request.headers.first(name: "Host") ?? "")
     }
 
     /// The CORS headers of an answer to `request`: for every origin when all are allowed, else

@@ -1,4 +1,6 @@
 import Foundation
+import Locking
+import Synchronization
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -10,42 +12,66 @@ import Testing
 /// answers each connection with fixed bytes (or nothing).
 @Suite("CONNECT tunnels through a discovery proxy")
 struct ProxyTunnelTests {
-    /// Answers every connection with `answer` once it has read the request's head.
+    /// Answers every connection with `answer` once it has read the request's head, keeping
+    /// what it read.
     private final class Scripted: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         let answer: String?
+        let received = Locked("")
         init(answer: String?) { self.answer = answer }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let bytes = unwrapInboundIn(data)
+            received.withLock { $0 += String(buffer: bytes) }
             guard let answer else { return }
             context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: answer)), promise: nil)
         }
     }
 
-    private func tunnel(answering answer: String?) async throws -> Result<Void, any Error> {
+    /// What the proxy read, and how opening the tunnel ended; `then` runs on the client's
+    /// channel once the tunnel is open.
+    private func tunnel(
+        answering answer: String?, then: @Sendable (any Channel) async throws -> Void = { _ in }
+    ) async throws -> (request: String, outcome: Result<Void, any Error>) {
+        let scripted = Scripted(answer: answer)
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in channel.pipeline.addHandler(Scripted(answer: answer)) }
+            .childChannelInitializer { channel in channel.pipeline.addHandler(scripted) }
             .bind(host: "127.0.0.1", port: 0).get()
         defer { server.close(promise: nil) }
         let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(to: try #require(server.localAddress)).get()
         defer { client.close(promise: nil) }
+        let outcome: Result<Void, any Error>
         do {
             try await ProxyTunnel.open(on: client, to: "discovery.example:443")
-            return .success(())
+            try await then(client)
+            outcome = .success(())
         } catch {
-            return .failure(error)
+            outcome = .failure(error)
         }
+        return (scripted.received.withLock { $0 }, outcome)
     }
 
-    @Test func aTwoHundredOpensTheTunnel() async throws {
-        let opened = try await tunnel(answering: "HTTP/1.1 200 Connection established\r\n\r\n")
-        #expect(throws: Never.self) { try opened.get() }
+    private static let connect = "CONNECT discovery.example:443 HTTP/1.1\r\nHost: discovery.example:443\r\n\r\n"
+
+    @Test func aTwoHundredOpensTheTunnelAndLeavesThePipelineToWhatFollows() async throws {
+        let opened = try await tunnel(answering: "HTTP/1.1 200 Connection established\r\n\r\n") { channel in
+            // The tunnel's handler is gone: what is written next reaches the far side as it is.
+            let left = try await channel.eventLoop.submit {
+                (try? channel.pipeline.syncOperations.handler(type: ProxyTunnel.self)) == nil
+            }.get()
+            #expect(left)
+            try await channel.writeAndFlush(channel.allocator.buffer(string: "TLS hello")).get()
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        try opened.outcome.get()
+        #expect(opened.request == Self.connect + "TLS hello")
     }
 
     @Test func anyOtherAnswerIsARefusalNamingIt() async throws {
         let refused = try await tunnel(answering: "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        #expect(refused.request == Self.connect)
         #expect(throws: ProxyTunnel.Refusal(description: "proxy refused CONNECT discovery.example:443: HTTP/1.1 407 Proxy Authentication Required")) {
-            try refused.get()
+            try refused.outcome.get()
         }
     }
 
@@ -53,9 +79,10 @@ struct ProxyTunnelTests {
         let started = ContinuousClock.now
         let silent = try await tunnel(answering: nil)
         #expect(throws: ProxyTunnel.Refusal(description: "the proxy did not answer CONNECT discovery.example:443 within 5s")) {
-            try silent.get()
+            try silent.outcome.get()
         }
-        #expect(ContinuousClock.now - started < .seconds(30))
+        let took = ContinuousClock.now - started
+        #expect(took >= .seconds(5) && took < .seconds(30), "\(took)")
     }
 }
 
