@@ -236,10 +236,12 @@ package final class SQLiteBackend: RevisionReader, Sendable {
     }
 
     /// Stores one batch of changes, meta values, documents and leases (nil removes one) in a
-    /// single transaction.
+    /// single transaction. `sized` runs just before ``allocatedBytes`` takes the transaction's
+    /// pages, so a caller that counts the batch's bytes until then can stop counting them
+    /// without a moment where both count (a space quota would see the batch twice).
     package func commit(
         _ changes: [Change], meta: [Meta: Int64], documents: [Document: [UInt8]] = [:], leases: [Int64: LeaseRow?] = [:],
-        removingAtOrBefore compaction: (main: Int64, kept: Set<Revision>)? = nil
+        removingAtOrBefore compaction: (main: Int64, kept: Set<Revision>)? = nil, sized: () -> Void = {}
     ) throws {
         try pool.write { db in
             let insert = try db.cachedStatement(sql: """
@@ -277,6 +279,7 @@ package final class SQLiteBackend: RevisionReader, Sendable {
                     try db.execute(sql: "DELETE FROM leases WHERE id = ?", arguments: [id])
                 }
             }
+            sized()
             try Self.recordSize(db, in: allocated)
         }
     }

@@ -85,7 +85,7 @@ final class BackendCommitter: Sendable {
 
     /// Queues `batch` for commit after those queued before it.
     func submit(_ batch: Batch) {
-        let bytes = batch.changes.reduce(0) { $0 + $1.kv.key.count + $1.kv.value.count }
+        let bytes = Self.bytes(of: batch)
         let next = queued.withLock { queued -> (Pass, UInt64)? in
             queued.batches.append(batch)
             queued.changes += batch.changes.count
@@ -128,13 +128,12 @@ final class BackendCommitter: Sendable {
     /// Takes every queued batch (for the pass `token`, or for whoever calls with nil), leaving
     /// the next one to schedule a pass, and commits them.
     private func commitQueued(token: UInt64?) {
-        let (batches, bytes) = queued.withLock { queued -> ([Batch], Int) in
-            if let token, token != queued.token { return ([], 0) }
+        let batches = queued.withLock { queued -> [Batch] in
+            if let token, token != queued.token { return [] }
             defer { queued = Queue(committing: queued.committing + queued.bytes, token: queued.token) }
-            return (queued.batches, queued.bytes)
+            return queued.batches
         }
         commit(batches)
-        if bytes > 0 { queued.withLock { $0.committing -= bytes } }
     }
 
     /// Commits `batches` in order, a transaction for all of them, except that a compaction
@@ -148,15 +147,23 @@ final class BackendCommitter: Sendable {
         }
     }
 
+    /// The bytes of keys and values a batch counts for the space quota until it is committed.
+    private static func bytes(of batch: Batch) -> Int {
+        batch.changes.reduce(0) { $0 + $1.kv.key.count + $1.kv.value.count }
+    }
+
     private func commitTransaction(_ batches: ArraySlice<Batch>) {
         let start = ContinuousClock.now
+        let bytes = batches.reduce(0) { $0 + Self.bytes(of: $1) }
         do {
             try backend.commit(
                 batches.count == 1 ? batches.first!.changes : batches.flatMap(\.changes),
                 meta: batches.reduce(into: [:]) { meta, batch in meta.merge(batch.meta) { $1 } },
                 documents: batches.reduce(into: [:]) { documents, batch in documents.merge(batch.documents) { $1 } },
                 leases: batches.reduce(into: [:]) { leases, batch in leases.merge(batch.leases) { $1 } },
-                removingAtOrBefore: batches.last!.compaction)
+                removingAtOrBefore: batches.last!.compaction,
+                // The backend's size takes these bytes over: they stop counting as pending first.
+                sized: { if bytes > 0 { self.queued.withLock { $0.committing -= bytes } } })
         } catch {
             EtcdServer.fatal("failed to commit applied entries to the backend", error)
         }
