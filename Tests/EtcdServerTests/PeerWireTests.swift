@@ -6,6 +6,7 @@ import NIOEmbedded
 import NIOPosix
 import Raft
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import EtcdServer
@@ -87,15 +88,6 @@ struct PeerWireTests {
                 hashKV: { _, completion in completion(.failure(.notLeader)) }))
     }
 
-    /// A loopback port nobody listens on (yet).
-    private static func freePort() async throws -> Int {
-        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0)
-            .flatMap { channel in
-                let port = channel.localAddress!.port!
-                return channel.close().map { port }
-            }.get()
-    }
-
     private static func waitUntil(_ condition: () -> Bool) async throws {
         for _ in 0..<300 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
     }
@@ -109,7 +101,7 @@ struct PeerWireTests {
         func transport(id: NodeID, cluster: UInt64) -> PeerTransport {
             Self.transport(id: id, cluster: cluster, directory: directory, recorder: recorder)
         }
-        let port = try await Self.freePort()
+        let port = try await ServerProcess.freePort()
         let receiver = transport(id: 2, cluster: 100)
         try receiver.listen(on: PeerListenAddress("http://127.0.0.1:\(port)", peerTLS: nil))
         defer { receiver.stop() }
@@ -135,7 +127,7 @@ struct PeerWireTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let port = try await Self.freePort()
+        let port = try await ServerProcess.freePort()
         // First a listener that accepts and closes every connection at once.
         let accepted = Locked(0)
         let hangUp = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -173,7 +165,7 @@ struct PeerWireTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let port = try await Self.freePort()
+        let port = try await ServerProcess.freePort()
         let follower = Self.transport(id: 1, cluster: 100, directory: directory, recorder: sent)
         follower.setPeers([2: ["http://127.0.0.1:\(port)"]])
         defer { follower.stop() }
