@@ -105,6 +105,8 @@ public struct EmbedConfiguration: Sendable {
     /// `--warning-apply-duration`: applying a request that takes longer logs `apply request took
     /// too long` and counts in `etcd_server_slow_apply_total`.
     public var warningApplyDuration: Duration = .milliseconds(100)
+    /// `--warning-unary-request-duration`: a unary call that takes longer logs `request stats`.
+    public var warningUnaryRequestDuration: Duration = .milliseconds(300)
     /// `--force-new-cluster`: restart from this member's data as a one-member cluster.
     public var forceNewCluster = false
     /// `--unsafe-no-fsync`: the log is never synced; a machine crash may lose acknowledged
@@ -128,6 +130,9 @@ public struct EmbedConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// `stderr` (also `default`), `stdout` or file paths.
     public var logOutputs = ["default"]
+    /// `--log-rotation-config-json` when `--enable-log-rotation` is given (nil: the log file
+    /// is not rotated); read, as etcd reads it, when the log outputs are opened.
+    public var logRotationConfigJSON: String?
     /// Client TLS: `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`, … for
     /// `https://` and `unixs://` client URLs.
     public var clientTLS = TLSInfo(side: .client)
@@ -229,6 +234,7 @@ public struct EmbedConfiguration: Sendable {
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.watchProgressNotifyInterval = watchProgressNotifyInterval
         configuration.warningApplyDuration = warningApplyDuration
+        configuration.warningUnaryRequestDuration = warningUnaryRequestDuration
         configuration.corruptCheckInterval = corruptCheckTime
         configuration.autoCompaction = autoCompaction
         configuration.forceNewCluster = forceNewCluster

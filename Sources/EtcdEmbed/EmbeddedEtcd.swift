@@ -145,11 +145,13 @@ public final class EmbeddedEtcd: Sendable {
         metrics.attach(server)
         let grpcMetrics: [any ServerInterceptor] =
             recordsMetrics ? [GRPCMetricsInterceptor(metrics: metrics, extensive: configuration.extensiveMetrics)] : []
+        let requestStats = RequestStatsInterceptor(RequestStats(warning: configuration.warningUnaryRequestDuration))
         var gatewayConfiguration = GRPCServer.Configuration()
         gatewayConfiguration.limits = EtcdRouter.messageLimits(for: server)
         gatewayConfiguration.streamsEndAtShutdown = GRPCStatus(EtcdError.stopped)
         gatewayConfiguration.interceptor = ServerInterceptors(grpcMetrics + [
             AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth, commonNameForwarded: true),
+            requestStats,
         ])
         let gatewayChannel: GatewayChannel
         do {
@@ -179,7 +181,7 @@ public final class EmbeddedEtcd: Sendable {
                 grpc.keepalive = configuration.keepalivePolicy
                 grpc.http1 = servesGRPC && !httpURLs.isEmpty ? nil : http
                 grpc.interceptor = ServerInterceptors(grpcMetrics + [
-                    AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth),
+                    AuthInterceptor(server: server, certificateIdentities: configuration.clientTLS.clientCertAuth), requestStats,
                 ])
                 // Watches and keep-alives end at once when the member stops, so their clients
                 // fail over to another member instead of waiting out the grace period.

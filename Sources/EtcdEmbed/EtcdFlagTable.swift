@@ -85,10 +85,6 @@ public enum EtcdFlagTable {
             "v2-deprecation": .onlyAt("write-only", reason: "there is no v2 store"),
             "enable-pprof": .onlyAt("false", reason: "Go's profiler has no Swift counterpart"),
             "log-format": .onlyAt("json", reason: "logs are JSON lines"),
-            "enable-log-rotation": .onlyAt("false", reason: "swift-etcd does not rotate log files"),
-            "log-rotation-config-json": .refused("swift-etcd does not rotate log files"),
-            "warning-unary-request-duration": .onlyAt(
-                "300ms", reason: "swift-etcd does not log slow requests (etcd's `request stats` warning); etcd's default is taken"),
             "experimental-enable-lease-checkpoint": .onlyAt("true", reason: leasesCheckpointed),
             "experimental-enable-lease-checkpoint-persist": .onlyAt("true", reason: leasesCheckpointed),
             "compaction-batch-limit": .onlyAt("1000", reason: "compaction deletes in fixed batches"),
@@ -100,7 +96,7 @@ public enum EtcdFlagTable {
         ]
         // etcd 3.6 still takes these under their deprecated experimental names, meaning the same.
         for flag in [
-            "memory-mlock", "warning-unary-request-duration", "compaction-batch-limit",
+            "memory-mlock", "compaction-batch-limit",
             "compaction-sleep-interval", "bootstrap-defrag-threshold-megabytes", "downgrade-check-time",
         ] {
             table["experimental-" + flag] = table[flag]
@@ -145,6 +141,8 @@ public enum EtcdFlagTable {
             "--experimental-snapshot-catchup-entries is deprecated in v3.6 and will be decommissioned in v3.7. Use '--snapshot-catchup-entries' instead.",
         "experimental-warning-apply-duration":
             "--experimental-warning-apply-duration is deprecated in v3.6 and will be decommissioned in v3.7. Use '--warning-apply-duration' instead.",
+        "experimental-warning-unary-request-duration":
+            "--experimental-warning-unary-request-duration is deprecated, and will be decommissioned in v3.7. Use --warning-unary-request-duration instead.",
         "experimental-initial-corrupt-check":
             "--experimental-initial-corrupt-check is deprecated in 3.6 and will be decommissioned in 3.7. Use '--feature-gates=InitialCorruptCheck=true' instead.",
     ]

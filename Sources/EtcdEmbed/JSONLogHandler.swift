@@ -23,11 +23,11 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         let caller = "\((event.file as NSString).lastPathComponent):\(event.line)"
-        var line = "{\"level\":\"\(Self.zapLevel(event.level))\",\"ts\":\"\(Self.timestamp())\","
+        var line = "{\"level\":\"\(Self.zapLevel(event.level))\",\"ts\":\"\(GoFormat.time(Date()))\","
         line += "\"caller\":\(Self.quoted(caller)),\"msg\":\(Self.quoted(event.message.description))"
         let fields = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
-            line += ",\(Self.quoted(key)):\(Self.quoted(value.description))"
+            line += ",\(Self.quoted(key)):\(Self.json(value))"
         }
         outputs.write(line + "}\n")
     }
@@ -54,8 +54,11 @@ public struct JSONLogHandler: LogHandler {
         }
     }
 
-    private static func timestamp() -> String {
-        Date().formatted(.iso8601.year().month().day().timeSeparator(.colon).time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    /// An integer given as one (`.stringConvertible(42)`) as a JSON number, as zap writes
+    /// etcd's integer fields; anything else as a string.
+    private static func json(_ value: Logger.MetadataValue) -> String {
+        if case .stringConvertible(let number as any BinaryInteger) = value { return "\(number)" }
+        return quoted(value.description)
     }
 
     /// A JSON string literal.
@@ -76,17 +79,28 @@ public struct JSONLogHandler: LogHandler {
     }
 }
 
-/// Where logs go (etcd's `--log-outputs`): `stderr` (also `default`), `stdout`, or file paths.
+/// Where logs go (etcd's `--log-outputs`): `stderr` (also `default`), `stdout`, or file paths;
+/// with a rotation configuration (etcd's `--log-rotation-config-json`) the one file is rotated.
 public final class LogOutputs: Sendable {
-    private let handles: Locked<[FileHandle]>
+    private enum Sink {
+        case handle(FileHandle)
+        case rotating(RotatingLogFile)
+    }
+    private let sinks: Locked<[Sink]>
 
-    public init(_ names: [String]) throws(ConfigurationError) {
-        var handles: [FileHandle] = []
+    public init(_ names: [String], rotationJSON: String? = nil) throws(ConfigurationError) {
+        let rotation = try rotationJSON.map { json throws(ConfigurationError) in try LogRotation(json: json) }
+        if rotation != nil { try LogRotation.checkOutputs(names) }
+        var sinks: [Sink] = []
         for name in names {
             switch name {
-            case "stderr", "default": handles.append(.standardError)
-            case "stdout": handles.append(.standardOutput)
+            case "stderr", "default": sinks.append(.handle(.standardError))
+            case "stdout": sinks.append(.handle(.standardOutput))
             default:
+                if let rotation {
+                    sinks.append(.rotating(try RotatingLogFile(path: name, rotation: rotation)))
+                    continue
+                }
                 if !FileManager.default.fileExists(atPath: name) {
                     _ = FileManager.default.createFile(atPath: name, contents: nil)
                 }
@@ -94,16 +108,23 @@ public final class LogOutputs: Sendable {
                     throw ConfigurationError("--log-outputs: cannot open \(name) for writing")
                 }
                 file.seekToEndOfFile()
-                handles.append(file)
+                sinks.append(.handle(file))
             }
         }
-        self.handles = Locked(handles)
+        self.sinks = Locked(sinks)
     }
 
+    /// Writes `line` to every output; one that fails (a full disk, a closed pipe) loses the
+    /// line rather than stopping the server.
     func write(_ line: String) {
         let data = Data(line.utf8)
-        handles.withLock { handles in
-            for handle in handles { handle.write(data) }
+        sinks.withLock { sinks in
+            for sink in sinks {
+                switch sink {
+                case .handle(let handle): try? handle.write(contentsOf: data)
+                case .rotating(let file): file.write(data)
+                }
+            }
         }
     }
 }

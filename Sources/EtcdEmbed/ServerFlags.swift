@@ -187,6 +187,11 @@ public struct ServerFlags: ParsableArguments {
         help: "Time duration after which a warning is generated if applying a request takes more time (Go syntax: 100ms).")
     var warningApplyDuration = "100ms"
 
+    @Option(
+        name: [.customLong("warning-unary-request-duration"), .customLong("experimental-warning-unary-request-duration")],
+        help: "Time duration after which a warning is generated if a unary request takes more time (Go syntax: 300ms; 0: the default).")
+    var warningUnaryRequestDuration = "300ms"
+
     @Flag(
         name: .customLong("force-new-cluster"), inversion: .prefixedNo,
         help: "Force to create a new one member cluster (from this member's data, removing the others).")
@@ -260,6 +265,16 @@ public struct ServerFlags: ParsableArguments {
 
     @Option(name: .customLong("log-outputs"), help: "Comma-separated log outputs: stderr, stdout, or file paths.")
     var logOutputs = "default"
+
+    @Flag(
+        name: .customLong("enable-log-rotation"), inversion: .prefixedNo,
+        help: "Enable log rotation of a single log-outputs file target.")
+    var enableLogRotation = false
+
+    @Option(
+        name: .customLong("log-rotation-config-json"),
+        help: "Configures log rotation if enabled with a JSON logger config. MaxSize(MB), MaxAge(days,0=no limit), MaxBackups(0=no limit), LocalTime(use computers local time), Compress(gzip).")
+    var logRotationConfigJSON = LogRotation.defaultJSON
 
     /// Every long flag declared above (hidden ones included), without the dashes: what an
     /// `ETCD_*` variable may name.
@@ -335,6 +350,9 @@ public struct ServerFlags: ParsableArguments {
         guard let applyWarning = GoDuration.parse(warningApplyDuration), applyWarning > .zero else {
             throw ConfigurationError("--warning-apply-duration: '\(warningApplyDuration)' is not a positive duration")
         }
+        guard let unaryWarning = GoDuration.parse(warningUnaryRequestDuration), unaryWarning >= .zero else {
+            throw ConfigurationError("--warning-unary-request-duration: '\(warningUnaryRequestDuration)' is not a duration of 0 or more")
+        }
         guard let compactHashCheck = GoDuration.parse(compactHashCheckTime), compactHashCheck > .zero else {
             throw ConfigurationError("--experimental-compact-hash-check-time: '\(compactHashCheckTime)' is not a positive duration")
         }
@@ -399,6 +417,8 @@ public struct ServerFlags: ParsableArguments {
         configuration.snapshotCatchUpEntries = snapshotCatchUpEntries
         configuration.watchProgressNotifyInterval = interval
         configuration.warningApplyDuration = applyWarning
+        // etcd takes 0 as its default.
+        configuration.warningUnaryRequestDuration = unaryWarning == .zero ? .milliseconds(300) : unaryWarning
         configuration.initialCorruptCheck = initialCorruptCheck
         configuration.forceNewCluster = forceNewCluster
         configuration.unsafeNoFsync = unsafeNoFsync
@@ -413,6 +433,7 @@ public struct ServerFlags: ParsableArguments {
         configuration.walSegmentBytes = walSegmentBytes
         configuration.logLevel = level
         configuration.logOutputs = Self.list(logOutputs)
+        configuration.logRotationConfigJSON = enableLogRotation ? logRotationConfigJSON : nil
         (configuration.clientTLS, configuration.peerTLS) = try security.tlsInfo()
         do {
             configuration.authToken = try AuthTokenOptions(parsing: authToken) { GoDuration.parse($0).map { Double($0 / .milliseconds(1)) / 1000 } }

@@ -88,7 +88,7 @@ package struct GRPCMetricsInterceptor: ServerInterceptor {
         sentBytes.increment(by: Int64(bytes))
     }
 
-    package func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline) {
+    package func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline, remoteAddress: SocketAddress?) {
         guard let counters = perMethod[method.path] else { return }
         counters.handled[status.code]?.increment()
         if let handling = counters.handling {

@@ -104,6 +104,9 @@ extension EtcdServer {
         /// etcd's `--warning-apply-duration`: a request whose apply takes longer is logged and
         /// counted (`etcd_server_slow_apply_total`).
         package var warningApplyDuration: Duration = .milliseconds(100)
+        /// etcd's `--warning-unary-request-duration`: a unary call that takes longer is logged
+        /// (`request stats`).
+        package var warningUnaryRequestDuration: Duration = .milliseconds(300)
 
         package init(
             name: String, dataDirectory: String, initialCluster: String, initialClusterToken: String,

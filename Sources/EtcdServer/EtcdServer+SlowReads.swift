@@ -16,8 +16,8 @@ extension EtcdServer {
         guard took > configuration.warningApplyDuration else { return }
         operations.slowApply()
         var metadata: Logger.Metadata = [
-            "took": "\(MemberLoop.goDuration(took))",
-            "expected-duration": "\(MemberLoop.goDuration(configuration.warningApplyDuration))",
+            "took": "\(GoFormat.duration(took))",
+            "expected-duration": "\(GoFormat.duration(configuration.warningApplyDuration))",
             "prefix": "read-only range ", "request": "\(request.compactText)",
         ]
         switch outcome {
@@ -29,60 +29,5 @@ extension EtcdServer {
             metadata["error"] = "\(error.description)"
         }
         logger.warning("apply request took too long", metadata: metadata)
-    }
-}
-
-extension Etcdserverpb_RangeRequest {
-    /// The request in protobuf's compact text form, as etcd prints it in its logs: the fields
-    /// that are set, in field order, each followed by a space.
-    var compactText: String {
-        var text = ""
-        func field(_ name: String, _ value: some CustomStringConvertible) { text += "\(name):\(value) " }
-        if !key.isEmpty { field("key", ProtoText.quoted(key)) }
-        if !rangeEnd.isEmpty { field("range_end", ProtoText.quoted(rangeEnd)) }
-        if limit != 0 { field("limit", limit) }
-        if revision != 0 { field("revision", revision) }
-        if sortOrder != .none { field("sort_order", ProtoText.name(sortOrder)) }
-        if sortTarget != .key { field("sort_target", ProtoText.name(sortTarget)) }
-        if serializable { field("serializable", true) }
-        if keysOnly { field("keys_only", true) }
-        if countOnly { field("count_only", true) }
-        if minModRevision != 0 { field("min_mod_revision", minModRevision) }
-        if maxModRevision != 0 { field("max_mod_revision", maxModRevision) }
-        if minCreateRevision != 0 { field("min_create_revision", minCreateRevision) }
-        if maxCreateRevision != 0 { field("max_create_revision", maxCreateRevision) }
-        return text
-    }
-}
-
-/// Bytes as protobuf's text format quotes them (Go's `proto.CompactTextString`): printable
-/// ASCII as it is, `"` and `\` escaped, the rest as three octal digits.
-enum ProtoText {
-    static func quoted(_ bytes: Data) -> String {
-        var text = "\""
-        for byte in bytes {
-            switch byte {
-            case UInt8(ascii: "\""): text += "\\\""
-            case UInt8(ascii: "\\"): text += "\\\\"
-            case UInt8(ascii: "\n"): text += "\\n"
-            case UInt8(ascii: "\r"): text += "\\r"
-            case UInt8(ascii: "\t"): text += "\\t"
-            case 0x20..<0x7F: text.unicodeScalars.append(Unicode.Scalar(byte))
-            default: text += "\\" + String(byte, radix: 8).leftPadded(to: 3)
-            }
-        }
-        return text + "\""
-    }
-
-    /// An enum value by its name in the `.proto` file (the number when it has none).
-    static func name<Value: SwiftProtobuf.Enum>(_ value: Value) -> String {
-        let described = String(describing: value)
-        return described.hasPrefix("UNRECOGNIZED") ? "\(value.rawValue)" : described.uppercased()
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        String(repeating: "0", count: max(0, width - count)) + self
     }
 }

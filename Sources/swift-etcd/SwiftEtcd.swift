@@ -86,7 +86,7 @@ enum Main {
     }
 
     /// One JSON log line on standard error, as etcd logs before its logger is set up.
-    private static func log(_ level: String, _ message: String, _ fields: [String: String] = [:]) {
+    static func log(_ level: String, _ message: String, _ fields: [String: String] = [:]) {
         func quoted(_ text: String) -> String {
             (try? JSONEncoder().encode(text)).map { String(decoding: $0, as: UTF8.self) } ?? "\"\""
         }
@@ -108,10 +108,16 @@ struct SwiftEtcd: AsyncParsableCommand {
         var configuration: EmbedConfiguration
         do {
             configuration = try flags.parsedConfiguration()
-            let outputs = try LogOutputs(configuration.logOutputs)
-            LoggingSystem.bootstrap { [level = configuration.logLevel] _ in JSONLogHandler(logLevel: level, outputs: outputs) }
         } catch {
             throw ValidationError(error.description)
+        }
+        do {
+            let outputs = try LogOutputs(configuration.logOutputs, rotationJSON: configuration.logRotationConfigJSON)
+            LoggingSystem.bootstrap { [level = configuration.logLevel] _ in JSONLogHandler(logLevel: level, outputs: outputs) }
+        } catch {
+            // etcd sets its logger up among its checks of the values together: exit 1.
+            Main.log("warn", "failed to verify flags", ["error": error.description])
+            throw ExitCode.failure
         }
         do {
             try configuration.validate()

@@ -21,11 +21,12 @@ struct ServerFlagsTests {
             "initial-cluster-token", "initial-cluster-state",
             "max-request-bytes", "max-txn-ops", "max-concurrent-streams", "grpc-keepalive-min-time", "grpc-keepalive-interval",
             "grpc-keepalive-timeout", "quota-backend-bytes", "backend-batch-interval", "backend-batch-limit", "logger", "log-level", "log-outputs",
+            "enable-log-rotation", "log-rotation-config-json",
             "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
             "election-timeout", "snapshot-catchup-entries", "experimental-snapshot-catchup-entries",
             "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
-            "warning-apply-duration", "experimental-warning-apply-duration",
-            "strict-reconfig-check", "max-learners", "auto-promote-learners", "force-new-cluster", "unsafe-no-fsync", "auto-compaction-mode",
+            "warning-apply-duration", "experimental-warning-apply-duration", "warning-unary-request-duration",
+            "experimental-warning-unary-request-duration", "strict-reconfig-check", "max-learners", "auto-promote-learners", "force-new-cluster", "unsafe-no-fsync", "auto-compaction-mode",
             "auto-compaction-retention", "experimental-initial-corrupt-check", "experimental-corrupt-check-time",
             "corrupt-check-time", "experimental-compact-hash-check-enabled", "experimental-compact-hash-check-time",
             "compact-hash-check-time",
@@ -42,6 +43,7 @@ struct ServerFlagsTests {
             "client-cert-auth", "auto-tls", "peer-client-cert-auth",
             "peer-auto-tls", "peer-skip-client-san-verification", "experimental-peer-skip-client-san-verification",
             "force-new-cluster", "unsafe-no-fsync", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled",
+            "enable-log-rotation",
         ])
     }
 

@@ -9,11 +9,11 @@ import Testing
 @Suite("Slow applies, as etcd logs them")
 struct SlowApplyTests {
     @Test func durationsPrintAsGoPrintsThem() {
-        #expect(MemberLoop.goDuration(.nanoseconds(1)) == "1ns")
-        #expect(MemberLoop.goDuration(.nanoseconds(1500)) == "1.5µs")
-        #expect(MemberLoop.goDuration(.milliseconds(100)) == "100ms")
-        #expect(MemberLoop.goDuration(.microseconds(123_456)) == "123.456ms")
-        #expect(MemberLoop.goDuration(.milliseconds(2500)) == "2.5s")
+        #expect(GoFormat.duration(.nanoseconds(1)) == "1ns")
+        #expect(GoFormat.duration(.nanoseconds(1500)) == "1.5µs")
+        #expect(GoFormat.duration(.milliseconds(100)) == "100ms")
+        #expect(GoFormat.duration(.microseconds(123_456)) == "123.456ms")
+        #expect(GoFormat.duration(.milliseconds(2500)) == "2.5s")
     }
 
     @Test func requestsShowTheirKeysNeverTheirValues() {
@@ -43,5 +43,31 @@ struct SlowApplyTests {
         var unknown = Etcdserverpb_RangeRequest()
         unknown.sortTarget = .UNRECOGNIZED(9)
         #expect(unknown.compactText == "sort_target:9 ")
+    }
+
+    /// What `request stats` prints of a request: the forms etcd's loggable requests print,
+    /// checked against etcd 3.4's lines for the same calls (docs/OPERATIONS.md).
+    @Test func requestsPrintAsEtcdsLoggableRequests() {
+        var put = Etcdserverpb_PutRequest()
+        (put.key, put.value, put.lease, put.prevKv) = (Data("k".utf8), Data("secret".utf8), 7, true)
+        #expect(put.loggableText == #"key:"k" value_size:6 lease:7 prev_kv:true "#)
+        var delete = Etcdserverpb_DeleteRangeRequest()
+        (delete.key, delete.rangeEnd, delete.prevKv) = (Data("a".utf8), Data("b".utf8), true)
+        #expect(delete.compactText == #"key:"a" range_end:"b" prev_kv:true "#)
+        // A oneof target is printed even at zero; EQUAL and VERSION, the zero values, are not.
+        var version = Etcdserverpb_Compare()
+        (version.key, version.version) = (Data("k".utf8), 0)
+        var inner = Etcdserverpb_TxnRequest()
+        inner.compare = [version]
+        var nested = Etcdserverpb_RequestOp()
+        nested.requestTxn = inner
+        var outer = Etcdserverpb_TxnRequest()
+        var less = Etcdserverpb_Compare()
+        (less.result, less.target, less.key, less.modRevision) = (.less, .mod, Data("m".utf8), 5)
+        outer.compare = [less]
+        outer.success = [nested]
+        #expect(outer.loggableText
+            == #"compare:<result:LESS target:MOD key:"m" mod_revision:5 > success:<request_txn:<compare:<key:"k" version:0 > success:<> failure:<>>> failure:<>"#)
+        #expect(ProtoText.name(Etcdserverpb_Compare.CompareResult.notEqual) == "NOT_EQUAL")
     }
 }

@@ -23,9 +23,10 @@ private final class RecordingInterceptor: ServerInterceptor {
         events.withLock { $0.append("sent \(bytes)") }
     }
 
-    func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline) {
+    func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline, remoteAddress: SocketAddress?) {
         let elapsed = NIODeadline.now() >= startedAt
-        events.withLock { $0.append("end \(method.name) \(status.code)\(elapsed ? "" : " (before it started?)")") }
+        let caller = remoteAddress?.ipAddress == "127.0.0.1" ? "" : " (from \(String(describing: remoteAddress)))"
+        events.withLock { $0.append("end \(method.name) \(status.code)\(elapsed ? "" : " (before it started?)")\(caller)") }
     }
 
     /// Waits (bounded) until `count` events were recorded: `callEnded` may run just after the

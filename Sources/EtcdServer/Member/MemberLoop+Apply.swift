@@ -334,23 +334,9 @@ extension MemberLoop {
     func warnOfSlowApply(_ request: WriteRequest, took: Duration) {
         operations.slowApply()
         logger.warning("apply request took too long", metadata: [
-            "took": "\(Self.goDuration(took))", "expected-duration": "\(Self.goDuration(configuration.warningApplyDuration))",
+            "took": "\(GoFormat.duration(took))", "expected-duration": "\(GoFormat.duration(configuration.warningApplyDuration))",
             "prefix": "", "request": "\(request.loggable)",
         ])
-    }
-
-    /// A duration as Go prints one below a minute: `850ns`, `1.5µs`, `123.456ms`, `2.5s`.
-    static func goDuration(_ duration: Duration) -> String {
-        let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
-        func scaled(_ divisor: Double, _ unit: String) -> String {
-            var text = "\(Double(nanoseconds) / divisor)"
-            if text.hasSuffix(".0") { text.removeLast(2) }
-            return text + unit
-        }
-        if nanoseconds < 1000 { return "\(nanoseconds)ns" }
-        if nanoseconds < 1_000_000 { return scaled(1e3, "µs") }
-        if nanoseconds < 1_000_000_000 { return scaled(1e6, "ms") }
-        return scaled(1e9, "s")
     }
 }
 

@@ -36,8 +36,9 @@ public protocol ServerInterceptor: Sendable {
     func sentMessage(_ method: ServerMethod, bytes: Int)
     /// The call ended, once: with the status of its trailers (refusals included), or with the
     /// reason it was cancelled (the client reset it, the connection closed). `startedAt` is when
-    /// ``callStarted(_:context:)`` ran.
-    func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline)
+    /// ``callStarted(_:context:)`` ran; `remoteAddress` is the caller's (etcd's request logs
+    /// name it).
+    func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline, remoteAddress: SocketAddress?)
 }
 
 /// What an interceptor decides about a call that started.
@@ -55,7 +56,7 @@ public enum CallAdmission: Sendable {
 extension ServerInterceptor {
     public func receivedMessage(_ method: ServerMethod, bytes: Int) {}
     public func sentMessage(_ method: ServerMethod, bytes: Int) {}
-    public func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline) {}
+    public func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline, remoteAddress: SocketAddress?) {}
 }
 
 /// Several interceptors as one, in order: each sees every call; the first that does not let a
@@ -84,7 +85,7 @@ public struct ServerInterceptors: ServerInterceptor {
         for interceptor in interceptors { interceptor.sentMessage(method, bytes: bytes) }
     }
 
-    public func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline) {
-        for interceptor in interceptors { interceptor.callEnded(method, status: status, startedAt: startedAt) }
+    public func callEnded(_ method: ServerMethod, status: GRPCStatus, startedAt: NIODeadline, remoteAddress: SocketAddress?) {
+        for interceptor in interceptors { interceptor.callEnded(method, status: status, startedAt: startedAt, remoteAddress: remoteAddress) }
     }
 }

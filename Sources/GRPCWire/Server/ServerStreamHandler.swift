@@ -359,7 +359,7 @@ final class ServerStreamHandler: ChannelInboundHandler {
     private func reportEnd(_ status: GRPCStatus) {
         guard let interceptedAt, let route else { return }
         self.interceptedAt = nil
-        interceptor?.callEnded(route.method, status: status, startedAt: interceptedAt)
+        interceptor?.callEnded(route.method, status: status, startedAt: interceptedAt, remoteAddress: callContext?.remoteAddress)
     }
 
     /// Writes the closing HEADERS frame. A client that is still sending is then told to stop
