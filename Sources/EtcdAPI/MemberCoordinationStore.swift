@@ -31,6 +31,9 @@ struct MemberCoordinationStore: CoordinationStore {
 
     func txn(_ request: Etcdserverpb_TxnRequest) async throws -> Etcdserverpb_TxnResponse {
         try server.validate(request)
+        // etcd's recipes send their transactions through a client: above --max-request-bytes
+        // the member refuses them, as it refuses any client's.
+        if try request.serializedData().count > server.configuration.maxRequestBytes { throw EtcdError.requestTooLarge }
         let write = try await propose(.txn(request))
         guard case .txn(let response) = write else { throw GRPCStatus(.internal, "etcdserver: unexpected response kind") }
         return response

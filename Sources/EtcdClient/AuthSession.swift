@@ -39,6 +39,12 @@ final class AuthSession: Sendable {
             || error.message == "etcdserver: user name is empty"
     }
 
+    /// Forgets the token (unless a login is already under way): the next caller logs in. For a
+    /// stream refused with it, which cannot say which token it opened with.
+    func discardToken() {
+        state.withLock { if $0.login == nil { $0.token = nil } }
+    }
+
     /// The token to send, logging in when there is none yet or `stale` (the one a call was just
     /// refused with) is still the current one.
     func token(replacing stale: String? = nil, via grpc: GRPCClient) async throws(EtcdClientError) -> String {

@@ -152,6 +152,15 @@ public final class EtcdClient: Sendable {
         }
     }
 
+    /// Whether a stream that failed with `failure` is to be opened again after a new login, as
+    /// clientv3's stream interceptor does (its member restarted and lost the token, or auth
+    /// changed); the token is dropped so the next stream logs in.
+    func logsInAgain(after failure: EtcdClientError) -> Bool {
+        guard let session, AuthSession.meansLoginAgain(failure) else { return false }
+        session.discardToken()
+        return true
+    }
+
     /// The metadata a stream opens with: the login's token, if the client has credentials.
     func streamMetadata() async throws(EtcdClientError) -> HPACKHeaders {
         guard let session else { return [:] }

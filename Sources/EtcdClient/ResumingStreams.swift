@@ -40,11 +40,13 @@ extension EtcdClient {
     }
 
     /// Keeps lease `id` alive as clientv3's `KeepAlive` does: a renewal every third of its TTL,
-    /// on a stream that is reopened (on the next endpoint, after a pause) when it fails. Yields
-    /// each renewal's answer; ends with `etcdserver: requested lease not found` once the lease
-    /// is gone, and ends when the consuming task is cancelled.
+    /// on a stream that is reopened (on the next endpoint, after a pause) whatever made it fail.
+    /// Yields each renewal's answer; ends with `etcdserver: requested lease not found` once the
+    /// lease is gone, and ends when the consuming task is cancelled.
     public func keepingAlive(lease id: Int64) -> AsyncThrowingStream<Etcdserverpb_LeaseKeepAliveResponse, any Error> {
-        resuming(from: (), firstPause: .milliseconds(500)) { continuation, _, retry in
+        // clientv3 retries every failure of the stream but its caller's cancel: a refusal
+        // that passes (no leader, an expired token, a member stopping) must not end the lease.
+        resuming(from: (), firstPause: .milliseconds(500), retrying: { $0.code != .notFound }) { continuation, _, retry in
             let stream = try await self.keepAliveStream()
             defer { stream.close() }
             var responses = stream.responses.makeAsyncIterator()
@@ -68,11 +70,13 @@ extension EtcdClient {
     }
 
     /// Runs `attempt` (one stream's life) again and again, as clientv3 reopens its streams:
-    /// after `Unavailable` or `Internal` (no leader, a stopped member, a lost connection) with
-    /// a pause, or when the stream simply ended; any other error ends the sequence with it, and
+    /// after an error `retrying` accepts (by default `Unavailable` or `Internal`: no leader, a
+    /// stopped member, a lost connection) or a refused token (logging in again) with a pause,
+    /// or when the stream simply ended; any other error ends the sequence with it, and
     /// cancelling the consumer ends it quietly. `state` carries over from one stream to the next.
     private func resuming<Element: Sendable, State: Sendable>(
         from state: State, firstPause: Duration,
+        retrying: @escaping @Sendable (EtcdClientError) -> Bool = { $0.code == .unavailable || $0.code == .internal },
         _ attempt: @escaping @Sendable (AsyncThrowingStream<Element, any Error>.Continuation, inout State, inout Backoff) async throws
             -> Void
     ) -> AsyncThrowingStream<Element, any Error> {
@@ -85,7 +89,7 @@ extension EtcdClient {
                         try await attempt(continuation, &state, &retry)
                     } catch {
                         let failure = EtcdClientError(error)
-                        guard !Task.isCancelled, failure.code == .unavailable || failure.code == .internal else {
+                        guard !Task.isCancelled, self.logsInAgain(after: failure) || retrying(failure) else {
                             return continuation.finish(throwing: Task.isCancelled ? nil : failure)
                         }
                         try? await retry.wait()

@@ -139,6 +139,26 @@ struct CoordinationTests {
         }
     }
 
+    /// The recipes' transactions pass `--max-request-bytes` as any client's do: a value too
+    /// large for it fails the call with etcd's message (UNKNOWN, as etcd relays its in-process
+    /// client's error), and nothing is written.
+    @Test(arguments: EtcdClientTests.kinds)
+    func valuesOverTheRequestLimitAreRefused(kind: ServerProcess.Kind) async throws {
+        try await ServerProcess.withFreshServer(kind, arguments: ["--max-request-bytes", "4096"]) { _, client in
+            let lease = try await client.grantLease(ttl: 60).id
+            let large = Data(repeating: UInt8(ascii: "v"), count: 5000)
+            await #expect(throws: EtcdClientError(code: .unknown, message: "etcdserver: request is too large")) {
+                _ = try await client.campaign(Data("big".utf8), lease: lease, value: large)
+            }
+            #expect(try await count(client, prefix: "big/") == 0)
+            let leader = try await client.campaign(Data("big".utf8), lease: lease, value: Data("small".utf8)).leader
+            await #expect(throws: EtcdClientError(code: .unknown, message: "etcdserver: request is too large")) {
+                _ = try await client.proclaim(large, as: leader)
+            }
+            #expect(try await client.leader(of: Data("big".utf8)).kv.value == Data("small".utf8))
+        }
+    }
+
     @Test(arguments: EtcdClientTests.kinds)
     func campaignProclaimResignAndObserve(kind: ServerProcess.Kind) async throws {
         try await ServerProcess.withFreshServer(kind) { _, client in

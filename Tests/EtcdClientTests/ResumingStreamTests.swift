@@ -2,6 +2,7 @@ import EtcdClient
 import EtcdProto
 import Foundation
 import GRPCWire
+import SwiftProtobuf
 import TestSupport
 import Testing
 
@@ -67,6 +68,32 @@ struct ResumingStreamTests {
             await #expect(throws: EtcdClientError(code: .notFound, message: "etcdserver: requested lease not found")) {
                 while try await renewals.next() != nil {}
             }
+        }
+    }
+
+    /// With auth on, a restart loses the member's simple tokens: both streams are refused with
+    /// `invalid auth token` when they reopen, log in again and go on, as clientv3's do.
+    @Test func streamsLogInAgainAfterTheirMemberForgotTheToken() async throws {
+        try await withServer { server, setup in
+            _ = try await setup.call(Etcdserverpb_AuthRPCs.userAdd, .with { $0.name = "root"; $0.password = "root" })
+            _ = try await setup.call(Etcdserverpb_AuthRPCs.roleAdd, .with { $0.name = "root" })
+            _ = try await setup.call(Etcdserverpb_AuthRPCs.userGrantRole, .with { $0.user = "root"; $0.role = "root" })
+            _ = try await setup.call(Etcdserverpb_AuthRPCs.authEnable, .init())
+            let client = try EtcdClient(
+                endpoints: ["http://127.0.0.1:\(server.port)"], credentials: EtcdCredentials(user: "root", password: "root"))
+            defer { Task { await client.close() } }
+            let lease = try await client.grantLease(ttl: 3)
+            var renewals = client.keepingAlive(lease: lease.id).makeAsyncIterator()
+            #expect(try await renewals.next()?.ttl == 3)
+            let start = try await client.get("a/").header.revision + 1
+            var events = client.resumingWatch(Data("a/".utf8), rangeEnd: prefixEnd("a/"), startRevision: start).makeAsyncIterator()
+            try await client.put("a/1", "x")
+            #expect(try await events.next()?.events.map(\.kv.key) == [Data("a/1".utf8)])
+            server.terminate()
+            try await server.start()
+            #expect(try await renewals.next()?.ttl == 3)
+            try await client.put("a/2", "x")
+            #expect(try await events.next()?.events.map(\.kv.key) == [Data("a/2".utf8)])
         }
     }
 }
