@@ -8,7 +8,7 @@ extension KeyValueStore {
         let stored = try backend.meta(.revision) ?? 1
         let compacted = try backend.meta(.compactedRevision) ?? -1
         let rebuilt = try IndexRebuild.read(backend, revision: stored, compacted: compacted)
-        restore(index: rebuilt.index, revision: max(stored, rebuilt.revision), compacted: compacted)
+        restore(index: rebuilt.index, liveKeys: rebuilt.liveKeys, revision: max(stored, rebuilt.revision), compacted: compacted)
     }
 }
 
@@ -73,7 +73,9 @@ enum IndexRebuild {
     /// The buffers are sized for about one change per revision since the compaction instead of
     /// growing (a restart with 1M keys spent a tenth of its time having the kernel zero the
     /// pages of buffers copied on the way).
-    static func read(_ backend: SQLiteBackend, revision: Int64, compacted: Int64) throws -> (index: BTree<KeyIndex>, revision: Int64) {
+    static func read(_ backend: SQLiteBackend, revision: Int64, compacted: Int64) throws
+        -> (index: BTree<KeyIndex>, liveKeys: Int, revision: Int64)
+    {
         let oldest = max(compacted, 0)
         let middle = oldest + max(revision - oldest, 0) / 2 + 1
         let ranges = [Int64.min..<middle, middle..<Int64.max]
@@ -91,13 +93,15 @@ enum IndexRebuild {
         let newer = try newerHalf.wait()
         let older = try olderHalf.get()
         let newest = (newer.records.last ?? older.records.last)?.revision.main ?? 0
-        return (build(older, newer), newest)
+        let (index, liveKeys) = build(older, newer)
+        return (index, liveKeys, newest)
     }
 
     /// The key index of the changes of both halves, `older` holding the older revisions. A
     /// deletion of a key that is not alive is history only (kept past its key's compaction,
     /// see ``KeyIndex/compact(atMain:kept:)``), and a key with no put left is not in the index.
-    private static func build(_ older: Half, _ newer: Half) -> BTree<KeyIndex> {
+    /// Also counts the keys alive at the end.
+    private static func build(_ older: Half, _ newer: Half) -> (index: BTree<KeyIndex>, liveKeys: Int) {
         older.keyBytes.withUnsafeBytes { olderKeys in
             newer.keyBytes.withUnsafeBytes { newerKeys in
                 /// A change of either half: which half, and where.
@@ -117,6 +121,7 @@ enum IndexRebuild {
                 }
                 var keys: [(change: Change, index: KeyIndex)] = []
                 keys.reserveCapacity(older.keyPlaces.count + newer.keyPlaces.count)
+                var liveKeys = 0
                 var change = next()
                 while let first = change {
                     var keyIndex = KeyIndex()
@@ -132,8 +137,9 @@ enum IndexRebuild {
                         change = next()
                     }
                     if hasPut { keys.append((first, keyIndex)) }
+                    if keyIndex.isLive { liveKeys += 1 }
                 }
-                return BTree(orderedCount: keys.count, key: { key(keys[$0].change) }, value: { keys[$0].index })
+                return (BTree(orderedCount: keys.count, key: { key(keys[$0].change) }, value: { keys[$0].index }), liveKeys)
             }
         }
     }

@@ -17,15 +17,9 @@ package struct KeyValueStore: Sendable {
 
     package init() {}
 
-    /// The keys alive now (etcd's `etcd_debugging_mvcc_keys_total`); walks the index.
-    package var liveKeyCount: Int {
-        var count = 0
-        index.forEach(from: [], below: nil) { _, keyIndex in
-            if keyIndex.isLive { count += 1 }
-            return true
-        }
-        return count
-    }
+    /// The keys alive now (etcd's `etcd_debugging_mvcc_keys_total`): kept as writes make keys
+    /// live or dead, so a metrics scrape reads it without walking the index.
+    package private(set) var liveKeyCount = 0
 
     /// What a range request selects.
     package struct RangeOptions: Sendable {
@@ -133,11 +127,14 @@ package struct KeyValueStore: Sendable {
         private var pending: [Revision: KeyValue] = [:]
         /// Each key this write changed in the index and what it held before, in order.
         private var replaced: [(key: [UInt8], previous: KeyIndex)] = []
+        /// The store's live keys before this write, put back if it fails.
+        private let liveKeysBefore: Int
 
         fileprivate init(store: KeyValueStore, main: Int64, reader: any RevisionReader) {
             self.store = store
             self.main = main
             self.reader = reader
+            liveKeysBefore = store.liveKeyCount
         }
 
         private var nextRevision: Revision { Revision(main: main, sub: Int64(changes.count)) }
@@ -170,6 +167,7 @@ package struct KeyValueStore: Sendable {
                 }
                 keyIndex.put(revision)
             }
+            if !previous.isLive { store.liveKeyCount += 1 }
             replaced.append((key, previous))
             pending[revision] = record
             changes.append(Change(kind: .put, revision: revision, kv: record))
@@ -188,6 +186,7 @@ package struct KeyValueStore: Sendable {
                     previous = keyIndex
                     keyIndex.tombstone(revision)
                 }
+                store.liveKeyCount -= 1
                 replaced.append((record.key, previous))
                 let tombstone = KeyValue(key: record.key, value: [], createRevision: 0, modRevision: main, version: 0, lease: 0)
                 changes.append(Change(kind: .delete, revision: revision, kv: tombstone))
@@ -201,6 +200,7 @@ package struct KeyValueStore: Sendable {
                 store.index.update(key, default: { previous }) { $0 = previous }
             }
             replaced.removeAll()
+            store.liveKeyCount = liveKeysBefore
         }
 
         fileprivate func keyValues(at revisions: [Revision]) throws -> [KeyValue?] {
@@ -218,9 +218,11 @@ package struct KeyValueStore: Sendable {
         index[key]?.snapshot(atMain: revision)?.modified
     }
 
-    /// Takes a rebuilt key index and the counters stored with it (rebuilding at start).
-    mutating func restore(index: BTree<KeyIndex>, revision: Int64, compacted: Int64) {
+    /// Takes a rebuilt key index, its count of live keys and the counters stored with it
+    /// (rebuilding at start).
+    mutating func restore(index: BTree<KeyIndex>, liveKeys: Int, revision: Int64, compacted: Int64) {
         self.index = index
+        liveKeyCount = liveKeys
         self.revision = revision
         compactedRevision = compacted
     }

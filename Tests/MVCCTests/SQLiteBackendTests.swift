@@ -271,6 +271,8 @@ struct SQLiteBackendTests {
                         if deleting { _ = try writer.delete(key, end: nil) } else { writer.put(key, value: [UInt8(round % 256)], lease: 0) }
                     }
                 }
+                // The count kept by the writes is the one a walk of the index finds.
+                #expect(store.liveKeyCount == entries(store.index).indexes.filter(\.isLive).count, "round \(round)")
             }
             let restored = try KeyValueStore(restoringFrom: backend)
             #expect(restored.revision == store.revision)
@@ -283,6 +285,7 @@ struct SQLiteBackendTests {
             let all = try restored.range([0], end: [0], reader: backend)
             #expect(all == (try store.range([0], end: [0], reader: backend)))
             #expect(all.count > 0)
+            #expect(restored.liveKeyCount == all.count && store.liveKeyCount == all.count)
         }
     }
 
