@@ -38,6 +38,8 @@
 #  11. moving from etcd: the real etcd written with etcdctl (puts, a value larger than a page, a
 #      deletion, a lease, a compaction, auth on), its `etcdctl snapshot save` restored by
 #      swift-etcdutl; the restored member's answers compared with etcd's at four revisions.
+#  12. logs at --log-level debug: the `request stats` lines of the same etcdctl calls against
+#      the real etcd and swift-etcd compared; swift-etcd's log file rotated and gzipped.
 # Needs: etcd, etcdctl, go, curl, and a Python with grpcio, pyjwt, etcd3gw, oslotest and
 # websocket-client ($PYTHON, default .venv/bin/python).
 # Uses the binaries of `swift build` (debug unless SWIFT_BUILD_FLAGS says otherwise).
@@ -529,6 +531,68 @@ if wait_for_port "$etcd_port" 30; then
 else
   report "etcd started for the migration check" 1
 fi
+
+echo "== 12. logs: request stats as etcd writes them, and the log file rotated"
+# The same etcdctl calls against both servers at --log-level debug, where both log every unary
+# call's `request stats`; the lines must agree but for times, the caller's port and sizes of
+# response headers. swift-etcd also rotates its log file: gzipped backups of whole JSON lines.
+set +e
+log_calls() { # log_calls ENDPOINT
+  etcdctl --endpoints "$1" put foo bar >/dev/null
+  etcdctl --endpoints "$1" get foo >/dev/null
+  printf 'value("foo") != "bar"\n\nput t secret\n\nget foo\nget foo\n\n' | etcdctl --endpoints "$1" txn >/dev/null
+  etcdctl --endpoints "$1" lease grant 60 >/dev/null
+  etcdctl --endpoints "$1" del foo >/dev/null
+  etcdctl --endpoints "$1" member list >/dev/null
+}
+request_stats() { # request_stats LOG: the request stats lines, without what differs run to run
+  "$python" -c '
+import json, sys
+for line in open(sys.argv[1]):
+    entry = json.loads(line)
+    if entry.get("msg") != "request stats": continue
+    for field in ("ts", "caller", "start time", "time spent", "remote", "response size"): entry.pop(field, None)
+    print(json.dumps(entry, sort_keys=True))' "$1"
+}
+for server in etcd swift-etcd; do
+  client_port=$(free_port)
+  peer_port=$(free_port)
+  mkdir -p "$work/logs-$server"
+  if [ "$server" = etcd ]; then
+    start_member "$(command -v etcd)" logs "$work/logs-$server/data" "$client_port" "$peer_port" "$work/logs-$server/start.log" \
+      --logger zap --log-level debug --log-outputs "$work/logs-$server/etcd.log"
+  else
+    start_member "$bin/swift-etcd" logs "$work/logs-$server/data" "$client_port" "$peer_port" "$work/logs-$server/start.log" \
+      --log-level debug --log-outputs "$work/logs-$server/etcd.log" --enable-log-rotation \
+      --log-rotation-config-json '{"maxsize": 1, "maxbackups": 1, "compress": true}'
+  fi
+  pids+=($!)
+  if wait_for_port "$client_port" 30; then
+    log_calls "127.0.0.1:$client_port"
+    request_stats "$work/logs-$server/etcd.log" >"$work/logs-$server.stats"
+    if [ "$server" = swift-etcd ]; then
+      # About 400 bytes of debug lines a put: 4,000 puts fill the 1 MiB file at least once.
+      "$bin/swift-etcd-benchmark" put --endpoints "127.0.0.1:$client_port" --clients 32 --total 4000 >/dev/null 2>&1
+      sleep 1  # the backup is gzipped in the background after the rotation
+    fi
+  else
+    report "$server started for the log checks" 1 "$(tail -3 "$work/logs-$server/start.log")"
+  fi
+  kill "${pids[-1]}" 2>/dev/null
+  wait "${pids[-1]}" 2>/dev/null
+done
+[ "$(wc -l <"$work/logs-etcd.stats")" = 6 ] && diff "$work/logs-etcd.stats" "$work/logs-swift-etcd.stats" >"$work/logs.diff"
+report "request stats lines of 6 etcdctl calls the same as etcd's (but for times, ports and header sizes)" $? \
+  "$(head -c 600 "$work/logs.diff")"
+backups=$(find "$work/logs-swift-etcd" -name 'etcd-*.log.gz')
+whole=$([ "$(wc -w <<<"$backups")" = 1 ] && gzip -dc "$backups" | "$python" -c '
+import json, sys
+lines = [json.loads(line) for line in sys.stdin]
+print(len(lines) if lines and all("level" in entry for entry in lines) else 0)')
+size=$(stat -c %s "$work/logs-swift-etcd/etcd.log")
+[ "${whole:-0}" -gt 1000 ] && [ "$size" -le 1048576 ]
+report "--enable-log-rotation: one gzipped backup of $whole whole JSON lines, the live file at $size bytes" $? "$backups"
+set -e
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]
