@@ -172,6 +172,15 @@ struct CoordinationClusterTests {
             }
         }
 
+        // Nothing waits past the deadline: a stream that stops delivering or a campaign that
+        // never wins is cancelled, and the expectations below say what was missing.
+        let stuck = rpcObservers.map { task in { task.cancel() } } + [{ recipeObserver.cancel() }] + campaigns.map { task in { task.cancel() } }
+        let watchdog = Task {
+            try await Task.sleep(until: deadline + .seconds(30))
+            for cancel in stuck { cancel() }
+        }
+        defer { watchdog.cancel() }
+
         // Each leader "crashes" in turn (its session stops renewing, as a dead process's would);
         // after the first, the Raft leader member is killed too.
         for index in 0..<3 {
