@@ -164,8 +164,11 @@ final class RotatingLogFile {
             backup = Self.backupName(for: path, at: time, localTime: rotation.localTime)
         }
         let mode = Self.permissions(of: path) ?? 0o600
-        rename(path, backup)
-        try openFile(appending: false)
+        // A file that could not be moved (its directory is not writable) is appended to, never
+        // emptied: rotation is tried again at the next line.
+        let moved = rename(path, backup) == 0
+        try openFile(appending: !moved)
+        guard moved else { return }
         if let file { fchmod(file.fileDescriptor, mode) }
         let (path, rotation) = (path, rotation)
         Self.housekeeping.async { Self.tidy(after: path, rotation: rotation, now: Date()) }
