@@ -49,10 +49,11 @@ package struct RequestStats: Sendable {
             "response size": .stringConvertible(figures.responseSize),
             "request content": "\(figures.requestContent)",
         ]
-        if took > warning {
-            logger.warning("request stats", metadata: metadata)
-        } else {
+        // At debug level every call's line is a debug line, a slow one too, as in etcd.
+        if logsEveryCall {
             logger.debug("request stats", metadata: metadata)
+        } else {
+            logger.warning("request stats", metadata: metadata)
         }
     }
 }

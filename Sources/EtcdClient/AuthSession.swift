@@ -48,9 +48,15 @@ final class AuthSession: Sendable {
     /// The token to send, logging in when there is none yet or `stale` (the one a call was just
     /// refused with) is still the current one.
     func token(replacing stale: String? = nil, via grpc: GRPCClient) async throws(EtcdClientError) -> String {
-        let login = state.withLock { state -> Task<String, any Error>? in
-            if let token = state.token, token != stale { return nil }
-            if let login = state.login { return login }
+        /// The token as it stands, or the login to wait for: read under one lock, as the token
+        /// may be dropped (``discardToken()``) the moment the lock is let go.
+        enum Next {
+            case ready(String)
+            case waiting(Task<String, any Error>)
+        }
+        let next = state.withLock { state -> Next in
+            if let token = state.token, token != stale { return .ready(token) }
+            if let login = state.login { return .waiting(login) }
             let credentials = credentials
             let login = Task {
                 try await grpc.unary(
@@ -62,9 +68,13 @@ final class AuthSession: Sendable {
                 ).token
             }
             state = State(token: nil, login: login)
-            return login
+            return .waiting(login)
         }
-        guard let login else { return state.withLock { $0.token! } }
+        let login: Task<String, any Error>
+        switch next {
+        case .ready(let token): return token
+        case .waiting(let task): login = task
+        }
         do {
             let token = try await login.value
             state.withLock { if $0.login == login { $0 = State(token: token, login: nil) } }

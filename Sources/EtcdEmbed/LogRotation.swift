@@ -59,7 +59,8 @@ public struct LogRotation: Sendable, Equatable {
             }
         }
         let megabytes = try integer("maxsize")
-        maximumBytes = (megabytes > 0 ? megabytes : 100) * 1024 * 1024
+        let (bytes, overflow) = (megabytes > 0 ? megabytes : 100).multipliedReportingOverflow(by: 1024 * 1024)
+        maximumBytes = overflow ? .max : bytes
         maximumAgeDays = try integer("maxage")
         maximumBackups = try integer("maxbackups")
         localTime = try flag("localtime")
@@ -157,10 +158,13 @@ final class RotatingLogFile {
     private func rotate() throws(ConfigurationError) {
         file = nil
         // Two rotations in one millisecond would share a name: the later one takes the next.
+        // A name taken by a compressed backup counts as taken.
         var time = Date()
         var backup = Self.backupName(for: path, at: time, localTime: rotation.localTime)
-        for _ in 0..<1000 where access(backup, F_OK) == 0 {
+        var tries = 0
+        while tries < 1000, access(backup, F_OK) == 0 || access(backup + ".gz", F_OK) == 0 {
             time += 0.001
+            tries += 1
             backup = Self.backupName(for: path, at: time, localTime: rotation.localTime)
         }
         let mode = Self.permissions(of: path) ?? 0o600
@@ -244,21 +248,21 @@ final class RotatingLogFile {
 /// gzip through the system's zlib, loaded when first needed: the toolchain ships no zlib
 /// module and its headers are not always installed, while `libz.so.1` is on every system.
 enum Gzip {
-    /// zlib's `gzopen`, `gzwrite` and `gzclose`.
+    /// zlib's `gzdopen`, `gzwrite` and `gzclose`.
     struct Library: @unchecked Sendable {
         // Safe to share: C function pointers into a library that is never unloaded; zlib's
         // gz functions keep no state between the files they write.
-        let open: @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>) -> OpaquePointer?
+        let open: @convention(c) (Int32, UnsafePointer<CChar>) -> OpaquePointer?
         let write: @convention(c) (OpaquePointer, UnsafeRawPointer, UInt32) -> Int32
         let close: @convention(c) (OpaquePointer) -> Int32
     }
 
     static let library: Library? = {
         guard let handle = dlopen("libz.so.1", RTLD_NOW),
-            let open = dlsym(handle, "gzopen"), let write = dlsym(handle, "gzwrite"), let close = dlsym(handle, "gzclose")
+            let open = dlsym(handle, "gzdopen"), let write = dlsym(handle, "gzwrite"), let close = dlsym(handle, "gzclose")
         else { return nil }
         return Library(
-            open: unsafeBitCast(open, to: (@convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>) -> OpaquePointer?).self),
+            open: unsafeBitCast(open, to: (@convention(c) (Int32, UnsafePointer<CChar>) -> OpaquePointer?).self),
             write: unsafeBitCast(write, to: (@convention(c) (OpaquePointer, UnsafeRawPointer, UInt32) -> Int32).self),
             close: unsafeBitCast(close, to: (@convention(c) (OpaquePointer) -> Int32).self))
     }()
@@ -269,7 +273,15 @@ enum Gzip {
         guard let zlib = library, let source = FileHandle(forReadingAtPath: path) else { return }
         defer { try? source.close() }
         let target = path + ".gz"
-        guard let gz = zlib.open(target, "wb") else { return }
+        // Created with the log's permissions from the start: a log kept private is never
+        // readable by others, not even while it is compressed.
+        let descriptor = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, RotatingLogFile.permissions(of: path) ?? 0o600)
+        guard descriptor >= 0 else { return }
+        guard let gz = zlib.open(descriptor, "wb") else {
+            close(descriptor)
+            unlink(target)
+            return
+        }
         var failed = false
         do {
             // nil or empty at the end of the file.
@@ -284,7 +296,6 @@ enum Gzip {
             unlink(target)
             return
         }
-        if let mode = RotatingLogFile.permissions(of: path) { chmod(target, mode) }
         unlink(path)
     }
 }

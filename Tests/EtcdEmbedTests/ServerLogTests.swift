@@ -180,6 +180,8 @@ struct ServerLogTests {
         #expect(names.count == 2, "\(names)")
         let compressed = try #require(names.first { $0.hasSuffix(".json.gz") })
         #expect(compressed.hasPrefix("member-"))
+        // As private as the log itself (created 0600), from the start.
+        #expect(RotatingLogFile.permissions(of: directory.appendingPathComponent(compressed).path) == 0o600)
         let gzip = Process()
         gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
         gzip.arguments = ["-dc", directory.appendingPathComponent(compressed).path]

@@ -14,6 +14,11 @@ struct SlowApplyTests {
         #expect(GoFormat.duration(.milliseconds(100)) == "100ms")
         #expect(GoFormat.duration(.microseconds(123_456)) == "123.456ms")
         #expect(GoFormat.duration(.milliseconds(2500)) == "2.5s")
+        #expect(GoFormat.duration(.nanoseconds(1_234_567_891)) == "1.234567891s")
+        #expect(GoFormat.duration(.seconds(60)) == "1m0s")
+        #expect(GoFormat.duration(.seconds(90)) == "1m30s")
+        #expect(GoFormat.duration(.milliseconds(7_205_250)) == "2h0m5.25s")
+        #expect(GoFormat.duration(.microseconds(100)) == "100µs")
     }
 
     @Test func requestsShowTheirKeysNeverTheirValues() {
