@@ -23,6 +23,8 @@ final class AuthSession: Sendable {
         var token: String?
         /// A login in flight; calls arriving meanwhile wait for it.
         var login: Task<String, any Error>?
+        /// When the token was obtained.
+        var obtained = ContinuousClock.now
     }
 
     private let credentials: EtcdCredentials
@@ -39,10 +41,11 @@ final class AuthSession: Sendable {
             || error.message == "etcdserver: user name is empty"
     }
 
-    /// Forgets the token (unless a login is already under way): the next caller logs in. For a
-    /// stream refused with it, which cannot say which token it opened with.
-    func discardToken() {
-        state.withLock { if $0.login == nil { $0.token = nil } }
+    /// Forgets the token if it was obtained before `opened` and no login is under way: the next
+    /// caller logs in. For a stream opened at `opened` and refused with its token; a token
+    /// obtained since (another call logged in again) cannot be the one refused, and is kept.
+    func discardToken(obtainedBefore opened: ContinuousClock.Instant) {
+        state.withLock { if $0.login == nil, $0.obtained < opened { $0.token = nil } }
     }
 
     /// The token to send, logging in when there is none yet or `stale` (the one a call was just
@@ -77,7 +80,7 @@ final class AuthSession: Sendable {
         }
         do {
             let token = try await login.value
-            state.withLock { if $0.login == login { $0 = State(token: token, login: nil) } }
+            state.withLock { if $0.login == login { $0 = State(token: token, login: nil, obtained: .now) } }
             return token
         } catch {
             // A failed login is not kept: the next call tries again.

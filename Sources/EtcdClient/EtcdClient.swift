@@ -152,12 +152,12 @@ public final class EtcdClient: Sendable {
         }
     }
 
-    /// Whether a stream that failed with `failure` is to be opened again after a new login, as
-    /// clientv3's stream interceptor does (its member restarted and lost the token, or auth
-    /// changed); the token is dropped so the next stream logs in.
-    func logsInAgain(after failure: EtcdClientError) -> Bool {
+    /// Whether a stream opened at `opened` that failed with `failure` is to be opened again
+    /// after a new login, as clientv3's stream interceptor does (its member restarted and lost
+    /// the token, or auth changed); the token it used is dropped so the next stream logs in.
+    func logsInAgain(after failure: EtcdClientError, streamOpenedAt opened: ContinuousClock.Instant) -> Bool {
         guard let session, AuthSession.meansLoginAgain(failure) else { return false }
-        session.discardToken()
+        session.discardToken(obtainedBefore: opened)
         return true
     }
 

@@ -85,11 +85,12 @@ extension EtcdClient {
                 var state = state
                 var retry = Backoff(first: firstPause)
                 while !Task.isCancelled {
+                    let opened = ContinuousClock.now
                     do {
                         try await attempt(continuation, &state, &retry)
                     } catch {
                         let failure = EtcdClientError(error)
-                        guard !Task.isCancelled, self.logsInAgain(after: failure) || retrying(failure) else {
+                        guard !Task.isCancelled, self.logsInAgain(after: failure, streamOpenedAt: opened) || retrying(failure) else {
                             return continuation.finish(throwing: Task.isCancelled ? nil : failure)
                         }
                         try? await retry.wait()
