@@ -133,6 +133,8 @@ public struct EmbedConfiguration: Sendable {
     /// `--log-rotation-config-json` when `--enable-log-rotation` is given (nil: the log file
     /// is not rotated); read, as etcd reads it, when the log outputs are opened.
     public var logRotationConfigJSON: String?
+    /// `--log-format`: `json` or `console`; read, as etcd reads it, when the logger is set up.
+    public var logFormat = "json"
     /// Client TLS: `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`, … for
     /// `https://` and `unixs://` client URLs.
     public var clientTLS = TLSInfo(side: .client)

@@ -84,7 +84,6 @@ public enum EtcdFlagTable {
             "pre-vote": .onlyAt("true", reason: "Raft always runs a pre-vote"),
             "v2-deprecation": .onlyAt("write-only", reason: "there is no v2 store"),
             "enable-pprof": .onlyAt("false", reason: "Go's profiler has no Swift counterpart"),
-            "log-format": .onlyAt("json", reason: "logs are JSON lines"),
             "experimental-enable-lease-checkpoint": .onlyAt("true", reason: leasesCheckpointed),
             "experimental-enable-lease-checkpoint-persist": .onlyAt("true", reason: leasesCheckpointed),
             "compaction-batch-limit": .onlyAt("1000", reason: "compaction deletes in fixed batches"),

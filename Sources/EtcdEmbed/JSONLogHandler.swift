@@ -5,15 +5,32 @@ import Logging
 import Synchronization
 
 /// Structured logs in the shape of etcd's zap logger: one JSON object per line with `level`,
-/// `ts`, `caller`, `msg` and the metadata fields, so log pipelines built for etcd keep working.
+/// `ts`, `caller`, `msg` and the metadata fields, so log pipelines built for etcd keep working;
+/// or, with `--log-format console`, zap's console lines (the same values, tab-separated, the
+/// fields as one JSON object at the end).
 public struct JSONLogHandler: LogHandler {
+    /// etcd's `--log-format`.
+    public enum Format: String, Sendable {
+        case json, console
+
+        /// Reads etcd's value, refused with etcd's message.
+        public init(flag: String) throws(ConfigurationError) {
+            guard let format = Format(rawValue: flag.isEmpty ? "json" : flag) else {
+                throw ConfigurationError("unknown log format: \(flag), supported values json, console")
+            }
+            self = format
+        }
+    }
+
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
     let outputs: LogOutputs
+    let format: Format
 
-    public init(logLevel: Logger.Level, outputs: LogOutputs) {
+    public init(logLevel: Logger.Level, outputs: LogOutputs, format: Format = .json) {
         self.logLevel = logLevel
         self.outputs = outputs
+        self.format = format
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -23,13 +40,21 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         let caller = "\((event.file as NSString).lastPathComponent):\(event.line)"
-        var line = "{\"level\":\"\(Self.zapLevel(event.level))\",\"ts\":\"\(GoFormat.time(Date()))\","
-        line += "\"caller\":\(Self.quoted(caller)),\"msg\":\(Self.quoted(event.message.description))"
-        let fields = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
-        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
-            line += ",\(Self.quoted(key)):\(Self.json(value))"
+        let fields = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }).sorted(by: { $0.key < $1.key })
+        switch format {
+        case .json:
+            var line = "{\"level\":\"\(Self.zapLevel(event.level))\",\"ts\":\"\(GoFormat.time(Date()))\","
+            line += "\"caller\":\(Self.quoted(caller)),\"msg\":\(Self.quoted(event.message.description))"
+            for (key, value) in fields { line += ",\(Self.quoted(key)):\(Self.json(value))" }
+            outputs.write(line + "}\n")
+        case .console:
+            // zap's console encoder: its JSON for the fields is spaced (`"key": value, …`).
+            var line = "\(GoFormat.time(Date()))\t\(Self.zapLevel(event.level))\t\(caller)\t\(event.message.description)"
+            if !fields.isEmpty {
+                line += "\t{" + fields.map { "\(Self.quoted($0.key)): \(Self.json($0.value))" }.joined(separator: ", ") + "}"
+            }
+            outputs.write(line + "\n")
         }
-        outputs.write(line + "}\n")
     }
 
     /// etcd's `--log-level` names.

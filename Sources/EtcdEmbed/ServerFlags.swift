@@ -266,6 +266,9 @@ public struct ServerFlags: ParsableArguments {
     @Option(name: .customLong("log-outputs"), help: "Comma-separated log outputs: stderr, stdout, or file paths.")
     var logOutputs = "default"
 
+    @Option(name: .customLong("log-format"), help: "Configures log format. Only supports json, console.")
+    var logFormat = "json"
+
     @Flag(
         name: .customLong("enable-log-rotation"), inversion: .prefixedNo,
         help: "Enable log rotation of a single log-outputs file target.")
@@ -434,6 +437,7 @@ public struct ServerFlags: ParsableArguments {
         configuration.logLevel = level
         configuration.logOutputs = Self.list(logOutputs)
         configuration.logRotationConfigJSON = enableLogRotation ? logRotationConfigJSON : nil
+        configuration.logFormat = logFormat
         (configuration.clientTLS, configuration.peerTLS) = try security.tlsInfo()
         do {
             configuration.authToken = try AuthTokenOptions(parsing: authToken) { GoDuration.parse($0).map { Double($0 / .milliseconds(1)) / 1000 } }

@@ -112,8 +112,11 @@ struct SwiftEtcd: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         do {
+            let format = try JSONLogHandler.Format(flag: configuration.logFormat)
             let outputs = try LogOutputs(configuration.logOutputs, rotationJSON: configuration.logRotationConfigJSON)
-            LoggingSystem.bootstrap { [level = configuration.logLevel] _ in JSONLogHandler(logLevel: level, outputs: outputs) }
+            LoggingSystem.bootstrap { [level = configuration.logLevel] _ in
+                JSONLogHandler(logLevel: level, outputs: outputs, format: format)
+            }
         } catch {
             // etcd sets its logger up among its checks of the values together: exit 1.
             Main.log("warn", "failed to verify flags", ["error": error.description])

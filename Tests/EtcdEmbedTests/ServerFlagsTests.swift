@@ -21,7 +21,7 @@ struct ServerFlagsTests {
             "initial-cluster-token", "initial-cluster-state",
             "max-request-bytes", "max-txn-ops", "max-concurrent-streams", "grpc-keepalive-min-time", "grpc-keepalive-interval",
             "grpc-keepalive-timeout", "quota-backend-bytes", "backend-batch-interval", "backend-batch-limit", "logger", "log-level", "log-outputs",
-            "enable-log-rotation", "log-rotation-config-json",
+            "log-format", "enable-log-rotation", "log-rotation-config-json",
             "snapshot-count", "max-snapshots", "max-wals", "wal-dir", "wal-segment-bytes", "heartbeat-interval",
             "election-timeout", "snapshot-catchup-entries", "experimental-snapshot-catchup-entries",
             "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",

@@ -116,11 +116,12 @@ struct ServerLogTests {
 
     /// Refusals exit 1 after `failed to verify flags`, as etcd's do (its logger is set up among
     /// its checks of the values), before the data directory is touched.
-    @Test func badRotationSettingsStopTheStart() async throws {
+    @Test func badLogSettingsStopTheStart() async throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let data = directory.appendingPathComponent("data").path
         let cases: [([String], String)] = [
+            (["--log-format", "xml"], "unknown log format: xml, supported values json, console"),
             (["--enable-log-rotation"], "--log-outputs requires a single file path when --log-rotate-config-json is defined"),
             (["--enable-log-rotation", "--log-outputs", "\(directory.path)/x.log", "--log-rotation-config-json", #"{"compress": 1}"#],
              "invalid log rotation config: json: cannot unmarshal number into Go struct field logRotationConfig.compress of type bool"),
@@ -140,6 +141,31 @@ struct ServerLogTests {
             #expect(line == ["level": "warn", "msg": "failed to verify flags", "error": error])
         }
         #expect(!FileManager.default.fileExists(atPath: data))
+    }
+
+    /// `--log-format console`: zap's console lines (time, level, caller, message, then the
+    /// fields as one spaced JSON object), tab-separated.
+    @Test func consoleLinesAreZapsConsoleEncoding() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let log = directory.appendingPathComponent("member.log")
+        let server = try await ServerProcess(dataDirectory: directory.appendingPathComponent("data"))
+        defer { server.kill9() }
+        try await server.start(arguments: ["--log-format", "console", "--log-outputs", log.path])
+        server.terminate()
+        let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false) }
+        #expect(lines.count > 5)
+        for columns in lines {
+            #expect(columns.count == 4 || columns.count == 5, "\(columns)")
+            #expect(columns[0].hasSuffix("Z") && columns[0].count == 24, "\(columns)")
+            #expect(["debug", "info", "warn", "error"].contains(columns[1]), "\(columns)")
+            #expect(columns[2].contains(".swift:"), "\(columns)")
+            if columns.count == 5 {
+                #expect((try? JSONSerialization.jsonObject(with: Data(columns[4].utf8))) is [String: Any], "\(columns)")
+                #expect(columns[4].hasPrefix("{\"") && columns[4].contains("\": "), "\(columns)")
+            }
+        }
+        #expect(lines.contains { $0[3] == "ready to serve client requests" })
     }
 
     /// A file that would grow past the limit is moved aside under its time; the newest
