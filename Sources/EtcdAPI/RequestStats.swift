@@ -10,8 +10,9 @@ import TransportSecurity
 /// etcd's `request stats` log line: a warning for each unary call slower than
 /// `--warning-unary-request-duration`, and a debug line for every unary call at `--log-level
 /// debug`. It names the method, the caller and the sizes; for the KV methods also the request
-/// itself, values by their size only.
-package struct RequestStats: Sendable {
+/// itself, values by their size only. A class: every KV call's completion holds it, and a
+/// reference is one retain where the logger inside would be several.
+package final class RequestStats: Sendable {
     /// What a line reports of a call: -1 where etcd does not look inside (every method but
     /// Range, Put, DeleteRange and Txn).
     struct Figures {
